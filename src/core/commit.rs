@@ -1,0 +1,742 @@
+//! The two-phase commit of one match, as a state machine advanced by time and events.
+//!
+//! It never blocks: the caller feeds it pongs, acknowledgements and disconnects as they
+//! arrive and calls [`CommitMachine::poll`] every frame with the current time; `poll` returns
+//! the [`CommitAction`]s to carry out (send a ping, create the lobby, send a proposal,
+//! finish). Time is a monotonic [`Duration`] chosen by the caller.
+//!
+//! Phase 1 (health) pings every player at once and waits until each has answered,
+//! disconnected or timed out. A player is healthy when it is connected and answered with a
+//! round trip at or under the maximum latency. Phase 2 (commit) runs only when all are
+//! healthy: the caller creates the lobby, then every player is sent the proposal and must
+//! acknowledge it; an unacknowledged proposal is resent after the notification timeout plus
+//! the backoff, up to the attempt limit. Any failure finishes the match with a rollback
+//! outcome that lists who to re-queue.
+
+use std::time::Duration;
+
+/// Timings of one commit, snapshotted when the match forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitTimings {
+    /// How long a player has to answer the health ping.
+    pub ping_timeout: Duration,
+    /// Highest acceptable round trip for the health ping.
+    pub max_latency: Duration,
+    /// How long to wait for an acknowledgement of one proposal attempt.
+    pub notification_timeout: Duration,
+    /// How many proposal attempts a player gets.
+    pub notification_attempts: u32,
+    /// Pause between a timed-out attempt and the next.
+    pub notification_backoff: Duration,
+}
+
+impl Default for CommitTimings {
+    /// The seed's numbers: 2 s ping timeout, 500 ms latency, 2 s per attempt, 3 attempts, 100 ms apart.
+    fn default() -> Self {
+        Self {
+            ping_timeout: Duration::from_secs(2),
+            max_latency: Duration::from_millis(500),
+            notification_timeout: Duration::from_secs(2),
+            notification_attempts: 3,
+            notification_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What phase 1 found out about one player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HealthCheck {
+    /// Still waiting for the pong.
+    Pending,
+    /// Connected and answered in time.
+    Healthy {
+        /// Measured round trip.
+        latency: Duration,
+    },
+    /// Answered, but the round trip was above the maximum latency.
+    TooSlow {
+        /// Measured round trip.
+        latency: Duration,
+    },
+    /// Did not answer within the ping timeout.
+    NoAnswer,
+    /// The connection was lost.
+    Disconnected,
+    /// The player left the queue while its match was forming.
+    Withdrew,
+}
+
+impl HealthCheck {
+    /// Whether the player passed the health check.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, HealthCheck::Healthy { .. })
+    }
+
+    /// The measured round trip, when there was one.
+    pub fn latency(&self) -> Option<Duration> {
+        match self {
+            HealthCheck::Healthy { latency } | HealthCheck::TooSlow { latency } => Some(*latency),
+            _ => None,
+        }
+    }
+}
+
+/// The result of a match attempt. For a pair it is exactly one of the seed's five.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum MatchStatus {
+    /// Every player was healthy and acknowledged: the match is committed.
+    Success,
+    /// Pair only: the first player failed the health check, the second passed.
+    Player1Disconnected,
+    /// Pair only: the second player failed the health check, the first passed.
+    Player2Disconnected,
+    /// Pair only: both players failed the health check.
+    BothDisconnected,
+    /// Three or more players: these players (0-based indices in match order) failed the
+    /// health check and the others passed.
+    PlayersDisconnected {
+        /// Indices of the unhealthy players.
+        indices: Vec<u8>,
+    },
+    /// Three or more players: every player failed the health check.
+    AllDisconnected,
+    /// Phase 2 failed: a player did not acknowledge the proposal in time, or disconnected
+    /// or withdrew after passing the health check.
+    NotificationFailed,
+}
+
+impl MatchStatus {
+    /// The status for a failed health check, given each player's health in match order.
+    pub fn from_health(healthy: &[bool]) -> MatchStatus {
+        let unhealthy: Vec<u8> = healthy
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| !**ok)
+            .map(|(i, _)| i as u8)
+            .collect();
+        match (healthy.len(), unhealthy.as_slice()) {
+            (_, []) => MatchStatus::Success,
+            (2, [0]) => MatchStatus::Player1Disconnected,
+            (2, [1]) => MatchStatus::Player2Disconnected,
+            (2, _) => MatchStatus::BothDisconnected,
+            (n, u) if u.len() == n => MatchStatus::AllDisconnected,
+            _ => MatchStatus::PlayersDisconnected { indices: unhealthy },
+        }
+    }
+
+    /// The seed's snake-case name (`"success"`, `"player1_disconnected"`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MatchStatus::Success => "success",
+            MatchStatus::Player1Disconnected => "player1_disconnected",
+            MatchStatus::Player2Disconnected => "player2_disconnected",
+            MatchStatus::BothDisconnected => "both_disconnected",
+            MatchStatus::PlayersDisconnected { .. } => "players_disconnected",
+            MatchStatus::AllDisconnected => "all_disconnected",
+            MatchStatus::NotificationFailed => "notification_failed",
+        }
+    }
+
+    /// Whether the match was committed.
+    pub fn is_success(&self) -> bool {
+        *self == MatchStatus::Success
+    }
+}
+
+impl std::fmt::Display for MatchStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a player's proposal stands in phase 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckState {
+    /// Phase 2 has not started.
+    NotProposed,
+    /// Proposal `attempt` was sent; waiting for the acknowledgement until `deadline`.
+    Waiting {
+        /// 1-based attempt number.
+        attempt: u32,
+        /// When this attempt times out.
+        deadline: Duration,
+    },
+    /// Attempt `attempt` timed out; the next goes out at `at`.
+    Backoff {
+        /// The attempt to send next.
+        attempt: u32,
+        /// When to send it.
+        at: Duration,
+    },
+    /// The player acknowledged.
+    Acknowledged,
+    /// Every attempt timed out.
+    Failed,
+}
+
+/// One player's final report in a [`CommitOutcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerReport<P> {
+    /// The player.
+    pub player: P,
+    /// Its health as phase 1 (or a later disconnect) left it.
+    pub health: HealthCheck,
+    /// Whether it acknowledged the proposal.
+    pub acknowledged: bool,
+    /// Whether it goes back to the front of the queue.
+    pub requeued: bool,
+}
+
+/// How a match attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome<P> {
+    /// Success or the reason for the rollback.
+    pub status: MatchStatus,
+    /// Every player, in match order.
+    pub players: Vec<PlayerReport<P>>,
+}
+
+impl<P: Copy> CommitOutcome<P> {
+    /// Players to put back at the front of the queue, in match order.
+    pub fn requeue(&self) -> Vec<P> {
+        self.players
+            .iter()
+            .filter(|r| r.requeued)
+            .map(|r| r.player)
+            .collect()
+    }
+}
+
+/// Something the caller must do for the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitAction<P> {
+    /// Send the health ping with this nonce to the player (phase 1 start).
+    Ping {
+        /// Who to ping.
+        player: P,
+        /// The nonce the pong must echo.
+        nonce: u64,
+    },
+    /// Every player is healthy: create the lobby now (before the proposals that follow).
+    CreateLobby,
+    /// Send (or resend) the proposal to the player.
+    Propose {
+        /// Who to notify.
+        player: P,
+        /// 1-based attempt number.
+        attempt: u32,
+    },
+    /// The match is over: commit on success, otherwise roll back (delete the lobby if
+    /// one was created, re-queue the players marked `requeued`).
+    Finish(CommitOutcome<P>),
+}
+
+/// Why an event from a player was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitEventError {
+    /// The player is not part of this match.
+    NotAMember,
+    /// The pong's nonce is not the one this player was sent.
+    WrongNonce,
+    /// The event does not fit the current phase (a late or duplicate pong or acknowledgement).
+    Unexpected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    NotStarted,
+    Health { deadline: Duration },
+    Commit,
+    Finished,
+}
+
+#[derive(Debug, Clone)]
+struct Slot<P> {
+    player: P,
+    nonce: u64,
+    ping_sent_at: Duration,
+    health: HealthCheck,
+    ack: AckState,
+}
+
+/// The two-phase commit of one match.
+#[derive(Debug, Clone)]
+pub struct CommitMachine<P> {
+    timings: CommitTimings,
+    slots: Vec<Slot<P>>,
+    phase: Phase,
+    outcome: Option<CommitOutcome<P>>,
+}
+
+impl<P: Copy + Eq> CommitMachine<P> {
+    /// A machine for these players (match order; the first is the host) with one nonce each.
+    ///
+    /// # Panics
+    /// If `players` and `nonces` differ in length.
+    pub fn new(players: &[P], nonces: &[u64], timings: CommitTimings) -> Self {
+        assert_eq!(players.len(), nonces.len(), "one nonce per player");
+        Self {
+            timings,
+            slots: players
+                .iter()
+                .zip(nonces)
+                .map(|(&player, &nonce)| Slot {
+                    player,
+                    nonce,
+                    ping_sent_at: Duration::ZERO,
+                    health: HealthCheck::Pending,
+                    ack: AckState::NotProposed,
+                })
+                .collect(),
+            phase: Phase::NotStarted,
+            outcome: None,
+        }
+    }
+
+    /// The players in match order.
+    pub fn players(&self) -> impl Iterator<Item = P> + '_ {
+        self.slots.iter().map(|s| s.player)
+    }
+
+    /// A player's current health.
+    pub fn health(&self, player: P) -> Option<HealthCheck> {
+        self.slot(player).map(|s| s.health)
+    }
+
+    /// A player's proposal state.
+    pub fn ack_state(&self, player: P) -> Option<AckState> {
+        self.slot(player).map(|s| s.ack)
+    }
+
+    /// Whether phase 2 (lobby, proposals) is running.
+    pub fn in_commit_phase(&self) -> bool {
+        self.phase == Phase::Commit
+    }
+
+    /// Whether the machine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The outcome, once finished.
+    pub fn outcome(&self) -> Option<&CommitOutcome<P>> {
+        self.outcome.as_ref()
+    }
+
+    fn slot(&self, player: P) -> Option<&Slot<P>> {
+        self.slots.iter().find(|s| s.player == player)
+    }
+
+    fn slot_mut(&mut self, player: P) -> Result<&mut Slot<P>, CommitEventError> {
+        self.slots
+            .iter_mut()
+            .find(|s| s.player == player)
+            .ok_or(CommitEventError::NotAMember)
+    }
+
+    /// A pong from `player` arrived at `now`.
+    pub fn pong(&mut self, player: P, nonce: u64, now: Duration) -> Result<(), CommitEventError> {
+        let max_latency = self.timings.max_latency;
+        let in_health = matches!(self.phase, Phase::Health { .. });
+        let slot = self.slot_mut(player)?;
+        if slot.nonce != nonce {
+            return Err(CommitEventError::WrongNonce);
+        }
+        if !in_health || slot.health != HealthCheck::Pending {
+            return Err(CommitEventError::Unexpected);
+        }
+        let latency = now.saturating_sub(slot.ping_sent_at);
+        slot.health = if latency <= max_latency {
+            HealthCheck::Healthy { latency }
+        } else {
+            HealthCheck::TooSlow { latency }
+        };
+        Ok(())
+    }
+
+    /// `player` acknowledged the proposal.
+    pub fn acknowledge(&mut self, player: P) -> Result<(), CommitEventError> {
+        let in_commit = self.phase == Phase::Commit;
+        let slot = self.slot_mut(player)?;
+        match slot.ack {
+            AckState::Waiting { .. } | AckState::Backoff { .. } if in_commit => {
+                slot.ack = AckState::Acknowledged;
+                Ok(())
+            }
+            _ => Err(CommitEventError::Unexpected),
+        }
+    }
+
+    /// `player` lost its connection.
+    pub fn disconnected(&mut self, player: P) -> Result<(), CommitEventError> {
+        self.lose(player, HealthCheck::Disconnected)
+    }
+
+    /// `player` left the queue while the match was forming.
+    pub fn withdrew(&mut self, player: P) -> Result<(), CommitEventError> {
+        self.lose(player, HealthCheck::Withdrew)
+    }
+
+    fn lose(&mut self, player: P, health: HealthCheck) -> Result<(), CommitEventError> {
+        if self.phase == Phase::Finished {
+            return Err(CommitEventError::Unexpected);
+        }
+        let slot = self.slot_mut(player)?;
+        slot.health = health;
+        if slot.ack != AckState::NotProposed {
+            slot.ack = AckState::Failed;
+        }
+        Ok(())
+    }
+
+    /// Advances the machine to `now` and returns what to do, in order.
+    pub fn poll(&mut self, now: Duration) -> Vec<CommitAction<P>> {
+        let mut actions = Vec::new();
+        if self.phase == Phase::NotStarted {
+            let deadline = now + self.timings.ping_timeout;
+            for slot in &mut self.slots {
+                slot.ping_sent_at = now;
+                if slot.health == HealthCheck::Pending {
+                    actions.push(CommitAction::Ping {
+                        player: slot.player,
+                        nonce: slot.nonce,
+                    });
+                }
+            }
+            self.phase = Phase::Health { deadline };
+        }
+        if let Phase::Health { deadline } = self.phase {
+            if now >= deadline {
+                for slot in &mut self.slots {
+                    if slot.health == HealthCheck::Pending {
+                        slot.health = HealthCheck::NoAnswer;
+                    }
+                }
+            }
+            if self.slots.iter().all(|s| s.health != HealthCheck::Pending) {
+                let healthy: Vec<bool> = self.slots.iter().map(|s| s.health.is_healthy()).collect();
+                if healthy.iter().all(|h| *h) {
+                    self.phase = Phase::Commit;
+                    actions.push(CommitAction::CreateLobby);
+                    for slot in &mut self.slots {
+                        slot.ack = AckState::Backoff { attempt: 1, at: now };
+                    }
+                } else {
+                    let status = MatchStatus::from_health(&healthy);
+                    actions.push(self.finish(status));
+                    return actions;
+                }
+            }
+        }
+        if self.phase == Phase::Commit {
+            let timings = self.timings;
+            for slot in &mut self.slots {
+                loop {
+                    match slot.ack {
+                        AckState::Backoff { attempt, at } if now >= at => {
+                            actions.push(CommitAction::Propose {
+                                player: slot.player,
+                                attempt,
+                            });
+                            slot.ack = AckState::Waiting {
+                                attempt,
+                                deadline: now + timings.notification_timeout,
+                            };
+                        }
+                        AckState::Waiting { attempt, deadline } if now >= deadline => {
+                            slot.ack = if attempt < timings.notification_attempts {
+                                AckState::Backoff {
+                                    attempt: attempt + 1,
+                                    at: deadline + timings.notification_backoff,
+                                }
+                            } else {
+                                AckState::Failed
+                            };
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            if self.slots.iter().any(|s| s.ack == AckState::Failed) {
+                actions.push(self.finish(MatchStatus::NotificationFailed));
+            } else if self.slots.iter().all(|s| s.ack == AckState::Acknowledged) {
+                actions.push(self.finish(MatchStatus::Success));
+            }
+        }
+        actions
+    }
+
+    fn finish(&mut self, status: MatchStatus) -> CommitAction<P> {
+        self.phase = Phase::Finished;
+        let success = status.is_success();
+        let outcome = CommitOutcome {
+            status,
+            players: self
+                .slots
+                .iter()
+                .map(|s| PlayerReport {
+                    player: s.player,
+                    health: s.health,
+                    acknowledged: s.ack == AckState::Acknowledged,
+                    requeued: !success && s.health.is_healthy() && s.ack != AckState::Failed,
+                })
+                .collect(),
+        };
+        self.outcome = Some(outcome.clone());
+        CommitAction::Finish(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn machine(n: usize) -> CommitMachine<u32> {
+        let players: Vec<u32> = (1..=n as u32).collect();
+        let nonces: Vec<u64> = players.iter().map(|p| *p as u64 * 100).collect();
+        CommitMachine::new(&players, &nonces, CommitTimings::default())
+    }
+
+    fn finish(actions: &[CommitAction<u32>]) -> Option<&CommitOutcome<u32>> {
+        actions.iter().find_map(|a| match a {
+            CommitAction::Finish(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn success_path() {
+        let mut m = machine(2);
+        let a = m.poll(MS(0));
+        assert_eq!(
+            a,
+            vec![
+                CommitAction::Ping { player: 1, nonce: 100 },
+                CommitAction::Ping { player: 2, nonce: 200 }
+            ]
+        );
+        m.pong(1, 100, MS(30)).unwrap();
+        assert!(m.poll(MS(30)).is_empty());
+        m.pong(2, 200, MS(40)).unwrap();
+        let a = m.poll(MS(40));
+        assert_eq!(a[0], CommitAction::CreateLobby);
+        assert_eq!(a[1], CommitAction::Propose { player: 1, attempt: 1 });
+        assert_eq!(a[2], CommitAction::Propose { player: 2, attempt: 1 });
+        m.acknowledge(1).unwrap();
+        m.acknowledge(2).unwrap();
+        let o = finish(&m.poll(MS(60))).unwrap().clone();
+        assert_eq!(o.status, MatchStatus::Success);
+        assert!(o.requeue().is_empty());
+        assert_eq!(o.players[0].health, HealthCheck::Healthy { latency: MS(30) });
+    }
+
+    #[test]
+    fn seed_statuses_for_health_failures() {
+        for (fail, status) in [
+            (vec![1], MatchStatus::Player1Disconnected),
+            (vec![2], MatchStatus::Player2Disconnected),
+            (vec![1, 2], MatchStatus::BothDisconnected),
+        ] {
+            let mut m = machine(2);
+            m.poll(MS(0));
+            for p in [1u32, 2] {
+                if fail.contains(&p) {
+                    m.disconnected(p).unwrap();
+                } else {
+                    m.pong(p, p as u64 * 100, MS(10)).unwrap();
+                }
+            }
+            let o = finish(&m.poll(MS(10))).unwrap().clone();
+            assert_eq!(o.status, status);
+            let healthy: Vec<u32> = [1, 2].into_iter().filter(|p| !fail.contains(p)).collect();
+            assert_eq!(o.requeue(), healthy);
+        }
+    }
+
+    #[test]
+    fn slow_pong_and_no_answer_are_unhealthy() {
+        let mut m = machine(2);
+        m.poll(MS(0));
+        m.pong(1, 100, MS(501)).unwrap();
+        assert!(m.poll(MS(1999)).is_empty());
+        let o = finish(&m.poll(MS(2000))).unwrap().clone();
+        assert_eq!(o.status, MatchStatus::BothDisconnected);
+        assert_eq!(o.players[0].health, HealthCheck::TooSlow { latency: MS(501) });
+        assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
+        assert!(o.requeue().is_empty());
+        assert_eq!(m.pong(2, 200, MS(2100)), Err(CommitEventError::Unexpected));
+    }
+
+    #[test]
+    fn wrong_nonce_and_strangers_are_refused() {
+        let mut m = machine(2);
+        m.poll(MS(0));
+        assert_eq!(m.pong(2, 100, MS(1)), Err(CommitEventError::WrongNonce));
+        assert_eq!(m.pong(7, 100, MS(1)), Err(CommitEventError::NotAMember));
+        assert_eq!(m.acknowledge(1), Err(CommitEventError::Unexpected));
+        assert_eq!(m.health(2), Some(HealthCheck::Pending));
+    }
+
+    #[test]
+    fn notification_retries_then_fails() {
+        let mut m = machine(2);
+        m.poll(MS(0));
+        m.pong(1, 100, MS(10)).unwrap();
+        m.pong(2, 200, MS(10)).unwrap();
+        m.poll(MS(10)); // attempt 1 at 10 ms
+        m.acknowledge(1).unwrap();
+        assert!(m.poll(MS(2009)).is_empty());
+        assert!(m.poll(MS(2010)).is_empty()); // timed out, backoff until 2110
+        assert_eq!(
+            m.poll(MS(2110)),
+            vec![CommitAction::Propose { player: 2, attempt: 2 }]
+        );
+        assert_eq!(
+            m.poll(MS(4210)),
+            vec![CommitAction::Propose { player: 2, attempt: 3 }]
+        );
+        let o = finish(&m.poll(MS(6210))).unwrap().clone();
+        assert_eq!(o.status, MatchStatus::NotificationFailed);
+        assert_eq!(o.requeue(), vec![1]);
+        assert!(o.players[0].acknowledged);
+        assert!(!o.players[1].acknowledged);
+    }
+
+    #[test]
+    fn a_stalled_frame_still_gives_each_attempt_its_full_timeout() {
+        let mut m = machine(2);
+        m.poll(MS(0));
+        m.pong(1, 100, MS(0)).unwrap();
+        m.pong(2, 200, MS(0)).unwrap();
+        m.poll(MS(0));
+        m.acknowledge(1).unwrap();
+        // the server stalls for a minute: attempt 2 goes out when it wakes up, not never
+        assert_eq!(
+            m.poll(MS(60_000)),
+            vec![CommitAction::Propose { player: 2, attempt: 2 }]
+        );
+        // and player 2 can still confirm within that attempt's timeout
+        m.acknowledge(2).unwrap();
+        let o = finish(&m.poll(MS(61_000))).unwrap().clone();
+        assert_eq!(o.status, MatchStatus::Success);
+    }
+
+    #[test]
+    fn disconnect_in_phase_two_rolls_back_without_waiting() {
+        let mut m = machine(3);
+        m.poll(MS(0));
+        for p in 1..=3u32 {
+            m.pong(p, p as u64 * 100, MS(5)).unwrap();
+        }
+        m.poll(MS(5));
+        m.acknowledge(1).unwrap();
+        m.disconnected(3).unwrap();
+        let o = finish(&m.poll(MS(6))).unwrap().clone();
+        assert_eq!(o.status, MatchStatus::NotificationFailed);
+        // player 2 had not acknowledged yet but is healthy: it is re-queued too
+        assert_eq!(o.requeue(), vec![1, 2]);
+        assert!(m.poll(MS(7)).is_empty());
+        assert_eq!(m.disconnected(1), Err(CommitEventError::Unexpected));
+    }
+
+    #[test]
+    fn n_player_statuses() {
+        assert_eq!(
+            MatchStatus::from_health(&[true, false, true, false]),
+            MatchStatus::PlayersDisconnected { indices: vec![1, 3] }
+        );
+        assert_eq!(
+            MatchStatus::from_health(&[false; 3]),
+            MatchStatus::AllDisconnected
+        );
+        assert_eq!(MatchStatus::from_health(&[true; 5]), MatchStatus::Success);
+        assert_eq!(MatchStatus::Player2Disconnected.as_str(), "player2_disconnected");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Pong(usize, u64),
+        Ack(usize),
+        Disconnect(usize),
+        Withdraw(usize),
+        Advance(u64),
+    }
+
+    fn ev(n: usize) -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            (0..n, 0u64..900).prop_map(|(p, d)| Ev::Pong(p, d)),
+            (0..n).prop_map(Ev::Ack),
+            (0..n).prop_map(Ev::Disconnect),
+            (0..n).prop_map(Ev::Withdraw),
+            (0u64..3000).prop_map(Ev::Advance),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the machine finishes by the worst-case deadline, commits only
+        /// when every player is healthy and acknowledged, never re-queues an unhealthy or
+        /// unresponsive player, always re-queues a healthy one on rollback, and creates the
+        /// lobby at most once (only after every player passed phase 1).
+        #[test]
+        fn invariants(n in 2usize..6, events in proptest::collection::vec(ev(5), 0..60)) {
+            let players: Vec<u32> = (0..n as u32).collect();
+            let nonces: Vec<u64> = (0..n as u64).collect();
+            let t = CommitTimings::default();
+            let mut m = CommitMachine::new(&players, &nonces, t);
+            let mut now = Duration::ZERO;
+            let mut lobbies = 0;
+            let mut outcome = None;
+            let mut take = |actions: Vec<CommitAction<u32>>, m: &CommitMachine<u32>, outcome: &mut Option<CommitOutcome<u32>>| {
+                for a in actions {
+                    match a {
+                        CommitAction::CreateLobby => {
+                            lobbies += 1;
+                            assert!(players.iter().all(|p| m.health(*p).unwrap().is_healthy()));
+                        }
+                        CommitAction::Finish(o) => {
+                            assert!(outcome.is_none(), "finished twice");
+                            *outcome = Some(o);
+                        }
+                        _ => {}
+                    }
+                }
+            };
+            let a = m.poll(now);
+            take(a, &m, &mut outcome);
+            for e in events {
+                match e {
+                    Ev::Pong(p, d) if p < n => { let _ = m.pong(p as u32, p as u64, now + Duration::from_millis(d)); }
+                    Ev::Ack(p) if p < n => { let _ = m.acknowledge(p as u32); }
+                    Ev::Disconnect(p) if p < n => { let _ = m.disconnected(p as u32); }
+                    Ev::Withdraw(p) if p < n => { let _ = m.withdrew(p as u32); }
+                    Ev::Advance(ms) => now += Duration::from_millis(ms),
+                    _ => {}
+                }
+                let a = m.poll(now);
+                take(a, &m, &mut outcome);
+            }
+            let worst = t.ping_timeout + (t.notification_timeout + t.notification_backoff) * t.notification_attempts;
+            let a = m.poll(now + worst);
+            take(a, &m, &mut outcome);
+            let o = outcome.expect("finished by the worst-case deadline");
+            prop_assert!(lobbies <= 1);
+            prop_assert_eq!(o.players.len(), n);
+            if o.status.is_success() {
+                prop_assert_eq!(lobbies, 1);
+                prop_assert!(o.players.iter().all(|r| r.health.is_healthy() && r.acknowledged && !r.requeued));
+            } else {
+                for r in &o.players {
+                    prop_assert_eq!(r.requeued, r.health.is_healthy() && m.ack_state(r.player) != Some(AckState::Failed));
+                }
+                if lobbies == 0 {
+                    prop_assert_eq!(o.status, MatchStatus::from_health(&o.players.iter().map(|r| r.health.is_healthy()).collect::<Vec<_>>()));
+                } else {
+                    prop_assert_eq!(o.status, MatchStatus::NotificationFailed);
+                }
+            }
+        }
+    }
+}

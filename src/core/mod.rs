@@ -1,0 +1,11 @@
+//! The transport- and engine-agnostic core: no Bevy in here.
+//!
+//! The ECS plugins feed these types events and time; everything that decides who plays
+//! whom, when a match commits and what goes on the wire lives here and is tested alone.
+
+pub mod codec;
+pub mod commit;
+pub mod lobby_code;
+pub mod protocol;
+pub mod queue;
+pub mod stats;

@@ -1,0 +1,293 @@
+//! Wire messages of atomic matchmaking, carried on the matchmaking channel.
+//!
+//! Clients never name a player: the server knows who sent a message from its connection.
+//! Match and lobby ids a client sends are checked against that connection.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::commit::MatchStatus;
+
+/// Version of the atomic matchmaking protocol; a client with another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest category name, in bytes.
+pub const MAX_CATEGORY_LEN: usize = 32;
+
+/// Largest match the protocol carries.
+pub const MAX_PLAYERS_PER_MATCH: usize = 16;
+
+/// A player, as the server identifies it: the renet client id of its connection.
+pub type PlayerId = u64;
+
+/// Checks a category name: 1 to [`MAX_CATEGORY_LEN`] bytes of ASCII letters, digits, `-`, `_`, `.`.
+pub fn validate_category(category: &str) -> Result<(), String> {
+    if category.is_empty() || category.len() > MAX_CATEGORY_LEN {
+        return Err(format!(
+            "category must be 1 to {MAX_CATEGORY_LEN} bytes long, got {}",
+            category.len()
+        ));
+    }
+    if let Some(c) = category
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!("category contains {c:?}; use letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
+}
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// First message of a connection.
+    Hello {
+        /// The client's [`PROTOCOL_VERSION`].
+        protocol_version: u32,
+    },
+    /// Take a ticket in a category's queue.
+    JoinQueue {
+        /// The category.
+        category: String,
+    },
+    /// Give up the ticket (or withdraw from a match still forming).
+    LeaveQueue,
+    /// Answer to [`ServerMessage::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// Acknowledge a [`ServerMessage::MatchProposed`].
+    Acknowledge {
+        /// The proposed match.
+        match_id: u64,
+        /// The proposed lobby.
+        lobby_id: u64,
+    },
+    /// Leave a committed lobby.
+    LeaveLobby {
+        /// The lobby.
+        lobby_id: u64,
+    },
+}
+
+/// Why a client left the queue without a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueLeftReason {
+    /// The client asked to leave.
+    Requested,
+}
+
+/// Why a match in progress was cancelled, from the receiving player's point of view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatchCancelReason {
+    /// Another player failed the health check (disconnected, did not answer, too slow).
+    OtherPlayerUnavailable,
+    /// Another player did not acknowledge the proposal, or left during phase 2.
+    OtherPlayerDidNotConfirm,
+    /// This player's round trip was above the maximum latency.
+    YourLatencyTooHigh {
+        /// Measured round trip.
+        latency: Duration,
+        /// The limit.
+        max: Duration,
+    },
+    /// This player did not answer the health ping in time.
+    YouDidNotAnswer,
+    /// This player did not acknowledge the proposal after every attempt.
+    YouDidNotAcknowledge,
+    /// This player left the queue while the match was forming.
+    YouWithdrew,
+}
+
+impl std::fmt::Display for MatchCancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatchCancelReason::OtherPlayerUnavailable => {
+                write!(f, "another player failed the connection check")
+            }
+            MatchCancelReason::OtherPlayerDidNotConfirm => {
+                write!(f, "another player did not confirm the match")
+            }
+            MatchCancelReason::YourLatencyTooHigh { latency, max } => write!(
+                f,
+                "your latency {} ms is above the {} ms limit",
+                latency.as_millis(),
+                max.as_millis()
+            ),
+            MatchCancelReason::YouDidNotAnswer => write!(f, "you did not answer the health check"),
+            MatchCancelReason::YouDidNotAcknowledge => {
+                write!(f, "you did not acknowledge the match")
+            }
+            MatchCancelReason::YouWithdrew => write!(f, "you left the queue"),
+        }
+    }
+}
+
+/// Kinds of errors the server reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MatchmakingErrorKind {
+    /// The client speaks another protocol version; the connection is closed.
+    VersionMismatch,
+    /// A message came before the hello.
+    HelloRequired,
+    /// Bytes that do not decode; repeated offences close the connection.
+    Malformed,
+    /// A message over the size limit; repeated offences close the connection.
+    TooLarge,
+    /// The category name is not valid.
+    InvalidCategory,
+    /// The category's queue is at capacity.
+    QueueFull,
+    /// The player already holds a ticket.
+    AlreadyQueued,
+    /// The player is in a match that is forming.
+    AlreadyMatching,
+    /// The player is in a lobby and must leave it first.
+    AlreadyInLobby,
+    /// The player has no ticket to give up.
+    NotQueued,
+    /// The id names a match or lobby the player is not part of.
+    NotAMember,
+    /// The message does not fit the current state (a stale acknowledgement, a second hello).
+    Unexpected,
+    /// Too many bad messages: the connection is closed.
+    Abuse,
+    /// The client lost or could not keep its connection (reported locally by the client).
+    Connection,
+}
+
+/// Another player of a match, as the confirmation tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedPlayer {
+    /// The player.
+    pub player: PlayerId,
+    /// Its round trip measured in the health check.
+    pub latency: Duration,
+    /// Whether it hosts the lobby.
+    pub host: bool,
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The hello was accepted.
+    Welcome {
+        /// The server's protocol version.
+        protocol_version: u32,
+        /// The id the server knows this player by.
+        player: PlayerId,
+    },
+    /// The player holds a ticket.
+    QueueJoined {
+        /// The category.
+        category: String,
+        /// 1-based position in the queue.
+        position: u32,
+        /// Whether this is a priority re-queue after a rollback.
+        requeued: bool,
+    },
+    /// The ticket is gone without a match.
+    QueueLeft {
+        /// The category.
+        category: String,
+        /// Why.
+        reason: QueueLeftReason,
+    },
+    /// The player was taken from the queue into a forming match (phase 1 starts).
+    MatchForming {
+        /// The match.
+        match_id: u64,
+        /// Its category.
+        category: String,
+        /// How many players it has.
+        players: u8,
+    },
+    /// Health check: answer with [`ClientMessage::Pong`] at once.
+    Ping {
+        /// Echo this.
+        nonce: u64,
+    },
+    /// Phase 2: the lobby exists; acknowledge with [`ClientMessage::Acknowledge`].
+    MatchProposed {
+        /// The match.
+        match_id: u64,
+        /// The lobby.
+        lobby_id: u64,
+        /// The lobby's short code.
+        lobby_code: String,
+        /// 1-based attempt number.
+        attempt: u32,
+    },
+    /// Every player acknowledged: the match is committed.
+    MatchConfirmed {
+        /// The match.
+        match_id: u64,
+        /// The lobby.
+        lobby_id: u64,
+        /// The lobby's short code.
+        lobby_code: String,
+        /// The category.
+        category: String,
+        /// Every player including the receiver, in match order (the first hosts).
+        players: Vec<MatchedPlayer>,
+    },
+    /// The match was rolled back.
+    MatchCancelled {
+        /// The match.
+        match_id: u64,
+        /// The rollback status.
+        status: MatchStatus,
+        /// Why, for this player.
+        reason: MatchCancelReason,
+        /// Whether this player is back at the front of the queue.
+        requeued: bool,
+    },
+    /// The player left the lobby (it asked to).
+    LobbyLeft {
+        /// The lobby.
+        lobby_id: u64,
+    },
+    /// Something the client sent was refused.
+    Error {
+        /// What went wrong.
+        kind: MatchmakingErrorKind,
+        /// A message for humans.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::codec::{MAX_MESSAGE_BYTES, decode, encode};
+
+    #[test]
+    fn largest_confirmation_fits_the_codec() {
+        let m = ServerMessage::MatchConfirmed {
+            match_id: u64::MAX,
+            lobby_id: u64::MAX,
+            lobby_code: "ABCDEFGH".into(),
+            category: "x".repeat(MAX_CATEGORY_LEN),
+            players: (0..MAX_PLAYERS_PER_MATCH as u64)
+                .map(|p| MatchedPlayer {
+                    player: u64::MAX - p,
+                    latency: Duration::new(u64::MAX, 999_999_999),
+                    host: p == 0,
+                })
+                .collect(),
+        };
+        let bytes = encode(&m);
+        assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(decode::<ServerMessage>(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn categories() {
+        assert!(validate_category("ranked-1v1.eu_west").is_ok());
+        assert!(validate_category("").is_err());
+        assert!(validate_category(&"a".repeat(33)).is_err());
+        assert!(validate_category("no spaces").is_err());
+        assert!(validate_category("é").is_err());
+    }
+}
