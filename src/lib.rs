@@ -3,4 +3,33 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod core;
+#[cfg(feature = "server")]
+pub mod server;
+
+/// Everything a game needs, for glob import.
+pub mod prelude {
+    pub use crate::channel::{DEFAULT_MATCHMAKING_CHANNEL_ID, MatchmakingChannel};
+    pub use crate::core::commit::{HealthCheck, MatchStatus};
+    pub use crate::core::protocol::{
+        MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION, PlayerId,
+    };
+    #[cfg(feature = "client")]
+    pub use crate::client::{
+        MatchmakingClientError, MatchmakingClientFaults, MatchmakingClientPlugin,
+        MatchmakingClientState, MatchmakingClientStatus, MatchmakingClientSystems,
+        MatchmakingConnected, MatchmakingJoinQueue, MatchmakingLeaveLobby, MatchmakingLeaveQueue,
+        MatchmakingLobbyLeft, MatchmakingMatchCancelled, MatchmakingMatchChecking,
+        MatchmakingMatchFound, MatchmakingMatchProposed, MatchmakingQueueJoined,
+        MatchmakingQueueLeft,
+    };
+    #[cfg(feature = "server")]
+    pub use crate::server::{
+        MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
+        MatchmakingPlayerHealth, MatchmakingPlayerLocation, MatchmakingServerPlugin,
+        MatchmakingServerSettings, MatchmakingServerState, MatchmakingServerStats,
+        MatchmakingServerSystems,
+    };
+}

@@ -293,6 +293,11 @@ impl<P: Copy + Eq> CommitMachine<P> {
         }
     }
 
+    /// The timings this machine runs with.
+    pub fn timings(&self) -> CommitTimings {
+        self.timings
+    }
+
     /// The players in match order.
     pub fn players(&self) -> impl Iterator<Item = P> + '_ {
         self.slots.iter().map(|s| s.player)
