@@ -8,6 +8,8 @@ pub mod client;
 pub mod core;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(all(feature = "server", feature = "client"))]
+pub mod testing;
 
 /// Everything a game needs, for glob import.
 pub mod prelude {

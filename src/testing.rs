@@ -1,0 +1,312 @@
+//! An in-process harness: one server [`App`] and N client [`App`]s connected with
+//! renet's local clients, all driven by manual time.
+//!
+//! Every [`MatchmakingTestHarness::update`] advances all apps by the same step and
+//! exchanges packets before and after the server runs, so a round trip takes one frame.
+//! Everything the plugins report is recorded in [`MatchmakingServerLog`] on the server
+//! and [`MatchmakingClientLog`] on each client, so tests can look at it at any time.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy_renet::{RenetClient, RenetServer};
+
+use crate::channel::MatchmakingChannel;
+use crate::client::*;
+use crate::core::protocol::PlayerId;
+use crate::server::*;
+
+/// Everything the server plugin wrote, in order.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct MatchmakingServerLog {
+    /// Every outcome (commits and rollbacks).
+    pub outcomes: Vec<MatchmakingOutcome>,
+    /// Every committed match.
+    pub committed: Vec<MatchmakingMatchCommitted>,
+}
+
+/// Everything a client plugin wrote, in order.
+#[derive(Resource, Debug, Default, Clone)]
+pub struct MatchmakingClientLog {
+    /// Queue joins (including re-queues).
+    pub joined: Vec<MatchmakingQueueJoined>,
+    /// Queue leaves.
+    pub left: Vec<MatchmakingQueueLeft>,
+    /// Matches that started forming.
+    pub checking: Vec<MatchmakingMatchChecking>,
+    /// Proposals received.
+    pub proposed: Vec<MatchmakingMatchProposed>,
+    /// Committed matches.
+    pub found: Vec<MatchmakingMatchFound>,
+    /// Cancelled matches.
+    pub cancelled: Vec<MatchmakingMatchCancelled>,
+    /// Lobbies left.
+    pub lobby_left: Vec<MatchmakingLobbyLeft>,
+    /// Errors.
+    pub errors: Vec<MatchmakingClientError>,
+}
+
+fn record_server(
+    mut log: ResMut<MatchmakingServerLog>,
+    mut outcomes: MessageReader<MatchmakingOutcome>,
+    mut committed: MessageReader<MatchmakingMatchCommitted>,
+) {
+    log.outcomes.extend(outcomes.read().cloned());
+    log.committed.extend(committed.read().cloned());
+}
+
+#[derive(bevy::ecs::system::SystemParam)]
+struct ClientReaders<'w, 's> {
+    joined: MessageReader<'w, 's, MatchmakingQueueJoined>,
+    left: MessageReader<'w, 's, MatchmakingQueueLeft>,
+    checking: MessageReader<'w, 's, MatchmakingMatchChecking>,
+    proposed: MessageReader<'w, 's, MatchmakingMatchProposed>,
+    found: MessageReader<'w, 's, MatchmakingMatchFound>,
+    cancelled: MessageReader<'w, 's, MatchmakingMatchCancelled>,
+    lobby_left: MessageReader<'w, 's, MatchmakingLobbyLeft>,
+    errors: MessageReader<'w, 's, MatchmakingClientError>,
+}
+
+fn record_client(mut log: ResMut<MatchmakingClientLog>, mut r: ClientReaders) {
+    log.joined.extend(r.joined.read().cloned());
+    log.left.extend(r.left.read().cloned());
+    log.checking.extend(r.checking.read().cloned());
+    log.proposed.extend(r.proposed.read().cloned());
+    log.found.extend(r.found.read().cloned());
+    log.cancelled.extend(r.cancelled.read().cloned());
+    log.lobby_left.extend(r.lobby_left.read().cloned());
+    log.errors.extend(r.errors.read().cloned());
+}
+
+/// One client of the harness.
+pub struct MatchmakingTestClient {
+    /// Its player id (the renet client id).
+    pub player: PlayerId,
+    /// Its app.
+    pub app: App,
+    /// Whether its connection is still exchanged with the server.
+    pub connected: bool,
+}
+
+/// A server app and client apps in one process.
+pub struct MatchmakingTestHarness {
+    /// The server app.
+    pub server: App,
+    /// The clients, in creation order.
+    pub clients: Vec<MatchmakingTestClient>,
+    /// Manual time step of every app.
+    pub step: Duration,
+    /// The channel both sides use.
+    pub channel: MatchmakingChannel,
+    next_player: PlayerId,
+}
+
+impl MatchmakingTestHarness {
+    /// A server with these settings, stepping 10 ms per frame.
+    pub fn new(settings: MatchmakingServerSettings) -> Self {
+        let step = Duration::from_millis(10);
+        let channel = MatchmakingChannel::default();
+        let mut server = App::new();
+        server
+            .add_plugins(MinimalPlugins)
+            .insert_resource(TimeUpdateStrategy::ManualDuration(step))
+            .insert_resource(RenetServer::new(channel.connection_config()))
+            .insert_resource(settings)
+            .add_plugins(MatchmakingServerPlugin {
+                channel,
+                ..default()
+            })
+            .init_resource::<MatchmakingServerLog>()
+            .add_systems(Last, record_server);
+        server.world_mut().resource_mut::<MatchmakingServerState>().seed(7);
+        // the first update only starts the clock
+        server.update();
+        Self {
+            server,
+            clients: Vec::new(),
+            step,
+            channel,
+            next_player: 1,
+        }
+    }
+
+    /// Adds a connected client; returns its player id.
+    pub fn add_client(&mut self) -> PlayerId {
+        let player = self.next_player;
+        self.next_player += 1;
+        let client = self
+            .server
+            .world_mut()
+            .resource_mut::<RenetServer>()
+            .new_local_client(player);
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step))
+            .insert_resource(RenetClient(client))
+            .add_plugins(MatchmakingClientPlugin {
+                channel: self.channel,
+            })
+            .init_resource::<MatchmakingClientLog>()
+            .add_systems(Last, record_client);
+        self.clients.push(MatchmakingTestClient {
+            player,
+            app,
+            connected: true,
+        });
+        player
+    }
+
+    /// Adds `n` clients and runs frames until all are welcomed.
+    pub fn add_clients(&mut self, n: usize) -> Vec<PlayerId> {
+        let players: Vec<PlayerId> = (0..n).map(|_| self.add_client()).collect();
+        self.run_until(100, |h| {
+            players
+                .iter()
+                .all(|p| h.client_state(*p) != MatchmakingClientState::Disconnected)
+        });
+        players
+    }
+
+    fn index(&self, player: PlayerId) -> usize {
+        self.clients
+            .iter()
+            .position(|c| c.player == player)
+            .expect("no such client")
+    }
+
+    /// A client's app.
+    pub fn client(&mut self, player: PlayerId) -> &mut App {
+        let i = self.index(player);
+        &mut self.clients[i].app
+    }
+
+    /// A client's log.
+    pub fn client_log(&self, player: PlayerId) -> &MatchmakingClientLog {
+        self.clients[self.index(player)]
+            .app
+            .world()
+            .resource::<MatchmakingClientLog>()
+    }
+
+    /// A client's state.
+    pub fn client_state(&self, player: PlayerId) -> MatchmakingClientState {
+        *self.clients[self.index(player)]
+            .app
+            .world()
+            .resource::<State<MatchmakingClientState>>()
+            .get()
+    }
+
+    /// The server's log.
+    pub fn server_log(&self) -> &MatchmakingServerLog {
+        self.server.world().resource::<MatchmakingServerLog>()
+    }
+
+    /// The server's stats.
+    pub fn stats(&self) -> &MatchmakingServerStats {
+        self.server.world().resource::<MatchmakingServerStats>()
+    }
+
+    /// The server's state.
+    pub fn server_state(&self) -> &MatchmakingServerState {
+        self.server.world().resource::<MatchmakingServerState>()
+    }
+
+    /// Writes a message into a client app (for example [`MatchmakingJoinQueue`]).
+    pub fn send<M: Message>(&mut self, player: PlayerId, message: M) {
+        self.client(player).world_mut().write_message(message);
+    }
+
+    /// Makes a client join a category's queue.
+    pub fn join(&mut self, player: PlayerId, category: &str) {
+        self.send(
+            player,
+            MatchmakingJoinQueue {
+                category: category.into(),
+            },
+        );
+    }
+
+    /// Sends raw bytes from a client on the matchmaking channel (for hostile-input tests).
+    pub fn send_raw(&mut self, player: PlayerId, bytes: Vec<u8>) {
+        let channel = self.channel.id;
+        self.client(player)
+            .world_mut()
+            .resource_mut::<RenetClient>()
+            .send_message(channel, bytes);
+    }
+
+    /// Closes a client's connection, as a player quitting the game would.
+    pub fn disconnect(&mut self, player: PlayerId) {
+        let i = self.index(player);
+        let client = &mut self.clients[i];
+        if !client.connected {
+            return;
+        }
+        client.connected = false;
+        let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+        self.server
+            .world_mut()
+            .resource_mut::<RenetServer>()
+            .disconnect_local_client(player, &mut renet);
+    }
+
+    /// Stops exchanging a client's packets without closing the connection (a stalled
+    /// network), or resumes it.
+    pub fn set_link(&mut self, player: PlayerId, up: bool) {
+        let i = self.index(player);
+        self.clients[i].connected = up;
+    }
+
+    fn exchange(&mut self) {
+        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+        for client in self.clients.iter_mut().filter(|c| c.connected) {
+            let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+            if renet.is_disconnected() {
+                client.connected = false;
+                continue;
+            }
+            if server.process_local_client(client.player, &mut renet).is_err() {
+                // the server closed this connection: the client sees it as a disconnect
+                renet.disconnect();
+                client.connected = false;
+            }
+        }
+    }
+
+    /// Runs one frame of every app.
+    pub fn update(&mut self) {
+        self.exchange();
+        self.server.update();
+        self.exchange();
+        for client in &mut self.clients {
+            client.app.update();
+        }
+    }
+
+    /// Runs `frames` frames.
+    pub fn run(&mut self, frames: usize) {
+        for _ in 0..frames {
+            self.update();
+        }
+    }
+
+    /// Runs for (at least) this much manual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let frames = duration.as_nanos().div_ceil(self.step.as_nanos()) as usize;
+        self.run(frames);
+    }
+
+    /// Runs frames until `done` holds; panics after `max_frames`.
+    pub fn run_until(&mut self, max_frames: usize, done: impl Fn(&Self) -> bool) -> usize {
+        for frame in 0..max_frames {
+            if done(self) {
+                return frame;
+            }
+            self.update();
+        }
+        assert!(done(self), "condition not reached in {max_frames} frames");
+        max_frames
+    }
+}
