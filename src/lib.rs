@@ -10,6 +10,7 @@ pub mod core;
 pub mod server;
 #[cfg(all(feature = "server", feature = "client"))]
 pub mod testing;
+pub mod transport;
 
 /// Everything a game needs, for glob import.
 pub mod prelude {
