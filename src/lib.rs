@@ -6,6 +6,8 @@ pub mod channel;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod core;
+#[cfg(feature = "negotiated")]
+pub mod negotiated;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(all(feature = "server", feature = "client"))]

@@ -1,0 +1,698 @@
+//! The client's negotiation as a pure state machine: fed facts, relay sync markers and
+//! relay time; answers with messages to send and events to report. No Bevy, no clock of
+//! its own, no I/O: [`NegotiatedClientPlugin`](super::client::NegotiatedClientPlugin)
+//! drives it, and tests drive it directly.
+//!
+//! The algorithm (the seed's, plus a tie-break):
+//!
+//! 1. **Looking**: once the relay has sent everything it holds for the current and the
+//!    prior frame, pick an open request (not accepted, not cancelled, not expired, not
+//!    ours, not one we gave up on) at random and bid on it; if there is none, post a
+//!    request to the current frame.
+//! 2. **Bidding**: wait for the requester's answer. Accepted: matched. Rejected, the
+//!    request closed for someone else, or no answer within the bid timeout: back to 1.
+//! 3. **Requesting**: accept the first bid, reject every later one. When the request
+//!    expires (its frame is older than the prior frame) without a bid: back to 1.
+//!    **Tie-break**: if we see another open request older than ours (by creation time,
+//!    then content id — the same order for every client), both were posted before
+//!    either was seen; the newer one cancels itself and bids on an older one, so two
+//!    clients that posted at the same moment pair at once instead of waiting for expiry.
+//! 4. **Matched**: done; bids still arriving on our request are rejected.
+//!
+//! Abandoning a search posts a cancel of our open request.
+//!
+//! A bid cannot be withdrawn: if a requester answers after our bid timed out, we take the
+//! late accept when we are still free (looking, or requesting without a bid), and report
+//! [`NegotiatedErrorKind::LateAccept`] otherwise (the requester then holds a match we do
+//! not honour). Keep the bid timeout well above the round trip to the relay.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::core::protocol::{PlayerId, validate_category};
+
+use super::clock::as_us;
+use super::fact::{
+    NegotiatedAccept, NegotiatedBid, NegotiatedCancel, NegotiatedFact, NegotiatedFactId,
+    NegotiatedReject, NegotiatedRequest, NegotiatedSignedFact,
+};
+use super::frame::NegotiatedFrames;
+use super::protocol::{NegotiatedClientMessage, NegotiatedErrorKind};
+use super::store::{NegotiatedFactStore, NegotiatedInsert};
+
+/// What the machine needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedMachineConfig {
+    /// Our id (the author the relay stamps on our facts).
+    pub me: PlayerId,
+    /// The frame grid.
+    pub frames: NegotiatedFrames,
+    /// How long to wait for an answer to a bid.
+    pub bid_timeout: Duration,
+    /// Seed of the random choice among open requests.
+    pub seed: u64,
+}
+
+/// Which side of the conversation we were on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NegotiatedRole {
+    /// We posted the request and accepted the other player's bid.
+    Requester,
+    /// We bid and the other player accepted.
+    Bidder,
+}
+
+/// A match: the request, the accepted bid and the accept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NegotiatedMatch {
+    /// The category.
+    pub category: String,
+    /// The other player.
+    pub other: PlayerId,
+    /// Our side.
+    pub role: NegotiatedRole,
+    /// The request.
+    pub request: NegotiatedFactId,
+    /// The accepted bid.
+    pub bid: NegotiatedFactId,
+    /// The accept.
+    pub accept: NegotiatedFactId,
+}
+
+impl NegotiatedMatch {
+    /// The requester, given our own id.
+    pub fn requester(&self, me: PlayerId) -> PlayerId {
+        match self.role {
+            NegotiatedRole::Requester => me,
+            NegotiatedRole::Bidder => self.other,
+        }
+    }
+
+    /// The bidder, given our own id.
+    pub fn bidder(&self, me: PlayerId) -> PlayerId {
+        match self.role {
+            NegotiatedRole::Requester => self.other,
+            NegotiatedRole::Bidder => me,
+        }
+    }
+}
+
+/// Where the machine stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NegotiatedPhase {
+    /// Not searching.
+    Idle,
+    /// Searching: waiting for the current frames, then bidding or requesting.
+    Looking,
+    /// Our request is open.
+    Requesting {
+        /// The request.
+        request: NegotiatedFactId,
+        /// Its frame.
+        frame: u64,
+    },
+    /// Our bid waits for an answer.
+    Bidding {
+        /// The bid.
+        bid: NegotiatedFactId,
+        /// The request bid on.
+        request: NegotiatedFactId,
+        /// Its author.
+        requester: PlayerId,
+        /// When we bid (relay time).
+        since: Duration,
+    },
+    /// Paired.
+    Matched(NegotiatedMatch),
+}
+
+/// Why the machine went back to looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NegotiatedRestartReason {
+    /// Our request expired without a bid.
+    RequestExpired,
+    /// The requester rejected our bid.
+    BidRejected,
+    /// The requester did not answer our bid in time.
+    BidTimedOut,
+    /// The request we bid on was accepted for someone else, cancelled, or expired.
+    RequestClosed,
+    /// We saw an older open request than ours: we cancelled ours to bid on it.
+    TieBreak,
+    /// The connection to the relay was lost (the relay may have lost our facts).
+    ConnectionLost,
+}
+
+/// What happened, for the game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NegotiatedEvent {
+    /// We posted a request.
+    RequestPosted {
+        /// The request.
+        request: NegotiatedFactId,
+        /// The category.
+        category: String,
+        /// Its frame.
+        frame: u64,
+    },
+    /// We bid on a request.
+    BidPlaced {
+        /// The bid.
+        bid: NegotiatedFactId,
+        /// The request.
+        request: NegotiatedFactId,
+        /// Its author.
+        requester: PlayerId,
+    },
+    /// Paired.
+    Matched(NegotiatedMatch),
+    /// Back to looking.
+    Restarted(NegotiatedRestartReason),
+    /// The search was abandoned (with the request we cancelled, if one was open).
+    Cancelled {
+        /// The category.
+        category: String,
+        /// Our cancelled request.
+        request: Option<NegotiatedFactId>,
+    },
+    /// Something went wrong.
+    Error {
+        /// What.
+        kind: NegotiatedErrorKind,
+        /// For humans.
+        message: String,
+    },
+}
+
+/// One thing the machine wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NegotiatedOutput {
+    /// Send this to the relay.
+    Send(NegotiatedClientMessage),
+    /// Report this.
+    Event(NegotiatedEvent),
+}
+
+/// The client's negotiation; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct NegotiatedMachine {
+    config: NegotiatedMachineConfig,
+    rng: fastrand::Rng,
+    store: NegotiatedFactStore,
+    phase: NegotiatedPhase,
+    category: Option<String>,
+    online: bool,
+    subscribed: Option<(String, Vec<u64>)>,
+    synced: BTreeSet<u64>,
+    given_up: BTreeMap<NegotiatedFactId, u64>,
+    my_bids: BTreeMap<NegotiatedFactId, (NegotiatedFactId, u64)>,
+    now: Duration,
+    out: Vec<NegotiatedOutput>,
+}
+
+impl NegotiatedMachine {
+    /// An idle, offline machine.
+    pub fn new(config: NegotiatedMachineConfig) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(config.seed),
+            config,
+            store: NegotiatedFactStore::new(),
+            phase: NegotiatedPhase::Idle,
+            category: None,
+            online: false,
+            subscribed: None,
+            synced: BTreeSet::new(),
+            given_up: BTreeMap::new(),
+            my_bids: BTreeMap::new(),
+            now: Duration::ZERO,
+            out: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NegotiatedMachineConfig {
+        &self.config
+    }
+
+    /// Where the machine stands.
+    pub fn phase(&self) -> &NegotiatedPhase {
+        &self.phase
+    }
+
+    /// Whether a search is under way (looking, requesting or bidding).
+    pub fn is_searching(&self) -> bool {
+        matches!(
+            self.phase,
+            NegotiatedPhase::Looking
+                | NegotiatedPhase::Requesting { .. }
+                | NegotiatedPhase::Bidding { .. }
+        )
+    }
+
+    /// The category of the current or last search.
+    pub fn category(&self) -> Option<&str> {
+        self.category.as_deref()
+    }
+
+    /// What the machine knows.
+    pub fn store(&self) -> &NegotiatedFactStore {
+        &self.store
+    }
+
+    /// Whether the relay connection is ready.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// The latest relay time the machine was given.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Frames the relay confirmed it sent everything for.
+    pub fn synced_frames(&self) -> &BTreeSet<u64> {
+        &self.synced
+    }
+
+    /// The connection is up and the clock estimated: (re)subscribe and carry on.
+    pub fn online(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
+        self.online = true;
+        self.advance(now);
+        self.take()
+    }
+
+    /// The connection is gone: forget what the relay told us (it may have lost it too)
+    /// and start the search over once back online.
+    pub fn offline(&mut self) -> Vec<NegotiatedOutput> {
+        self.online = false;
+        self.store.clear();
+        self.synced.clear();
+        self.subscribed = None;
+        if matches!(
+            self.phase,
+            NegotiatedPhase::Requesting { .. } | NegotiatedPhase::Bidding { .. }
+        ) {
+            self.restart(NegotiatedRestartReason::ConnectionLost);
+        }
+        self.take()
+    }
+
+    /// Starts searching in a category.
+    pub fn search(&mut self, category: &str, now: Duration) -> Vec<NegotiatedOutput> {
+        if self.is_searching() {
+            self.error(
+                NegotiatedErrorKind::Unexpected,
+                format!(
+                    "already searching in {}",
+                    self.category.as_deref().unwrap_or("a category")
+                ),
+            );
+        } else if let Err(why) = validate_category(category) {
+            self.error(NegotiatedErrorKind::InvalidCategory, why);
+        } else {
+            self.category = Some(category.to_owned());
+            self.phase = NegotiatedPhase::Looking;
+            self.advance(now);
+        }
+        self.take()
+    }
+
+    /// Abandons the search: cancels our open request, if any.
+    pub fn cancel(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
+        self.now = self.now.max(now);
+        if !self.is_searching() {
+            self.error(NegotiatedErrorKind::Unexpected, "not searching".to_owned());
+            return self.take();
+        }
+        let request = match self.phase {
+            NegotiatedPhase::Requesting { request, .. } => {
+                if self.online {
+                    self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
+                }
+                Some(request)
+            }
+            _ => None,
+        };
+        self.phase = NegotiatedPhase::Idle;
+        self.stop_watching();
+        self.event(NegotiatedEvent::Cancelled {
+            category: self.category.clone().unwrap_or_default(),
+            request,
+        });
+        self.take()
+    }
+
+    /// The relay sent everything it holds for a watched frame.
+    pub fn synced(&mut self, category: &str, frame: u64, now: Duration) -> Vec<NegotiatedOutput> {
+        if let Some((watched, frames)) = &self.subscribed
+            && watched == category
+            && frames.contains(&frame)
+        {
+            self.synced.insert(frame);
+        }
+        self.advance(now);
+        self.take()
+    }
+
+    /// Time passed.
+    pub fn tick(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
+        self.advance(now);
+        self.take()
+    }
+
+    /// A fact arrived from the relay, stamped with `author`.
+    pub fn receive(
+        &mut self,
+        author: PlayerId,
+        fact: NegotiatedFact,
+        now: Duration,
+    ) -> Vec<NegotiatedOutput> {
+        self.now = self.now.max(now);
+        self.handle_fact(author, fact);
+        self.advance(now);
+        self.take()
+    }
+
+    fn handle_fact(&mut self, author: PlayerId, fact: NegotiatedFact) {
+        let me = self.config.me;
+        if let Some(request) = fact.request()
+            && !self.store.contains(request)
+        {
+            // about a request we never saw or already dropped: nothing to do with us
+            return;
+        }
+        if !self.store.is_entitled(author, &fact) {
+            self.error(
+                NegotiatedErrorKind::NotEntitled,
+                format!(
+                    "ignored a {:?} by player {author}, who is not entitled to it",
+                    fact.kind()
+                ),
+            );
+            return;
+        }
+        let signed = NegotiatedSignedFact::new(author, fact);
+        let id = match self.store.insert(signed.clone()) {
+            Ok(NegotiatedInsert::Added(id)) => id,
+            Ok(NegotiatedInsert::Duplicate(_)) | Err(_) => return,
+        };
+        match signed.fact {
+            NegotiatedFact::Request(r) => {
+                // our own request from before a reconnect: it is not ours to keep open
+                if author == me
+                    && self.online
+                    && !self.store.is_closed(id)
+                    && self.current_request() != Some(id)
+                    && self.config.frames.is_live(r.frame, self.now)
+                {
+                    self.post(NegotiatedFact::Cancel(NegotiatedCancel { request: id }));
+                }
+            }
+            NegotiatedFact::Bid(b) => {
+                if self.store.requester(b.request) != Some(me) {
+                    return;
+                }
+                match &self.phase {
+                    NegotiatedPhase::Requesting { request, .. } if *request == b.request => {
+                        let accept = self.post(NegotiatedFact::Accept(NegotiatedAccept {
+                            request: b.request,
+                            bid: id,
+                        }));
+                        self.matched(NegotiatedMatch {
+                            category: self.category.clone().unwrap_or_default(),
+                            other: author,
+                            role: NegotiatedRole::Requester,
+                            request: b.request,
+                            bid: id,
+                            accept,
+                        });
+                    }
+                    _ => {
+                        if self.store.answer_to(id).is_none() {
+                            self.post(NegotiatedFact::Reject(NegotiatedReject {
+                                request: b.request,
+                                bid: id,
+                            }));
+                        }
+                    }
+                }
+            }
+            NegotiatedFact::Accept(a) => {
+                if self.my_bids.contains_key(&a.bid) {
+                    let m = NegotiatedMatch {
+                        category: self
+                            .store
+                            .request(a.request)
+                            .map(|(_, r)| r.category.clone())
+                            .unwrap_or_default(),
+                        other: author,
+                        role: NegotiatedRole::Bidder,
+                        request: a.request,
+                        bid: a.bid,
+                        accept: id,
+                    };
+                    match self.phase.clone() {
+                        NegotiatedPhase::Bidding { bid, .. } if bid == a.bid => self.matched(m),
+                        NegotiatedPhase::Looking => self.matched(m),
+                        NegotiatedPhase::Requesting { request, .. } => {
+                            // a late accept while our own request has no bid: take it
+                            self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
+                            self.matched(m);
+                        }
+                        _ => self.error(
+                            NegotiatedErrorKind::LateAccept,
+                            format!(
+                                "player {author} accepted bid {} after we gave up on it",
+                                a.bid
+                            ),
+                        ),
+                    }
+                } else if let NegotiatedPhase::Bidding { request, .. } = self.phase
+                    && request == a.request
+                {
+                    self.give_up(request);
+                    self.restart(NegotiatedRestartReason::RequestClosed);
+                }
+            }
+            NegotiatedFact::Reject(r) => {
+                if let NegotiatedPhase::Bidding { bid, request, .. } = self.phase
+                    && bid == r.bid
+                {
+                    self.give_up(request);
+                    self.restart(NegotiatedRestartReason::BidRejected);
+                }
+            }
+            NegotiatedFact::Cancel(c) => {
+                if let NegotiatedPhase::Bidding { request, .. } = self.phase
+                    && request == c.request
+                {
+                    self.give_up(request);
+                    self.restart(NegotiatedRestartReason::RequestClosed);
+                }
+            }
+        }
+    }
+
+    fn current_request(&self) -> Option<NegotiatedFactId> {
+        match self.phase {
+            NegotiatedPhase::Requesting { request, .. } => Some(request),
+            _ => None,
+        }
+    }
+
+    fn advance(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        if !self.online {
+            return;
+        }
+        let now = self.now;
+        let frames = self.config.frames;
+        let current = frames.frame_of(now);
+        let keep = current.saturating_sub(2);
+        self.store.drop_before(keep);
+        self.given_up.retain(|_, f| *f >= keep);
+        self.my_bids.retain(|_, (_, f)| *f >= keep);
+        let readable = frames.readable(now);
+        if self.is_searching() {
+            let category = self.category.clone().unwrap_or_default();
+            let wanted = (category.clone(), readable.clone());
+            if self.subscribed.as_ref() != Some(&wanted) {
+                if self.subscribed.as_ref().map(|(c, _)| c) != Some(&category) {
+                    self.synced.clear();
+                }
+                self.synced.retain(|f| readable.contains(f));
+                self.send(NegotiatedClientMessage::Subscribe {
+                    category,
+                    frames: readable.clone(),
+                });
+                self.subscribed = Some(wanted);
+            }
+        }
+        let all_synced = readable.iter().all(|f| self.synced.contains(f));
+        // at most: expire/close, then decide
+        for _ in 0..3 {
+            match self.phase.clone() {
+                NegotiatedPhase::Idle | NegotiatedPhase::Matched(_) => return,
+                NegotiatedPhase::Requesting { request, frame } => {
+                    if !frames.is_live(frame, now) {
+                        self.restart(NegotiatedRestartReason::RequestExpired);
+                        continue;
+                    }
+                    if all_synced {
+                        let older = self.older_open_requests(request, &readable);
+                        if !older.is_empty() {
+                            self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
+                            self.restart(NegotiatedRestartReason::TieBreak);
+                            let pick = older[self.rng.usize(..older.len())];
+                            self.bid(pick);
+                        }
+                    }
+                    return;
+                }
+                NegotiatedPhase::Bidding { request, since, .. } => {
+                    let live = self
+                        .store
+                        .get(request)
+                        .is_some_and(|r| frames.is_live(r.frame, now));
+                    if !live || self.store.is_closed(request) {
+                        self.give_up(request);
+                        self.restart(NegotiatedRestartReason::RequestClosed);
+                        continue;
+                    }
+                    if now.saturating_sub(since) >= self.config.bid_timeout {
+                        self.give_up(request);
+                        self.restart(NegotiatedRestartReason::BidTimedOut);
+                        continue;
+                    }
+                    return;
+                }
+                NegotiatedPhase::Looking => {
+                    if !all_synced {
+                        return;
+                    }
+                    let candidates = self.candidates(&readable);
+                    if candidates.is_empty() {
+                        self.request(current);
+                    } else {
+                        let pick = candidates[self.rng.usize(..candidates.len())];
+                        self.bid(pick);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Open requests of others we may bid on, in a stable order.
+    fn candidates(&self, readable: &[u64]) -> Vec<NegotiatedFactId> {
+        let category = self.category.as_deref().unwrap_or_default();
+        self.store
+            .open_requests(category, readable)
+            .into_iter()
+            .filter(|r| r.author != self.config.me && !self.given_up.contains_key(&r.id))
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Candidates older than our request, by (creation time, id).
+    fn older_open_requests(&self, mine: NegotiatedFactId, readable: &[u64]) -> Vec<NegotiatedFactId> {
+        let key = |id: NegotiatedFactId| {
+            self.store
+                .request(id)
+                .map(|(_, r)| (r.created_us, id))
+                .unwrap_or((u64::MAX, id))
+        };
+        let my_key = key(mine);
+        self.candidates(readable)
+            .into_iter()
+            .filter(|id| key(*id) < my_key)
+            .collect()
+    }
+
+    fn request(&mut self, frame: u64) {
+        let category = self.category.clone().unwrap_or_default();
+        let request = self.post(NegotiatedFact::Request(NegotiatedRequest {
+            category: category.clone(),
+            frame,
+            created_us: as_us(self.now),
+        }));
+        self.phase = NegotiatedPhase::Requesting { request, frame };
+        self.event(NegotiatedEvent::RequestPosted {
+            request,
+            category,
+            frame,
+        });
+    }
+
+    fn bid(&mut self, request: NegotiatedFactId) {
+        let (frame, requester) = match self.store.get(request) {
+            Some(r) => (r.frame, r.author),
+            None => return,
+        };
+        let bid = self.post(NegotiatedFact::Bid(NegotiatedBid {
+            request,
+            created_us: as_us(self.now),
+        }));
+        self.my_bids.insert(bid, (request, frame));
+        self.phase = NegotiatedPhase::Bidding {
+            bid,
+            request,
+            requester,
+            since: self.now,
+        };
+        self.event(NegotiatedEvent::BidPlaced {
+            bid,
+            request,
+            requester,
+        });
+    }
+
+    fn give_up(&mut self, request: NegotiatedFactId) {
+        let frame = self.store.get(request).map(|r| r.frame).unwrap_or(u64::MAX);
+        self.given_up.insert(request, frame);
+    }
+
+    fn restart(&mut self, reason: NegotiatedRestartReason) {
+        self.phase = NegotiatedPhase::Looking;
+        self.event(NegotiatedEvent::Restarted(reason));
+    }
+
+    fn matched(&mut self, m: NegotiatedMatch) {
+        self.phase = NegotiatedPhase::Matched(m.clone());
+        self.stop_watching();
+        self.event(NegotiatedEvent::Matched(m));
+    }
+
+    fn stop_watching(&mut self) {
+        if self.subscribed.take().is_some() && self.online {
+            self.send(NegotiatedClientMessage::Unsubscribe);
+        }
+        self.synced.clear();
+    }
+
+    /// Stores our own fact and sends it; returns its id.
+    fn post(&mut self, fact: NegotiatedFact) -> NegotiatedFactId {
+        let signed = NegotiatedSignedFact::new(self.config.me, fact.clone());
+        let id = signed.id();
+        // our facts are about requests we know, so this cannot fail
+        let _ = self.store.insert(signed);
+        self.send(NegotiatedClientMessage::Post { fact });
+        id
+    }
+
+    fn send(&mut self, message: NegotiatedClientMessage) {
+        self.out.push(NegotiatedOutput::Send(message));
+    }
+
+    fn event(&mut self, event: NegotiatedEvent) {
+        self.out.push(NegotiatedOutput::Event(event));
+    }
+
+    fn error(&mut self, kind: NegotiatedErrorKind, message: String) {
+        self.event(NegotiatedEvent::Error { kind, message });
+    }
+
+    fn take(&mut self) -> Vec<NegotiatedOutput> {
+        std::mem::take(&mut self.out)
+    }
+}

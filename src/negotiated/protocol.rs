@@ -1,0 +1,165 @@
+//! Wire messages of negotiated matchmaking, carried on the [`NegotiatedChannel`](super::channel::NegotiatedChannel).
+//!
+//! Clients never name an author: the relay stamps each fact with the connection that
+//! posted it. Every message is encoded with the crate's size-limited codec.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::protocol::PlayerId;
+
+use super::fact::NegotiatedFact;
+
+/// Version of the negotiated protocol; a client with another version is refused.
+pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 1;
+
+/// Most frames one subscription may name.
+pub const NEGOTIATED_MAX_WATCHED_FRAMES: usize = 4;
+
+/// Client to relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NegotiatedClientMessage {
+    /// First message of a connection.
+    Hello {
+        /// The client's [`NEGOTIATED_PROTOCOL_VERSION`].
+        protocol_version: u32,
+    },
+    /// Asks the relay for its time.
+    TimeRequest {
+        /// When the client sent it, on the client's clock (microseconds).
+        client_sent_us: u64,
+    },
+    /// Watch these frames of a category's queue (replaces the previous subscription).
+    /// The relay sends the stored facts of every newly watched frame the client may see,
+    /// then [`NegotiatedRelayMessage::Synced`] for it, then forwards new facts as they come.
+    Subscribe {
+        /// The category.
+        category: String,
+        /// The frames (at most [`NEGOTIATED_MAX_WATCHED_FRAMES`]).
+        frames: Vec<u64>,
+    },
+    /// Stop watching (facts addressed to this client still arrive).
+    Unsubscribe,
+    /// Post a fact.
+    Post {
+        /// The fact (the relay stamps the author).
+        fact: NegotiatedFact,
+    },
+}
+
+/// Why the relay refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NegotiatedErrorKind {
+    /// Bytes that do not decode as a message.
+    Malformed,
+    /// A message above the size limit.
+    TooLarge,
+    /// Something other than hello before hello.
+    HelloRequired,
+    /// Another protocol version.
+    VersionMismatch,
+    /// Too many bad messages: the connection is being closed.
+    Abuse,
+    /// A category name that is not valid.
+    InvalidCategory,
+    /// A subscription naming too many frames.
+    InvalidSubscription,
+    /// A request posted outside the relay's current frame (± one).
+    FrameOutOfRange,
+    /// A fact about a request the relay does not hold (never seen, or expired).
+    UnknownRequest,
+    /// An accept or reject of a bid the relay does not hold, or of a bid on another request.
+    UnknownBid,
+    /// Too many facts from one connection in one frame.
+    TooManyFacts,
+    /// (Client side) a fact whose author is not entitled to it was ignored.
+    NotEntitled,
+    /// (Client side) an accept arrived for a bid given up on while busy elsewhere.
+    LateAccept,
+    /// (Client side) the connection to the relay was lost.
+    Connection,
+    /// A message that makes no sense now (a second hello; on the client, searching while
+    /// already searching or cancelling without a search).
+    Unexpected,
+}
+
+/// Relay to client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NegotiatedRelayMessage {
+    /// The relay accepted the hello.
+    Welcome {
+        /// The relay's [`NEGOTIATED_PROTOCOL_VERSION`].
+        protocol_version: u32,
+        /// The id the relay stamps on this client's facts.
+        client_id: PlayerId,
+        /// The frame duration of the queue, in microseconds.
+        frame_duration_us: u64,
+    },
+    /// Answer to [`NegotiatedClientMessage::TimeRequest`].
+    Time {
+        /// Echo of the request's timestamp.
+        client_sent_us: u64,
+        /// When the relay received the request, on its clock (microseconds).
+        relay_received_us: u64,
+        /// When the relay answered, on its clock (microseconds).
+        relay_sent_us: u64,
+    },
+    /// A fact, with the author the relay stamped.
+    Fact {
+        /// The connection that posted it.
+        author: PlayerId,
+        /// The fact.
+        fact: NegotiatedFact,
+    },
+    /// Every stored fact of this newly watched frame was sent.
+    Synced {
+        /// The category.
+        category: String,
+        /// The frame.
+        frame: u64,
+    },
+    /// Something was refused.
+    Error {
+        /// What.
+        kind: NegotiatedErrorKind,
+        /// For humans.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::codec;
+    use crate::negotiated::fact::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let messages = vec![
+            NegotiatedClientMessage::Hello {
+                protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+            },
+            NegotiatedClientMessage::Subscribe {
+                category: "duel".into(),
+                frames: vec![1, 2],
+            },
+            NegotiatedClientMessage::Post {
+                fact: NegotiatedFact::Accept(NegotiatedAccept {
+                    request: NegotiatedFactId(1),
+                    bid: NegotiatedFactId(2),
+                }),
+            },
+        ];
+        for m in messages {
+            assert_eq!(codec::decode::<NegotiatedClientMessage>(&codec::encode(&m)), Ok(m));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = codec::decode::<NegotiatedClientMessage>(&bytes);
+            let _ = codec::decode::<NegotiatedRelayMessage>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! Facts by frame: what the relay keeps and what each client knows.
+//!
+//! The store is a set: inserting a fact it holds changes nothing. Facts about a request
+//! (bids, accepts, rejects, cancels) live in the request's frame, so dropping a frame drops
+//! a whole conversation. Queries that close a request or answer a bid only count facts
+//! whose author is entitled to them ([`NegotiatedFactStore::is_entitled`]): a forged accept
+//! or cancel sits in the store but closes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::core::protocol::PlayerId;
+
+use super::fact::{
+    NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest, NegotiatedSignedFact,
+};
+
+/// A fact in the store, with its id and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedStoredFact {
+    /// Content id.
+    pub id: NegotiatedFactId,
+    /// The author the relay stamped.
+    pub author: PlayerId,
+    /// The fact.
+    pub fact: NegotiatedFact,
+    /// The frame it lives in (its request's frame).
+    pub frame: u64,
+    /// Its request's category.
+    pub category: String,
+}
+
+impl NegotiatedStoredFact {
+    /// The fact as a request, if it is one.
+    pub fn as_request(&self) -> Option<&NegotiatedRequest> {
+        match &self.fact {
+            NegotiatedFact::Request(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The fact with its author.
+    pub fn signed(&self) -> NegotiatedSignedFact {
+        NegotiatedSignedFact::new(self.author, self.fact.clone())
+    }
+}
+
+/// Result of a successful insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NegotiatedInsert {
+    /// The fact is new.
+    Added(NegotiatedFactId),
+    /// The store already held it: nothing changed.
+    Duplicate(NegotiatedFactId),
+}
+
+impl NegotiatedInsert {
+    /// The fact's id.
+    pub fn id(&self) -> NegotiatedFactId {
+        match self {
+            NegotiatedInsert::Added(id) | NegotiatedInsert::Duplicate(id) => *id,
+        }
+    }
+
+    /// Whether the fact was new.
+    pub fn is_added(&self) -> bool {
+        matches!(self, NegotiatedInsert::Added(_))
+    }
+}
+
+/// Why a fact cannot be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NegotiatedStoreError {
+    /// The request it is about is not in the store (never seen, or its frame was dropped).
+    UnknownRequest(NegotiatedFactId),
+    /// The id it names as its request is not a request.
+    NotARequest(NegotiatedFactId),
+    /// The bid it answers is not in the store (only checked by [`NegotiatedFactStore::insert_strict`]).
+    UnknownBid(NegotiatedFactId),
+    /// The bid it answers is not a bid on its request.
+    BidOfAnotherRequest(NegotiatedFactId),
+}
+
+impl std::fmt::Display for NegotiatedStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NegotiatedStoreError::UnknownRequest(id) => {
+                write!(f, "request {id} is unknown or expired")
+            }
+            NegotiatedStoreError::NotARequest(id) => write!(f, "fact {id} is not a request"),
+            NegotiatedStoreError::UnknownBid(id) => write!(f, "bid {id} is unknown or expired"),
+            NegotiatedStoreError::BidOfAnotherRequest(id) => {
+                write!(f, "fact {id} is not a bid on that request")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NegotiatedStoreError {}
+
+/// How a bid was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NegotiatedAnswer {
+    /// Accepted by the requester (this accept's id).
+    Accepted(NegotiatedFactId),
+    /// Rejected by the requester (this reject's id).
+    Rejected(NegotiatedFactId),
+}
+
+/// Facts by frame, idempotent on insert.
+#[derive(Debug, Clone, Default)]
+pub struct NegotiatedFactStore {
+    facts: HashMap<NegotiatedFactId, NegotiatedStoredFact>,
+    frames: BTreeMap<u64, Vec<NegotiatedFactId>>,
+    about: HashMap<NegotiatedFactId, Vec<NegotiatedFactId>>,
+    per_author: HashMap<(u64, PlayerId), usize>,
+}
+
+impl NegotiatedFactStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores a fact. A fact about a request needs the request in the store; an accept
+    /// or reject whose bid is known must name a bid on the same request.
+    pub fn insert(
+        &mut self,
+        fact: NegotiatedSignedFact,
+    ) -> Result<NegotiatedInsert, NegotiatedStoreError> {
+        self.insert_checked(fact, false)
+    }
+
+    /// Like [`insert`](Self::insert), and an accept or reject must also name a bid the
+    /// store holds (the relay's check; a client watching a request never sees its bids).
+    pub fn insert_strict(
+        &mut self,
+        fact: NegotiatedSignedFact,
+    ) -> Result<NegotiatedInsert, NegotiatedStoreError> {
+        self.insert_checked(fact, true)
+    }
+
+    /// Where a fact would live and whether it can be stored, without storing it.
+    pub fn locate(
+        &self,
+        fact: &NegotiatedFact,
+        require_bid: bool,
+    ) -> Result<(u64, String), NegotiatedStoreError> {
+        let Some(request_id) = fact.request() else {
+            let NegotiatedFact::Request(r) = fact else {
+                unreachable!("only requests have no request")
+            };
+            return Ok((r.frame, r.category.clone()));
+        };
+        let request = self
+            .facts
+            .get(&request_id)
+            .ok_or(NegotiatedStoreError::UnknownRequest(request_id))?;
+        if request.as_request().is_none() {
+            return Err(NegotiatedStoreError::NotARequest(request_id));
+        }
+        if let Some(bid_id) = fact.bid() {
+            match self.facts.get(&bid_id) {
+                Some(bid) => match &bid.fact {
+                    NegotiatedFact::Bid(b) if b.request == request_id => {}
+                    _ => return Err(NegotiatedStoreError::BidOfAnotherRequest(bid_id)),
+                },
+                None if require_bid => return Err(NegotiatedStoreError::UnknownBid(bid_id)),
+                None => {}
+            }
+        }
+        Ok((request.frame, request.category.clone()))
+    }
+
+    fn insert_checked(
+        &mut self,
+        fact: NegotiatedSignedFact,
+        require_bid: bool,
+    ) -> Result<NegotiatedInsert, NegotiatedStoreError> {
+        let id = fact.id();
+        if self.facts.contains_key(&id) {
+            return Ok(NegotiatedInsert::Duplicate(id));
+        }
+        let (frame, category) = self.locate(&fact.fact, require_bid)?;
+        if let Some(request) = fact.fact.request() {
+            self.about.entry(request).or_default().push(id);
+        }
+        self.frames.entry(frame).or_default().push(id);
+        *self.per_author.entry((frame, fact.author)).or_default() += 1;
+        self.facts.insert(
+            id,
+            NegotiatedStoredFact {
+                id,
+                author: fact.author,
+                fact: fact.fact,
+                frame,
+                category,
+            },
+        );
+        Ok(NegotiatedInsert::Added(id))
+    }
+
+    /// A fact by id.
+    pub fn get(&self, id: NegotiatedFactId) -> Option<&NegotiatedStoredFact> {
+        self.facts.get(&id)
+    }
+
+    /// Whether the store holds this fact.
+    pub fn contains(&self, id: NegotiatedFactId) -> bool {
+        self.facts.contains_key(&id)
+    }
+
+    /// A request by id, with its stored entry.
+    pub fn request(
+        &self,
+        id: NegotiatedFactId,
+    ) -> Option<(&NegotiatedStoredFact, &NegotiatedRequest)> {
+        let stored = self.facts.get(&id)?;
+        stored.as_request().map(|r| (stored, r))
+    }
+
+    /// The author of a request.
+    pub fn requester(&self, request: NegotiatedFactId) -> Option<PlayerId> {
+        self.request(request).map(|(s, _)| s.author)
+    }
+
+    /// Whether `author` may post `fact`, given what the store knows: anyone may post a
+    /// request; anyone but the requester may bid; only the requester may accept,
+    /// reject or cancel. Facts about unknown requests are not entitled.
+    pub fn is_entitled(&self, author: PlayerId, fact: &NegotiatedFact) -> bool {
+        let Some(request) = fact.request() else {
+            return true;
+        };
+        let Some(requester) = self.requester(request) else {
+            return false;
+        };
+        match fact.kind() {
+            NegotiatedFactKind::Request => true,
+            NegotiatedFactKind::Bid => author != requester,
+            NegotiatedFactKind::Accept | NegotiatedFactKind::Reject | NegotiatedFactKind::Cancel => {
+                author == requester
+            }
+        }
+    }
+
+    /// The facts about a request (bids, answers, cancels), entitled or not, in the order
+    /// they were stored.
+    pub fn about(&self, request: NegotiatedFactId) -> impl Iterator<Item = &NegotiatedStoredFact> {
+        self.about
+            .get(&request)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.facts.get(id))
+    }
+
+    fn entitled_about(
+        &self,
+        request: NegotiatedFactId,
+    ) -> impl Iterator<Item = &NegotiatedStoredFact> {
+        self.about(request)
+            .filter(|f| self.is_entitled(f.author, &f.fact))
+    }
+
+    /// The requester's accept of this request, if any (the first stored).
+    pub fn accept_of(&self, request: NegotiatedFactId) -> Option<&NegotiatedStoredFact> {
+        self.entitled_about(request)
+            .find(|f| f.fact.kind() == NegotiatedFactKind::Accept)
+    }
+
+    /// The bid the requester accepted, if any.
+    pub fn accepted_bid(&self, request: NegotiatedFactId) -> Option<NegotiatedFactId> {
+        self.accept_of(request).and_then(|f| f.fact.bid())
+    }
+
+    /// Whether the requester cancelled this request.
+    pub fn is_cancelled(&self, request: NegotiatedFactId) -> bool {
+        self.entitled_about(request)
+            .any(|f| f.fact.kind() == NegotiatedFactKind::Cancel)
+    }
+
+    /// Whether the request is accepted or cancelled (by its requester).
+    pub fn is_closed(&self, request: NegotiatedFactId) -> bool {
+        self.entitled_about(request).any(|f| {
+            matches!(
+                f.fact.kind(),
+                NegotiatedFactKind::Accept | NegotiatedFactKind::Cancel
+            )
+        })
+    }
+
+    /// The bids on a request by other players than the requester, in the order stored.
+    pub fn bids_on(&self, request: NegotiatedFactId) -> Vec<&NegotiatedStoredFact> {
+        self.entitled_about(request)
+            .filter(|f| f.fact.kind() == NegotiatedFactKind::Bid)
+            .collect()
+    }
+
+    /// How the requester answered a bid the store holds, if it did.
+    pub fn answer_to(&self, bid: NegotiatedFactId) -> Option<NegotiatedAnswer> {
+        let request = self.facts.get(&bid)?.fact.request()?;
+        self.entitled_about(request)
+            .find_map(|f| match &f.fact {
+                NegotiatedFact::Accept(a) if a.bid == bid => Some(NegotiatedAnswer::Accepted(f.id)),
+                NegotiatedFact::Reject(r) if r.bid == bid => Some(NegotiatedAnswer::Rejected(f.id)),
+                _ => None,
+            })
+    }
+
+    /// Requests of a category in these frames that are neither accepted nor cancelled,
+    /// in frame then arrival order.
+    pub fn open_requests(&self, category: &str, frames: &[u64]) -> Vec<&NegotiatedStoredFact> {
+        let frames: BTreeSet<u64> = frames.iter().copied().collect();
+        frames
+            .into_iter()
+            .flat_map(|frame| self.facts_in(frame))
+            .filter(|f| f.category == category && f.as_request().is_some())
+            .filter(|f| !self.is_closed(f.id))
+            .collect()
+    }
+
+    /// The facts of a frame, in the order they were stored.
+    pub fn facts_in(&self, frame: u64) -> impl Iterator<Item = &NegotiatedStoredFact> {
+        self.frames
+            .get(&frame)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.facts.get(id))
+    }
+
+    /// How many facts `author` stored in `frame`.
+    pub fn count_by(&self, author: PlayerId, frame: u64) -> usize {
+        self.per_author.get(&(frame, author)).copied().unwrap_or(0)
+    }
+
+    /// Drops every frame before `frame`; returns how many facts went.
+    pub fn drop_before(&mut self, frame: u64) -> usize {
+        let kept = self.frames.split_off(&frame);
+        let dropped = std::mem::replace(&mut self.frames, kept);
+        let mut count = 0;
+        for id in dropped.into_values().flatten() {
+            if self.facts.remove(&id).is_some() {
+                count += 1;
+            }
+            self.about.remove(&id);
+        }
+        self.per_author.retain(|(f, _), _| *f >= frame);
+        count
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Number of facts held.
+    pub fn len(&self) -> usize {
+        self.facts.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.facts.is_empty()
+    }
+
+    /// The frames held, oldest first, with their fact counts.
+    pub fn frames(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        self.frames.iter().map(|(f, ids)| (*f, ids.len()))
+    }
+
+    /// Every fact id held, sorted (for comparing stores).
+    pub fn ids(&self) -> BTreeSet<NegotiatedFactId> {
+        self.facts.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::negotiated::fact::*;
+    use proptest::prelude::*;
+
+    fn request(author: PlayerId, frame: u64, created_us: u64) -> NegotiatedSignedFact {
+        NegotiatedSignedFact::new(
+            author,
+            NegotiatedFact::Request(NegotiatedRequest {
+                category: "duel".into(),
+                frame,
+                created_us,
+            }),
+        )
+    }
+
+    fn bid(author: PlayerId, request: NegotiatedFactId, created_us: u64) -> NegotiatedSignedFact {
+        NegotiatedSignedFact::new(
+            author,
+            NegotiatedFact::Bid(NegotiatedBid {
+                request,
+                created_us,
+            }),
+        )
+    }
+
+    fn accept(
+        author: PlayerId,
+        request: NegotiatedFactId,
+        bid: NegotiatedFactId,
+    ) -> NegotiatedSignedFact {
+        NegotiatedSignedFact::new(
+            author,
+            NegotiatedFact::Accept(NegotiatedAccept { request, bid }),
+        )
+    }
+
+    #[test]
+    fn conversation_and_entitlement() {
+        let mut s = NegotiatedFactStore::new();
+        let r = s.insert(request(1, 5, 100)).unwrap().id();
+        assert_eq!(s.open_requests("duel", &[4, 5]).len(), 1);
+        assert!(s.open_requests("race", &[4, 5]).is_empty());
+        let b = s.insert(bid(2, r, 200)).unwrap().id();
+        let self_bid = s.insert(bid(1, r, 201)).unwrap().id();
+        assert_eq!(s.bids_on(r).len(), 1, "a self-bid is not entitled");
+        assert_ne!(b, self_bid);
+        // a forged accept by a third player closes nothing
+        let forged = s.insert(accept(3, r, b)).unwrap();
+        assert!(forged.is_added());
+        assert!(!s.is_closed(r));
+        assert_eq!(s.answer_to(b), None);
+        let a = s.insert(accept(1, r, b)).unwrap().id();
+        assert!(s.is_closed(r));
+        assert_eq!(s.accepted_bid(r), Some(b));
+        assert_eq!(s.answer_to(b), Some(NegotiatedAnswer::Accepted(a)));
+        assert!(s.open_requests("duel", &[5]).is_empty());
+        // duplicates change nothing
+        assert_eq!(
+            s.insert(accept(1, r, b)).unwrap(),
+            NegotiatedInsert::Duplicate(a)
+        );
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.count_by(1, 5), 3);
+        // unknown request, bid of another request
+        assert_eq!(
+            s.insert(bid(2, NegotiatedFactId(42), 1)),
+            Err(NegotiatedStoreError::UnknownRequest(NegotiatedFactId(42)))
+        );
+        let r2 = s.insert(request(4, 5, 300)).unwrap().id();
+        assert_eq!(
+            s.insert(accept(4, r2, b)),
+            Err(NegotiatedStoreError::BidOfAnotherRequest(b))
+        );
+        assert_eq!(
+            s.insert_strict(accept(4, r2, NegotiatedFactId(7))),
+            Err(NegotiatedStoreError::UnknownBid(NegotiatedFactId(7)))
+        );
+        assert!(s.insert(accept(4, r2, NegotiatedFactId(7))).is_ok());
+        assert_eq!(
+            s.insert(bid(2, b, 1)),
+            Err(NegotiatedStoreError::NotARequest(b))
+        );
+        assert_eq!(s.drop_before(6), 7);
+        assert!(s.is_empty());
+        assert_eq!(s.count_by(1, 5), 0);
+    }
+
+    /// A random conversation: requests, then facts about them by random authors.
+    fn arb_facts() -> impl Strategy<Value = Vec<NegotiatedSignedFact>> {
+        (
+            proptest::collection::vec((1u64..5, 0u64..4, 0u64..1000), 1..6),
+            proptest::collection::vec((1u64..5, 0usize..6, 0u8..5, 0usize..8, 0u64..50), 0..30),
+        )
+            .prop_map(|(requests, others)| {
+                let requests: Vec<NegotiatedSignedFact> = requests
+                    .into_iter()
+                    .map(|(a, f, t)| request(a, f, t))
+                    .collect();
+                let mut facts = requests.clone();
+                let mut bids: Vec<NegotiatedSignedFact> = Vec::new();
+                for (author, r, kind, b, t) in others {
+                    let r = requests[r % requests.len()].id();
+                    let bid_id = bids
+                        .iter()
+                        .filter(|x| x.fact.request() == Some(r))
+                        .nth(b % 4)
+                        .map(|x| x.id())
+                        .unwrap_or(NegotiatedFactId(b as u64));
+                    let fact = match kind {
+                        0 | 1 => NegotiatedFact::Bid(NegotiatedBid {
+                            request: r,
+                            created_us: t,
+                        }),
+                        2 => NegotiatedFact::Accept(NegotiatedAccept {
+                            request: r,
+                            bid: bid_id,
+                        }),
+                        3 => NegotiatedFact::Reject(NegotiatedReject {
+                            request: r,
+                            bid: bid_id,
+                        }),
+                        _ => NegotiatedFact::Cancel(NegotiatedCancel { request: r }),
+                    };
+                    let signed = NegotiatedSignedFact::new(author, fact);
+                    if kind <= 1 {
+                        bids.push(signed.clone());
+                    }
+                    facts.push(signed);
+                }
+                facts
+            })
+    }
+
+    fn summary(s: &NegotiatedFactStore) -> Vec<(NegotiatedFactId, bool, bool, Option<NegotiatedFactId>)> {
+        s.ids()
+            .into_iter()
+            .filter(|id| s.request(*id).is_some())
+            .map(|id| (id, s.is_closed(id), s.is_cancelled(id), s.accepted_bid(id)))
+            .collect()
+    }
+
+    proptest! {
+        /// Receiving facts twice, in any order that keeps each request before the
+        /// facts about it, gives the same store (entitlement-wise; "the first accept"
+        /// is only compared when there is one).
+        #[test]
+        fn idempotent_and_order_independent(facts in arb_facts(), seed in any::<u64>()) {
+            let mut once = NegotiatedFactStore::new();
+            for f in &facts {
+                let _ = once.insert(f.clone());
+            }
+            let mut twice = NegotiatedFactStore::new();
+            // requests first, then everything else twice in a shuffled order
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let (requests, rest): (Vec<_>, Vec<_>) =
+                facts.iter().cloned().partition(|f| f.fact.request().is_none());
+            let mut rest: Vec<_> = rest.iter().cloned().chain(rest.iter().cloned()).collect();
+            rng.shuffle(&mut rest);
+            for f in requests.iter().chain(rest.iter()) {
+                let _ = twice.insert(f.clone());
+            }
+            for f in &facts {
+                let r = twice.insert(f.clone());
+                prop_assert!(matches!(r, Ok(NegotiatedInsert::Duplicate(_))) || r.is_err());
+            }
+            prop_assert_eq!(once.ids(), twice.ids());
+            let (a, b) = (summary(&once), summary(&twice));
+            prop_assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert_eq!(x.0, y.0);
+                prop_assert_eq!(x.1, y.1);
+                prop_assert_eq!(x.2, y.2);
+                prop_assert_eq!(x.3.is_some(), y.3.is_some());
+            }
+        }
+
+        /// Only the requester closes a request, and only facts about known requests are stored.
+        #[test]
+        fn only_the_requester_closes(facts in arb_facts()) {
+            let mut s = NegotiatedFactStore::new();
+            for f in &facts {
+                let _ = s.insert(f.clone());
+            }
+            for id in s.ids() {
+                let Some((stored, _)) = s.request(id) else { continue };
+                let closed_by_requester = s.about(id).any(|f| {
+                    f.author == stored.author
+                        && matches!(f.fact.kind(), NegotiatedFactKind::Accept | NegotiatedFactKind::Cancel)
+                });
+                prop_assert_eq!(s.is_closed(id), closed_by_requester);
+                for f in s.about(id) {
+                    prop_assert_eq!(f.frame, stored.frame);
+                }
+                for b in s.bids_on(id) {
+                    prop_assert_ne!(b.author, stored.author);
+                }
+            }
+        }
+
+        /// Dropping frames removes exactly the facts of those frames.
+        #[test]
+        fn drop_removes_whole_frames(facts in arb_facts(), cut in 0u64..5) {
+            let mut s = NegotiatedFactStore::new();
+            for f in &facts {
+                let _ = s.insert(f.clone());
+            }
+            let before = s.len();
+            let expected: usize = s.frames().filter(|(f, _)| *f < cut).map(|(_, n)| n).sum();
+            prop_assert_eq!(s.drop_before(cut), expected);
+            prop_assert_eq!(s.len(), before - expected);
+            prop_assert!(s.frames().all(|(f, _)| f >= cut));
+            for id in s.ids() {
+                let f = s.get(id).unwrap();
+                if let Some(r) = f.fact.request() {
+                    prop_assert!(s.contains(r));
+                }
+            }
+        }
+    }
+}
