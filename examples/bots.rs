@@ -1,1 +1,167 @@
-fn main() {}
+//! Load-generating bots: N headless clients in one process, each with its own UDP
+//! connection to a matchmaking server.
+//!
+//! ```text
+//! cargo run --release --example bots -- --server 127.0.0.1:5000 --count 200 \
+//!     [--category duel] [--duration 30] [--flaky 0.2] [--seed 1] [--no-rematch]
+//! ```
+//! Prints one JSON object per line (`match_found`, `match_cancelled`, `error`,
+//! `disconnect`) and a final `summary`. Exits non-zero if two bots disagree about who
+//! was in a match.
+
+#[path = "common/bot.rs"]
+mod bot;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bot::{Bot, Flaw, bot_app, percentile_ms};
+use serde_json::json;
+
+struct Args {
+    server: SocketAddr,
+    count: usize,
+    category: String,
+    duration: Duration,
+    flaky: f64,
+    seed: u64,
+    rematch: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        server: "127.0.0.1:5000".parse().expect("valid"),
+        count: 10,
+        category: "duel".into(),
+        duration: Duration::from_secs(30),
+        flaky: 0.0,
+        seed: 1,
+        rematch: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => args.server = value()?.parse().map_err(|e| format!("--server: {e}"))?,
+            "--count" => args.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
+            "--category" => args.category = value()?,
+            "--duration" => {
+                let secs: f64 = value()?.parse().map_err(|e| format!("--duration: {e}"))?;
+                args.duration = Duration::from_secs_f64(secs);
+            }
+            "--flaky" => {
+                args.flaky = value()?.parse().map_err(|e| format!("--flaky: {e}"))?;
+                if !(0.0..=1.0).contains(&args.flaky) {
+                    return Err("--flaky must be between 0 and 1".into());
+                }
+            }
+            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--no-rematch" => args.rematch = false,
+            "-h" | "--help" => {
+                println!(
+                    "usage: bots --server ADDR --count N [--category NAME] [--duration SECONDS] [--flaky FRACTION] [--seed N] [--no-rematch]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("bots: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    // distinct id ranges per run so several bot processes can share a server
+    let base = rng.u64(1..1 << 40) << 12;
+    let mut apps = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let flaw = (rng.f64() < args.flaky).then(|| {
+            let at = args.duration.mul_f64(rng.f64() * 0.5);
+            (Flaw::random(&mut rng), at)
+        });
+        let bot = Bot::new(
+            i,
+            base + i as u64,
+            args.category.clone(),
+            flaw,
+            args.rematch,
+            rng.u64(..),
+        );
+        match bot_app(args.server, bot) {
+            Ok(app) => apps.push(app),
+            Err(e) => {
+                eprintln!("bots: bot {i} cannot connect: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let started = Instant::now();
+    let frame = Duration::from_secs_f64(1.0 / 60.0);
+    while started.elapsed() < args.duration {
+        let tick = Instant::now();
+        for app in &mut apps {
+            app.update();
+            for line in app.world_mut().resource_mut::<Bot>().lines.drain(..) {
+                println!("{line}");
+            }
+        }
+        if let Some(rest) = frame.checked_sub(tick.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    for app in &mut apps {
+        app.world_mut()
+            .resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
+            .disconnect();
+    }
+
+    let mut waits = Vec::new();
+    let (mut matched, mut cancelled, mut errors, mut bots_matched) = (0, 0, 0, 0);
+    let mut seen: BTreeMap<u64, Vec<Vec<u64>>> = BTreeMap::new();
+    for app in &apps {
+        let bot = app.world().resource::<Bot>();
+        matched += bot.matched;
+        cancelled += bot.cancelled;
+        errors += bot.errors;
+        bots_matched += usize::from(bot.matched > 0);
+        waits.extend(bot.waits.iter().copied());
+        for (m, players) in &bot.matches {
+            seen.entry(*m).or_default().push(players.clone());
+        }
+    }
+    // every bot of a match must report the same players, and each listed player that is
+    // one of ours must have reported that match
+    let ours: std::collections::HashSet<u64> = apps
+        .iter()
+        .map(|a| a.world().resource::<Bot>().player)
+        .collect();
+    let inconsistent = seen
+        .values()
+        .filter(|reports| {
+            let first = &reports[0];
+            let ours_in = first.iter().filter(|p| ours.contains(p)).count();
+            reports.iter().any(|r| r != first) || ours_in != reports.len()
+        })
+        .count();
+    println!(
+        "{}",
+        json!({
+            "event": "summary", "bots": args.count, "matched": matched, "bots_matched": bots_matched,
+            "matches": seen.len(), "cancelled": cancelled, "errors": errors,
+            "wait_ms_p50": percentile_ms(&mut waits, 0.5), "wait_ms_p99": percentile_ms(&mut waits, 0.99),
+            "inconsistent_matches": inconsistent,
+        })
+    );
+    if inconsistent > 0 {
+        eprintln!("bots: {inconsistent} matches were reported with different players");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,233 @@
-fn main() {}
+//! Dedicated headless matchmaking server over UDP (renet_netcode, unsecure auth).
+//!
+//! ```text
+//! cargo run --example server -- [--addr 127.0.0.1:5000] [--players-per-match 2]
+//!     [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS]
+//! ```
+//! Prints a stats line every few seconds and each commit/rollback; on exit (SIGINT,
+//! SIGTERM or `--run-for`) writes the final stats as one JSON object to `--stats-json`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bevy::app::ScheduleRunnerPlugin;
+use bevy::prelude::*;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::transport::{NETCODE_MAX_CLIENTS, insert_netcode_server};
+
+struct Args {
+    addr: SocketAddr,
+    players_per_match: usize,
+    run_for: Option<Duration>,
+    stats_json: Option<String>,
+    stats_every: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:5000".parse().expect("valid"),
+        players_per_match: 2,
+        run_for: None,
+        stats_json: None,
+        stats_every: Duration::from_secs(5),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
+            "--players-per-match" => {
+                args.players_per_match = value()?
+                    .parse()
+                    .map_err(|e| format!("--players-per-match: {e}"))?;
+                if !(2..=16).contains(&args.players_per_match) {
+                    return Err("--players-per-match must be 2..=16".into());
+                }
+            }
+            "--run-for" => {
+                let secs: f64 = value()?.parse().map_err(|e| format!("--run-for: {e}"))?;
+                args.run_for = Some(Duration::from_secs_f64(secs));
+            }
+            "--stats-json" => args.stats_json = Some(value()?),
+            "--stats-every" => {
+                let secs: f64 = value()?.parse().map_err(|e| format!("--stats-every: {e}"))?;
+                args.stats_every = Duration::from_secs_f64(secs.max(0.1));
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: server [--addr ADDR] [--players-per-match N] [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[derive(Resource)]
+struct ServerRun {
+    run_for: Option<Duration>,
+    stats_json: Option<String>,
+    stats_every: Duration,
+    last_stats: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("server: {e}");
+            std::process::exit(2);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .expect("install the SIGINT/SIGTERM handler");
+    }
+
+    let channel = MatchmakingChannel::default();
+    let mut app = App::new();
+    app.add_plugins(
+        MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
+            1.0 / 60.0,
+        ))),
+    )
+    .add_plugins(bevy::log::LogPlugin {
+        level: bevy::log::Level::WARN,
+        ..default()
+    })
+    .add_plugins(MatchmakingServerPlugin {
+        channel,
+        settings: MatchmakingServerSettings {
+            players_per_match: args.players_per_match,
+            ..default()
+        },
+    });
+    let addr = match insert_netcode_server(
+        &mut app,
+        args.addr,
+        NETCODE_MAX_CLIENTS,
+        channel.connection_config(),
+    ) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("server: cannot bind {}: {e}", args.addr);
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "server: listening on {addr} ({} players per match)",
+        args.players_per_match
+    );
+    app.insert_resource(ServerRun {
+        run_for: args.run_for,
+        stats_json: args.stats_json,
+        stats_every: args.stats_every,
+        last_stats: Duration::ZERO,
+        stop,
+    })
+    .add_systems(Update, (print_outcomes, print_stats, stop_when_done).chain());
+    app.run();
+}
+
+fn print_outcomes(mut outcomes: MessageReader<MatchmakingOutcome>) {
+    for o in outcomes.read() {
+        let players: Vec<PlayerId> = o.players.iter().map(|p| p.player).collect();
+        if o.status.is_success() {
+            println!(
+                "server: match {} committed: lobby {} category {} players {:?} in {} ms",
+                o.match_id,
+                o.lobby_code.as_deref().unwrap_or("-"),
+                o.category,
+                players,
+                o.elapsed.as_millis()
+            );
+        } else {
+            println!(
+                "server: match {} rolled back ({}): category {} players {:?} re-queued {:?}",
+                o.match_id, o.status, o.category, players, o.requeued
+            );
+        }
+    }
+}
+
+fn stats_line(stats: &MatchmakingServerStats) -> String {
+    let q = stats.time_in_queue.percentiles();
+    let c = stats.time_to_commit.percentiles();
+    format!(
+        "queued={} in_flight={} lobbies={} committed={} rolled_back={} requeued={} refused={} queue_p50={}ms queue_p99={}ms commit_p50={}ms commit_p99={}ms",
+        stats.total_queued(),
+        stats.matches_in_flight,
+        stats.lobbies_open,
+        stats.matches_committed,
+        stats.matches_rolled_back,
+        stats.players_requeued,
+        stats.connections_refused,
+        q.p50.as_millis(),
+        q.p99.as_millis(),
+        c.p50.as_millis(),
+        c.p99.as_millis(),
+    )
+}
+
+fn print_stats(
+    time: Res<Time<Real>>,
+    mut run: ResMut<ServerRun>,
+    stats: Res<MatchmakingServerStats>,
+) {
+    if time.elapsed() >= run.last_stats + run.stats_every {
+        run.last_stats = time.elapsed();
+        println!("server: stats {}", stats_line(&stats));
+    }
+}
+
+fn stats_json(stats: &MatchmakingServerStats) -> serde_json::Value {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let q = stats.time_in_queue.percentiles();
+    let c = stats.time_to_commit.percentiles();
+    serde_json::json!({
+        "matches_committed": stats.matches_committed,
+        "matches_rolled_back": stats.matches_rolled_back,
+        "matches_formed": stats.matches_formed,
+        "players_requeued": stats.players_requeued,
+        "players_queued": stats.total_queued(),
+        "players_queued_by_category": stats.players_queued,
+        "matches_in_flight": stats.matches_in_flight,
+        "lobbies_open": stats.lobbies_open,
+        "connections_refused": stats.connections_refused,
+        "rollbacks_by_status": stats.rollbacks_by_status,
+        "time_in_queue_ms": {"p50": ms(q.p50), "p90": ms(q.p90), "p99": ms(q.p99), "max": ms(q.max), "count": q.count},
+        "time_to_commit_ms": {"p50": ms(c.p50), "p90": ms(c.p90), "p99": ms(c.p99), "max": ms(c.max), "count": c.count},
+    })
+}
+
+fn stop_when_done(
+    time: Res<Time<Real>>,
+    run: Res<ServerRun>,
+    stats: Res<MatchmakingServerStats>,
+    mut exit: MessageWriter<AppExit>,
+    mut done: Local<bool>,
+) {
+    if *done {
+        return;
+    }
+    let timed_out = run.run_for.is_some_and(|d| time.elapsed() >= d);
+    if !(timed_out || run.stop.load(Ordering::SeqCst)) {
+        return;
+    }
+    *done = true;
+    println!("server: final stats {}", stats_line(&stats));
+    if let Some(path) = &run.stats_json {
+        let json = stats_json(&stats).to_string();
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!("server: cannot write {path}: {e}");
+        }
+    }
+    exit.write(AppExit::Success);
+}

@@ -1,0 +1,220 @@
+//! A load-generating bot: one headless Bevy client app with its own UDP connection.
+//! Shared by the `bots` and `demo` examples.
+
+// each example that includes this module uses a different part of it
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::transport::insert_netcode_client;
+use serde_json::json;
+
+/// How a flaky bot misbehaves once its time comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// Drops its connection when a match is proposed to it.
+    DisconnectWhenProposed,
+    /// Never acknowledges proposals.
+    NeverAcknowledge,
+    /// Answers health pings 800 ms late (above the 500 ms limit).
+    SlowPongs,
+}
+
+impl Flaw {
+    pub fn random(rng: &mut fastrand::Rng) -> Self {
+        match rng.u8(0..3) {
+            0 => Flaw::DisconnectWhenProposed,
+            1 => Flaw::NeverAcknowledge,
+            _ => Flaw::SlowPongs,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flaw::DisconnectWhenProposed => "disconnect_when_proposed",
+            Flaw::NeverAcknowledge => "never_acknowledge",
+            Flaw::SlowPongs => "slow_pongs",
+        }
+    }
+}
+
+/// A bot's plan and what it saw.
+#[derive(Resource, Debug)]
+pub struct Bot {
+    pub index: usize,
+    pub player: u64,
+    pub category: String,
+    pub flaw: Option<(Flaw, Duration)>,
+    /// Whether the bot keeps re-queueing after each match until the run ends.
+    pub rematch: bool,
+    pub lines: Vec<String>,
+    pub matched: u64,
+    pub cancelled: u64,
+    pub errors: u64,
+    pub waits: Vec<Duration>,
+    /// Matches this bot was found in, as (match id, sorted players).
+    pub matches: Vec<(u64, Vec<u64>)>,
+    joined_at: Option<Duration>,
+    leave_lobby_at: Option<Duration>,
+    rejoin_at: Option<Duration>,
+    flaw_active: bool,
+    pub gone: bool,
+    rng: fastrand::Rng,
+}
+
+impl Bot {
+    pub fn new(
+        index: usize,
+        player: u64,
+        category: String,
+        flaw: Option<(Flaw, Duration)>,
+        rematch: bool,
+        seed: u64,
+    ) -> Self {
+        Self {
+            index,
+            player,
+            category,
+            flaw,
+            rematch,
+            lines: Vec::new(),
+            matched: 0,
+            cancelled: 0,
+            errors: 0,
+            waits: Vec::new(),
+            matches: Vec::new(),
+            joined_at: None,
+            leave_lobby_at: None,
+            rejoin_at: Some(Duration::ZERO),
+            flaw_active: false,
+            gone: false,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+}
+
+/// A client app for one bot, connected over UDP to `server`.
+pub fn bot_app(server: SocketAddr, bot: Bot) -> std::io::Result<App> {
+    let channel = MatchmakingChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
+    insert_netcode_client(&mut app, server, bot.player, channel.connection_config())?;
+    app.add_plugins(MatchmakingClientPlugin { channel })
+        .insert_resource(bot)
+        .add_systems(Update, brain.after(MatchmakingClientSystems::Send));
+    Ok(app)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn brain(
+    time: Res<Time<Real>>,
+    mut bot: ResMut<Bot>,
+    mut faults: ResMut<MatchmakingClientFaults>,
+    mut transport: ResMut<bevy_renet::netcode::NetcodeClientTransport>,
+    state: Res<State<MatchmakingClientState>>,
+    mut found: MessageReader<MatchmakingMatchFound>,
+    mut proposed: MessageReader<MatchmakingMatchProposed>,
+    mut cancelled: MessageReader<MatchmakingMatchCancelled>,
+    mut errors: MessageReader<MatchmakingClientError>,
+    mut join: MessageWriter<MatchmakingJoinQueue>,
+    mut leave_lobby: MessageWriter<MatchmakingLeaveLobby>,
+) {
+    let now = time.elapsed();
+    let bot = &mut *bot;
+    if bot.gone {
+        return;
+    }
+    if let Some((flaw, after)) = bot.flaw
+        && !bot.flaw_active
+        && now >= after
+    {
+        bot.flaw_active = true;
+        match flaw {
+            Flaw::NeverAcknowledge => faults.acknowledge_proposals = false,
+            Flaw::SlowPongs => faults.pong_delay = Duration::from_millis(800),
+            Flaw::DisconnectWhenProposed => {}
+        }
+    }
+    for p in proposed.read() {
+        if bot.flaw_active && bot.flaw.map(|f| f.0) == Some(Flaw::DisconnectWhenProposed) {
+            bot.lines.push(
+                json!({"event": "disconnect", "bot": bot.index, "player": bot.player, "match": p.match_id, "flaw": Flaw::DisconnectWhenProposed.name()})
+                    .to_string(),
+            );
+            transport.disconnect();
+            bot.gone = true;
+            return;
+        }
+    }
+    for f in found.read() {
+        let wait = bot.joined_at.map_or(Duration::ZERO, |t| now.saturating_sub(t));
+        let mut players: Vec<u64> = std::iter::once(f.me.player)
+            .chain(f.others.iter().map(|o| o.player))
+            .collect();
+        players.sort_unstable();
+        bot.lines.push(
+            json!({
+                "event": "match_found", "bot": bot.index, "player": bot.player, "match": f.match_id,
+                "lobby": f.lobby_code, "category": f.category, "players": players,
+                "wait_ms": wait.as_millis() as u64,
+            })
+            .to_string(),
+        );
+        bot.matched += 1;
+        bot.waits.push(wait);
+        bot.matches.push((f.match_id, players));
+        bot.joined_at = None;
+        // "play" for a moment, then leave the lobby
+        bot.leave_lobby_at = Some(now + Duration::from_millis(bot.rng.u64(300..1500)));
+    }
+    for c in cancelled.read() {
+        bot.lines.push(
+            json!({
+                "event": "match_cancelled", "bot": bot.index, "player": bot.player, "match": c.match_id,
+                "status": c.status.as_str(), "reason": c.reason.to_string(), "requeued": c.requeued,
+            })
+            .to_string(),
+        );
+        bot.cancelled += 1;
+        if !c.requeued {
+            bot.joined_at = None;
+            bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(200..1000)));
+        }
+    }
+    for e in errors.read() {
+        bot.lines.push(
+            json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message})
+                .to_string(),
+        );
+        bot.errors += 1;
+    }
+    if bot.leave_lobby_at.is_some_and(|t| now >= t) && *state.get() == MatchmakingClientState::Matched {
+        bot.leave_lobby_at = None;
+        leave_lobby.write(MatchmakingLeaveLobby);
+        if bot.rematch {
+            bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(100..800)));
+        }
+    }
+    if bot.rejoin_at.is_some_and(|t| now >= t)
+        && matches!(
+            state.get(),
+            MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+        )
+    {
+        bot.rejoin_at = None;
+        bot.joined_at = Some(now);
+        join.write(MatchmakingJoinQueue {
+            category: bot.category.clone(),
+        });
+    }
+}
+
+/// Nearest-rank percentile in milliseconds.
+pub fn percentile_ms(waits: &mut [Duration], q: f64) -> u64 {
+    waits.sort_unstable();
+    bevy_atomic_matchmaking::core::stats::nearest_rank(waits, q).as_millis() as u64
+}
