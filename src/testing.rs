@@ -14,7 +14,8 @@ use bevy_renet::{RenetClient, RenetServer};
 
 use crate::channel::MatchmakingChannel;
 use crate::client::*;
-use crate::core::protocol::PlayerId;
+use crate::core::codec;
+use crate::core::protocol::{ClientMessage, PlayerId, ServerMessage};
 use crate::server::*;
 
 /// Everything the server plugin wrote, in order.
@@ -155,6 +156,57 @@ impl MatchmakingTestHarness {
             connected: true,
         });
         player
+    }
+
+    /// Adds a connected client *without* the client plugin: it sends only what the test
+    /// writes with [`Self::send_raw`] and [`Self::send_client_message`], and the test reads
+    /// what the server sent with [`Self::receive_raw`]. For hostile-input tests.
+    pub fn add_raw_client(&mut self) -> PlayerId {
+        let player = self.next_player;
+        self.next_player += 1;
+        let client = self
+            .server
+            .world_mut()
+            .resource_mut::<RenetServer>()
+            .new_local_client(player);
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step))
+            .insert_resource(RenetClient(client))
+            .add_plugins(bevy_renet::RenetClientPlugin);
+        self.clients.push(MatchmakingTestClient {
+            player,
+            app,
+            connected: true,
+        });
+        player
+    }
+
+    /// Encodes and sends a protocol message from a (raw) client.
+    pub fn send_client_message(&mut self, player: PlayerId, message: &ClientMessage) {
+        self.send_raw(player, codec::encode(message));
+    }
+
+    /// Decodes everything the server sent a raw client since the last call.
+    pub fn receive_raw(&mut self, player: PlayerId) -> Vec<ServerMessage> {
+        let channel = self.channel.id;
+        let mut renet = self.client(player).world_mut().resource_mut::<RenetClient>();
+        let mut messages = Vec::new();
+        while let Some(bytes) = renet.receive_message(channel) {
+            messages.push(codec::decode(&bytes).expect("the server sends valid messages"));
+        }
+        messages
+    }
+
+    /// Whether a client's connection is still open on both sides.
+    pub fn is_connected(&self, player: PlayerId) -> bool {
+        let i = self.index(player);
+        self.clients[i].connected
+            && self
+                .server
+                .world()
+                .resource::<RenetServer>()
+                .is_connected(player)
     }
 
     /// Adds `n` clients and runs frames until all are welcomed.
