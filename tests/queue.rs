@@ -1,0 +1,209 @@
+//! Queue behaviour through the plugins: one ticket per player, leaving, disconnecting
+//! while queued, a full queue, categories kept apart, matches of more than two, and
+//! settings changed at run time.
+
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
+
+fn harness(settings: MatchmakingServerSettings) -> MatchmakingTestHarness {
+    MatchmakingTestHarness::new(settings)
+}
+
+fn last_error(h: &MatchmakingTestHarness, p: PlayerId) -> MatchmakingErrorKind {
+    h.client_log(p).errors.last().expect("an error").kind
+}
+
+#[test]
+fn one_ticket_per_player() {
+    let mut h = harness(MatchmakingServerSettings::default());
+    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    h.join(a, "duel");
+    h.run(3);
+    h.join(a, "duel");
+    h.run(3);
+    assert_eq!(last_error(&h, a), MatchmakingErrorKind::AlreadyQueued);
+    h.join(a, "ranked");
+    h.run(3);
+    assert_eq!(last_error(&h, a), MatchmakingErrorKind::AlreadyQueued);
+    assert_eq!(h.stats().total_queued(), 1);
+    assert_eq!(h.stats().players_queued.get("ranked"), None);
+    assert_eq!(h.client_state(a), MatchmakingClientState::Queued);
+}
+
+#[test]
+fn leaving_the_queue() {
+    let mut h = harness(MatchmakingServerSettings::default());
+    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    h.join(a, "duel");
+    h.run(3);
+    h.send(a, MatchmakingLeaveQueue);
+    h.run(3);
+    assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
+    assert_eq!(h.client_log(a).left[0].category, "duel");
+    assert_eq!(h.stats().total_queued(), 0);
+    // leaving again is refused clearly
+    h.send(a, MatchmakingLeaveQueue);
+    h.run(3);
+    assert_eq!(last_error(&h, a), MatchmakingErrorKind::NotQueued);
+    // b alone does not match with the departed a
+    h.join(b, "duel");
+    h.run(10);
+    assert_eq!(h.client_state(b), MatchmakingClientState::Queued);
+    assert_eq!(h.stats().matches_formed, 0);
+}
+
+#[test]
+fn disconnecting_while_queued_removes_the_ticket() {
+    let mut h = harness(MatchmakingServerSettings::default());
+    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    h.join(a, "duel");
+    h.run(3);
+    h.disconnect(a);
+    h.run(3);
+    assert_eq!(h.stats().total_queued(), 0);
+    h.join(b, "duel");
+    h.run(2);
+    h.join(c, "duel");
+    h.run_until(50, |h| h.server_log().committed.len() == 1);
+    let players: Vec<PlayerId> = h.server_log().committed[0]
+        .players
+        .iter()
+        .map(|p| p.player)
+        .collect();
+    assert_eq!(players, vec![b, c]);
+    assert_eq!(h.stats().rollbacks_by_status.len(), 0);
+}
+
+#[test]
+fn a_full_queue_says_so() {
+    let mut h = harness(MatchmakingServerSettings {
+        players_per_match: 3,
+        queue_capacity: 2,
+        ..Default::default()
+    });
+    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    h.join(a, "duel");
+    h.join(b, "duel");
+    h.run(3);
+    h.join(c, "duel");
+    h.run(3);
+    assert_eq!(last_error(&h, c), MatchmakingErrorKind::QueueFull);
+    assert!(h.client_log(c).errors[0].message.contains("full"));
+    assert_eq!(h.client_state(c), MatchmakingClientState::Idle);
+    // other categories are not affected
+    h.join(c, "other");
+    h.run(3);
+    assert_eq!(h.client_state(c), MatchmakingClientState::Queued);
+}
+
+#[test]
+fn invalid_categories_are_refused() {
+    let mut h = harness(MatchmakingServerSettings::default());
+    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    for bad in ["", "has space", &"x".repeat(33)] {
+        h.join(a, bad);
+        h.run(3);
+        assert_eq!(last_error(&h, a), MatchmakingErrorKind::InvalidCategory);
+    }
+    assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
+}
+
+#[test]
+fn three_categories_are_kept_apart() {
+    let mut h = harness(MatchmakingServerSettings::default());
+    let players = h.add_clients(6);
+    let categories = ["duel", "ranked", "casual"];
+    // interleave: duel, ranked, casual, duel, ranked, casual
+    for (i, p) in players.iter().enumerate() {
+        h.join(*p, categories[i % 3]);
+        h.run(1);
+    }
+    h.run_until(100, |h| h.server_log().committed.len() == 3);
+    for m in &h.server_log().committed {
+        let ids: Vec<PlayerId> = m.players.iter().map(|p| p.player).collect();
+        let cat_of = |p: PlayerId| {
+            categories[players.iter().position(|x| *x == p).unwrap() % 3]
+        };
+        assert!(ids.iter().all(|p| cat_of(*p) == m.category), "{m:?}");
+    }
+    let mut seen: Vec<PlayerId> = h
+        .server_log()
+        .committed
+        .iter()
+        .flat_map(|m| m.players.iter().map(|p| p.player))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, players, "every player in exactly one match");
+}
+
+#[test]
+fn a_four_player_match() {
+    let mut h = harness(MatchmakingServerSettings {
+        players_per_match: 4,
+        ..Default::default()
+    });
+    let players = h.add_clients(4);
+    for p in &players[..3] {
+        h.join(*p, "squad");
+    }
+    h.run(10);
+    assert_eq!(h.stats().matches_formed, 0, "three are not enough");
+    h.join(players[3], "squad");
+    h.run_until(100, |h| {
+        players
+            .iter()
+            .all(|p| h.client_state(*p) == MatchmakingClientState::Matched)
+    });
+    let code = h.client_log(players[0]).found[0].lobby_code.clone();
+    for p in &players {
+        let found = &h.client_log(*p).found[0];
+        assert_eq!(found.lobby_code, code);
+        assert_eq!(found.others.len(), 3);
+        assert!(found.others.iter().all(|o| o.player != *p));
+    }
+    assert_eq!(h.server_log().outcomes[0].status, MatchStatus::Success);
+}
+
+#[test]
+fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
+    let mut h = harness(MatchmakingServerSettings {
+        players_per_match: 4,
+        ..Default::default()
+    });
+    let players = h.add_clients(4);
+    for p in &players {
+        h.join(*p, "squad");
+        h.run(1);
+    }
+    h.run_until(20, |h| {
+        matches!(
+            h.server_state().location(players[0]),
+            Some(MatchmakingPlayerLocation::Matching(_))
+        )
+    });
+    h.disconnect(players[2]);
+    h.run_until(300, |h| !h.server_log().outcomes.is_empty());
+    let o = &h.server_log().outcomes[0];
+    assert_eq!(o.status, MatchStatus::PlayersDisconnected { indices: vec![2] });
+    assert_eq!(o.requeued, vec![players[0], players[1], players[3]]);
+    let q = h.server_state().queue().tickets("squad");
+    let order: Vec<PlayerId> = q.iter().map(|t| t.player).collect();
+    assert_eq!(order, vec![players[0], players[1], players[3]]);
+}
+
+#[test]
+fn settings_change_at_run_time() {
+    let mut h = harness(MatchmakingServerSettings::default());
+    let players = h.add_clients(3);
+    h.server
+        .world_mut()
+        .resource_mut::<MatchmakingServerSettings>()
+        .players_per_match = 3;
+    h.join(players[0], "trio");
+    h.join(players[1], "trio");
+    h.run(10);
+    assert_eq!(h.stats().matches_formed, 0, "now three are needed");
+    h.join(players[2], "trio");
+    h.run_until(100, |h| h.server_log().committed.len() == 1);
+    assert_eq!(h.server_log().committed[0].players.len(), 3);
+}
