@@ -1,0 +1,213 @@
+//! Hostile and wrong input: version mismatch, messages before hello, garbage and
+//! oversized bytes, and clients trying to act for another player. The server answers
+//! with a clear error, disconnects repeat offenders and keeps serving everyone else.
+
+use bevy_atomic_matchmaking::core::codec::MAX_MESSAGE_BYTES;
+use bevy_atomic_matchmaking::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
+
+fn harness() -> MatchmakingTestHarness {
+    MatchmakingTestHarness::new(MatchmakingServerSettings::default())
+}
+
+fn errors(messages: &[ServerMessage]) -> Vec<MatchmakingErrorKind> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn hello(h: &mut MatchmakingTestHarness, p: PlayerId) {
+    h.send_client_message(
+        p,
+        &ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        },
+    );
+    h.run(2);
+    assert!(matches!(
+        h.receive_raw(p)[..],
+        [ServerMessage::Welcome { player, .. }] if player == p
+    ));
+}
+
+#[test]
+fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
+    let mut h = harness();
+    let p = h.add_raw_client();
+    h.send_client_message(
+        p,
+        &ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION + 1,
+        },
+    );
+    h.run(2);
+    let received = h.receive_raw(p);
+    let [ServerMessage::Error { kind, message }] = &received[..] else {
+        panic!("expected one error, got {received:?}")
+    };
+    assert_eq!(*kind, MatchmakingErrorKind::VersionMismatch);
+    assert!(message.contains(&format!("{}", PROTOCOL_VERSION + 1)), "{message}");
+    h.run_for(std::time::Duration::from_millis(400));
+    assert!(!h.is_connected(p), "refused connections are closed");
+    assert_eq!(h.stats().connections_refused, 1);
+}
+
+#[test]
+fn messages_before_hello_are_refused() {
+    let mut h = harness();
+    let p = h.add_raw_client();
+    h.send_client_message(
+        p,
+        &ClientMessage::JoinQueue {
+            category: "duel".into(),
+        },
+    );
+    h.run(2);
+    assert_eq!(
+        errors(&h.receive_raw(p)),
+        vec![MatchmakingErrorKind::HelloRequired]
+    );
+    assert_eq!(h.stats().total_queued(), 0);
+}
+
+#[test]
+fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_served() {
+    let mut h = harness();
+    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let evil = h.add_raw_client();
+    hello(&mut h, evil);
+
+    h.join(a, "duel");
+    h.send_raw(evil, vec![0xff; 7]);
+    h.run(2);
+    assert_eq!(errors(&h.receive_raw(evil)), vec![MatchmakingErrorKind::Malformed]);
+    assert!(h.is_connected(evil), "one bad message is not abuse");
+
+    h.send_raw(evil, vec![0u8; MAX_MESSAGE_BYTES + 1]);
+    h.run(2);
+    assert_eq!(errors(&h.receive_raw(evil)), vec![MatchmakingErrorKind::TooLarge]);
+
+    // a valid message with trailing bytes is malformed too
+    let mut trailing =
+        bevy_atomic_matchmaking::core::codec::encode(&ClientMessage::LeaveQueue);
+    trailing.push(0);
+    h.join(b, "duel");
+    h.send_raw(evil, trailing);
+    h.run(2);
+    assert_eq!(
+        errors(&h.receive_raw(evil)),
+        vec![MatchmakingErrorKind::Malformed, MatchmakingErrorKind::Abuse]
+    );
+    h.run_for(std::time::Duration::from_millis(400));
+    assert!(!h.is_connected(evil), "the third offence closes the connection");
+
+    // meanwhile a and b were matched as if nothing happened
+    h.run_until(100, |h| h.server_log().committed.len() == 1);
+    assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
+    assert_eq!(h.client_state(b), MatchmakingClientState::Matched);
+}
+
+#[test]
+fn nobody_can_acknowledge_or_leave_for_another_player() {
+    let mut h = harness();
+    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let evil = h.add_raw_client();
+    hello(&mut h, evil);
+    // b never acknowledges: only b could, and the attacker tries to do it for b
+    h.client(b)
+        .world_mut()
+        .resource_mut::<MatchmakingClientFaults>()
+        .acknowledge_proposals = false;
+    h.join(a, "duel");
+    h.run(2);
+    h.join(b, "duel");
+    h.run_until(50, |h| !h.client_log(b).proposed.is_empty());
+    let proposal = h.client_log(b).proposed[0].clone();
+
+    h.send_client_message(
+        evil,
+        &ClientMessage::Acknowledge {
+            match_id: proposal.match_id,
+            lobby_id: proposal.lobby_id,
+        },
+    );
+    h.send_client_message(
+        evil,
+        &ClientMessage::LeaveLobby {
+            lobby_id: proposal.lobby_id,
+        },
+    );
+    h.send_client_message(evil, &ClientMessage::LeaveQueue);
+    h.run(2);
+    assert_eq!(
+        errors(&h.receive_raw(evil)),
+        vec![
+            MatchmakingErrorKind::NotAMember,
+            MatchmakingErrorKind::NotAMember,
+            MatchmakingErrorKind::NotQueued
+        ]
+    );
+    // b's acknowledgement is still missing: the forged one did not count
+    h.run_until(1000, |h| !h.server_log().outcomes.is_empty());
+    let o = &h.server_log().outcomes[0];
+    assert_eq!(o.status, MatchStatus::NotificationFailed);
+    assert!(!o.players[1].acknowledged);
+
+    // a real member acknowledging the wrong lobby id is refused as well
+    let [c, d] = h.add_clients(2)[..] else { unreachable!() };
+    h.client(d)
+        .world_mut()
+        .resource_mut::<MatchmakingClientFaults>()
+        .acknowledge_proposals = false;
+    h.join(c, "other");
+    h.run(2);
+    h.join(d, "other");
+    h.run_until(50, |h| !h.client_log(d).proposed.is_empty());
+    let p = h.client_log(d).proposed[0].clone();
+    let wrong_lobby = ClientMessage::Acknowledge {
+        match_id: p.match_id,
+        lobby_id: p.lobby_id ^ 1,
+    };
+    // d's plugin is not acknowledging; make d send a forged-looking ack through its channel
+    h.send_raw(d, bevy_atomic_matchmaking::core::codec::encode(&wrong_lobby));
+    h.run(3);
+    assert_eq!(
+        h.client_log(d).errors.last().map(|e| e.kind),
+        Some(MatchmakingErrorKind::NotAMember)
+    );
+}
+
+#[test]
+fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
+    let mut h = harness();
+    let p = h.add_raw_client();
+    hello(&mut h, p);
+    h.send_client_message(p, &ClientMessage::Pong { nonce: 42 });
+    h.send_client_message(
+        p,
+        &ClientMessage::Acknowledge {
+            match_id: 1,
+            lobby_id: 1,
+        },
+    );
+    h.send_client_message(
+        p,
+        &ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        },
+    );
+    h.run(2);
+    assert_eq!(
+        errors(&h.receive_raw(p)),
+        vec![
+            MatchmakingErrorKind::NotAMember,
+            MatchmakingErrorKind::Unexpected
+        ]
+    );
+    assert!(h.is_connected(p), "mistakes that decode are not abuse");
+}
