@@ -43,8 +43,13 @@ fn main() {
         eprintln!("demo: cannot bind a UDP port on 127.0.0.1: {e}");
         std::process::exit(1);
     });
-    println!("demo: matchmaking server on {addr}; {BOTS} bots, 2 of them flaky, for {} s", RUN_FOR.as_secs());
-    println!("demo: bot 0 drops its connection when proposed a match; bot 1 answers health pings 800 ms late\n");
+    println!(
+        "demo: matchmaking server on {addr}; {BOTS} bots, 2 of them flaky, for {} s",
+        RUN_FOR.as_secs()
+    );
+    println!(
+        "demo: bot 0 drops its connection when proposed a match; bot 1 answers health pings 800 ms late\n"
+    );
 
     let mut bots = Vec::new();
     for i in 0..BOTS {
@@ -102,7 +107,9 @@ fn main() {
             "  bot {} (player {}){}: matched {} times, cancelled {} times{}",
             bot.index,
             bot.player,
-            bot.flaw.map(|f| format!(" [{}]", f.0.name())).unwrap_or_default(),
+            bot.flaw
+                .map(|f| format!(" [{}]", f.0.name()))
+                .unwrap_or_default(),
             bot.matched,
             bot.cancelled,
             if bot.gone { ", left" } else { "" }
@@ -114,7 +121,10 @@ fn main() {
     }
 }
 
-fn describe_outcomes(mut outcomes: MessageReader<MatchmakingOutcome>, mut printed: ResMut<Printed>) {
+fn describe_outcomes(
+    mut outcomes: MessageReader<MatchmakingOutcome>,
+    mut printed: ResMut<Printed>,
+) {
     for o in outcomes.read() {
         let players: Vec<String> = o
             .players

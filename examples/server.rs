@@ -52,7 +52,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--stats-json" => args.stats_json = Some(value()?),
             "--stats-every" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--stats-every: {e}"))?;
+                let secs: f64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--stats-every: {e}"))?;
                 args.stats_every = Duration::from_secs_f64(secs.max(0.1));
             }
             "-h" | "--help" => {
@@ -132,7 +134,10 @@ fn main() {
         last_stats: Duration::ZERO,
         stop,
     })
-    .add_systems(Update, (print_outcomes, print_stats, stop_when_done).chain());
+    .add_systems(
+        Update,
+        (print_outcomes, print_stats, stop_when_done).chain(),
+    );
     app.run();
 }
 

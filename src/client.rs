@@ -354,7 +354,11 @@ fn receive_messages(
                 next.set(MatchmakingClientState::Idle);
                 out.connected.write(MatchmakingConnected { player });
                 if let Some(category) = session.pending_join.take() {
-                    send(&mut client, &channel, &ClientMessage::JoinQueue { category });
+                    send(
+                        &mut client,
+                        &channel,
+                        &ClientMessage::JoinQueue { category },
+                    );
                 }
             }
             ServerMessage::QueueJoined {
@@ -530,7 +534,11 @@ fn send_requests(
     for _ in lobby_leaves.read() {
         match session.lobby_id {
             Some(lobby_id) if session.welcomed => {
-                send(&mut client, &channel, &ClientMessage::LeaveLobby { lobby_id });
+                send(
+                    &mut client,
+                    &channel,
+                    &ClientMessage::LeaveLobby { lobby_id },
+                );
             }
             _ => {
                 errors.write(MatchmakingClientError {
@@ -551,7 +559,11 @@ fn send_due_pongs(
     let now = time.elapsed();
     session.pending_pongs.retain(|(due, nonce)| {
         if now >= *due {
-            send(&mut client, &channel, &ClientMessage::Pong { nonce: *nonce });
+            send(
+                &mut client,
+                &channel,
+                &ClientMessage::Pong { nonce: *nonce },
+            );
             false
         } else {
             true

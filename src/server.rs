@@ -286,6 +286,9 @@ struct PlayerEntry {
     strikes: u32,
     refused: bool,
     location: MatchmakingPlayerLocation,
+    /// The last match this player was taken into: late acknowledgements for it (crossing
+    /// a rollback on the wire) are ignored rather than reported as foreign.
+    last_match: Option<u64>,
 }
 
 impl MatchmakingServerState {
@@ -425,6 +428,7 @@ fn on_server_event(
                     strikes: 0,
                     refused: false,
                     location: MatchmakingPlayerLocation::Idle,
+                    last_match: None,
                 },
             );
         }
@@ -512,7 +516,17 @@ fn receive_messages(
                         CodecError::TooLarge { .. } => MatchmakingErrorKind::TooLarge,
                         _ => MatchmakingErrorKind::Malformed,
                     };
-                    strike(state, &mut stats, &settings, &mut server, &channel, client, kind, err.to_string(), now);
+                    strike(
+                        state,
+                        &mut stats,
+                        &settings,
+                        &mut server,
+                        &channel,
+                        client,
+                        kind,
+                        err.to_string(),
+                        now,
+                    );
                     continue;
                 }
             };
@@ -520,7 +534,13 @@ fn receive_messages(
             match message {
                 ClientMessage::Hello { protocol_version } => {
                     if hello {
-                        send_error(&mut server, &channel, client, MatchmakingErrorKind::Unexpected, "hello was already accepted");
+                        send_error(
+                            &mut server,
+                            &channel,
+                            client,
+                            MatchmakingErrorKind::Unexpected,
+                            "hello was already accepted",
+                        );
                     } else if protocol_version != PROTOCOL_VERSION {
                         send_error(
                             &mut server,
@@ -559,7 +579,15 @@ fn receive_messages(
                     );
                 }
                 ClientMessage::JoinQueue { category } => {
-                    join_queue(state, &mut stats, &mut server, &channel, client, category, now);
+                    join_queue(
+                        state,
+                        &mut stats,
+                        &mut server,
+                        &channel,
+                        client,
+                        category,
+                        now,
+                    );
                 }
                 ClientMessage::LeaveQueue => match state.players[&client].location {
                     MatchmakingPlayerLocation::Queued => {
@@ -585,11 +613,18 @@ fn receive_messages(
                         }
                     }
                     MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::InLobby(_) => {
-                        send_error(&mut server, &channel, client, MatchmakingErrorKind::NotQueued, "you hold no ticket");
+                        send_error(
+                            &mut server,
+                            &channel,
+                            client,
+                            MatchmakingErrorKind::NotQueued,
+                            "you hold no ticket",
+                        );
                     }
                 },
                 ClientMessage::Pong { nonce } => {
-                    if let MatchmakingPlayerLocation::Matching(entity) = state.players[&client].location
+                    if let MatchmakingPlayerLocation::Matching(entity) =
+                        state.players[&client].location
                         && let Ok(mut m) = matches.get_mut(entity)
                         && m.machine.pong(client, nonce, now)
                             == Err(crate::core::commit::CommitEventError::WrongNonce)
@@ -623,7 +658,13 @@ fn receive_messages(
                             .is_ok_and(|l| l.match_id == match_id && l.lobby_id == lobby_id),
                         _ => false,
                     };
-                    if !own {
+                    let entry = &state.players[&client];
+                    let stale = entry.last_match == Some(match_id)
+                        && matches!(
+                            entry.location,
+                            MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::Queued
+                        );
+                    if !own && !stale {
                         send_error(
                             &mut server,
                             &channel,
@@ -646,7 +687,12 @@ fn receive_messages(
                             }
                             state.players.get_mut(&client).expect("checked").location =
                                 MatchmakingPlayerLocation::Idle;
-                            send(&mut server, &channel, client, &ServerMessage::LobbyLeft { lobby_id });
+                            send(
+                                &mut server,
+                                &channel,
+                                client,
+                                &ServerMessage::LobbyLeft { lobby_id },
+                            );
                         }
                         _ => send_error(
                             &mut server,
@@ -694,7 +740,13 @@ fn join_queue(
         return send_error(server, channel, client, kind, message);
     }
     if let Err(why) = validate_category(&category) {
-        return send_error(server, channel, client, MatchmakingErrorKind::InvalidCategory, why);
+        return send_error(
+            server,
+            channel,
+            client,
+            MatchmakingErrorKind::InvalidCategory,
+            why,
+        );
     }
     let ticket = QueueTicket {
         player: client,
@@ -844,6 +896,7 @@ fn form_matches(
         for player in &players {
             if let Some(entry) = state.players.get_mut(player) {
                 entry.location = MatchmakingPlayerLocation::Matching(entity);
+                entry.last_match = Some(match_id);
             }
             send(
                 &mut server,
@@ -1099,8 +1152,7 @@ fn roll_back(
         }
     }
     out.stats.matches_rolled_back += 1;
-    *out
-        .stats
+    *out.stats
         .rollbacks_by_status
         .entry(outcome.status.as_str())
         .or_default() += 1;

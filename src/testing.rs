@@ -120,7 +120,10 @@ impl MatchmakingTestHarness {
             })
             .init_resource::<MatchmakingServerLog>()
             .add_systems(Last, record_server);
-        server.world_mut().resource_mut::<MatchmakingServerState>().seed(7);
+        server
+            .world_mut()
+            .resource_mut::<MatchmakingServerState>()
+            .seed(7);
         // the first update only starts the clock
         server.update();
         Self {
@@ -190,7 +193,10 @@ impl MatchmakingTestHarness {
     /// Decodes everything the server sent a raw client since the last call.
     pub fn receive_raw(&mut self, player: PlayerId) -> Vec<ServerMessage> {
         let channel = self.channel.id;
-        let mut renet = self.client(player).world_mut().resource_mut::<RenetClient>();
+        let mut renet = self
+            .client(player)
+            .world_mut()
+            .resource_mut::<RenetClient>();
         let mut messages = Vec::new();
         while let Some(bytes) = renet.receive_message(channel) {
             messages.push(codec::decode(&bytes).expect("the server sends valid messages"));
@@ -319,7 +325,10 @@ impl MatchmakingTestHarness {
                 client.connected = false;
                 continue;
             }
-            if server.process_local_client(client.player, &mut renet).is_err() {
+            if server
+                .process_local_client(client.player, &mut renet)
+                .is_err()
+            {
                 // the server closed this connection: the client sees it as a disconnect
                 renet.disconnect();
                 client.connected = false;

@@ -51,7 +51,10 @@ fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
         panic!("expected one error, got {received:?}")
     };
     assert_eq!(*kind, MatchmakingErrorKind::VersionMismatch);
-    assert!(message.contains(&format!("{}", PROTOCOL_VERSION + 1)), "{message}");
+    assert!(
+        message.contains(&format!("{}", PROTOCOL_VERSION + 1)),
+        "{message}"
+    );
     h.run_for(std::time::Duration::from_millis(400));
     assert!(!h.is_connected(p), "refused connections are closed");
     assert_eq!(h.stats().connections_refused, 1);
@@ -78,23 +81,30 @@ fn messages_before_hello_are_refused() {
 #[test]
 fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_served() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     let evil = h.add_raw_client();
     hello(&mut h, evil);
 
     h.join(a, "duel");
     h.send_raw(evil, vec![0xff; 7]);
     h.run(2);
-    assert_eq!(errors(&h.receive_raw(evil)), vec![MatchmakingErrorKind::Malformed]);
+    assert_eq!(
+        errors(&h.receive_raw(evil)),
+        vec![MatchmakingErrorKind::Malformed]
+    );
     assert!(h.is_connected(evil), "one bad message is not abuse");
 
     h.send_raw(evil, vec![0u8; MAX_MESSAGE_BYTES + 1]);
     h.run(2);
-    assert_eq!(errors(&h.receive_raw(evil)), vec![MatchmakingErrorKind::TooLarge]);
+    assert_eq!(
+        errors(&h.receive_raw(evil)),
+        vec![MatchmakingErrorKind::TooLarge]
+    );
 
     // a valid message with trailing bytes is malformed too
-    let mut trailing =
-        bevy_atomic_matchmaking::core::codec::encode(&ClientMessage::LeaveQueue);
+    let mut trailing = bevy_atomic_matchmaking::core::codec::encode(&ClientMessage::LeaveQueue);
     trailing.push(0);
     h.join(b, "duel");
     h.send_raw(evil, trailing);
@@ -104,7 +114,10 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
         vec![MatchmakingErrorKind::Malformed, MatchmakingErrorKind::Abuse]
     );
     h.run_for(std::time::Duration::from_millis(400));
-    assert!(!h.is_connected(evil), "the third offence closes the connection");
+    assert!(
+        !h.is_connected(evil),
+        "the third offence closes the connection"
+    );
 
     // meanwhile a and b were matched as if nothing happened
     h.run_until(100, |h| h.server_log().committed.len() == 1);
@@ -115,7 +128,9 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
 #[test]
 fn nobody_can_acknowledge_or_leave_for_another_player() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     let evil = h.add_raw_client();
     hello(&mut h, evil);
     // b never acknowledges: only b could, and the attacker tries to do it for b
@@ -159,7 +174,9 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     assert!(!o.players[1].acknowledged);
 
     // a real member acknowledging the wrong lobby id is refused as well
-    let [c, d] = h.add_clients(2)[..] else { unreachable!() };
+    let [c, d] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.client(d)
         .world_mut()
         .resource_mut::<MatchmakingClientFaults>()
@@ -174,7 +191,10 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
         lobby_id: p.lobby_id ^ 1,
     };
     // d's plugin is not acknowledging; make d send a forged-looking ack through its channel
-    h.send_raw(d, bevy_atomic_matchmaking::core::codec::encode(&wrong_lobby));
+    h.send_raw(
+        d,
+        bevy_atomic_matchmaking::core::codec::encode(&wrong_lobby),
+    );
     h.run(3);
     assert_eq!(
         h.client_log(d).errors.last().map(|e| e.kind),

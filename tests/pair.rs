@@ -6,7 +6,9 @@ use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
 #[test]
 fn a_pair_is_matched_end_to_end() {
     let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings::default());
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
     h.join(a, "duel");
     h.run(3);
@@ -30,7 +32,12 @@ fn a_pair_is_matched_end_to_end() {
     let outcome = &log.outcomes[0];
     assert_eq!(outcome.status, MatchStatus::Success);
     assert_eq!(outcome.lobby_code.as_deref(), Some(fa.lobby_code.as_str()));
-    assert!(outcome.players.iter().all(|p| p.health.is_healthy() && p.acknowledged));
+    assert!(
+        outcome
+            .players
+            .iter()
+            .all(|p| p.health.is_healthy() && p.acknowledged)
+    );
     assert_eq!(log.committed.len(), 1);
 
     let stats = h.stats();

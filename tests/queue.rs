@@ -16,7 +16,9 @@ fn last_error(h: &MatchmakingTestHarness, p: PlayerId) -> MatchmakingErrorKind {
 #[test]
 fn one_ticket_per_player() {
     let mut h = harness(MatchmakingServerSettings::default());
-    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    let [a] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     h.join(a, "duel");
     h.run(3);
     h.join(a, "duel");
@@ -33,7 +35,9 @@ fn one_ticket_per_player() {
 #[test]
 fn leaving_the_queue() {
     let mut h = harness(MatchmakingServerSettings::default());
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.join(a, "duel");
     h.run(3);
     h.send(a, MatchmakingLeaveQueue);
@@ -55,7 +59,9 @@ fn leaving_the_queue() {
 #[test]
 fn disconnecting_while_queued_removes_the_ticket() {
     let mut h = harness(MatchmakingServerSettings::default());
-    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    let [a, b, c] = h.add_clients(3)[..] else {
+        unreachable!()
+    };
     h.join(a, "duel");
     h.run(3);
     h.disconnect(a);
@@ -81,7 +87,9 @@ fn a_full_queue_says_so() {
         queue_capacity: 2,
         ..Default::default()
     });
-    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    let [a, b, c] = h.add_clients(3)[..] else {
+        unreachable!()
+    };
     h.join(a, "duel");
     h.join(b, "duel");
     h.run(3);
@@ -99,7 +107,9 @@ fn a_full_queue_says_so() {
 #[test]
 fn invalid_categories_are_refused() {
     let mut h = harness(MatchmakingServerSettings::default());
-    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    let [a] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     for bad in ["", "has space", &"x".repeat(33)] {
         h.join(a, bad);
         h.run(3);
@@ -121,9 +131,7 @@ fn three_categories_are_kept_apart() {
     h.run_until(100, |h| h.server_log().committed.len() == 3);
     for m in &h.server_log().committed {
         let ids: Vec<PlayerId> = m.players.iter().map(|p| p.player).collect();
-        let cat_of = |p: PlayerId| {
-            categories[players.iter().position(|x| *x == p).unwrap() % 3]
-        };
+        let cat_of = |p: PlayerId| categories[players.iter().position(|x| *x == p).unwrap() % 3];
         assert!(ids.iter().all(|p| cat_of(*p) == m.category), "{m:?}");
     }
     let mut seen: Vec<PlayerId> = h
@@ -184,7 +192,10 @@ fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
     h.disconnect(players[2]);
     h.run_until(300, |h| !h.server_log().outcomes.is_empty());
     let o = &h.server_log().outcomes[0];
-    assert_eq!(o.status, MatchStatus::PlayersDisconnected { indices: vec![2] });
+    assert_eq!(
+        o.status,
+        MatchStatus::PlayersDisconnected { indices: vec![2] }
+    );
     assert_eq!(o.requeued, vec![players[0], players[1], players[3]]);
     let q = h.server_state().queue().tickets("squad");
     let order: Vec<PlayerId> = q.iter().map(|t| t.player).collect();

@@ -37,7 +37,9 @@ fn wait_outcome(h: &mut MatchmakingTestHarness) -> MatchmakingOutcome {
 #[test]
 fn success() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     queue_pair(&mut h, a, b);
     let o = wait_outcome(&mut h);
     assert_eq!(o.status, MatchStatus::Success);
@@ -52,7 +54,9 @@ fn success() {
 #[test]
 fn player1_disconnected_during_phase_one_requeues_player2_at_the_front() {
     let mut h = harness();
-    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    let [a, b, c] = h.add_clients(3)[..] else {
+        unreachable!()
+    };
     queue_pair(&mut h, a, b);
     // a's pong is stuck in the network while c queues behind the forming match
     h.set_link(a, false);
@@ -97,7 +101,9 @@ fn player1_disconnected_during_phase_one_requeues_player2_at_the_front() {
 #[test]
 fn player2_disconnected_before_phase_one_answers() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     // b's network stalls before its pong gets through, then the connection drops
     queue_pair(&mut h, a, b);
     h.set_link(b, false);
@@ -118,7 +124,9 @@ fn player2_disconnected_before_phase_one_answers() {
 #[test]
 fn both_disconnected() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     queue_pair(&mut h, a, b);
     h.disconnect(a);
     h.disconnect(b);
@@ -133,7 +141,9 @@ fn both_disconnected() {
 #[test]
 fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.client(b)
         .world_mut()
         .resource_mut::<MatchmakingClientFaults>()
@@ -144,7 +154,10 @@ fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
     assert_eq!(o.status, MatchStatus::Player2Disconnected);
     assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
     // the outcome waited for the 2 s ping timeout, not less
-    assert!(h.step * frames as u32 >= Duration::from_millis(1900), "{frames} frames");
+    assert!(
+        h.step * frames as u32 >= Duration::from_millis(1900),
+        "{frames} frames"
+    );
     h.run(2);
     let cancel = h.client_log(b).cancelled.last().unwrap().clone();
     assert_eq!(cancel.reason, MatchCancelReason::YouDidNotAnswer);
@@ -155,7 +168,9 @@ fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
 #[test]
 fn pongs_later_than_max_latency_make_a_player_unhealthy() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.client(a)
         .world_mut()
         .resource_mut::<MatchmakingClientFaults>()
@@ -180,7 +195,9 @@ fn pongs_later_than_max_latency_make_a_player_unhealthy() {
 #[test]
 fn notification_failed_when_a_player_never_acknowledges() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.client(b)
         .world_mut()
         .resource_mut::<MatchmakingClientFaults>()
@@ -216,12 +233,28 @@ fn notification_failed_when_a_player_never_acknowledges() {
     );
     assert_eq!(h.client_state(a), MatchmakingClientState::Queued);
     assert_eq!(h.client_state(b), MatchmakingClientState::Idle);
+
+    // b's acknowledgement arriving after the rollback is stale, not an offence
+    let errors_before = h.client_log(b).errors.len();
+    h.send_raw(
+        b,
+        bevy_atomic_matchmaking::core::codec::encode(
+            &bevy_atomic_matchmaking::core::protocol::ClientMessage::Acknowledge {
+                match_id: proposed[0].match_id,
+                lobby_id,
+            },
+        ),
+    );
+    h.run(3);
+    assert_eq!(h.client_log(b).errors.len(), errors_before);
 }
 
 #[test]
 fn disconnecting_in_phase_two_deletes_the_lobby_at_once() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.client(b)
         .world_mut()
         .resource_mut::<MatchmakingClientFaults>()
@@ -240,7 +273,9 @@ fn disconnecting_in_phase_two_deletes_the_lobby_at_once() {
 #[test]
 fn withdrawing_during_phase_one_rolls_back_and_keeps_the_other_player() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     queue_pair(&mut h, a, b);
     // hold phase 1 open: b's pong is stuck in the network while a withdraws
     h.set_link(b, false);
@@ -262,7 +297,9 @@ fn withdrawing_during_phase_one_rolls_back_and_keeps_the_other_player() {
 #[test]
 fn withdrawing_during_phase_two_is_a_notification_failure() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.client(b)
         .world_mut()
         .resource_mut::<MatchmakingClientFaults>()

@@ -12,10 +12,12 @@ use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_s
 fn a_pair_is_matched_over_udp_on_loopback() {
     let channel = MatchmakingChannel::new(7);
     let mut server = App::new();
-    server.add_plugins(MinimalPlugins).add_plugins(MatchmakingServerPlugin {
-        channel,
-        ..default()
-    });
+    server
+        .add_plugins(MinimalPlugins)
+        .add_plugins(MatchmakingServerPlugin {
+            channel,
+            ..default()
+        });
     let addr = insert_netcode_server(
         &mut server,
         "127.0.0.1:0".parse().unwrap(),
@@ -40,7 +42,11 @@ fn a_pair_is_matched_over_udp_on_loopback() {
         })
         .collect();
 
-    let state = |app: &App| *app.world().resource::<State<MatchmakingClientState>>().get();
+    let state = |app: &App| {
+        *app.world()
+            .resource::<State<MatchmakingClientState>>()
+            .get()
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !clients
         .iter()

@@ -151,7 +151,9 @@ fn brain(
         }
     }
     for f in found.read() {
-        let wait = bot.joined_at.map_or(Duration::ZERO, |t| now.saturating_sub(t));
+        let wait = bot
+            .joined_at
+            .map_or(Duration::ZERO, |t| now.saturating_sub(t));
         let mut players: Vec<u64> = std::iter::once(f.me.player)
             .chain(f.others.iter().map(|o| o.player))
             .collect();
@@ -192,7 +194,9 @@ fn brain(
         );
         bot.errors += 1;
     }
-    if bot.leave_lobby_at.is_some_and(|t| now >= t) && *state.get() == MatchmakingClientState::Matched {
+    if bot.leave_lobby_at.is_some_and(|t| now >= t)
+        && *state.get() == MatchmakingClientState::Matched
+    {
         bot.leave_lobby_at = None;
         leave_lobby.write(MatchmakingLeaveLobby);
         if bot.rematch {

@@ -31,7 +31,10 @@ impl std::fmt::Display for CodecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CodecError::TooLarge { len } => {
-                write!(f, "message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"
+                )
             }
             CodecError::Malformed(why) => write!(f, "malformed message: {why}"),
             CodecError::TrailingBytes { extra } => {

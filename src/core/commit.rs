@@ -424,7 +424,10 @@ impl<P: Copy + Eq> CommitMachine<P> {
                     self.phase = Phase::Commit;
                     actions.push(CommitAction::CreateLobby);
                     for slot in &mut self.slots {
-                        slot.ack = AckState::Backoff { attempt: 1, at: now };
+                        slot.ack = AckState::Backoff {
+                            attempt: 1,
+                            at: now,
+                        };
                     }
                 } else {
                     let status = MatchStatus::from_health(&healthy);
@@ -519,8 +522,14 @@ mod tests {
         assert_eq!(
             a,
             vec![
-                CommitAction::Ping { player: 1, nonce: 100 },
-                CommitAction::Ping { player: 2, nonce: 200 }
+                CommitAction::Ping {
+                    player: 1,
+                    nonce: 100
+                },
+                CommitAction::Ping {
+                    player: 2,
+                    nonce: 200
+                }
             ]
         );
         m.pong(1, 100, MS(30)).unwrap();
@@ -528,14 +537,29 @@ mod tests {
         m.pong(2, 200, MS(40)).unwrap();
         let a = m.poll(MS(40));
         assert_eq!(a[0], CommitAction::CreateLobby);
-        assert_eq!(a[1], CommitAction::Propose { player: 1, attempt: 1 });
-        assert_eq!(a[2], CommitAction::Propose { player: 2, attempt: 1 });
+        assert_eq!(
+            a[1],
+            CommitAction::Propose {
+                player: 1,
+                attempt: 1
+            }
+        );
+        assert_eq!(
+            a[2],
+            CommitAction::Propose {
+                player: 2,
+                attempt: 1
+            }
+        );
         m.acknowledge(1).unwrap();
         m.acknowledge(2).unwrap();
         let o = finish(&m.poll(MS(60))).unwrap().clone();
         assert_eq!(o.status, MatchStatus::Success);
         assert!(o.requeue().is_empty());
-        assert_eq!(o.players[0].health, HealthCheck::Healthy { latency: MS(30) });
+        assert_eq!(
+            o.players[0].health,
+            HealthCheck::Healthy { latency: MS(30) }
+        );
     }
 
     #[test]
@@ -569,7 +593,10 @@ mod tests {
         assert!(m.poll(MS(1999)).is_empty());
         let o = finish(&m.poll(MS(2000))).unwrap().clone();
         assert_eq!(o.status, MatchStatus::BothDisconnected);
-        assert_eq!(o.players[0].health, HealthCheck::TooSlow { latency: MS(501) });
+        assert_eq!(
+            o.players[0].health,
+            HealthCheck::TooSlow { latency: MS(501) }
+        );
         assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
         assert!(o.requeue().is_empty());
         assert_eq!(m.pong(2, 200, MS(2100)), Err(CommitEventError::Unexpected));
@@ -597,11 +624,17 @@ mod tests {
         assert!(m.poll(MS(2010)).is_empty()); // timed out, backoff until 2110
         assert_eq!(
             m.poll(MS(2110)),
-            vec![CommitAction::Propose { player: 2, attempt: 2 }]
+            vec![CommitAction::Propose {
+                player: 2,
+                attempt: 2
+            }]
         );
         assert_eq!(
             m.poll(MS(4210)),
-            vec![CommitAction::Propose { player: 2, attempt: 3 }]
+            vec![CommitAction::Propose {
+                player: 2,
+                attempt: 3
+            }]
         );
         let o = finish(&m.poll(MS(6210))).unwrap().clone();
         assert_eq!(o.status, MatchStatus::NotificationFailed);
@@ -621,7 +654,10 @@ mod tests {
         // the server stalls for a minute: attempt 2 goes out when it wakes up, not never
         assert_eq!(
             m.poll(MS(60_000)),
-            vec![CommitAction::Propose { player: 2, attempt: 2 }]
+            vec![CommitAction::Propose {
+                player: 2,
+                attempt: 2
+            }]
         );
         // and player 2 can still confirm within that attempt's timeout
         m.acknowledge(2).unwrap();
@@ -651,14 +687,19 @@ mod tests {
     fn n_player_statuses() {
         assert_eq!(
             MatchStatus::from_health(&[true, false, true, false]),
-            MatchStatus::PlayersDisconnected { indices: vec![1, 3] }
+            MatchStatus::PlayersDisconnected {
+                indices: vec![1, 3]
+            }
         );
         assert_eq!(
             MatchStatus::from_health(&[false; 3]),
             MatchStatus::AllDisconnected
         );
         assert_eq!(MatchStatus::from_health(&[true; 5]), MatchStatus::Success);
-        assert_eq!(MatchStatus::Player2Disconnected.as_str(), "player2_disconnected");
+        assert_eq!(
+            MatchStatus::Player2Disconnected.as_str(),
+            "player2_disconnected"
+        );
     }
 
     #[derive(Debug, Clone)]

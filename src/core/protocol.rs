@@ -32,7 +32,9 @@ pub fn validate_category(category: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!("category contains {c:?}; use letters, digits, '-', '_' or '.'"));
+        return Err(format!(
+            "category contains {c:?}; use letters, digits, '-', '_' or '.'"
+        ));
     }
     Ok(())
 }

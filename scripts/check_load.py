@@ -1,0 +1,58 @@
+"""Checks a load-test run: server log + stats JSON against what every bot reported."""
+import json
+import re
+import sys
+from collections import defaultdict
+
+out = sys.argv[1]
+stats = json.load(open(f"{out}/stats.json"))
+committed = {}
+for line in open(f"{out}/server.log"):
+    m = re.match(r"server: match (\d+) committed: lobby (\S+) category \S+ players \[([\d, ]+)\]", line)
+    if m:
+        committed[int(m.group(1))] = (m.group(2), sorted(int(p) for p in m.group(3).split(",")))
+
+found = defaultdict(list)  # match -> [(player, lobby, players)]
+per_player = defaultdict(list)
+summary = None
+for line in open(f"{out}/bots.jsonl"):
+    e = json.loads(line)
+    if e["event"] == "match_found":
+        found[e["match"]].append((e["player"], e["lobby"], sorted(e["players"])))
+        per_player[e["player"]].append(e["match"])
+    elif e["event"] == "summary":
+        summary = e
+
+errors = []
+if summary is None:
+    errors.append("bots printed no summary")
+for match, (lobby, players) in committed.items():
+    reports = found.get(match, [])
+    reporters = sorted(p for p, _, _ in reports)
+    if reporters != players:
+        errors.append(f"match {match}: committed for {players}, found by {reporters}")
+    for p, l, ps in reports:
+        if l != lobby or ps != players:
+            errors.append(f"match {match}: player {p} saw lobby {l} players {ps}, server {lobby} {players}")
+for match in found:
+    if match not in committed:
+        errors.append(f"match {match} was found by bots but never committed")
+for player, matches in per_player.items():
+    if len(matches) != len(set(matches)):
+        errors.append(f"player {player} found the same match twice: {matches}")
+for key in ("matches_in_flight", "lobbies_open", "players_queued"):
+    if stats[key] != 0:
+        errors.append(f"{key} is {stats[key]} after every bot left")
+if stats["matches_committed"] != len(committed) or not committed:
+    errors.append(f"stats say {stats['matches_committed']} commits, log shows {len(committed)}")
+
+print(f"load test: {len(committed)} matches committed, {stats['matches_rolled_back']} rolled back "
+      f"{stats['rollbacks_by_status']}, {stats['players_requeued']} players re-queued")
+print(f"load test: bots summary {json.dumps(summary)}")
+print(f"load test: server time to commit {stats['time_to_commit_ms']}, time in queue {stats['time_in_queue_ms']}")
+if errors:
+    print("load test FAILED:")
+    for e in errors[:50]:
+        print("  " + e)
+    sys.exit(1)
+print("load test: every committed match was found by exactly its players; no player in two matches")
