@@ -269,7 +269,6 @@ fn send(client: &mut RenetClient, channel: &MatchmakingChannel, message: &Client
     client.send_message(channel.id, codec::encode(message));
 }
 
-#[allow(clippy::too_many_arguments)]
 fn track_connection(
     client: Option<ResMut<RenetClient>>,
     channel: Res<MatchmakingChannel>,
@@ -321,7 +320,6 @@ struct ClientOutputs<'w> {
     errors: MessageWriter<'w, MatchmakingClientError>,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn receive_messages(
     client: Option<ResMut<RenetClient>>,
     channel: Res<MatchmakingChannel>,

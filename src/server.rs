@@ -487,7 +487,6 @@ fn on_lobby_removed(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn receive_messages(
     mut server: ResMut<RenetServer>,
     channel: Res<MatchmakingChannel>,
@@ -786,7 +785,6 @@ fn join_queue(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn strike(
     state: &mut MatchmakingServerState,
     stats: &mut MatchmakingServerStats,

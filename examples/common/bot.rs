@@ -109,7 +109,6 @@ pub fn bot_app(server: SocketAddr, bot: Bot) -> std::io::Result<App> {
     Ok(app)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn brain(
     time: Res<Time<Real>>,
     mut bot: ResMut<Bot>,
