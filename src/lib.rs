@@ -17,10 +17,6 @@ pub mod transport;
 /// Everything a game needs, for glob import.
 pub mod prelude {
     pub use crate::channel::{DEFAULT_MATCHMAKING_CHANNEL_ID, MatchmakingChannel};
-    pub use crate::core::commit::{HealthCheck, MatchStatus};
-    pub use crate::core::protocol::{
-        MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION, PlayerId,
-    };
     #[cfg(feature = "client")]
     pub use crate::client::{
         MatchmakingClientError, MatchmakingClientFaults, MatchmakingClientPlugin,
@@ -29,6 +25,10 @@ pub mod prelude {
         MatchmakingLobbyLeft, MatchmakingMatchCancelled, MatchmakingMatchChecking,
         MatchmakingMatchFound, MatchmakingMatchProposed, MatchmakingQueueJoined,
         MatchmakingQueueLeft,
+    };
+    pub use crate::core::commit::{HealthCheck, MatchStatus};
+    pub use crate::core::protocol::{
+        MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION, PlayerId,
     };
     #[cfg(feature = "server")]
     pub use crate::server::{
