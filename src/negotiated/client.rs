@@ -249,10 +249,7 @@ impl Plugin for NegotiatedClientPlugin {
             .epoch
             .unwrap_or_else(unix_now);
         app.insert_resource(self.channel)
-            .insert_resource(NegotiatedSession {
-                epoch,
-                ..default()
-            })
+            .insert_resource(NegotiatedSession { epoch, ..default() })
             .init_state::<NegotiatedClientState>()
             .init_resource::<NegotiatedClientStatus>()
             .add_message::<NegotiatedSearch>()
@@ -264,7 +261,10 @@ impl Plugin for NegotiatedClientPlugin {
             .add_message::<NegotiatedCancelled>()
             .add_message::<NegotiatedRestarted>()
             .add_message::<NegotiatedClientError>()
-            .configure_sets(PreUpdate, NegotiatedClientSystems::Receive.after(RenetReceive))
+            .configure_sets(
+                PreUpdate,
+                NegotiatedClientSystems::Receive.after(RenetReceive),
+            )
             .add_systems(
                 PreUpdate,
                 receive_messages.in_set(NegotiatedClientSystems::Receive),
@@ -379,9 +379,10 @@ fn receive_messages(
                     CodecError::TooLarge { .. } => NegotiatedErrorKind::TooLarge,
                     _ => NegotiatedErrorKind::Malformed,
                 };
-                session
-                    .errors
-                    .push(error(kind, format!("undecodable message from the relay: {err}")));
+                session.errors.push(error(
+                    kind,
+                    format!("undecodable message from the relay: {err}"),
+                ));
                 continue;
             }
         };
@@ -406,9 +407,10 @@ fn receive_messages(
                     bid_timeout: settings.bid_timeout,
                     seed: settings.seed.unwrap_or_else(|| fastrand::u64(..)),
                 };
-                let keep = session.machine.as_ref().is_some_and(|m| {
-                    m.config().me == client_id && m.config().frames == frames
-                });
+                let keep = session
+                    .machine
+                    .as_ref()
+                    .is_some_and(|m| m.config().me == client_id && m.config().frames == frames);
                 if !keep {
                     let old = session.machine.take();
                     let mut machine = NegotiatedMachine::new(config);
@@ -437,23 +439,25 @@ fn receive_messages(
                 relay_received_us,
                 relay_sent_us,
             } => {
-                session
-                    .clock
-                    .record(client_sent_us, relay_received_us, relay_sent_us, as_us(local));
+                session.clock.record(
+                    client_sent_us,
+                    relay_received_us,
+                    relay_sent_us,
+                    as_us(local),
+                );
                 if let Some(now) = session.relay_now(local) {
                     session.go_online(now);
                 }
             }
             NegotiatedRelayMessage::Fact { author, fact } => {
-                if let (Some(machine), Some(now)) = (session.machine.as_mut(), relay_now) {
-                    let out = machine.receive(author, fact, now);
+                if let Some(machine) = session.machine.as_mut() {
+                    let out = machine.ingest(author, fact);
                     session.outbox.extend(out);
                 }
             }
             NegotiatedRelayMessage::Synced { category, frame } => {
-                if let (Some(machine), Some(now)) = (session.machine.as_mut(), relay_now) {
-                    let out = machine.synced(&category, frame, now);
-                    session.outbox.extend(out);
+                if let Some(machine) = session.machine.as_mut() {
+                    machine.ingest_synced(&category, frame);
                 }
             }
             NegotiatedRelayMessage::Error { kind, message } => {
@@ -510,12 +514,14 @@ fn drive(
                 session.outbox.extend(o);
             }
             None => match session.intent.take() {
-                Some(category) => session.outbox.push(NegotiatedOutput::Event(
-                    NegotiatedEvent::Cancelled {
-                        category,
-                        request: None,
-                    },
-                )),
+                Some(category) => {
+                    session
+                        .outbox
+                        .push(NegotiatedOutput::Event(NegotiatedEvent::Cancelled {
+                            category,
+                            request: None,
+                        }))
+                }
                 None => session
                     .errors
                     .push(error(NegotiatedErrorKind::Unexpected, "not searching")),
@@ -602,7 +608,8 @@ fn drive(
                 NegotiatedEvent::Cancelled { category, request } => {
                     status.request = None;
                     status.bid = None;
-                    out.cancelled.write(NegotiatedCancelled { category, request });
+                    out.cancelled
+                        .write(NegotiatedCancelled { category, request });
                 }
                 NegotiatedEvent::Error { kind, message } => {
                     session.errors.push(error(kind, message));

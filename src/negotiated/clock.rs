@@ -128,7 +128,10 @@ mod tests {
             clock.relay_time(Duration::from_secs(1)),
             Some(Duration::from_secs(3))
         );
-        assert_eq!(apply_offset(Duration::from_secs(1), -3_000_000), Duration::ZERO);
+        assert_eq!(
+            apply_offset(Duration::from_secs(1), -3_000_000),
+            Duration::ZERO
+        );
     }
 
     proptest! {

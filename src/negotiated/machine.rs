@@ -13,10 +13,12 @@
 //!    request closed for someone else, or no answer within the bid timeout: back to 1.
 //! 3. **Requesting**: accept the first bid, reject every later one. When the request
 //!    expires (its frame is older than the prior frame) without a bid: back to 1.
-//!    **Tie-break**: if we see another open request older than ours (by creation time,
-//!    then content id — the same order for every client), both were posted before
-//!    either was seen; the newer one cancels itself and bids on an older one, so two
-//!    clients that posted at the same moment pair at once instead of waiting for expiry.
+//!    **Tie-break**: open requests that see each other were posted before either was
+//!    seen. Sorted by creation time then content id (the same order for every client),
+//!    they pair off from the oldest — (0, 1), (2, 3)... — and the newer of each pair
+//!    cancels its request and bids on the older. Two clients that posted at the same
+//!    moment pair at once instead of waiting for expiry, and a crowd that posted
+//!    together pairs in one round trip.
 //! 4. **Matched**: done; bids still arriving on our request are rejected.
 //!
 //! Abandoning a search posts a cancel of our open request.
@@ -207,6 +209,7 @@ pub struct NegotiatedMachine {
     given_up: BTreeMap<NegotiatedFactId, u64>,
     my_bids: BTreeMap<NegotiatedFactId, (NegotiatedFactId, u64)>,
     now: Duration,
+    last_stamp_us: u64,
     out: Vec<NegotiatedOutput>,
 }
 
@@ -225,6 +228,7 @@ impl NegotiatedMachine {
             given_up: BTreeMap::new(),
             my_bids: BTreeMap::new(),
             now: Duration::ZERO,
+            last_stamp_us: 0,
             out: Vec::new(),
         }
     }
@@ -344,14 +348,21 @@ impl NegotiatedMachine {
 
     /// The relay sent everything it holds for a watched frame.
     pub fn synced(&mut self, category: &str, frame: u64, now: Duration) -> Vec<NegotiatedOutput> {
+        self.ingest_synced(category, frame);
+        self.advance(now);
+        self.take()
+    }
+
+    /// Like [`synced`](Self::synced) without deciding anything yet: call
+    /// [`tick`](Self::tick) once a batch of relay messages is in, so that decisions see
+    /// all of it.
+    pub fn ingest_synced(&mut self, category: &str, frame: u64) {
         if let Some((watched, frames)) = &self.subscribed
             && watched == category
             && frames.contains(&frame)
         {
             self.synced.insert(frame);
         }
-        self.advance(now);
-        self.take()
     }
 
     /// Time passed.
@@ -370,6 +381,15 @@ impl NegotiatedMachine {
         self.now = self.now.max(now);
         self.handle_fact(author, fact);
         self.advance(now);
+        self.take()
+    }
+
+    /// Like [`receive`](Self::receive), but only reacts to the fact itself (answers a
+    /// bid, notes an accept or reject): looking, bidding, expiry and the tie-break wait
+    /// for the next [`tick`](Self::tick), so that a batch of facts that arrived together
+    /// is judged as a whole.
+    pub fn ingest(&mut self, author: PlayerId, fact: NegotiatedFact) -> Vec<NegotiatedOutput> {
+        self.handle_fact(author, fact);
         self.take()
     }
 
@@ -538,14 +558,15 @@ impl NegotiatedMachine {
                         self.restart(NegotiatedRestartReason::RequestExpired);
                         continue;
                     }
-                    if all_synced {
-                        let older = self.older_open_requests(request, &readable);
-                        if !older.is_empty() {
-                            self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
-                            self.restart(NegotiatedRestartReason::TieBreak);
-                            let pick = older[self.rng.usize(..older.len())];
-                            self.bid(pick);
-                        }
+                    if self.store.is_closed(request) {
+                        // closed by a fact of ours we did not post in this session
+                        self.restart(NegotiatedRestartReason::RequestClosed);
+                        continue;
+                    }
+                    if all_synced && let Some(partner) = self.tie_break(request, &readable) {
+                        self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
+                        self.restart(NegotiatedRestartReason::TieBreak);
+                        self.bid(partner);
                     }
                     return;
                 }
@@ -594,27 +615,34 @@ impl NegotiatedMachine {
             .collect()
     }
 
-    /// Candidates older than our request, by (creation time, id).
-    fn older_open_requests(&self, mine: NegotiatedFactId, readable: &[u64]) -> Vec<NegotiatedFactId> {
-        let key = |id: NegotiatedFactId| {
-            self.store
-                .request(id)
-                .map(|(_, r)| (r.created_us, id))
-                .unwrap_or((u64::MAX, id))
-        };
-        let my_key = key(mine);
-        self.candidates(readable)
+    /// The tie-break between open requests that saw each other: sort them (ours
+    /// included) by (creation time, id), the same order for every client, and pair them
+    /// off from the oldest: (0, 1), (2, 3)... The younger of each pair cancels its request
+    /// and bids on the older. Returns the request to bid on when ours is the younger.
+    ///
+    /// Every client that sees the same requests pairs the same way, so a crowd that
+    /// posted at once pairs up in one round trip. When views differ the worst case is a
+    /// rejected bid and a restart; the two oldest open requests always pair, so the
+    /// search keeps making progress.
+    fn tie_break(&self, mine: NegotiatedFactId, readable: &[u64]) -> Option<NegotiatedFactId> {
+        let mut open: Vec<(u64, NegotiatedFactId)> = self
+            .candidates(readable)
             .into_iter()
-            .filter(|id| key(*id) < my_key)
-            .collect()
+            .chain(std::iter::once(mine))
+            .filter_map(|id| self.store.request(id).map(|(_, r)| (r.created_us, id)))
+            .collect();
+        open.sort_unstable();
+        let position = open.iter().position(|(_, id)| *id == mine)?;
+        (position % 2 == 1).then(|| open[position - 1].1)
     }
 
     fn request(&mut self, frame: u64) {
         let category = self.category.clone().unwrap_or_default();
+        let created_us = self.stamp();
         let request = self.post(NegotiatedFact::Request(NegotiatedRequest {
             category: category.clone(),
             frame,
-            created_us: as_us(self.now),
+            created_us,
         }));
         self.phase = NegotiatedPhase::Requesting { request, frame };
         self.event(NegotiatedEvent::RequestPosted {
@@ -629,9 +657,10 @@ impl NegotiatedMachine {
             Some(r) => (r.frame, r.author),
             None => return,
         };
+        let created_us = self.stamp();
         let bid = self.post(NegotiatedFact::Bid(NegotiatedBid {
             request,
-            created_us: as_us(self.now),
+            created_us,
         }));
         self.my_bids.insert(bid, (request, frame));
         self.phase = NegotiatedPhase::Bidding {
@@ -645,6 +674,14 @@ impl NegotiatedMachine {
             request,
             requester,
         });
+    }
+
+    /// A creation time for a new request or bid: now, but strictly after the previous
+    /// one, so two facts of ours never share content (and id) even within one instant.
+    fn stamp(&mut self) -> u64 {
+        let us = as_us(self.now).max(self.last_stamp_us.saturating_add(1));
+        self.last_stamp_us = us;
+        us
     }
 
     fn give_up(&mut self, request: NegotiatedFactId) {

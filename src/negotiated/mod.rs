@@ -40,8 +40,8 @@ pub mod prelude {
     pub use super::client::{
         NegotiatedBidPlaced, NegotiatedCancelSearch, NegotiatedCancelled, NegotiatedClientError,
         NegotiatedClientPlugin, NegotiatedClientSettings, NegotiatedClientState,
-        NegotiatedClientStatus, NegotiatedClientSystems, NegotiatedConnected,
-        NegotiatedMatchFound, NegotiatedRequestPosted, NegotiatedRestarted, NegotiatedSearch,
+        NegotiatedClientStatus, NegotiatedClientSystems, NegotiatedConnected, NegotiatedMatchFound,
+        NegotiatedRequestPosted, NegotiatedRestarted, NegotiatedSearch,
     };
     pub use super::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact};
     pub use super::machine::{NegotiatedRestartReason, NegotiatedRole};

@@ -151,7 +151,10 @@ mod tests {
             },
         ];
         for m in messages {
-            assert_eq!(codec::decode::<NegotiatedClientMessage>(&codec::encode(&m)), Ok(m));
+            assert_eq!(
+                codec::decode::<NegotiatedClientMessage>(&codec::encode(&m)),
+                Ok(m)
+            );
         }
     }
 

@@ -181,7 +181,10 @@ impl Plugin for NegotiatedRelayPlugin {
         let state = NegotiatedRelayState::new(app.world().resource::<NegotiatedRelaySettings>());
         app.insert_resource(self.channel)
             .insert_resource(state)
-            .configure_sets(PreUpdate, NegotiatedRelaySystems::Receive.after(RenetReceive))
+            .configure_sets(
+                PreUpdate,
+                NegotiatedRelaySystems::Receive.after(RenetReceive),
+            )
             .add_observer(on_server_event)
             .add_systems(
                 PreUpdate,
@@ -215,7 +218,12 @@ fn on_server_event(event: On<RenetServerEvent>, mut state: ResMut<NegotiatedRela
     }
 }
 
-fn send(server: &mut RenetServer, channel: &NegotiatedChannel, to: PlayerId, msg: &NegotiatedRelayMessage) {
+fn send(
+    server: &mut RenetServer,
+    channel: &NegotiatedChannel,
+    to: PlayerId,
+    msg: &NegotiatedRelayMessage,
+) {
     if server.is_connected(to) {
         server.send_message(to, channel.id, codec::encode(msg));
     }
@@ -253,14 +261,29 @@ fn receive_messages(
                         CodecError::TooLarge { .. } => NegotiatedErrorKind::TooLarge,
                         _ => NegotiatedErrorKind::Malformed,
                     };
-                    strike(state, &settings, &mut server, &channel, client, kind, err.to_string(), elapsed);
+                    strike(
+                        state,
+                        &settings,
+                        &mut server,
+                        &channel,
+                        client,
+                        kind,
+                        err.to_string(),
+                        elapsed,
+                    );
                     continue;
                 }
             };
             match message {
                 NegotiatedClientMessage::Hello { protocol_version } => {
                     if hello {
-                        send_error(&mut server, &channel, client, NegotiatedErrorKind::Unexpected, "hello was already accepted");
+                        send_error(
+                            &mut server,
+                            &channel,
+                            client,
+                            NegotiatedErrorKind::Unexpected,
+                            "hello was already accepted",
+                        );
                     } else if protocol_version != NEGOTIATED_PROTOCOL_VERSION {
                         send_error(
                             &mut server,
@@ -318,13 +341,18 @@ fn receive_messages(
                     }
                 }
                 NegotiatedClientMessage::Unsubscribe => state.core.unsubscribe(client),
-                NegotiatedClientMessage::Post { fact } => match state.core.post(client, fact, now) {
-                    Ok(out) => send_all(&mut server, &channel, out),
-                    Err(refusal) => {
-                        debug!("negotiated relay: refused a fact from {client}: {}", refusal.message);
-                        send(&mut server, &channel, client, &refusal.to_message());
+                NegotiatedClientMessage::Post { fact } => {
+                    match state.core.post(client, fact, now) {
+                        Ok(out) => send_all(&mut server, &channel, out),
+                        Err(refusal) => {
+                            debug!(
+                                "negotiated relay: refused a fact from {client}: {}",
+                                refusal.message
+                            );
+                            send(&mut server, &channel, client, &refusal.to_message());
+                        }
                     }
-                },
+                }
             }
         }
     }
@@ -397,14 +425,22 @@ fn refuse(
 
 fn apply_settings(settings: Res<NegotiatedRelaySettings>, mut state: ResMut<NegotiatedRelayState>) {
     if settings.is_changed() && !settings.is_added() {
-        state.core.set_max_facts_per_frame(settings.max_facts_per_frame);
+        state
+            .core
+            .set_max_facts_per_frame(settings.max_facts_per_frame);
     }
 }
 
 fn expire_frames(time: Res<Time<Real>>, mut state: ResMut<NegotiatedRelayState>) {
     let now = state.relay_time(time.elapsed());
     let oldest = state.core.frames().oldest_kept(now);
-    if state.core.store().frames().next().is_some_and(|(f, _)| f < oldest) {
+    if state
+        .core
+        .store()
+        .frames()
+        .next()
+        .is_some_and(|(f, _)| f < oldest)
+    {
         let dropped = state.core.expire(now);
         debug!("negotiated relay: dropped {dropped} expired facts");
     }

@@ -19,7 +19,9 @@ use crate::core::protocol::{PlayerId, validate_category};
 use super::fact::{NegotiatedFact, NegotiatedSignedFact};
 use super::frame::NegotiatedFrames;
 use super::protocol::{NEGOTIATED_MAX_WATCHED_FRAMES, NegotiatedErrorKind, NegotiatedRelayMessage};
-use super::store::{NegotiatedFactStore, NegotiatedInsert, NegotiatedStoreError, NegotiatedStoredFact};
+use super::store::{
+    NegotiatedFactStore, NegotiatedInsert, NegotiatedStoreError, NegotiatedStoredFact,
+};
 
 /// Messages to send: (recipient, message), in order.
 pub type NegotiatedOutbox = Vec<(PlayerId, NegotiatedRelayMessage)>;
@@ -275,7 +277,12 @@ impl NegotiatedRelayCore {
                 to.extend(self.store.get(a.bid).map(|b| b.author));
                 to
             }
-            NegotiatedFact::Reject(r) => self.store.get(r.bid).map(|b| b.author).into_iter().collect(),
+            NegotiatedFact::Reject(r) => self
+                .store
+                .get(r.bid)
+                .map(|b| b.author)
+                .into_iter()
+                .collect(),
             NegotiatedFact::Cancel(_) => self.watchers(&category, frame),
         };
         let inserted = self
@@ -375,7 +382,14 @@ mod tests {
         let b3 = NegotiatedSignedFact::new(3, bid3.clone()).id();
         relay.post(3, bid3, now).unwrap();
         let out = relay
-            .post(1, NegotiatedFact::Reject(NegotiatedReject { request: r, bid: b3 }), now)
+            .post(
+                1,
+                NegotiatedFact::Reject(NegotiatedReject {
+                    request: r,
+                    bid: b3,
+                }),
+                now,
+            )
             .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(facts_to(&out, 3), vec![NegotiatedFactKind::Reject]);
@@ -386,7 +400,10 @@ mod tests {
             facts_to(&out, 5),
             vec![NegotiatedFactKind::Request, NegotiatedFactKind::Accept]
         );
-        assert!(matches!(out.last(), Some((5, NegotiatedRelayMessage::Synced { frame: 10, .. }))));
+        assert!(matches!(
+            out.last(),
+            Some((5, NegotiatedRelayMessage::Synced { frame: 10, .. }))
+        ));
         // the bidder re-subscribing (new frame set) sees its own bid and its reject
         relay.unsubscribe(3);
         let out = relay.subscribe(3, "duel".into(), vec![10]).unwrap();

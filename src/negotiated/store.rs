@@ -236,9 +236,9 @@ impl NegotiatedFactStore {
         match fact.kind() {
             NegotiatedFactKind::Request => true,
             NegotiatedFactKind::Bid => author != requester,
-            NegotiatedFactKind::Accept | NegotiatedFactKind::Reject | NegotiatedFactKind::Cancel => {
-                author == requester
-            }
+            NegotiatedFactKind::Accept
+            | NegotiatedFactKind::Reject
+            | NegotiatedFactKind::Cancel => author == requester,
         }
     }
 
@@ -297,12 +297,11 @@ impl NegotiatedFactStore {
     /// How the requester answered a bid the store holds, if it did.
     pub fn answer_to(&self, bid: NegotiatedFactId) -> Option<NegotiatedAnswer> {
         let request = self.facts.get(&bid)?.fact.request()?;
-        self.entitled_about(request)
-            .find_map(|f| match &f.fact {
-                NegotiatedFact::Accept(a) if a.bid == bid => Some(NegotiatedAnswer::Accepted(f.id)),
-                NegotiatedFact::Reject(r) if r.bid == bid => Some(NegotiatedAnswer::Rejected(f.id)),
-                _ => None,
-            })
+        self.entitled_about(request).find_map(|f| match &f.fact {
+            NegotiatedFact::Accept(a) if a.bid == bid => Some(NegotiatedAnswer::Accepted(f.id)),
+            NegotiatedFact::Reject(r) if r.bid == bid => Some(NegotiatedAnswer::Rejected(f.id)),
+            _ => None,
+        })
     }
 
     /// Requests of a category in these frames that are neither accepted nor cancelled,
@@ -507,7 +506,9 @@ mod tests {
             })
     }
 
-    fn summary(s: &NegotiatedFactStore) -> Vec<(NegotiatedFactId, bool, bool, Option<NegotiatedFactId>)> {
+    fn summary(
+        s: &NegotiatedFactStore,
+    ) -> Vec<(NegotiatedFactId, bool, bool, Option<NegotiatedFactId>)> {
         s.ids()
             .into_iter()
             .filter(|id| s.request(*id).is_some())

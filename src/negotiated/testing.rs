@@ -57,7 +57,11 @@ struct LogReaders<'w, 's> {
     errors: MessageReader<'w, 's, NegotiatedClientError>,
 }
 
-fn record(mut log: ResMut<NegotiatedClientLog>, status: Res<NegotiatedClientStatus>, mut r: LogReaders) {
+fn record(
+    mut log: ResMut<NegotiatedClientLog>,
+    status: Res<NegotiatedClientStatus>,
+    mut r: LogReaders,
+) {
     let now = status.relay_time.unwrap_or_default();
     let log = &mut *log;
     for (what, n) in [
@@ -148,7 +152,11 @@ impl NegotiatedTestHarness {
         )
     }
 
-    fn make_relay(channel: NegotiatedChannel, step: Duration, settings: NegotiatedRelaySettings) -> App {
+    fn make_relay(
+        channel: NegotiatedChannel,
+        step: Duration,
+        settings: NegotiatedRelaySettings,
+    ) -> App {
         let mut relay = App::new();
         relay
             .add_plugins(MinimalPlugins)
@@ -188,7 +196,10 @@ impl NegotiatedTestHarness {
     /// Adds a client whose settings `tweak` changes (for example a clock skew). Its clock
     /// epoch is the relay's time now (so it reads relay time plus its skew) and its seed
     /// its id, unless the tweak sets them.
-    pub fn add_client_with(&mut self, tweak: impl FnOnce(&mut NegotiatedClientSettings)) -> PlayerId {
+    pub fn add_client_with(
+        &mut self,
+        tweak: impl FnOnce(&mut NegotiatedClientSettings),
+    ) -> PlayerId {
         let id = self.next_id;
         self.next_id += 1;
         let mut settings = self.client_settings.clone();
@@ -341,7 +352,10 @@ impl NegotiatedTestHarness {
 
     /// Whether a client's connection is still open on the relay.
     pub fn is_connected(&self, id: PlayerId) -> bool {
-        self.relay.world().resource::<RenetServer>().is_connected(id)
+        self.relay
+            .world()
+            .resource::<RenetServer>()
+            .is_connected(id)
     }
 
     /// Closes a client's connection for good.
