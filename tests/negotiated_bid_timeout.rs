@@ -24,7 +24,9 @@ fn time_of(h: &NegotiatedTestHarness, id: PlayerId, what: &str, nth: usize) -> D
 #[test]
 fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     let request = h.status(a).request.unwrap();
@@ -37,7 +39,10 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
     let bid = h.log(b).bids[0].bid;
 
     h.run_until(400, |h| !h.log(b).restarted.is_empty());
-    assert_eq!(h.log(b).restarted[0].reason, NegotiatedRestartReason::BidTimedOut);
+    assert_eq!(
+        h.log(b).restarted[0].reason,
+        NegotiatedRestartReason::BidTimedOut
+    );
     let waited = time_of(&h, b, "restarted", 0) - time_of(&h, b, "bid", 0);
     assert!(
         waited >= BID_TIMEOUT && waited <= BID_TIMEOUT + Duration::from_millis(20),
@@ -45,8 +50,18 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
     );
     // B gave up on A's request (still open as far as anyone knows) and posts its own
     h.run_until(10, |h| !h.log(b).posted.is_empty());
-    assert!(h.relay_state().store().open_requests("duel", &h.relay_state().frames().readable(h.relay_now())).iter().any(|r| r.id == request));
-    assert_eq!(h.log(b).bids.len(), 1, "no second bid on the silent request");
+    assert!(
+        h.relay_state()
+            .store()
+            .open_requests("duel", &h.relay_state().frames().readable(h.relay_now()))
+            .iter()
+            .any(|r| r.id == request)
+    );
+    assert_eq!(
+        h.log(b).bids.len(),
+        1,
+        "no second bid on the silent request"
+    );
 
     // A comes back and accepts the bid it finally got: B, still free, takes the match
     h.set_link(a, true);
@@ -63,7 +78,9 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
 #[test]
 fn a_bidder_whose_requester_vanished_pairs_with_someone_else() {
     let mut h = harness();
-    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    let [a, b, c] = h.add_clients(3)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     h.run(2);
@@ -72,7 +89,10 @@ fn a_bidder_whose_requester_vanished_pairs_with_someone_else() {
     h.search(b, "duel");
     h.run_until(20, |h| !h.log(b).bids.is_empty());
     h.run_until(400, |h| !h.log(b).restarted.is_empty());
-    assert_eq!(h.log(b).restarted[0].reason, NegotiatedRestartReason::BidTimedOut);
+    assert_eq!(
+        h.log(b).restarted[0].reason,
+        NegotiatedRestartReason::BidTimedOut
+    );
     h.run_until(10, |h| !h.log(b).posted.is_empty());
     // C arrives: A's dead request is older, so C may bid on it first, time out, and then
     // find B's; either way B and C end up paired

@@ -13,9 +13,20 @@ use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 /// A raw client that watches the current frames and keeps its own store of what it sees.
 fn observer(h: &mut NegotiatedTestHarness) -> PlayerId {
     let o = h.add_raw_client();
-    h.send_message(o, &NegotiatedClientMessage::Hello { protocol_version: NEGOTIATED_PROTOCOL_VERSION });
+    h.send_message(
+        o,
+        &NegotiatedClientMessage::Hello {
+            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+        },
+    );
     let frames = h.relay_state().frames().readable(h.relay_now());
-    h.send_message(o, &NegotiatedClientMessage::Subscribe { category: "duel".into(), frames });
+    h.send_message(
+        o,
+        &NegotiatedClientMessage::Subscribe {
+            category: "duel".into(),
+            frames,
+        },
+    );
     o
 }
 
@@ -24,7 +35,9 @@ fn absorb(h: &mut NegotiatedTestHarness, o: PlayerId, store: &mut NegotiatedFact
     for m in h.take_messages(o) {
         if let NegotiatedRelayMessage::Fact { author, fact } = m {
             facts += 1;
-            store.insert(NegotiatedSignedFact::new(author, fact)).expect("facts arrive after their request");
+            store
+                .insert(NegotiatedSignedFact::new(author, fact))
+                .expect("facts arrive after their request");
         }
     }
     facts
@@ -33,7 +46,9 @@ fn absorb(h: &mut NegotiatedTestHarness, o: PlayerId, store: &mut NegotiatedFact
 #[test]
 fn cancel_closes_the_request_for_every_observer() {
     let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2));
-    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    let [a] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     let observers = [observer(&mut h), observer(&mut h)];
     let mut stores = [NegotiatedFactStore::new(), NegotiatedFactStore::new()];
     h.run(2);
@@ -44,7 +59,11 @@ fn cancel_closes_the_request_for_every_observer() {
     h.run(2);
     for (o, s) in observers.iter().zip(stores.iter_mut()) {
         assert_eq!(absorb(&mut h, *o, s), 1);
-        assert_eq!(s.open_requests("duel", &[s.request(request).unwrap().0.frame]).len(), 1);
+        assert_eq!(
+            s.open_requests("duel", &[s.request(request).unwrap().0.frame])
+                .len(),
+            1
+        );
     }
 
     h.cancel(a);
@@ -53,7 +72,10 @@ fn cancel_closes_the_request_for_every_observer() {
     for (o, s) in observers.iter().zip(stores.iter_mut()) {
         assert_eq!(absorb(&mut h, *o, s), 1, "the cancel reached observer {o}");
         assert!(s.is_cancelled(request));
-        assert!(s.open_requests("duel", &[s.request(request).unwrap().0.frame]).is_empty());
+        assert!(
+            s.open_requests("duel", &[s.request(request).unwrap().0.frame])
+                .is_empty()
+        );
         let cancel = s.about(request).next().unwrap();
         assert_eq!(cancel.author, a);
     }
@@ -62,7 +84,9 @@ fn cancel_closes_the_request_for_every_observer() {
     // clients arriving later learn it from the relay: they never bid on it
     let b = h.add_client();
     let c = h.add_client();
-    h.run_until(50, |h| h.state(b) == NegotiatedClientState::Idle && h.state(c) == NegotiatedClientState::Idle);
+    h.run_until(50, |h| {
+        h.state(b) == NegotiatedClientState::Idle && h.state(c) == NegotiatedClientState::Idle
+    });
     h.search(b, "duel");
     h.run(5);
     h.search(c, "duel");
@@ -76,8 +100,11 @@ fn cancel_closes_the_request_for_every_observer() {
 
 #[test]
 fn a_bidder_on_a_cancelled_request_restarts_at_once() {
-    let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(10));
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let mut h =
+        NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(10));
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     h.run(2);
@@ -92,7 +119,10 @@ fn a_bidder_on_a_cancelled_request_restarts_at_once() {
     h.run_until(10, |h| !h.log(b).restarted.is_empty());
     let reason = h.log(b).restarted[0].reason;
     assert!(
-        matches!(reason, NegotiatedRestartReason::RequestClosed | NegotiatedRestartReason::BidRejected),
+        matches!(
+            reason,
+            NegotiatedRestartReason::RequestClosed | NegotiatedRestartReason::BidRejected
+        ),
         "{reason:?}"
     );
     // far sooner than the 10 s bid timeout
@@ -103,9 +133,10 @@ fn a_bidder_on_a_cancelled_request_restarts_at_once() {
     h.run(2);
     let bid = h.log(b).bids[0].bid;
     let request = h.log(a).cancelled[0].request.unwrap();
-    assert!(h
-        .relay_state()
-        .store()
-        .about(request)
-        .any(|f| f.fact == NegotiatedFact::Reject(NegotiatedReject { request, bid })));
+    assert!(
+        h.relay_state()
+            .store()
+            .about(request)
+            .any(|f| f.fact == NegotiatedFact::Reject(NegotiatedReject { request, bid }))
+    );
 }

@@ -23,15 +23,24 @@ fn clocks_skewed_by_two_seconds_still_pair() {
     // behind the relay, hence the slack) ...
     let offset_fast = h.status(fast).clock_offset_us.unwrap();
     let offset_slow = h.status(slow).clock_offset_us.unwrap();
-    assert!((offset_fast + 2_000_000).abs() <= 30_000, "fast offset {offset_fast}");
-    assert!((offset_slow - 2_000_000).abs() <= 30_000, "slow offset {offset_slow}");
+    assert!(
+        (offset_fast + 2_000_000).abs() <= 30_000,
+        "fast offset {offset_fast}"
+    );
+    assert!(
+        (offset_slow - 2_000_000).abs() <= 30_000,
+        "slow offset {offset_slow}"
+    );
     // ... so that both read relay time to within a round trip or two
     h.run(1);
     for id in [fast, slow] {
         let estimate = h.status(id).relay_time.unwrap();
         let relay = h.relay_now();
         let error = estimate.abs_diff(relay);
-        assert!(error <= Duration::from_millis(20), "client {id} is off by {error:?}");
+        assert!(
+            error <= Duration::from_millis(20),
+            "client {id} is off by {error:?}"
+        );
     }
 
     h.search(fast, "duel");
@@ -54,7 +63,10 @@ fn skewed_clocks_keep_pairing_across_many_frames() {
         .into_iter()
         .map(|skew| h.add_client_with(|s| s.clock_skew_ms = skew))
         .collect();
-    h.run_until(50, |h| ids.iter().all(|id| h.state(*id) == NegotiatedClientState::Idle));
+    h.run_until(50, |h| {
+        ids.iter()
+            .all(|id| h.state(*id) == NegotiatedClientState::Idle)
+    });
     // arrivals spread over three frames
     for id in &ids {
         h.search(*id, "duel");
@@ -64,7 +76,11 @@ fn skewed_clocks_keep_pairing_across_many_frames() {
     for id in &ids {
         let f = h.found(*id).unwrap();
         assert_eq!(h.found(f.other).unwrap().other, *id);
-        assert!(h.log(*id).errors.is_empty(), "{id}: {:?}", h.log(*id).errors);
+        assert!(
+            h.log(*id).errors.is_empty(),
+            "{id}: {:?}",
+            h.log(*id).errors
+        );
     }
 }
 
@@ -74,7 +90,12 @@ fn an_uncorrected_clock_would_be_refused() {
     let frame = Duration::from_secs(1);
     let mut h = NegotiatedTestHarness::with_frames(frame, Duration::from_millis(500));
     let raw = h.add_raw_client();
-    h.send_message(raw, &NegotiatedClientMessage::Hello { protocol_version: NEGOTIATED_PROTOCOL_VERSION });
+    h.send_message(
+        raw,
+        &NegotiatedClientMessage::Hello {
+            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+        },
+    );
     let skewed = h.relay_now() + Duration::from_secs(2);
     h.send_message(
         raw,
@@ -90,7 +111,10 @@ fn an_uncorrected_clock_would_be_refused() {
     let messages = h.take_messages(raw);
     assert!(messages.iter().any(|m| matches!(
         m,
-        NegotiatedRelayMessage::Error { kind: NegotiatedErrorKind::FrameOutOfRange, .. }
+        NegotiatedRelayMessage::Error {
+            kind: NegotiatedErrorKind::FrameOutOfRange,
+            ..
+        }
     )));
     assert!(h.relay_state().store().is_empty());
 }

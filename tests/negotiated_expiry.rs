@@ -10,20 +10,36 @@ use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 fn a_request_without_bids_expires_after_one_to_two_frames() {
     let frame = Duration::from_secs(1);
     let mut h = NegotiatedTestHarness::with_frames(frame, Duration::from_millis(500));
-    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    let [a] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     // start searching at a random-looking point inside a frame
     h.run(37);
     h.search(a, "duel");
     h.run_until(20, |h| !h.log(a).posted.is_empty());
     let first = h.log(a).posted[0].clone();
-    let posted_at = h.log(a).timeline.iter().find(|(w, _)| *w == "posted").unwrap().1;
+    let posted_at = h
+        .log(a)
+        .timeline
+        .iter()
+        .find(|(w, _)| *w == "posted")
+        .unwrap()
+        .1;
 
     h.run_until(400, |h| !h.log(a).restarted.is_empty());
     // the new frame's facts arrive from the relay before the client decides again
     h.run_until(5, |h| h.log(a).posted.len() == 2);
     let log = h.log(a);
-    assert_eq!(log.restarted[0].reason, NegotiatedRestartReason::RequestExpired);
-    let expired_at = log.timeline.iter().find(|(w, _)| *w == "restarted").unwrap().1;
+    assert_eq!(
+        log.restarted[0].reason,
+        NegotiatedRestartReason::RequestExpired
+    );
+    let expired_at = log
+        .timeline
+        .iter()
+        .find(|(w, _)| *w == "restarted")
+        .unwrap()
+        .1;
     let lifetime = expired_at - posted_at;
     assert!(
         lifetime > frame && lifetime <= 2 * frame + Duration::from_millis(20),
@@ -51,7 +67,9 @@ fn a_request_without_bids_expires_after_one_to_two_frames() {
 fn the_relay_drops_frames_older_than_two_frame_durations() {
     let frame = Duration::from_secs(1);
     let mut h = NegotiatedTestHarness::with_frames(frame, Duration::from_millis(500));
-    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    let [a] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| !h.log(a).posted.is_empty());
     let first = h.log(a).posted[0].clone();
@@ -60,18 +78,30 @@ fn the_relay_drops_frames_older_than_two_frame_durations() {
     let frames = h.relay_state().frames();
     let end = frames.end_of(first.frame);
     // still held until two frame durations after its frame ended
-    h.run_until(1000, |h| h.relay_now() >= end + 2 * frame - Duration::from_millis(20));
+    h.run_until(1000, |h| {
+        h.relay_now() >= end + 2 * frame - Duration::from_millis(20)
+    });
     assert!(h.relay_state().store().contains(first.request));
-    h.run_until(10, |h| h.relay_now() >= end + 2 * frame + Duration::from_millis(10));
+    h.run_until(10, |h| {
+        h.relay_now() >= end + 2 * frame + Duration::from_millis(10)
+    });
     assert!(!h.relay_state().store().contains(first.request));
     assert!(h.relay_state().stats().facts_expired >= 1);
-    assert!(h.relay_state().store().frames().all(|(f, _)| f > first.frame));
+    assert!(
+        h.relay_state()
+            .store()
+            .frames()
+            .all(|(f, _)| f > first.frame)
+    );
 }
 
 #[test]
 fn cancelling_a_search_posts_a_cancel_and_goes_idle() {
-    let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(10), Duration::from_millis(500));
-    let [a] = h.add_clients(1)[..] else { unreachable!() };
+    let mut h =
+        NegotiatedTestHarness::with_frames(Duration::from_secs(10), Duration::from_millis(500));
+    let [a] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     let request = h.status(a).request.unwrap();
@@ -84,7 +114,10 @@ fn cancelling_a_search_posts_a_cancel_and_goes_idle() {
     // cancelling again is an error, searching again works
     h.cancel(a);
     h.run(2);
-    assert_eq!(h.log(a).errors.last().unwrap().kind, NegotiatedErrorKind::Unexpected);
+    assert_eq!(
+        h.log(a).errors.last().unwrap().kind,
+        NegotiatedErrorKind::Unexpected
+    );
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     assert_ne!(h.status(a).request, Some(request));

@@ -11,16 +11,25 @@ use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 
 fn forger(h: &mut NegotiatedTestHarness) -> PlayerId {
     let c = h.add_raw_client();
-    h.send_message(c, &NegotiatedClientMessage::Hello { protocol_version: NEGOTIATED_PROTOCOL_VERSION });
+    h.send_message(
+        c,
+        &NegotiatedClientMessage::Hello {
+            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+        },
+    );
     h.run(2);
-    assert!(matches!(h.take_messages(c)[..], [NegotiatedRelayMessage::Welcome { client_id, .. }] if client_id == c));
+    assert!(
+        matches!(h.take_messages(c)[..], [NegotiatedRelayMessage::Welcome { client_id, .. }] if client_id == c)
+    );
     c
 }
 
 #[test]
 fn a_forged_accept_from_a_third_client_is_ignored() {
     let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(5));
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     let c = forger(&mut h);
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
@@ -35,16 +44,29 @@ fn a_forged_accept_from_a_third_client_is_ignored() {
 
     // C, knowing the ids, accepts B's bid on A's request
     let forged = NegotiatedFact::Accept(NegotiatedAccept { request, bid });
-    h.send_message(c, &NegotiatedClientMessage::Post { fact: forged.clone() });
+    h.send_message(
+        c,
+        &NegotiatedClientMessage::Post {
+            fact: forged.clone(),
+        },
+    );
     h.run(3);
     // the relay stored and forwarded it, stamped with C: judging is the clients' job
     let forged_id = NegotiatedSignedFact::new(c, forged).id();
     assert_eq!(h.relay_state().store().get(forged_id).unwrap().author, c);
-    assert!(!h.relay_state().store().is_closed(request), "a forged accept closes nothing");
+    assert!(
+        !h.relay_state().store().is_closed(request),
+        "a forged accept closes nothing"
+    );
     // B ignored it and reported it
     assert!(h.found(b).is_none());
     assert_eq!(h.state(b), NegotiatedClientState::Bidding);
-    assert!(h.log(b).errors.iter().any(|e| e.kind == NegotiatedErrorKind::NotEntitled));
+    assert!(
+        h.log(b)
+            .errors
+            .iter()
+            .any(|e| e.kind == NegotiatedErrorKind::NotEntitled)
+    );
 
     // the real requester's answer still counts
     h.set_link(a, true);
@@ -57,26 +79,40 @@ fn a_forged_accept_from_a_third_client_is_ignored() {
 #[test]
 fn a_forged_cancel_does_not_close_a_request_for_watchers() {
     let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(5));
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     let c = forger(&mut h);
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     let request = h.status(a).request.unwrap();
     h.run(2);
-    h.send_message(c, &NegotiatedClientMessage::Post { fact: NegotiatedFact::Cancel(NegotiatedCancel { request }) });
+    h.send_message(
+        c,
+        &NegotiatedClientMessage::Post {
+            fact: NegotiatedFact::Cancel(NegotiatedCancel { request }),
+        },
+    );
     h.run(3);
     assert!(!h.relay_state().store().is_cancelled(request));
     // B reads the frame (the forged cancel comes with it) and bids anyway
     h.search(b, "duel");
     h.run_until_matched(&[a, b], 20);
     assert_eq!(h.found(b).unwrap().request, request);
-    assert!(h.log(b).errors.iter().any(|e| e.kind == NegotiatedErrorKind::NotEntitled));
+    assert!(
+        h.log(b)
+            .errors
+            .iter()
+            .any(|e| e.kind == NegotiatedErrorKind::NotEntitled)
+    );
 }
 
 #[test]
 fn the_relay_stamps_the_sending_connection_as_author() {
     let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(5));
-    let [b] = h.add_clients(1)[..] else { unreachable!() };
+    let [b] = h.add_clients(1)[..] else {
+        unreachable!()
+    };
     let c = forger(&mut h);
     // C posts a request; there is no author field to lie in
     let now = h.relay_now();

@@ -15,12 +15,16 @@ fn harness() -> NegotiatedTestHarness {
 
 /// B and C bid on A's request at once; A takes one and rejects the other.
 fn two_bids_on_one_request(h: &mut NegotiatedTestHarness) -> (PlayerId, PlayerId, PlayerId) {
-    let [a, b, c] = h.add_clients(3)[..] else { unreachable!() };
+    let [a, b, c] = h.add_clients(3)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     h.search(b, "duel");
     h.search(c, "duel");
-    h.run_until(20, |h| !h.log(b).bids.is_empty() && !h.log(c).bids.is_empty());
+    h.run_until(20, |h| {
+        !h.log(b).bids.is_empty() && !h.log(c).bids.is_empty()
+    });
     let request = h.status(a).request.unwrap();
     assert_eq!(h.log(b).bids[0].request, request);
     assert_eq!(h.log(c).bids[0].request, request);
@@ -33,7 +37,12 @@ fn a_rejected_bidder_restarts_and_bids_on_another_request() {
     let (a, b, c) = two_bids_on_one_request(&mut h);
     // D (speaking the protocol itself) posts a request while both bids are in flight
     let d = h.add_raw_client();
-    h.send_message(d, &NegotiatedClientMessage::Hello { protocol_version: NEGOTIATED_PROTOCOL_VERSION });
+    h.send_message(
+        d,
+        &NegotiatedClientMessage::Hello {
+            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+        },
+    );
     let now = h.relay_now();
     let request = NegotiatedRequest {
         category: "duel".into(),
@@ -41,14 +50,22 @@ fn a_rejected_bidder_restarts_and_bids_on_another_request() {
         created_us: now.as_micros() as u64,
     };
     let d_request = NegotiatedSignedFact::new(d, NegotiatedFact::Request(request.clone())).id();
-    h.send_message(d, &NegotiatedClientMessage::Post { fact: NegotiatedFact::Request(request) });
+    h.send_message(
+        d,
+        &NegotiatedClientMessage::Post {
+            fact: NegotiatedFact::Request(request),
+        },
+    );
 
     // A accepts the first bid and rejects the second
     h.run_until(10, |h| h.found(a).is_some());
     let winner = h.found(a).unwrap().other;
     let loser = if winner == b { c } else { b };
     h.run_until(10, |h| !h.log(loser).restarted.is_empty());
-    assert_eq!(h.log(loser).restarted[0].reason, NegotiatedRestartReason::BidRejected);
+    assert_eq!(
+        h.log(loser).restarted[0].reason,
+        NegotiatedRestartReason::BidRejected
+    );
     // ... and bids on D's request, the only open one
     h.run_until(10, |h| h.log(loser).bids.len() == 2);
     assert_eq!(h.log(loser).bids[1].request, d_request);
@@ -60,16 +77,25 @@ fn a_rejected_bidder_restarts_and_bids_on_another_request() {
         .take_messages(d)
         .into_iter()
         .find_map(|m| match m {
-            NegotiatedRelayMessage::Fact { author, fact: fact @ NegotiatedFact::Bid(_) } => {
+            NegotiatedRelayMessage::Fact {
+                author,
+                fact: fact @ NegotiatedFact::Bid(_),
+            } => {
                 assert_eq!(author, loser);
                 Some(NegotiatedSignedFact::new(author, fact).id())
             }
             _ => None,
         })
         .expect("the bid reached D");
-    h.send_message(d, &NegotiatedClientMessage::Post {
-        fact: NegotiatedFact::Accept(NegotiatedAccept { request: d_request, bid }),
-    });
+    h.send_message(
+        d,
+        &NegotiatedClientMessage::Post {
+            fact: NegotiatedFact::Accept(NegotiatedAccept {
+                request: d_request,
+                bid,
+            }),
+        },
+    );
     h.run_until(10, |h| h.found(loser).is_some());
     let found = h.found(loser).unwrap();
     assert_eq!((found.other, found.request, found.bid), (d, d_request, bid));
@@ -86,12 +112,18 @@ fn a_rejected_bidder_with_nothing_to_bid_on_posts_and_pairs_with_a_newcomer() {
     let winner = h.found(a).unwrap().other;
     let loser = if winner == b { c } else { b };
     h.run_until(10, |h| !h.log(loser).posted.is_empty());
-    assert_eq!(h.log(loser).restarted[0].reason, NegotiatedRestartReason::BidRejected);
+    assert_eq!(
+        h.log(loser).restarted[0].reason,
+        NegotiatedRestartReason::BidRejected
+    );
     // the relay holds A's reject of the loser's bid
     let rejected_bid = h.log(loser).bids[0].bid;
     let store = h.relay_state().store();
     assert!(store.about(h.found(a).unwrap().request).any(|f| f.fact
-        == NegotiatedFact::Reject(NegotiatedReject { request: h.found(a).unwrap().request, bid: rejected_bid })));
+        == NegotiatedFact::Reject(NegotiatedReject {
+            request: h.found(a).unwrap().request,
+            bid: rejected_bid
+        })));
     let e = h.add_client();
     h.run_until(50, |h| h.state(e) == NegotiatedClientState::Idle);
     h.search(e, "duel");

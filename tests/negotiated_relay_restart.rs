@@ -8,7 +8,9 @@ use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 #[test]
 fn a_relay_restart_loses_facts_and_clients_still_pair() {
     let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2));
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
     let lost = h.status(a).request.unwrap();
@@ -18,8 +20,16 @@ fn a_relay_restart_loses_facts_and_clients_still_pair() {
     h.restart_relay();
     assert!(h.relay_state().store().is_empty());
     // A saw the connection drop and went back to looking
-    assert!(h.log(a).errors.iter().any(|e| e.kind == NegotiatedErrorKind::Connection));
-    assert_eq!(h.log(a).restarted[0].reason, NegotiatedRestartReason::ConnectionLost);
+    assert!(
+        h.log(a)
+            .errors
+            .iter()
+            .any(|e| e.kind == NegotiatedErrorKind::Connection)
+    );
+    assert_eq!(
+        h.log(a).restarted[0].reason,
+        NegotiatedRestartReason::ConnectionLost
+    );
     h.run_until(50, |h| h.log(a).posted.len() == 2);
     // it welcomed us again, re-estimated the clock and posted a fresh request
     assert_eq!(h.log(a).connected.len(), 2);
@@ -54,6 +64,10 @@ fn a_restart_in_the_middle_of_a_negotiation_is_recovered() {
     }
     // every match was made on the new relay
     for id in &ids {
-        assert!(h.relay_state().store().contains(h.found(*id).unwrap().accept));
+        assert!(
+            h.relay_state()
+                .store()
+                .contains(h.found(*id).unwrap().accept)
+        );
     }
 }

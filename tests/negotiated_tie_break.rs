@@ -10,15 +10,22 @@ use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 fn simultaneous_requests_resolve_through_the_tie_break() {
     // frames of 60 s: waiting for expiry would take at least 6000 updates
     let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(60), Duration::from_secs(2));
-    let [a, b] = h.add_clients(2)[..] else { unreachable!() };
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
     h.search(a, "duel");
     h.search(b, "duel");
     // both see an empty queue and post in the same update
-    h.run_until(20, |h| !h.log(a).posted.is_empty() && !h.log(b).posted.is_empty());
+    h.run_until(20, |h| {
+        !h.log(a).posted.is_empty() && !h.log(b).posted.is_empty()
+    });
     let ra = h.log(a).posted[0].clone();
     let rb = h.log(b).posted[0].clone();
     assert_ne!(ra.request, rb.request);
-    assert!(h.log(a).bids.is_empty() && h.log(b).bids.is_empty(), "nobody saw the other's request before posting");
+    assert!(
+        h.log(a).bids.is_empty() && h.log(b).bids.is_empty(),
+        "nobody saw the other's request before posting"
+    );
 
     let updates = h.run_until_matched(&[a, b], 50);
     assert!(updates <= 5, "the tie-break took {updates} updates");

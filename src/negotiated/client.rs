@@ -2,7 +2,7 @@
 //!
 //! The game writes [`NegotiatedSearch`] and [`NegotiatedCancelSearch`]; the plugin says
 //! hello to the relay, estimates the relay's clock, runs the
-//! [`NegotiatedMachine`](super::machine::NegotiatedMachine) on corrected time, keeps
+//! [`NegotiatedMachine`] on corrected time, keeps
 //! [`NegotiatedClientState`] and [`NegotiatedClientStatus`] current and reports what
 //! happens as Bevy messages.
 

@@ -760,7 +760,9 @@ mod tests {
     fn posts(out: &[NegotiatedOutput]) -> Vec<NegotiatedFact> {
         out.iter()
             .filter_map(|o| match o {
-                NegotiatedOutput::Send(NegotiatedClientMessage::Post { fact }) => Some(fact.clone()),
+                NegotiatedOutput::Send(NegotiatedClientMessage::Post { fact }) => {
+                    Some(fact.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -780,10 +782,12 @@ mod tests {
         let mut out = m.online(t(0));
         out.extend(m.search("duel", t(0)));
         let frames: Vec<u64> = m.config().frames.readable(t(0));
-        assert!(out.contains(&NegotiatedOutput::Send(NegotiatedClientMessage::Subscribe {
-            category: "duel".into(),
-            frames: frames.clone(),
-        })));
+        assert!(out.contains(&NegotiatedOutput::Send(
+            NegotiatedClientMessage::Subscribe {
+                category: "duel".into(),
+                frames: frames.clone(),
+            }
+        )));
         for f in frames {
             out.extend(m.synced("duel", f, t(0)));
         }
@@ -823,7 +827,10 @@ mod tests {
         let mut m = machine();
         assert!(m.search("duel", t(0)).is_empty() || !m.is_online());
         let out = m.online(t(0));
-        assert!(posts(&out).is_empty(), "nothing posted before the frames are synced");
+        assert!(
+            posts(&out).is_empty(),
+            "nothing posted before the frames are synced"
+        );
         assert_eq!(m.phase(), &NegotiatedPhase::Looking);
         let frames = m.config().frames.readable(t(0));
         let out = m.synced("duel", frames[0], t(0));
@@ -845,26 +852,47 @@ mod tests {
     fn a_requester_accepts_the_first_bid_and_rejects_the_rest() {
         let mut m = machine();
         searching(&mut m);
-        let NegotiatedPhase::Requesting { request, .. } = m.phase().clone() else { panic!() };
-        let bid = |ms| NegotiatedFact::Bid(NegotiatedBid { request, created_us: ms });
+        let NegotiatedPhase::Requesting { request, .. } = m.phase().clone() else {
+            panic!()
+        };
+        let bid = |ms| {
+            NegotiatedFact::Bid(NegotiatedBid {
+                request,
+                created_us: ms,
+            })
+        };
         let out = m.receive(2, bid(1), t(5));
         let b2 = NegotiatedSignedFact::new(2, bid(1)).id();
         assert_eq!(
             posts(&out),
-            vec![NegotiatedFact::Accept(NegotiatedAccept { request, bid: b2 })]
+            vec![NegotiatedFact::Accept(NegotiatedAccept {
+                request,
+                bid: b2
+            })]
         );
-        assert!(matches!(&events(&out)[..], [NegotiatedEvent::Matched(m)] if m.other == 2 && m.role == NegotiatedRole::Requester));
+        assert!(
+            matches!(&events(&out)[..], [NegotiatedEvent::Matched(m)] if m.other == 2 && m.role == NegotiatedRole::Requester)
+        );
         // a duplicate changes nothing; a later bid is rejected; a self-bid is ignored
         assert!(posts(&m.receive(2, bid(1), t(6))).is_empty());
         let out = m.receive(3, bid(2), t(7));
         let b3 = NegotiatedSignedFact::new(3, bid(2)).id();
         assert_eq!(
             posts(&out),
-            vec![NegotiatedFact::Reject(NegotiatedReject { request, bid: b3 })]
+            vec![NegotiatedFact::Reject(NegotiatedReject {
+                request,
+                bid: b3
+            })]
         );
         let out = m.receive(ME, bid(3), t(8));
         assert!(posts(&out).is_empty());
-        assert!(matches!(&events(&out)[..], [NegotiatedEvent::Error { kind: NegotiatedErrorKind::NotEntitled, .. }]));
+        assert!(matches!(
+            &events(&out)[..],
+            [NegotiatedEvent::Error {
+                kind: NegotiatedErrorKind::NotEntitled,
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -872,12 +900,29 @@ mod tests {
         let mut m = machine();
         let (r, bid) = bidding(&mut m);
         // a forged reject is ignored
-        let out = m.receive(3, NegotiatedFact::Reject(NegotiatedReject { request: r, bid }), t(10));
+        let out = m.receive(
+            3,
+            NegotiatedFact::Reject(NegotiatedReject { request: r, bid }),
+            t(10),
+        );
         assert!(matches!(m.phase(), NegotiatedPhase::Bidding { .. }));
-        assert!(matches!(&events(&out)[..], [NegotiatedEvent::Error { kind: NegotiatedErrorKind::NotEntitled, .. }]));
-        let out = m.receive(2, NegotiatedFact::Reject(NegotiatedReject { request: r, bid }), t(20));
+        assert!(matches!(
+            &events(&out)[..],
+            [NegotiatedEvent::Error {
+                kind: NegotiatedErrorKind::NotEntitled,
+                ..
+            }]
+        ));
+        let out = m.receive(
+            2,
+            NegotiatedFact::Reject(NegotiatedReject { request: r, bid }),
+            t(20),
+        );
         let ev = events(&out);
-        assert_eq!(ev[0], NegotiatedEvent::Restarted(NegotiatedRestartReason::BidRejected));
+        assert_eq!(
+            ev[0],
+            NegotiatedEvent::Restarted(NegotiatedRestartReason::BidRejected)
+        );
         // the same request is still "open" (not accepted) but we do not bid on it again
         assert!(matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]));
     }
@@ -901,8 +946,14 @@ mod tests {
         let mut m = machine();
         let (r, bid) = bidding(&mut m);
         m.tick(t(2000));
-        let NegotiatedPhase::Requesting { request: mine, .. } = m.phase().clone() else { panic!() };
-        let out = m.receive(2, NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }), t(2100));
+        let NegotiatedPhase::Requesting { request: mine, .. } = m.phase().clone() else {
+            panic!()
+        };
+        let out = m.receive(
+            2,
+            NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }),
+            t(2100),
+        );
         assert_eq!(
             posts(&out),
             vec![NegotiatedFact::Cancel(NegotiatedCancel { request: mine })]
@@ -913,13 +964,25 @@ mod tests {
         let mut m = machine();
         let (r, bid) = bidding(&mut m);
         m.tick(t(2000));
-        let NegotiatedPhase::Requesting { .. } = m.phase() else { panic!("{:?}", m.phase()) };
+        let NegotiatedPhase::Requesting { .. } = m.phase() else {
+            panic!("{:?}", m.phase())
+        };
         // 3's request, older than ours: the tie-break makes us bid on it
         let (r3, fact) = request_by(3, 1990);
         m.receive(3, fact, t(2001));
         assert!(matches!(m.phase(), NegotiatedPhase::Bidding { request, .. } if *request == r3));
-        let out = m.receive(2, NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }), t(2100));
-        assert!(matches!(&events(&out)[..], [NegotiatedEvent::Error { kind: NegotiatedErrorKind::LateAccept, .. }]));
+        let out = m.receive(
+            2,
+            NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }),
+            t(2100),
+        );
+        assert!(matches!(
+            &events(&out)[..],
+            [NegotiatedEvent::Error {
+                kind: NegotiatedErrorKind::LateAccept,
+                ..
+            }]
+        ));
         assert!(matches!(m.phase(), NegotiatedPhase::Bidding { request, .. } if *request == r3));
     }
 
@@ -928,12 +991,16 @@ mod tests {
         // our request is created at 0 ms; others at -5 (older) and +5 ms (newer)
         let mut m = machine();
         searching(&mut m);
-        let NegotiatedPhase::Requesting { request: mine, .. } = m.phase().clone() else { panic!() };
+        let NegotiatedPhase::Requesting { request: mine, .. } = m.phase().clone() else {
+            panic!()
+        };
         // only a newer request: we are position 0 and keep ours
         let (_, newer) = request_by(3, 5);
         m.ingest(3, newer);
         m.tick(t(6));
-        assert!(matches!(m.phase(), NegotiatedPhase::Requesting { request, .. } if *request == mine));
+        assert!(
+            matches!(m.phase(), NegotiatedPhase::Requesting { request, .. } if *request == mine)
+        );
         // an older one too: we are position 1 of [older, ours, newer] and bid on the older
         let older_fact = NegotiatedFact::Request(NegotiatedRequest {
             category: "duel".into(),
@@ -944,7 +1011,10 @@ mod tests {
         m.ingest(2, older_fact);
         let out = m.tick(t(7));
         let p = posts(&out);
-        assert_eq!(p[0], NegotiatedFact::Cancel(NegotiatedCancel { request: mine }));
+        assert_eq!(
+            p[0],
+            NegotiatedFact::Cancel(NegotiatedCancel { request: mine })
+        );
         assert!(matches!(&p[1], NegotiatedFact::Bid(b) if b.request == older));
         assert_eq!(
             events(&out)[0],
@@ -956,17 +1026,24 @@ mod tests {
     fn losing_the_connection_restarts_and_old_requests_are_cancelled() {
         let mut m = machine();
         searching(&mut m);
-        let NegotiatedPhase::Requesting { request: old, .. } = m.phase().clone() else { panic!() };
+        let NegotiatedPhase::Requesting { request: old, .. } = m.phase().clone() else {
+            panic!()
+        };
         let old_fact = m.store().get(old).unwrap().fact.clone();
         let out = m.offline();
         assert_eq!(
             events(&out),
-            vec![NegotiatedEvent::Restarted(NegotiatedRestartReason::ConnectionLost)]
+            vec![NegotiatedEvent::Restarted(
+                NegotiatedRestartReason::ConnectionLost
+            )]
         );
         assert!(m.store().is_empty());
         // back on the same relay: resubscribe; the relay still holds our old request
         let out = m.online(t(100));
-        assert!(out.iter().any(|o| matches!(o, NegotiatedOutput::Send(NegotiatedClientMessage::Subscribe { .. }))));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            NegotiatedOutput::Send(NegotiatedClientMessage::Subscribe { .. })
+        )));
         let out = m.ingest(ME, old_fact);
         assert_eq!(
             posts(&out),
@@ -978,16 +1055,23 @@ mod tests {
     fn cancel_posts_a_cancel_of_the_open_request() {
         let mut m = machine();
         searching(&mut m);
-        let NegotiatedPhase::Requesting { request, .. } = m.phase().clone() else { panic!() };
+        let NegotiatedPhase::Requesting { request, .. } = m.phase().clone() else {
+            panic!()
+        };
         let out = m.cancel(t(10));
         assert_eq!(
             posts(&out),
             vec![NegotiatedFact::Cancel(NegotiatedCancel { request })]
         );
-        assert!(out.contains(&NegotiatedOutput::Send(NegotiatedClientMessage::Unsubscribe)));
+        assert!(out.contains(&NegotiatedOutput::Send(
+            NegotiatedClientMessage::Unsubscribe
+        )));
         assert_eq!(m.phase(), &NegotiatedPhase::Idle);
         // a bid arriving afterwards is rejected
-        let bid = NegotiatedFact::Bid(NegotiatedBid { request, created_us: 9 });
+        let bid = NegotiatedFact::Bid(NegotiatedBid {
+            request,
+            created_us: 9,
+        });
         let out = m.receive(2, bid, t(20));
         assert!(matches!(&posts(&out)[..], [NegotiatedFact::Reject(_)]));
     }

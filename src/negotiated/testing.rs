@@ -418,6 +418,16 @@ impl NegotiatedTestHarness {
                 client.closed = true;
                 continue;
             }
+            if !server.is_connected(client.id) {
+                // the relay closed this connection; as a transport would, deliver what is
+                // pending, drop the connection (the relay sees the disconnect event) and
+                // tell the client
+                let _ = server.process_local_client(client.id, &mut renet);
+                server.remove_connection(client.id);
+                renet.disconnect();
+                client.closed = true;
+                continue;
+            }
             if server.process_local_client(client.id, &mut renet).is_err() {
                 // the relay closed this connection: the client sees it as a disconnect
                 renet.disconnect();

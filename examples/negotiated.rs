@@ -1,0 +1,395 @@
+//! Negotiated matchmaking over UDP: clients pair themselves through Request, Bid and
+//! Accept facts, with a relay that only stores, forwards and tells the time.
+//!
+//! ```text
+//! cargo run --example negotiated -- [--clients N] [--frame SECONDS] [--timeout SECONDS]
+//!     a relay and N clients (default 10) in one process over UDP loopback; prints each
+//!     pair and a summary, exits 0 once everyone who can pair did
+//! cargo run --example negotiated -- --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS]
+//!     just the relay (default 127.0.0.1:5001), until Ctrl-C
+//! cargo run --example negotiated -- --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]
+//!     one client (default timeout 20 s): prints its match and exits 0, or exits 1 after
+//!     the timeout; --verbose prints each state change
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy_atomic_matchmaking::negotiated::prelude::*;
+use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+
+const TICK: Duration = Duration::from_millis(5);
+
+enum Mode {
+    /// Relay and clients in one process.
+    Together { clients: usize },
+    /// Only the relay.
+    Relay { run_for: Option<Duration> },
+    /// One client of a relay elsewhere.
+    Client { relay: SocketAddr },
+}
+
+struct Args {
+    mode: Mode,
+    addr: SocketAddr,
+    frame: Duration,
+    timeout: Duration,
+    category: String,
+    verbose: bool,
+}
+
+const USAGE: &str = "usage: negotiated [--clients N] [--frame SECONDS] [--timeout SECONDS]
+       negotiated --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS]
+       negotiated --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]";
+
+fn seconds(flag: &str, value: String) -> Result<Duration, String> {
+    let secs: f64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{flag} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        mode: Mode::Together { clients: 10 },
+        addr: "127.0.0.1:5001".parse().expect("valid"),
+        frame: Duration::from_secs(2),
+        timeout: Duration::from_secs(20),
+        category: "duel".into(),
+        verbose: false,
+    };
+    let mut relay_only = false;
+    let mut run_for = None;
+    let mut client = None;
+    let mut clients = 10;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--clients" => {
+                clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?;
+                if !(1..=512).contains(&clients) {
+                    return Err("--clients must be 1..=512".into());
+                }
+            }
+            "--relay-only" => relay_only = true,
+            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
+            "--client" => {
+                client = Some(value()?.parse().map_err(|e| format!("--client: {e}"))?);
+            }
+            "--frame" => args.frame = seconds("--frame", value()?)?,
+            "--timeout" => args.timeout = seconds("--timeout", value()?)?,
+            "--run-for" => run_for = Some(seconds("--run-for", value()?)?),
+            "--category" => args.category = value()?,
+            "--verbose" => args.verbose = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    args.mode = match (relay_only, client) {
+        (true, Some(_)) => return Err("--relay-only and --client exclude each other".into()),
+        (true, None) => Mode::Relay { run_for },
+        (false, Some(relay)) => Mode::Client { relay },
+        (false, None) => Mode::Together { clients },
+    };
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("negotiated: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = match args.mode {
+        Mode::Together { clients } => together(&args, clients),
+        Mode::Relay { run_for } => relay_only(&args, run_for),
+        Mode::Client { relay } => client_only(&args, relay),
+    };
+    std::process::exit(code);
+}
+
+fn relay_app(addr: SocketAddr, frame: Duration) -> std::io::Result<(App, SocketAddr)> {
+    let channel = NegotiatedChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins);
+    let bound = insert_netcode_server(&mut app, addr, 1024, channel.connection_config())?;
+    app.add_plugins(NegotiatedRelayPlugin {
+        channel,
+        settings: NegotiatedRelaySettings {
+            frame_duration: frame,
+            ..default()
+        },
+    });
+    Ok((app, bound))
+}
+
+fn client_app(relay: SocketAddr, id: u64, category: &str) -> std::io::Result<App> {
+    let channel = NegotiatedChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins);
+    insert_netcode_client(&mut app, relay, id, channel.connection_config())?;
+    app.add_plugins(NegotiatedClientPlugin {
+        channel,
+        settings: NegotiatedClientSettings {
+            bid_timeout: Duration::from_secs(1),
+            time_sync_interval: Duration::from_secs(2),
+            ..default()
+        },
+    });
+    // the plugin keeps the search until the relay welcomed us and the clock is synced
+    app.world_mut().write_message(NegotiatedSearch {
+        category: category.to_owned(),
+    });
+    Ok(app)
+}
+
+fn status(app: &App) -> &NegotiatedClientStatus {
+    app.world().resource::<NegotiatedClientStatus>()
+}
+
+fn describe(found: &NegotiatedMatchFound) -> String {
+    let role = match found.role {
+        NegotiatedRole::Requester => "requested",
+        NegotiatedRole::Bidder => "bid",
+    };
+    format!(
+        "client {} {role} and plays client {} ({}; request {}, bid {}, accept {})",
+        found.me, found.other, found.category, found.request, found.bid, found.accept
+    )
+}
+
+/// A relay and `n` clients in one process, over UDP loopback.
+fn together(args: &Args, n: usize) -> i32 {
+    let (mut relay, addr) = match relay_app("127.0.0.1:0".parse().expect("valid"), args.frame) {
+        Ok(relay) => relay,
+        Err(e) => {
+            eprintln!("negotiated: cannot bind the relay: {e}");
+            return 1;
+        }
+    };
+    println!(
+        "relay on {addr}, frames of {:?}; {n} clients search for \"{}\" at random moments over 1 s",
+        args.frame, args.category
+    );
+    let mut rng = fastrand::Rng::new();
+    let started = Instant::now();
+    // each client starts at a random moment in the first second
+    let mut pending: Vec<(Duration, u64)> = (1..=n as u64)
+        .map(|id| (Duration::from_millis(rng.u64(0..1000)), id))
+        .collect();
+    pending.sort();
+    let mut clients: Vec<(u64, App)> = Vec::new();
+    let mut reported = std::collections::BTreeSet::new();
+    let expected = n - n % 2;
+    loop {
+        let elapsed = started.elapsed();
+        while let Some((at, id)) = pending.first().copied()
+            && at <= elapsed
+        {
+            pending.remove(0);
+            match client_app(addr, id, &args.category) {
+                Ok(app) => clients.push((id, app)),
+                Err(e) => {
+                    eprintln!("negotiated: client {id} cannot start: {e}");
+                    return 1;
+                }
+            }
+        }
+        relay.update();
+        for (_, app) in &mut clients {
+            app.update();
+        }
+        for (id, app) in &clients {
+            if let Some(found) = &status(app).found
+                && found.role == NegotiatedRole::Requester
+                && reported.insert(*id)
+            {
+                reported.insert(found.other);
+                println!(
+                    "[{:>5} ms] pair: client {} (requester) + client {} (bidder); request {}, bid {}, accept {}",
+                    elapsed.as_millis(),
+                    found.me,
+                    found.other,
+                    found.request,
+                    found.bid,
+                    found.accept,
+                );
+            }
+        }
+        let matched = clients
+            .iter()
+            .filter(|(_, a)| status(a).found.is_some())
+            .count();
+        if pending.is_empty() && matched >= expected {
+            break;
+        }
+        if elapsed > args.timeout {
+            eprintln!(
+                "negotiated: only {matched} of {n} clients matched after {:?}",
+                args.timeout
+            );
+            return 1;
+        }
+        std::thread::sleep(TICK);
+    }
+    // keep running briefly so the last accepts and any late bids are settled
+    for _ in 0..20 {
+        relay.update();
+        for (_, app) in &mut clients {
+            app.update();
+        }
+        std::thread::sleep(TICK);
+    }
+
+    let mut partners = std::collections::BTreeMap::new();
+    for (id, app) in &clients {
+        if let Some(found) = &status(app).found {
+            partners.insert(*id, found.other);
+        }
+    }
+    let mutual = partners.iter().all(|(a, b)| partners.get(b) == Some(a));
+    let restarts: u32 = clients.iter().map(|(_, a)| status(a).restarts).sum();
+    let unmatched: Vec<u64> = clients
+        .iter()
+        .filter(|(_, a)| status(a).found.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    let state = relay.world().resource::<NegotiatedRelayState>();
+    let stats = state.stats();
+    println!(
+        "summary: {} pairs from {n} clients in {} ms; unmatched {:?}; {} restarts; relay stored {} facts, sent {}, refused {}; all pairs mutual: {mutual}",
+        partners.len() / 2,
+        started.elapsed().as_millis(),
+        unmatched,
+        restarts,
+        stats.facts_stored,
+        stats.facts_sent,
+        stats.facts_refused,
+    );
+    if mutual { 0 } else { 1 }
+}
+
+/// Just the relay, until Ctrl-C or `--run-for`.
+fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
+    let (mut relay, addr) = match relay_app(args.addr, args.frame) {
+        Ok(relay) => relay,
+        Err(e) => {
+            eprintln!("negotiated: cannot bind {}: {e}", args.addr);
+            return 1;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
+            eprintln!("negotiated: no Ctrl-C handler ({e}); stop with --run-for");
+        }
+    }
+    println!(
+        "relay on {addr}, frames of {:?}; Ctrl-C to stop",
+        args.frame
+    );
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    while !stop.load(Ordering::SeqCst) && run_for.is_none_or(|d| started.elapsed() < d) {
+        relay.update();
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            last_print = Instant::now();
+            let state = relay.world().resource::<NegotiatedRelayState>();
+            let stats = state.stats();
+            println!(
+                "relay: {} clients, {} facts held, {} stored, {} sent, {} expired, {} refused",
+                state.connected(),
+                state.store().len(),
+                stats.facts_stored,
+                stats.facts_sent,
+                stats.facts_expired,
+                stats.facts_refused,
+            );
+        }
+        std::thread::sleep(TICK);
+    }
+    println!("relay: stopped");
+    0
+}
+
+/// One client: prints its match and exits 0, or gives up after the timeout.
+fn client_only(args: &Args, relay: SocketAddr) -> i32 {
+    let id = fastrand::u64(1..u64::MAX);
+    let mut app = match client_app(relay, id, &args.category) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("negotiated: cannot start a client: {e}");
+            return 1;
+        }
+    };
+    println!(
+        "client {id}: searching for \"{}\" through {relay}",
+        args.category
+    );
+    let started = Instant::now();
+    let mut errors_seen = 0;
+    let mut last_state = None;
+    loop {
+        app.update();
+        let state = *app.world().resource::<State<NegotiatedClientState>>().get();
+        if args.verbose && last_state != Some(state) {
+            println!(
+                "client {id}: [{:>5} ms] {state:?} (restarts so far: {})",
+                started.elapsed().as_millis(),
+                status(&app).restarts
+            );
+            last_state = Some(state);
+        }
+        let status = status(&app);
+        if let Some(found) = &status.found {
+            println!("client {id}: matched: {}", describe(found));
+            leave(&mut app);
+            return 0;
+        }
+        if let Some(error) = &status.last_error
+            && errors_seen == 0
+        {
+            errors_seen += 1;
+            eprintln!("client {id}: {:?}: {}", error.kind, error.message);
+        }
+        if started.elapsed() > args.timeout {
+            let state = *app.world().resource::<State<NegotiatedClientState>>().get();
+            eprintln!(
+                "client {id}: no match after {:?} (state {state:?}); is a relay running at {relay} and another client searching?",
+                args.timeout
+            );
+            leave(&mut app);
+            return 1;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Leaves politely: keeps the connection up briefly so our last facts (the accept, when
+/// we were the requester) reach the relay and are acknowledged, then closes it so the
+/// relay sees us go at once (netcode sends its disconnect packets on the next update).
+fn leave(app: &mut App) {
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        app.update();
+        std::thread::sleep(TICK);
+    }
+    if let Some(mut client) = app
+        .world_mut()
+        .get_resource_mut::<bevy_renet::RenetClient>()
+    {
+        client.disconnect();
+    }
+    app.update();
+}

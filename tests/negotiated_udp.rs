@@ -1,0 +1,118 @@
+//! Negotiated matchmaking over real UDP (renet_netcode) on 127.0.0.1, port 0.
+//!
+//! Packets really travel through sockets; the apps still run on manual time, and the
+//! loop only sleeps briefly so the kernel can deliver. No wall-clock assertions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy_atomic_matchmaking::negotiated::prelude::*;
+use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+
+const STEP: Duration = Duration::from_millis(10);
+
+fn relay() -> (App, SocketAddr) {
+    let channel = NegotiatedChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+    let addr = insert_netcode_server(
+        &mut app,
+        "127.0.0.1:0".parse().unwrap(),
+        8,
+        channel.connection_config(),
+    )
+    .expect("bind a UDP port on 127.0.0.1");
+    app.add_plugins(NegotiatedRelayPlugin {
+        channel,
+        settings: NegotiatedRelaySettings {
+            frame_duration: Duration::from_secs(10),
+            ..default()
+        },
+    });
+    (app, addr)
+}
+
+fn client(relay: SocketAddr, id: u64) -> App {
+    let channel = NegotiatedChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+    insert_netcode_client(&mut app, relay, id, channel.connection_config()).expect("UDP client");
+    app.add_plugins(NegotiatedClientPlugin {
+        channel,
+        settings: NegotiatedClientSettings {
+            seed: Some(id),
+            ..default()
+        },
+    });
+    app
+}
+
+fn state(app: &App) -> NegotiatedClientState {
+    *app.world().resource::<State<NegotiatedClientState>>().get()
+}
+
+fn found(app: &App) -> Option<NegotiatedMatchFound> {
+    app.world()
+        .resource::<NegotiatedClientStatus>()
+        .found
+        .clone()
+}
+
+fn run_until(relay: &mut App, clients: &mut [App], max: usize, done: impl Fn(&[App]) -> bool) {
+    for _ in 0..max {
+        if done(clients) {
+            return;
+        }
+        relay.update();
+        for c in clients.iter_mut() {
+            c.update();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(done(clients), "condition not reached in {max} updates");
+}
+
+#[test]
+fn two_clients_pair_over_udp() {
+    let (mut relay, addr) = relay();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(addr.port(), 0);
+    let mut clients = vec![client(addr, 101), client(addr, 202)];
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        c.iter().all(|c| state(c) == NegotiatedClientState::Idle)
+    });
+    assert_eq!(
+        clients[0]
+            .world()
+            .resource::<NegotiatedClientStatus>()
+            .client_id,
+        Some(101)
+    );
+    for c in clients.iter_mut() {
+        c.world_mut().write_message(NegotiatedSearch {
+            category: "duel".into(),
+        });
+    }
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        c.iter().all(|c| found(c).is_some())
+    });
+    let a = found(&clients[0]).unwrap();
+    let b = found(&clients[1]).unwrap();
+    assert_eq!((a.me, a.other), (101, 202));
+    assert_eq!((b.me, b.other), (202, 101));
+    assert_eq!((a.request, a.bid, a.accept), (b.request, b.bid, b.accept));
+    assert_ne!(a.role, b.role);
+    let stored = relay
+        .world()
+        .resource::<NegotiatedRelayState>()
+        .store()
+        .len();
+    assert!(
+        stored >= 3,
+        "request, bid and accept are at the relay ({stored})"
+    );
+}
