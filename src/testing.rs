@@ -137,34 +137,25 @@ impl MatchmakingTestHarness {
 
     /// Adds a connected client; returns its player id.
     pub fn add_client(&mut self) -> PlayerId {
-        let player = self.next_player;
-        self.next_player += 1;
-        let client = self
-            .server
-            .world_mut()
-            .resource_mut::<RenetServer>()
-            .new_local_client(player);
-        let mut app = App::new();
-        app.add_plugins(MinimalPlugins)
-            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step))
-            .insert_resource(RenetClient(client))
-            .add_plugins(MatchmakingClientPlugin {
-                channel: self.channel,
-            })
-            .init_resource::<MatchmakingClientLog>()
-            .add_systems(Last, record_client);
-        self.clients.push(MatchmakingTestClient {
-            player,
-            app,
-            connected: true,
-        });
-        player
+        let channel = self.channel;
+        self.add_local_client(|app| {
+            app.add_plugins(MatchmakingClientPlugin { channel })
+                .init_resource::<MatchmakingClientLog>()
+                .add_systems(Last, record_client);
+        })
     }
 
     /// Adds a connected client *without* the client plugin: it sends only what the test
     /// writes with [`Self::send_raw`] and [`Self::send_client_message`], and the test reads
     /// what the server sent with [`Self::receive_raw`]. For hostile-input tests.
     pub fn add_raw_client(&mut self) -> PlayerId {
+        self.add_local_client(|app| {
+            app.add_plugins(bevy_renet::RenetClientPlugin);
+        })
+    }
+
+    /// A client app on a new local connection, finished by `setup`.
+    fn add_local_client(&mut self, setup: impl FnOnce(&mut App)) -> PlayerId {
         let player = self.next_player;
         self.next_player += 1;
         let client = self
@@ -175,8 +166,8 @@ impl MatchmakingTestHarness {
         let mut app = App::new();
         app.add_plugins(MinimalPlugins)
             .insert_resource(TimeUpdateStrategy::ManualDuration(self.step))
-            .insert_resource(RenetClient(client))
-            .add_plugins(bevy_renet::RenetClientPlugin);
+            .insert_resource(RenetClient(client));
+        setup(&mut app);
         self.clients.push(MatchmakingTestClient {
             player,
             app,
