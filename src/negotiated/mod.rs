@@ -21,6 +21,60 @@
 //! facts whose author is not entitled to them (only the requester accepts, rejects or
 //! cancels its request; nobody bids on their own request). Every byte from the network is
 //! decoded with the crate's size-limited codec.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use bevy::prelude::*;
+//! use bevy_atomic_matchmaking::negotiated::prelude::*;
+//! use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+//!
+//! let channel = NegotiatedChannel::default(); // channel id 4
+//!
+//! // The relay: stores and forwards facts, tells the time. No matchmaking logic.
+//! let mut relay = App::new();
+//! relay.add_plugins(MinimalPlugins).add_plugins(NegotiatedRelayPlugin {
+//!     channel,
+//!     settings: NegotiatedRelaySettings {
+//!         frame_duration: Duration::from_secs(60), // requests live 1 to 2 minutes
+//!         ..default()
+//!     },
+//! });
+//! let addr = insert_netcode_server(&mut relay, "127.0.0.1:0".parse()?, 64, channel.connection_config())?;
+//!
+//! // Two games: search, then react to the match.
+//! let mut games: Vec<App> = (1..=2)
+//!     .map(|id| {
+//!         let mut game = App::new();
+//!         game.add_plugins(MinimalPlugins)
+//!             .add_plugins(NegotiatedClientPlugin { channel, ..default() })
+//!             .add_systems(Startup, |mut search: MessageWriter<NegotiatedSearch>| {
+//!                 search.write(NegotiatedSearch { category: "duel".into() });
+//!             })
+//!             .add_systems(Update, |mut found: MessageReader<NegotiatedMatchFound>| {
+//!                 for f in found.read() {
+//!                     info!("play against {} (we {:?})", f.other, f.role);
+//!                 }
+//!             });
+//!         insert_netcode_client(&mut game, addr, id, channel.connection_config())?;
+//!         Ok(game)
+//!     })
+//!     .collect::<std::io::Result<_>>()?;
+//!
+//! // Run until both are matched (a real game just calls `app.run()`).
+//! let matched = |g: &App| *g.world().resource::<State<NegotiatedClientState>>().get() == NegotiatedClientState::Matched;
+//! let started = std::time::Instant::now();
+//! while !games.iter().all(matched) {
+//!     assert!(started.elapsed().as_secs() < 10, "not matched");
+//!     relay.update();
+//!     games.iter_mut().for_each(|g| g.update());
+//!     std::thread::sleep(Duration::from_millis(2));
+//! }
+//! let found = games[0].world().resource::<NegotiatedClientStatus>().found.clone().unwrap();
+//! assert_eq!(found.other, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod channel;
 pub mod client;

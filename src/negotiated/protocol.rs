@@ -82,6 +82,22 @@ pub enum NegotiatedErrorKind {
     Unexpected,
 }
 
+/// Longest human-readable text in an error message, in bytes; longer text is cut.
+pub const NEGOTIATED_MAX_ERROR_TEXT: usize = 256;
+
+/// Cuts `text` to [`NEGOTIATED_MAX_ERROR_TEXT`] bytes at a character boundary, so an
+/// error message always fits the codec limit whatever went into it.
+pub fn bounded_error_text(mut text: String) -> String {
+    if text.len() > NEGOTIATED_MAX_ERROR_TEXT {
+        let mut end = NEGOTIATED_MAX_ERROR_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Relay to client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NegotiatedRelayMessage {
@@ -156,6 +172,22 @@ mod tests {
                 Ok(m)
             );
         }
+    }
+
+    #[test]
+    fn error_text_is_bounded_at_a_char_boundary() {
+        let text = "é".repeat(NEGOTIATED_MAX_ERROR_TEXT);
+        let cut = bounded_error_text(text);
+        assert!(
+            cut.len() <= NEGOTIATED_MAX_ERROR_TEXT && cut.len() >= NEGOTIATED_MAX_ERROR_TEXT - 1
+        );
+        assert!(cut.chars().all(|c| c == 'é'));
+        let m = NegotiatedRelayMessage::Error {
+            kind: NegotiatedErrorKind::Malformed,
+            message: bounded_error_text("x".repeat(5000)),
+        };
+        assert!(codec::encode(&m).len() < codec::MAX_MESSAGE_BYTES);
+        assert_eq!(bounded_error_text("short".into()), "short");
     }
 
     proptest! {

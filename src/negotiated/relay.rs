@@ -20,7 +20,7 @@ use super::clock::as_us;
 use super::frame::NegotiatedFrames;
 use super::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
-    NegotiatedRelayMessage,
+    NegotiatedRelayMessage, bounded_error_text,
 };
 use super::router::{NegotiatedOutbox, NegotiatedRelayCore, NegotiatedRelayStats};
 use super::store::NegotiatedFactStore;
@@ -371,7 +371,7 @@ fn send_error(
         to,
         &NegotiatedRelayMessage::Error {
             kind,
-            message: message.into(),
+            message: bounded_error_text(message.into()),
         },
     );
 }

@@ -18,7 +18,9 @@ use crate::core::protocol::{PlayerId, validate_category};
 
 use super::fact::{NegotiatedFact, NegotiatedSignedFact};
 use super::frame::NegotiatedFrames;
-use super::protocol::{NEGOTIATED_MAX_WATCHED_FRAMES, NegotiatedErrorKind, NegotiatedRelayMessage};
+use super::protocol::{
+    NEGOTIATED_MAX_WATCHED_FRAMES, NegotiatedErrorKind, NegotiatedRelayMessage, bounded_error_text,
+};
 use super::store::{
     NegotiatedFactStore, NegotiatedInsert, NegotiatedStoreError, NegotiatedStoredFact,
 };
@@ -56,7 +58,7 @@ impl NegotiatedRefusal {
     pub fn to_message(&self) -> NegotiatedRelayMessage {
         NegotiatedRelayMessage::Error {
             kind: self.kind,
-            message: self.message.clone(),
+            message: bounded_error_text(self.message.clone()),
         }
     }
 }
