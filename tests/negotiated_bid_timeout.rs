@@ -76,28 +76,34 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
 }
 
 #[test]
-fn a_bidder_whose_requester_vanished_pairs_with_someone_else() {
+fn a_requester_that_quits_is_not_waited_for() {
     let mut h = harness();
     let [a, b, c] = h.add_clients(3)[..] else {
         unreachable!()
     };
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
+    let dead = h.status(a).request.unwrap();
     h.run(2);
-    // A quits without cancelling: the relay keeps its request until the frame expires
-    h.disconnect(a);
+    // B bids, then A quits without cancelling (its request stays at the relay)
+    h.set_link(a, false);
     h.search(b, "duel");
     h.run_until(20, |h| !h.log(b).bids.is_empty());
-    h.run_until(400, |h| !h.log(b).restarted.is_empty());
+    h.disconnect(a);
+    // the relay reports the departure: B gives up at once, not after the 2 s bid timeout
+    let updates = h.run_until(20, |h| !h.log(b).restarted.is_empty());
+    assert!(updates <= 3, "took {updates} updates");
     assert_eq!(
         h.log(b).restarted[0].reason,
-        NegotiatedRestartReason::BidTimedOut
+        NegotiatedRestartReason::RequestClosed
     );
     h.run_until(10, |h| !h.log(b).posted.is_empty());
-    // C arrives: A's dead request is older, so C may bid on it first, time out, and then
-    // find B's; either way B and C end up paired
+    assert!(h.relay_state().store().contains(dead));
+    assert!(!h.relay_state().store().is_closed(dead));
+    // C arrives later: it learns of the departure with the frame and never bids on A
     h.search(c, "duel");
-    h.run_until_matched(&[b, c], 600);
+    h.run_until_matched(&[b, c], 30);
+    assert!(h.log(c).bids.iter().all(|bid| bid.request != dead));
     assert_eq!(h.found(b).unwrap().other, c);
     assert_eq!(h.found(c).unwrap().other, b);
 }

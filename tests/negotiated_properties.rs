@@ -39,6 +39,8 @@ enum Input {
     Cancel,
     Offline,
     Online,
+    /// The relay reports a player gone.
+    Departed(PlayerId),
     Synced(u64),
     /// A request by another player, in a frame relative to now.
     Request {
@@ -76,6 +78,7 @@ fn arb_input() -> impl Strategy<Value = Input> {
         1 => Just(Input::Cancel),
         1 => Just(Input::Offline),
         1 => Just(Input::Online),
+        1 => (1u64..5).prop_map(Input::Departed),
         2 => (0u64..2).prop_map(Input::Synced),
         3 => (1u64..5, 0u64..3, 0u64..3000).prop_map(|(author, frame_back, created_back)| Input::Request { author, frame_back, created_back }),
         3 => (0u64..5, 0usize..8).prop_map(|(author, nth)| Input::Bid { author, nth }),
@@ -126,6 +129,7 @@ proptest! {
                 }
                 Input::Cancel => m.cancel(now),
                 Input::Offline => { online = false; m.offline() }
+                Input::Departed(author) => m.departed(author, now),
                 Input::Online => { online = true; m.online(now) }
                 Input::Synced(back) => {
                     let frame = frames.frame_of(now).saturating_sub(back);

@@ -455,6 +455,12 @@ fn receive_messages(
                     session.outbox.extend(out);
                 }
             }
+            NegotiatedRelayMessage::Departed { author } => {
+                if let Some(machine) = session.machine.as_mut() {
+                    let out = machine.ingest_departed(author);
+                    session.outbox.extend(out);
+                }
+            }
             NegotiatedRelayMessage::Synced { category, frame } => {
                 if let Some(machine) = session.machine.as_mut() {
                     machine.ingest_synced(&category, frame);

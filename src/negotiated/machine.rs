@@ -22,7 +22,9 @@
 //!    together pairs in one round trip.
 //! 4. **Matched**: done; bids still arriving on our request are rejected.
 //!
-//! Abandoning a search posts a cancel of our open request.
+//! Abandoning a search posts a cancel of our open request. When the relay reports that
+//! a player's connection closed, its requests are no longer bid on (and a bid waiting on
+//! one gives up at once instead of at the bid timeout).
 //!
 //! A bid cannot be withdrawn: if a requester answers after our bid timed out, we take the
 //! late accept when we are still free (looking, or requesting without a bid), and report
@@ -138,8 +140,8 @@ pub enum NegotiatedRestartReason {
     BidRejected,
     /// The requester did not answer our bid in time.
     BidTimedOut,
-    /// The request we bid on (or our own, by a fact we did not post) was cancelled or
-    /// expired.
+    /// The request we bid on was cancelled or expired, or its requester left (or our own
+    /// request was closed by a fact we did not post).
     RequestClosed,
     /// We saw an older open request than ours: we cancelled ours to bid on it.
     TieBreak,
@@ -209,6 +211,7 @@ pub struct NegotiatedMachine {
     subscribed: Option<(String, Vec<u64>)>,
     synced: BTreeSet<u64>,
     given_up: BTreeMap<NegotiatedFactId, u64>,
+    departed: BTreeSet<PlayerId>,
     my_bids: BTreeMap<NegotiatedFactId, (NegotiatedFactId, u64)>,
     now: Duration,
     last_stamp_us: u64,
@@ -228,6 +231,7 @@ impl NegotiatedMachine {
             subscribed: None,
             synced: BTreeSet::new(),
             given_up: BTreeMap::new(),
+            departed: BTreeSet::new(),
             my_bids: BTreeMap::new(),
             now: Duration::ZERO,
             last_stamp_us: 0,
@@ -293,6 +297,7 @@ impl NegotiatedMachine {
         self.online = false;
         self.store.clear();
         self.synced.clear();
+        self.departed.clear();
         self.subscribed = None;
         if matches!(
             self.phase,
@@ -395,6 +400,40 @@ impl NegotiatedMachine {
         self.take()
     }
 
+    /// The relay says `author`'s connection closed: its requests will not be answered.
+    /// We stop bidding on them (at once if we are waiting on one) until it posts again.
+    pub fn departed(&mut self, author: PlayerId, now: Duration) -> Vec<NegotiatedOutput> {
+        self.note_departed(author);
+        self.advance(now);
+        self.take()
+    }
+
+    /// Like [`departed`](Self::departed), deciding nothing until the next
+    /// [`tick`](Self::tick).
+    pub fn ingest_departed(&mut self, author: PlayerId) -> Vec<NegotiatedOutput> {
+        self.note_departed(author);
+        self.take()
+    }
+
+    fn note_departed(&mut self, author: PlayerId) {
+        if author != self.config.me {
+            self.departed.insert(author);
+            if let NegotiatedPhase::Bidding {
+                request, requester, ..
+            } = self.phase
+                && requester == author
+            {
+                self.give_up(request);
+                self.restart(NegotiatedRestartReason::RequestClosed);
+            }
+        }
+    }
+
+    /// Players the relay reported gone (and who did not post since).
+    pub fn departed_players(&self) -> &BTreeSet<PlayerId> {
+        &self.departed
+    }
+
     fn handle_fact(&mut self, author: PlayerId, fact: NegotiatedFact) {
         let me = self.config.me;
         if let Some(request) = fact.request()
@@ -418,6 +457,9 @@ impl NegotiatedMachine {
             Ok(NegotiatedInsert::Added(id)) => id,
             Ok(NegotiatedInsert::Duplicate(_)) | Err(_) => return,
         };
+        // a new fact from a player reported gone: it is back (or the relay is replaying
+        // old facts, in which case a departure notice follows them)
+        self.departed.remove(&author);
         match signed.fact {
             NegotiatedFact::Request(r) => {
                 // our own request from before a reconnect: it is not ours to keep open
@@ -613,7 +655,11 @@ impl NegotiatedMachine {
         self.store
             .open_requests(category, readable)
             .into_iter()
-            .filter(|r| r.author != self.config.me && !self.given_up.contains_key(&r.id))
+            .filter(|r| {
+                r.author != self.config.me
+                    && !self.given_up.contains_key(&r.id)
+                    && !self.departed.contains(&r.author)
+            })
             .map(|r| r.id)
             .collect()
     }
@@ -1049,6 +1095,31 @@ mod tests {
             posts(&out),
             vec![NegotiatedFact::Cancel(NegotiatedCancel { request: old })]
         );
+    }
+
+    #[test]
+    fn a_departed_requester_is_not_waited_for_nor_bid_on() {
+        let mut m = machine();
+        let (r, _) = bidding(&mut m);
+        let out = m.departed(2, t(100));
+        assert_eq!(
+            events(&out)[0],
+            NegotiatedEvent::Restarted(NegotiatedRestartReason::RequestClosed)
+        );
+        // its request is still "open" but we post our own instead of bidding again
+        assert!(!m.store().is_closed(r));
+        assert!(matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]));
+        assert!(m.departed_players().contains(&2));
+        // 3's request arrives while 3 is gone: not a candidate for the tie-break
+        let (_, fact) = request_by(3, 50);
+        m.ingest(3, fact);
+        m.ingest_departed(3);
+        m.tick(t(101));
+        assert!(matches!(m.phase(), NegotiatedPhase::Requesting { .. }));
+        // a new fact from 2 means it is back
+        let (_, fact) = request_by(2, 60);
+        m.ingest(2, fact);
+        assert!(!m.departed_players().contains(&2));
     }
 
     #[test]

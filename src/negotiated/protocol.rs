@@ -126,6 +126,13 @@ pub enum NegotiatedRelayMessage {
         /// The fact.
         fact: NegotiatedFact,
     },
+    /// The connection of this client closed (and has not come back): requests it posted
+    /// will not be answered. Sent to the watchers of the frames where it posted requests,
+    /// and with the stored facts of such a frame to a new subscriber.
+    Departed {
+        /// The client that left.
+        author: PlayerId,
+    },
     /// Every stored fact of this newly watched frame was sent.
     Synced {
         /// The category.

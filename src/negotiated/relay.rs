@@ -202,18 +202,27 @@ impl Plugin for NegotiatedRelayPlugin {
     }
 }
 
-fn on_server_event(event: On<RenetServerEvent>, mut state: ResMut<NegotiatedRelayState>) {
+fn on_server_event(
+    event: On<RenetServerEvent>,
+    mut state: ResMut<NegotiatedRelayState>,
+    server: Option<ResMut<RenetServer>>,
+    channel: Res<NegotiatedChannel>,
+) {
     match event.event().0 {
         ServerEvent::ClientConnected { client_id } => {
             state
                 .connections
                 .insert(client_id, RelayConnection::default());
+            state.core.connect(client_id);
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
             debug!("negotiated relay: client {client_id} disconnected ({reason})");
             state.connections.remove(&client_id);
             state.pending_disconnects.retain(|(c, _)| *c != client_id);
-            state.core.disconnect(client_id);
+            let out = state.core.disconnect(client_id);
+            if let Some(mut server) = server {
+                send_all(&mut server, &channel, out);
+            }
         }
     }
 }

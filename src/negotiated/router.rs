@@ -6,6 +6,10 @@
 //! - An accept goes to the bidder and to everyone watching the request.
 //! - A reject goes to the bidder.
 //! - A cancel goes to everyone watching the request.
+//! - When a connection closes, everyone watching a frame where it posted a request is
+//!   told it departed (its requests will not be answered); so is every later subscriber
+//!   to such a frame, until it connects again. This is presence, not matchmaking: what to
+//!   make of it is again the clients' business.
 //!
 //! The relay stamps the author from the connection and checks only structure (the
 //! request exists, an answer names a bid on that request, a request is posted near the
@@ -84,6 +88,7 @@ pub struct NegotiatedRelayCore {
     frames: NegotiatedFrames,
     store: NegotiatedFactStore,
     watches: HashMap<PlayerId, NegotiatedWatch>,
+    departed: BTreeSet<PlayerId>,
     max_facts_per_frame: usize,
     stats: NegotiatedRelayStats,
 }
@@ -96,6 +101,7 @@ impl NegotiatedRelayCore {
             frames,
             store: NegotiatedFactStore::new(),
             watches: HashMap::new(),
+            departed: BTreeSet::new(),
             max_facts_per_frame: max_facts_per_frame.max(1),
             stats: NegotiatedRelayStats::default(),
         }
@@ -176,6 +182,7 @@ impl NegotiatedRelayCore {
         };
         let mut out = NegotiatedOutbox::new();
         for frame in frames.difference(&already) {
+            let mut gone = BTreeSet::new();
             for fact in self.store.facts_in(*frame) {
                 if fact.category == category && self.visible_to(client, fact) {
                     out.push((
@@ -185,7 +192,13 @@ impl NegotiatedRelayCore {
                             fact: fact.fact.clone(),
                         },
                     ));
+                    if fact.as_request().is_some() && self.departed.contains(&fact.author) {
+                        gone.insert(fact.author);
+                    }
                 }
+            }
+            for author in gone {
+                out.push((client, NegotiatedRelayMessage::Departed { author }));
             }
             out.push((
                 client,
@@ -209,9 +222,37 @@ impl NegotiatedRelayCore {
         self.watches.remove(&client);
     }
 
-    /// Forgets a disconnected client's subscription (its facts stay).
-    pub fn disconnect(&mut self, client: PlayerId) {
+    /// A client (re)connected: it is no longer reported as departed.
+    pub fn connect(&mut self, client: PlayerId) {
+        self.departed.remove(&client);
+    }
+
+    /// A client's connection closed: forgets its subscription (its facts stay) and tells
+    /// everyone watching a frame where it posted a request, with
+    /// [`NegotiatedRelayMessage::Departed`]. Later subscribers to those frames are told
+    /// too, until the client connects again.
+    pub fn disconnect(&mut self, client: PlayerId) -> NegotiatedOutbox {
         self.unsubscribe(client);
+        self.departed.insert(client);
+        let mut to = BTreeSet::new();
+        let places: BTreeSet<(String, u64)> = self
+            .store
+            .frames()
+            .flat_map(|(frame, _)| self.store.facts_in(frame))
+            .filter(|f| f.author == client && f.as_request().is_some())
+            .map(|f| (f.category.clone(), f.frame))
+            .collect();
+        for (category, frame) in places {
+            to.extend(self.watchers(&category, frame));
+        }
+        to.into_iter()
+            .map(|c| (c, NegotiatedRelayMessage::Departed { author: client }))
+            .collect()
+    }
+
+    /// Clients whose connection closed and who did not connect again.
+    pub fn departed(&self) -> &BTreeSet<PlayerId> {
+        &self.departed
     }
 
     /// Stores a fact posted by `author` at relay time `now` and returns the forwards.
@@ -418,6 +459,44 @@ mod tests {
                 NegotiatedFactKind::Reject
             ]
         );
+    }
+
+    #[test]
+    fn departures_are_announced_to_watchers_and_later_subscribers() {
+        let mut relay = NegotiatedRelayCore::new(NegotiatedFrames::new(secs(10)), 16);
+        let now = secs(105);
+        relay.subscribe(2, "duel".into(), vec![9, 10]).unwrap();
+        relay.subscribe(3, "race".into(), vec![9, 10]).unwrap();
+        let request = NegotiatedFact::Request(NegotiatedRequest {
+            category: "duel".into(),
+            frame: 10,
+            created_us: 1,
+        });
+        relay.post(1, request, now).unwrap();
+        // 4 posted nothing: its leaving concerns nobody
+        assert!(relay.disconnect(4).is_empty());
+        let out = relay.disconnect(1);
+        assert_eq!(
+            out,
+            vec![(2, NegotiatedRelayMessage::Departed { author: 1 })]
+        );
+        assert!(relay.departed().contains(&1));
+        // a later subscriber gets the request, then the notice, then Synced
+        let out = relay.subscribe(5, "duel".into(), vec![10]).unwrap();
+        let kinds: Vec<&str> = out
+            .iter()
+            .map(|(_, m)| match m {
+                NegotiatedRelayMessage::Fact { .. } => "fact",
+                NegotiatedRelayMessage::Departed { author: 1 } => "departed",
+                NegotiatedRelayMessage::Synced { .. } => "synced",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, vec!["fact", "departed", "synced"]);
+        // back again: no more notices
+        relay.connect(1);
+        let out = relay.subscribe(6, "duel".into(), vec![10]).unwrap();
+        assert_eq!(out.len(), 2);
     }
 
     #[test]
