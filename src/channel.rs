@@ -33,13 +33,7 @@ impl MatchmakingChannel {
 
     /// The channel's renet configuration.
     pub fn config(&self) -> ChannelConfig {
-        ChannelConfig {
-            channel_id: self.id,
-            max_memory_usage_bytes: 1024 * 1024,
-            send_type: SendType::ReliableOrdered {
-                resend_time: Duration::from_millis(200),
-            },
-        }
+        reliable_channel_config(self.id)
     }
 
     /// Adds the channel to both directions of a connection config the game builds.
@@ -47,17 +41,7 @@ impl MatchmakingChannel {
     /// # Panics
     /// If the game already uses this channel id in either direction.
     pub fn add_to(&self, config: &mut ConnectionConfig) {
-        for channels in [
-            &mut config.server_channels_config,
-            &mut config.client_channels_config,
-        ] {
-            assert!(
-                channels.iter().all(|c| c.channel_id != self.id),
-                "channel id {} is already used by the game; choose another MatchmakingChannel id",
-                self.id
-            );
-            channels.push(self.config());
-        }
+        add_reliable_channel(config, self.id, "MatchmakingChannel");
     }
 
     /// Renet's default connection config plus this channel.
@@ -65,5 +49,31 @@ impl MatchmakingChannel {
         let mut config = ConnectionConfig::default();
         self.add_to(&mut config);
         config
+    }
+}
+
+/// The renet configuration of a matchmaking channel (either mode): reliable ordered, 1 MiB.
+pub(crate) fn reliable_channel_config(id: u8) -> ChannelConfig {
+    ChannelConfig {
+        channel_id: id,
+        max_memory_usage_bytes: 1024 * 1024,
+        send_type: SendType::ReliableOrdered {
+            resend_time: Duration::from_millis(200),
+        },
+    }
+}
+
+/// Adds a matchmaking channel to both directions of `config`; `owner` names the type in
+/// the panic message when the id is taken.
+pub(crate) fn add_reliable_channel(config: &mut ConnectionConfig, id: u8, owner: &str) {
+    for channels in [
+        &mut config.server_channels_config,
+        &mut config.client_channels_config,
+    ] {
+        assert!(
+            channels.iter().all(|c| c.channel_id != id),
+            "channel id {id} is already used by the game; choose another {owner} id"
+        );
+        channels.push(reliable_channel_config(id));
     }
 }

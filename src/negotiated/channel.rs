@@ -1,8 +1,9 @@
 //! The renet channel reserved for negotiated matchmaking.
 
 use bevy::prelude::*;
-use bevy_renet::renet::{ChannelConfig, ConnectionConfig, SendType};
-use std::time::Duration;
+use bevy_renet::renet::{ChannelConfig, ConnectionConfig};
+
+use crate::channel::{add_reliable_channel, reliable_channel_config};
 
 /// The channel id the negotiated plugins use unless told otherwise: the one after the
 /// atomic [`MatchmakingChannel`](crate::channel::MatchmakingChannel)'s default (3), so a
@@ -34,13 +35,7 @@ impl NegotiatedChannel {
 
     /// The channel's renet configuration.
     pub fn config(&self) -> ChannelConfig {
-        ChannelConfig {
-            channel_id: self.id,
-            max_memory_usage_bytes: 1024 * 1024,
-            send_type: SendType::ReliableOrdered {
-                resend_time: Duration::from_millis(200),
-            },
-        }
+        reliable_channel_config(self.id)
     }
 
     /// Adds the channel to both directions of a connection config the game builds.
@@ -48,17 +43,7 @@ impl NegotiatedChannel {
     /// # Panics
     /// If the game already uses this channel id in either direction.
     pub fn add_to(&self, config: &mut ConnectionConfig) {
-        for channels in [
-            &mut config.server_channels_config,
-            &mut config.client_channels_config,
-        ] {
-            assert!(
-                channels.iter().all(|c| c.channel_id != self.id),
-                "channel id {} is already used by the game; choose another NegotiatedChannel id",
-                self.id
-            );
-            channels.push(self.config());
-        }
+        add_reliable_channel(config, self.id, "NegotiatedChannel");
     }
 
     /// Renet's default connection config plus this channel.
