@@ -23,6 +23,8 @@
 //! - `--title TEXT`: window title (default `Atomic matchmaking lobby (player ID)`).
 //! - `--position X,Y`: window position in pixels.
 //! - `--assets DIR`: where the assets are (default: the crate's `assets/`).
+//! - `--fps N`: most frames per second (default 60; input still wakes the app at once).
+//!   Software renderers do not wait for a display refresh, so this keeps the CPU free.
 //! - `--hold-proposal`: testing only; never acknowledge match proposals, so this window
 //!   stays on the matching screen for several seconds (the window test closes it then).
 //!
@@ -42,6 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bevy::prelude::*;
 use bevy::window::{WindowPosition, WindowResolution};
+use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::transport::{
     MATCHMAKING_NETCODE_PROTOCOL_ID, insert_netcode_client, insert_netcode_server,
@@ -87,10 +90,11 @@ struct Args {
     title: Option<String>,
     position: Option<IVec2>,
     assets: PathBuf,
+    fps: f64,
     hold_proposal: bool,
 }
 
-const USAGE: &str = "usage: lobby [--server ADDR] [--category NAME] [--client-id N] [--title TEXT] [--position X,Y] [--assets DIR] [--hold-proposal]";
+const USAGE: &str = "usage: lobby [--server ADDR] [--category NAME] [--client-id N] [--title TEXT] [--position X,Y] [--assets DIR] [--fps N] [--hold-proposal]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -100,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         title: None,
         position: None,
         assets: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets")),
+        fps: 60.0,
         hold_proposal: false,
     };
     let mut it = std::env::args().skip(1);
@@ -133,6 +138,13 @@ fn parse_args() -> Result<Args, String> {
                 args.position = Some(IVec2::new(x, y));
             }
             "--assets" => args.assets = PathBuf::from(value()?),
+            "--fps" => {
+                let fps: f64 = value()?.parse().map_err(|e| format!("--fps: {e}"))?;
+                if !(1.0..=1000.0).contains(&fps) {
+                    return Err("--fps must be 1..=1000".into());
+                }
+                args.fps = fps;
+            }
             "--hold-proposal" => args.hold_proposal = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -214,6 +226,10 @@ fn main() {
         ..default()
     })
     .insert_resource(ClearColor(BACKGROUND))
+    .insert_resource(WinitSettings {
+        focused_mode: UpdateMode::reactive(Duration::from_secs_f64(1.0 / args.fps)),
+        unfocused_mode: UpdateMode::reactive_low_power(Duration::from_secs_f64(1.0 / args.fps)),
+    })
     .insert_resource(Game {
         server,
         embedded,
