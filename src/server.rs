@@ -19,6 +19,7 @@ use crate::core::commit::{
     CommitAction, CommitMachine, CommitOutcome, CommitTimings, HealthCheck, MatchStatus,
     PlayerReport,
 };
+use crate::core::guard::{StrikeGuard, StrikeVerdict};
 use crate::core::lobby_code::generate_lobby_code;
 use crate::core::protocol::{
     ClientMessage, MAX_PLAYERS_PER_MATCH, MatchCancelReason, MatchedPlayer, MatchmakingErrorKind,
@@ -248,7 +249,7 @@ pub struct MatchmakingServerState {
     players: HashMap<PlayerId, PlayerEntry>,
     lobbies: HashMap<u64, Entity>,
     codes: HashSet<String>,
-    pending_disconnects: Vec<(PlayerId, Duration)>,
+    guard: StrikeGuard,
     next_match_id: u64,
     rng: fastrand::Rng,
 }
@@ -260,7 +261,7 @@ impl Default for MatchmakingServerState {
             players: HashMap::new(),
             lobbies: HashMap::new(),
             codes: HashSet::new(),
-            pending_disconnects: Vec::new(),
+            guard: StrikeGuard::default(),
             next_match_id: 1,
             rng: fastrand::Rng::new(),
         }
@@ -283,8 +284,6 @@ pub enum MatchmakingPlayerLocation {
 #[derive(Debug, Clone)]
 struct PlayerEntry {
     hello: bool,
-    strikes: u32,
-    refused: bool,
     location: MatchmakingPlayerLocation,
     /// The last match this player was taken into: late acknowledgements for it (crossing
     /// a rollback on the wire) are ignored rather than reported as foreign.
@@ -425,8 +424,6 @@ fn on_server_event(
                 client_id,
                 PlayerEntry {
                     hello: false,
-                    strikes: 0,
-                    refused: false,
                     location: MatchmakingPlayerLocation::Idle,
                     last_match: None,
                 },
@@ -437,7 +434,7 @@ fn on_server_event(
             let Some(entry) = state.players.remove(&client_id) else {
                 return;
             };
-            state.pending_disconnects.retain(|(p, _)| *p != client_id);
+            state.guard.forget(client_id);
             match entry.location {
                 MatchmakingPlayerLocation::Idle => {}
                 MatchmakingPlayerLocation::Queued => {
@@ -502,10 +499,10 @@ fn receive_messages(
     let state = &mut *state;
     for client in server.clients_id() {
         while let Some(bytes) = server.receive_message(client, channel.id) {
-            let Some(entry) = state.players.get(&client) else {
+            if !state.players.contains_key(&client) {
                 break;
-            };
-            if entry.refused {
+            }
+            if state.guard.is_refused(client) {
                 continue;
             }
             let message = match codec::decode::<ClientMessage>(&bytes) {
@@ -796,12 +793,13 @@ fn strike(
     message: String,
     now: Duration,
 ) {
-    let entry = state.players.get_mut(&client).expect("caller checked");
-    entry.strikes += 1;
-    let strikes = entry.strikes;
-    warn!("matchmaking: bad message from player {client} ({strikes} strikes): {message}");
+    let verdict = state
+        .guard
+        .strike(client, settings.max_strikes, settings.disconnect_grace, now);
+    warn!("matchmaking: bad message from player {client} ({verdict:?}): {message}");
     send_error(server, channel, client, kind, message);
-    if strikes >= settings.max_strikes {
+    if let StrikeVerdict::Refused(strikes) = verdict {
+        stats.connections_refused += 1;
         send_error(
             server,
             channel,
@@ -809,7 +807,6 @@ fn strike(
             MatchmakingErrorKind::Abuse,
             format!("{strikes} bad messages: disconnecting"),
         );
-        refuse(state, stats, settings, client, now);
     }
 }
 
@@ -821,14 +818,8 @@ fn refuse(
     client: PlayerId,
     now: Duration,
 ) {
-    if let Some(entry) = state.players.get_mut(&client)
-        && !entry.refused
-    {
-        entry.refused = true;
+    if state.guard.refuse(client, settings.disconnect_grace, now) {
         stats.connections_refused += 1;
-        state
-            .pending_disconnects
-            .push((client, now + settings.disconnect_grace));
     }
 }
 
@@ -837,15 +828,9 @@ fn close_refused_connections(
     mut state: ResMut<MatchmakingServerState>,
     time: Res<Time<Real>>,
 ) {
-    let now = time.elapsed();
-    state.pending_disconnects.retain(|(client, at)| {
-        if now >= *at {
-            server.disconnect(*client);
-            false
-        } else {
-            true
-        }
-    });
+    for client in state.guard.take_due(time.elapsed()) {
+        server.disconnect(client);
+    }
 }
 
 fn apply_settings(

@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod commit;
+pub mod guard;
 pub mod lobby_code;
 pub mod protocol;
 pub mod queue;

@@ -13,6 +13,7 @@ use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
 
 use crate::core::codec::{self, CodecError};
+use crate::core::guard::{StrikeGuard, StrikeVerdict};
 use crate::core::protocol::PlayerId;
 
 use super::channel::NegotiatedChannel;
@@ -68,8 +69,6 @@ pub(crate) fn unix_now() -> Duration {
 #[derive(Debug, Clone, Default)]
 struct RelayConnection {
     hello: bool,
-    strikes: u32,
-    refused: bool,
 }
 
 /// The relay's facts, subscriptions and connections. Read it for inspection; the plugin's
@@ -78,7 +77,7 @@ struct RelayConnection {
 pub struct NegotiatedRelayState {
     core: NegotiatedRelayCore,
     connections: HashMap<PlayerId, RelayConnection>,
-    pending_disconnects: Vec<(PlayerId, Duration)>,
+    guard: StrikeGuard,
     epoch: Duration,
     connections_refused: u64,
 }
@@ -91,7 +90,7 @@ impl NegotiatedRelayState {
                 settings.max_facts_per_frame,
             ),
             connections: HashMap::new(),
-            pending_disconnects: Vec::new(),
+            guard: StrikeGuard::default(),
             epoch: settings.epoch.unwrap_or_else(unix_now),
             connections_refused: 0,
         }
@@ -129,7 +128,9 @@ impl NegotiatedRelayState {
 
     /// Strikes of a connected client.
     pub fn strikes(&self, client: PlayerId) -> Option<u32> {
-        self.connections.get(&client).map(|c| c.strikes)
+        self.connections
+            .contains_key(&client)
+            .then(|| self.guard.strikes(client))
     }
 
     /// Whether a connected client's hello was accepted.
@@ -218,7 +219,7 @@ fn on_server_event(
         ServerEvent::ClientDisconnected { client_id, reason } => {
             debug!("negotiated relay: client {client_id} disconnected ({reason})");
             state.connections.remove(&client_id);
-            state.pending_disconnects.retain(|(c, _)| *c != client_id);
+            state.guard.forget(client_id);
             let out = state.core.disconnect(client_id);
             if let Some(mut server) = server {
                 send_all(&mut server, &channel, out);
@@ -259,7 +260,7 @@ fn receive_messages(
             let Some(connection) = state.connections.get(&client) else {
                 break;
             };
-            if connection.refused {
+            if state.guard.is_refused(client) {
                 continue;
             }
             let hello = connection.hello;
@@ -385,7 +386,6 @@ fn send_error(
     );
 }
 
-#[allow(clippy::too_many_arguments)]
 fn strike(
     state: &mut NegotiatedRelayState,
     settings: &NegotiatedRelaySettings,
@@ -396,12 +396,15 @@ fn strike(
     message: String,
     elapsed: Duration,
 ) {
-    let connection = state.connections.get_mut(&client).expect("caller checked");
-    connection.strikes += 1;
-    let strikes = connection.strikes;
-    warn!("negotiated relay: bad message from client {client} ({strikes} strikes): {message}");
+    let verdict = state.guard.strike(
+        client,
+        settings.max_strikes,
+        settings.disconnect_grace,
+        elapsed,
+    );
+    warn!("negotiated relay: bad message from client {client} ({verdict:?}): {message}");
     send_error(server, channel, client, kind, message);
-    if strikes >= settings.max_strikes {
+    if let StrikeVerdict::Refused(strikes) = verdict {
         send_error(
             server,
             channel,
@@ -409,7 +412,7 @@ fn strike(
             NegotiatedErrorKind::Abuse,
             format!("{strikes} bad messages: disconnecting"),
         );
-        refuse(state, settings, client, elapsed);
+        refused(state, client);
     }
 }
 
@@ -420,16 +423,18 @@ fn refuse(
     client: PlayerId,
     elapsed: Duration,
 ) {
-    if let Some(connection) = state.connections.get_mut(&client)
-        && !connection.refused
+    if state
+        .guard
+        .refuse(client, settings.disconnect_grace, elapsed)
     {
-        connection.refused = true;
-        state.connections_refused += 1;
-        state.core.unsubscribe(client);
-        state
-            .pending_disconnects
-            .push((client, elapsed + settings.disconnect_grace));
+        refused(state, client);
     }
+}
+
+/// Bookkeeping for a connection just refused.
+fn refused(state: &mut NegotiatedRelayState, client: PlayerId) {
+    state.connections_refused += 1;
+    state.core.unsubscribe(client);
 }
 
 fn apply_settings(settings: Res<NegotiatedRelaySettings>, mut state: ResMut<NegotiatedRelayState>) {
@@ -460,13 +465,7 @@ fn close_refused_connections(
     mut state: ResMut<NegotiatedRelayState>,
     time: Res<Time<Real>>,
 ) {
-    let now = time.elapsed();
-    state.pending_disconnects.retain(|(client, at)| {
-        if now >= *at {
-            server.disconnect(*client);
-            false
-        } else {
-            true
-        }
-    });
+    for client in state.guard.take_due(time.elapsed()) {
+        server.disconnect(client);
+    }
 }
