@@ -649,9 +649,9 @@ fn ensure_connection(
         return;
     }
     game.want_join = false;
-    if client.is_none_or(|c| c.is_disconnected()) {
-        if !game.fixed_client_id && game.connecting {
-            // a fresh id, in case the server still holds the old connection
+    if client.as_ref().is_none_or(|c| c.is_disconnected()) {
+        if !game.fixed_client_id && client.is_some() {
+            // reconnecting: a fresh id, in case the server still holds the old connection
             game.client_id = random_client_id();
         }
         match netcode_transport(game.server, game.client_id) {
@@ -737,7 +737,11 @@ struct Events<'w, 's> {
     errors: MessageReader<'w, 's, MatchmakingClientError>,
 }
 
-fn follow_matchmaking(mut game: ResMut<Game>, mut ev: Events) {
+fn follow_matchmaking(
+    mut game: ResMut<Game>,
+    state: Res<State<MatchmakingClientState>>,
+    mut ev: Events,
+) {
     for c in ev.connected.read() {
         game.connecting = false;
         println!("LOBBY connected player={}", c.player);
@@ -792,7 +796,11 @@ fn follow_matchmaking(mut game: ResMut<Game>, mut ev: Events) {
     }
     for e in ev.errors.read() {
         game.notice = Some((e.message.clone(), BAD));
-        if e.kind == MatchmakingErrorKind::Connection {
+        if matches!(
+            state.get(),
+            MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+        ) {
+            // refused (queue full, bad category...) or disconnected: not searching any more
             game.searching = false;
         }
         println!("LOBBY error kind={:?} message=\"{}\"", e.kind, e.message);
