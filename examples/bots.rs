@@ -117,10 +117,15 @@ fn main() {
             std::thread::sleep(rest);
         }
     }
-    for app in &mut apps {
-        app.world_mut()
-            .resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
-            .disconnect();
+    // netcode sends a single disconnect packet per client: disconnect in small batches so
+    // the server's socket buffer does not drop them (a lost one costs a 15 s timeout)
+    for batch in apps.chunks_mut(20) {
+        for app in batch {
+            app.world_mut()
+                .resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
+                .disconnect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 
     let mut waits = Vec::new();
