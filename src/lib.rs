@@ -6,6 +6,7 @@ pub mod channel;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod core;
+pub mod local_link;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
 #[cfg(feature = "server")]

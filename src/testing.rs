@@ -16,6 +16,7 @@ use crate::channel::MatchmakingChannel;
 use crate::client::*;
 use crate::core::codec;
 use crate::core::protocol::{ClientMessage, PlayerId, ServerMessage};
+use crate::local_link::LocalLink;
 use crate::server::*;
 
 /// Everything the server plugin wrote, in order.
@@ -86,8 +87,8 @@ pub struct MatchmakingTestClient {
     pub player: PlayerId,
     /// Its app.
     pub app: App,
-    /// Whether its connection is still exchanged with the server.
-    pub connected: bool,
+    /// Its connection as the harness drives it.
+    pub link: LocalLink,
 }
 
 /// A server app and client apps in one process.
@@ -171,7 +172,7 @@ impl MatchmakingTestHarness {
         self.clients.push(MatchmakingTestClient {
             player,
             app,
-            connected: true,
+            link: LocalLink::default(),
         });
         player
     }
@@ -198,7 +199,7 @@ impl MatchmakingTestHarness {
     /// Whether a client's connection is still open on both sides.
     pub fn is_connected(&self, player: PlayerId) -> bool {
         let i = self.index(player);
-        self.clients[i].connected
+        !self.clients[i].link.is_closed()
             && self
                 .server
                 .world()
@@ -290,40 +291,23 @@ impl MatchmakingTestHarness {
     pub fn disconnect(&mut self, player: PlayerId) {
         let i = self.index(player);
         let client = &mut self.clients[i];
-        if !client.connected {
-            return;
-        }
-        client.connected = false;
         let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-        self.server
-            .world_mut()
-            .resource_mut::<RenetServer>()
-            .disconnect_local_client(player, &mut renet);
+        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+        client.link.close(&mut server, player, &mut renet);
     }
 
     /// Stops exchanging a client's packets without closing the connection (a stalled
     /// network), or resumes it.
     pub fn set_link(&mut self, player: PlayerId, up: bool) {
         let i = self.index(player);
-        self.clients[i].connected = up;
+        self.clients[i].link.set_up(up);
     }
 
     fn exchange(&mut self) {
         let mut server = self.server.world_mut().resource_mut::<RenetServer>();
-        for client in self.clients.iter_mut().filter(|c| c.connected) {
+        for client in &mut self.clients {
             let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-            if renet.is_disconnected() {
-                client.connected = false;
-                continue;
-            }
-            if server
-                .process_local_client(client.player, &mut renet)
-                .is_err()
-            {
-                // the server closed this connection: the client sees it as a disconnect
-                renet.disconnect();
-                client.connected = false;
-            }
+            client.link.exchange(&mut server, client.player, &mut renet);
         }
     }
 

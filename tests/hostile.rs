@@ -58,6 +58,12 @@ fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
     h.run_for(std::time::Duration::from_millis(400));
     assert!(!h.is_connected(p), "refused connections are closed");
     assert_eq!(h.stats().connections_refused, 1);
+    h.run(2);
+    assert_eq!(
+        h.server_state().location(p),
+        None,
+        "the server saw the disconnect and forgot the player"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use bevy_renet::{RenetClient, RenetClientPlugin, RenetServer};
 
 use crate::core::codec;
 use crate::core::protocol::PlayerId;
+use crate::local_link::LocalLink;
 
 use super::channel::NegotiatedChannel;
 use super::client::*;
@@ -90,10 +91,8 @@ pub struct NegotiatedTestClient {
     pub id: PlayerId,
     /// Its app.
     pub app: App,
-    /// Whether its packets are exchanged with the relay.
-    pub link: bool,
-    /// Whether its connection was closed for good.
-    pub closed: bool,
+    /// Its connection as the harness drives it.
+    pub link: LocalLink,
     /// Whether it runs without the plugin.
     pub raw: bool,
 }
@@ -220,8 +219,7 @@ impl NegotiatedTestHarness {
         self.clients.push(NegotiatedTestClient {
             id,
             app,
-            link: true,
-            closed: false,
+            link: LocalLink::default(),
             raw: false,
         });
         id
@@ -252,8 +250,7 @@ impl NegotiatedTestHarness {
         self.clients.push(NegotiatedTestClient {
             id,
             app,
-            link: true,
-            closed: false,
+            link: LocalLink::default(),
             raw: true,
         });
         id
@@ -362,20 +359,16 @@ impl NegotiatedTestHarness {
     pub fn disconnect(&mut self, id: PlayerId) {
         let i = self.index(id);
         let client = &mut self.clients[i];
-        client.closed = true;
-        client.link = false;
         let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-        self.relay
-            .world_mut()
-            .resource_mut::<RenetServer>()
-            .disconnect_local_client(id, &mut renet);
+        let mut relay = self.relay.world_mut().resource_mut::<RenetServer>();
+        client.link.close(&mut relay, id, &mut renet);
     }
 
     /// Stops exchanging a client's packets without closing the connection (a stalled
     /// network), or resumes it.
     pub fn set_link(&mut self, id: PlayerId, up: bool) {
         let i = self.index(id);
-        self.clients[i].link = up && !self.clients[i].closed;
+        self.clients[i].link.set_up(up);
     }
 
     /// Replaces the relay with a fresh one (all facts lost; its clock carries on, as a
@@ -384,7 +377,7 @@ impl NegotiatedTestHarness {
     pub fn restart_relay(&mut self) {
         let now = self.relay_now();
         for client in &mut self.clients {
-            if client.closed {
+            if client.link.is_closed() {
                 continue;
             }
             let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
@@ -402,7 +395,7 @@ impl NegotiatedTestHarness {
         };
         self.relay = Self::make_relay(self.channel, self.step, settings);
         for i in 0..self.clients.len() {
-            if self.clients[i].closed {
+            if self.clients[i].link.is_closed() {
                 continue;
             }
             let renet = self.connect(self.clients[i].id);
@@ -411,28 +404,10 @@ impl NegotiatedTestHarness {
     }
 
     fn exchange(&mut self) {
-        let mut server = self.relay.world_mut().resource_mut::<RenetServer>();
-        for client in self.clients.iter_mut().filter(|c| c.link && !c.closed) {
+        let mut relay = self.relay.world_mut().resource_mut::<RenetServer>();
+        for client in &mut self.clients {
             let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-            if renet.is_disconnected() {
-                client.closed = true;
-                continue;
-            }
-            if !server.is_connected(client.id) {
-                // the relay closed this connection; as a transport would, deliver what is
-                // pending, drop the connection (the relay sees the disconnect event) and
-                // tell the client
-                let _ = server.process_local_client(client.id, &mut renet);
-                server.remove_connection(client.id);
-                renet.disconnect();
-                client.closed = true;
-                continue;
-            }
-            if server.process_local_client(client.id, &mut renet).is_err() {
-                // the relay closed this connection: the client sees it as a disconnect
-                renet.disconnect();
-                client.closed = true;
-            }
+            client.link.exchange(&mut relay, client.id, &mut renet);
         }
     }
 
