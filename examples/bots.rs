@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bot::{Bot, Flaw, bot_app, percentile_ms};
+use bot::{Bot, Flaw, bot_app, drained, percentile_ms};
 use serde_json::json;
 
 struct Args {
@@ -116,6 +116,29 @@ fn main() {
         if let Some(rest) = frame.checked_sub(tick.elapsed()) {
             std::thread::sleep(rest);
         }
+    }
+    // drain like real players: stop queueing and keep listening until every match the
+    // bots are in has committed or rolled back (at most ~8.3 s), so each bot reports
+    // every match it was committed into
+    for app in &mut apps {
+        app.world_mut().resource_mut::<Bot>().stopping = true;
+    }
+    let drain_until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < drain_until && !apps.iter().all(drained) {
+        let tick = Instant::now();
+        for app in &mut apps {
+            app.update();
+            for line in app.world_mut().resource_mut::<Bot>().lines.drain(..) {
+                println!("{line}");
+            }
+        }
+        if let Some(rest) = frame.checked_sub(tick.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    let undrained = apps.iter().filter(|a| !drained(a)).count();
+    if undrained > 0 {
+        eprintln!("bots: {undrained} bots still had a match in flight after 12 s");
     }
     // netcode sends a single disconnect packet per client: disconnect in small batches so
     // the server's socket buffer does not drop them (a lost one costs a 15 s timeout)

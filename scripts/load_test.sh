@@ -12,10 +12,10 @@ rm -rf "$out" && mkdir -p "$out"
 
 cargo build --release --example server --example bots
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# the server outlives the bots by 25 s: longer than a match can take (8.3 s) and than
-# netcode's 15 s connection timeout, so even a client whose disconnect packet was lost
-# must be gone, and its lobby with it, by the end
-./target/release/examples/server --addr "127.0.0.1:$port" --run-for $((duration + 25)) \
+# the bots drain for up to 12 s after --duration; the server outlives that by 20 s, more
+# than netcode's 15 s connection timeout, so even a client whose disconnect packet was
+# lost must be gone, and its lobby with it, by the end
+./target/release/examples/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) \
     --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -51,6 +51,9 @@ pub struct Bot {
     pub flaw: Option<(Flaw, Duration)>,
     /// Whether the bot keeps re-queueing after each match until the run ends.
     pub rematch: bool,
+    /// Set at the end of a run: stop queueing, leave the queue, finish what is in flight.
+    pub stopping: bool,
+    last_leave: Option<Duration>,
     pub lines: Vec<String>,
     pub matched: u64,
     pub cancelled: u64,
@@ -81,6 +84,8 @@ impl Bot {
             category,
             flaw,
             rematch,
+            stopping: false,
+            last_leave: None,
             lines: Vec::new(),
             matched: 0,
             cancelled: 0,
@@ -120,6 +125,7 @@ fn brain(
     mut cancelled: MessageReader<MatchmakingMatchCancelled>,
     mut errors: MessageReader<MatchmakingClientError>,
     mut join: MessageWriter<MatchmakingJoinQueue>,
+    mut leave_queue: MessageWriter<MatchmakingLeaveQueue>,
     mut leave_lobby: MessageWriter<MatchmakingLeaveLobby>,
 ) {
     let now = time.elapsed();
@@ -202,6 +208,18 @@ fn brain(
             bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(100..800)));
         }
     }
+    if bot.stopping {
+        bot.rejoin_at = None;
+        // leave the queue (again after a rollback re-queued us), at most twice a second
+        if *state.get() == MatchmakingClientState::Queued
+            && bot
+                .last_leave
+                .is_none_or(|t| now >= t + Duration::from_millis(500))
+        {
+            bot.last_leave = Some(now);
+            leave_queue.write(MatchmakingLeaveQueue);
+        }
+    }
     if bot.rejoin_at.is_some_and(|t| now >= t)
         && matches!(
             state.get(),
@@ -214,6 +232,18 @@ fn brain(
             category: bot.category.clone(),
         });
     }
+}
+
+/// Whether a stopping bot has nothing left in flight: not queued, not in a forming
+/// match, not in a lobby (or it left the server).
+pub fn drained(app: &App) -> bool {
+    app.world().resource::<Bot>().gone
+        || matches!(
+            app.world()
+                .resource::<State<MatchmakingClientState>>()
+                .get(),
+            MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+        )
 }
 
 /// Nearest-rank percentile in milliseconds.
