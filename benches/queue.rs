@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bevy_atomic_matchmaking::core::commit::{CommitMachine, CommitTimings};
-use bevy_atomic_matchmaking::core::queue::{MatchQueue, QueueTicket};
+use bevy_atomic_matchmaking::atomic::core::commit::{CommitMachine, CommitTimings};
+use bevy_atomic_matchmaking::atomic::core::queue::{MatchQueue, QueueTicket};
 
 fn ticket(player: u64, category: String) -> QueueTicket<u64> {
     QueueTicket {

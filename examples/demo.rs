@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::transport::insert_netcode_server;
+use bevy_atomic_matchmaking::shared::transport::insert_netcode_server;
 use bot::{Bot, Flaw, bot_app, percentile_ms};
 
 const BOTS: usize = 8;

@@ -46,7 +46,7 @@ use bevy::prelude::*;
 use bevy::window::{WindowPosition, WindowResolution};
 use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::transport::{
+use bevy_atomic_matchmaking::shared::transport::{
     MATCHMAKING_NETCODE_PROTOCOL_ID, insert_netcode_client, insert_netcode_server,
 };
 use bevy_renet::RenetClient;
@@ -116,7 +116,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--category" => {
                 let category = value()?;
-                bevy_atomic_matchmaking::core::protocol::validate_category(&category)
+                bevy_atomic_matchmaking::shared::player::validate_category(&category)
                     .map_err(|e| format!("--category: {e}"))?;
                 args.category = category;
             }

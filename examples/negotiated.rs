@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::negotiated::prelude::*;
-use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
 
 const TICK: Duration = Duration::from_millis(5);
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::transport::{NETCODE_MAX_CLIENTS, insert_netcode_server};
+use bevy_atomic_matchmaking::shared::transport::{NETCODE_MAX_CLIENTS, insert_netcode_server};
 
 struct Args {
     addr: SocketAddr,

@@ -1,25 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![forbid(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod channel;
-#[cfg(feature = "client")]
-pub mod client;
-pub mod core;
-pub mod local_link;
+pub mod atomic;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
-#[cfg(feature = "server")]
-pub mod server;
-#[cfg(all(feature = "server", feature = "client"))]
-pub mod testing;
-pub mod transport;
+pub mod shared;
 
-/// Everything a game needs, for glob import.
+/// Everything a game needs, for glob import: the items of every enabled mode.
 pub mod prelude {
-    pub use crate::channel::{DEFAULT_MATCHMAKING_CHANNEL_ID, MatchmakingChannel};
+    pub use crate::atomic::channel::{DEFAULT_MATCHMAKING_CHANNEL_ID, MatchmakingChannel};
     #[cfg(feature = "client")]
-    pub use crate::client::{
+    pub use crate::atomic::client::{
         MatchmakingClientError, MatchmakingClientFaults, MatchmakingClientPlugin,
         MatchmakingClientState, MatchmakingClientStatus, MatchmakingClientSystems,
         MatchmakingConnected, MatchmakingJoinQueue, MatchmakingLeaveLobby, MatchmakingLeaveQueue,
@@ -27,15 +20,34 @@ pub mod prelude {
         MatchmakingMatchFound, MatchmakingMatchProposed, MatchmakingQueueJoined,
         MatchmakingQueueLeft,
     };
-    pub use crate::core::commit::{HealthCheck, MatchStatus};
-    pub use crate::core::protocol::{
-        MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION, PlayerId,
+    pub use crate::atomic::core::commit::{HealthCheck, MatchStatus};
+    pub use crate::atomic::core::protocol::{
+        MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION,
     };
     #[cfg(feature = "server")]
-    pub use crate::server::{
+    pub use crate::atomic::server::{
         MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
         MatchmakingPlayerHealth, MatchmakingPlayerLocation, MatchmakingServerPlugin,
         MatchmakingServerSettings, MatchmakingServerState, MatchmakingServerStats,
         MatchmakingServerSystems,
     };
+    #[cfg(feature = "negotiated")]
+    pub use crate::negotiated::{
+        channel::{DEFAULT_NEGOTIATED_CHANNEL_ID, NegotiatedChannel},
+        client::{
+            NegotiatedBidPlaced, NegotiatedCancelSearch, NegotiatedCancelled,
+            NegotiatedClientError, NegotiatedClientPlugin, NegotiatedClientSettings,
+            NegotiatedClientState, NegotiatedClientStatus, NegotiatedClientSystems,
+            NegotiatedConnected, NegotiatedMatchFound, NegotiatedRequestPosted,
+            NegotiatedRestarted, NegotiatedSearch,
+        },
+        core::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact},
+        core::machine::{NegotiatedRestartReason, NegotiatedRole},
+        core::protocol::{NEGOTIATED_PROTOCOL_VERSION, NegotiatedErrorKind},
+        relay::{
+            NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,
+            NegotiatedRelaySystems,
+        },
+    };
+    pub use crate::shared::player::PlayerId;
 }

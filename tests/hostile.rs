@@ -2,10 +2,10 @@
 //! oversized bytes, and clients trying to act for another player. The server answers
 //! with a clear error, disconnects repeat offenders and keeps serving everyone else.
 
-use bevy_atomic_matchmaking::core::codec::MAX_MESSAGE_BYTES;
-use bevy_atomic_matchmaking::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
+use bevy_atomic_matchmaking::shared::codec::MAX_MESSAGE_BYTES;
 
 fn harness() -> MatchmakingTestHarness {
     MatchmakingTestHarness::new(MatchmakingServerSettings::default())
@@ -110,7 +110,7 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     );
 
     // a valid message with trailing bytes is malformed too
-    let mut trailing = bevy_atomic_matchmaking::core::codec::encode(&ClientMessage::LeaveQueue);
+    let mut trailing = bevy_atomic_matchmaking::shared::codec::encode(&ClientMessage::LeaveQueue);
     trailing.push(0);
     h.join(b, "duel");
     h.send_raw(evil, trailing);
@@ -199,7 +199,7 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     // d's plugin is not acknowledging; make d send a forged-looking ack through its channel
     h.send_raw(
         d,
-        bevy_atomic_matchmaking::core::codec::encode(&wrong_lobby),
+        bevy_atomic_matchmaking::shared::codec::encode(&wrong_lobby),
     );
     h.run(3);
     assert_eq!(

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bevy::prelude::*;
+use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -105,7 +105,7 @@ fn check(h: &mut MatchmakingTestHarness, requeued_seen: &mut usize) -> Result<()
     // everyone a rollback re-queued is queued (or already taken into the next match),
     // unless it left or disconnected since
     let outcomes = &world
-        .resource::<bevy_atomic_matchmaking::testing::MatchmakingServerLog>()
+        .resource::<bevy_atomic_matchmaking::atomic::testing::MatchmakingServerLog>()
         .outcomes;
     for o in &outcomes[*requeued_seen..] {
         for p in &o.requeued {

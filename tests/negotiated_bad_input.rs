@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::core::codec::{self, MAX_MESSAGE_BYTES};
-use bevy_atomic_matchmaking::negotiated::fact::*;
-use bevy_atomic_matchmaking::negotiated::prelude::*;
-use bevy_atomic_matchmaking::negotiated::protocol::{
+use bevy_atomic_matchmaking::negotiated::core::fact::*;
+use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::codec::{self, MAX_MESSAGE_BYTES};
 use bevy_renet::RenetServer;
 
 fn harness() -> NegotiatedTestHarness {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::prelude::*;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
 
 const BID_TIMEOUT: Duration = Duration::from_secs(2);
 

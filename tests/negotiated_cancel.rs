@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::fact::*;
-use bevy_atomic_matchmaking::negotiated::prelude::*;
-use bevy_atomic_matchmaking::negotiated::protocol::{
+use bevy_atomic_matchmaking::negotiated::core::fact::*;
+use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
 };
-use bevy_atomic_matchmaking::negotiated::store::NegotiatedFactStore;
+use bevy_atomic_matchmaking::negotiated::core::store::NegotiatedFactStore;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
 
 /// A raw client that watches the current frames and keeps its own store of what it sees.
 fn observer(h: &mut NegotiatedTestHarness) -> PlayerId {

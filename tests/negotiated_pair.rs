@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::prelude::*;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
 
 #[test]
 fn two_clients_pair() {

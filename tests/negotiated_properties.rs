@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use bevy_atomic_matchmaking::core::codec;
-use bevy_atomic_matchmaking::core::protocol::PlayerId;
-use bevy_atomic_matchmaking::negotiated::fact::*;
-use bevy_atomic_matchmaking::negotiated::frame::NegotiatedFrames;
-use bevy_atomic_matchmaking::negotiated::machine::*;
-use bevy_atomic_matchmaking::negotiated::protocol::{
+use bevy_atomic_matchmaking::negotiated::core::fact::*;
+use bevy_atomic_matchmaking::negotiated::core::frame::NegotiatedFrames;
+use bevy_atomic_matchmaking::negotiated::core::machine::*;
+use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedClientMessage, NegotiatedRelayMessage,
 };
-use bevy_atomic_matchmaking::negotiated::router::NegotiatedRelayCore;
+use bevy_atomic_matchmaking::negotiated::core::relay_core::NegotiatedRelayCore;
+use bevy_atomic_matchmaking::shared::codec;
+use bevy_atomic_matchmaking::shared::player::PlayerId;
 
 const CATEGORY: &str = "duel";
 

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::fact::*;
-use bevy_atomic_matchmaking::negotiated::prelude::*;
-use bevy_atomic_matchmaking::negotiated::protocol::{
+use bevy_atomic_matchmaking::negotiated::core::fact::*;
+use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
 
 fn harness() -> NegotiatedTestHarness {
     NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2))

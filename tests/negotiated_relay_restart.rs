@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::prelude::*;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
 
 #[test]
 fn a_relay_restart_loses_facts_and_clients_still_pair() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
-use bevy_atomic_matchmaking::negotiated::prelude::*;
-use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
 
 const STEP: Duration = Duration::from_millis(10);
 

@@ -1,7 +1,7 @@
 //! A pair matched end to end through the in-process harness.
 
+use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
 
 #[test]
 fn a_pair_is_matched_end_to_end() {

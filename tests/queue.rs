@@ -2,8 +2,8 @@
 //! while queued, a full queue, categories kept apart, matches of more than two, and
 //! settings changed at run time.
 
+use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
 
 fn harness(settings: MatchmakingServerSettings) -> MatchmakingTestHarness {
     MatchmakingTestHarness::new(settings)

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::MatchmakingTestHarness;
 
 fn harness() -> MatchmakingTestHarness {
     MatchmakingTestHarness::new(MatchmakingServerSettings::default())
@@ -238,8 +238,8 @@ fn notification_failed_when_a_player_never_acknowledges() {
     let errors_before = h.client_log(b).errors.len();
     h.send_raw(
         b,
-        bevy_atomic_matchmaking::core::codec::encode(
-            &bevy_atomic_matchmaking::core::protocol::ClientMessage::Acknowledge {
+        bevy_atomic_matchmaking::shared::codec::encode(
+            &bevy_atomic_matchmaking::atomic::core::protocol::ClientMessage::Acknowledge {
                 match_id: proposed[0].match_id,
                 lobby_id,
             },

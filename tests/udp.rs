@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
 
 #[test]
 fn a_pair_is_matched_over_udp_on_loopback() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::transport::insert_netcode_client;
+use bevy_atomic_matchmaking::shared::transport::insert_netcode_client;
 use serde_json::json;
 
 /// How a flaky bot misbehaves once its time comes.
@@ -249,5 +249,5 @@ pub fn drained(app: &App) -> bool {
 /// Nearest-rank percentile in milliseconds.
 pub fn percentile_ms(waits: &mut [Duration], q: f64) -> u64 {
     waits.sort_unstable();
-    bevy_atomic_matchmaking::core::stats::nearest_rank(waits, q).as_millis() as u64
+    bevy_atomic_matchmaking::atomic::core::stats::nearest_rank(waits, q).as_millis() as u64
 }

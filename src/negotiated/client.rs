@@ -12,22 +12,22 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive};
 
-use crate::core::codec::{self, CodecError};
-use crate::core::protocol::PlayerId;
+use crate::shared::codec::{self, CodecError};
+use crate::shared::player::PlayerId;
 
 use super::channel::NegotiatedChannel;
-use super::clock::{NegotiatedClock, apply_offset, as_us};
-use super::fact::NegotiatedFactId;
-use super::frame::NegotiatedFrames;
-use super::machine::{
+use super::core::clock::{NegotiatedClock, apply_offset, as_us};
+use super::core::fact::NegotiatedFactId;
+use super::core::frame::NegotiatedFrames;
+use super::core::machine::{
     NegotiatedEvent, NegotiatedMachine, NegotiatedMachineConfig, NegotiatedMatch, NegotiatedOutput,
     NegotiatedPhase, NegotiatedRestartReason, NegotiatedRole,
 };
-use super::protocol::{
+use super::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
     NegotiatedRelayMessage,
 };
-use super::relay::unix_now;
+use crate::shared::clock::unix_now;
 
 /// Client settings, read when the relay welcomes the client (a change applies from the
 /// next connection), except `time_sync_interval`, read every frame.

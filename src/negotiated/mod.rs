@@ -5,13 +5,13 @@
 //! prior frame of a rolling queue (frame = floor(relay time / frame duration)); if it sees
 //! an open request it bids on one, otherwise it posts its own request and accepts the
 //! first bid. Requests expire one to two frames after they were posted. See
-//! [`machine`] for the whole algorithm, including the tie-break that pairs two clients who
+//! [`machine`](core::machine) for the whole algorithm, including the tie-break that pairs two clients who
 //! posted at the same moment.
 //!
-//! - Pure core (no Bevy): [`fact`] (the five facts and their content ids), [`store`]
-//!   (facts by frame), [`frame`] (frame math), [`clock`] (relay-clock estimation),
-//!   [`machine`] (the client algorithm), [`router`] (the relay's storage and routing),
-//!   [`protocol`] (wire messages).
+//! - [`core`], plain Rust with no Bevy: the facts and their content ids, the store of
+//!   facts by frame, frame math, relay-clock estimation, the client algorithm
+//!   ([`machine`](core::machine)), the relay's storage and routing
+//!   ([`relay_core`](core::relay_core)) and the wire messages.
 //! - Bevy: [`NegotiatedRelayPlugin`](relay::NegotiatedRelayPlugin) on the relay,
 //!   [`NegotiatedClientPlugin`](client::NegotiatedClientPlugin) in the game, both over
 //!   bevy_renet on the [`NegotiatedChannel`](channel::NegotiatedChannel).
@@ -27,8 +27,8 @@
 //! ```
 //! use std::time::Duration;
 //! use bevy::prelude::*;
-//! use bevy_atomic_matchmaking::negotiated::prelude::*;
-//! use bevy_atomic_matchmaking::transport::{insert_netcode_client, insert_netcode_server};
+//! use bevy_atomic_matchmaking::prelude::*;
+//! use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
 //!
 //! let channel = NegotiatedChannel::default(); // channel id 4
 //!
@@ -78,31 +78,8 @@
 
 pub mod channel;
 pub mod client;
-pub mod clock;
-pub mod fact;
-pub mod frame;
-pub mod machine;
-pub mod protocol;
+pub mod core;
 pub mod relay;
-pub mod router;
-pub mod store;
 pub mod testing;
 
-/// Everything a game needs for negotiated matchmaking, for glob import.
-pub mod prelude {
-    pub use super::channel::{DEFAULT_NEGOTIATED_CHANNEL_ID, NegotiatedChannel};
-    pub use super::client::{
-        NegotiatedBidPlaced, NegotiatedCancelSearch, NegotiatedCancelled, NegotiatedClientError,
-        NegotiatedClientPlugin, NegotiatedClientSettings, NegotiatedClientState,
-        NegotiatedClientStatus, NegotiatedClientSystems, NegotiatedConnected, NegotiatedMatchFound,
-        NegotiatedRequestPosted, NegotiatedRestarted, NegotiatedSearch,
-    };
-    pub use super::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact};
-    pub use super::machine::{NegotiatedRestartReason, NegotiatedRole};
-    pub use super::protocol::{NEGOTIATED_PROTOCOL_VERSION, NegotiatedErrorKind};
-    pub use super::relay::{
-        NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,
-        NegotiatedRelaySystems,
-    };
-    pub use crate::core::protocol::PlayerId;
-}
+pub use channel::{DEFAULT_NEGOTIATED_CHANNEL_ID, NegotiatedChannel};

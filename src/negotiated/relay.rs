@@ -1,7 +1,7 @@
 //! The relay of negotiated matchmaking: [`NegotiatedRelayPlugin`].
 //!
 //! It stores facts by frame, forwards them along the seed's pivots (see
-//! [`router`](super::router)), drops frames older than two frame durations and answers
+//! [`relay_core`](super::core::relay_core)), drops frames older than two frame durations and answers
 //! time requests. It does no matchmaking: whether a fact's author was entitled to it is
 //! for clients to judge. It stamps every fact with the connection that sent it.
 
@@ -12,19 +12,20 @@ use bevy::prelude::*;
 use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
 
-use crate::core::codec::{self, CodecError};
-use crate::core::guard::{StrikeGuard, StrikeVerdict};
-use crate::core::protocol::PlayerId;
+use crate::shared::clock::unix_now;
+use crate::shared::codec::{self, CodecError};
+use crate::shared::guard::{StrikeGuard, StrikeVerdict};
+use crate::shared::player::PlayerId;
 
 use super::channel::NegotiatedChannel;
-use super::clock::as_us;
-use super::frame::NegotiatedFrames;
-use super::protocol::{
+use super::core::clock::as_us;
+use super::core::frame::NegotiatedFrames;
+use super::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
     NegotiatedRelayMessage, bounded_error_text,
 };
-use super::router::{NegotiatedOutbox, NegotiatedRelayCore, NegotiatedRelayStats};
-use super::store::NegotiatedFactStore;
+use super::core::relay_core::{NegotiatedOutbox, NegotiatedRelayCore, NegotiatedRelayStats};
+use super::core::store::NegotiatedFactStore;
 
 /// Relay settings. The frame duration and the epoch are read when the plugin is built
 /// (clients learn the frame duration from the welcome); the other fields may change at
@@ -57,13 +58,6 @@ impl Default for NegotiatedRelaySettings {
             epoch: None,
         }
     }
-}
-
-/// The Unix time now (zero if the system clock is before 1970).
-pub(crate) fn unix_now() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Default)]

@@ -13,13 +13,13 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetServer};
 
-use crate::core::codec;
-use crate::core::protocol::PlayerId;
-use crate::local_link::LocalLink;
+use crate::shared::codec;
+use crate::shared::local_link::LocalLink;
+use crate::shared::player::PlayerId;
 
 use super::channel::NegotiatedChannel;
 use super::client::*;
-use super::protocol::{NegotiatedClientMessage, NegotiatedRelayMessage};
+use super::core::protocol::{NegotiatedClientMessage, NegotiatedRelayMessage};
 use super::relay::{NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState};
 
 /// The relay epoch the harness uses unless the settings name one (any fixed value).

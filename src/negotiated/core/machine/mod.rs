@@ -1,6 +1,6 @@
 //! The client's negotiation as a pure state machine: fed facts, relay sync markers and
 //! relay time; answers with messages to send and events to report. No Bevy, no clock of
-//! its own, no I/O: [`NegotiatedClientPlugin`](super::client::NegotiatedClientPlugin)
+//! its own, no I/O: [`NegotiatedClientPlugin`](crate::negotiated::client::NegotiatedClientPlugin)
 //! drives it, and tests drive it directly.
 //!
 //! The algorithm (the seed's, plus a tie-break):
@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::core::protocol::{PlayerId, validate_category};
+use crate::shared::player::{PlayerId, validate_category};
 
 use super::clock::as_us;
 use super::fact::{

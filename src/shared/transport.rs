@@ -2,8 +2,8 @@
 //! authentication: what the examples and the UDP tests use. A shipped game would issue
 //! secure connect tokens from its backend instead.
 
+use super::clock::unix_now;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bevy::prelude::*;
 use bevy_renet::netcode::{
@@ -19,12 +19,6 @@ pub const MATCHMAKING_NETCODE_PROTOCOL_ID: u64 = 0x6d61_7463_686d_6b31;
 /// Largest number of clients one netcode server accepts (netcode's own limit).
 pub const NETCODE_MAX_CLIENTS: usize = 1024;
 
-fn since_epoch() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 /// Binds a UDP server on `addr` (port 0 picks a free port) and inserts the [`RenetServer`]
 /// and [`NetcodeServerTransport`] resources (adding [`NetcodeServerPlugin`] if needed).
 /// Returns the bound address.
@@ -37,7 +31,7 @@ pub fn insert_netcode_server(
     let socket = UdpSocket::bind(addr)?;
     let local = socket.local_addr()?;
     let config = ServerConfig {
-        current_time: since_epoch(),
+        current_time: unix_now(),
         max_clients: max_clients.min(NETCODE_MAX_CLIENTS),
         protocol_id: MATCHMAKING_NETCODE_PROTOCOL_ID,
         public_addresses: vec![local],
@@ -72,7 +66,7 @@ pub fn insert_netcode_client(
         server_addr: server,
         user_data: None,
     };
-    let transport = NetcodeClientTransport::new(since_epoch(), authentication, socket)
+    let transport = NetcodeClientTransport::new(unix_now(), authentication, socket)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     if !app.is_plugin_added::<NetcodeClientPlugin>() {
         app.add_plugins(NetcodeClientPlugin);

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::protocol::PlayerId;
+use crate::shared::player::PlayerId;
 
 use super::fact::NegotiatedFact;
 
@@ -152,8 +152,8 @@ pub enum NegotiatedRelayMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::codec;
-    use crate::negotiated::fact::*;
+    use crate::negotiated::core::fact::*;
+    use crate::shared::codec;
     use proptest::prelude::*;
 
     #[test]

@@ -18,7 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::core::protocol::{PlayerId, validate_category};
+use crate::shared::player::{PlayerId, validate_category};
 
 use super::fact::{NegotiatedFact, NegotiatedSignedFact};
 use super::frame::NegotiatedFrames;
@@ -363,7 +363,7 @@ impl NegotiatedRelayCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::negotiated::fact::*;
+    use crate::negotiated::core::fact::*;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

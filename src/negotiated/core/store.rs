@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::core::protocol::PlayerId;
+use crate::shared::player::PlayerId;
 
 use super::fact::{
     NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest, NegotiatedSignedFact,
@@ -374,7 +374,7 @@ impl NegotiatedFactStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::negotiated::fact::*;
+    use crate::negotiated::core::fact::*;
     use proptest::prelude::*;
 
     fn request(author: PlayerId, frame: u64, created_us: u64) -> NegotiatedSignedFact {

@@ -1,11 +1,9 @@
-//! The transport- and engine-agnostic core: no Bevy in here.
+//! The transport- and engine-agnostic core of atomic matchmaking: no Bevy in here.
 //!
 //! The ECS plugins feed these types events and time; everything that decides who plays
 //! whom, when a match commits and what goes on the wire lives here and is tested alone.
 
-pub mod codec;
 pub mod commit;
-pub mod guard;
 pub mod lobby_code;
 pub mod protocol;
 pub mod queue;

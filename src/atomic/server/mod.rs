@@ -13,20 +13,21 @@ use bevy::prelude::*;
 use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
 
-use crate::channel::MatchmakingChannel;
-use crate::core::codec::{self, CodecError};
-use crate::core::commit::{
+use crate::atomic::MatchmakingChannel;
+use crate::atomic::core::commit::{
     CommitAction, CommitMachine, CommitOutcome, CommitTimings, HealthCheck, MatchStatus,
     PlayerReport,
 };
-use crate::core::guard::{StrikeGuard, StrikeVerdict};
-use crate::core::lobby_code::generate_lobby_code;
-use crate::core::protocol::{
+use crate::atomic::core::lobby_code::generate_lobby_code;
+use crate::atomic::core::protocol::{
     ClientMessage, MAX_PLAYERS_PER_MATCH, MatchCancelReason, MatchedPlayer, MatchmakingErrorKind,
-    PROTOCOL_VERSION, PlayerId, QueueLeftReason, ServerMessage, validate_category,
+    PROTOCOL_VERSION, QueueLeftReason, ServerMessage,
 };
-use crate::core::queue::{MatchQueue, QueueError, QueueTicket};
-use crate::core::stats::DurationWindow;
+use crate::atomic::core::queue::{MatchQueue, QueueError, QueueTicket};
+use crate::atomic::core::stats::DurationWindow;
+use crate::shared::codec::{self, CodecError};
+use crate::shared::guard::{StrikeGuard, StrikeVerdict};
+use crate::shared::player::{PlayerId, validate_category};
 
 /// Server settings. Change the resource at run time: new matches use the new values,
 /// matches already forming keep the timings they started with.
@@ -623,7 +624,7 @@ fn receive_messages(
                         state.players[&client].location
                         && let Ok(mut m) = matches.get_mut(entity)
                         && m.machine.pong(client, nonce, now)
-                            == Err(crate::core::commit::CommitEventError::WrongNonce)
+                            == Err(crate::atomic::core::commit::CommitEventError::WrongNonce)
                     {
                         send_error(
                             &mut server,

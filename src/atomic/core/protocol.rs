@@ -7,37 +7,15 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::commit::MatchStatus;
+#[cfg(test)]
+use crate::shared::player::MAX_CATEGORY_LEN;
+use crate::shared::player::PlayerId;
 
 /// Version of the atomic matchmaking protocol; a client with another version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Longest category name, in bytes.
-pub const MAX_CATEGORY_LEN: usize = 32;
-
 /// Largest match the protocol carries.
 pub const MAX_PLAYERS_PER_MATCH: usize = 16;
-
-/// A player, as the server identifies it: the renet client id of its connection.
-pub type PlayerId = u64;
-
-/// Checks a category name: 1 to [`MAX_CATEGORY_LEN`] bytes of ASCII letters, digits, `-`, `_`, `.`.
-pub fn validate_category(category: &str) -> Result<(), String> {
-    if category.is_empty() || category.len() > MAX_CATEGORY_LEN {
-        return Err(format!(
-            "category must be 1 to {MAX_CATEGORY_LEN} bytes long, got {}",
-            category.len()
-        ));
-    }
-    if let Some(c) = category
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(format!(
-            "category contains {c:?}; use letters, digits, '-', '_' or '.'"
-        ));
-    }
-    Ok(())
-}
 
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,7 +240,7 @@ pub enum ServerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::codec::{MAX_MESSAGE_BYTES, decode, encode};
+    use crate::shared::codec::{MAX_MESSAGE_BYTES, decode, encode};
 
     #[test]
     fn largest_confirmation_fits_the_codec() {
@@ -282,14 +260,5 @@ mod tests {
         let bytes = encode(&m);
         assert!(bytes.len() <= MAX_MESSAGE_BYTES);
         assert_eq!(decode::<ServerMessage>(&bytes).unwrap(), m);
-    }
-
-    #[test]
-    fn categories() {
-        assert!(validate_category("ranked-1v1.eu_west").is_ok());
-        assert!(validate_category("").is_err());
-        assert!(validate_category(&"a".repeat(33)).is_err());
-        assert!(validate_category("no spaces").is_err());
-        assert!(validate_category("é").is_err());
     }
 }

@@ -12,12 +12,13 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_renet::{RenetClient, RenetServer};
 
-use crate::channel::MatchmakingChannel;
-use crate::client::*;
-use crate::core::codec;
-use crate::core::protocol::{ClientMessage, PlayerId, ServerMessage};
-use crate::local_link::LocalLink;
-use crate::server::*;
+use crate::atomic::MatchmakingChannel;
+use crate::atomic::client::*;
+use crate::atomic::core::protocol::{ClientMessage, ServerMessage};
+use crate::atomic::server::*;
+use crate::shared::codec;
+use crate::shared::local_link::LocalLink;
+use crate::shared::player::PlayerId;
 
 /// Everything the server plugin wrote, in order.
 #[derive(Resource, Debug, Default, Clone)]

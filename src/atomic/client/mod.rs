@@ -11,13 +11,14 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive};
 
-use crate::channel::MatchmakingChannel;
-use crate::core::codec;
-use crate::core::commit::MatchStatus;
-use crate::core::protocol::{
+use crate::atomic::MatchmakingChannel;
+use crate::atomic::core::commit::MatchStatus;
+use crate::atomic::core::protocol::{
     ClientMessage, MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION,
-    PlayerId, ServerMessage,
+    ServerMessage,
 };
+use crate::shared::codec;
+use crate::shared::player::PlayerId;
 
 /// Where the client stands; drive the UI from it.
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

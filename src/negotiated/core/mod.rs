@@ -1,0 +1,17 @@
+//! The transport- and engine-agnostic core of negotiated matchmaking: no Bevy in here.
+//!
+//! - [`fact`]: the five facts and their content ids;
+//! - [`store`]: facts by frame;
+//! - [`frame`]: frame math;
+//! - [`clock`]: relay-clock estimation;
+//! - [`machine`]: the client algorithm;
+//! - [`relay_core`]: the relay's storage and routing;
+//! - [`protocol`]: wire messages.
+
+pub mod clock;
+pub mod fact;
+pub mod frame;
+pub mod machine;
+pub mod protocol;
+pub mod relay_core;
+pub mod store;

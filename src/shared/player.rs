@@ -1,0 +1,40 @@
+//! Who plays and what they play: the player id and the category names both modes use.
+
+/// Longest category name, in bytes.
+pub const MAX_CATEGORY_LEN: usize = 32;
+
+/// A player, as a server or relay identifies it: the renet client id of its connection.
+pub type PlayerId = u64;
+
+/// Checks a category name: 1 to [`MAX_CATEGORY_LEN`] bytes of ASCII letters, digits, `-`, `_`, `.`.
+pub fn validate_category(category: &str) -> Result<(), String> {
+    if category.is_empty() || category.len() > MAX_CATEGORY_LEN {
+        return Err(format!(
+            "category must be 1 to {MAX_CATEGORY_LEN} bytes long, got {}",
+            category.len()
+        ));
+    }
+    if let Some(c) = category
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "category contains {c:?}; use letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_validated() {
+        assert!(validate_category("ranked-1v1.eu_west").is_ok());
+        assert!(validate_category("").is_err());
+        assert!(validate_category(&"a".repeat(33)).is_err());
+        assert!(validate_category("no spaces").is_err());
+        assert!(validate_category("é").is_err());
+    }
+}
