@@ -81,3 +81,27 @@ pub fn insert_netcode_client(
         .insert_resource(transport);
     Ok(())
 }
+
+/// Builds the UDP client transport that [`insert_netcode_client`] inserts (a socket on a
+/// free local port, unsecure authentication with this id), without inserting anything:
+/// for an app that connects, or reconnects with a new id, from a running system. Insert it
+/// with a [`RenetClient`] (through `Commands`); the app needs [`NetcodeClientPlugin`].
+pub fn netcode_client_transport(
+    server: SocketAddr,
+    client_id: u64,
+) -> std::io::Result<NetcodeClientTransport> {
+    let bind: SocketAddr = if server.is_ipv6() {
+        "[::]:0".parse().expect("valid")
+    } else {
+        "0.0.0.0:0".parse().expect("valid")
+    };
+    let socket = UdpSocket::bind(bind)?;
+    let authentication = ClientAuthentication::Unsecure {
+        protocol_id: MATCHMAKING_NETCODE_PROTOCOL_ID,
+        client_id,
+        server_addr: server,
+        user_data: None,
+    };
+    NetcodeClientTransport::new(since_epoch(), authentication, socket)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
