@@ -33,7 +33,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$ROOT/target/window-test
 STEP_TIMEOUT=${WINDOW_TEST_TIMEOUT:-60}
 BUILD_TIMEOUT=${WINDOW_TEST_BUILD_TIMEOUT:-3600}
-# The lobby window's layout (see examples/lobby.rs): the action button is centred
+# The lobby window's layout (see examples/lobby/main.rs): the action button is centred
 # horizontally, its centre 60 px above the window's bottom edge.
 BUTTON_FROM_BOTTOM=60
 LOBBY_FPS=${WINDOW_TEST_FPS:-20}

@@ -54,6 +54,23 @@ pub fn insert_netcode_client(
     client_id: u64,
     connection_config: ConnectionConfig,
 ) -> std::io::Result<()> {
+    let transport = netcode_client_transport(server, client_id)?;
+    if !app.is_plugin_added::<NetcodeClientPlugin>() {
+        app.add_plugins(NetcodeClientPlugin);
+    }
+    app.insert_resource(RenetClient::new(connection_config))
+        .insert_resource(transport);
+    Ok(())
+}
+
+/// Builds the UDP client transport that [`insert_netcode_client`] inserts (a socket on a
+/// free local port, unsecure authentication with this id), without inserting anything:
+/// for an app that connects, or reconnects with a new id, from a running system. Insert it
+/// with a [`RenetClient`] (through `Commands`); the app needs [`NetcodeClientPlugin`].
+pub fn netcode_client_transport(
+    server: SocketAddr,
+    client_id: u64,
+) -> std::io::Result<NetcodeClientTransport> {
     let bind: SocketAddr = if server.is_ipv6() {
         "[::]:0".parse().expect("valid")
     } else {
@@ -66,12 +83,6 @@ pub fn insert_netcode_client(
         server_addr: server,
         user_data: None,
     };
-    let transport = NetcodeClientTransport::new(unix_now(), authentication, socket)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    if !app.is_plugin_added::<NetcodeClientPlugin>() {
-        app.add_plugins(NetcodeClientPlugin);
-    }
-    app.insert_resource(RenetClient::new(connection_config))
-        .insert_resource(transport);
-    Ok(())
+    NetcodeClientTransport::new(unix_now(), authentication, socket)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -1,0 +1,202 @@
+//! The connection to the matchmaking server: connecting on Find match, reporting a failed
+//! connection, saying goodbye when the window closes, and following the matchmaking
+//! messages of the client plugin.
+
+use bevy::ecs::system::SystemParam;
+use bevy::prelude::*;
+use bevy_renet::RenetClient;
+use bevy_renet::netcode::NetcodeClientTransport;
+
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::transport::netcode_client_transport;
+
+use crate::args::random_client_id;
+use crate::state::{Connection, LobbyConfig, ScreenState};
+use crate::ui::{BAD, WARN};
+
+/// Connects on the first Find match (and again after a lost connection), then asks to
+/// join the queue; the client plugin sends the join as soon as the server welcomes us.
+pub fn ensure_connection(
+    mut commands: Commands,
+    config: Res<LobbyConfig>,
+    mut connection: ResMut<Connection>,
+    mut screen: ResMut<ScreenState>,
+    channel: Res<MatchmakingChannel>,
+    client: Option<Res<RenetClient>>,
+    mut join: MessageWriter<MatchmakingJoinQueue>,
+) {
+    if !connection.join_pending {
+        return;
+    }
+    connection.join_pending = false;
+    if client.as_ref().is_none_or(|c| c.is_disconnected()) {
+        if !config.fixed_client_id && client.is_some() {
+            // reconnecting: a fresh id, in case the server still holds the old connection
+            connection.client_id = random_client_id();
+        }
+        match netcode_client_transport(config.server, connection.client_id) {
+            Ok(transport) => {
+                commands.insert_resource(RenetClient::new(channel.connection_config()));
+                commands.insert_resource(transport);
+                connection.connecting = true;
+                println!(
+                    "LOBBY connecting server={} client_id={}",
+                    config.server, connection.client_id
+                );
+            }
+            Err(e) => {
+                screen.searching = false;
+                screen.notice = Some((format!("Cannot open a UDP socket: {e}"), BAD));
+                println!("LOBBY error kind=socket message=\"{e}\"");
+                return;
+            }
+        }
+    }
+    join.write(MatchmakingJoinQueue {
+        category: config.category.clone(),
+    });
+}
+
+/// Reports a connection attempt that failed before the server welcomed us.
+pub fn watch_connection(
+    config: Res<LobbyConfig>,
+    mut connection: ResMut<Connection>,
+    mut screen: ResMut<ScreenState>,
+    client: Option<Res<RenetClient>>,
+    transport: Option<Res<NetcodeClientTransport>>,
+) {
+    if !connection.connecting {
+        return;
+    }
+    let Some(client) = client else {
+        return;
+    };
+    if !client.is_disconnected() {
+        return;
+    }
+    let reason = transport
+        .and_then(|t| t.disconnect_reason())
+        .map(|r| r.to_string())
+        .or_else(|| client.disconnect_reason().map(|r| r.to_string()))
+        .unwrap_or_else(|| "no answer".into());
+    connection.connecting = false;
+    screen.searching = false;
+    screen.notice = Some((
+        format!("Could not connect to {}: {reason}", config.server),
+        BAD,
+    ));
+    println!(
+        "LOBBY error kind=connect server={} message=\"{reason}\"",
+        config.server
+    );
+}
+
+/// Tells the server right away when the player closes the window, so a match that is
+/// forming is rolled back at once instead of after a timeout. (bevy_renet's own
+/// `disconnect_on_exit` is not ordered after Bevy's window-close exit in `Last`, so it can
+/// miss the exit frame.)
+pub fn say_goodbye(
+    exit: MessageReader<AppExit>,
+    transport: Option<ResMut<NetcodeClientTransport>>,
+) {
+    if !exit.is_empty()
+        && let Some(mut transport) = transport
+    {
+        transport.disconnect();
+        println!("LOBBY exiting");
+    }
+}
+
+/// The messages of the matchmaking client plugin that the game follows.
+#[derive(SystemParam)]
+pub struct MatchmakingMessages<'w, 's> {
+    connected: MessageReader<'w, 's, MatchmakingConnected>,
+    joined: MessageReader<'w, 's, MatchmakingQueueJoined>,
+    left: MessageReader<'w, 's, MatchmakingQueueLeft>,
+    checking: MessageReader<'w, 's, MatchmakingMatchChecking>,
+    found: MessageReader<'w, 's, MatchmakingMatchFound>,
+    cancelled: MessageReader<'w, 's, MatchmakingMatchCancelled>,
+    lobby_left: MessageReader<'w, 's, MatchmakingLobbyLeft>,
+    errors: MessageReader<'w, 's, MatchmakingClientError>,
+}
+
+/// Updates the connection and screen state from the plugin's messages and prints each
+/// as a `LOBBY` line.
+pub fn follow_matchmaking(
+    mut connection: ResMut<Connection>,
+    mut screen: ResMut<ScreenState>,
+    state: Res<State<MatchmakingClientState>>,
+    mut messages: MatchmakingMessages,
+) {
+    for c in messages.connected.read() {
+        connection.connecting = false;
+        println!("LOBBY connected player={}", c.player);
+    }
+    for j in messages.joined.read() {
+        println!(
+            "LOBBY queued category={} position={} requeued={}",
+            j.category, j.position, j.requeued
+        );
+    }
+    for l in messages.left.read() {
+        println!("LOBBY left_queue category={}", l.category);
+    }
+    for c in messages.checking.read() {
+        screen.matching_players = c.players;
+        println!("LOBBY matching match={} players={}", c.match_id, c.players);
+    }
+    for f in messages.found.read() {
+        screen.in_lobby = false;
+        screen.searching = false;
+        screen.notice = None;
+        println!(
+            "LOBBY found_message match={} lobby={}",
+            f.match_id, f.lobby_code
+        );
+    }
+    for c in messages.cancelled.read() {
+        on_match_cancelled(&mut screen, c);
+    }
+    for l in messages.lobby_left.read() {
+        screen.in_lobby = false;
+        screen.searching = false;
+        println!("LOBBY lobby_left lobby_id={}", l.lobby_id);
+    }
+    for e in messages.errors.read() {
+        on_error(&mut screen, *state.get(), e);
+    }
+}
+
+fn on_match_cancelled(screen: &mut ScreenState, c: &MatchmakingMatchCancelled) {
+    let text = if c.requeued {
+        format!(
+            "Match cancelled: {}. You were put back at the front of the queue.",
+            c.reason
+        )
+    } else {
+        format!(
+            "Match cancelled: {}. You were not re-queued; click Find match to try again.",
+            c.reason
+        )
+    };
+    if !c.requeued {
+        screen.searching = false;
+    }
+    screen.notice = Some((text, WARN));
+    println!(
+        "LOBBY cancelled match={} status={} requeued={} reason=\"{}\"",
+        c.match_id, c.status, c.requeued, c.reason
+    );
+}
+
+fn on_error(screen: &mut ScreenState, state: MatchmakingClientState, e: &MatchmakingClientError) {
+    screen.notice = Some((e.message.clone(), BAD));
+    if matches!(
+        state,
+        MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+    ) {
+        // refused (queue full, bad category...) or disconnected: not searching any more
+        screen.searching = false;
+    }
+    println!("LOBBY error kind={:?} message=\"{}\"", e.kind, e.message);
+}

@@ -1,0 +1,47 @@
+//! The game's own resources, besides what the matchmaking client plugin tracks
+//! (`MatchmakingClientState` and `MatchmakingClientStatus`).
+
+use std::net::SocketAddr;
+
+use bevy::prelude::*;
+
+/// How this game was started (command line, embedded server); never changes.
+#[derive(Resource)]
+pub struct LobbyConfig {
+    /// The matchmaking server: `--server`, or the embedded one.
+    pub server: SocketAddr,
+    /// Whether `server` is the embedded server (with its bot) of this process.
+    pub embedded: bool,
+    /// The queue category.
+    pub category: String,
+    /// `--client-id` was given: keep that id when reconnecting.
+    pub fixed_client_id: bool,
+    /// The window title.
+    pub title: String,
+}
+
+/// Our netcode connection to the matchmaking server.
+#[derive(Resource)]
+pub struct Connection {
+    /// The netcode client id, which is also our player id (a fresh random one on each
+    /// reconnection unless `--client-id` fixed it).
+    pub client_id: u64,
+    /// A connection attempt is under way (not yet welcomed).
+    pub connecting: bool,
+    /// A join request must be written (after connecting if needed).
+    pub join_pending: bool,
+}
+
+/// What the screens show besides the client plugin's state: whether the player is
+/// searching or in the lobby screen, the size of the forming match, and a notice.
+#[derive(Resource, Default)]
+pub struct ScreenState {
+    /// The player asked for a match and has not cancelled.
+    pub searching: bool,
+    /// The player entered the lobby screen of the current match.
+    pub in_lobby: bool,
+    /// How many players the forming match has (from the server's check).
+    pub matching_players: u8,
+    /// A message shown under the screen's text (cancellation, error).
+    pub notice: Option<(String, Color)>,
+}
