@@ -385,7 +385,7 @@ fn receive_messages(
                 next.set(MatchmakingClientState::Idle);
                 out.left.write(MatchmakingQueueLeft { category });
             }
-            ServerMessage::MatchForming {
+            ServerMessage::MatchChecking {
                 match_id,
                 category,
                 players,
@@ -424,7 +424,7 @@ fn receive_messages(
                     attempt,
                 });
             }
-            ServerMessage::MatchConfirmed {
+            ServerMessage::MatchFound {
                 match_id,
                 lobby_id,
                 lobby_code,

@@ -174,8 +174,9 @@ pub enum ServerMessage {
         /// Why.
         reason: QueueLeftReason,
     },
-    /// The player was taken from the queue into a forming match (phase 1 starts).
-    MatchForming {
+    /// The player was taken from the queue into a forming match: phase 1, the health
+    /// check, starts (the client reports `MatchmakingMatchChecking`).
+    MatchChecking {
         /// The match.
         match_id: u64,
         /// Its category.
@@ -199,8 +200,9 @@ pub enum ServerMessage {
         /// 1-based attempt number.
         attempt: u32,
     },
-    /// Every player acknowledged: the match is committed.
-    MatchConfirmed {
+    /// Every player acknowledged: the match is committed (the client reports
+    /// `MatchmakingMatchFound`, the server app `MatchmakingMatchCommitted`).
+    MatchFound {
         /// The match.
         match_id: u64,
         /// The lobby.
@@ -244,7 +246,7 @@ mod tests {
 
     #[test]
     fn largest_confirmation_fits_the_codec() {
-        let m = ServerMessage::MatchConfirmed {
+        let m = ServerMessage::MatchFound {
             match_id: u64::MAX,
             lobby_id: u64::MAX,
             lobby_code: "ABCDEFGH".into(),

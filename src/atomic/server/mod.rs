@@ -886,7 +886,7 @@ fn form_matches(
                 &mut server,
                 &channel,
                 *player,
-                &ServerMessage::MatchForming {
+                &ServerMessage::MatchChecking {
                     match_id,
                     category: category.clone(),
                     players: players.len() as u8,
@@ -1045,7 +1045,7 @@ fn commit(
             host: i == 0,
         })
         .collect();
-    let confirmed = ServerMessage::MatchConfirmed {
+    let confirmed = ServerMessage::MatchFound {
         match_id: m.match_id,
         lobby_id: lobby.lobby_id,
         lobby_code: lobby.code.clone(),
