@@ -8,7 +8,9 @@
 pub mod channel;
 pub mod clock;
 pub mod codec;
+pub mod gate;
 pub mod guard;
+pub mod harness;
 pub mod local_link;
 pub mod player;
 pub mod transport;
