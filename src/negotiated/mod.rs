@@ -14,7 +14,7 @@
 //!   ([`relay_core`](core::relay_core)) and the wire messages.
 //! - Bevy: [`NegotiatedRelayPlugin`](relay::NegotiatedRelayPlugin) on the relay,
 //!   [`NegotiatedClientPlugin`](client::NegotiatedClientPlugin) in the game, both over
-//!   bevy_renet on the [`NegotiatedChannel`](channel::NegotiatedChannel).
+//!   bevy_renet on the [`NegotiatedChannel`].
 //! - [`testing`]: an in-process harness with manual time.
 //!
 //! Trust: the relay stamps every fact with the connection that sent it; clients ignore

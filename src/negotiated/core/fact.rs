@@ -39,7 +39,7 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
 /// A request to play, posted into the frame of the rolling queue it was made in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NegotiatedRequest {
-    /// The category (game mode) to play; see [`validate_category`](crate::atomic::core::protocol::validate_category).
+    /// The category (game mode) to play; see [`validate_category`](crate::shared::player::validate_category).
     pub category: String,
     /// The frame of the queue the request is posted to (the requester's current frame).
     pub frame: u64,

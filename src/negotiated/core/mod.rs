@@ -1,4 +1,4 @@
-//! The transport- and engine-agnostic core of negotiated matchmaking: no Bevy in here.
+//! The transport- and engine-agnostic core of negotiated matchmaking: plain Rust, no game engine.
 //!
 //! - [`fact`]: the five facts and their content ids;
 //! - [`store`]: facts by frame;

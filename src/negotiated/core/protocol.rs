@@ -1,4 +1,4 @@
-//! Wire messages of negotiated matchmaking, carried on the [`NegotiatedChannel`](super::channel::NegotiatedChannel).
+//! Wire messages of negotiated matchmaking, carried on the [`NegotiatedChannel`](crate::negotiated::NegotiatedChannel).
 //!
 //! Clients never name an author: the relay stamps each fact with the connection that
 //! posted it. Every message is encoded with the crate's size-limited codec.

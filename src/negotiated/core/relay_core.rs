@@ -1,4 +1,4 @@
-//! The relay's logic without Bevy: store facts by frame and route them along the seed's
+//! The relay's logic without the engine: store facts by frame and route them along the seed's
 //! pivots. No matchmaking happens here.
 //!
 //! - A request goes to everyone watching its category and frame.
