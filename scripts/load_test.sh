@@ -1,27 +1,49 @@
 #!/usr/bin/env bash
-# Load test: a dedicated `server` and 200 `bots` (20% flaky) against each other on loopback.
+# Load test: a dedicated `server` and COUNT `bots` (20% flaky) against each other on loopback,
+# optionally through the UDP link conditioner (any flags after the first two are the
+# conditioner's: --loss FRACTION --delay-ms MS --jitter-ms MS --duplicate FRACTION).
 # Passes only when every committed match was reported by exactly its players, no player
-# was in two matches at once, and nothing was left in flight or open at the end.
-#   bash scripts/load_test.sh [COUNT] [DURATION_SECONDS]
+# was in two matches at once, no healthy player was dropped, and nothing was left in flight
+# or open at the end.
+#   bash scripts/load_test.sh [COUNT] [DURATION_SECONDS] [CONDITIONER FLAGS...]
+#   bash scripts/load_test.sh 200 30 --loss 0.05 --delay-ms 50 --jitter-ms 20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-200}
 duration=${2:-30}
+shift $(( $# < 2 ? $# : 2 ))
+conditioned=$#
 out=target/load-test
+[ "$conditioned" -gt 0 ] && out="target/load-test-conditioned"
 rm -rf "$out" && mkdir -p "$out"
 
-cargo build --release --example server --example bots
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cargo build --release --example server --example bots --example conditioner
+free_port() {
+    python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 # the bots drain for up to 12 s after --duration; the server outlives that by 20 s, more
 # than netcode's 15 s connection timeout, so even a client whose disconnect packet was
 # lost must be gone, and its lobby with it, by the end
 ./target/release/examples/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) \
     --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+pids+=("$server")
+target="127.0.0.1:$port"
+if [ "$conditioned" -gt 0 ]; then
+    cport=$(free_port)
+    ./target/release/examples/conditioner --listen "127.0.0.1:$cport" --upstream "127.0.0.1:$port" \
+        --run-for $((duration + 40)) "$@" > "$out/conditioner.log" 2>&1 &
+    pids+=("$!")
+    target="127.0.0.1:$cport"
+    echo "load test: through the conditioner ($*)"
+fi
 sleep 1
-./target/release/examples/bots --server "127.0.0.1:$port" --count "$count" --flaky 0.2 \
+./target/release/examples/bots --server "$target" --count "$count" --flaky 0.2 \
     --duration "$duration" --seed 7 > "$out/bots.jsonl" 2> "$out/bots.err"
-wait $server
-trap - EXIT
+wait "$server"
 python3 scripts/check_load.py "$out"
+[ "$conditioned" -gt 0 ] && tail -1 "$out/conditioner.log"
+exit 0
