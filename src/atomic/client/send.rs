@@ -1,0 +1,89 @@
+//! What the plugin sends to the server: the game's requests (join, leave, leave lobby)
+//! and the health-check pongs once they are due.
+
+use bevy::prelude::*;
+use bevy_renet::RenetClient;
+
+use super::messages::{
+    MatchmakingClientError, MatchmakingJoinQueue, MatchmakingLeaveLobby, MatchmakingLeaveQueue,
+};
+use super::state::ClientSession;
+use crate::atomic::MatchmakingChannel;
+use crate::atomic::core::protocol::{ClientMessage, MatchmakingErrorKind};
+use crate::shared::codec;
+
+/// Encodes `message` and queues it for the server on the matchmaking channel.
+pub(super) fn send_to_server(
+    client: &mut RenetClient,
+    channel: &MatchmakingChannel,
+    message: &ClientMessage,
+) {
+    client.send_message(channel.id, codec::encode(message));
+}
+
+/// Sends the game's join, leave and leave-lobby requests (a join written before the
+/// server welcomed us waits in the session until it does).
+pub(super) fn send_requests(
+    mut client: ResMut<RenetClient>,
+    channel: Res<MatchmakingChannel>,
+    mut session: ResMut<ClientSession>,
+    mut joins: MessageReader<MatchmakingJoinQueue>,
+    mut leaves: MessageReader<MatchmakingLeaveQueue>,
+    mut lobby_leaves: MessageReader<MatchmakingLeaveLobby>,
+    mut errors: MessageWriter<MatchmakingClientError>,
+) {
+    for join in joins.read() {
+        if session.welcomed {
+            let category = join.category.clone();
+            send_to_server(
+                &mut client,
+                &channel,
+                &ClientMessage::JoinQueue { category },
+            );
+        } else {
+            // joins as soon as the server welcomes us
+            session.pending_join = Some(join.category.clone());
+        }
+    }
+    for _ in leaves.read() {
+        if session.welcomed {
+            send_to_server(&mut client, &channel, &ClientMessage::LeaveQueue);
+        } else {
+            session.pending_join = None;
+        }
+    }
+    for _ in lobby_leaves.read() {
+        match session.lobby_id {
+            Some(lobby_id) if session.welcomed => {
+                send_to_server(
+                    &mut client,
+                    &channel,
+                    &ClientMessage::LeaveLobby { lobby_id },
+                );
+            }
+            _ => {
+                errors.write(MatchmakingClientError {
+                    kind: MatchmakingErrorKind::NotAMember,
+                    message: "not in a lobby".into(),
+                });
+            }
+        }
+    }
+}
+
+/// Sends every pending pong whose (fault-injected) delay has passed.
+pub(super) fn send_due_pongs(
+    mut client: ResMut<RenetClient>,
+    channel: Res<MatchmakingChannel>,
+    time: Res<Time<Real>>,
+    mut session: ResMut<ClientSession>,
+) {
+    let now = time.elapsed();
+    session.pending_pongs.retain(|&(due, nonce)| {
+        let is_due = now >= due;
+        if is_due {
+            send_to_server(&mut client, &channel, &ClientMessage::Pong { nonce });
+        }
+        !is_due
+    });
+}
