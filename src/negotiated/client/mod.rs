@@ -1,0 +1,132 @@
+//! The client of negotiated matchmaking: [`NegotiatedClientPlugin`].
+//!
+//! The game writes [`NegotiatedSearch`] and [`NegotiatedCancelSearch`]; the plugin says
+//! hello to the relay, estimates the relay's clock, runs the
+//! [`NegotiatedMachine`](crate::negotiated::core::machine::NegotiatedMachine) on corrected
+//! time, keeps [`NegotiatedClientState`] and [`NegotiatedClientStatus`] current and
+//! reports what happens as Bevy messages.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use bevy_renet::{RenetClientPlugin, RenetReceive};
+
+use crate::shared::clock::unix_now;
+
+use super::channel::NegotiatedChannel;
+
+// By concern: `messages` are the Bevy messages in and out; `state` is the state and the
+// status the game reads; `session` is the per-connection bookkeeping and the machine;
+// `receive` and `drive` are the two systems.
+mod drive;
+mod messages;
+mod receive;
+mod session;
+mod state;
+
+pub use messages::{
+    NegotiatedBidPlaced, NegotiatedCancelSearch, NegotiatedCancelled, NegotiatedClientError,
+    NegotiatedConnected, NegotiatedMatchFound, NegotiatedRequestPosted, NegotiatedRestarted,
+    NegotiatedSearch,
+};
+pub use state::{NegotiatedClientState, NegotiatedClientStatus};
+
+use session::NegotiatedSession;
+
+/// Client settings, read when the relay welcomes the client (a change applies from the
+/// next connection), except `time_sync_interval`, read every frame.
+#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedClientSettings {
+    /// How long to wait for the requester to answer a bid before looking again.
+    /// Default 3 s; keep it well above the round trip to the relay.
+    pub bid_timeout: Duration,
+    /// How often to ask the relay for its time again (the estimate keeps the sample
+    /// with the shortest round trip among the last few). Default 10 s.
+    pub time_sync_interval: Duration,
+    /// The local clock = epoch + time since the app started (+ `clock_skew_ms`).
+    /// `None`: the Unix time when the plugin was built.
+    pub epoch: Option<Duration>,
+    /// Added to the local clock, in milliseconds: simulates a badly set clock in tests.
+    /// Leave at zero in a game.
+    pub clock_skew_ms: i64,
+    /// Seed of the random choice among open requests (`None`: random).
+    pub seed: Option<u64>,
+}
+
+impl Default for NegotiatedClientSettings {
+    fn default() -> Self {
+        Self {
+            bid_timeout: Duration::from_secs(3),
+            time_sync_interval: Duration::from_secs(10),
+            epoch: None,
+            clock_skew_ms: 0,
+            seed: None,
+        }
+    }
+}
+
+/// System sets of the client plugin.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NegotiatedClientSystems {
+    /// `PreUpdate`, after [`RenetReceive`]: says hello on connect, decodes relay
+    /// messages, feeds the clock and the machine.
+    Receive,
+    /// `Update`: takes the game's requests, asks for the time, advances the machine,
+    /// sends its messages, writes Bevy messages and the state.
+    Drive,
+}
+
+/// The client of negotiated matchmaking.
+///
+/// Needs a [`RenetClient`](bevy_renet::RenetClient) resource whose connection config
+/// includes the [`NegotiatedChannel`]. Adds bevy_renet's [`RenetClientPlugin`] and Bevy's
+/// `StatesPlugin` if the app has not.
+#[derive(Debug, Clone, Default)]
+pub struct NegotiatedClientPlugin {
+    /// The channel carrying negotiated messages.
+    pub channel: NegotiatedChannel,
+    /// Initial settings (kept if the app inserted its own resource first).
+    pub settings: NegotiatedClientSettings,
+}
+
+impl Plugin for NegotiatedClientPlugin {
+    fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<RenetClientPlugin>() {
+            app.add_plugins(RenetClientPlugin);
+        }
+        if !app.is_plugin_added::<StatesPlugin>() {
+            app.add_plugins(StatesPlugin);
+        }
+        if !app.world().contains_resource::<NegotiatedClientSettings>() {
+            app.insert_resource(self.settings.clone());
+        }
+        let epoch = app
+            .world()
+            .resource::<NegotiatedClientSettings>()
+            .epoch
+            .unwrap_or_else(unix_now);
+        app.insert_resource(self.channel)
+            .insert_resource(NegotiatedSession::new(epoch))
+            .init_state::<NegotiatedClientState>()
+            .init_resource::<NegotiatedClientStatus>()
+            .add_message::<NegotiatedSearch>()
+            .add_message::<NegotiatedCancelSearch>()
+            .add_message::<NegotiatedConnected>()
+            .add_message::<NegotiatedRequestPosted>()
+            .add_message::<NegotiatedBidPlaced>()
+            .add_message::<NegotiatedMatchFound>()
+            .add_message::<NegotiatedCancelled>()
+            .add_message::<NegotiatedRestarted>()
+            .add_message::<NegotiatedClientError>()
+            .configure_sets(
+                PreUpdate,
+                NegotiatedClientSystems::Receive.after(RenetReceive),
+            )
+            .add_systems(
+                PreUpdate,
+                receive::receive_messages.in_set(NegotiatedClientSystems::Receive),
+            )
+            .add_systems(Update, drive::drive.in_set(NegotiatedClientSystems::Drive));
+    }
+}

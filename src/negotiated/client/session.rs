@@ -1,0 +1,138 @@
+//! Per-connection bookkeeping and the machine, and what both systems work with.
+
+use std::time::Duration;
+
+use bevy::ecs::system::SystemParam;
+use bevy::prelude::*;
+use bevy_renet::RenetClient;
+
+use crate::negotiated::channel::NegotiatedChannel;
+use crate::negotiated::core::clock::{NegotiatedClock, apply_offset, as_us};
+use crate::negotiated::core::machine::{NegotiatedMachine, NegotiatedOutput};
+use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedErrorKind};
+use crate::shared::codec;
+use crate::shared::player::PlayerId;
+
+use super::NegotiatedClientSettings;
+use super::messages::{NegotiatedClientError, NegotiatedConnected};
+
+/// Per-connection bookkeeping, and the machine.
+#[derive(Resource, Debug, Default)]
+pub(super) struct NegotiatedSession {
+    /// The local clock's origin (Unix time).
+    pub(super) epoch: Duration,
+    /// Whether the renet client was connected last we looked.
+    pub(super) connected: bool,
+    /// Whether the relay welcomed us on this connection.
+    pub(super) welcomed: bool,
+    /// Our id, once welcomed.
+    pub(super) client_id: Option<PlayerId>,
+    /// The relay-clock estimate.
+    pub(super) clock: NegotiatedClock,
+    /// Local time of the last time request.
+    pub(super) last_time_request: Option<Duration>,
+    /// The machine, once welcomed.
+    pub(super) machine: Option<NegotiatedMachine>,
+    /// A search the game asked for before the relay welcomed us.
+    pub(super) intent: Option<String>,
+    /// What the machine said, to send and report.
+    pub(super) outbox: Vec<NegotiatedOutput>,
+    /// Errors to report that do not come from the machine.
+    pub(super) errors: Vec<NegotiatedClientError>,
+    /// Welcomes to report.
+    pub(super) connected_events: Vec<NegotiatedConnected>,
+}
+
+impl NegotiatedSession {
+    /// A session with no connection yet.
+    pub(super) fn new(epoch: Duration) -> Self {
+        Self { epoch, ..default() }
+    }
+
+    /// The local clock, `elapsed` after the app started.
+    pub(super) fn local_now(&self, elapsed: Duration, skew_ms: i64) -> Duration {
+        apply_offset(self.epoch + elapsed, skew_ms.saturating_mul(1000))
+    }
+
+    /// The relay's time at local time `local`, once the clock is estimated.
+    pub(super) fn relay_now(&self, local: Duration) -> Option<Duration> {
+        self.clock.relay_time(local)
+    }
+
+    /// Runs `call` on the machine, if there is one, and queues what it says.
+    pub(super) fn run_machine(
+        &mut self,
+        call: impl FnOnce(&mut NegotiatedMachine) -> Vec<NegotiatedOutput>,
+    ) {
+        if let Some(machine) = self.machine.as_mut() {
+            let out = call(machine);
+            self.outbox.extend(out);
+        }
+    }
+
+    /// Brings the machine online once welcomed and synced.
+    pub(super) fn go_online(&mut self, relay_now: Duration) {
+        if !self.welcomed {
+            return;
+        }
+        self.run_machine(|machine| {
+            if machine.is_online() {
+                Vec::new()
+            } else {
+                machine.online(relay_now)
+            }
+        });
+    }
+
+    /// A request for the relay's time, sent at local time `local`.
+    pub(super) fn time_request(&mut self, local: Duration) -> NegotiatedClientMessage {
+        self.last_time_request = Some(local);
+        NegotiatedClientMessage::TimeRequest {
+            client_sent_us: as_us(local),
+        }
+    }
+
+    /// The renet connection closed: forget the relay (and its clock) until it is back.
+    pub(super) fn lose_connection(&mut self) {
+        if !self.connected {
+            return;
+        }
+        self.connected = false;
+        self.welcomed = false;
+        self.clock.reset();
+        self.last_time_request = None;
+        self.run_machine(NegotiatedMachine::offline);
+        self.errors.push(NegotiatedClientError::new(
+            NegotiatedErrorKind::Connection,
+            "lost the connection to the relay",
+        ));
+    }
+}
+
+/// What both client systems work with: the renet client, the channel, the settings, the
+/// real clock and the session.
+#[derive(SystemParam)]
+pub(super) struct SessionContext<'w> {
+    pub(super) client: Option<ResMut<'w, RenetClient>>,
+    pub(super) channel: Res<'w, NegotiatedChannel>,
+    pub(super) settings: Res<'w, NegotiatedClientSettings>,
+    pub(super) time: Res<'w, Time<Real>>,
+    pub(super) session: ResMut<'w, NegotiatedSession>,
+}
+
+impl SessionContext<'_> {
+    /// The local clock now.
+    pub(super) fn local_now(&self) -> Duration {
+        self.session
+            .local_now(self.time.elapsed(), self.settings.clock_skew_ms)
+    }
+}
+
+/// Sends one message to the relay.
+pub(super) fn send(
+    client: &mut RenetClient,
+    channel: &NegotiatedChannel,
+    message: &NegotiatedClientMessage,
+) {
+    client.send_message(channel.id, codec::encode(message));
+}

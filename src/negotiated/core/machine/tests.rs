@@ -1,0 +1,367 @@
+//! Unit tests of the machine, driven directly.
+
+use std::time::Duration;
+
+use crate::negotiated::core::clock::as_us;
+use crate::negotiated::core::fact::{
+    NegotiatedAccept, NegotiatedBid, NegotiatedCancel, NegotiatedFact, NegotiatedFactId,
+    NegotiatedReject, NegotiatedRequest, NegotiatedSignedFact,
+};
+use crate::negotiated::core::frame::NegotiatedFrames;
+use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedErrorKind};
+use crate::shared::player::PlayerId;
+
+use super::*;
+
+const ME: PlayerId = 1;
+const FRAME: Duration = Duration::from_secs(10);
+
+fn t(ms: u64) -> Duration {
+    Duration::from_secs(1000) + Duration::from_millis(ms)
+}
+
+fn machine() -> NegotiatedMachine {
+    NegotiatedMachine::new(NegotiatedMachineConfig {
+        me: ME,
+        frames: NegotiatedFrames::new(FRAME),
+        bid_timeout: Duration::from_secs(2),
+        seed: 3,
+    })
+}
+
+fn posts(out: &[NegotiatedOutput]) -> Vec<NegotiatedFact> {
+    out.iter()
+        .filter_map(|o| match o {
+            NegotiatedOutput::Send(NegotiatedClientMessage::Post { fact }) => Some(fact.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(out: &[NegotiatedOutput]) -> Vec<NegotiatedEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            NegotiatedOutput::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A machine online and searching at `t(0)`, with both readable frames synced.
+fn searching(m: &mut NegotiatedMachine) -> Vec<NegotiatedOutput> {
+    let mut out = m.online(t(0));
+    out.extend(m.search("duel", t(0)));
+    let frames: Vec<u64> = m.config().frames.readable(t(0));
+    assert!(out.contains(&NegotiatedOutput::Send(
+        NegotiatedClientMessage::Subscribe {
+            category: "duel".into(),
+            frames: frames.clone(),
+        }
+    )));
+    for f in frames {
+        out.extend(m.synced("duel", f, t(0)));
+    }
+    out
+}
+
+/// Our open request; panics when not requesting.
+fn open_request(m: &NegotiatedMachine) -> NegotiatedFactId {
+    let NegotiatedPhase::Requesting { request, .. } = m.phase() else {
+        panic!("not requesting: {:?}", m.phase())
+    };
+    *request
+}
+
+/// The id the relay's stamp gives `fact` posted by `author`.
+fn id_of(author: PlayerId, fact: NegotiatedFact) -> NegotiatedFactId {
+    NegotiatedSignedFact::new(author, fact).id()
+}
+
+fn request_by(author: PlayerId, created_ms: u64) -> (NegotiatedFactId, NegotiatedFact) {
+    let fact = NegotiatedFact::Request(NegotiatedRequest {
+        category: "duel".into(),
+        frame: NegotiatedFrames::new(FRAME).frame_of(t(created_ms)),
+        created_us: as_us(t(created_ms)),
+    });
+    (id_of(author, fact.clone()), fact)
+}
+
+/// A machine bidding on player 2's request; returns (request, bid).
+fn bidding(m: &mut NegotiatedMachine) -> (NegotiatedFactId, NegotiatedFactId) {
+    m.online(t(0));
+    m.search("duel", t(0));
+    let (r, fact) = request_by(2, 0);
+    m.receive(2, fact, t(0));
+    let frames: Vec<u64> = m.config().frames.readable(t(0));
+    let mut out = Vec::new();
+    for f in frames {
+        out.extend(m.synced("duel", f, t(0)));
+    }
+    let NegotiatedPhase::Bidding { bid, request, .. } = m.phase().clone() else {
+        panic!("not bidding: {:?}", m.phase())
+    };
+    assert_eq!(request, r);
+    assert_eq!(posts(&out).len(), 1);
+    (r, bid)
+}
+
+#[test]
+fn waits_for_the_frames_then_requests() {
+    let mut m = machine();
+    assert!(m.search("duel", t(0)).is_empty() || !m.is_online());
+    let out = m.online(t(0));
+    assert!(
+        posts(&out).is_empty(),
+        "nothing posted before the frames are synced"
+    );
+    assert_eq!(m.phase(), &NegotiatedPhase::Looking);
+    let frames = m.config().frames.readable(t(0));
+    let out = m.synced("duel", frames[0], t(0));
+    assert!(posts(&out).is_empty());
+    let out = m.synced("duel", frames[1], t(0));
+    let posted = posts(&out);
+    assert!(matches!(&posted[..], [NegotiatedFact::Request(r)] if r.frame == frames[1]));
+    assert!(matches!(m.phase(), NegotiatedPhase::Requesting { .. }));
+    // a synced marker for another category is ignored
+    let mut other = machine();
+    other.online(t(0));
+    other.search("duel", t(0));
+    for f in &frames {
+        assert!(posts(&other.synced("race", *f, t(0))).is_empty());
+    }
+}
+
+#[test]
+fn a_requester_accepts_the_first_bid_and_rejects_the_rest() {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let bid = |ms| {
+        NegotiatedFact::Bid(NegotiatedBid {
+            request,
+            created_us: ms,
+        })
+    };
+    let out = m.receive(2, bid(1), t(5));
+    let accept = NegotiatedAccept {
+        request,
+        bid: id_of(2, bid(1)),
+    };
+    assert_eq!(posts(&out), vec![NegotiatedFact::Accept(accept)]);
+    assert!(
+        matches!(&events(&out)[..], [NegotiatedEvent::Matched(m)] if m.other == 2 && m.role == NegotiatedRole::Requester)
+    );
+    // a duplicate changes nothing; a later bid is rejected; a self-bid is ignored
+    assert!(posts(&m.receive(2, bid(1), t(6))).is_empty());
+    let out = m.receive(3, bid(2), t(7));
+    let reject = NegotiatedReject {
+        request,
+        bid: id_of(3, bid(2)),
+    };
+    assert_eq!(posts(&out), vec![NegotiatedFact::Reject(reject)]);
+    let out = m.receive(ME, bid(3), t(8));
+    assert!(posts(&out).is_empty());
+    assert!(matches!(
+        &events(&out)[..],
+        [NegotiatedEvent::Error {
+            kind: NegotiatedErrorKind::NotEntitled,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_reject_restarts_and_the_request_is_not_bid_on_again() {
+    let mut m = machine();
+    let (r, bid) = bidding(&mut m);
+    // a forged reject is ignored
+    let out = m.receive(
+        3,
+        NegotiatedFact::Reject(NegotiatedReject { request: r, bid }),
+        t(10),
+    );
+    assert!(matches!(m.phase(), NegotiatedPhase::Bidding { .. }));
+    assert!(matches!(
+        &events(&out)[..],
+        [NegotiatedEvent::Error {
+            kind: NegotiatedErrorKind::NotEntitled,
+            ..
+        }]
+    ));
+    let out = m.receive(
+        2,
+        NegotiatedFact::Reject(NegotiatedReject { request: r, bid }),
+        t(20),
+    );
+    let ev = events(&out);
+    assert_eq!(
+        ev[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::BidRejected)
+    );
+    // the same request is still "open" (not accepted) but we do not bid on it again
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]));
+}
+
+#[test]
+fn an_unanswered_bid_times_out() {
+    let mut m = machine();
+    let (_, _) = bidding(&mut m);
+    assert!(events(&m.tick(t(1999))).is_empty());
+    let out = m.tick(t(2000));
+    assert_eq!(
+        events(&out)[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::BidTimedOut)
+    );
+    assert!(matches!(m.phase(), NegotiatedPhase::Requesting { .. }));
+}
+
+#[test]
+fn a_late_accept_is_taken_when_free_and_reported_when_busy() {
+    // free: requesting without a bid -> cancel our request, matched
+    let mut m = machine();
+    let (r, bid) = bidding(&mut m);
+    m.tick(t(2000));
+    let mine = open_request(&m);
+    let out = m.receive(
+        2,
+        NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }),
+        t(2100),
+    );
+    assert_eq!(
+        posts(&out),
+        vec![NegotiatedFact::Cancel(NegotiatedCancel { request: mine })]
+    );
+    assert!(matches!(m.phase(), NegotiatedPhase::Matched(x) if x.other == 2 && x.bid == bid));
+
+    // busy: bidding on another request -> error, keep bidding
+    let mut m = machine();
+    let (r, bid) = bidding(&mut m);
+    m.tick(t(2000));
+    let NegotiatedPhase::Requesting { .. } = m.phase() else {
+        panic!("{:?}", m.phase())
+    };
+    // 3's request, older than ours: the tie-break makes us bid on it
+    let (r3, fact) = request_by(3, 1990);
+    m.receive(3, fact, t(2001));
+    assert!(matches!(m.phase(), NegotiatedPhase::Bidding { request, .. } if *request == r3));
+    let out = m.receive(
+        2,
+        NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }),
+        t(2100),
+    );
+    assert!(matches!(
+        &events(&out)[..],
+        [NegotiatedEvent::Error {
+            kind: NegotiatedErrorKind::LateAccept,
+            ..
+        }]
+    ));
+    assert!(matches!(m.phase(), NegotiatedPhase::Bidding { request, .. } if *request == r3));
+}
+
+#[test]
+fn the_tie_break_pairs_off_sorted_requests() {
+    // our request is created at 0 ms; others at -5 (older) and +5 ms (newer)
+    let mut m = machine();
+    searching(&mut m);
+    let mine = open_request(&m);
+    // only a newer request: we are position 0 and keep ours
+    let (_, newer) = request_by(3, 5);
+    m.ingest(3, newer);
+    m.tick(t(6));
+    assert!(matches!(m.phase(), NegotiatedPhase::Requesting { request, .. } if *request == mine));
+    // an older one too: we are position 1 of [older, ours, newer] and bid on the older
+    let older_fact = NegotiatedFact::Request(NegotiatedRequest {
+        category: "duel".into(),
+        frame: NegotiatedFrames::new(FRAME).frame_of(t(0)),
+        created_us: as_us(t(0)) - 5000,
+    });
+    let older = id_of(2, older_fact.clone());
+    m.ingest(2, older_fact);
+    let out = m.tick(t(7));
+    let p = posts(&out);
+    assert_eq!(
+        p[0],
+        NegotiatedFact::Cancel(NegotiatedCancel { request: mine })
+    );
+    assert!(matches!(&p[1], NegotiatedFact::Bid(b) if b.request == older));
+    assert_eq!(
+        events(&out)[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::TieBreak)
+    );
+}
+
+#[test]
+fn losing_the_connection_restarts_and_old_requests_are_cancelled() {
+    let mut m = machine();
+    searching(&mut m);
+    let old = open_request(&m);
+    let old_fact = m.store().get(old).unwrap().fact.clone();
+    let out = m.offline();
+    assert_eq!(
+        events(&out),
+        vec![NegotiatedEvent::Restarted(
+            NegotiatedRestartReason::ConnectionLost
+        )]
+    );
+    assert!(m.store().is_empty());
+    // back on the same relay: resubscribe; the relay still holds our old request
+    let out = m.online(t(100));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        NegotiatedOutput::Send(NegotiatedClientMessage::Subscribe { .. })
+    )));
+    let out = m.ingest(ME, old_fact);
+    assert_eq!(
+        posts(&out),
+        vec![NegotiatedFact::Cancel(NegotiatedCancel { request: old })]
+    );
+}
+
+#[test]
+fn a_departed_requester_is_not_waited_for_nor_bid_on() {
+    let mut m = machine();
+    let (r, _) = bidding(&mut m);
+    let out = m.departed(2, t(100));
+    assert_eq!(
+        events(&out)[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::RequestClosed)
+    );
+    // its request is still "open" but we post our own instead of bidding again
+    assert!(!m.store().is_closed(r));
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]));
+    assert!(m.departed_players().contains(&2));
+    // 3's request arrives while 3 is gone: not a candidate for the tie-break
+    let (_, fact) = request_by(3, 50);
+    m.ingest(3, fact);
+    m.ingest_departed(3);
+    m.tick(t(101));
+    assert!(matches!(m.phase(), NegotiatedPhase::Requesting { .. }));
+    // a new fact from 2 means it is back
+    let (_, fact) = request_by(2, 60);
+    m.ingest(2, fact);
+    assert!(!m.departed_players().contains(&2));
+}
+
+#[test]
+fn cancel_posts_a_cancel_of_the_open_request() {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let out = m.cancel(t(10));
+    assert_eq!(
+        posts(&out),
+        vec![NegotiatedFact::Cancel(NegotiatedCancel { request })]
+    );
+    assert!(out.contains(&NegotiatedOutput::Send(
+        NegotiatedClientMessage::Unsubscribe
+    )));
+    assert_eq!(m.phase(), &NegotiatedPhase::Idle);
+    // a bid arriving afterwards is rejected
+    let bid = NegotiatedFact::Bid(NegotiatedBid {
+        request,
+        created_us: 9,
+    });
+    let out = m.receive(2, bid, t(20));
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Reject(_)]));
+}
