@@ -3,7 +3,7 @@
 /// Longest category name, in bytes.
 pub const MAX_CATEGORY_LEN: usize = 32;
 
-/// A player, as a server or relay identifies it: the renet client id of its connection.
+/// A player, as a server or relay identifies it: the transport client id of its connection.
 pub type PlayerId = u64;
 
 /// Checks a category name: 1 to [`MAX_CATEGORY_LEN`] bytes of ASCII letters, digits, `-`, `_`, `.`.

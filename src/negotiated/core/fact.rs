@@ -144,7 +144,7 @@ impl NegotiatedFact {
     }
 }
 
-/// A fact with the author the relay stamped on it: the renet client id of the
+/// A fact with the author the relay stamped on it: the transport client id of the
 /// connection that posted it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NegotiatedSignedFact {
