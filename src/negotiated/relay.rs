@@ -5,20 +5,23 @@
 //! time requests. It does no matchmaking: whether a fact's author was entitled to it is
 //! for clients to judge. It stamps every fact with the connection that sent it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
 
 use crate::shared::clock::unix_now;
-use crate::shared::codec::{self, CodecError};
-use crate::shared::guard::{StrikeGuard, StrikeVerdict};
+use crate::shared::codec;
+use crate::shared::gate::{
+    ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, gate_protocol,
+};
 use crate::shared::player::PlayerId;
 
 use super::channel::NegotiatedChannel;
 use super::core::clock::as_us;
+use super::core::fact::NegotiatedFact;
 use super::core::frame::NegotiatedFrames;
 use super::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
@@ -60,18 +63,13 @@ impl Default for NegotiatedRelaySettings {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct RelayConnection {
-    hello: bool,
-}
-
 /// The relay's facts, subscriptions and connections. Read it for inspection; the plugin's
 /// systems are the only writers.
 #[derive(Resource, Debug)]
 pub struct NegotiatedRelayState {
     core: NegotiatedRelayCore,
-    connections: HashMap<PlayerId, RelayConnection>,
-    guard: StrikeGuard,
+    /// Hello flags, strikes and refusals of every connection.
+    gate: ConnectionGate,
     epoch: Duration,
     connections_refused: u64,
 }
@@ -83,8 +81,7 @@ impl NegotiatedRelayState {
                 NegotiatedFrames::new(settings.frame_duration),
                 settings.max_facts_per_frame,
             ),
-            connections: HashMap::new(),
-            guard: StrikeGuard::default(),
+            gate: ConnectionGate::default(),
             epoch: settings.epoch.unwrap_or_else(unix_now),
             connections_refused: 0,
         }
@@ -122,24 +119,29 @@ impl NegotiatedRelayState {
 
     /// Strikes of a connected client.
     pub fn strikes(&self, client: PlayerId) -> Option<u32> {
-        self.connections
-            .contains_key(&client)
-            .then(|| self.guard.strikes(client))
+        self.gate.strikes(client)
     }
 
     /// Whether a connected client's hello was accepted.
     pub fn is_welcomed(&self, client: PlayerId) -> bool {
-        self.connections.get(&client).is_some_and(|c| c.hello)
+        self.gate.is_welcomed(client)
     }
 
     /// Connected clients.
     pub fn connected(&self) -> usize {
-        self.connections.len()
+        self.gate.connected()
     }
 
     /// Connections closed for a version mismatch or abuse.
     pub fn connections_refused(&self) -> u64 {
         self.connections_refused
+    }
+
+    /// Bookkeeping for a connection the gate just refused: counted, and it no longer
+    /// watches any frame.
+    fn refused(&mut self, client: PlayerId) {
+        self.connections_refused += 1;
+        self.core.unsubscribe(client);
     }
 }
 
@@ -167,32 +169,33 @@ pub struct NegotiatedRelayPlugin {
 
 impl Plugin for NegotiatedRelayPlugin {
     fn build(&self, app: &mut App) {
+        let settings = app
+            .world_mut()
+            .get_resource_or_insert_with(|| self.settings.clone());
+        let state = NegotiatedRelayState::new(&settings);
         if !app.is_plugin_added::<RenetServerPlugin>() {
             app.add_plugins(RenetServerPlugin);
         }
-        if !app.world().contains_resource::<NegotiatedRelaySettings>() {
-            app.insert_resource(self.settings.clone());
-        }
-        let state = NegotiatedRelayState::new(app.world().resource::<NegotiatedRelaySettings>());
+        let serving = resource_exists::<RenetServer>;
+        let maintain = (apply_settings, expire_frames, close_refused_connections).chain();
         app.insert_resource(self.channel)
             .insert_resource(state)
+            .add_observer(on_server_event)
             .configure_sets(
                 PreUpdate,
                 NegotiatedRelaySystems::Receive.after(RenetReceive),
             )
-            .add_observer(on_server_event)
             .add_systems(
                 PreUpdate,
                 receive_messages
                     .in_set(NegotiatedRelaySystems::Receive)
-                    .run_if(resource_exists::<RenetServer>),
+                    .run_if(serving),
             )
             .add_systems(
                 Update,
-                (apply_settings, expire_frames, close_refused_connections)
-                    .chain()
+                maintain
                     .in_set(NegotiatedRelaySystems::Maintain)
-                    .run_if(resource_exists::<RenetServer>),
+                    .run_if(serving),
             );
     }
 }
@@ -205,15 +208,12 @@ fn on_server_event(
 ) {
     match event.event().0 {
         ServerEvent::ClientConnected { client_id } => {
-            state
-                .connections
-                .insert(client_id, RelayConnection::default());
+            state.gate.connect(client_id);
             state.core.connect(client_id);
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
             debug!("negotiated relay: client {client_id} disconnected ({reason})");
-            state.connections.remove(&client_id);
-            state.guard.forget(client_id);
+            state.gate.disconnect(client_id);
             let out = state.core.disconnect(client_id);
             if let Some(mut server) = server {
                 send_all(&mut server, &channel, out);
@@ -239,196 +239,140 @@ fn send_all(server: &mut RenetServer, channel: &NegotiatedChannel, out: Negotiat
     }
 }
 
-fn receive_messages(
-    mut server: ResMut<RenetServer>,
-    channel: Res<NegotiatedChannel>,
-    settings: Res<NegotiatedRelaySettings>,
-    time: Res<Time<Real>>,
-    mut state: ResMut<NegotiatedRelayState>,
-) {
-    let elapsed = time.elapsed();
-    let now = state.relay_time(elapsed);
-    let state = &mut *state;
-    for client in server.clients_id() {
-        while let Some(bytes) = server.receive_message(client, channel.id) {
-            let Some(connection) = state.connections.get(&client) else {
-                break;
-            };
-            if state.guard.is_refused(client) {
-                continue;
+gate_protocol!(
+    NegotiatedClientMessage,
+    NegotiatedErrorKind,
+    GateProtocol {
+        name: "negotiated",
+        speaker: "relay",
+        version: NEGOTIATED_PROTOCOL_VERSION,
+    }
+);
+
+/// What the relay's receive system reads and writes.
+#[derive(SystemParam)]
+struct Relay<'w> {
+    server: ResMut<'w, RenetServer>,
+    channel: Res<'w, NegotiatedChannel>,
+    settings: Res<'w, NegotiatedRelaySettings>,
+    state: ResMut<'w, NegotiatedRelayState>,
+}
+
+fn receive_messages(time: Res<Time<Real>>, mut relay: Relay) {
+    relay.receive_all(time.elapsed());
+}
+
+impl GatedService for Relay<'_> {
+    type Message = NegotiatedClientMessage;
+
+    fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy) {
+        let policy = GatePolicy {
+            max_strikes: self.settings.max_strikes,
+            disconnect_grace: self.settings.disconnect_grace,
+        };
+        (&mut self.state.gate, policy)
+    }
+
+    fn clients(&self) -> Vec<PlayerId> {
+        self.server.clients_id()
+    }
+
+    fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
+        let bytes = self.server.receive_message(client, self.channel.id)?;
+        Some(bytes.into())
+    }
+
+    fn welcome(&mut self, client: PlayerId) {
+        let frame_duration = self.state.core.frames().duration();
+        self.send(
+            client,
+            &NegotiatedRelayMessage::Welcome {
+                protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+                client_id: client,
+                frame_duration_us: as_us(frame_duration),
+            },
+        );
+    }
+
+    fn reply(&mut self, client: PlayerId, reply: GateReply) {
+        if let Some(warning) = reply.warning() {
+            warn!("negotiated relay: client {client}: {warning}");
+        }
+        for error in &reply.errors {
+            let message = bounded_error_text(error.message.clone());
+            let kind = error.kind.into();
+            self.send(client, &NegotiatedRelayMessage::Error { kind, message });
+        }
+        if reply.refused {
+            self.state.refused(client);
+        }
+    }
+
+    fn deliver(&mut self, client: PlayerId, message: NegotiatedClientMessage, elapsed: Duration) {
+        let now = self.state.relay_time(elapsed);
+        match message {
+            // the gate answers every hello
+            NegotiatedClientMessage::Hello { .. } => {}
+            NegotiatedClientMessage::TimeRequest { client_sent_us } => {
+                self.time_request(client, client_sent_us, now);
             }
-            let hello = connection.hello;
-            let message = match codec::decode::<NegotiatedClientMessage>(&bytes) {
-                Ok(message) => message,
-                Err(err) => {
-                    let kind = match err {
-                        CodecError::TooLarge { .. } => NegotiatedErrorKind::TooLarge,
-                        _ => NegotiatedErrorKind::Malformed,
-                    };
-                    strike(
-                        state,
-                        &settings,
-                        &mut server,
-                        &channel,
-                        client,
-                        kind,
-                        err.to_string(),
-                        elapsed,
-                    );
-                    continue;
-                }
-            };
-            match message {
-                NegotiatedClientMessage::Hello { protocol_version } => {
-                    if hello {
-                        send_error(
-                            &mut server,
-                            &channel,
-                            client,
-                            NegotiatedErrorKind::Unexpected,
-                            "hello was already accepted",
-                        );
-                    } else if protocol_version != NEGOTIATED_PROTOCOL_VERSION {
-                        send_error(
-                            &mut server,
-                            &channel,
-                            client,
-                            NegotiatedErrorKind::VersionMismatch,
-                            format!(
-                                "client speaks negotiated protocol {protocol_version}, relay speaks {NEGOTIATED_PROTOCOL_VERSION}; update the game"
-                            ),
-                        );
-                        refuse(state, &settings, client, elapsed);
-                    } else {
-                        state.connections.get_mut(&client).expect("checked").hello = true;
-                        send(
-                            &mut server,
-                            &channel,
-                            client,
-                            &NegotiatedRelayMessage::Welcome {
-                                protocol_version: NEGOTIATED_PROTOCOL_VERSION,
-                                client_id: client,
-                                frame_duration_us: as_us(state.core.frames().duration()),
-                            },
-                        );
-                    }
-                }
-                _ if !hello => {
-                    strike(
-                        state,
-                        &settings,
-                        &mut server,
-                        &channel,
-                        client,
-                        NegotiatedErrorKind::HelloRequired,
-                        "send Hello with the protocol version first".into(),
-                        elapsed,
-                    );
-                }
-                NegotiatedClientMessage::TimeRequest { client_sent_us } => {
-                    let relay_us = as_us(now);
-                    send(
-                        &mut server,
-                        &channel,
-                        client,
-                        &NegotiatedRelayMessage::Time {
-                            client_sent_us,
-                            relay_received_us: relay_us,
-                            relay_sent_us: relay_us,
-                        },
-                    );
-                }
-                NegotiatedClientMessage::Subscribe { category, frames } => {
-                    match state.core.subscribe(client, category, frames) {
-                        Ok(out) => send_all(&mut server, &channel, out),
-                        Err(refusal) => send(&mut server, &channel, client, &refusal.to_message()),
-                    }
-                }
-                NegotiatedClientMessage::Unsubscribe => state.core.unsubscribe(client),
-                NegotiatedClientMessage::Post { fact } => {
-                    match state.core.post(client, fact, now) {
-                        Ok(out) => send_all(&mut server, &channel, out),
-                        Err(refusal) => {
-                            debug!(
-                                "negotiated relay: refused a fact from {client}: {}",
-                                refusal.message
-                            );
-                            send(&mut server, &channel, client, &refusal.to_message());
-                        }
-                    }
-                }
+            NegotiatedClientMessage::Subscribe { category, frames } => {
+                self.subscribe(client, category, frames);
             }
+            NegotiatedClientMessage::Unsubscribe => self.unsubscribe(client),
+            NegotiatedClientMessage::Post { fact } => self.post(client, fact, now),
         }
     }
 }
 
-fn send_error(
-    server: &mut RenetServer,
-    channel: &NegotiatedChannel,
-    to: PlayerId,
-    kind: NegotiatedErrorKind,
-    message: impl Into<String>,
-) {
-    send(
-        server,
-        channel,
-        to,
-        &NegotiatedRelayMessage::Error {
-            kind,
-            message: bounded_error_text(message.into()),
-        },
-    );
-}
-
-fn strike(
-    state: &mut NegotiatedRelayState,
-    settings: &NegotiatedRelaySettings,
-    server: &mut RenetServer,
-    channel: &NegotiatedChannel,
-    client: PlayerId,
-    kind: NegotiatedErrorKind,
-    message: String,
-    elapsed: Duration,
-) {
-    let verdict = state.guard.strike(
-        client,
-        settings.max_strikes,
-        settings.disconnect_grace,
-        elapsed,
-    );
-    warn!("negotiated relay: bad message from client {client} ({verdict:?}): {message}");
-    send_error(server, channel, client, kind, message);
-    if let StrikeVerdict::Refused(strikes) = verdict {
-        send_error(
-            server,
-            channel,
-            client,
-            NegotiatedErrorKind::Abuse,
-            format!("{strikes} bad messages: disconnecting"),
-        );
-        refused(state, client);
+impl Relay<'_> {
+    fn send(&mut self, to: PlayerId, message: &NegotiatedRelayMessage) {
+        send(&mut self.server, &self.channel, to, message);
     }
-}
 
-/// Stops serving a connection and closes it once the error had time to reach it.
-fn refuse(
-    state: &mut NegotiatedRelayState,
-    settings: &NegotiatedRelaySettings,
-    client: PlayerId,
-    elapsed: Duration,
-) {
-    if state
-        .guard
-        .refuse(client, settings.disconnect_grace, elapsed)
-    {
-        refused(state, client);
+    /// Sends what the core asks to send.
+    fn send_all(&mut self, out: NegotiatedOutbox) {
+        send_all(&mut self.server, &self.channel, out);
     }
-}
 
-/// Bookkeeping for a connection just refused.
-fn refused(state: &mut NegotiatedRelayState, client: PlayerId) {
-    state.connections_refused += 1;
-    state.core.unsubscribe(client);
+    /// [`NegotiatedClientMessage::TimeRequest`]: tells the relay's time.
+    fn time_request(&mut self, client: PlayerId, client_sent_us: u64, now: Duration) {
+        let relay_us = as_us(now);
+        let time = NegotiatedRelayMessage::Time {
+            client_sent_us,
+            relay_received_us: relay_us,
+            relay_sent_us: relay_us,
+        };
+        self.send(client, &time);
+    }
+
+    /// [`NegotiatedClientMessage::Subscribe`]: watches frames of a category, and gets
+    /// their stored facts.
+    fn subscribe(&mut self, client: PlayerId, category: String, frames: Vec<u64>) {
+        match self.state.core.subscribe(client, category, frames) {
+            Ok(out) => self.send_all(out),
+            Err(refusal) => self.send(client, &refusal.to_message()),
+        }
+    }
+
+    /// [`NegotiatedClientMessage::Unsubscribe`]: stops watching.
+    fn unsubscribe(&mut self, client: PlayerId) {
+        self.state.core.unsubscribe(client);
+    }
+
+    /// [`NegotiatedClientMessage::Post`]: stores a fact and forwards it.
+    fn post(&mut self, client: PlayerId, fact: NegotiatedFact, now: Duration) {
+        match self.state.core.post(client, fact, now) {
+            Ok(out) => self.send_all(out),
+            Err(refusal) => {
+                debug!(
+                    "negotiated relay: refused a fact from {client}: {}",
+                    refusal.message
+                );
+                self.send(client, &refusal.to_message());
+            }
+        }
+    }
 }
 
 fn apply_settings(settings: Res<NegotiatedRelaySettings>, mut state: ResMut<NegotiatedRelayState>) {
@@ -459,7 +403,7 @@ fn close_refused_connections(
     mut state: ResMut<NegotiatedRelayState>,
     time: Res<Time<Real>>,
 ) {
-    for client in state.guard.take_due(time.elapsed()) {
+    for client in state.gate.take_due(time.elapsed()) {
         server.disconnect(client);
     }
 }

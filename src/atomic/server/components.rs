@@ -1,0 +1,192 @@
+//! The match and lobby entities, and the messages the server app reads.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+
+use crate::atomic::core::commit::{
+    CommitMachine, CommitOutcome, HealthCheck, MatchStatus, PlayerReport,
+};
+use crate::atomic::core::protocol::{MatchCancelReason, MatchedPlayer};
+use crate::atomic::core::queue::QueueTicket;
+use crate::shared::player::PlayerId;
+
+/// A match being formed: its entity lives from formation until commit or rollback.
+#[derive(Component, Debug)]
+pub struct MatchmakingMatch {
+    pub(super) match_id: u64,
+    pub(super) category: String,
+    pub(super) tickets: Vec<QueueTicket<PlayerId>>,
+    pub(super) machine: CommitMachine<PlayerId>,
+    pub(super) formed_at: Duration,
+    pub(super) lobby: Option<MatchLobby>,
+}
+
+/// The lobby phase 2 created for a match.
+#[derive(Debug, Clone)]
+pub(super) struct MatchLobby {
+    pub(super) entity: Entity,
+    pub(super) lobby_id: u64,
+    pub(super) code: String,
+}
+
+impl MatchmakingMatch {
+    /// The match id.
+    pub fn match_id(&self) -> u64 {
+        self.match_id
+    }
+
+    /// The category.
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+
+    /// The players in match order (the first hosts).
+    pub fn players(&self) -> impl Iterator<Item = PlayerId> + '_ {
+        self.machine.players()
+    }
+
+    /// The commit state machine (read only).
+    pub fn machine(&self) -> &CommitMachine<PlayerId> {
+        &self.machine
+    }
+
+    /// The lobby entity, once phase 2 created it.
+    pub fn lobby(&self) -> Option<Entity> {
+        self.lobby.as_ref().map(|l| l.entity)
+    }
+
+    /// The ticket a player was taken out of the queue with.
+    pub(super) fn ticket(&self, player: PlayerId) -> Option<&QueueTicket<PlayerId>> {
+        self.tickets.iter().find(|t| t.player == player)
+    }
+
+    /// The report of the match's end for the server app.
+    pub(super) fn outcome(
+        &self,
+        outcome: &CommitOutcome<PlayerId>,
+        requeued: Vec<PlayerId>,
+        elapsed: Duration,
+    ) -> MatchmakingOutcome {
+        let players = outcome
+            .players
+            .iter()
+            .map(|r| MatchmakingPlayerHealth {
+                player: r.player,
+                health: r.health,
+                acknowledged: r.acknowledged,
+                requeued: r.requeued && requeued.contains(&r.player),
+            })
+            .collect();
+        MatchmakingOutcome {
+            match_id: self.match_id,
+            category: self.category.clone(),
+            status: outcome.status.clone(),
+            lobby_id: self.lobby.as_ref().map(|l| l.lobby_id),
+            lobby_code: self.lobby.as_ref().map(|l| l.code.clone()),
+            players,
+            requeued,
+            elapsed,
+        }
+    }
+}
+
+/// A lobby: created in phase 2, deleted on rollback, kept after commit until its last
+/// member leaves. Despawn the entity to close it (members are freed).
+#[derive(Component, Debug, Clone)]
+pub struct MatchmakingLobby {
+    /// Unique id.
+    pub lobby_id: u64,
+    /// Short human-readable code, unique among open lobbies.
+    pub code: String,
+    /// The category it was formed in.
+    pub category: String,
+    /// The hosting player (first in match order).
+    pub host: PlayerId,
+    /// Players in the lobby.
+    pub members: Vec<PlayerId>,
+    /// The match that created it.
+    pub match_id: u64,
+    /// Whether the match committed (false while phase 2 runs).
+    pub committed: bool,
+}
+
+impl MatchmakingLobby {
+    /// Takes a member out; true if the lobby is now empty (and should be despawned).
+    pub(super) fn remove_member(&mut self, player: PlayerId) -> bool {
+        self.members.retain(|p| *p != player);
+        self.members.is_empty()
+    }
+}
+
+/// One player's part in a [`MatchmakingOutcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchmakingPlayerHealth {
+    /// The player.
+    pub player: PlayerId,
+    /// What the health check (or a later disconnect) found.
+    pub health: HealthCheck,
+    /// Whether it acknowledged the proposal.
+    pub acknowledged: bool,
+    /// Whether it went back to the front of its queue.
+    pub requeued: bool,
+}
+
+/// How one match attempt ended: written once per match, on commit or rollback.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct MatchmakingOutcome {
+    /// The match.
+    pub match_id: u64,
+    /// The category.
+    pub category: String,
+    /// Success or why it rolled back (for a pair, one of the seed's five).
+    pub status: MatchStatus,
+    /// The lobby id, if phase 2 created one (on rollback it no longer exists).
+    pub lobby_id: Option<u64>,
+    /// The lobby code, if phase 2 created one.
+    pub lobby_code: Option<String>,
+    /// Every player in match order.
+    pub players: Vec<MatchmakingPlayerHealth>,
+    /// Players re-queued at the front, in match order.
+    pub requeued: Vec<PlayerId>,
+    /// From formation to the end.
+    pub elapsed: Duration,
+}
+
+/// A committed match: start the game from this.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct MatchmakingMatchCommitted {
+    /// The match.
+    pub match_id: u64,
+    /// The lobby entity.
+    pub lobby: Entity,
+    /// The lobby id.
+    pub lobby_id: u64,
+    /// The lobby code.
+    pub lobby_code: String,
+    /// The category.
+    pub category: String,
+    /// The players in match order with their measured latency (the first hosts).
+    pub players: Vec<MatchedPlayer>,
+}
+
+/// Why the match was cancelled, from this player's point of view.
+pub fn cancel_reason(
+    status: &MatchStatus,
+    report: &PlayerReport<PlayerId>,
+    max_latency: Duration,
+) -> MatchCancelReason {
+    match report.health {
+        HealthCheck::TooSlow { latency } => MatchCancelReason::YourLatencyTooHigh {
+            latency,
+            max: max_latency,
+        },
+        HealthCheck::NoAnswer => MatchCancelReason::YouDidNotAnswer,
+        HealthCheck::Withdrew => MatchCancelReason::YouWithdrew,
+        HealthCheck::Healthy { .. } if !report.requeued => MatchCancelReason::YouDidNotAcknowledge,
+        _ if *status == MatchStatus::NotificationFailed => {
+            MatchCancelReason::OtherPlayerDidNotConfirm
+        }
+        _ => MatchCancelReason::OtherPlayerUnavailable,
+    }
+}
