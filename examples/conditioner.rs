@@ -17,12 +17,12 @@
 //! Prints a stats line every `--stats-every` seconds (default 5) and at exit: datagrams
 //! each way, dropped, duplicated, clients. Runs until killed, or for `--run-for` seconds.
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 const FLOW_IDLE: Duration = Duration::from_secs(60);
@@ -87,14 +87,18 @@ fn parse_args() -> Result<Args, String> {
                 args.run_for = Some(Duration::from_secs_f64(secs));
             }
             "--stats-every" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--stats-every: {e}"))?;
+                let secs: f64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--stats-every: {e}"))?;
                 args.stats_every = Duration::from_secs_f64(secs.max(0.1));
             }
             "-h" | "--help" => {
-                return Err("usage: conditioner --listen ADDR --upstream ADDR [--loss FRACTION] \
+                return Err(
+                    "usage: conditioner --listen ADDR --upstream ADDR [--loss FRACTION] \
                      [--delay-ms MS] [--jitter-ms MS] [--duplicate FRACTION] [--seed N] \
                      [--run-for SECONDS] [--stats-every SECONDS]"
-                    .into());
+                        .into(),
+                );
             }
             other => return Err(format!("unknown flag {other}; see --help")),
         }
@@ -364,7 +368,10 @@ fn run(args: Args) -> std::io::Result<()> {
     };
     loop {
         let now = Instant::now();
-        if c.args.run_for.is_some_and(|d| now.duration_since(started) >= d) {
+        if c.args
+            .run_for
+            .is_some_and(|d| now.duration_since(started) >= d)
+        {
             break;
         }
         if now >= next_stats {
