@@ -50,16 +50,8 @@ impl TestHarness<AtomicMode> {
             .seed(7);
         let mut h = Self::from_server(AtomicMode { channel }, server, channel.id, DEFAULT_STEP);
         h.record::<MatchmakingOutcome>()
-            .record::<MatchmakingMatchCommitted>()
-            .record::<MatchmakingConnected>()
-            .record::<MatchmakingQueueJoined>()
-            .record::<MatchmakingQueueLeft>()
-            .record::<MatchmakingMatchChecking>()
-            .record::<MatchmakingMatchProposed>()
-            .record::<MatchmakingMatchFound>()
-            .record::<MatchmakingMatchCancelled>()
-            .record::<MatchmakingLobbyLeft>()
-            .record::<MatchmakingClientError>();
+            .record::<MatchmakingMatchCommitted>();
+        visit_client_messages(&mut h.recorder());
         // the first update only starts the clock
         h.server.update();
         h

@@ -77,13 +77,7 @@ impl TestHarness<NegotiatedMode> {
             client_settings,
         };
         let mut h = Self::from_server(mode, relay, channel.id, DEFAULT_STEP);
-        h.record::<NegotiatedConnected>()
-            .record::<NegotiatedRequestPosted>()
-            .record::<NegotiatedBidPlaced>()
-            .record::<NegotiatedMatchFound>()
-            .record::<NegotiatedCancelled>()
-            .record::<NegotiatedRestarted>()
-            .record::<NegotiatedClientError>();
+        visit_client_messages(&mut h.recorder());
         h
     }
 

@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec;
 use super::local_link::LocalLink;
+use super::messages::MatchmakingMessageVisitor;
 use super::player::PlayerId;
 
 /// The manual time step of the harnesses unless they say otherwise.
@@ -153,7 +154,21 @@ pub struct TestHarness<M: HarnessMode> {
     recorders: Vec<fn(&mut App)>,
 }
 
+/// Records every message type it visits: pass it to a plugin's `visit_client_messages`.
+pub struct HarnessRecorder<'a, M: HarnessMode>(&'a mut TestHarness<M>);
+
+impl<M: HarnessMode> MatchmakingMessageVisitor for HarnessRecorder<'_, M> {
+    fn visit<Msg: Message + Clone>(&mut self) {
+        self.0.record::<Msg>();
+    }
+}
+
 impl<M: HarnessMode> TestHarness<M> {
+    /// A visitor that [`record`](Self::record)s every message type a plugin lists.
+    pub fn recorder(&mut self) -> HarnessRecorder<'_, M> {
+        HarnessRecorder(self)
+    }
+
     /// A harness around `server` (made with [`server_app`] and the mode's plugin), with
     /// no clients yet. The server is not updated: the mode runs its first update (which
     /// only starts the clock) once it registered what it records.

@@ -12,5 +12,6 @@ pub mod gate;
 pub mod guard;
 pub mod harness;
 pub mod local_link;
+pub mod messages;
 pub mod player;
 pub mod transport;
