@@ -106,7 +106,11 @@ fn a_full_queue_says_so() {
 
 #[test]
 fn invalid_categories_are_refused() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    // each refusal is a strike; allow enough of them to see every answer
+    let mut h = harness(MatchmakingServerSettings {
+        max_strikes: 10,
+        ..Default::default()
+    });
     let [a] = h.add_clients(1)[..] else {
         unreachable!()
     };

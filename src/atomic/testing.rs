@@ -160,6 +160,17 @@ impl MatchmakingTestHarness {
     fn add_local_client(&mut self, setup: impl FnOnce(&mut App)) -> PlayerId {
         let player = self.next_player;
         self.next_player += 1;
+        let app = self.local_client_app(player, setup);
+        self.clients.push(MatchmakingTestClient {
+            player,
+            app,
+            link: LocalLink::default(),
+        });
+        player
+    }
+
+    /// A client app on a new local connection under `player`, finished by `setup`.
+    fn local_client_app(&mut self, player: PlayerId, setup: impl FnOnce(&mut App)) -> App {
         let client = self
             .server
             .world_mut()
@@ -170,12 +181,34 @@ impl MatchmakingTestHarness {
             .insert_resource(TimeUpdateStrategy::ManualDuration(self.step))
             .insert_resource(RenetClient(client));
         setup(&mut app);
-        self.clients.push(MatchmakingTestClient {
-            player,
-            app,
-            link: LocalLink::default(),
+        app
+    }
+
+    /// Closes a client's connection and opens a new one under the same player id, as a
+    /// game that lost its connection and reconnected would (netcode allows the id again
+    /// once the old connection is gone). The server sees a new session; the client is a
+    /// fresh app with the client plugin (its log starts empty).
+    pub fn reconnect(&mut self, player: PlayerId) {
+        self.disconnect(player);
+        let channel = self.channel;
+        let app = self.local_client_app(player, |app| {
+            app.add_plugins(MatchmakingClientPlugin { channel })
+                .init_resource::<MatchmakingClientLog>()
+                .add_systems(Last, record_client);
         });
-        player
+        let i = self.index(player);
+        self.clients[i].app = app;
+        self.clients[i].link = LocalLink::default();
+    }
+
+    /// Runs one frame that starts `gap` after the server's previous one (a server frame
+    /// that took that long: a stall), while the clients step as usual.
+    pub fn stall_server(&mut self, gap: Duration) {
+        self.server
+            .insert_resource(TimeUpdateStrategy::ManualDuration(gap));
+        self.update();
+        self.server
+            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step));
     }
 
     /// Encodes and sends a protocol message from a (raw) client.
