@@ -196,7 +196,12 @@ impl ConnectionGate {
     /// error): counts a strike like a bad message. The reply holds no error of its own
     /// unless the strike reached the limit ([`GateErrorKind::Abuse`], and the connection
     /// is refused). Nothing is counted for a connection that is closed or already refused.
-    pub fn strike_refused(&mut self, client: PlayerId, policy: GatePolicy, now: Duration) -> GateReply {
+    pub fn strike_refused(
+        &mut self,
+        client: PlayerId,
+        policy: GatePolicy,
+        now: Duration,
+    ) -> GateReply {
         let mut reply = GateReply {
             errors: Vec::new(),
             strike: None,

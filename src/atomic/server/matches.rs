@@ -12,13 +12,13 @@ use crate::atomic::core::protocol::{MatchedPlayer, ServerMessage};
 use crate::atomic::core::queue::QueueTicket;
 use crate::shared::player::PlayerId;
 
-use super::{ServerLink, TransportClock};
 use super::components::{
     MatchLobby, MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
     cancel_reason,
 };
 use super::settings::{MatchmakingServerSettings, MatchmakingServerStats};
 use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
+use super::{ServerLink, TransportClock};
 
 /// A player a rollback put back in the queue, told its position once every rollback of
 /// the frame is done (a later one may put an older ticket ahead of it).
@@ -352,7 +352,11 @@ impl MatchEffects<'_, '_> {
                     m.match_id,
                     self.state.location(player)
                 );
-                debug_assert!(false, "healthy player {player} dropped by match {}", m.match_id);
+                debug_assert!(
+                    false,
+                    "healthy player {player} dropped by match {}",
+                    m.match_id
+                );
             }
         }
     }

@@ -24,11 +24,11 @@ use crate::shared::gate::{
 use crate::shared::guard::StrikeVerdict;
 use crate::shared::player::{PlayerId, validate_category};
 
-use super::{ServerLink, TransportClock};
 use super::components::{MatchmakingLobby, MatchmakingMatch};
 use super::connections::leave_lobby;
 use super::settings::{MatchmakingServerSettings, MatchmakingServerStats};
 use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
+use super::{ServerLink, TransportClock};
 
 gate_protocol!(
     ClientMessage,
@@ -152,7 +152,9 @@ impl Receiver<'_, '_> {
         let reply = self.state.gate.strike_refused(client, policy, now);
         match reply.strike {
             Some(StrikeVerdict::Refused(n)) => {
-                warn!("matchmaking: player {client}: {n} bad requests, the last {kind:?}: {message}");
+                warn!(
+                    "matchmaking: player {client}: {n} bad requests, the last {kind:?}: {message}"
+                );
             }
             _ => debug!("matchmaking: player {client}: refused ({kind:?}): {message}"),
         }

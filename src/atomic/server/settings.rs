@@ -51,15 +51,6 @@ pub struct MatchmakingServerSettings {
     pub stall_threshold: Duration,
 }
 
-/// The smallest health-ping timeout the server accepts.
-pub const MIN_PING_TIMEOUT: Duration = Duration::from_millis(100);
-/// The smallest maximum latency the server accepts.
-pub const MIN_MAX_LATENCY: Duration = Duration::from_millis(10);
-/// The smallest proposal timeout the server accepts.
-pub const MIN_NOTIFICATION_TIMEOUT: Duration = Duration::from_millis(100);
-/// The smallest stall threshold the server accepts.
-pub const MIN_STALL_THRESHOLD: Duration = Duration::from_millis(20);
-
 impl Default for MatchmakingServerSettings {
     fn default() -> Self {
         let timings = CommitTimings::default();
@@ -79,6 +70,15 @@ impl Default for MatchmakingServerSettings {
 }
 
 impl MatchmakingServerSettings {
+    /// The smallest health-ping timeout the server accepts.
+    pub const MIN_PING_TIMEOUT: Duration = Duration::from_millis(100);
+    /// The smallest maximum latency the server accepts.
+    pub const MIN_MAX_LATENCY: Duration = Duration::from_millis(10);
+    /// The smallest proposal timeout the server accepts.
+    pub const MIN_NOTIFICATION_TIMEOUT: Duration = Duration::from_millis(100);
+    /// The smallest stall threshold the server accepts.
+    pub const MIN_STALL_THRESHOLD: Duration = Duration::from_millis(20);
+
     /// `Ok` if every value is usable, otherwise what is wrong with each bad one.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
@@ -87,19 +87,37 @@ impl MatchmakingServerSettings {
                 problems.push(format!("{name} {value:?} is below the minimum {min:?}"));
             }
         };
-        below("ping_timeout", self.ping_timeout, MIN_PING_TIMEOUT);
-        below("max_latency", self.max_latency, MIN_MAX_LATENCY);
-        below("notification_timeout", self.notification_timeout, MIN_NOTIFICATION_TIMEOUT);
-        below("stall_threshold", self.stall_threshold, MIN_STALL_THRESHOLD);
-        if self.max_latency > self.ping_timeout.max(MIN_PING_TIMEOUT) {
+        below("ping_timeout", self.ping_timeout, Self::MIN_PING_TIMEOUT);
+        below("max_latency", self.max_latency, Self::MIN_MAX_LATENCY);
+        below(
+            "notification_timeout",
+            self.notification_timeout,
+            Self::MIN_NOTIFICATION_TIMEOUT,
+        );
+        below(
+            "stall_threshold",
+            self.stall_threshold,
+            Self::MIN_STALL_THRESHOLD,
+        );
+        if self.max_latency > self.ping_timeout.max(Self::MIN_PING_TIMEOUT) {
             problems.push(format!(
                 "max_latency {:?} is above ping_timeout {:?}: no answer can be that late",
                 self.max_latency, self.ping_timeout
             ));
         }
         let counts = [
-            ("notification_attempts", self.notification_attempts as usize, 1, usize::MAX),
-            ("players_per_match", self.players_per_match, 2, MAX_PLAYERS_PER_MATCH),
+            (
+                "notification_attempts",
+                self.notification_attempts as usize,
+                1,
+                usize::MAX,
+            ),
+            (
+                "players_per_match",
+                self.players_per_match,
+                2,
+                MAX_PLAYERS_PER_MATCH,
+            ),
             ("queue_capacity", self.queue_capacity, 1, usize::MAX),
             ("max_strikes", self.max_strikes as usize, 1, usize::MAX),
         ];
@@ -117,18 +135,20 @@ impl MatchmakingServerSettings {
     /// These settings with every value brought within its bounds (what the server runs
     /// with).
     pub fn clamped(&self) -> Self {
-        let ping_timeout = self.ping_timeout.max(MIN_PING_TIMEOUT);
+        let ping_timeout = self.ping_timeout.max(Self::MIN_PING_TIMEOUT);
         Self {
             ping_timeout,
-            max_latency: self.max_latency.clamp(MIN_MAX_LATENCY, ping_timeout),
-            notification_timeout: self.notification_timeout.max(MIN_NOTIFICATION_TIMEOUT),
+            max_latency: self.max_latency.clamp(Self::MIN_MAX_LATENCY, ping_timeout),
+            notification_timeout: self
+                .notification_timeout
+                .max(Self::MIN_NOTIFICATION_TIMEOUT),
             notification_attempts: self.notification_attempts.max(1),
             notification_backoff: self.notification_backoff,
             players_per_match: self.players_per_match.clamp(2, MAX_PLAYERS_PER_MATCH),
             queue_capacity: self.queue_capacity.max(1),
             max_strikes: self.max_strikes.max(1),
             disconnect_grace: self.disconnect_grace,
-            stall_threshold: self.stall_threshold.max(MIN_STALL_THRESHOLD),
+            stall_threshold: self.stall_threshold.max(Self::MIN_STALL_THRESHOLD),
         }
     }
 
@@ -273,15 +293,30 @@ mod tests {
         }
         let fixed = bad.clamped();
         assert_eq!(fixed.validate(), Ok(()));
-        assert_eq!(fixed.ping_timeout, MIN_PING_TIMEOUT);
-        assert_eq!(fixed.max_latency, MIN_PING_TIMEOUT);
-        assert_eq!(fixed.notification_timeout, MIN_NOTIFICATION_TIMEOUT);
+        assert_eq!(
+            fixed.ping_timeout,
+            MatchmakingServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(
+            fixed.max_latency,
+            MatchmakingServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(
+            fixed.notification_timeout,
+            MatchmakingServerSettings::MIN_NOTIFICATION_TIMEOUT
+        );
         assert_eq!(fixed.notification_attempts, 1);
         assert_eq!(fixed.players_per_match, MAX_PLAYERS_PER_MATCH);
         assert_eq!((fixed.queue_capacity, fixed.max_strikes), (1, 1));
-        assert_eq!(fixed.stall_threshold, MIN_STALL_THRESHOLD);
+        assert_eq!(
+            fixed.stall_threshold,
+            MatchmakingServerSettings::MIN_STALL_THRESHOLD
+        );
         let timings = bad.timings();
-        assert_eq!(timings.ping_timeout, MIN_PING_TIMEOUT);
+        assert_eq!(
+            timings.ping_timeout,
+            MatchmakingServerSettings::MIN_PING_TIMEOUT
+        );
         assert_eq!(bad.gate_policy().max_strikes, 1);
     }
 }

@@ -93,6 +93,12 @@ impl MatchmakingServerState {
         self.players.get(&player).map(|e| e.session)
     }
 
+    /// Strikes of a connected player (bad messages and refused requests; `None` if not
+    /// connected).
+    pub fn strikes(&self, player: PlayerId) -> Option<u32> {
+        self.gate.strikes(player)
+    }
+
     /// Where a connected player is and its session.
     pub(super) fn seat(&self, player: PlayerId) -> Option<(MatchmakingPlayerLocation, u64)> {
         self.players.get(&player).map(|e| (e.location, e.session))

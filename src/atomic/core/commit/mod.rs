@@ -624,7 +624,8 @@ impl<P: Copy + Eq> CommitMachine<P> {
                 .iter()
                 .map(|s| {
                     // an aborted match holds nothing against a player still pending
-                    let fit = s.health.is_healthy() || (aborted && s.health == HealthCheck::Pending);
+                    let fit =
+                        s.health.is_healthy() || (aborted && s.health == HealthCheck::Pending);
                     PlayerReport {
                         player: s.player,
                         health: s.health,
