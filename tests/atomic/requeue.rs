@@ -22,6 +22,11 @@ fn two_rollbacks_in_one_frame(h: &mut MatchmakingTestHarness) -> [PlayerId; 4] {
     let [p1, p2, p3, p4] = h.add_clients(4)[..] else {
         unreachable!()
     };
+    two_forming_matches(h, [p1, p2, p3, p4]);
+    roll_back_both(h, [p1, p2, p3, p4])
+}
+
+fn two_forming_matches(h: &mut MatchmakingTestHarness, [p1, p2, p3, p4]: [PlayerId; 4]) {
     for p in [p2, p4] {
         h.faults(p).ignore_pings = true;
     }
@@ -31,10 +36,19 @@ fn two_rollbacks_in_one_frame(h: &mut MatchmakingTestHarness) -> [PlayerId; 4] {
     }
     h.run_until(10, |h| is_matching(h, p4));
     assert!(is_matching(h, p1));
+}
+
+fn roll_back_both(
+    h: &mut MatchmakingTestHarness,
+    [p1, p2, p3, p4]: [PlayerId; 4],
+) -> [PlayerId; 4] {
     assert_eq!(h.stats().matches_in_flight, 2);
+    let before = h.server_recorded::<MatchmakingOutcome>().len();
     h.disconnect(p2);
     h.disconnect(p4);
-    h.run_until(5, |h| h.server_recorded::<MatchmakingOutcome>().len() == 2);
+    h.run_until(5, |h| {
+        h.server_recorded::<MatchmakingOutcome>().len() == before + 2
+    });
     [p1, p2, p3, p4]
 }
 
@@ -72,6 +86,56 @@ fn simultaneous_rollbacks_requeue_by_seniority_with_true_positions() {
     let order: Vec<PlayerId> = committed.players.iter().map(|p| p.player).collect();
     assert_eq!(order, vec![p1, p3]);
     assert_eq!(h.stats().healthy_players_dropped, 0);
+}
+
+/// The same, with the younger match processed first: a third match that formed before
+/// both and commits after them leaves the storage holding M2 ahead of M1. p3 is re-queued
+/// before p1, yet p1 goes ahead of it and each is told its final position.
+#[test]
+fn rollbacks_processed_younger_first_still_report_true_positions() {
+    let mut h = harness();
+    let [x, y] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
+    h.faults(y).pong_delay = std::time::Duration::from_millis(200);
+    h.join(x, "warmup");
+    h.run(1);
+    h.join(y, "warmup");
+    h.run(1);
+    let [p1, p2, p3, p4] = h.add_clients(4)[..] else {
+        unreachable!()
+    };
+    two_forming_matches(&mut h, [p1, p2, p3, p4]);
+    assert_eq!(
+        h.stats().matches_in_flight,
+        3,
+        "the warm-up match is still forming"
+    );
+    h.run_until(50, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
+    roll_back_both(&mut h, [p1, p2, p3, p4]);
+    let outcomes = h.server_recorded::<MatchmakingOutcome>().to_vec();
+    let order: Vec<u64> = outcomes[1..].iter().map(|o| o.match_id).collect();
+    h.run(2);
+    let front: Vec<PlayerId> = h
+        .server_state()
+        .queue()
+        .tickets("duel")
+        .iter()
+        .map(|t| t.player)
+        .collect();
+    let joined = |p| {
+        h.recorded::<MatchmakingQueueJoined>(p)
+            .last()
+            .unwrap()
+            .position
+    };
+    assert_eq!(
+        (joined(p1), joined(p3)),
+        (1, 2),
+        "rollbacks processed in match order {order:?}, queue {front:?}"
+    );
 }
 
 #[test]
