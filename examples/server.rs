@@ -166,13 +166,14 @@ fn stats_line(stats: &MatchmakingServerStats) -> String {
     let q = stats.time_in_queue.percentiles();
     let c = stats.time_to_commit.percentiles();
     format!(
-        "queued={} in_flight={} lobbies={} committed={} rolled_back={} requeued={} refused={} queue_p50={}ms queue_p99={}ms commit_p50={}ms commit_p99={}ms",
+        "queued={} in_flight={} lobbies={} committed={} rolled_back={} requeued={} dropped={} refused={} queue_p50={}ms queue_p99={}ms commit_p50={}ms commit_p99={}ms",
         stats.total_queued(),
         stats.matches_in_flight,
         stats.lobbies_open,
         stats.matches_committed,
         stats.matches_rolled_back,
         stats.players_requeued,
+        stats.healthy_players_dropped,
         stats.connections_refused,
         q.p50.as_millis(),
         q.p99.as_millis(),
@@ -201,6 +202,7 @@ fn stats_json(stats: &MatchmakingServerStats) -> serde_json::Value {
         "matches_rolled_back": stats.matches_rolled_back,
         "matches_formed": stats.matches_formed,
         "players_requeued": stats.players_requeued,
+        "healthy_players_dropped": stats.healthy_players_dropped,
         "players_queued": stats.total_queued(),
         "players_queued_by_category": stats.players_queued,
         "matches_in_flight": stats.matches_in_flight,

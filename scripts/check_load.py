@@ -43,11 +43,17 @@ for player, matches in per_player.items():
 for key in ("matches_in_flight", "lobbies_open", "players_queued"):
     if stats[key] != 0:
         errors.append(f"{key} is {stats[key]} after every bot left")
+# a healthy player (one the commit machine said to re-queue, still on the same connection)
+# that was not re-queued breaks the promise; the server counts every one
+dropped = stats.get("healthy_players_dropped")
+if dropped != 0:
+    errors.append(f"healthy_players_dropped is {dropped} (must be 0)")
 if stats["matches_committed"] != len(committed) or not committed:
     errors.append(f"stats say {stats['matches_committed']} commits, log shows {len(committed)}")
 
 print(f"load test: {len(committed)} matches committed, {stats['matches_rolled_back']} rolled back "
-      f"{stats['rollbacks_by_status']}, {stats['players_requeued']} players re-queued")
+      f"{stats['rollbacks_by_status']}, {stats['players_requeued']} players re-queued, "
+      f"{stats.get('healthy_players_dropped')} healthy players dropped")
 print(f"load test: bots summary {json.dumps(summary)}")
 print(f"load test: server time to commit {stats['time_to_commit_ms']}, time in queue {stats['time_in_queue_ms']}")
 if errors:

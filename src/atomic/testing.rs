@@ -8,13 +8,18 @@
 //! [`MatchmakingOutcome`]) and [`recorded`](TestHarness::recorded) (for example
 //! [`MatchmakingMatchFound`] of a client).
 
+use std::time::Duration;
+
 use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy_renet::{RenetClient, RenetServer};
 
 use crate::atomic::MatchmakingChannel;
 use crate::atomic::client::*;
 use crate::atomic::core::protocol::{ClientMessage, ServerMessage};
 use crate::atomic::server::*;
-use crate::shared::harness::{DEFAULT_STEP, HarnessMode, TestHarness, server_app};
+use crate::shared::harness::{DEFAULT_STEP, HarnessMode, TestHarness, manual_app, server_app};
+use crate::shared::local_link::LocalLink;
 use crate::shared::player::PlayerId;
 
 /// The atomic mode of the shared harness.
@@ -49,12 +54,53 @@ impl TestHarness<AtomicMode> {
             .resource_mut::<MatchmakingServerState>()
             .seed(7);
         let mut h = Self::from_server(AtomicMode { channel }, server, channel.id, DEFAULT_STEP);
-        h.record::<MatchmakingOutcome>()
-            .record::<MatchmakingMatchCommitted>();
-        visit_client_messages(&mut h.recorder());
+        h.record_all();
         // the first update only starts the clock
         h.server.update();
         h
+    }
+
+    /// Records every message of the server and client plugins (in every app that has it
+    /// and has no recorder for it yet).
+    fn record_all(&mut self) {
+        self.record::<MatchmakingOutcome>()
+            .record::<MatchmakingMatchCommitted>();
+        visit_client_messages(&mut self.recorder());
+    }
+
+    /// Closes a client's connection and opens a new one under the same player id, as a
+    /// game that lost its connection and reconnected would (netcode allows the id again
+    /// once the old connection is gone). The server sees a new session; the client is a
+    /// fresh app with the client plugin, whose recordings start empty.
+    pub fn reconnect(&mut self, player: PlayerId) {
+        self.disconnect(player);
+        let channel = self.mode.channel;
+        let renet = self
+            .server
+            .world_mut()
+            .resource_mut::<RenetServer>()
+            .new_local_client(player);
+        let mut app = manual_app(self.step);
+        app.insert_resource(RenetClient(renet))
+            .add_plugins(MatchmakingClientPlugin { channel });
+        let client = self
+            .clients
+            .iter_mut()
+            .find(|c| c.id == player)
+            .expect("no such client");
+        client.app = app;
+        client.link = LocalLink::default();
+        self.record_all();
+    }
+
+    /// Runs one update in which the server's frame starts `gap` after its previous one (a
+    /// server frame that took that long: a stall), while the clients step as usual.
+    pub fn stall_server(&mut self, gap: Duration) {
+        self.server
+            .insert_resource(TimeUpdateStrategy::ManualDuration(gap));
+        self.update();
+        self.server
+            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step));
     }
 
     /// Adds a connected client with the client plugin; returns its player id.

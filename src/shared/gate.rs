@@ -11,6 +11,9 @@
 //! - a hello with another protocol version is answered with
 //!   [`GateErrorKind::VersionMismatch`] and the connection is refused;
 //! - a second hello is answered with [`GateErrorKind::Unexpected`];
+//! - a decoded message the mode's handler refuses (it names no thing of this connection,
+//!   or does not fit its state) earns a strike too: the handler reports it with
+//!   [`ConnectionGate::strike_refused`] after answering with its own error;
 //! - the strike that reaches the limit adds [`GateErrorKind::Abuse`] and refuses the
 //!   connection; a refused connection is not served any more and is closed after a grace
 //!   period ([`ConnectionGate::take_due`]) so that the errors reach it.
@@ -189,6 +192,28 @@ impl ConnectionGate {
         self.guard.take_due(now)
     }
 
+    /// A decoded message from `client` that the mode's handler refused (it sends its own
+    /// error): counts a strike like a bad message. The reply holds no error of its own
+    /// unless the strike reached the limit ([`GateErrorKind::Abuse`], and the connection
+    /// is refused). Nothing is counted for a connection that is closed or already refused.
+    pub fn strike_refused(
+        &mut self,
+        client: PlayerId,
+        policy: GatePolicy,
+        now: Duration,
+    ) -> GateReply {
+        let mut reply = GateReply {
+            errors: Vec::new(),
+            strike: None,
+            refused: false,
+        };
+        if !self.is_connected(client) || self.guard.is_refused(client) {
+            return reply;
+        }
+        self.count_strike(client, &mut reply, policy, now);
+        reply
+    }
+
     /// Decides what to do with `bytes` from `client` at app time `now`.
     pub fn admit<M: GateMessage>(
         &mut self,
@@ -258,10 +283,22 @@ impl ConnectionGate {
         policy: GatePolicy,
         now: Duration,
     ) -> Admission<M> {
+        let mut reply = GateReply::error(error);
+        self.count_strike(client, &mut reply, policy, now);
+        Admission::Reply(reply)
+    }
+
+    /// Counts a strike into `reply`, with the refusal when it reached the limit.
+    fn count_strike(
+        &mut self,
+        client: PlayerId,
+        reply: &mut GateReply,
+        policy: GatePolicy,
+        now: Duration,
+    ) {
         let verdict = self
             .guard
             .strike(client, policy.max_strikes, policy.disconnect_grace, now);
-        let mut reply = GateReply::error(error);
         reply.strike = Some(verdict);
         if let StrikeVerdict::Refused(strikes) = verdict {
             reply.refused = true;
@@ -270,7 +307,6 @@ impl ConnectionGate {
                 format!("{strikes} bad messages: disconnecting"),
             ));
         }
-        Admission::Reply(reply)
     }
 }
 
@@ -551,6 +587,33 @@ mod tests {
         assert_eq!(reply.strike, Some(StrikeVerdict::Warned(1)));
         assert!(!reply.refused);
         assert!(!gate.is_welcomed(4));
+    }
+
+    /// A refused request (decoded, but the handler said no) strikes like garbage does.
+    #[test]
+    fn refused_requests_strike_until_refused() {
+        let mut gate = ConnectionGate::default();
+        gate.connect(5);
+        assert_eq!(admit(&mut gate, 5, &HELLO), Admission::Welcome);
+        let first = gate.strike_refused(5, POLICY, MS(0));
+        assert_eq!(first.strike, Some(StrikeVerdict::Warned(1)));
+        assert!(first.errors.is_empty() && !first.refused);
+        // mixed with a bad message: one count
+        let _ = gate.admit::<Sample>(5, &[0xFF; 2], POLICY, MS(1));
+        let last = gate.strike_refused(5, POLICY, MS(2));
+        assert_eq!(last.strike, Some(StrikeVerdict::Refused(3)));
+        assert!(last.refused);
+        assert_eq!(
+            last.errors,
+            vec![GateError::new(
+                GateErrorKind::Abuse,
+                "3 bad messages: disconnecting"
+            )]
+        );
+        // a refused or closed connection is not counted again
+        assert_eq!(gate.strike_refused(5, POLICY, MS(3)).strike, None);
+        assert_eq!(gate.strike_refused(6, POLICY, MS(3)).strike, None);
+        assert_eq!(gate.take_due(MS(252)), vec![5]);
     }
 
     /// A fake transport: queued bytes per client and a log of what the service did.

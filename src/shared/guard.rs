@@ -1,5 +1,10 @@
 //! Strike counting and delayed disconnects for misbehaving connections, shared by the
 //! atomic server and the negotiated relay.
+//!
+//! Strikes are for abuse, not for the odd request that crossed a state change on the wire:
+//! one strike is forgiven for every [`STRIKE_FORGIVEN_AFTER`] without a new one, so a
+//! long-lived, well-behaved connection never piles up to the limit while a flood reaches
+//! it at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,9 +18,14 @@ pub enum StrikeVerdict {
     Refused(u32),
 }
 
+/// How long a connection must go without a strike for one of its strikes to be forgiven.
+pub const STRIKE_FORGIVEN_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Record {
     strikes: u32,
+    /// When the last strike was counted.
+    last_strike: Duration,
     /// When a refused connection is closed.
     close_at: Option<Duration>,
     closed: bool,
@@ -41,7 +51,13 @@ impl StrikeGuard {
         now: Duration,
     ) -> StrikeVerdict {
         let record = self.records.entry(client).or_default();
+        let quiet = now.saturating_sub(record.last_strike);
+        let forgiven = quiet.as_secs() / STRIKE_FORGIVEN_AFTER.as_secs().max(1);
+        record.strikes = record
+            .strikes
+            .saturating_sub(u32::try_from(forgiven).unwrap_or(u32::MAX));
         record.strikes += 1;
+        record.last_strike = now;
         let strikes = record.strikes;
         if strikes >= max_strikes && self.refuse(client, grace, now) {
             StrikeVerdict::Refused(strikes)
@@ -112,6 +128,21 @@ mod tests {
         g.forget(1);
         assert_eq!(g.strikes(1), 0);
         assert!(!g.is_refused(1));
+    }
+
+    #[test]
+    fn a_strike_is_forgiven_per_quiet_minute() {
+        let mut g = StrikeGuard::default();
+        let s = |secs: u64| Duration::from_secs(secs);
+        assert_eq!(g.strike(1, 3, MS(250), s(0)), StrikeVerdict::Warned(1));
+        assert_eq!(g.strike(1, 3, MS(250), s(30)), StrikeVerdict::Warned(2));
+        // a minute later one is forgiven: 2 - 1 + 1
+        assert_eq!(g.strike(1, 3, MS(250), s(90)), StrikeVerdict::Warned(2));
+        // hours later all are
+        assert_eq!(g.strike(1, 3, MS(250), s(9_000)), StrikeVerdict::Warned(1));
+        // a burst still reaches the limit
+        assert_eq!(g.strike(1, 3, MS(250), s(9_001)), StrikeVerdict::Warned(2));
+        assert_eq!(g.strike(1, 3, MS(250), s(9_002)), StrikeVerdict::Refused(3));
     }
 
     #[test]

@@ -164,12 +164,14 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     );
     h.send_message(evil, &ClientMessage::LeaveQueue);
     h.run(2);
+    // each refused request is a strike: the third gets the attacker disconnected
     assert_eq!(
         errors(&h.take_messages(evil)),
         vec![
             MatchmakingErrorKind::NotAMember,
             MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::NotQueued
+            MatchmakingErrorKind::NotQueued,
+            MatchmakingErrorKind::Abuse
         ]
     );
     // b's acknowledgement is still missing: the forged one did not count
@@ -230,12 +232,15 @@ fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
         },
     );
     h.run(2);
+    // a pong or an acknowledgement for nothing this player was sent is refused (a strike
+    // each); a second hello is only answered
     assert_eq!(
         errors(&h.take_messages(p)),
         vec![
             MatchmakingErrorKind::NotAMember,
+            MatchmakingErrorKind::NotAMember,
             MatchmakingErrorKind::Unexpected
         ]
     );
-    assert!(h.is_connected(p), "mistakes that decode are not abuse");
+    assert!(h.is_connected(p), "two strikes are not yet abuse");
 }

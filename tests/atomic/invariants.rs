@@ -91,6 +91,7 @@ fn check(h: &mut MatchmakingTestHarness, requeued_seen: &mut usize) -> Result<()
     }
     prop_assert_eq!(stats.lobbies_open, lobbies.len());
     prop_assert_eq!(stats.matches_in_flight, matches.len());
+    prop_assert_eq!(stats.healthy_players_dropped, 0);
     // tickets and locations agree
     let queue = state.queue();
     prop_assert_eq!(queue.total(), stats.total_queued());

@@ -12,7 +12,7 @@ use crate::shared::player::MAX_CATEGORY_LEN;
 use crate::shared::player::PlayerId;
 
 /// Version of the atomic matchmaking protocol; a client with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest match the protocol carries.
 pub const MAX_PLAYERS_PER_MATCH: usize = 16;
@@ -78,6 +78,8 @@ pub enum MatchCancelReason {
     YouDidNotAcknowledge,
     /// This player left the queue while the match was forming.
     YouWithdrew,
+    /// The server called the match off (its app removed the match or the lobby).
+    MatchAborted,
 }
 
 impl std::fmt::Display for MatchCancelReason {
@@ -100,6 +102,7 @@ impl std::fmt::Display for MatchCancelReason {
                 write!(f, "you did not acknowledge the match")
             }
             MatchCancelReason::YouWithdrew => write!(f, "you left the queue"),
+            MatchCancelReason::MatchAborted => write!(f, "the server called the match off"),
         }
     }
 }

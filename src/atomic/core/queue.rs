@@ -1,8 +1,14 @@
 //! Per-category FIFO matchmaking queue with priority re-queue at the front.
 //!
-//! Every operation is O(1) or O(log n) in the size of one category, and forming
-//! matches only looks at categories that hold enough players ([`MatchQueue::ready_categories`]),
-//! so a server frame costs nothing for players who are merely waiting.
+//! Every operation is O(1) or O(log n) in the size of one category (except
+//! [`MatchQueue::position`], which counts the tickets ahead), and forming matches only looks
+//! at categories that hold enough players ([`MatchQueue::ready_categories`]), so a server
+//! frame costs nothing for players who are merely waiting.
+//!
+//! Re-queued tickets (after a rollback) go to the front, ahead of every ticket that joined
+//! normally, and among themselves they stand in the order of their original enqueue time:
+//! however many matches roll back at once and in whatever order they are processed, the
+//! player who waited longest is first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
@@ -42,22 +48,25 @@ impl std::fmt::Display for QueueError {
 
 impl std::error::Error for QueueError {}
 
+/// Where a ticket stands in its category: re-queued tickets (class 0) by original enqueue
+/// time, then joined tickets (class 1) in arrival order; `seq` breaks ties in arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct OrderKey {
+    class: u8,
+    enqueued_at: Duration,
+    seq: u64,
+}
+
 #[derive(Debug)]
 struct CategoryQueue<P> {
     /// Tickets by order key: smallest key is the front.
-    entries: BTreeMap<i64, QueueTicket<P>>,
-    /// Next key for a back insertion (grows).
-    next_back: i64,
-    /// Next key for a front insertion (shrinks).
-    next_front: i64,
+    entries: BTreeMap<OrderKey, QueueTicket<P>>,
 }
 
 impl<P> Default for CategoryQueue<P> {
     fn default() -> Self {
         Self {
             entries: BTreeMap::new(),
-            next_back: 0,
-            next_front: -1,
         }
     }
 }
@@ -67,7 +76,9 @@ impl<P> Default for CategoryQueue<P> {
 pub struct MatchQueue<P> {
     categories: HashMap<String, CategoryQueue<P>>,
     /// player -> (category, order key)
-    index: HashMap<P, (String, i64)>,
+    index: HashMap<P, (String, OrderKey)>,
+    /// Next tie-breaking sequence number (grows).
+    next_seq: u64,
     /// Categories holding at least `group_size` tickets.
     ready: BTreeSet<String>,
     group_size: usize,
@@ -80,6 +91,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         Self {
             categories: HashMap::new(),
             index: HashMap::new(),
+            next_seq: 0,
             ready: BTreeSet::new(),
             group_size: group_size.max(1),
             capacity,
@@ -127,33 +139,42 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
                 capacity: self.capacity,
             });
         }
-        let queue = self.categories.entry(ticket.category.clone()).or_default();
-        let key = queue.next_back;
-        queue.next_back += 1;
+        let key = self.key(1, Duration::ZERO);
         self.insert(key, ticket);
         Ok(len + 1)
     }
 
     /// Puts a ticket back at the front of its category, keeping its original enqueue time.
     ///
-    /// A healthy player must never be lost, so this ignores the capacity. Re-queue a group's
-    /// players in reverse order to keep their relative order. Returns `AlreadyQueued` if the
-    /// player holds a ticket already.
+    /// The front holds every re-queued ticket, ordered by original enqueue time (ties in the
+    /// order of these calls), ahead of every ticket that joined normally. A healthy player
+    /// must never be lost, so this ignores the capacity. Returns the 1-based position now
+    /// (a later re-queue of an older ticket moves it back), or `AlreadyQueued` if the player
+    /// holds a ticket already.
     pub fn requeue_front(&mut self, ticket: QueueTicket<P>) -> Result<usize, QueueError> {
         if self.index.contains_key(&ticket.player) {
             return Err(QueueError::AlreadyQueued);
         }
-        let queue = self.categories.entry(ticket.category.clone()).or_default();
-        let key = queue.next_front;
-        queue.next_front -= 1;
+        let key = self.key(0, ticket.enqueued_at);
+        let player = ticket.player;
         self.insert(key, ticket);
-        Ok(1)
+        Ok(self.position(&player).expect("just inserted"))
     }
 
-    fn insert(&mut self, key: i64, ticket: QueueTicket<P>) {
+    fn key(&mut self, class: u8, enqueued_at: Duration) -> OrderKey {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        OrderKey {
+            class,
+            enqueued_at,
+            seq,
+        }
+    }
+
+    fn insert(&mut self, key: OrderKey, ticket: QueueTicket<P>) {
         let category = ticket.category.clone();
         self.index.insert(ticket.player, (category.clone(), key));
-        let queue = self.categories.get_mut(&category).expect("category exists");
+        let queue = self.categories.entry(category.clone()).or_default();
         queue.entries.insert(key, ticket);
         if queue.entries.len() >= self.group_size {
             self.ready.insert(category);
@@ -211,6 +232,14 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
     /// Whether the player holds a ticket.
     pub fn contains(&self, player: &P) -> bool {
         self.index.contains_key(player)
+    }
+
+    /// The player's 1-based position in its category (O(tickets ahead of it): cheap for
+    /// the front, where re-queued players stand).
+    pub fn position(&self, player: &P) -> Option<usize> {
+        let (category, key) = self.index.get(player)?;
+        let queue = self.categories.get(category)?;
+        Some(queue.entries.range(..*key).count() + 1)
     }
 
     /// The category the player queues in.
@@ -325,10 +354,34 @@ mod tests {
         assert_eq!(q.lengths().count(), 0);
     }
 
+    /// Several rollbacks in one frame, processed in any order: the front is ordered by
+    /// original enqueue time and each re-queue reports the position it really has.
+    #[test]
+    fn requeues_keep_seniority_whatever_the_order() {
+        let mut q = MatchQueue::new(2, 10);
+        q.enqueue(ticket(7, "a", 50)).unwrap();
+        // match 2 (enqueued at 30 and 40) rolls back first, then match 1 (10 and 20)
+        assert_eq!(q.requeue_front(ticket(3, "a", 30)), Ok(1));
+        assert_eq!(q.requeue_front(ticket(4, "a", 40)), Ok(2));
+        assert_eq!(q.requeue_front(ticket(1, "a", 10)), Ok(1));
+        assert_eq!(q.requeue_front(ticket(2, "a", 20)), Ok(2));
+        let order: Vec<u64> = q.tickets("a").iter().map(|t| t.player).collect();
+        assert_eq!(order, [1, 2, 3, 4, 7]);
+        let positions: Vec<usize> = order.iter().map(|p| q.position(p).unwrap()).collect();
+        assert_eq!(positions, [1, 2, 3, 4, 5]);
+        assert_eq!(q.position(&99), None);
+        // ties keep the order of the calls (match order)
+        let mut q = MatchQueue::new(2, 10);
+        q.requeue_front(ticket(5, "b", 0)).unwrap();
+        q.requeue_front(ticket(6, "b", 0)).unwrap();
+        let group = q.pop_group("b").unwrap();
+        assert_eq!(group.iter().map(|t| t.player).collect::<Vec<_>>(), [5, 6]);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Join(u8, u8),
-        Requeue(u8, u8),
+        Requeue(u8, u8, u8),
         Leave(u8),
         Pop(u8),
     }
@@ -336,50 +389,62 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0u8..20, 0u8..3).prop_map(|(p, c)| Op::Join(p, c)),
-            (0u8..20, 0u8..3).prop_map(|(p, c)| Op::Requeue(p, c)),
+            (0u8..20, 0u8..3, 0u8..5).prop_map(|(p, c, at)| Op::Requeue(p, c, at)),
             (0u8..20).prop_map(Op::Leave),
             (0u8..3).prop_map(Op::Pop),
         ]
     }
 
+    /// The model: per category, (class, enqueue time, sequence, player), kept sorted.
+    type Model = HashMap<u8, Vec<(u8, u8, u64, u8)>>;
+
+    fn players(v: &[(u8, u8, u64, u8)]) -> Vec<u8> {
+        v.iter().map(|e| e.3).collect()
+    }
+
     proptest! {
-        /// The queue behaves like a naive model (a Vec per category), never loses a
-        /// ticket, never holds one player twice and and never leaves a grouped player queued.
+        /// The queue behaves like a naive model (a sorted Vec per category), never loses a
+        /// ticket, never holds one player twice, never leaves a grouped player queued and
+        /// reports every re-queue's true position.
         #[test]
         fn matches_model(ops in proptest::collection::vec(op(), 0..200), size in 1usize..5) {
             let mut q = MatchQueue::new(size, 8);
-            let mut model: HashMap<u8, Vec<u8>> = HashMap::new();
+            let mut model = Model::new();
+            let mut seq = 0u64;
             for op in ops {
+                let held = |model: &Model, p: u8| model.values().any(|v| v.iter().any(|e| e.3 == p));
                 match op {
                     Op::Join(p, c) => {
-                        let held = model.values().any(|v| v.contains(&p));
                         let len = model.get(&c).map_or(0, Vec::len);
                         let r = q.enqueue(ticket(p as u64, &c.to_string(), 0));
-                        if held {
+                        if held(&model, p) {
                             prop_assert_eq!(r, Err(QueueError::AlreadyQueued));
                         } else if len >= 8 {
                             prop_assert_eq!(r, Err(QueueError::Full { capacity: 8 }));
                         } else {
                             prop_assert_eq!(r, Ok(len + 1));
-                            model.entry(c).or_default().push(p);
+                            seq += 1;
+                            model.entry(c).or_default().push((1, 0, seq, p));
                         }
                     }
-                    Op::Requeue(p, c) => {
-                        let held = model.values().any(|v| v.contains(&p));
-                        let r = q.requeue_front(ticket(p as u64, &c.to_string(), 0));
-                        prop_assert_eq!(r.is_ok(), !held);
-                        if !held {
-                            model.entry(c).or_default().insert(0, p);
+                    Op::Requeue(p, c, at) => {
+                        let was_held = held(&model, p);
+                        let r = q.requeue_front(ticket(p as u64, &c.to_string(), at as u64));
+                        prop_assert_eq!(r.is_ok(), !was_held);
+                        if !was_held {
+                            seq += 1;
+                            let v = model.entry(c).or_default();
+                            v.push((0, at, seq, p));
+                            v.sort();
+                            let want = v.iter().position(|e| e.3 == p).unwrap() + 1;
+                            prop_assert_eq!(r, Ok(want));
                         }
                     }
                     Op::Leave(p) => {
                         let removed = q.remove(&(p as u64)).is_some();
-                        let mut was = false;
+                        let was = held(&model, p);
                         for v in model.values_mut() {
-                            if let Some(i) = v.iter().position(|x| *x == p) {
-                                v.remove(i);
-                                was = true;
-                            }
+                            v.retain(|e| e.3 != p);
                         }
                         prop_assert_eq!(removed, was);
                     }
@@ -387,7 +452,7 @@ mod tests {
                         let v = model.entry(c).or_default();
                         let got = q.pop_group(&c.to_string());
                         if v.len() >= size {
-                            let want: Vec<u8> = v.drain(..size).collect();
+                            let want = players(&v.drain(..size).collect::<Vec<_>>());
                             let got: Vec<u8> = got.unwrap().iter().map(|t| t.player as u8).collect();
                             prop_assert_eq!(&got, &want);
                             for p in &got {
@@ -402,7 +467,7 @@ mod tests {
                 prop_assert_eq!(q.total(), total);
                 for (c, v) in &model {
                     let got: Vec<u8> = q.tickets(&c.to_string()).iter().map(|t| t.player as u8).collect();
-                    prop_assert_eq!(&got, v);
+                    prop_assert_eq!(&got, &players(v));
                     prop_assert_eq!(q.ready_categories().any(|r| r == c.to_string()), v.len() >= size);
                 }
             }

@@ -1,5 +1,6 @@
 //! The match and lobby entities, and the messages the server app reads.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bevy::prelude::*;
@@ -17,6 +18,8 @@ pub struct MatchmakingMatch {
     pub(super) match_id: u64,
     pub(super) category: String,
     pub(super) tickets: Vec<QueueTicket<PlayerId>>,
+    /// The session each player was taken in with: the match touches no other.
+    pub(super) sessions: HashMap<PlayerId, u64>,
     pub(super) machine: CommitMachine<PlayerId>,
     pub(super) formed_at: Duration,
     pub(super) lobby: Option<MatchLobby>,
@@ -56,6 +59,11 @@ impl MatchmakingMatch {
         self.lobby.as_ref().map(|l| l.entity)
     }
 
+    /// The session a player was taken into the match with.
+    pub(super) fn session(&self, player: PlayerId) -> Option<u64> {
+        self.sessions.get(&player).copied()
+    }
+
     /// The ticket a player was taken out of the queue with.
     pub(super) fn ticket(&self, player: PlayerId) -> Option<&QueueTicket<PlayerId>> {
         self.tickets.iter().find(|t| t.player == player)
@@ -92,7 +100,8 @@ impl MatchmakingMatch {
 }
 
 /// A lobby: created in phase 2, deleted on rollback, kept after commit until its last
-/// member leaves. Despawn the entity to close it (members are freed).
+/// member leaves. Despawn the entity to close it: members are freed (and told with
+/// `LobbyLeft`); despawning the lobby of a match still in phase 2 rolls that match back.
 #[derive(Component, Debug, Clone)]
 pub struct MatchmakingLobby {
     /// Unique id.
@@ -109,6 +118,8 @@ pub struct MatchmakingLobby {
     pub match_id: u64,
     /// Whether the match committed (false while phase 2 runs).
     pub committed: bool,
+    /// The session each member joined with.
+    pub(super) sessions: HashMap<PlayerId, u64>,
 }
 
 impl MatchmakingLobby {
@@ -176,6 +187,9 @@ pub fn cancel_reason(
     report: &PlayerReport<PlayerId>,
     max_latency: Duration,
 ) -> MatchCancelReason {
+    if *status == MatchStatus::Aborted && report.requeued {
+        return MatchCancelReason::MatchAborted;
+    }
     match report.health {
         HealthCheck::TooSlow { latency } => MatchCancelReason::YourLatencyTooHigh {
             latency,

@@ -1,6 +1,7 @@
 //! Matches: forming them from full queues, carrying out what their commit machines ask,
 //! and committing or rolling them back.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bevy::ecs::system::SystemParam;
@@ -11,13 +12,22 @@ use crate::atomic::core::protocol::{MatchedPlayer, ServerMessage};
 use crate::atomic::core::queue::QueueTicket;
 use crate::shared::player::PlayerId;
 
-use super::ServerLink;
 use super::components::{
     MatchLobby, MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
     cancel_reason,
 };
 use super::settings::{MatchmakingServerSettings, MatchmakingServerStats};
 use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
+use super::{ServerLink, TransportClock};
+
+/// A player a rollback put back in the queue, told its position once every rollback of
+/// the frame is done (a later one may put an older ticket ahead of it).
+#[derive(Debug, Clone)]
+pub(super) struct Requeued {
+    player: PlayerId,
+    session: u64,
+    category: String,
+}
 
 /// Everything forming and finishing matches writes to.
 #[derive(SystemParam)]
@@ -29,6 +39,7 @@ pub(super) struct MatchEffects<'w, 's> {
     outcomes: MessageWriter<'w, MatchmakingOutcome>,
     committed: MessageWriter<'w, MatchmakingMatchCommitted>,
     commands: Commands<'w, 's>,
+    requeued: Local<'s, Vec<Requeued>>,
 }
 
 /// Spawns a match entity for every full group in the queues.
@@ -58,6 +69,18 @@ pub(super) fn advance_matches(
             effects.carry_out(entity, &mut m, action, now);
         }
     }
+    effects.announce_requeues();
+}
+
+/// Stamps the health pings of the frame with the moment they really left: runs after the
+/// transport sent the frame's packets.
+pub(super) fn stamp_sent_pings(clock: TransportClock, mut matches: Query<&mut MatchmakingMatch>) {
+    let now = clock.now();
+    for mut m in &mut matches {
+        if m.machine.has_unstamped_pings() {
+            m.machine.pings_sent(now);
+        }
+    }
 }
 
 impl MatchEffects<'_, '_> {
@@ -73,30 +96,34 @@ impl MatchEffects<'_, '_> {
         let players: Vec<PlayerId> = tickets.iter().map(|t| t.player).collect();
         let (match_id, nonces) = self.state.new_match(players.len());
         for ticket in &tickets {
-            let waited = now.saturating_sub(ticket.enqueued_at);
-            self.stats.time_in_queue.record(waited);
+            // once per ticket: a re-queued player was sampled when first taken
+            if self.state.first_take(ticket.player) {
+                let waited = now.saturating_sub(ticket.enqueued_at);
+                self.stats.time_in_queue.record(waited);
+            }
         }
-        let entity = self
-            .commands
-            .spawn(MatchmakingMatch {
-                match_id,
-                category: category.clone(),
-                machine: CommitMachine::new(&players, &nonces, settings.timings()),
-                tickets,
-                formed_at: now,
-                lobby: None,
-            })
-            .id();
+        let entity = self.commands.spawn_empty().id();
         let checking = ServerMessage::MatchChecking {
             match_id,
             category: category.clone(),
             players: players.len() as u8,
         };
+        let mut sessions = HashMap::new();
         for player in &players {
-            if self.state.enter_match(*player, entity, match_id) {
+            if let Some(session) = self.state.enter_match(*player, entity) {
+                sessions.insert(*player, session);
                 self.link.send(*player, &checking);
             }
         }
+        self.commands.entity(entity).insert(MatchmakingMatch {
+            match_id,
+            category: category.clone(),
+            machine: CommitMachine::new(&players, &nonces, settings.timings()),
+            tickets,
+            sessions,
+            formed_at: now,
+            lobby: None,
+        });
         self.stats.matches_formed += 1;
         self.stats.matches_in_flight += 1;
         debug!("matchmaking: match {match_id} formed in {category}: {players:?}");
@@ -112,7 +139,10 @@ impl MatchEffects<'_, '_> {
     ) {
         match action {
             CommitAction::Ping { player, nonce } => {
-                self.link.send(player, &ServerMessage::Ping { nonce });
+                if let Some(session) = self.session_in(m, player) {
+                    self.state.note_ping(player, session, nonce);
+                    self.link.send(player, &ServerMessage::Ping { nonce });
+                }
             }
             CommitAction::CreateLobby => self.create_lobby(m),
             CommitAction::Propose { player, attempt } => self.propose(m, player, attempt),
@@ -120,10 +150,21 @@ impl MatchEffects<'_, '_> {
         }
     }
 
+    /// The session a player of the match `m` is still connected in, if it is the one the
+    /// match took (the match talks to no other).
+    fn session_in(&self, m: &MatchmakingMatch, player: PlayerId) -> Option<u64> {
+        let session = m.session(player)?;
+        (self.state.session(player) == Some(session)).then_some(session)
+    }
+
     /// Phase 2 begins: spawns the match's lobby with a fresh id and code.
     fn create_lobby(&mut self, m: &mut MatchmakingMatch) {
         let (lobby_id, code) = self.state.new_lobby();
         let members: Vec<PlayerId> = m.machine.players().collect();
+        for (player, session) in &m.sessions {
+            self.state
+                .note_proposal(*player, *session, (m.match_id, lobby_id));
+        }
         let lobby = self
             .commands
             .spawn(MatchmakingLobby {
@@ -134,6 +175,7 @@ impl MatchEffects<'_, '_> {
                 members,
                 match_id: m.match_id,
                 committed: false,
+                sessions: m.sessions.clone(),
             })
             .id();
         self.state.open_lobby(lobby_id, lobby);
@@ -154,11 +196,13 @@ impl MatchEffects<'_, '_> {
             lobby_code: lobby.code.clone(),
             attempt,
         };
-        self.link.send(player, &proposed);
+        if self.session_in(m, player).is_some() {
+            self.link.send(player, &proposed);
+        }
     }
 
     /// The match is over: commits or rolls back, reports the outcome, despawns the match.
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         entity: Entity,
         m: &MatchmakingMatch,
@@ -173,7 +217,8 @@ impl MatchEffects<'_, '_> {
             self.roll_back(entity, m, outcome)
         };
         self.outcomes.write(m.outcome(outcome, requeued, elapsed));
-        self.commands.entity(entity).despawn();
+        // (already going away when the app despawned it)
+        self.commands.entity(entity).try_despawn();
         self.stats.matches_in_flight = self.stats.matches_in_flight.saturating_sub(1);
     }
 
@@ -203,7 +248,9 @@ impl MatchEffects<'_, '_> {
             MatchmakingPlayerLocation::InLobby(lobby.entity),
         );
         for report in &outcome.players {
-            if self.state.move_player(report.player, from, to) {
+            if let Some(session) = m.session(report.player)
+                && self.state.move_player(report.player, session, from, to)
+            {
                 self.link.send(report.player, &found);
             }
         }
@@ -225,8 +272,8 @@ impl MatchEffects<'_, '_> {
     }
 
     /// Deletes the lobby, puts the healthy players still in the match back at the front
-    /// of their queue (in match order), moves the others out and tells each why the
-    /// match was cancelled. Returns who was re-queued.
+    /// of their queue (by original enqueue time), moves the others out and tells each why
+    /// the match was cancelled. Returns who was re-queued, in match order.
     fn roll_back(
         &mut self,
         entity: Entity,
@@ -234,17 +281,21 @@ impl MatchEffects<'_, '_> {
         outcome: &CommitOutcome<PlayerId>,
     ) -> Vec<PlayerId> {
         if let Some(lobby) = &m.lobby {
-            // the removal observer frees the id, the code and the members
-            self.commands.entity(lobby.entity).despawn();
+            // the removal observer frees the id, the code and the members (the app may
+            // have despawned it already)
+            self.commands.entity(lobby.entity).try_despawn();
         }
         let requeued = self.requeue(entity, m, outcome.requeue());
+        self.count_dropped(m, outcome, &requeued);
         self.stats.sync_queued(&self.state.queue, &m.category);
         let from = MatchmakingPlayerLocation::Matching(entity);
         for report in &outcome.players {
-            let position = requeued.iter().position(|p| *p == report.player);
+            let back = requeued.contains(&report.player);
             let idle = MatchmakingPlayerLocation::Idle;
-            if position.is_some() || self.state.move_player(report.player, from, idle) {
-                self.cancelled(m, outcome, report, position);
+            let session = m.session(report.player);
+            if back || session.is_some_and(|s| self.state.move_player(report.player, s, from, idle))
+            {
+                self.cancelled(m, outcome, report, back);
             }
         }
         self.stats.rolled_back(&outcome.status, requeued.len());
@@ -255,8 +306,9 @@ impl MatchEffects<'_, '_> {
         requeued
     }
 
-    /// Moves each of `players` (in match order) that is still in the match `entity` back
-    /// to the front of its queue with its old ticket. Returns them in match order.
+    /// Moves each of `players` that is still in the match `entity`, in the session it was
+    /// taken in with, back to the front of its queue with its old ticket (the queue orders
+    /// the front by original enqueue time). Returns them in match order.
     fn requeue(
         &mut self,
         entity: Entity,
@@ -264,40 +316,86 @@ impl MatchEffects<'_, '_> {
         players: Vec<PlayerId>,
     ) -> Vec<PlayerId> {
         let mut requeued = Vec::new();
-        // in reverse, so that the front of the queue keeps the match order
-        for player in players.into_iter().rev() {
-            if let Some(ticket) = m.ticket(player)
-                && self.state.requeue(ticket.clone(), entity)
+        for player in players {
+            if let (Some(ticket), Some(session)) = (m.ticket(player), m.session(player))
+                && self.state.requeue(ticket.clone(), session, entity)
             {
-                requeued.insert(0, player);
+                requeued.push(player);
+                self.requeued.push(Requeued {
+                    player,
+                    session,
+                    category: m.category.clone(),
+                });
             }
         }
         requeued
     }
 
-    /// Tells a player its match was cancelled and, if it was re-queued, where it stands.
+    /// Counts (and reports) every player the commit machine said to re-queue who is still
+    /// connected in the session the match took but was not re-queued: a healthy player
+    /// dropped, which must never happen.
+    fn count_dropped(
+        &mut self,
+        m: &MatchmakingMatch,
+        outcome: &CommitOutcome<PlayerId>,
+        requeued: &[PlayerId],
+    ) {
+        for player in outcome.requeue() {
+            let session = m.session(player);
+            if requeued.contains(&player) || session.is_none() {
+                continue;
+            }
+            if self.state.session(player) == session {
+                self.stats.healthy_players_dropped += 1;
+                error!(
+                    "matchmaking: match {}: healthy player {player} was not re-queued ({:?})",
+                    m.match_id,
+                    self.state.location(player)
+                );
+                debug_assert!(
+                    false,
+                    "healthy player {player} dropped by match {}",
+                    m.match_id
+                );
+            }
+        }
+    }
+
+    /// Tells a player its match was cancelled (and whether it is back in the queue; its
+    /// position follows once the frame's rollbacks are done).
     fn cancelled(
         &mut self,
         m: &MatchmakingMatch,
         outcome: &CommitOutcome<PlayerId>,
         report: &PlayerReport<PlayerId>,
-        position: Option<usize>,
+        requeued: bool,
     ) {
         let max_latency = m.machine.timings().max_latency;
         let cancelled = ServerMessage::MatchCancelled {
             match_id: m.match_id,
             status: outcome.status.clone(),
             reason: cancel_reason(&outcome.status, report, max_latency),
-            requeued: position.is_some(),
+            requeued,
         };
         self.link.send(report.player, &cancelled);
-        if let Some(i) = position {
+    }
+
+    /// Tells every player re-queued since the last call its position, now that the
+    /// rollbacks that could move it are done.
+    pub(super) fn announce_requeues(&mut self) {
+        for r in std::mem::take(&mut *self.requeued) {
+            if self.state.session(r.player) != Some(r.session) {
+                continue;
+            }
+            let Some(position) = self.state.queue.position(&r.player) else {
+                continue;
+            };
             let joined = ServerMessage::QueueJoined {
-                category: m.category.clone(),
-                position: i as u32 + 1,
+                category: r.category,
+                position: position as u32,
                 requeued: true,
             };
-            self.link.send(report.player, &joined);
+            self.link.send(r.player, &joined);
         }
     }
 }

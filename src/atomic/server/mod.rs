@@ -11,9 +11,12 @@
 //! - `state`: [`MatchmakingServerState`], where each player is; every location change goes
 //!   through its one `move_player`;
 //! - `components`: the match and lobby entities and the messages the server app reads;
-//! - `connections`: connects, disconnects, lobbies going away, refused connections closing;
+//! - `connections`: connects (each connection is a new session), disconnects, lobbies and
+//!   matches going away, refused connections closing;
 //! - `receive`: the connection gate, then one handler per client message;
-//! - `matches`: forming matches, carrying out their commit machines, commit and rollback.
+//! - `matches`: forming matches, carrying out their commit machines, commit and rollback,
+//!   and stamping health pings with the moment they really left (`PostUpdate`, after the
+//!   transport sent them).
 
 mod components;
 mod connections;
@@ -22,9 +25,13 @@ mod receive;
 mod settings;
 mod state;
 
+use std::time::Duration;
+
 use bevy::ecs::system::SystemParam;
+use bevy::platform::time::Instant;
 use bevy::prelude::*;
-use bevy_renet::{RenetReceive, RenetServer, RenetServerPlugin};
+use bevy::time::TimeUpdateStrategy;
+use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
 
 use crate::atomic::MatchmakingChannel;
 use crate::atomic::core::protocol::{MatchmakingErrorKind, ServerMessage};
@@ -76,6 +83,7 @@ impl Plugin for MatchmakingServerPlugin {
             .add_message::<MatchmakingMatchCommitted>()
             .add_observer(connections::on_server_event)
             .add_observer(connections::on_lobby_removed)
+            .add_observer(connections::on_match_removed)
             .configure_sets(
                 PreUpdate,
                 MatchmakingServerSystems::Receive.after(RenetReceive),
@@ -98,7 +106,37 @@ impl Plugin for MatchmakingServerPlugin {
                 .chain()
                 .in_set(MatchmakingServerSystems::Advance)
                 .run_if(serving),
+        )
+        .add_systems(
+            PostUpdate,
+            matches::stamp_sent_pings.after(RenetSend).run_if(serving),
         );
+    }
+}
+
+/// The server's clocks: the frame's time, which every deadline is measured in, and the
+/// moment itself within the frame, for round trips measured where packets really leave and
+/// arrive.
+#[derive(SystemParam)]
+struct TransportClock<'w> {
+    time: Res<'w, Time<Real>>,
+    strategy: Option<Res<'w, TimeUpdateStrategy>>,
+}
+
+impl TransportClock<'_> {
+    /// Now, on the frame clock's timeline. Under automatic time it is the instant itself
+    /// (later than the frame's start); under manual time (tests) it is the frame's time, so
+    /// that runs stay deterministic.
+    fn now(&self) -> Duration {
+        let frame = self.time.elapsed();
+        let automatic = matches!(
+            self.strategy.as_deref(),
+            None | Some(TimeUpdateStrategy::Automatic)
+        );
+        match self.time.first_update() {
+            Some(first) if automatic => Instant::now().saturating_duration_since(first).max(frame),
+            _ => frame,
+        }
     }
 }
 

@@ -1,12 +1,19 @@
 //! Receiving: every message passes the connection gate, then goes to the handler of its
 //! [`ClientMessage`] variant.
+//!
+//! A request the handlers refuse (`NotQueued`, `NotAMember`, `AlreadyQueued`, ...) is
+//! answered with its error and costs the connection a strike at the gate, like a message
+//! that does not decode; only `QueueFull` (the server's state, not the client's fault) is
+//! free. Late answers that crossed a rollback or a new ping on the wire (an acknowledgement
+//! of one of the player's recent proposals, a pong with one of its recent nonces) are
+//! ignored without a reply. A connection the gate refuses loses its ticket, or withdraws
+//! from its forming match, at once.
 
 use std::time::Duration;
 
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 
-use crate::atomic::core::commit::CommitEventError;
 use crate::atomic::core::protocol::{
     ClientMessage, MatchmakingErrorKind, PROTOCOL_VERSION, QueueLeftReason, ServerMessage,
 };
@@ -14,13 +21,14 @@ use crate::atomic::core::queue::{QueueError, QueueTicket};
 use crate::shared::gate::{
     ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, gate_protocol,
 };
+use crate::shared::guard::StrikeVerdict;
 use crate::shared::player::{PlayerId, validate_category};
 
-use super::ServerLink;
 use super::components::{MatchmakingLobby, MatchmakingMatch};
 use super::connections::leave_lobby;
 use super::settings::{MatchmakingServerSettings, MatchmakingServerStats};
 use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
+use super::{ServerLink, TransportClock};
 
 gate_protocol!(
     ClientMessage,
@@ -42,11 +50,13 @@ pub(super) struct Receiver<'w, 's> {
     matches: Query<'w, 's, &'static mut MatchmakingMatch>,
     lobbies: Query<'w, 's, &'static mut MatchmakingLobby>,
     commands: Commands<'w, 's>,
+    clock: TransportClock<'w>,
 }
 
 /// Reads every connection's matchmaking channel through the gate.
-pub(super) fn receive_messages(time: Res<Time<Real>>, mut receiver: Receiver) {
-    receiver.receive_all(time.elapsed());
+pub(super) fn receive_messages(mut receiver: Receiver) {
+    let now = receiver.clock.time.elapsed();
+    receiver.receive_all(now);
 }
 
 impl GatedService for Receiver<'_, '_> {
@@ -80,68 +90,132 @@ impl GatedService for Receiver<'_, '_> {
         if let Some(warning) = reply.warning() {
             warn!("matchmaking: player {client}: {warning}");
         }
-        if reply.refused {
-            self.stats.connections_refused += 1;
-        }
-        for error in reply.errors {
-            self.link
-                .send_error(client, error.kind.into(), error.message);
-        }
+        self.act_on(client, reply);
     }
 
     fn deliver(&mut self, client: PlayerId, message: ClientMessage, now: Duration) {
-        let Some(location) = self.state.location(client) else {
+        let Some((location, session)) = self.state.seat(client) else {
             return;
+        };
+        let seat = Seat {
+            client,
+            session,
+            location,
         };
         match message {
             // the gate answers every hello
             ClientMessage::Hello { .. } => {}
-            ClientMessage::JoinQueue { category } => {
-                self.join_queue(client, location, category, now);
-            }
-            ClientMessage::LeaveQueue => self.leave_queue(client, location),
-            ClientMessage::Pong { nonce } => self.pong(client, location, nonce, now),
+            ClientMessage::JoinQueue { category } => self.join_queue(seat, category, now),
+            ClientMessage::LeaveQueue => self.leave_queue(seat, now),
+            ClientMessage::Pong { nonce } => self.pong(seat, nonce, now),
             ClientMessage::Acknowledge { match_id, lobby_id } => {
-                self.acknowledge(client, location, match_id, lobby_id);
+                self.acknowledge(seat, match_id, lobby_id, now);
             }
-            ClientMessage::LeaveLobby { lobby_id } => self.leave_lobby(client, location, lobby_id),
+            ClientMessage::LeaveLobby { lobby_id } => self.leave_lobby(seat, lobby_id, now),
         }
     }
 }
 
+/// Who sent a message: the player, its connection's session and where it stands.
+#[derive(Debug, Clone, Copy)]
+struct Seat {
+    client: PlayerId,
+    session: u64,
+    location: MatchmakingPlayerLocation,
+}
+
 impl Receiver<'_, '_> {
-    /// [`ClientMessage::JoinQueue`]: takes a ticket for an idle player.
-    fn join_queue(
+    /// Sends the gate's errors and, if it refused the connection, counts it and takes the
+    /// player out of the queue or its forming match.
+    fn act_on(&mut self, client: PlayerId, reply: GateReply) {
+        for error in reply.errors {
+            self.link
+                .send_error(client, error.kind.into(), error.message);
+        }
+        if reply.refused {
+            self.stats.connections_refused += 1;
+            self.withdraw_refused(client);
+        }
+    }
+
+    /// Answers a request the handlers refuse with its error and counts a strike at the
+    /// gate (which may refuse the connection).
+    fn refuse(
         &mut self,
         client: PlayerId,
-        location: MatchmakingPlayerLocation,
-        category: String,
+        kind: MatchmakingErrorKind,
+        message: impl Into<String>,
         now: Duration,
     ) {
-        if let Some((kind, message)) = self.join_refusal(client, location) {
-            return self.link.send_error(client, kind, message);
+        let message = message.into();
+        let policy = self.settings.gate_policy();
+        let reply = self.state.gate.strike_refused(client, policy, now);
+        match reply.strike {
+            Some(StrikeVerdict::Refused(n)) => {
+                warn!(
+                    "matchmaking: player {client}: {n} bad requests, the last {kind:?}: {message}"
+                );
+            }
+            _ => debug!("matchmaking: player {client}: refused ({kind:?}): {message}"),
+        }
+        self.link.send_error(client, kind, message);
+        self.act_on(client, reply);
+    }
+
+    /// The gate refused the connection: it is closed after the grace period, but its
+    /// ticket goes now, and it withdraws from a match still forming, so that nobody is
+    /// matched with it.
+    fn withdraw_refused(&mut self, client: PlayerId) {
+        let Some((location, session)) = self.state.seat(client) else {
+            return;
+        };
+        match location {
+            MatchmakingPlayerLocation::Queued => {
+                if let Some(ticket) = self.state.queue.remove(&client) {
+                    self.stats.sync_queued(&self.state.queue, &ticket.category);
+                }
+                let idle = MatchmakingPlayerLocation::Idle;
+                let _ = self.state.move_player(client, session, location, idle);
+            }
+            MatchmakingPlayerLocation::Matching(entity) => {
+                if let Ok(mut m) = self.matches.get_mut(entity) {
+                    let _ = m.machine.withdrew(client);
+                }
+            }
+            // its lobby loses it when the connection closes
+            MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::InLobby(_) => {}
+        }
+    }
+
+    /// [`ClientMessage::JoinQueue`]: takes a ticket for an idle player.
+    fn join_queue(&mut self, seat: Seat, category: String, now: Duration) {
+        let client = seat.client;
+        if let Some((kind, message)) = self.join_refusal(client, seat.location) {
+            return self.refuse(client, kind, message, now);
         }
         if let Err(why) = validate_category(&category) {
-            let kind = MatchmakingErrorKind::InvalidCategory;
-            return self.link.send_error(client, kind, why);
+            return self.refuse(client, MatchmakingErrorKind::InvalidCategory, why, now);
         }
         let ticket = QueueTicket {
             player: client,
             category: category.clone(),
             enqueued_at: now,
         };
-        let (kind, message) = match self.state.queue.enqueue(ticket) {
-            Ok(position) => return self.queued(client, category, position),
-            Err(QueueError::Full { capacity }) => (
+        match self.state.queue.enqueue(ticket) {
+            Ok(position) => self.queued(seat, category, position),
+            // the server's state, not the client's fault: no strike
+            Err(QueueError::Full { capacity }) => self.link.send_error(
+                client,
                 MatchmakingErrorKind::QueueFull,
                 format!("the {category} queue is full ({capacity} players); try again later"),
             ),
-            Err(QueueError::AlreadyQueued) => (
+            Err(QueueError::AlreadyQueued) => self.refuse(
+                client,
                 MatchmakingErrorKind::AlreadyQueued,
-                "you already hold a ticket".to_owned(),
+                "you already hold a ticket",
+                now,
             ),
-        };
-        self.link.send_error(client, kind, message);
+        }
     }
 
     /// Why a player at `location` may not join a queue.
@@ -171,33 +245,31 @@ impl Receiver<'_, '_> {
     }
 
     /// The player's ticket is in the queue at `position`.
-    fn queued(&mut self, client: PlayerId, category: String, position: usize) {
+    fn queued(&mut self, seat: Seat, category: String, position: usize) {
         self.stats.sync_queued(&self.state.queue, &category);
-        let _ = self.state.move_player(
-            client,
-            MatchmakingPlayerLocation::Idle,
-            MatchmakingPlayerLocation::Queued,
-        );
+        let _ = self.state.join(seat.client, seat.session);
         let joined = ServerMessage::QueueJoined {
             category,
             position: position as u32,
             requeued: false,
         };
-        self.link.send(client, &joined);
+        self.link.send(seat.client, &joined);
     }
 
     /// [`ClientMessage::LeaveQueue`]: gives the ticket up, or withdraws from a match that
     /// is still forming (it rolls back at the next advance).
-    fn leave_queue(&mut self, client: PlayerId, location: MatchmakingPlayerLocation) {
-        match location {
+    fn leave_queue(&mut self, seat: Seat, now: Duration) {
+        let client = seat.client;
+        match seat.location {
             MatchmakingPlayerLocation::Queued => {
                 let Some(ticket) = self.state.queue.remove(&client) else {
                     return;
                 };
                 self.stats.sync_queued(&self.state.queue, &ticket.category);
+                let idle = MatchmakingPlayerLocation::Idle;
                 let _ = self
                     .state
-                    .move_player(client, location, MatchmakingPlayerLocation::Idle);
+                    .move_player(client, seat.session, seat.location, idle);
                 let left = ServerMessage::QueueLeft {
                     category: ticket.category,
                     reason: QueueLeftReason::Requested,
@@ -211,92 +283,70 @@ impl Receiver<'_, '_> {
             }
             MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::InLobby(_) => {
                 let kind = MatchmakingErrorKind::NotQueued;
-                self.link.send_error(client, kind, "you hold no ticket");
+                self.refuse(client, kind, "you hold no ticket", now);
             }
         }
     }
 
-    /// [`ClientMessage::Pong`]: the health check's answer. A pong outside a match is a
-    /// late answer to a finished check and is ignored.
-    fn pong(
-        &mut self,
-        client: PlayerId,
-        location: MatchmakingPlayerLocation,
-        nonce: u64,
-        now: Duration,
-    ) {
-        if let MatchmakingPlayerLocation::Matching(entity) = location
+    /// [`ClientMessage::Pong`]: the health check's answer, timed where it arrived. A pong
+    /// with one of the player's recent nonces that its match no longer waits for (it
+    /// crossed a new ping or a rollback) is ignored; any other nonce is refused.
+    fn pong(&mut self, seat: Seat, nonce: u64, now: Duration) {
+        let arrived = self.clock.now();
+        if let MatchmakingPlayerLocation::Matching(entity) = seat.location
             && let Ok(mut m) = self.matches.get_mut(entity)
-            && m.machine.pong(client, nonce, now) == Err(CommitEventError::WrongNonce)
+            && m.machine.pong(seat.client, nonce, arrived).is_ok()
         {
+            return;
+        }
+        if !self.state.was_pinged(seat.client, nonce) {
             let kind = MatchmakingErrorKind::NotAMember;
-            self.link
-                .send_error(client, kind, "that ping was not sent to you");
+            self.refuse(seat.client, kind, "that ping was not sent to you", now);
         }
     }
 
     /// [`ClientMessage::Acknowledge`]: the answer to a proposal. A duplicate (of a
-    /// resent proposal) is fine, and so is a late one for the player's last match that
-    /// crossed its rollback on the wire.
-    fn acknowledge(
-        &mut self,
-        client: PlayerId,
-        location: MatchmakingPlayerLocation,
-        match_id: u64,
-        lobby_id: u64,
-    ) {
-        let own = match location {
-            MatchmakingPlayerLocation::Matching(entity) => {
-                self.matches.get_mut(entity).is_ok_and(|mut m| {
-                    let proposed = m.match_id == match_id
-                        && m.lobby.as_ref().is_some_and(|l| l.lobby_id == lobby_id);
-                    if proposed {
-                        let _ = m.machine.acknowledge(client);
-                    }
-                    proposed
-                })
-            }
-            MatchmakingPlayerLocation::InLobby(entity) => self
-                .lobbies
-                .get(entity)
-                .is_ok_and(|l| l.match_id == match_id && l.lobby_id == lobby_id),
-            _ => false,
-        };
-        let stale = self.state.last_match(client) == Some(match_id)
-            && matches!(
-                location,
-                MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::Queued
-            );
-        if !own && !stale {
-            let kind = MatchmakingErrorKind::NotAMember;
-            let message = format!("match {match_id} / lobby {lobby_id} is not proposed to you");
-            self.link.send_error(client, kind, message);
+    /// resent proposal) is fine, and so is a late one for one of the player's recent
+    /// proposals that crossed a rollback on the wire, even when the player is in a new
+    /// match by now. Any other is refused.
+    fn acknowledge(&mut self, seat: Seat, match_id: u64, lobby_id: u64, now: Duration) {
+        let client = seat.client;
+        if let MatchmakingPlayerLocation::Matching(entity) = seat.location
+            && let Ok(mut m) = self.matches.get_mut(entity)
+            && m.match_id == match_id
+            && m.lobby.as_ref().is_some_and(|l| l.lobby_id == lobby_id)
+        {
+            let _ = m.machine.acknowledge(client);
+            return;
         }
+        if self.state.was_proposed(client, match_id, lobby_id) {
+            return;
+        }
+        let kind = MatchmakingErrorKind::NotAMember;
+        let message = format!("match {match_id} / lobby {lobby_id} is not proposed to you");
+        self.refuse(client, kind, message, now);
     }
 
     /// [`ClientMessage::LeaveLobby`]: leaves a committed lobby.
-    fn leave_lobby(
-        &mut self,
-        client: PlayerId,
-        location: MatchmakingPlayerLocation,
-        lobby_id: u64,
-    ) {
-        if let MatchmakingPlayerLocation::InLobby(entity) = location
+    fn leave_lobby(&mut self, seat: Seat, lobby_id: u64, now: Duration) {
+        let client = seat.client;
+        if let MatchmakingPlayerLocation::InLobby(entity) = seat.location
             && self
                 .lobbies
                 .get(entity)
                 .is_ok_and(|l| l.lobby_id == lobby_id)
         {
             leave_lobby(&mut self.lobbies, &mut self.commands, entity, client);
+            let idle = MatchmakingPlayerLocation::Idle;
             let _ = self
                 .state
-                .move_player(client, location, MatchmakingPlayerLocation::Idle);
+                .move_player(client, seat.session, seat.location, idle);
             self.link
                 .send(client, &ServerMessage::LobbyLeft { lobby_id });
             return;
         }
         let kind = MatchmakingErrorKind::NotAMember;
         let message = format!("you are not in lobby {lobby_id}");
-        self.link.send_error(client, kind, message);
+        self.refuse(client, kind, message, now);
     }
 }

@@ -16,29 +16,39 @@ use super::state::MatchmakingServerState;
 
 /// Server settings. Change the resource at run time: new matches use the new values,
 /// matches already forming keep the timings they started with.
+///
+/// [`MatchmakingServerSettings::validate`] says what is wrong with a set of values; the
+/// plugin checks the resource whenever it changes and replaces values below the minimums
+/// with the minimums (with a warning), so a `ping_timeout` of zero never drops everyone.
 #[derive(Resource, Debug, Clone, PartialEq)]
 pub struct MatchmakingServerSettings {
-    /// How long a player has to answer the health ping (seed: 2 s).
+    /// How long a player has to answer the health ping (seed: 2 s; at least 100 ms).
     pub ping_timeout: Duration,
-    /// Highest acceptable health-ping round trip (seed: 500 ms).
+    /// Highest acceptable health-ping round trip (seed: 500 ms; at least 10 ms, at most
+    /// `ping_timeout`).
     pub max_latency: Duration,
-    /// How long to wait for each proposal acknowledgement (seed: 2 s).
+    /// How long to wait for each proposal acknowledgement (seed: 2 s; at least 100 ms).
     pub notification_timeout: Duration,
-    /// Proposal attempts per player (seed: 3).
+    /// Proposal attempts per player (seed: 3; at least 1).
     pub notification_attempts: u32,
     /// Pause between a timed-out proposal and the next attempt (seed: 100 ms).
     pub notification_backoff: Duration,
     /// Players per match, 2..=16 (default 2). Values outside are clamped.
     pub players_per_match: usize,
-    /// Most tickets one category holds; joins beyond it get `QueueFull`. Priority
-    /// re-queues after a rollback always fit.
+    /// Most tickets one category holds (at least 1); joins beyond it get `QueueFull`.
+    /// Priority re-queues after a rollback always fit.
     pub queue_capacity: usize,
-    /// Bad messages (undecodable, oversized, before hello) a connection may send before
-    /// it is disconnected.
+    /// Bad messages (undecodable, oversized, before hello) and refused requests a
+    /// connection may send before it is disconnected (at least 1; one strike is forgiven
+    /// per minute without a new one).
     pub max_strikes: u32,
     /// How long a connection refused for a version mismatch or abuse stays open so that
     /// the error reaches it.
     pub disconnect_grace: Duration,
+    /// A server frame longer than this is a stall (at least 20 ms, default 200 ms): a
+    /// health ping whose answer or timeout it may have delayed is sent again instead of
+    /// failing the player.
+    pub stall_threshold: Duration,
 }
 
 impl Default for MatchmakingServerSettings {
@@ -54,19 +64,104 @@ impl Default for MatchmakingServerSettings {
             queue_capacity: 10_000,
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
+            stall_threshold: timings.stall_threshold,
         }
     }
 }
 
 impl MatchmakingServerSettings {
-    /// The commit timings a new match snapshots.
-    pub fn timings(&self) -> CommitTimings {
-        CommitTimings {
-            ping_timeout: self.ping_timeout,
-            max_latency: self.max_latency,
-            notification_timeout: self.notification_timeout,
+    /// The smallest health-ping timeout the server accepts.
+    pub const MIN_PING_TIMEOUT: Duration = Duration::from_millis(100);
+    /// The smallest maximum latency the server accepts.
+    pub const MIN_MAX_LATENCY: Duration = Duration::from_millis(10);
+    /// The smallest proposal timeout the server accepts.
+    pub const MIN_NOTIFICATION_TIMEOUT: Duration = Duration::from_millis(100);
+    /// The smallest stall threshold the server accepts.
+    pub const MIN_STALL_THRESHOLD: Duration = Duration::from_millis(20);
+
+    /// `Ok` if every value is usable, otherwise what is wrong with each bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut below = |name: &str, value: Duration, min: Duration| {
+            if value < min {
+                problems.push(format!("{name} {value:?} is below the minimum {min:?}"));
+            }
+        };
+        below("ping_timeout", self.ping_timeout, Self::MIN_PING_TIMEOUT);
+        below("max_latency", self.max_latency, Self::MIN_MAX_LATENCY);
+        below(
+            "notification_timeout",
+            self.notification_timeout,
+            Self::MIN_NOTIFICATION_TIMEOUT,
+        );
+        below(
+            "stall_threshold",
+            self.stall_threshold,
+            Self::MIN_STALL_THRESHOLD,
+        );
+        if self.max_latency > self.ping_timeout.max(Self::MIN_PING_TIMEOUT) {
+            problems.push(format!(
+                "max_latency {:?} is above ping_timeout {:?}: no answer can be that late",
+                self.max_latency, self.ping_timeout
+            ));
+        }
+        let counts = [
+            (
+                "notification_attempts",
+                self.notification_attempts as usize,
+                1,
+                usize::MAX,
+            ),
+            (
+                "players_per_match",
+                self.players_per_match,
+                2,
+                MAX_PLAYERS_PER_MATCH,
+            ),
+            ("queue_capacity", self.queue_capacity, 1, usize::MAX),
+            ("max_strikes", self.max_strikes as usize, 1, usize::MAX),
+        ];
+        for (name, value, min, max) in counts {
+            if !(min..=max).contains(&value) {
+                problems.push(format!("{name} {value} is outside {min}..={max}"));
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems.join("; ")),
+        }
+    }
+
+    /// These settings with every value brought within its bounds (what the server runs
+    /// with).
+    pub fn clamped(&self) -> Self {
+        let ping_timeout = self.ping_timeout.max(Self::MIN_PING_TIMEOUT);
+        Self {
+            ping_timeout,
+            max_latency: self.max_latency.clamp(Self::MIN_MAX_LATENCY, ping_timeout),
+            notification_timeout: self
+                .notification_timeout
+                .max(Self::MIN_NOTIFICATION_TIMEOUT),
             notification_attempts: self.notification_attempts.max(1),
             notification_backoff: self.notification_backoff,
+            players_per_match: self.players_per_match.clamp(2, MAX_PLAYERS_PER_MATCH),
+            queue_capacity: self.queue_capacity.max(1),
+            max_strikes: self.max_strikes.max(1),
+            disconnect_grace: self.disconnect_grace,
+            stall_threshold: self.stall_threshold.max(Self::MIN_STALL_THRESHOLD),
+        }
+    }
+
+    /// The commit timings a new match snapshots (within bounds).
+    pub fn timings(&self) -> CommitTimings {
+        let s = self.clamped();
+        CommitTimings {
+            ping_timeout: s.ping_timeout,
+            max_latency: s.max_latency,
+            notification_timeout: s.notification_timeout,
+            notification_attempts: s.notification_attempts,
+            notification_backoff: s.notification_backoff,
+            stall_threshold: s.stall_threshold,
         }
     }
 
@@ -75,10 +170,10 @@ impl MatchmakingServerSettings {
         self.players_per_match.clamp(2, MAX_PLAYERS_PER_MATCH)
     }
 
-    /// The limits the connection gate enforces.
+    /// The limits the connection gate enforces (within bounds).
     pub(super) fn gate_policy(&self) -> GatePolicy {
         GatePolicy {
-            max_strikes: self.max_strikes,
+            max_strikes: self.max_strikes.max(1),
             disconnect_grace: self.disconnect_grace,
         }
     }
@@ -103,9 +198,14 @@ pub struct MatchmakingServerStats {
     pub rollbacks_by_status: BTreeMap<&'static str, u64>,
     /// Players put back at the front of a queue since start.
     pub players_requeued: u64,
+    /// Players the commit machine said to re-queue, still connected on the same session,
+    /// who were not re-queued. Always 0 unless the server has a bug (it is logged as an
+    /// error, and debug builds panic on it).
+    pub healthy_players_dropped: u64,
     /// Connections closed for a version mismatch or abuse.
     pub connections_refused: u64,
-    /// From first joining the queue to being taken into a match (per player).
+    /// From first joining the queue to being taken into a match, once per ticket (a
+    /// re-queued player is not sampled again).
     pub time_in_queue: DurationWindow,
     /// From a match forming to its commit (per committed match).
     pub time_to_commit: DurationWindow,
@@ -137,12 +237,86 @@ impl MatchmakingServerStats {
     }
 }
 
-/// Applies changed queue settings (group size, capacity).
+/// Checks changed settings (values out of bounds are replaced by the bound, with a
+/// warning) and applies the queue settings (group size, capacity).
 pub(super) fn apply_settings(
-    settings: Res<MatchmakingServerSettings>,
+    mut settings: ResMut<MatchmakingServerSettings>,
     mut state: ResMut<MatchmakingServerState>,
 ) {
-    if settings.is_changed() {
-        state.configure_queue(settings.group_size(), settings.queue_capacity);
+    if !settings.is_changed() {
+        return;
+    }
+    if let Err(problems) = settings.validate() {
+        let clamped = settings.clamped();
+        warn!("matchmaking: invalid server settings ({problems}); using {clamped:?}");
+        *settings = clamped;
+    }
+    state.configure_queue(settings.group_size(), settings.queue_capacity);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let defaults = MatchmakingServerSettings::default();
+        assert_eq!(defaults.validate(), Ok(()));
+        assert_eq!(defaults.clamped(), defaults);
+    }
+
+    #[test]
+    fn bad_values_are_named_and_clamped() {
+        let bad = MatchmakingServerSettings {
+            ping_timeout: Duration::ZERO,
+            max_latency: Duration::from_secs(5),
+            notification_timeout: Duration::ZERO,
+            notification_attempts: 0,
+            players_per_match: 40,
+            queue_capacity: 0,
+            max_strikes: 0,
+            stall_threshold: Duration::ZERO,
+            ..Default::default()
+        };
+        let problems = bad.validate().unwrap_err();
+        for name in [
+            "ping_timeout 0ns is below the minimum 100ms",
+            "max_latency 5s is above ping_timeout",
+            "notification_timeout",
+            "notification_attempts 0",
+            "players_per_match 40 is outside 2..=16",
+            "queue_capacity 0",
+            "max_strikes 0",
+            "stall_threshold",
+        ] {
+            assert!(problems.contains(name), "{name} missing from: {problems}");
+        }
+        let fixed = bad.clamped();
+        assert_eq!(fixed.validate(), Ok(()));
+        assert_eq!(
+            fixed.ping_timeout,
+            MatchmakingServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(
+            fixed.max_latency,
+            MatchmakingServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(
+            fixed.notification_timeout,
+            MatchmakingServerSettings::MIN_NOTIFICATION_TIMEOUT
+        );
+        assert_eq!(fixed.notification_attempts, 1);
+        assert_eq!(fixed.players_per_match, MAX_PLAYERS_PER_MATCH);
+        assert_eq!((fixed.queue_capacity, fixed.max_strikes), (1, 1));
+        assert_eq!(
+            fixed.stall_threshold,
+            MatchmakingServerSettings::MIN_STALL_THRESHOLD
+        );
+        let timings = bad.timings();
+        assert_eq!(
+            timings.ping_timeout,
+            MatchmakingServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(bad.gate_policy().max_strikes, 1);
     }
 }

@@ -1,8 +1,10 @@
 //! Where every connected player stands, the queues and the open lobbies.
 //!
-//! [`MatchmakingServerState::move_player`] is the only place a player's location changes.
+//! [`MatchmakingServerState::move_player`] is the only place a player's location changes,
+//! and it checks the player's session as well as its location: every connection is a new
+//! session, and a match or lobby touches only the sessions that were taken into it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bevy::prelude::*;
 
@@ -22,6 +24,7 @@ pub struct MatchmakingServerState {
     /// Hello flags, strikes and refusals of every connection.
     pub(super) gate: ConnectionGate,
     next_match_id: u64,
+    next_session: u64,
     rng: fastrand::Rng,
 }
 
@@ -34,6 +37,7 @@ impl Default for MatchmakingServerState {
             codes: HashSet::new(),
             gate: ConnectionGate::default(),
             next_match_id: 1,
+            next_session: 1,
             rng: fastrand::Rng::new(),
         }
     }
@@ -52,18 +56,52 @@ pub enum MatchmakingPlayerLocation {
     InLobby(Entity),
 }
 
+/// How many recent proposals and health pings of a session the server remembers, so that
+/// late answers to them (crossing a rollback or a new ping on the wire) are ignored rather
+/// than taken for forgeries.
+const RECENT: usize = 8;
+
 #[derive(Debug, Clone)]
 struct PlayerEntry {
     location: MatchmakingPlayerLocation,
-    /// The last match this player was taken into: late acknowledgements for it (crossing
-    /// a rollback on the wire) are ignored rather than reported as foreign.
-    last_match: Option<u64>,
+    /// The connection: a reconnection under the same id is a new session.
+    session: u64,
+    /// (match id, lobby id) of the last proposals this session was sent, newest last.
+    proposals: VecDeque<(u64, u64)>,
+    /// Nonces of the last health pings this session was sent, newest last.
+    nonces: VecDeque<u64>,
+    /// Whether the current ticket's wait was sampled (a re-queue keeps the ticket).
+    wait_sampled: bool,
+}
+
+fn remember<T>(list: &mut VecDeque<T>, item: T) {
+    if list.len() == RECENT {
+        list.pop_front();
+    }
+    list.push_back(item);
 }
 
 impl MatchmakingServerState {
     /// Where a connected player is (`None` if unknown or disconnected).
     pub fn location(&self, player: PlayerId) -> Option<MatchmakingPlayerLocation> {
         self.players.get(&player).map(|e| e.location)
+    }
+
+    /// The session of a connected player: each connection gets a new one, so a player who
+    /// reconnects under the same id is not mistaken for its old connection.
+    pub fn session(&self, player: PlayerId) -> Option<u64> {
+        self.players.get(&player).map(|e| e.session)
+    }
+
+    /// Strikes of a connected player (bad messages and refused requests; `None` if not
+    /// connected).
+    pub fn strikes(&self, player: PlayerId) -> Option<u32> {
+        self.gate.strikes(player)
+    }
+
+    /// Where a connected player is and its session.
+    pub(super) fn seat(&self, player: PlayerId) -> Option<(MatchmakingPlayerLocation, u64)> {
+        self.players.get(&player).map(|e| (e.location, e.session))
     }
 
     /// The queue (read only).
@@ -81,12 +119,17 @@ impl MatchmakingServerState {
         self.rng = fastrand::Rng::with_seed(seed);
     }
 
-    /// A connection opened: the player is idle and has not said hello (a reconnection
-    /// under the same id starts over).
+    /// A connection opened: the player is idle in a new session and has not said hello.
+    /// The caller first takes out an old session still registered under the same id.
     pub(super) fn connect(&mut self, player: PlayerId) {
+        let session = self.next_session;
+        self.next_session += 1;
         let entry = PlayerEntry {
             location: MatchmakingPlayerLocation::Idle,
-            last_match: None,
+            session,
+            proposals: VecDeque::new(),
+            nonces: VecDeque::new(),
+            wait_sampled: false,
         };
         self.players.insert(player, entry);
         self.gate.connect(player);
@@ -101,19 +144,20 @@ impl MatchmakingServerState {
 
     /// Moves a player from `from` to `to`: the one place a location changes.
     ///
-    /// Moves only a player that is still connected and still at `from`, and says whether
-    /// it did. A caller acting on what it saw earlier (a match finishing, a lobby going
-    /// away) thus leaves alone a player who disconnected since, or reconnected under the
-    /// same id and went elsewhere.
+    /// Moves only a player still connected in `session` and still at `from`, and says
+    /// whether it did. A caller acting on what it saw earlier (a match finishing, a lobby
+    /// going away) thus leaves alone a player who disconnected since, or reconnected under
+    /// the same id (a new session) and went elsewhere.
     #[must_use]
     pub(super) fn move_player(
         &mut self,
         player: PlayerId,
+        session: u64,
         from: MatchmakingPlayerLocation,
         to: MatchmakingPlayerLocation,
     ) -> bool {
         match self.players.get_mut(&player) {
-            Some(entry) if entry.location == from => {
+            Some(entry) if entry.session == session && entry.location == from => {
                 entry.location = to;
                 true
             }
@@ -121,27 +165,53 @@ impl MatchmakingServerState {
         }
     }
 
-    /// Moves a player whose ticket was just taken out of the queue into the match
-    /// `entity`, and remembers the match id. False if it was not queued.
+    /// An idle player took a ticket (a new wait begins). False if it was not idle.
     #[must_use]
-    pub(super) fn enter_match(&mut self, player: PlayerId, entity: Entity, match_id: u64) -> bool {
-        let to = MatchmakingPlayerLocation::Matching(entity);
-        if !self.move_player(player, MatchmakingPlayerLocation::Queued, to) {
+    pub(super) fn join(&mut self, player: PlayerId, session: u64) -> bool {
+        let (idle, queued) = (
+            MatchmakingPlayerLocation::Idle,
+            MatchmakingPlayerLocation::Queued,
+        );
+        if !self.move_player(player, session, idle, queued) {
             return false;
         }
         if let Some(entry) = self.players.get_mut(&player) {
-            entry.last_match = Some(match_id);
+            entry.wait_sampled = false;
         }
         true
     }
 
-    /// Moves a player of the match `entity` back to the front of its queue with its old
-    /// ticket. False, and nothing changed, if the player is no longer in that match.
+    /// Moves a player whose ticket was just taken out of the queue into the match
+    /// `entity`; returns its session, `None` if it was not queued.
     #[must_use]
-    pub(super) fn requeue(&mut self, ticket: QueueTicket<PlayerId>, entity: Entity) -> bool {
+    pub(super) fn enter_match(&mut self, player: PlayerId, entity: Entity) -> Option<u64> {
+        let session = self.session(player)?;
+        let to = MatchmakingPlayerLocation::Matching(entity);
+        self.move_player(player, session, MatchmakingPlayerLocation::Queued, to)
+            .then_some(session)
+    }
+
+    /// Whether this is the first time the player's current ticket is taken into a match
+    /// (its wait is sampled once, however often a rollback re-queues it).
+    pub(super) fn first_take(&mut self, player: PlayerId) -> bool {
+        self.players
+            .get_mut(&player)
+            .is_some_and(|e| !std::mem::replace(&mut e.wait_sampled, true))
+    }
+
+    /// Moves a player of the match `entity`, still in `session`, back to the front of its
+    /// queue with its old ticket. False, and nothing changed, if it is no longer in that
+    /// match.
+    #[must_use]
+    pub(super) fn requeue(
+        &mut self,
+        ticket: QueueTicket<PlayerId>,
+        session: u64,
+        entity: Entity,
+    ) -> bool {
         let player = ticket.player;
         let from = MatchmakingPlayerLocation::Matching(entity);
-        if !self.move_player(player, from, MatchmakingPlayerLocation::Queued) {
+        if !self.move_player(player, session, from, MatchmakingPlayerLocation::Queued) {
             return false;
         }
         if self.queue.requeue_front(ticket).is_ok() {
@@ -149,13 +219,40 @@ impl MatchmakingServerState {
         }
         // unreachable while a player in a match holds no ticket; never queued without one
         warn!("matchmaking: player {player} already held a ticket; not re-queued");
-        let _ = self.move_player(player, MatchmakingPlayerLocation::Queued, from);
+        let _ = self.move_player(player, session, MatchmakingPlayerLocation::Queued, from);
         false
     }
 
-    /// The last match the player was taken into.
-    pub(super) fn last_match(&self, player: PlayerId) -> Option<u64> {
-        self.players.get(&player).and_then(|e| e.last_match)
+    /// Remembers that the player's `session` was proposed `match_id` in `lobby_id`.
+    pub(super) fn note_proposal(&mut self, player: PlayerId, session: u64, ids: (u64, u64)) {
+        if let Some(entry) = self.players.get_mut(&player)
+            && entry.session == session
+        {
+            remember(&mut entry.proposals, ids);
+        }
+    }
+
+    /// Remembers that the player's `session` was sent a health ping with `nonce`.
+    pub(super) fn note_ping(&mut self, player: PlayerId, session: u64, nonce: u64) {
+        if let Some(entry) = self.players.get_mut(&player)
+            && entry.session == session
+        {
+            remember(&mut entry.nonces, nonce);
+        }
+    }
+
+    /// Whether the player was recently proposed this match in this lobby.
+    pub(super) fn was_proposed(&self, player: PlayerId, match_id: u64, lobby_id: u64) -> bool {
+        self.players
+            .get(&player)
+            .is_some_and(|e| e.proposals.contains(&(match_id, lobby_id)))
+    }
+
+    /// Whether the player was recently sent a health ping with this nonce.
+    pub(super) fn was_pinged(&self, player: PlayerId, nonce: u64) -> bool {
+        self.players
+            .get(&player)
+            .is_some_and(|e| e.nonces.contains(&nonce))
     }
 
     /// Applies the queue settings.

@@ -7,7 +7,13 @@
 //!
 //! Phase 1 (health) pings every player at once and waits until each has answered,
 //! disconnected or timed out. A player is healthy when it is connected and answered with a
-//! round trip at or under the maximum latency. Phase 2 (commit) runs only when all are
+//! round trip at or under the maximum latency. The round trip runs from when the ping really
+//! left ([`CommitMachine::pings_sent`], called after the transport sent the frame's packets)
+//! to when the pong arrived (the time given to [`CommitMachine::pong`]); the answer is judged
+//! at the next poll. A gap between two polls longer than the stall threshold is a stall of
+//! the caller: a pong or a timeout that a stall may have delayed is not held against the
+//! player, who is pinged again with a fresh nonce (at most [`MAX_HEALTH_PINGS`] pings).
+//! Phase 2 (commit) runs only when all are
 //! healthy: the caller creates the lobby, then every player is sent the proposal and must
 //! acknowledge it; an unacknowledged proposal is resent after the notification timeout plus
 //! the backoff, up to the attempt limit. Any failure finishes the match with a rollback
@@ -28,10 +34,18 @@ pub struct CommitTimings {
     pub notification_attempts: u32,
     /// Pause between a timed-out attempt and the next.
     pub notification_backoff: Duration,
+    /// A gap between two polls longer than this is a stall of the caller (a frame that took
+    /// too long): health answers and timeouts it may have delayed are measured again.
+    pub stall_threshold: Duration,
 }
 
+/// Health pings a player gets at most: the first, and new ones after stalls of the caller.
+/// The answer to the last is judged whatever happened.
+pub const MAX_HEALTH_PINGS: u32 = 4;
+
 impl Default for CommitTimings {
-    /// The seed's numbers: 2 s ping timeout, 500 ms latency, 2 s per attempt, 3 attempts, 100 ms apart.
+    /// The seed's numbers: 2 s ping timeout, 500 ms latency, 2 s per attempt, 3 attempts,
+    /// 100 ms apart; a poll gap over 200 ms is a stall.
     fn default() -> Self {
         Self {
             ping_timeout: Duration::from_secs(2),
@@ -39,6 +53,7 @@ impl Default for CommitTimings {
             notification_timeout: Duration::from_secs(2),
             notification_attempts: 3,
             notification_backoff: Duration::from_millis(100),
+            stall_threshold: Duration::from_millis(200),
         }
     }
 }
@@ -103,6 +118,9 @@ pub enum MatchStatus {
     /// Phase 2 failed: a player did not acknowledge the proposal in time, or disconnected
     /// or withdrew after passing the health check.
     NotificationFailed,
+    /// The match was called off from outside (the server app removed the match or its
+    /// lobby before the commit): every player still in it goes back to the queue.
+    Aborted,
 }
 
 impl MatchStatus {
@@ -134,6 +152,7 @@ impl MatchStatus {
             MatchStatus::PlayersDisconnected { .. } => "players_disconnected",
             MatchStatus::AllDisconnected => "all_disconnected",
             MatchStatus::NotificationFailed => "notification_failed",
+            MatchStatus::Aborted => "aborted",
         }
     }
 
@@ -245,7 +264,7 @@ pub enum CommitEventError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     NotStarted,
-    Health { deadline: Duration },
+    Health,
     Commit,
     Finished,
 }
@@ -254,9 +273,31 @@ enum Phase {
 struct Slot<P> {
     player: P,
     nonce: u64,
+    /// Health pings sent so far.
+    pings: u32,
+    /// When the last ping left: the poll that asked for it until the caller stamps it.
     ping_sent_at: Duration,
+    /// Whether the last ping still waits for [`CommitMachine::pings_sent`].
+    ping_unstamped: bool,
+    /// When the pong arrived; judged at the next poll.
+    answered_at: Option<Duration>,
     health: HealthCheck,
     ack: AckState,
+}
+
+impl<P: Copy> Slot<P> {
+    /// (Re)pings the player with `nonce` at `now`.
+    fn ping(&mut self, nonce: u64, now: Duration) -> CommitAction<P> {
+        self.nonce = nonce;
+        self.pings += 1;
+        self.ping_sent_at = now;
+        self.ping_unstamped = true;
+        self.answered_at = None;
+        CommitAction::Ping {
+            player: self.player,
+            nonce,
+        }
+    }
 }
 
 /// The two-phase commit of one match.
@@ -266,6 +307,14 @@ pub struct CommitMachine<P> {
     slots: Vec<Slot<P>>,
     phase: Phase,
     outcome: Option<CommitOutcome<P>>,
+    /// The previous poll, to see stalls.
+    last_poll: Option<Duration>,
+    /// The end of the last stall (the poll after the gap).
+    last_stall: Option<Duration>,
+    /// Called off from outside: the next poll finishes the match.
+    cancelled: bool,
+    /// Nonces of new pings after a stall.
+    rng: fastrand::Rng,
 }
 
 impl<P: Copy + Eq> CommitMachine<P> {
@@ -275,6 +324,9 @@ impl<P: Copy + Eq> CommitMachine<P> {
     /// If `players` and `nonces` differ in length.
     pub fn new(players: &[P], nonces: &[u64], timings: CommitTimings) -> Self {
         assert_eq!(players.len(), nonces.len(), "one nonce per player");
+        let seed = nonces
+            .iter()
+            .fold(0x9E37_79B9_7F4A_7C15u64, |acc, n| acc.rotate_left(17) ^ n);
         Self {
             timings,
             slots: players
@@ -283,13 +335,20 @@ impl<P: Copy + Eq> CommitMachine<P> {
                 .map(|(&player, &nonce)| Slot {
                     player,
                     nonce,
+                    pings: 0,
                     ping_sent_at: Duration::ZERO,
+                    ping_unstamped: false,
+                    answered_at: None,
                     health: HealthCheck::Pending,
                     ack: AckState::NotProposed,
                 })
                 .collect(),
             phase: Phase::NotStarted,
             outcome: None,
+            last_poll: None,
+            last_stall: None,
+            cancelled: false,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -311,6 +370,11 @@ impl<P: Copy + Eq> CommitMachine<P> {
     /// A player's proposal state.
     pub fn ack_state(&self, player: P) -> Option<AckState> {
         self.slot(player).map(|s| s.ack)
+    }
+
+    /// Health pings sent to a player so far (more than one after a stall).
+    pub fn pings(&self, player: P) -> Option<u32> {
+        self.slot(player).map(|s| s.pings)
     }
 
     /// Whether phase 2 (lobby, proposals) is running.
@@ -339,23 +403,32 @@ impl<P: Copy + Eq> CommitMachine<P> {
             .ok_or(CommitEventError::NotAMember)
     }
 
-    /// A pong from `player` arrived at `now`.
-    pub fn pong(&mut self, player: P, nonce: u64, now: Duration) -> Result<(), CommitEventError> {
-        let max_latency = self.timings.max_latency;
-        let in_health = matches!(self.phase, Phase::Health { .. });
+    /// The pings asked for since the last call really left at `at` (call it after the
+    /// transport sent the frame's packets). Without it a ping counts from the poll that
+    /// asked for it.
+    pub fn pings_sent(&mut self, at: Duration) {
+        for slot in self.slots.iter_mut().filter(|s| s.ping_unstamped) {
+            slot.ping_sent_at = at;
+            slot.ping_unstamped = false;
+        }
+    }
+
+    /// Whether a ping asked for still waits for [`Self::pings_sent`].
+    pub fn has_unstamped_pings(&self) -> bool {
+        self.slots.iter().any(|s| s.ping_unstamped)
+    }
+
+    /// A pong from `player` arrived at `at`; it is judged at the next poll.
+    pub fn pong(&mut self, player: P, nonce: u64, at: Duration) -> Result<(), CommitEventError> {
+        let in_health = self.phase == Phase::Health;
         let slot = self.slot_mut(player)?;
         if slot.nonce != nonce {
             return Err(CommitEventError::WrongNonce);
         }
-        if !in_health || slot.health != HealthCheck::Pending {
+        if !in_health || slot.health != HealthCheck::Pending || slot.answered_at.is_some() {
             return Err(CommitEventError::Unexpected);
         }
-        let latency = now.saturating_sub(slot.ping_sent_at);
-        slot.health = if latency <= max_latency {
-            HealthCheck::Healthy { latency }
-        } else {
-            HealthCheck::TooSlow { latency }
-        };
+        slot.answered_at = Some(at);
         Ok(())
     }
 
@@ -388,105 +461,177 @@ impl<P: Copy + Eq> CommitMachine<P> {
         }
         let slot = self.slot_mut(player)?;
         slot.health = health;
+        slot.answered_at = None;
         if slot.ack != AckState::NotProposed {
             slot.ack = AckState::Failed;
         }
         Ok(())
     }
 
+    /// Calls the match off from outside (its lobby is gone): the next poll finishes it
+    /// with [`MatchStatus::Aborted`].
+    pub fn cancel(&mut self) -> Result<(), CommitEventError> {
+        if self.phase == Phase::Finished {
+            return Err(CommitEventError::Unexpected);
+        }
+        self.cancelled = true;
+        Ok(())
+    }
+
+    /// Calls the match off from outside and finishes it now with [`MatchStatus::Aborted`]
+    /// (the match itself is going away). `None` if it had finished already.
+    pub fn abort(&mut self) -> Option<CommitOutcome<P>> {
+        if self.phase == Phase::Finished {
+            return None;
+        }
+        match self.finish(MatchStatus::Aborted) {
+            CommitAction::Finish(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
     /// Advances the machine to `now` and returns what to do, in order.
     pub fn poll(&mut self, now: Duration) -> Vec<CommitAction<P>> {
-        let mut actions = Vec::new();
-        if self.phase == Phase::NotStarted {
-            let deadline = now + self.timings.ping_timeout;
-            for slot in &mut self.slots {
-                slot.ping_sent_at = now;
-                if slot.health == HealthCheck::Pending {
-                    actions.push(CommitAction::Ping {
-                        player: slot.player,
-                        nonce: slot.nonce,
-                    });
-                }
-            }
-            self.phase = Phase::Health { deadline };
+        if let Some(previous) = self.last_poll
+            && now.saturating_sub(previous) > self.timings.stall_threshold
+        {
+            self.last_stall = Some(now);
         }
-        if let Phase::Health { deadline } = self.phase {
-            if now >= deadline {
-                for slot in &mut self.slots {
-                    if slot.health == HealthCheck::Pending {
-                        slot.health = HealthCheck::NoAnswer;
-                    }
+        self.last_poll = Some(now);
+        let mut actions = Vec::new();
+        if self.phase == Phase::Finished {
+            return actions;
+        }
+        if self.cancelled {
+            actions.push(self.finish(MatchStatus::Aborted));
+            return actions;
+        }
+        if self.phase == Phase::NotStarted {
+            self.phase = Phase::Health;
+            for slot in self.slots.iter_mut() {
+                if slot.health == HealthCheck::Pending {
+                    let nonce = slot.nonce;
+                    actions.push(slot.ping(nonce, now));
                 }
             }
-            if self.slots.iter().all(|s| s.health != HealthCheck::Pending) {
-                let healthy: Vec<bool> = self.slots.iter().map(|s| s.health.is_healthy()).collect();
-                if healthy.iter().all(|h| *h) {
-                    self.phase = Phase::Commit;
-                    actions.push(CommitAction::CreateLobby);
-                    for slot in &mut self.slots {
-                        slot.ack = AckState::Backoff {
-                            attempt: 1,
-                            at: now,
-                        };
-                    }
-                } else {
-                    let status = MatchStatus::from_health(&healthy);
-                    actions.push(self.finish(status));
-                    return actions;
-                }
-            }
+        }
+        if self.phase == Phase::Health {
+            self.advance_health(now, &mut actions);
         }
         if self.phase == Phase::Commit {
-            let timings = self.timings;
-            for slot in &mut self.slots {
-                loop {
-                    match slot.ack {
-                        AckState::Backoff { attempt, at } if now >= at => {
-                            actions.push(CommitAction::Propose {
-                                player: slot.player,
-                                attempt,
-                            });
-                            slot.ack = AckState::Waiting {
-                                attempt,
-                                deadline: now + timings.notification_timeout,
-                            };
-                        }
-                        AckState::Waiting { attempt, deadline } if now >= deadline => {
-                            slot.ack = if attempt < timings.notification_attempts {
-                                AckState::Backoff {
-                                    attempt: attempt + 1,
-                                    at: deadline + timings.notification_backoff,
-                                }
-                            } else {
-                                AckState::Failed
-                            };
-                        }
-                        _ => break,
-                    }
-                }
-            }
-            if self.slots.iter().any(|s| s.ack == AckState::Failed) {
-                actions.push(self.finish(MatchStatus::NotificationFailed));
-            } else if self.slots.iter().all(|s| s.ack == AckState::Acknowledged) {
-                actions.push(self.finish(MatchStatus::Success));
-            }
+            self.advance_commit(now, &mut actions);
         }
         actions
     }
 
+    /// Whether the last stall ended after `from` and by `to`: a round trip over that span
+    /// may have been held up by the caller.
+    fn stalled_between(&self, from: Duration, to: Duration) -> bool {
+        self.last_stall.is_some_and(|s| s > from && s <= to)
+    }
+
+    /// Phase 1: judges the answers and timeouts, pings again after a stall, and ends the
+    /// phase (lobby or rollback) once everyone is judged.
+    fn advance_health(&mut self, now: Duration, actions: &mut Vec<CommitAction<P>>) {
+        let timings = self.timings;
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            if slot.health != HealthCheck::Pending {
+                continue;
+            }
+            let sent = slot.ping_sent_at;
+            let (judged_at, timed_out) = match slot.answered_at {
+                Some(at) => (at, false),
+                None if now >= sent + timings.ping_timeout => (now, true),
+                None => continue,
+            };
+            if slot.pings < MAX_HEALTH_PINGS && self.stalled_between(sent, judged_at) {
+                let nonce = self.rng.u64(..);
+                actions.push(self.slots[i].ping(nonce, now));
+                continue;
+            }
+            let latency = judged_at.saturating_sub(sent);
+            self.slots[i].health = match timed_out {
+                true => HealthCheck::NoAnswer,
+                false if latency <= timings.max_latency => HealthCheck::Healthy { latency },
+                false => HealthCheck::TooSlow { latency },
+            };
+        }
+        if self.slots.iter().any(|s| s.health == HealthCheck::Pending) {
+            return;
+        }
+        let healthy: Vec<bool> = self.slots.iter().map(|s| s.health.is_healthy()).collect();
+        if healthy.iter().all(|h| *h) {
+            self.phase = Phase::Commit;
+            actions.push(CommitAction::CreateLobby);
+            for slot in &mut self.slots {
+                slot.ack = AckState::Backoff {
+                    attempt: 1,
+                    at: now,
+                };
+            }
+        } else {
+            let status = MatchStatus::from_health(&healthy);
+            actions.push(self.finish(status));
+        }
+    }
+
+    /// Phase 2: sends due proposals, times out unanswered ones, and commits or rolls back.
+    fn advance_commit(&mut self, now: Duration, actions: &mut Vec<CommitAction<P>>) {
+        let timings = self.timings;
+        for slot in &mut self.slots {
+            loop {
+                match slot.ack {
+                    AckState::Backoff { attempt, at } if now >= at => {
+                        actions.push(CommitAction::Propose {
+                            player: slot.player,
+                            attempt,
+                        });
+                        slot.ack = AckState::Waiting {
+                            attempt,
+                            deadline: now + timings.notification_timeout,
+                        };
+                    }
+                    AckState::Waiting { attempt, deadline } if now >= deadline => {
+                        slot.ack = if attempt < timings.notification_attempts {
+                            AckState::Backoff {
+                                attempt: attempt + 1,
+                                at: deadline + timings.notification_backoff,
+                            }
+                        } else {
+                            AckState::Failed
+                        };
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if self.slots.iter().any(|s| s.ack == AckState::Failed) {
+            actions.push(self.finish(MatchStatus::NotificationFailed));
+        } else if self.slots.iter().all(|s| s.ack == AckState::Acknowledged) {
+            actions.push(self.finish(MatchStatus::Success));
+        }
+    }
+
     fn finish(&mut self, status: MatchStatus) -> CommitAction<P> {
         self.phase = Phase::Finished;
+        let aborted = status == MatchStatus::Aborted;
         let success = status.is_success();
         let outcome = CommitOutcome {
             status,
             players: self
                 .slots
                 .iter()
-                .map(|s| PlayerReport {
-                    player: s.player,
-                    health: s.health,
-                    acknowledged: s.ack == AckState::Acknowledged,
-                    requeued: !success && s.health.is_healthy() && s.ack != AckState::Failed,
+                .map(|s| {
+                    // an aborted match holds nothing against a player still pending
+                    let fit =
+                        s.health.is_healthy() || (aborted && s.health == HealthCheck::Pending);
+                    PlayerReport {
+                        player: s.player,
+                        health: s.health,
+                        acknowledged: s.ack == AckState::Acknowledged,
+                        requeued: !success && fit && s.ack != AckState::Failed,
+                    }
                 })
                 .collect(),
         };

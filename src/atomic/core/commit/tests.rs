@@ -5,10 +5,177 @@ use proptest::prelude::*;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
+/// A machine polled sparsely by these tests: no gap between polls counts as a stall
+/// (stalls have their own tests, with [`stalling_machine`]).
 fn machine(n: usize) -> CommitMachine<u32> {
+    let timings = CommitTimings {
+        stall_threshold: Duration::MAX,
+        ..CommitTimings::default()
+    };
+    machine_with(n, timings)
+}
+
+/// A machine with the default timings: a poll gap over 200 ms is a stall.
+fn stalling_machine(n: usize) -> CommitMachine<u32> {
+    machine_with(n, CommitTimings::default())
+}
+
+fn machine_with(n: usize, timings: CommitTimings) -> CommitMachine<u32> {
     let players: Vec<u32> = (1..=n as u32).collect();
     let nonces: Vec<u64> = players.iter().map(|p| *p as u64 * 100).collect();
-    CommitMachine::new(&players, &nonces, CommitTimings::default())
+    CommitMachine::new(&players, &nonces, timings)
+}
+
+/// Polls every 10 ms from `from` (exclusive) to `to` (inclusive), collecting the actions.
+fn poll_through(m: &mut CommitMachine<u32>, from: u64, to: u64) -> Vec<CommitAction<u32>> {
+    let mut actions = Vec::new();
+    let mut t = from;
+    while t < to {
+        t = (t + 10).min(to);
+        actions.extend(m.poll(MS(t)));
+    }
+    actions
+}
+
+fn pinged(actions: &[CommitAction<u32>], player: u32) -> Option<u64> {
+    actions.iter().find_map(|a| match a {
+        CommitAction::Ping { player: p, nonce } if *p == player => Some(*nonce),
+        _ => None,
+    })
+}
+
+/// The round trip runs from when the ping really left (stamped after the transport sent
+/// it) to when the pong arrived, not from the poll that asked for it.
+#[test]
+fn latency_is_measured_from_the_stamped_send() {
+    let mut m = stalling_machine(2);
+    m.poll(MS(0));
+    assert!(m.has_unstamped_pings());
+    m.pings_sent(MS(7));
+    assert!(!m.has_unstamped_pings());
+    m.pong(1, 100, MS(27)).unwrap();
+    m.pong(2, 200, MS(12)).unwrap();
+    // judged at the next poll
+    assert_eq!(m.health(1), Some(HealthCheck::Pending));
+    let a = m.poll(MS(30));
+    assert_eq!(a[0], CommitAction::CreateLobby);
+    assert_eq!(m.health(1), Some(HealthCheck::Healthy { latency: MS(20) }));
+    assert_eq!(m.health(2), Some(HealthCheck::Healthy { latency: MS(5) }));
+    assert_eq!(m.pong(1, 100, MS(31)), Err(CommitEventError::Unexpected));
+}
+
+/// A 600 ms frame between the ping and the pong: the pong waited for the server, not the
+/// player. The player is pinged again (fresh nonce) and judged on that answer.
+#[test]
+fn a_stall_between_ping_and_pong_pings_again() {
+    let mut m = stalling_machine(2);
+    m.poll(MS(0));
+    m.pings_sent(MS(1));
+    m.poll(MS(10));
+    // the next frame starts 600 ms later; both pongs are read in it
+    m.pong(1, 100, MS(610)).unwrap();
+    m.pong(2, 200, MS(610)).unwrap();
+    let a = m.poll(MS(610));
+    let (n1, n2) = (pinged(&a, 1).unwrap(), pinged(&a, 2).unwrap());
+    assert!(n1 != 100 && n2 != 200 && n1 != n2, "fresh nonces");
+    assert_eq!(m.health(1), Some(HealthCheck::Pending));
+    assert_eq!(m.pings(1), Some(2));
+    // the old nonce no longer answers
+    assert_eq!(m.pong(1, 100, MS(611)), Err(CommitEventError::WrongNonce));
+    m.pings_sent(MS(611));
+    m.pong(1, n1, MS(620)).unwrap();
+    m.pong(2, n2, MS(620)).unwrap();
+    let a = m.poll(MS(620));
+    assert_eq!(a[0], CommitAction::CreateLobby);
+    assert_eq!(m.health(1), Some(HealthCheck::Healthy { latency: MS(9) }));
+}
+
+/// A stall longer than the ping timeout: the timeout fired while the server slept, so the
+/// silent player is pinged again; it is judged NoAnswer only when a timeout passes
+/// without a stall.
+#[test]
+fn a_stall_past_the_ping_timeout_pings_again_before_no_answer() {
+    let mut m = stalling_machine(2);
+    m.poll(MS(0));
+    m.pong(1, 100, MS(10)).unwrap();
+    m.poll(MS(10));
+    let a = m.poll(MS(3_000));
+    let n2 = pinged(&a, 2).expect("pinged again");
+    assert!(finish(&a).is_none());
+    m.pong(2, n2, MS(3_020)).unwrap();
+    let a = poll_through(&mut m, 3_000, 3_020);
+    assert_eq!(a[0], CommitAction::CreateLobby);
+    // a player that really is silent is still judged, one timeout after the stall
+    let mut m = stalling_machine(2);
+    m.poll(MS(0));
+    m.pong(1, 100, MS(10)).unwrap();
+    m.poll(MS(10));
+    assert!(pinged(&m.poll(MS(3_000)), 2).is_some());
+    let a = poll_through(&mut m, 3_000, 4_990);
+    assert!(finish(&a).is_none());
+    let a = poll_through(&mut m, 4_990, 5_000);
+    let o = finish(&a).unwrap();
+    assert_eq!(o.status, MatchStatus::Player2Disconnected);
+    assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
+    assert_eq!(o.requeue(), vec![1]);
+}
+
+/// A slow player stays slow across a stall, and a caller that stalls on every frame still
+/// gets a verdict after [`MAX_HEALTH_PINGS`] pings.
+#[test]
+fn stalls_do_not_hide_a_slow_player_forever() {
+    let mut m = stalling_machine(2);
+    m.poll(MS(0));
+    m.pong(1, 100, MS(5)).unwrap();
+    let mut t = 0;
+    let mut nonce = 200;
+    let outcome = loop {
+        t += 700; // every frame is a stall, every pong 700 ms late
+        m.pong(2, nonce, MS(t)).unwrap();
+        let a = m.poll(MS(t));
+        if let Some(o) = finish(&a) {
+            break o.clone();
+        }
+        nonce = pinged(&a, 2).expect("pinged again");
+    };
+    assert_eq!(m.pings(2), Some(MAX_HEALTH_PINGS));
+    assert_eq!(outcome.status, MatchStatus::Player2Disconnected);
+    assert_eq!(
+        outcome.players[1].health,
+        HealthCheck::TooSlow { latency: MS(700) }
+    );
+    assert!(outcome.players[0].health.is_healthy());
+}
+
+/// Called off from outside: every player still in the match (healthy or not judged yet)
+/// is re-queued, those who left are not.
+#[test]
+fn aborted_matches_requeue_everyone_still_in_them() {
+    let mut m = machine(3);
+    m.poll(MS(0));
+    m.pong(1, 100, MS(5)).unwrap();
+    m.poll(MS(5));
+    m.withdrew(3).unwrap();
+    let o = m.abort().unwrap();
+    assert_eq!(o.status, MatchStatus::Aborted);
+    assert_eq!(o.status.as_str(), "aborted");
+    assert_eq!(o.requeue(), vec![1, 2]);
+    assert!(m.is_finished());
+    assert!(m.abort().is_none());
+    assert_eq!(m.cancel(), Err(CommitEventError::Unexpected));
+    // cancel: the next poll finishes it (here in phase 2)
+    let mut m = machine(2);
+    m.poll(MS(0));
+    m.pong(1, 100, MS(5)).unwrap();
+    m.pong(2, 200, MS(5)).unwrap();
+    m.poll(MS(5));
+    m.acknowledge(1).unwrap();
+    m.cancel().unwrap();
+    m.acknowledge(2).unwrap();
+    let o = finish(&m.poll(MS(6))).unwrap().clone();
+    assert_eq!(o.status, MatchStatus::Aborted);
+    assert_eq!(o.requeue(), vec![1, 2]);
+    assert!(m.poll(MS(7)).is_empty());
 }
 
 fn finish(actions: &[CommitAction<u32>]) -> Option<&CommitOutcome<u32>> {
@@ -233,6 +400,7 @@ proptest! {
     fn invariants(n in 2usize..6, events in proptest::collection::vec(ev(5), 0..60)) {
         let players: Vec<u32> = (0..n as u32).collect();
         let nonces: Vec<u64> = (0..n as u64).collect();
+        // the events' time jumps are stalls: pongs and timeouts they span are measured again
         let t = CommitTimings::default();
         let mut m = CommitMachine::new(&players, &nonces, t);
         let mut now = Duration::ZERO;
@@ -269,10 +437,10 @@ proptest! {
         }
         // Polled every `step`, each attempt can start up to one step late (a proposal is
         // timed from when it is really sent, so one late poll after a stall resends with a
-        // full window instead of failing at once): the bound follows from the timings.
+        // full window instead of failing at once), and a ping a stall spanned is sent again
+        // once (no stall follows): the bound follows from the timings.
         let step = Duration::from_millis(10);
-        let worst = t.ping_timeout
-            + step
+        let worst = (t.ping_timeout + step) * 2
             + (t.notification_timeout + t.notification_backoff + step) * t.notification_attempts;
         let end = now + worst;
         while outcome.is_none() && now < end {
