@@ -68,11 +68,12 @@ impl TestHarness<AtomicMode> {
         visit_client_messages(&mut self.recorder());
     }
 
-    /// Closes a client's connection and opens a new one under the same player id, as a
-    /// game that lost its connection and reconnected would (netcode allows the id again
-    /// once the old connection is gone). The server sees a new session; the client is a
-    /// fresh app with the client plugin, whose recordings start empty.
-    pub fn reconnect(&mut self, player: PlayerId) {
+    /// Closes a client's connection and opens a new one under the same player id from a
+    /// fresh game (a restarted game, netcode allows the id again once the old connection
+    /// is gone). The server sees a new session; the client is a new app with the client
+    /// plugin, whose recordings start empty. [`reconnect`](TestHarness::reconnect) keeps
+    /// the app instead.
+    pub fn reconnect_fresh(&mut self, player: PlayerId) {
         self.disconnect(player);
         let channel = self.mode.channel;
         let renet = self
@@ -91,16 +92,6 @@ impl TestHarness<AtomicMode> {
         client.app = app;
         client.link = LocalLink::default();
         self.record_all();
-    }
-
-    /// Runs one update in which the server's frame starts `gap` after its previous one (a
-    /// server frame that took that long: a stall), while the clients step as usual.
-    pub fn stall_server(&mut self, gap: Duration) {
-        self.server
-            .insert_resource(TimeUpdateStrategy::ManualDuration(gap));
-        self.update();
-        self.server
-            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step));
     }
 
     /// Adds a connected client with the client plugin; returns its player id.

@@ -8,6 +8,29 @@
 //! update. A test can stall a link, close a connection, write messages into a client app
 //! and speak the wire protocol from a client without a plugin ("raw" clients).
 //!
+//! # Faults
+//!
+//! Every link can misbehave ([`TestHarness::set_faults`]: loss, delay, jitter,
+//! duplication and reordering per direction, drawn from a seeded random source, see
+//! [`TestHarness::seed_links`]), hold its packets for a while
+//! ([`TestHarness::stall_link`]) or drop and come back under the same id
+//! ([`TestHarness::reconnect`]); the server can take one long frame
+//! ([`TestHarness::stall_server`]) or be replaced ([`TestHarness::replace_server`]).
+//! Links run on the harness's network clock ([`TestHarness::now`]), which advances by
+//! [`step`](TestHarness::step) every update: nothing depends on wall-clock time, so a
+//! run is the same for the same seed and the same test.
+//!
+//! # Determinism
+//!
+//! Besides the seeded links and manual time, every schedule of every app runs on Bevy's
+//! single-threaded executor ([`single_threaded`]), whatever Bevy's features: with the
+//! `multi_threaded` feature (which any crate in the build can turn on, as this crate's
+//! `gui` feature does) systems that are not ordered against each other run in whatever
+//! order the threads happen to take, so the same test could play out differently from run
+//! to run. Clients update in creation order. What the harness cannot order is a server
+//! that iterates a hash map (renet's `clients_id()` is one): when two clients' messages
+//! reach it in the same frame, the server should sort the ids it reads.
+//!
 //! Each mode adds its plugins and helpers on top, as inherent methods of
 //! `TestHarness<ItsMode>`: `atomic::testing::MatchmakingTestHarness` and
 //! `negotiated::testing::NegotiatedTestHarness`.
@@ -25,6 +48,7 @@ use std::any::type_name;
 use std::time::Duration;
 
 use bevy::ecs::message::Messages;
+use bevy::ecs::schedule::{Schedules, SingleThreadedExecutor};
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_renet::renet::ConnectionConfig;
@@ -33,7 +57,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec;
-use super::local_link::LocalLink;
+use super::local_link::{LinkFaults, LocalLink};
 use super::messages::MatchmakingMessageVisitor;
 use super::player::PlayerId;
 
@@ -56,6 +80,10 @@ pub struct HarnessClient {
     pub app: App,
     /// Its connection as the harness drives it.
     pub link: LocalLink,
+    /// Connections it had before this one (a reconnection starts a new one).
+    generation: u64,
+    /// When a dropped connection opens again ([`TestHarness::reconnect`]).
+    reconnect_at: Option<Duration>,
 }
 
 /// Every message of type `M` an app wrote, in order, with the time each was recorded at.
@@ -121,6 +149,28 @@ fn install_recorder<M: Message + Clone>(app: &mut App) {
     }
 }
 
+/// How many schedules [`single_threaded`] last saw in an app.
+#[derive(Resource)]
+struct SingleThreaded(usize);
+
+/// Makes every schedule of `app` run on Bevy's single-threaded executor (in its
+/// topological order, the same every run), unless it already did and no schedule was
+/// added since. The harness calls it before every update of every app.
+pub fn single_threaded(app: &mut App) {
+    let world = app.world_mut();
+    let count = world.resource::<Schedules>().iter().count();
+    if world
+        .get_resource::<SingleThreaded>()
+        .is_some_and(|s| s.0 == count)
+    {
+        return;
+    }
+    for (_, schedule) in world.resource_mut::<Schedules>().iter_mut() {
+        schedule.set_executor(SingleThreadedExecutor::new());
+    }
+    world.insert_resource(SingleThreaded(count));
+}
+
 /// An app with the minimal plugins on manual time: every update advances it by `step`.
 pub fn manual_app(step: Duration) -> App {
     let mut app = App::new();
@@ -152,6 +202,14 @@ pub struct TestHarness<M: HarnessMode> {
     pub mode: M,
     next_id: PlayerId,
     recorders: Vec<fn(&mut App)>,
+    now: Duration,
+    link_seed: u64,
+}
+
+/// The seed of one connection's faults: the harness's seed, the client and which of its
+/// connections it is.
+fn link_seed(seed: u64, id: PlayerId, generation: u64) -> u64 {
+    seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ generation.wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
 /// Records every message type it visits: pass it to a plugin's `visit_client_messages`.
@@ -181,6 +239,8 @@ impl<M: HarnessMode> TestHarness<M> {
             mode,
             next_id: 1,
             recorders: Vec::new(),
+            now: Duration::ZERO,
+            link_seed: 0,
         }
     }
 
@@ -237,7 +297,9 @@ impl<M: HarnessMode> TestHarness<M> {
         self.clients.push(HarnessClient {
             id,
             app,
-            link: LocalLink::default(),
+            link: LocalLink::seeded(link_seed(self.link_seed, id, 0)),
+            generation: 0,
+            reconnect_at: None,
         });
         id
     }
@@ -323,25 +385,114 @@ impl<M: HarnessMode> TestHarness<M> {
             && self.server_resource::<RenetServer>().is_connected(id)
     }
 
-    /// Closes a client's connection for good, as a player quitting the game would.
+    /// Closes a client's connection for good, as a player quitting the game would (and
+    /// cancels a [`reconnect`](Self::reconnect) under way).
     pub fn disconnect(&mut self, id: PlayerId) {
         let i = self.index(id);
         let client = &mut self.clients[i];
+        client.reconnect_at = None;
         let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
         let mut server = self.server.world_mut().resource_mut::<RenetServer>();
         client.link.close(&mut server, id, &mut renet);
     }
 
     /// Stops exchanging a client's packets without closing the connection (a stalled
-    /// network), or resumes it.
+    /// network: renet keeps them until the link is up again), or resumes it.
     pub fn set_link(&mut self, id: PlayerId, up: bool) {
         let i = self.index(id);
         self.clients[i].link.set_up(up);
     }
 
+    /// The network clock the links run on: [`step`](Self::step) per update since the
+    /// harness was made.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Seeds the random source of every link's faults, now and for every link made later
+    /// (each link draws from this seed, its client id and its connection number).
+    pub fn seed_links(&mut self, seed: u64) {
+        self.link_seed = seed;
+        for client in &mut self.clients {
+            client
+                .link
+                .reseed(link_seed(seed, client.id, client.generation));
+        }
+    }
+
+    /// Makes a client's link misbehave (or behave again, with the default faults).
+    pub fn set_faults(&mut self, id: PlayerId, faults: LinkFaults) {
+        let i = self.index(id);
+        self.clients[i].link.set_faults(faults);
+    }
+
+    /// A client's link faults.
+    pub fn link_faults(&self, id: PlayerId) -> LinkFaults {
+        self.clients[self.index(id)].link.faults()
+    }
+
+    /// Holds every packet of a client's link, both ways, for `duration` of network time;
+    /// then they arrive in order (renet's resends with them).
+    pub fn stall_link(&mut self, id: PlayerId, duration: Duration) {
+        let until = self.now + duration;
+        let i = self.index(id);
+        self.clients[i].link.stall_until(until);
+    }
+
+    /// Drops a client's connection now and opens a new one under the same id once its
+    /// app ran one update without it (it sees the loss), as a game that lost its
+    /// connection and reconnected would. The app keeps its state; the server sees a
+    /// disconnection, then a new connection. Packets in flight are lost; the new link has
+    /// the old one's faults. Works on a closed connection too (a player coming back).
+    pub fn reconnect(&mut self, id: PlayerId) {
+        self.disconnect(id);
+        let at = self.now + self.step * 2;
+        let i = self.index(id);
+        self.clients[i].reconnect_at = Some(at);
+    }
+
+    /// Whether a client waits to reconnect.
+    pub fn is_reconnecting(&self, id: PlayerId) -> bool {
+        self.clients[self.index(id)].reconnect_at.is_some()
+    }
+
+    /// Opens the connections whose reconnection is due.
+    fn reconnect_due(&mut self) {
+        for i in 0..self.clients.len() {
+            if self.clients[i].reconnect_at.is_none_or(|at| at > self.now) {
+                continue;
+            }
+            let renet = self.connect(self.clients[i].id);
+            self.renew_link(i);
+            let client = &mut self.clients[i];
+            client.reconnect_at = None;
+            client.app.insert_resource(renet);
+        }
+    }
+
+    /// Gives a client a fresh link (a new connection) with the old one's faults.
+    fn renew_link(&mut self, i: usize) {
+        let client = &mut self.clients[i];
+        client.generation += 1;
+        let faults = client.link.faults();
+        client.link = LocalLink::seeded(link_seed(self.link_seed, client.id, client.generation));
+        client.link.set_faults(faults);
+    }
+
+    /// Runs one update in which the server's frame starts `gap` after its previous one
+    /// (a server frame that took that long: a stall), while the clients and the network
+    /// step as usual.
+    pub fn stall_server(&mut self, gap: Duration) {
+        self.server
+            .insert_resource(TimeUpdateStrategy::ManualDuration(gap));
+        self.update();
+        self.server
+            .insert_resource(TimeUpdateStrategy::ManualDuration(self.step));
+    }
+
     /// Replaces the server app with `server` (already started), as a server restart
     /// would: every client that was not closed sees its connection drop for one update,
-    /// then gets a new connection to the new server.
+    /// then gets a new connection (and link: packets in flight are lost) to the new server.
     pub fn replace_server(&mut self, server: App) {
         let mut old = self.server.world_mut().resource_mut::<RenetServer>();
         for client in self.clients.iter_mut().filter(|c| !c.link.is_closed()) {
@@ -349,6 +500,7 @@ impl<M: HarnessMode> TestHarness<M> {
             old.disconnect_local_client(client.id, &mut renet);
         }
         for client in &mut self.clients {
+            single_threaded(&mut client.app);
             client.app.update();
         }
         self.server = server;
@@ -358,26 +510,35 @@ impl<M: HarnessMode> TestHarness<M> {
         for i in 0..self.clients.len() {
             if !self.clients[i].link.is_closed() {
                 let renet = self.connect(self.clients[i].id);
+                self.renew_link(i);
                 self.clients[i].app.insert_resource(renet);
             }
         }
     }
 
     fn exchange(&mut self) {
+        let now = self.now;
         let mut server = self.server.world_mut().resource_mut::<RenetServer>();
         for client in &mut self.clients {
             let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-            client.link.exchange(&mut server, client.id, &mut renet);
+            client
+                .link
+                .exchange(&mut server, client.id, &mut renet, now);
         }
     }
 
-    /// Runs one update of every app: packets both ways, the server, packets both ways,
-    /// every client.
+    /// Runs one update of every app: the network clock advances, due reconnections
+    /// open, packets both ways, the server, packets both ways, every client (in creation
+    /// order).
     pub fn update(&mut self) {
+        self.now += self.step;
+        self.reconnect_due();
         self.exchange();
+        single_threaded(&mut self.server);
         self.server.update();
         self.exchange();
         for client in &mut self.clients {
+            single_threaded(&mut client.app);
             client.app.update();
         }
     }

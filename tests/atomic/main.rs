@@ -2,6 +2,7 @@
 //! per topic, in one binary so Bevy is linked once.
 
 mod common;
+mod faults;
 mod hostile;
 mod invariants;
 mod pair;

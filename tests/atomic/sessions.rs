@@ -38,7 +38,7 @@ fn old_match_then_reconnect(h: &mut MatchmakingTestHarness, a: PlayerId, b: Play
     let m1 = matching(h, a).unwrap();
     let old_session = h.server_state().session(a).unwrap();
     h.run(3);
-    h.reconnect(a);
+    h.reconnect_fresh(a);
     h.run_until(20, |h| h.client_state(a) == MatchmakingClientState::Idle);
     assert_ne!(h.server_state().session(a), Some(old_session));
     assert_eq!(location(h, a), MatchmakingPlayerLocation::Idle);

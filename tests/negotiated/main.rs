@@ -8,6 +8,7 @@ mod clock_skew;
 mod common;
 mod crowd;
 mod expiry;
+mod faults;
 mod forgery;
 mod pair;
 mod properties;

@@ -19,6 +19,8 @@ use bevy_atomic_matchmaking::negotiated::core::relay_core::NegotiatedRelayCore;
 use bevy_atomic_matchmaking::shared::codec;
 use bevy_atomic_matchmaking::shared::player::PlayerId;
 
+use crate::faults;
+
 const CATEGORY: &str = "duel";
 
 fn machine(me: PlayerId, frame_ms: u64, bid_timeout_ms: u64, seed: u64) -> NegotiatedMachine {
@@ -96,11 +98,19 @@ struct Audit {
     matches_since_search: usize,
 }
 
+/// `PROPTEST_CASES` if set (the long runs of `scripts/long_properties.sh`), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 // regressions beside this file (proptest's default would look for them in
 // tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: cases(256),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
@@ -389,7 +399,7 @@ fn check_pairs(matches: &BTreeMap<PlayerId, Vec<NegotiatedMatch>>) -> Result<usi
 // tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: cases(48),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
@@ -454,5 +464,27 @@ proptest! {
         prop_assert_eq!(check_pairs(&sim.matches)?, pairs);
         let requests: BTreeSet<NegotiatedFactId> = sim.matches.values().map(|m| m[0].request).collect();
         prop_assert_eq!(requests.len(), pairs, "one request per pair");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the real plugins over faulty links (see `faults`)
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(12),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Matches stay mutual, nobody is matched twice in a search and the relay's memory
+    /// stays under its caps, whatever the links, reconnections and relay stalls or
+    /// restarts do.
+    #[test]
+    fn matches_stay_mutual_under_faults(
+        ops in proptest::collection::vec(faults::op(faults::CLIENTS), 1..40),
+        seed in any::<u64>(),
+    ) {
+        faults::NegotiatedRun::new(seed).run(&ops)?;
     }
 }

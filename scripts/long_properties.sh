@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the property tests of both modes with many cases in a release build:
+#   atomic      tests/atomic/invariants.rs     (server invariants, with and without faults)
+#   negotiated  tests/negotiated/properties.rs (the machine, crowds, matches under faults)
+#
+# Usage: scripts/long_properties.sh [CASES]    (default 2000 cases per property test)
+#
+# Prints the cases run per test and, for a failure, the minimal failing input and the
+# seed proptest saved (the `cc ...` line it appended to the regressions file beside the
+# test). Exits non-zero if any property failed.
+set -uo pipefail
+
+cases="${1:-2000}"
+cd "$(dirname "$0")/.."
+log_dir="$(mktemp -d)"
+regressions=(tests/atomic/invariants.proptest-regressions tests/negotiated/properties.proptest-regressions)
+for f in "${regressions[@]}"; do
+    cp "$f" "$log_dir/$(basename "$f").before" 2>/dev/null || : >"$log_dir/$(basename "$f").before"
+done
+
+echo "building the test binaries (release)..."
+cargo test --release --no-run --test atomic --test negotiated >"$log_dir/build.log" 2>&1 || {
+    tail -n 30 "$log_dir/build.log"
+    exit 2
+}
+
+status=0
+run() {
+    local binary="$1" filter="$2"
+    local log="$log_dir/$binary.log"
+    local started=$SECONDS
+    echo "== $binary: $filter ($cases cases per property test)"
+    PROPTEST_CASES="$cases" cargo test --release --test "$binary" -- "$filter" >"$log" 2>&1
+    local code=$?
+    grep -E '^test .* \.\.\. ' "$log" | sed 's/^/   /'
+    local passed
+    passed=$(grep -cE '^test .* \.\.\. ok$' "$log")
+    echo "   $passed passed, $((SECONDS - started)) s"
+    if [ $code -ne 0 ]; then
+        status=1
+        grep -E 'minimal failing input|Test failed|panicked at' "$log" | sed 's/^/   /' | head -n 20
+    fi
+}
+run atomic invariants::
+run negotiated properties::
+
+for f in "${regressions[@]}"; do
+    new=$(diff "$log_dir/$(basename "$f").before" "$f" | grep '^> cc ' | sed 's/^> //')
+    if [ -n "$new" ]; then
+        echo "new failing seeds saved in $f:"
+        echo "$new" | sed 's/^/   /'
+    fi
+done
+echo "logs: $log_dir"
+exit $status

@@ -1,0 +1,368 @@
+//! The fault runs of negotiated matchmaking over the real plugins (the property test is
+//! in [`properties`](crate::properties)): clients search and cancel while their links
+//! lose, delay, duplicate, reorder and hold packets, reconnect under the same id, and the
+//! relay takes long frames or restarts. [`NegotiatedRun`] checks after every frame:
+//!
+//! - every found match is mutual: if A found B, B found A with the same request, bid and
+//!   accept and the other role, once both settled (B matched someone else, or stopped
+//!   searching long enough ago, is a one-sided match);
+//! - nobody is matched twice in one search;
+//! - the relay's memory stays under its caps: facts per connection and frame, facts only
+//!   in the frames it keeps, departed ids only of known players that are not connected,
+//!   per-connection state only for open connections.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
+use bevy_renet::RenetServer;
+use proptest::prelude::*;
+
+/// Whether the fault runs reconnect clients under the same id at random.
+pub const RECONNECTS_ENABLED: bool = true;
+/// Whether the fault runs give the relay one long frame ([`RELAY_STALL`]) at random.
+pub const RELAY_STALLS_ENABLED: bool = true;
+/// Whether the fault runs restart the relay at random.
+pub const RELAY_RESTARTS_ENABLED: bool = true;
+/// Whether the fault runs cancel searches at random.
+pub const CANCELS_ENABLED: bool = false;
+/// Whether the fault runs hold a link's packets ([`Op::Hold`]) at random.
+pub const HOLDS_ENABLED: bool = false;
+/// The length of a stalled relay frame.
+pub const RELAY_STALL: Duration = Duration::from_millis(600);
+/// The longest link hold the fault runs make.
+pub const MAX_HOLD_MS: u16 = 1_500;
+/// Clients in every run.
+pub const CLIENTS: usize = 6;
+/// Frames of the relay's rolling queue.
+pub const FRAME: Duration = Duration::from_secs(2);
+/// How long a bidder waits for an answer.
+pub const BID_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One direction of a link as a test case states it (percentages and milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wire {
+    pub loss: u8,
+    pub delay: u8,
+    pub jitter: u8,
+    pub dup: u8,
+    pub reorder: u8,
+}
+
+impl Wire {
+    fn faults(self) -> DirectionFaults {
+        DirectionFaults {
+            loss: f64::from(self.loss) / 100.0,
+            delay: Duration::from_millis(self.delay.into()),
+            jitter: Duration::from_millis(self.jitter.into()),
+            duplicate: f64::from(self.dup) / 100.0,
+            reorder: f64::from(self.reorder) / 100.0,
+            ..DirectionFaults::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Starts a search, if the client is idle.
+    Search(usize),
+    /// Abandons the search, if the client is searching.
+    Cancel(usize),
+    Run(u16),
+    /// Sets a link's faults: client to relay, relay to client.
+    Faults(usize, Wire, Wire),
+    /// Holds a link's packets for this many milliseconds.
+    Hold(usize, u16),
+    /// Drops the connection and opens a new one under the same id.
+    Reconnect(usize),
+    /// One relay frame of [`RELAY_STALL`].
+    RelayStall,
+    /// A fresh relay (every fact lost).
+    RelayRestart,
+}
+
+fn wire() -> impl Strategy<Value = Wire> {
+    let any_wire = (0u8..30, 0u8..80, 0u8..60, 0u8..30, 0u8..30).prop_map(
+        |(loss, delay, jitter, dup, reorder)| Wire {
+            loss,
+            delay,
+            jitter,
+            dup,
+            reorder,
+        },
+    );
+    let clean = Wire {
+        loss: 0,
+        delay: 0,
+        jitter: 0,
+        dup: 0,
+        reorder: 0,
+    };
+    prop_oneof![3 => any_wire, 1 => Just(clean)]
+}
+
+pub fn op(n: usize) -> impl Strategy<Value = Op> {
+    let weight = |enabled: bool, w: u32| if enabled { w } else { 0 };
+    prop_oneof![
+        6 => (0..n).prop_map(Op::Search),
+        weight(CANCELS_ENABLED, 1) => (0..n).prop_map(Op::Cancel),
+        5 => (1u16..200).prop_map(Op::Run),
+        2 => (0..n, wire(), wire()).prop_map(|(p, up, down)| Op::Faults(p, up, down)),
+        weight(HOLDS_ENABLED, 1) => (0..n, 50u16..MAX_HOLD_MS).prop_map(|(p, ms)| Op::Hold(p, ms)),
+        weight(RECONNECTS_ENABLED, 1) => (0..n).prop_map(Op::Reconnect),
+        weight(RELAY_STALLS_ENABLED, 1) => Just(Op::RelayStall),
+        weight(RELAY_RESTARTS_ENABLED, 1) => Just(Op::RelayRestart),
+    ]
+}
+
+/// A match one client found, as the run first saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    found: NegotiatedMatchFound,
+    at: Duration,
+    mutual: bool,
+}
+
+/// A harness, its clients and what the checks remember, driven by [`Op`]s.
+pub struct NegotiatedRun {
+    pub h: NegotiatedTestHarness,
+    pub ids: Vec<PlayerId>,
+    /// Every match each client found, by client index.
+    seen: Vec<Vec<Seen>>,
+    /// How many matches each client had found when its current search started.
+    at_search: Vec<usize>,
+}
+
+fn searching(state: NegotiatedClientState) -> bool {
+    use NegotiatedClientState::*;
+    matches!(state, Looking | Requesting | Bidding)
+}
+
+impl NegotiatedRun {
+    pub fn new(seed: u64) -> Self {
+        let mut h = NegotiatedTestHarness::with_frames(FRAME, BID_TIMEOUT);
+        let ids = h.add_clients(CLIENTS);
+        h.seed_links(seed);
+        Self {
+            h,
+            seen: vec![Vec::new(); ids.len()],
+            at_search: vec![0; ids.len()],
+            ids,
+        }
+    }
+
+    fn index(&self, id: PlayerId) -> Option<usize> {
+        self.ids.iter().position(|i| *i == id)
+    }
+
+    pub fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        match *op {
+            Op::Search(p) => {
+                if self.h.state(self.ids[p]) == NegotiatedClientState::Idle {
+                    self.at_search[p] = self.seen[p].len();
+                    self.h.search(self.ids[p], "duel");
+                }
+            }
+            Op::Cancel(p) => {
+                if searching(self.h.state(self.ids[p])) {
+                    self.h.cancel(self.ids[p]);
+                }
+            }
+            Op::Run(frames) => {
+                for _ in 0..frames {
+                    self.frame()?;
+                }
+            }
+            Op::Faults(p, up, down) => {
+                let faults = LinkFaults {
+                    up: up.faults(),
+                    down: down.faults(),
+                };
+                self.h.set_faults(self.ids[p], faults);
+            }
+            Op::Hold(p, ms) => self
+                .h
+                .stall_link(self.ids[p], Duration::from_millis(ms.into())),
+            Op::Reconnect(p) => self.h.reconnect(self.ids[p]),
+            Op::RelayStall => {
+                self.h.stall_server(RELAY_STALL);
+                return self.check(false);
+            }
+            Op::RelayRestart => self.h.restart_relay(),
+        }
+        self.frame()
+    }
+
+    /// One update, then every check.
+    pub fn frame(&mut self) -> Result<(), TestCaseError> {
+        self.h.update();
+        self.check(false)
+    }
+
+    pub fn run(&mut self, ops: &[Op]) -> Result<(), TestCaseError> {
+        for op in ops {
+            self.apply(op)?;
+        }
+        self.drain()
+    }
+
+    /// How long the drain runs, in frames: held packets arrive within [`MAX_HOLD_MS`],
+    /// reconnections open within two frames and clients re-sync within a frame of the
+    /// relay; then an answer to any bid reaches its bidder within a bid timeout, and a
+    /// match found since settles within [`SETTLE`] (checked at the end only for matches
+    /// that old).
+    pub fn drain_frames(&self) -> usize {
+        let total = Duration::from_millis(MAX_HOLD_MS.into())
+            + self.h.step * 2
+            + FRAME
+            + BID_TIMEOUT
+            + SETTLE * 2;
+        total.as_nanos().div_ceil(self.h.step.as_nanos()) as usize
+    }
+
+    /// Stops every fault (links perfect, nothing else happens) and runs
+    /// [`Self::drain_frames`], then checks that every match old enough is mutual.
+    pub fn drain(&mut self) -> Result<(), TestCaseError> {
+        for id in self.ids.clone() {
+            self.h.set_faults(id, LinkFaults::default());
+        }
+        for _ in 0..self.drain_frames() {
+            self.frame()?;
+        }
+        self.check(true)
+    }
+
+    /// Every check; `last` also fails a match old enough whose other side is still
+    /// searching.
+    fn check(&mut self, last: bool) -> Result<(), TestCaseError> {
+        self.collect()?;
+        self.check_mutual(last)?;
+        check_relay(&self.h, &self.ids)
+    }
+
+    /// Takes in the matches found since the last frame; nobody is matched twice in one
+    /// search.
+    fn collect(&mut self) -> Result<(), TestCaseError> {
+        let now = self.h.now();
+        for (i, id) in self.ids.iter().enumerate() {
+            let found = self.h.recorded::<NegotiatedMatchFound>(*id);
+            for f in &found[self.seen[i].len()..] {
+                self.seen[i].push(Seen {
+                    found: f.clone(),
+                    at: now,
+                    mutual: false,
+                });
+            }
+            prop_assert!(
+                self.seen[i].len() <= self.at_search[i] + 1,
+                "client {} matched twice in one search: {:?}",
+                id,
+                &found[self.at_search[i]..]
+            );
+        }
+        Ok(())
+    }
+
+    /// Every match found is mutual once both sides settled.
+    fn check_mutual(&mut self, last: bool) -> Result<(), TestCaseError> {
+        let now = self.h.now();
+        for a in 0..self.ids.len() {
+            for k in 0..self.seen[a].len() {
+                let seen = self.seen[a][k].clone();
+                if seen.mutual {
+                    continue;
+                }
+                let f = &seen.found;
+                let b = self.index(f.other);
+                prop_assert!(b.is_some(), "client {} matched a stranger: {:?}", f.me, f);
+                let b = b.unwrap();
+                let mirror = self.seen[b].iter().any(|s| mirrors(&s.found, f));
+                if mirror {
+                    self.seen[a][k].mutual = true;
+                    continue;
+                }
+                let state = self.h.state(f.other);
+                let age = now.saturating_sub(seen.at);
+                let elsewhere = state == NegotiatedClientState::Matched;
+                let gave_up = state == NegotiatedClientState::Idle && age > IDLE_SETTLE;
+                let never = last && age > SETTLE;
+                prop_assert!(
+                    !(elsewhere || gave_up || never),
+                    "one-sided match: {} found {:?} {:?} ago, but {} is {:?} with {:?}",
+                    f.me,
+                    f,
+                    age,
+                    f.other,
+                    state,
+                    self.seen[b].last().map(|s| &s.found)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long after a match the other side must have it, on a clean network.
+pub const SETTLE: Duration = Duration::from_millis(500);
+/// How long after a match the other side may sit idle without it (packets held on a
+/// faulty link may still bring it the accept).
+pub const IDLE_SETTLE: Duration = Duration::from_millis(MAX_HOLD_MS as u64 + 1_000);
+
+/// `b` is the other side of `a`: the same request, bid and accept, the other role.
+fn mirrors(b: &NegotiatedMatchFound, a: &NegotiatedMatchFound) -> bool {
+    b.me == a.other
+        && b.other == a.me
+        && b.role != a.role
+        && (b.request, b.bid, b.accept) == (a.request, a.bid, a.accept)
+}
+
+/// The relay's memory stays under its caps.
+fn check_relay(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> Result<(), TestCaseError> {
+    let relay = h.relay_state();
+    let server = h.server_resource::<RenetServer>();
+    let now = h.relay_now();
+    let frames = relay.frames();
+    let max = h.mode.relay_settings.max_facts_per_frame;
+    let (oldest, current) = (frames.oldest_kept(now), frames.frame_of(now));
+    let store = relay.store();
+    let mut kept = BTreeMap::new();
+    for (frame, count) in store.frames() {
+        prop_assert!(
+            (oldest..=current + 1).contains(&frame),
+            "facts kept in frame {} outside {}..={}",
+            frame,
+            oldest,
+            current + 1
+        );
+        for id in ids {
+            prop_assert!(
+                store.count_by(*id, frame) <= max,
+                "too many facts of {}",
+                id
+            );
+        }
+        kept.insert(frame, count);
+    }
+    let total: usize = kept.values().sum();
+    prop_assert_eq!(total, store.len());
+    prop_assert!(store.len() <= max * ids.len() * 4, "{} facts", store.len());
+    for id in relay.core().departed() {
+        prop_assert!(ids.contains(id), "departed stranger {}", id);
+        prop_assert!(!server.is_connected(*id), "departed {} is connected", id);
+    }
+    prop_assert!(relay.core().departed().len() <= ids.len());
+    prop_assert_eq!(relay.connected(), server.clients_id().len());
+    for id in ids {
+        if !server.is_connected(*id) {
+            prop_assert!(
+                relay.core().watch(*id).is_none(),
+                "{} gone but watching",
+                id
+            );
+            prop_assert!(relay.strikes(*id).is_none(), "{} gone but has strikes", id);
+        }
+    }
+    Ok(())
+}
