@@ -8,10 +8,7 @@
 //! [`MatchmakingOutcome`]) and [`recorded`](TestHarness::recorded) (for example
 //! [`MatchmakingMatchFound`] of a client).
 
-use std::time::Duration;
-
 use bevy::prelude::*;
-use bevy::time::TimeUpdateStrategy;
 use bevy_renet::{RenetClient, RenetServer};
 
 use crate::atomic::MatchmakingChannel;

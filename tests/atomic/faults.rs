@@ -146,7 +146,16 @@ impl AtomicRun {
         let h = &mut self.h;
         let taint = &mut self.checker.taint;
         match *op {
-            Op::Join(p, c) => h.join(self.players[p], if c == 0 { "a" } else { "b" }),
+            Op::Join(p, c) => {
+                // a join the server will refuse (already queued, matching or in a lobby)
+                // is a strike: enough of them and the player is refused and withdrawn
+                if h.server_state().location(self.players[p])
+                    != Some(MatchmakingPlayerLocation::Idle)
+                {
+                    taint.mark(p);
+                }
+                h.join(self.players[p], if c == 0 { "a" } else { "b" });
+            }
             Op::Leave(p) => {
                 taint.mark(p);
                 h.send(self.players[p], MatchmakingLeaveQueue);
