@@ -108,3 +108,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[test]
+    fn frames_from_the_network_never_overflow() {
+        let f = NegotiatedFrames::new(Duration::from_secs(10));
+        let now = Duration::from_secs(1000);
+        assert!(!f.is_live(u64::MAX, now));
+        assert!(!f.is_live(u64::MAX - 1, now));
+        assert!(!f.is_live(u64::MAX, Duration::MAX));
+        // with the shortest frames, the largest time is in the last frame
+        let short = NegotiatedFrames::new(NEGOTIATED_MIN_FRAME);
+        assert_eq!(short.frame_of(Duration::MAX), u64::MAX);
+        assert!(short.is_live(u64::MAX, Duration::MAX));
+        assert!(short.is_live(u64::MAX - 1, Duration::MAX));
+        assert_eq!(f.end_of(u64::MAX), f.start_of(u64::MAX));
+    }
+}

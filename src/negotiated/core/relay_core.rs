@@ -563,4 +563,82 @@ mod tests {
         assert!(relay.store().is_empty());
         assert_eq!(relay.stats().facts_expired, 3);
     }
+
+    fn bid_fact(request: NegotiatedFactId, created_us: u64) -> NegotiatedFact {
+        NegotiatedFact::Bid(NegotiatedBid {
+            request,
+            created_us,
+        })
+    }
+
+    #[test]
+    fn an_accept_of_a_departed_bidder_is_refused() {
+        let mut relay = NegotiatedRelayCore::new(NegotiatedFrames::new(secs(10)), 16);
+        let now = secs(105);
+        let request = NegotiatedFact::Request(NegotiatedRequest {
+            category: "duel".into(),
+            frame: 10,
+            created_us: 1,
+        });
+        let r = NegotiatedSignedFact::new(1, request.clone()).id();
+        relay.post(1, request, now).unwrap();
+        let bid = bid_fact(r, 2);
+        let b = NegotiatedSignedFact::new(2, bid.clone()).id();
+        relay.post(2, bid, now).unwrap();
+        relay.disconnect(2);
+        let accept = NegotiatedFact::Accept(NegotiatedAccept { request: r, bid: b });
+        assert!(
+            relay.post(1, accept, now).is_err(),
+            "accepted a departed bidder"
+        );
+        assert!(!relay.store().is_closed(r));
+    }
+
+    #[test]
+    fn a_request_naming_the_last_frame_is_refused_without_overflow() {
+        let mut relay = NegotiatedRelayCore::new(NegotiatedFrames::new(secs(10)), 16);
+        for frame in [u64::MAX, u64::MAX - 1, 0] {
+            let request = NegotiatedFact::Request(NegotiatedRequest {
+                category: "duel".into(),
+                frame,
+                created_us: u64::MAX,
+            });
+            let err = relay.post(1, request, secs(105)).unwrap_err();
+            assert_eq!(err.kind, NegotiatedErrorKind::FrameOutOfRange);
+        }
+    }
+
+    #[test]
+    fn departed_ids_stay_under_the_default_cap() {
+        let mut relay = NegotiatedRelayCore::new(NegotiatedFrames::new(secs(10)), 256);
+        let now = secs(105);
+        for id in 200_000..220_000 {
+            relay.connect(id);
+            relay.disconnect(id);
+        }
+        assert!(
+            relay.departed().len() <= 10_000,
+            "{} departed",
+            relay.departed().len()
+        );
+    }
+
+    #[test]
+    fn stored_facts_stay_under_the_default_cap_with_fresh_ids() {
+        let mut relay = NegotiatedRelayCore::new(NegotiatedFrames::new(secs(10)), 256);
+        let now = secs(105);
+        for author in 1..=100_100 {
+            let request = NegotiatedFact::Request(NegotiatedRequest {
+                category: "duel".into(),
+                frame: 10,
+                created_us: author,
+            });
+            let _ = relay.post(author, request, now);
+        }
+        assert!(
+            relay.store().len() <= 100_000,
+            "{} facts",
+            relay.store().len()
+        );
+    }
 }

@@ -365,3 +365,82 @@ fn cancel_posts_a_cancel_of_the_open_request() {
     let out = m.receive(2, bid, t(20));
     assert!(matches!(&posts(&out)[..], [NegotiatedFact::Reject(_)]));
 }
+
+#[test]
+fn a_bid_that_arrives_after_the_request_expired_is_not_accepted() {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let NegotiatedPhase::Requesting { frame, .. } = *m.phase() else {
+        unreachable!()
+    };
+    // the bid comes in with the time at which the request expired: expiry first
+    let expiry = NegotiatedFrames::new(FRAME).start_of(frame + 2);
+    let bid = NegotiatedFact::Bid(NegotiatedBid {
+        request,
+        created_us: as_us(expiry),
+    });
+    let out = m.receive(2, bid, expiry);
+    assert!(
+        !events(&out)
+            .iter()
+            .any(|e| matches!(e, NegotiatedEvent::Matched(_))),
+        "matched on an expired request: {out:?}"
+    );
+    assert_eq!(
+        events(&out)[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::RequestExpired)
+    );
+    assert!(
+        posts(&out)
+            .iter()
+            .any(|f| matches!(f, NegotiatedFact::Reject(r) if r.request == request))
+    );
+}
+
+#[test]
+fn one_open_request_per_author_is_a_candidate() {
+    let mut m = machine();
+    m.online(t(0));
+    m.search("duel", t(0));
+    // a junk client posts 256 requests in the frame and answers nothing
+    for n in 0..256 {
+        let (_, fact) = request_by(9, n);
+        m.ingest(9, fact);
+    }
+    let mut out = Vec::new();
+    for f in m.config().frames.readable(t(0)) {
+        out.extend(m.synced("duel", f, t(300)));
+    }
+    let NegotiatedPhase::Bidding { bid, request, .. } = *m.phase() else {
+        panic!("not bidding: {:?}", m.phase())
+    };
+    // it rejects our bid: we do not try its 255 other requests one after the other
+    let out = m.receive(
+        9,
+        NegotiatedFact::Reject(NegotiatedReject { request, bid }),
+        t(400),
+    );
+    assert!(
+        matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]),
+        "{:?}",
+        posts(&out)
+    );
+}
+
+#[test]
+fn a_requester_is_not_matched_before_the_relay_stored_its_accept() {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let bid = NegotiatedFact::Bid(NegotiatedBid {
+        request,
+        created_us: 1,
+    });
+    let out = m.receive(2, bid, t(5));
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Accept(_)]));
+    assert!(
+        !matches!(m.phase(), NegotiatedPhase::Matched(_)),
+        "matched on an accept the relay may refuse"
+    );
+}
