@@ -60,7 +60,7 @@ impl NegotiatedFrames {
     /// current or the prior one).
     pub fn is_live(&self, frame: u64, time: Duration) -> bool {
         let current = self.frame_of(time);
-        frame <= current && frame + 1 >= current
+        frame <= current && frame.saturating_add(1) >= current
     }
 
     /// The oldest frame the relay keeps at `time`: frames that ended more than two frame
@@ -100,7 +100,7 @@ mod tests {
             let frame = f.frame_of(posted);
             prop_assert!(f.start_of(frame) <= posted && posted < f.end_of(frame));
             // it expires exactly when frame + 2 starts
-            let expiry = f.start_of(frame + 2);
+            let expiry = f.start_of(frame.saturating_add(2));
             prop_assert!(f.is_live(frame, expiry - Duration::from_nanos(1)));
             prop_assert!(!f.is_live(frame, expiry));
             let lifetime = expiry - posted;

@@ -284,18 +284,20 @@ fn relay_post(
     fact: NegotiatedFact,
     now: Duration,
 ) -> NegotiatedOutbox {
-    match relay.post(from, fact, now) {
-        Ok(out) => out,
-        Err(refusal) => vec![(from, refusal.to_message())],
-    }
+    relay.post(from, fact, now)
 }
 
+/// The relay's verdicts on a machine's posts.
 fn deliver_other(
-    _machine: &mut NegotiatedMachine,
-    _message: NegotiatedRelayMessage,
-    _now: Duration,
+    machine: &mut NegotiatedMachine,
+    message: NegotiatedRelayMessage,
+    now: Duration,
 ) -> Vec<NegotiatedOutput> {
-    Vec::new()
+    match message {
+        NegotiatedRelayMessage::Stored { fact } => machine.stored(fact, now),
+        NegotiatedRelayMessage::Refused { fact, kind, .. } => machine.refused(fact, kind, now),
+        _ => Vec::new(),
+    }
 }
 
 /// A requesting, B bidding on A's request, A's link stalled so it does not answer.
@@ -371,6 +373,13 @@ fn an_accept_of_a_departed_bidder_is_refused() {
         !net.is_matched(1),
         "B left before A's accept reached the relay"
     );
+    // B comes back: its bid is settled (withdrawn), and the two can still pair
+    net.reconnect(2);
+    net.search(2);
+    net.run_until(Duration::from_secs(10), |n| {
+        n.is_matched(1) && n.is_matched(2)
+    });
+    net.assert_mutual();
 }
 
 /// The requester's quota is used up by a third party's bids on its older request: its
@@ -404,12 +413,31 @@ fn the_requester_counts_a_match_only_once_the_relay_stored_its_accept() {
     net.search(2);
     net.run(Duration::from_secs(5));
     net.assert_mutual();
+    assert!(net.is_matched(1) && net.is_matched(2));
+
+    // the requester used up its own share of the frame: its accept is refused
+    let mut net = Net::with(NegotiatedRelayCore::new(
+        NegotiatedFrames::new(Duration::from_secs(10)),
+        3,
+    ));
+    net.add(1);
+    net.search(1);
+    net.run(STEP * 3);
+    net.cancel(1);
+    net.search(1);
+    net.run(STEP * 3);
+    net.add(2);
+    net.search(2);
+    net.run(Duration::from_secs(5));
+    net.assert_mutual();
+    assert!(!net.is_matched(1));
 }
 
 fn flood_bid(request: NegotiatedFactId, n: u64) -> NegotiatedFact {
     NegotiatedFact::Bid(super::fact::NegotiatedBid {
         request,
         created_us: n,
+        deadline_us: u64::MAX,
     })
 }
 

@@ -3,15 +3,16 @@
 //! The store is a set: inserting a fact it holds changes nothing. Facts about a request
 //! (bids, accepts, rejects, cancels) live in the request's frame, so dropping a frame drops
 //! a whole conversation. Queries that close a request or answer a bid only count facts
-//! whose author is entitled to them ([`NegotiatedFactStore::is_entitled`]): a forged accept
-//! or cancel sits in the store but closes nothing.
+//! whose author is entitled to them ([`NegotiatedFactStore::is_entitled`]): a forged accept,
+//! cancel or withdrawal sits in the store but closes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::shared::player::PlayerId;
 
 use super::fact::{
-    NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest, NegotiatedSignedFact,
+    NegotiatedBid, NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest,
+    NegotiatedSignedFact,
 };
 
 /// A fact in the store, with its id and where it lives.
@@ -34,6 +35,14 @@ impl NegotiatedStoredFact {
     pub fn as_request(&self) -> Option<&NegotiatedRequest> {
         match &self.fact {
             NegotiatedFact::Request(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The fact as a bid, if it is one.
+    pub fn as_bid(&self) -> Option<&NegotiatedBid> {
+        match &self.fact {
+            NegotiatedFact::Bid(b) => Some(b),
             _ => None,
         }
     }
@@ -104,6 +113,8 @@ pub enum NegotiatedAnswer {
     Accepted(NegotiatedFactId),
     /// Rejected by the requester (this reject's id).
     Rejected(NegotiatedFactId),
+    /// Withdrawn by the bidder (this withdrawal's id).
+    Withdrawn(NegotiatedFactId),
 }
 
 /// Facts by frame, idempotent on insert.
@@ -112,7 +123,11 @@ pub struct NegotiatedFactStore {
     facts: HashMap<NegotiatedFactId, NegotiatedStoredFact>,
     frames: BTreeMap<u64, Vec<NegotiatedFactId>>,
     about: HashMap<NegotiatedFactId, Vec<NegotiatedFactId>>,
+    /// Facts each author posted that count toward its share of a frame (see
+    /// [`count_by`](NegotiatedFactStore::count_by)).
     per_author: HashMap<(u64, PlayerId), usize>,
+    /// Every fact of each author.
+    authored: HashMap<PlayerId, BTreeSet<NegotiatedFactId>>,
 }
 
 impl NegotiatedFactStore {
@@ -181,11 +196,14 @@ impl NegotiatedFactStore {
             return Ok(NegotiatedInsert::Duplicate(id));
         }
         let (frame, category) = self.locate(&fact.fact, require_bid)?;
+        if self.counts_toward_share(fact.author, &fact.fact) {
+            *self.per_author.entry((frame, fact.author)).or_default() += 1;
+        }
         if let Some(request) = fact.fact.request() {
             self.about.entry(request).or_default().push(id);
         }
         self.frames.entry(frame).or_default().push(id);
-        *self.per_author.entry((frame, fact.author)).or_default() += 1;
+        self.authored.entry(fact.author).or_default().insert(id);
         self.facts.insert(
             id,
             NegotiatedStoredFact {
@@ -199,9 +217,36 @@ impl NegotiatedFactStore {
         Ok(NegotiatedInsert::Added(id))
     }
 
+    /// Whether a fact counts toward its author's share of a frame: everything but the
+    /// answers an author owes to bids (the requester's rejects, the bidder's withdrawal),
+    /// of which there is at most one per bid, so that bids from others can never use up
+    /// the share a requester needs for its accept.
+    pub fn counts_toward_share(&self, author: PlayerId, fact: &NegotiatedFact) -> bool {
+        let answer = matches!(
+            fact.kind(),
+            NegotiatedFactKind::Reject | NegotiatedFactKind::Withdraw
+        );
+        !(answer && self.is_entitled(author, fact))
+    }
+
     /// A fact by id.
     pub fn get(&self, id: NegotiatedFactId) -> Option<&NegotiatedStoredFact> {
         self.facts.get(&id)
+    }
+
+    /// A bid by id, with its stored entry.
+    pub fn bid(&self, id: NegotiatedFactId) -> Option<(&NegotiatedStoredFact, &NegotiatedBid)> {
+        let stored = self.facts.get(&id)?;
+        stored.as_bid().map(|b| (stored, b))
+    }
+
+    /// The facts `author` posted that the store holds (in id order).
+    pub fn by_author(&self, author: PlayerId) -> impl Iterator<Item = &NegotiatedStoredFact> {
+        self.authored
+            .get(&author)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.facts.get(id))
     }
 
     /// Whether the store holds this fact.
@@ -225,7 +270,8 @@ impl NegotiatedFactStore {
 
     /// Whether `author` may post `fact`, given what the store knows: anyone may post a
     /// request; anyone but the requester may bid; only the requester may accept,
-    /// reject or cancel. Facts about unknown requests are not entitled.
+    /// reject or cancel; only the bidder may withdraw its bid. Facts about unknown
+    /// requests (and withdrawals of unknown bids) are not entitled.
     pub fn is_entitled(&self, author: PlayerId, fact: &NegotiatedFact) -> bool {
         let Some(request) = fact.request() else {
             return true;
@@ -239,6 +285,10 @@ impl NegotiatedFactStore {
             NegotiatedFactKind::Accept
             | NegotiatedFactKind::Reject
             | NegotiatedFactKind::Cancel => author == requester,
+            NegotiatedFactKind::Withdraw => fact
+                .bid()
+                .and_then(|bid| self.bid(bid))
+                .is_some_and(|(stored, bid)| stored.author == author && bid.request == request),
         }
     }
 
@@ -294,14 +344,25 @@ impl NegotiatedFactStore {
             .collect()
     }
 
-    /// How the requester answered a bid the store holds, if it did.
+    /// The first answer to a bid the store holds: the requester's accept or reject, or
+    /// the bidder's withdrawal.
     pub fn answer_to(&self, bid: NegotiatedFactId) -> Option<NegotiatedAnswer> {
         let request = self.facts.get(&bid)?.fact.request()?;
-        self.entitled_about(request).find_map(|f| match &f.fact {
-            NegotiatedFact::Accept(a) if a.bid == bid => Some(NegotiatedAnswer::Accepted(f.id)),
-            NegotiatedFact::Reject(r) if r.bid == bid => Some(NegotiatedAnswer::Rejected(f.id)),
-            _ => None,
-        })
+        self.entitled_about(request)
+            .filter(|f| f.fact.bid() == Some(bid))
+            .find_map(|f| match f.fact.kind() {
+                NegotiatedFactKind::Accept => Some(NegotiatedAnswer::Accepted(f.id)),
+                NegotiatedFactKind::Reject => Some(NegotiatedAnswer::Rejected(f.id)),
+                NegotiatedFactKind::Withdraw => Some(NegotiatedAnswer::Withdrawn(f.id)),
+                _ => None,
+            })
+    }
+
+    /// The requester's accept of this bid, if the store holds one.
+    pub fn accept_of_bid(&self, bid: NegotiatedFactId) -> Option<&NegotiatedStoredFact> {
+        let request = self.facts.get(&bid)?.fact.request()?;
+        self.entitled_about(request)
+            .find(|f| f.fact.kind() == NegotiatedFactKind::Accept && f.fact.bid() == Some(bid))
     }
 
     /// Requests of a category in these frames that are neither accepted nor cancelled,
@@ -325,19 +386,33 @@ impl NegotiatedFactStore {
             .filter_map(|id| self.facts.get(id))
     }
 
-    /// How many facts `author` stored in `frame`.
+    /// How many facts `author` stored in `frame`, not counting its rejects of bids on its
+    /// requests and withdrawals of its own bids (at most one per bid: they answer others).
     pub fn count_by(&self, author: PlayerId, frame: u64) -> usize {
         self.per_author.get(&(frame, author)).copied().unwrap_or(0)
     }
 
     /// Drops every frame before `frame`; returns how many facts went.
     pub fn drop_before(&mut self, frame: u64) -> usize {
+        if self
+            .frames
+            .first_key_value()
+            .is_none_or(|(f, _)| *f >= frame)
+        {
+            return 0;
+        }
         let kept = self.frames.split_off(&frame);
         let dropped = std::mem::replace(&mut self.frames, kept);
         let mut count = 0;
         for id in dropped.into_values().flatten() {
-            if self.facts.remove(&id).is_some() {
+            if let Some(fact) = self.facts.remove(&id) {
                 count += 1;
+                if let Some(ids) = self.authored.get_mut(&fact.author) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.authored.remove(&fact.author);
+                    }
+                }
             }
             self.about.remove(&id);
         }
@@ -353,6 +428,11 @@ impl NegotiatedFactStore {
     /// Number of facts held.
     pub fn len(&self) -> usize {
         self.facts.len()
+    }
+
+    /// Number of authors with at least one fact held.
+    pub fn authors(&self) -> usize {
+        self.authored.len()
     }
 
     /// Whether the store is empty.
@@ -394,6 +474,7 @@ mod tests {
             NegotiatedFact::Bid(NegotiatedBid {
                 request,
                 created_us,
+                deadline_us: u64::MAX,
             }),
         )
     }
@@ -460,11 +541,58 @@ mod tests {
         assert_eq!(s.count_by(1, 5), 0);
     }
 
+    #[test]
+    fn only_the_bidder_withdraws_and_answers_do_not_use_up_a_share() {
+        let mut s = NegotiatedFactStore::new();
+        let r = s.insert(request(1, 5, 100)).unwrap().id();
+        let b = s.insert(bid(2, r, 200)).unwrap().id();
+        let withdraw = |author, bid| {
+            NegotiatedSignedFact::new(
+                author,
+                NegotiatedFact::Cancel(NegotiatedCancel::withdraw(r, bid)),
+            )
+        };
+        // a withdrawal by the requester or a third player counts for nothing
+        for forger in [1, 3] {
+            s.insert(withdraw(forger, b)).unwrap();
+            assert_eq!(s.answer_to(b), None);
+        }
+        assert!(!s.is_closed(r), "a withdrawal closes no request");
+        let w = s.insert(withdraw(2, b)).unwrap().id();
+        assert_eq!(s.answer_to(b), Some(NegotiatedAnswer::Withdrawn(w)));
+        assert!(!s.is_closed(r));
+        assert_eq!(s.accept_of_bid(b), None);
+        // the bidder's withdrawal does not count toward its share; its bid does
+        assert_eq!(s.count_by(2, 5), 1);
+        // nor do the requester's rejects; a forged withdrawal did (player 3)
+        let b2 = s.insert(bid(4, r, 300)).unwrap().id();
+        let reject = NegotiatedSignedFact::new(
+            1,
+            NegotiatedFact::Reject(NegotiatedReject {
+                request: r,
+                bid: b2,
+            }),
+        );
+        s.insert(reject).unwrap();
+        assert_eq!((s.count_by(1, 5), s.count_by(3, 5)), (2, 1));
+        let a = s.insert(accept(1, r, b2)).unwrap().id();
+        assert_eq!(s.accept_of_bid(b2).map(|f| f.id), Some(a));
+        assert_eq!(
+            s.answer_to(b2)
+                .map(|x| matches!(x, NegotiatedAnswer::Rejected(_))),
+            Some(true)
+        );
+        assert_eq!(s.by_author(2).count(), 2);
+        assert_eq!(s.authors(), 4);
+        s.drop_before(6);
+        assert_eq!((s.authors(), s.by_author(2).count()), (0, 0));
+    }
+
     /// A random conversation: requests, then facts about them by random authors.
     fn arb_facts() -> impl Strategy<Value = Vec<NegotiatedSignedFact>> {
         (
             proptest::collection::vec((1u64..5, 0u64..4, 0u64..1000), 1..6),
-            proptest::collection::vec((1u64..5, 0usize..6, 0u8..5, 0usize..8, 0u64..50), 0..30),
+            proptest::collection::vec((1u64..5, 0usize..6, 0u8..6, 0usize..8, 0u64..50), 0..30),
         )
             .prop_map(|(requests, others)| {
                 let requests: Vec<NegotiatedSignedFact> = requests
@@ -485,6 +613,7 @@ mod tests {
                         0 | 1 => NegotiatedFact::Bid(NegotiatedBid {
                             request: r,
                             created_us: t,
+                            deadline_us: t,
                         }),
                         2 => NegotiatedFact::Accept(NegotiatedAccept {
                             request: r,
@@ -494,7 +623,8 @@ mod tests {
                             request: r,
                             bid: bid_id,
                         }),
-                        _ => NegotiatedFact::Cancel(NegotiatedCancel { request: r }),
+                        4 => NegotiatedFact::Cancel(NegotiatedCancel::request(r)),
+                        _ => NegotiatedFact::Cancel(NegotiatedCancel::withdraw(r, bid_id)),
                     };
                     let signed = NegotiatedSignedFact::new(author, fact);
                     if kind <= 1 {
