@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bevy::app::App;
 use bot::{Bot, Flaw, bot_app, drained, percentile_ms};
 use serde_json::json;
 
@@ -78,6 +79,31 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let mut apps = spawn_bots(&args);
+    let started = Instant::now();
+    run_frames(&mut apps, started + args.duration, |_| false);
+    // drain like real players: stop queueing and keep listening until every match the
+    // bots are in has committed or rolled back (at most ~8.3 s), so each bot reports
+    // every match it was committed into
+    for app in &mut apps {
+        app.world_mut().resource_mut::<Bot>().stopping = true;
+    }
+    let drain_until = Instant::now() + Duration::from_secs(12);
+    run_frames(&mut apps, drain_until, |apps| apps.iter().all(drained));
+    let undrained = apps.iter().filter(|a| !drained(a)).count();
+    if undrained > 0 {
+        eprintln!("bots: {undrained} bots still had a match in flight after 12 s");
+    }
+    disconnect_in_batches(&mut apps);
+    let inconsistent = print_summary(&args, &apps);
+    if inconsistent > 0 {
+        eprintln!("bots: {inconsistent} matches were reported with different players");
+        std::process::exit(1);
+    }
+}
+
+/// One app per bot, each with its own UDP connection; flaws drawn from the seed.
+fn spawn_bots(args: &Args) -> Vec<App> {
     let mut rng = fastrand::Rng::with_seed(args.seed);
     // distinct id ranges per run so several bot processes can share a server
     let base = rng.u64(1..1 << 40) << 12;
@@ -103,11 +129,15 @@ fn main() {
             }
         }
     }
-    let started = Instant::now();
+    apps
+}
+
+/// Updates every bot at 60 Hz and prints their lines, until `until` or until `done`.
+fn run_frames(apps: &mut [App], until: Instant, done: impl Fn(&[App]) -> bool) {
     let frame = Duration::from_secs_f64(1.0 / 60.0);
-    while started.elapsed() < args.duration {
+    while Instant::now() < until && !done(apps) {
         let tick = Instant::now();
-        for app in &mut apps {
+        for app in apps.iter_mut() {
             app.update();
             for line in app.world_mut().resource_mut::<Bot>().lines.drain(..) {
                 println!("{line}");
@@ -117,31 +147,11 @@ fn main() {
             std::thread::sleep(rest);
         }
     }
-    // drain like real players: stop queueing and keep listening until every match the
-    // bots are in has committed or rolled back (at most ~8.3 s), so each bot reports
-    // every match it was committed into
-    for app in &mut apps {
-        app.world_mut().resource_mut::<Bot>().stopping = true;
-    }
-    let drain_until = Instant::now() + Duration::from_secs(12);
-    while Instant::now() < drain_until && !apps.iter().all(drained) {
-        let tick = Instant::now();
-        for app in &mut apps {
-            app.update();
-            for line in app.world_mut().resource_mut::<Bot>().lines.drain(..) {
-                println!("{line}");
-            }
-        }
-        if let Some(rest) = frame.checked_sub(tick.elapsed()) {
-            std::thread::sleep(rest);
-        }
-    }
-    let undrained = apps.iter().filter(|a| !drained(a)).count();
-    if undrained > 0 {
-        eprintln!("bots: {undrained} bots still had a match in flight after 12 s");
-    }
-    // netcode sends a single disconnect packet per client: disconnect in small batches so
-    // the server's socket buffer does not drop them (a lost one costs a 15 s timeout)
+}
+
+/// netcode sends a single disconnect packet per client: disconnect in small batches so
+/// the server's socket buffer does not drop them (a lost one costs a 15 s timeout).
+fn disconnect_in_batches(apps: &mut [App]) {
     for batch in apps.chunks_mut(20) {
         for app in batch {
             app.world_mut()
@@ -150,11 +160,14 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
 
+/// Prints the summary line; returns how many matches were reported inconsistently.
+fn print_summary(args: &Args, apps: &[App]) -> usize {
     let mut waits = Vec::new();
     let (mut matched, mut cancelled, mut errors, mut bots_matched) = (0, 0, 0, 0);
     let mut seen: BTreeMap<u64, Vec<Vec<u64>>> = BTreeMap::new();
-    for app in &apps {
+    for app in apps {
         let bot = app.world().resource::<Bot>();
         matched += bot.matched;
         cancelled += bot.cancelled;
@@ -188,8 +201,5 @@ fn main() {
             "inconsistent_matches": inconsistent,
         })
     );
-    if inconsistent > 0 {
-        eprintln!("bots: {inconsistent} matches were reported with different players");
-        std::process::exit(1);
-    }
+    inconsistent
 }

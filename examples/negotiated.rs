@@ -193,39 +193,15 @@ fn together(args: &Args, n: usize) -> i32 {
     let expected = n - n % 2;
     loop {
         let elapsed = started.elapsed();
-        while let Some((at, id)) = pending.first().copied()
-            && at <= elapsed
-        {
-            pending.remove(0);
-            match client_app(addr, id, &args.category) {
-                Ok(app) => clients.push((id, app)),
-                Err(e) => {
-                    eprintln!("negotiated: client {id} cannot start: {e}");
-                    return 1;
-                }
-            }
+        if let Err(e) = start_due_clients(&mut pending, &mut clients, elapsed, addr, args) {
+            eprintln!("negotiated: {e}");
+            return 1;
         }
         relay.update();
         for (_, app) in &mut clients {
             app.update();
         }
-        for (id, app) in &clients {
-            if let Some(found) = &status(app).found
-                && found.role == NegotiatedRole::Requester
-                && reported.insert(*id)
-            {
-                reported.insert(found.other);
-                println!(
-                    "[{:>5} ms] pair: client {} (requester) + client {} (bidder); request {}, bid {}, accept {}",
-                    elapsed.as_millis(),
-                    found.me,
-                    found.other,
-                    found.request,
-                    found.bid,
-                    found.accept,
-                );
-            }
-        }
+        print_new_pairs(&clients, &mut reported, elapsed);
         let matched = clients
             .iter()
             .filter(|(_, a)| status(a).found.is_some())
@@ -251,31 +227,7 @@ fn together(args: &Args, n: usize) -> i32 {
         std::thread::sleep(TICK);
     }
 
-    let mut partners = std::collections::BTreeMap::new();
-    for (id, app) in &clients {
-        if let Some(found) = &status(app).found {
-            partners.insert(*id, found.other);
-        }
-    }
-    let mutual = partners.iter().all(|(a, b)| partners.get(b) == Some(a));
-    let restarts: u32 = clients.iter().map(|(_, a)| status(a).restarts).sum();
-    let unmatched: Vec<u64> = clients
-        .iter()
-        .filter(|(_, a)| status(a).found.is_none())
-        .map(|(id, _)| *id)
-        .collect();
-    let state = relay.world().resource::<NegotiatedRelayState>();
-    let stats = state.stats();
-    println!(
-        "summary: {} pairs from {n} clients in {} ms; unmatched {:?}; {} restarts; relay stored {} facts, sent {}, refused {}; all pairs mutual: {mutual}",
-        partners.len() / 2,
-        started.elapsed().as_millis(),
-        unmatched,
-        restarts,
-        stats.facts_stored,
-        stats.facts_sent,
-        stats.facts_refused,
-    );
+    let mutual = print_summary(&relay, &clients, n, started);
     if mutual { 0 } else { 1 }
 }
 
@@ -392,4 +344,78 @@ fn leave(app: &mut App) {
         client.disconnect();
     }
     app.update();
+}
+
+/// Starts every client whose random start time has come.
+fn start_due_clients(
+    pending: &mut Vec<(Duration, u64)>,
+    clients: &mut Vec<(u64, App)>,
+    elapsed: Duration,
+    addr: std::net::SocketAddr,
+    args: &Args,
+) -> Result<(), String> {
+    while let Some((at, id)) = pending.first().copied()
+        && at <= elapsed
+    {
+        pending.remove(0);
+        let app = client_app(addr, id, &args.category)
+            .map_err(|e| format!("client {id} cannot start: {e}"))?;
+        clients.push((id, app));
+    }
+    Ok(())
+}
+
+/// Prints each pair once, when its requester has found its match.
+fn print_new_pairs(
+    clients: &[(u64, App)],
+    reported: &mut std::collections::BTreeSet<u64>,
+    elapsed: Duration,
+) {
+    for (id, app) in clients {
+        if let Some(found) = &status(app).found
+            && found.role == NegotiatedRole::Requester
+            && reported.insert(*id)
+        {
+            reported.insert(found.other);
+            println!(
+                "[{:>5} ms] pair: client {} (requester) + client {} (bidder); request {}, bid {}, accept {}",
+                elapsed.as_millis(),
+                found.me,
+                found.other,
+                found.request,
+                found.bid,
+                found.accept,
+            );
+        }
+    }
+}
+
+/// Prints the summary line; returns whether every pair was mutual.
+fn print_summary(relay: &App, clients: &[(u64, App)], n: usize, started: Instant) -> bool {
+    let mut partners = std::collections::BTreeMap::new();
+    for (id, app) in clients {
+        if let Some(found) = &status(app).found {
+            partners.insert(*id, found.other);
+        }
+    }
+    let mutual = partners.iter().all(|(a, b)| partners.get(b) == Some(a));
+    let restarts: u32 = clients.iter().map(|(_, a)| status(a).restarts).sum();
+    let unmatched: Vec<u64> = clients
+        .iter()
+        .filter(|(_, a)| status(a).found.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    let state = relay.world().resource::<NegotiatedRelayState>();
+    let stats = state.stats();
+    println!(
+        "summary: {} pairs from {n} clients in {} ms; unmatched {:?}; {} restarts; relay stored {} facts, sent {}, refused {}; all pairs mutual: {mutual}",
+        partners.len() / 2,
+        started.elapsed().as_millis(),
+        unmatched,
+        restarts,
+        stats.facts_stored,
+        stats.facts_sent,
+        stats.facts_refused,
+    );
+    mutual
 }

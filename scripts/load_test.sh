@@ -18,6 +18,7 @@ out=target/load-test
 rm -rf "$out" && mkdir -p "$out"
 
 cargo build --release --example server --example bots --example conditioner
+bin="${CARGO_TARGET_DIR:-target}/release/examples"
 free_port() {
     python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -27,21 +28,21 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 # the bots drain for up to 12 s after --duration; the server outlives that by 20 s, more
 # than netcode's 15 s connection timeout, so even a client whose disconnect packet was
 # lost must be gone, and its lobby with it, by the end
-./target/release/examples/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) \
+"$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) \
     --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
 server=$!
 pids+=("$server")
 target="127.0.0.1:$port"
 if [ "$conditioned" -gt 0 ]; then
     cport=$(free_port)
-    ./target/release/examples/conditioner --listen "127.0.0.1:$cport" --upstream "127.0.0.1:$port" \
+    "$bin"/conditioner --listen "127.0.0.1:$cport" --upstream "127.0.0.1:$port" \
         --run-for $((duration + 40)) "$@" > "$out/conditioner.log" 2>&1 &
     pids+=("$!")
     target="127.0.0.1:$cport"
     echo "load test: through the conditioner ($*)"
 fi
 sleep 1
-./target/release/examples/bots --server "$target" --count "$count" --flaky 0.2 \
+"$bin"/bots --server "$target" --count "$count" --flaky 0.2 \
     --duration "$duration" --seed 7 > "$out/bots.jsonl" 2> "$out/bots.err"
 wait "$server"
 python3 scripts/check_load.py "$out"

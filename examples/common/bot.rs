@@ -133,17 +133,7 @@ fn brain(
     if bot.gone {
         return;
     }
-    if let Some((flaw, after)) = bot.flaw
-        && !bot.flaw_active
-        && now >= after
-    {
-        bot.flaw_active = true;
-        match flaw {
-            Flaw::NeverAcknowledge => faults.acknowledge_proposals = false,
-            Flaw::SlowPongs => faults.pong_delay = Duration::from_millis(800),
-            Flaw::DisconnectWhenProposed => {}
-        }
-    }
+    bot.activate_flaw(now, &mut faults);
     for p in proposed.read() {
         if bot.flaw_active && bot.flaw.map(|f| f.0) == Some(Flaw::DisconnectWhenProposed) {
             bot.lines.push(
@@ -155,43 +145,8 @@ fn brain(
             return;
         }
     }
-    for f in found.read() {
-        let wait = bot
-            .joined_at
-            .map_or(Duration::ZERO, |t| now.saturating_sub(t));
-        let mut players: Vec<u64> = std::iter::once(f.me.player)
-            .chain(f.others.iter().map(|o| o.player))
-            .collect();
-        players.sort_unstable();
-        bot.lines.push(
-            json!({
-                "event": "match_found", "bot": bot.index, "player": bot.player, "match": f.match_id,
-                "lobby": f.lobby_code, "category": f.category, "players": players,
-                "wait_ms": wait.as_millis() as u64,
-            })
-            .to_string(),
-        );
-        bot.matched += 1;
-        bot.waits.push(wait);
-        bot.matches.push((f.match_id, players));
-        bot.joined_at = None;
-        // "play" for a moment, then leave the lobby
-        bot.leave_lobby_at = Some(now + Duration::from_millis(bot.rng.u64(300..1500)));
-    }
-    for c in cancelled.read() {
-        bot.lines.push(
-            json!({
-                "event": "match_cancelled", "bot": bot.index, "player": bot.player, "match": c.match_id,
-                "status": c.status.as_str(), "reason": c.reason.to_string(), "requeued": c.requeued,
-            })
-            .to_string(),
-        );
-        bot.cancelled += 1;
-        if !c.requeued {
-            bot.joined_at = None;
-            bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(200..1000)));
-        }
-    }
+    found.read().for_each(|f| bot.record_found(f, now));
+    cancelled.read().for_each(|c| bot.record_cancelled(c, now));
     for e in errors.read() {
         bot.lines.push(
             json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message})
@@ -199,30 +154,20 @@ fn brain(
         );
         bot.errors += 1;
     }
-    if bot.leave_lobby_at.is_some_and(|t| now >= t)
-        && *state.get() == MatchmakingClientState::Matched
-    {
+    let state = *state.get();
+    if bot.leave_lobby_at.is_some_and(|t| now >= t) && state == MatchmakingClientState::Matched {
         bot.leave_lobby_at = None;
         leave_lobby.write(MatchmakingLeaveLobby);
         if bot.rematch {
             bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(100..800)));
         }
     }
-    if bot.stopping {
-        bot.rejoin_at = None;
-        // leave the queue (again after a rollback re-queued us), at most twice a second
-        if *state.get() == MatchmakingClientState::Queued
-            && bot
-                .last_leave
-                .is_none_or(|t| now >= t + Duration::from_millis(500))
-        {
-            bot.last_leave = Some(now);
-            leave_queue.write(MatchmakingLeaveQueue);
-        }
+    if bot.stopping && bot.should_leave_queue(state, now) {
+        leave_queue.write(MatchmakingLeaveQueue);
     }
     if bot.rejoin_at.is_some_and(|t| now >= t)
         && matches!(
-            state.get(),
+            state,
             MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
         )
     {
@@ -231,6 +176,76 @@ fn brain(
         join.write(MatchmakingJoinQueue {
             category: bot.category.clone(),
         });
+    }
+}
+
+impl Bot {
+    /// Turns the bot's flaw on once its time has come.
+    fn activate_flaw(&mut self, now: Duration, faults: &mut MatchmakingClientFaults) {
+        if let Some((flaw, after)) = self.flaw
+            && !self.flaw_active
+            && now >= after
+        {
+            self.flaw_active = true;
+            match flaw {
+                Flaw::NeverAcknowledge => faults.acknowledge_proposals = false,
+                Flaw::SlowPongs => faults.pong_delay = Duration::from_millis(800),
+                Flaw::DisconnectWhenProposed => {}
+            }
+        }
+    }
+
+    fn record_found(&mut self, f: &MatchmakingMatchFound, now: Duration) {
+        let wait = self
+            .joined_at
+            .map_or(Duration::ZERO, |t| now.saturating_sub(t));
+        let mut players: Vec<u64> = std::iter::once(f.me.player)
+            .chain(f.others.iter().map(|o| o.player))
+            .collect();
+        players.sort_unstable();
+        self.lines.push(
+            json!({
+                "event": "match_found", "bot": self.index, "player": self.player, "match": f.match_id,
+                "lobby": f.lobby_code, "category": f.category, "players": players,
+                "wait_ms": wait.as_millis() as u64,
+            })
+            .to_string(),
+        );
+        self.matched += 1;
+        self.waits.push(wait);
+        self.matches.push((f.match_id, players));
+        self.joined_at = None;
+        // "play" for a moment, then leave the lobby
+        self.leave_lobby_at = Some(now + Duration::from_millis(self.rng.u64(300..1500)));
+    }
+
+    fn record_cancelled(&mut self, c: &MatchmakingMatchCancelled, now: Duration) {
+        self.lines.push(
+            json!({
+                "event": "match_cancelled", "bot": self.index, "player": self.player, "match": c.match_id,
+                "status": c.status.as_str(), "reason": c.reason.to_string(), "requeued": c.requeued,
+            })
+            .to_string(),
+        );
+        self.cancelled += 1;
+        if !c.requeued {
+            self.joined_at = None;
+            self.rejoin_at = Some(now + Duration::from_millis(self.rng.u64(200..1000)));
+        }
+    }
+
+    /// A stopping bot leaves the queue (again after a rollback re-queued it), at most twice
+    /// a second.
+    fn should_leave_queue(&mut self, state: MatchmakingClientState, now: Duration) -> bool {
+        self.rejoin_at = None;
+        let due = self
+            .last_leave
+            .is_none_or(|t| now >= t + Duration::from_millis(500));
+        if state == MatchmakingClientState::Queued && due {
+            self.last_leave = Some(now);
+            return true;
+        }
+        false
     }
 }
 

@@ -1,1 +1,412 @@
-//! The in-process test harness both modes build on.
+//! The in-process test harness both modes build on: one server [`App`] (the atomic
+//! matchmaking server or the negotiated relay) and any number of client [`App`]s connected
+//! with renet's local connections, all driven by manual time.
+//!
+//! [`TestHarness`] owns the apps, each client's [`LocalLink`] and the clock. Every
+//! [`update`](TestHarness::update) advances every app by the same [`step`](TestHarness::step)
+//! and exchanges packets before and after the server runs, so a round trip takes one
+//! update. A test can stall a link, close a connection, write messages into a client app
+//! and speak the wire protocol from a client without a plugin ("raw" clients).
+//!
+//! Each mode adds its plugins and helpers on top, as inherent methods of
+//! `TestHarness<ItsMode>`: `atomic::testing::MatchmakingTestHarness` and
+//! `negotiated::testing::NegotiatedTestHarness`.
+//!
+//! # Recording
+//!
+//! [`TestHarness::record`] records every message of a type that an app writes, in every
+//! app that has the message (the server, the clients there are and the clients added
+//! later), into a [`Recorded`] resource of that app; read it back with
+//! [`TestHarness::recorded`] (a client) or [`TestHarness::server_recorded`]. Each message
+//! is stamped with the app's [`RecordClock`] if it has one (a mode can keep it at the time
+//! that matters to its tests), otherwise with the app's elapsed manual time.
+
+use std::any::type_name;
+use std::time::Duration;
+
+use bevy::ecs::message::Messages;
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy_renet::renet::ConnectionConfig;
+use bevy_renet::{RenetClient, RenetClientPlugin, RenetServer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec;
+use super::local_link::LocalLink;
+use super::messages::MatchmakingMessageVisitor;
+use super::player::PlayerId;
+
+/// The manual time step of the harnesses unless they say otherwise.
+pub const DEFAULT_STEP: Duration = Duration::from_millis(10);
+
+/// What a mode tells the shared harness: the messages its raw clients speak.
+pub trait HarnessMode: Sized + 'static {
+    /// What a client sends the server on the mode's channel.
+    type ClientMessage: Serialize;
+    /// What the server sends a client on the mode's channel.
+    type ServerMessage: DeserializeOwned;
+}
+
+/// One client of a [`TestHarness`].
+pub struct HarnessClient {
+    /// Its id (the renet client id the server sees).
+    pub id: PlayerId,
+    /// Its app.
+    pub app: App,
+    /// Its connection as the harness drives it.
+    pub link: LocalLink,
+}
+
+/// Every message of type `M` an app wrote, in order, with the time each was recorded at.
+#[derive(Resource, Debug, Clone)]
+pub struct Recorded<M: Message> {
+    messages: Vec<M>,
+    times: Vec<Duration>,
+}
+
+impl<M: Message> Default for Recorded<M> {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            times: Vec::new(),
+        }
+    }
+}
+
+impl<M: Message> Recorded<M> {
+    /// The messages, oldest first.
+    pub fn messages(&self) -> &[M] {
+        &self.messages
+    }
+
+    /// When each message was recorded (same order as [`messages`](Self::messages)): the
+    /// app's [`RecordClock`] at the time, or its elapsed manual time without one.
+    pub fn times(&self) -> &[Duration] {
+        &self.times
+    }
+}
+
+/// The time recorders stamp messages with, when an app has this resource; a mode keeps
+/// it current in [`Last`], before [`HarnessSystems::Record`].
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordClock(pub Duration);
+
+/// The harness's own systems.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HarnessSystems {
+    /// The recorders, in [`Last`].
+    Record,
+}
+
+fn record<M: Message + Clone>(
+    mut recorded: ResMut<Recorded<M>>,
+    mut messages: MessageReader<M>,
+    clock: Option<Res<RecordClock>>,
+    time: Res<Time<Real>>,
+) {
+    let now = clock.map_or_else(|| time.elapsed(), |c| c.0);
+    for message in messages.read() {
+        recorded.messages.push(message.clone());
+        recorded.times.push(now);
+    }
+}
+
+/// Adds the recorder of `M` to an app that has the message and no recorder for it yet.
+fn install_recorder<M: Message + Clone>(app: &mut App) {
+    let world = app.world();
+    if world.contains_resource::<Messages<M>>() && !world.contains_resource::<Recorded<M>>() {
+        app.init_resource::<Recorded<M>>()
+            .add_systems(Last, record::<M>.in_set(HarnessSystems::Record));
+    }
+}
+
+/// An app with the minimal plugins on manual time: every update advances it by `step`.
+pub fn manual_app(step: Duration) -> App {
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(step));
+    app
+}
+
+/// A [`manual_app`] with a renet server for local clients: what a mode adds its server
+/// plugin to.
+pub fn server_app(step: Duration, config: ConnectionConfig) -> App {
+    let mut app = manual_app(step);
+    app.insert_resource(RenetServer::new(config));
+    app
+}
+
+/// A server app and client apps in one process, on manual time. See the
+/// [module documentation](self).
+pub struct TestHarness<M: HarnessMode> {
+    /// The server app (the matchmaking server or the relay).
+    pub server: App,
+    /// The clients, in creation order.
+    pub clients: Vec<HarnessClient>,
+    /// Manual time step of every app.
+    pub step: Duration,
+    /// The renet channel the mode's messages travel on.
+    pub channel_id: u8,
+    /// The mode's own settings and state.
+    pub mode: M,
+    next_id: PlayerId,
+    recorders: Vec<fn(&mut App)>,
+}
+
+/// Records every message type it visits: pass it to a plugin's `visit_client_messages`.
+pub struct HarnessRecorder<'a, M: HarnessMode>(&'a mut TestHarness<M>);
+
+impl<M: HarnessMode> MatchmakingMessageVisitor for HarnessRecorder<'_, M> {
+    fn visit<Msg: Message + Clone>(&mut self) {
+        self.0.record::<Msg>();
+    }
+}
+
+impl<M: HarnessMode> TestHarness<M> {
+    /// A visitor that [`record`](Self::record)s every message type a plugin lists.
+    pub fn recorder(&mut self) -> HarnessRecorder<'_, M> {
+        HarnessRecorder(self)
+    }
+
+    /// A harness around `server` (made with [`server_app`] and the mode's plugin), with
+    /// no clients yet. The server is not updated: the mode runs its first update (which
+    /// only starts the clock) once it registered what it records.
+    pub fn from_server(mode: M, server: App, channel_id: u8, step: Duration) -> Self {
+        Self {
+            server,
+            clients: Vec::new(),
+            step,
+            channel_id,
+            mode,
+            next_id: 1,
+            recorders: Vec::new(),
+        }
+    }
+
+    /// Records every `Msg` written in every app that has the message, from now on and in
+    /// every client added later. Calling it twice for a type records once.
+    pub fn record<Msg: Message + Clone>(&mut self) -> &mut Self {
+        self.recorders.push(install_recorder::<Msg>);
+        install_recorder::<Msg>(&mut self.server);
+        for client in &mut self.clients {
+            install_recorder::<Msg>(&mut client.app);
+        }
+        self
+    }
+
+    /// What a client recorded of `Msg` (with the times, see [`Recorded`]).
+    ///
+    /// # Panics
+    /// If the client does not record `Msg` (not [`record`](Self::record)ed, or the app does
+    /// not have the message: a raw client, or a message of the other side).
+    pub fn recording<Msg: Message>(&self, id: PlayerId) -> &Recorded<Msg> {
+        self.client_world(id)
+            .get_resource::<Recorded<Msg>>()
+            .unwrap_or_else(|| panic!("client {id} does not record {}", type_name::<Msg>()))
+    }
+
+    /// Every `Msg` a client's app wrote, oldest first. Panics as [`recording`](Self::recording).
+    pub fn recorded<Msg: Message>(&self, id: PlayerId) -> &[Msg] {
+        self.recording::<Msg>(id).messages()
+    }
+
+    /// Every `Msg` the server app wrote, oldest first.
+    ///
+    /// # Panics
+    /// If the server does not record `Msg`.
+    pub fn server_recorded<Msg: Message>(&self) -> &[Msg] {
+        self.server
+            .world()
+            .get_resource::<Recorded<Msg>>()
+            .unwrap_or_else(|| panic!("the server does not record {}", type_name::<Msg>()))
+            .messages()
+    }
+
+    /// Adds a client app on a new local connection: a [`manual_app`] with the connection,
+    /// finished by `setup` (given the new id), then the recorders. Returns its id.
+    pub fn add_local_client(&mut self, setup: impl FnOnce(&mut App, PlayerId)) -> PlayerId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut app = manual_app(self.step);
+        app.insert_resource(self.connect(id));
+        setup(&mut app, id);
+        for install in &self.recorders {
+            install(&mut app);
+        }
+        self.clients.push(HarnessClient {
+            id,
+            app,
+            link: LocalLink::default(),
+        });
+        id
+    }
+
+    /// Adds a connected client *without* the mode's plugin: it sends only what the test
+    /// writes with [`send_message`](Self::send_message) and [`send_raw`](Self::send_raw),
+    /// and the test reads what the server sent with [`take_messages`](Self::take_messages).
+    /// For hostile-input and forgery tests.
+    pub fn add_raw_client(&mut self) -> PlayerId {
+        self.add_local_client(|app, _| {
+            app.add_plugins(RenetClientPlugin);
+        })
+    }
+
+    /// A new local connection to the server, as the client's resource.
+    fn connect(&mut self, id: PlayerId) -> RenetClient {
+        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+        RenetClient(server.new_local_client(id))
+    }
+
+    fn index(&self, id: PlayerId) -> usize {
+        self.clients
+            .iter()
+            .position(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no client {id}"))
+    }
+
+    /// A client's app.
+    pub fn client(&mut self, id: PlayerId) -> &mut App {
+        let i = self.index(id);
+        &mut self.clients[i].app
+    }
+
+    /// A client's world, to read.
+    pub fn client_world(&self, id: PlayerId) -> &World {
+        self.clients[self.index(id)].app.world()
+    }
+
+    /// A resource of a client's app.
+    pub fn resource<R: Resource>(&self, id: PlayerId) -> &R {
+        self.client_world(id).resource::<R>()
+    }
+
+    /// A resource of the server app.
+    pub fn server_resource<R: Resource>(&self) -> &R {
+        self.server.world().resource::<R>()
+    }
+
+    /// Writes a message into a client app (what the game would write).
+    pub fn send<Msg: Message>(&mut self, id: PlayerId, message: Msg) {
+        self.client(id).world_mut().write_message(message);
+    }
+
+    /// Sends raw bytes from a client on the mode's channel.
+    pub fn send_raw(&mut self, id: PlayerId, bytes: Vec<u8>) {
+        let channel = self.channel_id;
+        let mut renet = self.client(id).world_mut().resource_mut::<RenetClient>();
+        renet.send_message(channel, bytes);
+    }
+
+    /// Encodes and sends a protocol message from a (raw) client.
+    pub fn send_message(&mut self, id: PlayerId, message: &M::ClientMessage) {
+        self.send_raw(id, codec::encode(message));
+    }
+
+    /// Decodes everything the server sent a raw client since the last call.
+    ///
+    /// # Panics
+    /// If the server sent undecodable bytes.
+    pub fn take_messages(&mut self, id: PlayerId) -> Vec<M::ServerMessage> {
+        let channel = self.channel_id;
+        let mut renet = self.client(id).world_mut().resource_mut::<RenetClient>();
+        let mut messages = Vec::new();
+        while let Some(bytes) = renet.receive_message(channel) {
+            messages.push(codec::decode(&bytes).expect("the server sends valid messages"));
+        }
+        messages
+    }
+
+    /// Whether a client's connection is still open on both sides.
+    pub fn is_connected(&self, id: PlayerId) -> bool {
+        !self.clients[self.index(id)].link.is_closed()
+            && self.server_resource::<RenetServer>().is_connected(id)
+    }
+
+    /// Closes a client's connection for good, as a player quitting the game would.
+    pub fn disconnect(&mut self, id: PlayerId) {
+        let i = self.index(id);
+        let client = &mut self.clients[i];
+        let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+        client.link.close(&mut server, id, &mut renet);
+    }
+
+    /// Stops exchanging a client's packets without closing the connection (a stalled
+    /// network), or resumes it.
+    pub fn set_link(&mut self, id: PlayerId, up: bool) {
+        let i = self.index(id);
+        self.clients[i].link.set_up(up);
+    }
+
+    /// Replaces the server app with `server` (already started), as a server restart
+    /// would: every client that was not closed sees its connection drop for one update,
+    /// then gets a new connection to the new server.
+    pub fn replace_server(&mut self, server: App) {
+        let mut old = self.server.world_mut().resource_mut::<RenetServer>();
+        for client in self.clients.iter_mut().filter(|c| !c.link.is_closed()) {
+            let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+            old.disconnect_local_client(client.id, &mut renet);
+        }
+        for client in &mut self.clients {
+            client.app.update();
+        }
+        self.server = server;
+        for install in &self.recorders {
+            install(&mut self.server);
+        }
+        for i in 0..self.clients.len() {
+            if !self.clients[i].link.is_closed() {
+                let renet = self.connect(self.clients[i].id);
+                self.clients[i].app.insert_resource(renet);
+            }
+        }
+    }
+
+    fn exchange(&mut self) {
+        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+        for client in &mut self.clients {
+            let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+            client.link.exchange(&mut server, client.id, &mut renet);
+        }
+    }
+
+    /// Runs one update of every app: packets both ways, the server, packets both ways,
+    /// every client.
+    pub fn update(&mut self) {
+        self.exchange();
+        self.server.update();
+        self.exchange();
+        for client in &mut self.clients {
+            client.app.update();
+        }
+    }
+
+    /// Runs `updates` updates.
+    pub fn run(&mut self, updates: usize) {
+        for _ in 0..updates {
+            self.update();
+        }
+    }
+
+    /// Runs for (at least) this much manual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let updates = duration.as_nanos().div_ceil(self.step.as_nanos()) as usize;
+        self.run(updates);
+    }
+
+    /// Runs updates until `done` holds; returns how many ran.
+    ///
+    /// # Panics
+    /// If `done` does not hold after `max_updates`.
+    pub fn run_until(&mut self, max_updates: usize, done: impl Fn(&Self) -> bool) -> usize {
+        for update in 0..max_updates {
+            if done(self) {
+                return update;
+            }
+            self.update();
+        }
+        assert!(done(self), "condition not reached in {max_updates} updates");
+        max_updates
+    }
+}

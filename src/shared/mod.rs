@@ -2,8 +2,8 @@
 //! category names, the renet channel helper, the in-process link of the test harnesses,
 //! the UDP transport helpers and the wall clock.
 //!
-//! Everything here but [`channel`], [`local_link`] and [`transport`] is plain Rust with no
-//! Bevy in it.
+//! [`codec`], [`gate`], [`guard`], [`player`] and [`clock`] are plain Rust with no engine in
+//! them; [`channel`], [`local_link`], [`harness`] and [`transport`] work with Bevy and renet.
 
 pub mod channel;
 pub mod clock;
@@ -12,5 +12,6 @@ pub mod gate;
 pub mod guard;
 pub mod harness;
 pub mod local_link;
+pub mod messages;
 pub mod player;
 pub mod transport;

@@ -28,6 +28,7 @@ pub use self::messages::{
 pub use self::state::{MatchmakingClientFaults, MatchmakingClientState, MatchmakingClientStatus};
 
 use crate::atomic::MatchmakingChannel;
+use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 
 /// System sets of the client plugin.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,16 +90,21 @@ impl Plugin for MatchmakingClientPlugin {
 
 /// Registers the game's requests and the plugin's reports.
 fn add_messages(app: &mut App) {
-    app.add_message::<MatchmakingJoinQueue>()
-        .add_message::<MatchmakingLeaveQueue>()
-        .add_message::<MatchmakingLeaveLobby>()
-        .add_message::<MatchmakingConnected>()
-        .add_message::<MatchmakingQueueJoined>()
-        .add_message::<MatchmakingQueueLeft>()
-        .add_message::<MatchmakingMatchChecking>()
-        .add_message::<MatchmakingMatchProposed>()
-        .add_message::<MatchmakingMatchFound>()
-        .add_message::<MatchmakingMatchCancelled>()
-        .add_message::<MatchmakingLobbyLeft>()
-        .add_message::<MatchmakingClientError>();
+    visit_client_messages(&mut AddMessages(app));
+}
+
+/// Visits every message type of the client plugin: the game's requests, then the reports.
+pub fn visit_client_messages(visitor: &mut impl MatchmakingMessageVisitor) {
+    visitor.visit::<MatchmakingJoinQueue>();
+    visitor.visit::<MatchmakingLeaveQueue>();
+    visitor.visit::<MatchmakingLeaveLobby>();
+    visitor.visit::<MatchmakingConnected>();
+    visitor.visit::<MatchmakingQueueJoined>();
+    visitor.visit::<MatchmakingQueueLeft>();
+    visitor.visit::<MatchmakingMatchChecking>();
+    visitor.visit::<MatchmakingMatchProposed>();
+    visitor.visit::<MatchmakingMatchFound>();
+    visitor.visit::<MatchmakingMatchCancelled>();
+    visitor.visit::<MatchmakingLobbyLeft>();
+    visitor.visit::<MatchmakingClientError>();
 }

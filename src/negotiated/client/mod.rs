@@ -13,6 +13,7 @@ use bevy::state::app::StatesPlugin;
 use bevy_renet::{RenetClientPlugin, RenetReceive};
 
 use crate::shared::clock::unix_now;
+use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 
 use super::channel::NegotiatedChannel;
 
@@ -109,24 +110,30 @@ impl Plugin for NegotiatedClientPlugin {
         app.insert_resource(self.channel)
             .insert_resource(NegotiatedSession::new(epoch))
             .init_state::<NegotiatedClientState>()
-            .init_resource::<NegotiatedClientStatus>()
-            .add_message::<NegotiatedSearch>()
-            .add_message::<NegotiatedCancelSearch>()
-            .add_message::<NegotiatedConnected>()
-            .add_message::<NegotiatedRequestPosted>()
-            .add_message::<NegotiatedBidPlaced>()
-            .add_message::<NegotiatedMatchFound>()
-            .add_message::<NegotiatedCancelled>()
-            .add_message::<NegotiatedRestarted>()
-            .add_message::<NegotiatedClientError>()
-            .configure_sets(
-                PreUpdate,
-                NegotiatedClientSystems::Receive.after(RenetReceive),
-            )
-            .add_systems(
-                PreUpdate,
-                receive::receive_messages.in_set(NegotiatedClientSystems::Receive),
-            )
-            .add_systems(Update, drive::drive.in_set(NegotiatedClientSystems::Drive));
+            .init_resource::<NegotiatedClientStatus>();
+        visit_client_messages(&mut AddMessages(app));
+        app.configure_sets(
+            PreUpdate,
+            NegotiatedClientSystems::Receive.after(RenetReceive),
+        )
+        .add_systems(
+            PreUpdate,
+            receive::receive_messages.in_set(NegotiatedClientSystems::Receive),
+        )
+        .add_systems(Update, drive::drive.in_set(NegotiatedClientSystems::Drive));
     }
+}
+
+/// Visits every message type of the negotiated client plugin: the game's requests, then the
+/// reports.
+pub fn visit_client_messages(visitor: &mut impl MatchmakingMessageVisitor) {
+    visitor.visit::<NegotiatedSearch>();
+    visitor.visit::<NegotiatedCancelSearch>();
+    visitor.visit::<NegotiatedConnected>();
+    visitor.visit::<NegotiatedRequestPosted>();
+    visitor.visit::<NegotiatedBidPlaced>();
+    visitor.visit::<NegotiatedMatchFound>();
+    visitor.visit::<NegotiatedCancelled>();
+    visitor.visit::<NegotiatedRestarted>();
+    visitor.visit::<NegotiatedClientError>();
 }

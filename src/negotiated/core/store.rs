@@ -295,9 +295,15 @@ impl NegotiatedFactStore {
     /// The facts about a request (bids, answers, cancels), entitled or not, in the order
     /// they were stored.
     pub fn about(&self, request: NegotiatedFactId) -> impl Iterator<Item = &NegotiatedStoredFact> {
-        self.about
-            .get(&request)
-            .into_iter()
+        self.stored(self.about.get(&request))
+    }
+
+    /// The stored facts behind a list of ids (none for no list).
+    fn stored<'a>(
+        &'a self,
+        ids: Option<&'a Vec<NegotiatedFactId>>,
+    ) -> impl Iterator<Item = &'a NegotiatedStoredFact> {
+        ids.into_iter()
             .flatten()
             .filter_map(|id| self.facts.get(id))
     }
@@ -379,11 +385,7 @@ impl NegotiatedFactStore {
 
     /// The facts of a frame, in the order they were stored.
     pub fn facts_in(&self, frame: u64) -> impl Iterator<Item = &NegotiatedStoredFact> {
-        self.frames
-            .get(&frame)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.facts.get(id))
+        self.stored(self.frames.get(&frame))
     }
 
     /// How many facts `author` stored in `frame`, not counting its rejects of bids on its

@@ -18,27 +18,6 @@ fn finish(actions: &[CommitAction<u32>]) -> Option<&CommitOutcome<u32>> {
     })
 }
 
-/// A stall longer than every timeout, then one poll: the proposal that times out is resent
-/// with a full window (it is timed from when it is really sent), not failed at once.
-#[test]
-fn one_late_poll_after_a_stall_resends_rather_than_fails() {
-    let mut m = machine(2);
-    m.poll(MS(0));
-    m.pong(1, 100, MS(10)).unwrap();
-    m.pong(2, 200, MS(10)).unwrap();
-    m.poll(MS(10)); // lobby, first proposals
-    let a = m.poll(MS(60_000));
-    assert!(finish(&a).is_none(), "{a:?}");
-    assert!(a.contains(&CommitAction::Propose {
-        player: 1,
-        attempt: 2
-    }));
-    m.acknowledge(1).unwrap();
-    m.acknowledge(2).unwrap();
-    let o = finish(&m.poll(MS(60_010))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::Success);
-}
-
 #[test]
 fn success_path() {
     let mut m = machine(2);

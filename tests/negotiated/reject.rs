@@ -1,17 +1,13 @@
 //! A rejected bidder restarts and finds another request.
 
-use std::time::Duration;
-
 use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
-    NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
+    NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
-fn harness() -> NegotiatedTestHarness {
-    NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2))
-}
+use crate::common::{harness, hello};
 
 /// B and C bid on A's request at once; A takes one and rejects the other.
 fn two_bids_on_one_request(h: &mut NegotiatedTestHarness) -> (PlayerId, PlayerId, PlayerId) {
@@ -23,11 +19,12 @@ fn two_bids_on_one_request(h: &mut NegotiatedTestHarness) -> (PlayerId, PlayerId
     h.search(b, "duel");
     h.search(c, "duel");
     h.run_until(20, |h| {
-        !h.log(b).bids.is_empty() && !h.log(c).bids.is_empty()
+        !h.recorded::<NegotiatedBidPlaced>(b).is_empty()
+            && !h.recorded::<NegotiatedBidPlaced>(c).is_empty()
     });
     let request = h.status(a).request.unwrap();
-    assert_eq!(h.log(b).bids[0].request, request);
-    assert_eq!(h.log(c).bids[0].request, request);
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(b)[0].request, request);
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(c)[0].request, request);
     (a, b, c)
 }
 
@@ -37,12 +34,7 @@ fn a_rejected_bidder_restarts_and_bids_on_another_request() {
     let (a, b, c) = two_bids_on_one_request(&mut h);
     // D (speaking the protocol itself) posts a request while both bids are in flight
     let d = h.add_raw_client();
-    h.send_message(
-        d,
-        &NegotiatedClientMessage::Hello {
-            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
-        },
-    );
+    hello(&mut h, d);
     let now = h.relay_now();
     let request = NegotiatedRequest {
         category: "duel".into(),
@@ -61,15 +53,18 @@ fn a_rejected_bidder_restarts_and_bids_on_another_request() {
     h.run_until(10, |h| h.found(a).is_some());
     let winner = h.found(a).unwrap().other;
     let loser = if winner == b { c } else { b };
-    h.run_until(10, |h| !h.log(loser).restarted.is_empty());
+    h.run_until(10, |h| !h.recorded::<NegotiatedRestarted>(loser).is_empty());
     assert_eq!(
-        h.log(loser).restarted[0].reason,
+        h.recorded::<NegotiatedRestarted>(loser)[0].reason,
         NegotiatedRestartReason::BidRejected
     );
     // ... and bids on D's request, the only open one
-    h.run_until(10, |h| h.log(loser).bids.len() == 2);
-    assert_eq!(h.log(loser).bids[1].request, d_request);
-    assert_eq!(h.log(loser).bids[1].requester, d);
+    h.run_until(10, |h| h.recorded::<NegotiatedBidPlaced>(loser).len() == 2);
+    assert_eq!(
+        h.recorded::<NegotiatedBidPlaced>(loser)[1].request,
+        d_request
+    );
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(loser)[1].requester, d);
 
     // D accepts the bid it received
     h.run(1);
@@ -100,8 +95,8 @@ fn a_rejected_bidder_restarts_and_bids_on_another_request() {
     let found = h.found(loser).unwrap();
     assert_eq!((found.other, found.request, found.bid), (d, d_request, bid));
     assert_eq!(h.found(winner).unwrap().other, a);
-    assert_eq!(h.log(loser).found.len(), 1);
-    assert_eq!(h.log(winner).found.len(), 1);
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(loser).len(), 1);
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(winner).len(), 1);
 }
 
 #[test]
@@ -111,13 +106,15 @@ fn a_rejected_bidder_with_nothing_to_bid_on_posts_and_pairs_with_a_newcomer() {
     h.run_until(10, |h| h.found(a).is_some());
     let winner = h.found(a).unwrap().other;
     let loser = if winner == b { c } else { b };
-    h.run_until(10, |h| !h.log(loser).posted.is_empty());
+    h.run_until(10, |h| {
+        !h.recorded::<NegotiatedRequestPosted>(loser).is_empty()
+    });
     assert_eq!(
-        h.log(loser).restarted[0].reason,
+        h.recorded::<NegotiatedRestarted>(loser)[0].reason,
         NegotiatedRestartReason::BidRejected
     );
     // the relay holds A's reject of the loser's bid
-    let rejected_bid = h.log(loser).bids[0].bid;
+    let rejected_bid = h.recorded::<NegotiatedBidPlaced>(loser)[0].bid;
     let store = h.relay_state().store();
     assert!(store.about(h.found(a).unwrap().request).any(|f| f.fact
         == NegotiatedFact::Reject(NegotiatedReject {

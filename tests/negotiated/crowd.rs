@@ -10,7 +10,7 @@ use bevy_atomic_matchmaking::prelude::*;
 fn pairs(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> BTreeSet<(PlayerId, PlayerId)> {
     let mut partner: BTreeMap<PlayerId, PlayerId> = BTreeMap::new();
     for id in ids {
-        let log = &h.log(*id).found;
+        let log = h.recorded::<NegotiatedMatchFound>(*id);
         assert!(log.len() <= 1, "client {id} matched {} times", log.len());
         if let Some(f) = log.first() {
             assert_eq!(f.me, *id);
@@ -59,9 +59,9 @@ fn ten_clients_make_five_pairs() {
     for id in &ids {
         assert_eq!(h.state(*id), NegotiatedClientState::Matched);
         assert!(
-            h.log(*id).errors.is_empty(),
+            h.recorded::<NegotiatedClientError>(*id).is_empty(),
             "client {id}: {:?}",
-            h.log(*id).errors
+            h.recorded::<NegotiatedClientError>(*id)
         );
     }
     // each accept closed its request at the relay
@@ -87,7 +87,10 @@ fn clients_arriving_one_by_one_pair_in_order() {
         BTreeSet::from([(ids[0], ids[1]), (ids[2], ids[3]), (ids[4], ids[5])])
     );
     for id in &ids {
-        assert!(h.log(*id).restarted.is_empty(), "nobody had to restart");
+        assert!(
+            h.recorded::<NegotiatedRestarted>(*id).is_empty(),
+            "nobody had to restart"
+        );
     }
 }
 

@@ -6,9 +6,7 @@ use std::time::Duration;
 use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
-fn harness() -> MatchmakingTestHarness {
-    MatchmakingTestHarness::new(MatchmakingServerSettings::default())
-}
+use crate::common::harness;
 
 /// Queues `a` then `b` and runs until the server took both into a forming match.
 fn queue_pair(h: &mut MatchmakingTestHarness, a: PlayerId, b: PlayerId) {
@@ -24,13 +22,15 @@ fn queue_pair(h: &mut MatchmakingTestHarness, a: PlayerId, b: PlayerId) {
 }
 
 fn only_outcome(h: &MatchmakingTestHarness) -> MatchmakingOutcome {
-    let outcomes = &h.server_log().outcomes;
+    let outcomes = &h.server_recorded::<MatchmakingOutcome>();
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
     outcomes[0].clone()
 }
 
 fn wait_outcome(h: &mut MatchmakingTestHarness) -> MatchmakingOutcome {
-    h.run_until(1000, |h| !h.server_log().outcomes.is_empty());
+    h.run_until(1000, |h| {
+        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+    });
     only_outcome(h)
 }
 
@@ -62,8 +62,11 @@ fn player1_disconnected_during_phase_one_requeues_player2_at_the_front() {
     h.set_link(a, false);
     h.join(c, "duel");
     h.run(3);
-    assert_eq!(h.client_log(c).joined[0].position, 1);
-    assert!(h.server_log().outcomes.is_empty(), "phase 1 waits for a");
+    assert_eq!(h.recorded::<MatchmakingQueueJoined>(c)[0].position, 1);
+    assert!(
+        h.server_recorded::<MatchmakingOutcome>().is_empty(),
+        "phase 1 waits for a"
+    );
     h.set_link(a, true);
     h.disconnect(a);
     let o = wait_outcome(&mut h);
@@ -76,18 +79,22 @@ fn player1_disconnected_during_phase_one_requeues_player2_at_the_front() {
 
     // b hears why and that it is back in the queue, at the front
     h.run(2);
-    let log = h.client_log(b);
-    let cancel = log.cancelled.last().expect("b was told");
+    let cancel = h
+        .recorded::<MatchmakingMatchCancelled>(b)
+        .last()
+        .expect("b was told");
     assert!(cancel.requeued);
     assert_eq!(cancel.reason, MatchCancelReason::OtherPlayerUnavailable);
-    let rejoin = log.joined.last().unwrap();
+    let rejoin = h.recorded::<MatchmakingQueueJoined>(b).last().unwrap();
     assert!(rejoin.requeued);
     assert_eq!(rejoin.position, 1);
 
     // and b is matched next, ahead of c who queued before the rollback (the match
     // order is the queue order: b first means b was put in front of c)
-    h.run_until(200, |h| h.server_log().committed.len() == 1);
-    let committed = &h.server_log().committed[0];
+    h.run_until(200, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
+    let committed = &h.server_recorded::<MatchmakingMatchCommitted>()[0];
     let players: Vec<PlayerId> = committed.players.iter().map(|p| p.player).collect();
     assert_eq!(players[0], b, "the re-queued player is first in line");
     assert_eq!(players, vec![b, c]);
@@ -108,7 +115,10 @@ fn player2_disconnected_before_phase_one_answers() {
     queue_pair(&mut h, a, b);
     h.set_link(b, false);
     h.run(5);
-    assert!(h.server_log().outcomes.is_empty(), "phase 1 waits for b");
+    assert!(
+        h.server_recorded::<MatchmakingOutcome>().is_empty(),
+        "phase 1 waits for b"
+    );
     h.set_link(b, true);
     h.disconnect(b);
     let o = wait_outcome(&mut h);
@@ -144,12 +154,11 @@ fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.client(b)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .ignore_pings = true;
+    h.faults(b).ignore_pings = true;
     queue_pair(&mut h, a, b);
-    let frames = h.run_until(1000, |h| !h.server_log().outcomes.is_empty());
+    let frames = h.run_until(1000, |h| {
+        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+    });
     let o = only_outcome(&h);
     assert_eq!(o.status, MatchStatus::Player2Disconnected);
     assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
@@ -159,7 +168,11 @@ fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
         "{frames} frames"
     );
     h.run(2);
-    let cancel = h.client_log(b).cancelled.last().unwrap().clone();
+    let cancel = h
+        .recorded::<MatchmakingMatchCancelled>(b)
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(cancel.reason, MatchCancelReason::YouDidNotAnswer);
     assert!(!cancel.requeued);
     assert_eq!(h.client_state(b), MatchmakingClientState::Idle);
@@ -171,10 +184,7 @@ fn pongs_later_than_max_latency_make_a_player_unhealthy() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.client(a)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .pong_delay = Duration::from_millis(600);
+    h.faults(a).pong_delay = Duration::from_millis(600);
     queue_pair(&mut h, a, b);
     let o = wait_outcome(&mut h);
     assert_eq!(o.status, MatchStatus::Player1Disconnected);
@@ -184,7 +194,11 @@ fn pongs_later_than_max_latency_make_a_player_unhealthy() {
     assert!(latency > Duration::from_millis(500));
     assert_eq!(o.requeued, vec![b]);
     h.run(2);
-    let cancel = h.client_log(a).cancelled.last().unwrap().clone();
+    let cancel = h
+        .recorded::<MatchmakingMatchCancelled>(a)
+        .last()
+        .unwrap()
+        .clone();
     assert!(matches!(
         cancel.reason,
         MatchCancelReason::YourLatencyTooHigh { .. }
@@ -198,10 +212,7 @@ fn notification_failed_when_a_player_never_acknowledges() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.client(b)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .acknowledge_proposals = false;
+    h.faults(b).acknowledge_proposals = false;
     queue_pair(&mut h, a, b);
     h.run_until(50, |h| h.stats().lobbies_open == 1);
     let o = wait_outcome(&mut h);
@@ -214,7 +225,7 @@ fn notification_failed_when_a_player_never_acknowledges() {
 
     h.run(2);
     // b saw three proposals, all for the same lobby, which no longer exists
-    let proposed = &h.client_log(b).proposed;
+    let proposed = &h.recorded::<MatchmakingMatchProposed>(b);
     assert_eq!(
         proposed.iter().map(|p| p.attempt).collect::<Vec<_>>(),
         vec![1, 2, 3]
@@ -224,18 +235,24 @@ fn notification_failed_when_a_player_never_acknowledges() {
     assert!(h.server_state().lobby(lobby_id).is_none());
     assert_eq!(h.stats().lobbies_open, 0);
     assert_eq!(
-        h.client_log(b).cancelled.last().unwrap().reason,
+        h.recorded::<MatchmakingMatchCancelled>(b)
+            .last()
+            .unwrap()
+            .reason,
         MatchCancelReason::YouDidNotAcknowledge
     );
     assert_eq!(
-        h.client_log(a).cancelled.last().unwrap().reason,
+        h.recorded::<MatchmakingMatchCancelled>(a)
+            .last()
+            .unwrap()
+            .reason,
         MatchCancelReason::OtherPlayerDidNotConfirm
     );
     assert_eq!(h.client_state(a), MatchmakingClientState::Queued);
     assert_eq!(h.client_state(b), MatchmakingClientState::Idle);
 
     // b's acknowledgement arriving after the rollback is stale, not an offence
-    let errors_before = h.client_log(b).errors.len();
+    let errors_before = h.recorded::<MatchmakingClientError>(b).len();
     h.send_raw(
         b,
         bevy_atomic_matchmaking::shared::codec::encode(
@@ -246,7 +263,7 @@ fn notification_failed_when_a_player_never_acknowledges() {
         ),
     );
     h.run(3);
-    assert_eq!(h.client_log(b).errors.len(), errors_before);
+    assert_eq!(h.recorded::<MatchmakingClientError>(b).len(), errors_before);
 }
 
 #[test]
@@ -255,14 +272,15 @@ fn disconnecting_in_phase_two_deletes_the_lobby_at_once() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.client(b)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .acknowledge_proposals = false;
+    h.faults(b).acknowledge_proposals = false;
     queue_pair(&mut h, a, b);
-    h.run_until(50, |h| !h.client_log(b).proposed.is_empty());
+    h.run_until(50, |h| {
+        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
+    });
     h.disconnect(b);
-    let frames = h.run_until(10, |h| !h.server_log().outcomes.is_empty());
+    let frames = h.run_until(10, |h| {
+        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+    });
     assert!(frames < 10);
     let o = only_outcome(&h);
     assert_eq!(o.status, MatchStatus::NotificationFailed);
@@ -289,7 +307,10 @@ fn withdrawing_during_phase_one_rolls_back_and_keeps_the_other_player() {
     h.run(2);
     assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
     assert_eq!(
-        h.client_log(a).cancelled.last().unwrap().reason,
+        h.recorded::<MatchmakingMatchCancelled>(a)
+            .last()
+            .unwrap()
+            .reason,
         MatchCancelReason::YouWithdrew
     );
 }
@@ -300,12 +321,11 @@ fn withdrawing_during_phase_two_is_a_notification_failure() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.client(b)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .acknowledge_proposals = false;
+    h.faults(b).acknowledge_proposals = false;
     queue_pair(&mut h, a, b);
-    h.run_until(50, |h| !h.client_log(b).proposed.is_empty());
+    h.run_until(50, |h| {
+        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
+    });
     h.send(b, MatchmakingLeaveQueue);
     let o = wait_outcome(&mut h);
     assert_eq!(o.status, MatchStatus::NotificationFailed);

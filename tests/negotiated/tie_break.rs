@@ -17,13 +17,15 @@ fn simultaneous_requests_resolve_through_the_tie_break() {
     h.search(b, "duel");
     // both see an empty queue and post in the same update
     h.run_until(20, |h| {
-        !h.log(a).posted.is_empty() && !h.log(b).posted.is_empty()
+        !h.recorded::<NegotiatedRequestPosted>(a).is_empty()
+            && !h.recorded::<NegotiatedRequestPosted>(b).is_empty()
     });
-    let ra = h.log(a).posted[0].clone();
-    let rb = h.log(b).posted[0].clone();
+    let ra = h.recorded::<NegotiatedRequestPosted>(a)[0].clone();
+    let rb = h.recorded::<NegotiatedRequestPosted>(b)[0].clone();
     assert_ne!(ra.request, rb.request);
     assert!(
-        h.log(a).bids.is_empty() && h.log(b).bids.is_empty(),
+        h.recorded::<NegotiatedBidPlaced>(a).is_empty()
+            && h.recorded::<NegotiatedBidPlaced>(b).is_empty(),
         "nobody saw the other's request before posting"
     );
 
@@ -49,11 +51,14 @@ fn simultaneous_requests_resolve_through_the_tie_break() {
     assert_eq!(winner.other, newer_client);
     let loser = h.found(newer_client).unwrap();
     assert_eq!(loser.role, NegotiatedRole::Bidder);
-    let restarts = &h.log(newer_client).restarted;
+    let restarts = &h.recorded::<NegotiatedRestarted>(newer_client);
     assert_eq!(restarts.len(), 1);
     assert_eq!(restarts[0].reason, NegotiatedRestartReason::TieBreak);
-    assert!(h.log(older_client).restarted.is_empty());
-    assert!(h.log(a).errors.is_empty() && h.log(b).errors.is_empty());
+    assert!(h.recorded::<NegotiatedRestarted>(older_client).is_empty());
+    assert!(
+        h.recorded::<NegotiatedClientError>(a).is_empty()
+            && h.recorded::<NegotiatedClientError>(b).is_empty()
+    );
 }
 
 #[test]
@@ -63,11 +68,17 @@ fn a_simultaneous_crowd_pairs_off_in_one_round() {
     for id in &ids {
         h.search(*id, "duel");
     }
-    h.run_until(20, |h| ids.iter().all(|id| !h.log(*id).posted.is_empty()));
+    h.run_until(20, |h| {
+        ids.iter()
+            .all(|id| !h.recorded::<NegotiatedRequestPosted>(*id).is_empty())
+    });
     let updates = h.run_until_matched(&ids, 100);
     assert!(updates <= 5, "took {updates} updates");
     // one tie-break per pair and no other restart: the oldest requests paired off (0, 1), (2, 3)...
-    let tie_breaks: usize = ids.iter().map(|id| h.log(*id).restarted.len()).sum();
+    let tie_breaks: usize = ids
+        .iter()
+        .map(|id| h.recorded::<NegotiatedRestarted>(*id).len())
+        .sum();
     assert_eq!(tie_breaks, 4);
     let requesters = ids
         .iter()

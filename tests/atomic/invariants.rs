@@ -9,7 +9,9 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::harness::Recorded;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -93,20 +95,18 @@ fn check(h: &mut MatchmakingTestHarness, requeued_seen: &mut usize) -> Result<()
     let queue = state.queue();
     prop_assert_eq!(queue.total(), stats.total_queued());
     for c in &h.clients {
-        let location = state.location(c.player);
+        let location = state.location(c.id);
         prop_assert_eq!(
-            queue.contains(&c.player),
+            queue.contains(&c.id),
             location == Some(MatchmakingPlayerLocation::Queued),
             "player {} ticket vs location {:?}",
-            c.player,
+            c.id,
             location
         );
     }
     // everyone a rollback re-queued is queued (or already taken into the next match),
     // unless it left or disconnected since
-    let outcomes = &world
-        .resource::<bevy_atomic_matchmaking::atomic::testing::MatchmakingServerLog>()
-        .outcomes;
+    let outcomes = world.resource::<Recorded<MatchmakingOutcome>>().messages();
     for o in &outcomes[*requeued_seen..] {
         for p in &o.requeued {
             let location = state.location(*p);
@@ -125,8 +125,14 @@ fn check(h: &mut MatchmakingTestHarness, requeued_seen: &mut usize) -> Result<()
     Ok(())
 }
 
+// regressions beside this file (proptest's default would look for them in
+// tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 16,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn server_invariants_hold(ops in proptest::collection::vec(op(6), 1..40), group in 2usize..4) {

@@ -12,9 +12,7 @@ use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec::{self, MAX_MESSAGE_BYTES};
 use bevy_renet::RenetServer;
 
-fn harness() -> NegotiatedTestHarness {
-    NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2))
-}
+use crate::common::{harness, hello};
 
 fn error_kinds(messages: &[NegotiatedRelayMessage]) -> Vec<NegotiatedErrorKind> {
     messages
@@ -24,15 +22,6 @@ fn error_kinds(messages: &[NegotiatedRelayMessage]) -> Vec<NegotiatedErrorKind> 
             _ => None,
         })
         .collect()
-}
-
-fn hello(h: &mut NegotiatedTestHarness, id: PlayerId) {
-    h.send_message(
-        id,
-        &NegotiatedClientMessage::Hello {
-            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
-        },
-    );
 }
 
 #[test]
@@ -192,14 +181,18 @@ fn a_client_survives_garbage_from_the_relay() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    let channel = h.channel.id;
+    let channel = h.channel_id;
     {
-        let mut server = h.relay.world_mut().resource_mut::<RenetServer>();
+        let mut server = h.server.world_mut().resource_mut::<RenetServer>();
         server.send_message(a, channel, vec![0xde, 0xad, 0xbe, 0xef]);
         server.send_message(a, channel, vec![7u8; MAX_MESSAGE_BYTES * 2]);
     }
     h.run(2);
-    let kinds: Vec<NegotiatedErrorKind> = h.log(a).errors.iter().map(|e| e.kind).collect();
+    let kinds: Vec<NegotiatedErrorKind> = h
+        .recorded::<NegotiatedClientError>(a)
+        .iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(
         kinds,
         vec![

@@ -5,20 +5,12 @@ use std::time::Duration;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
+use crate::common::post_request;
+
 const BID_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn harness() -> NegotiatedTestHarness {
     NegotiatedTestHarness::with_frames(Duration::from_secs(30), BID_TIMEOUT)
-}
-
-fn time_of(h: &NegotiatedTestHarness, id: PlayerId, what: &str, nth: usize) -> Duration {
-    h.log(id)
-        .timeline
-        .iter()
-        .filter(|(w, _)| *w == what)
-        .nth(nth)
-        .expect("logged")
-        .1
 }
 
 #[test]
@@ -27,29 +19,27 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let request = h.status(a).request.unwrap();
-    h.run(2);
+    let request = post_request(&mut h, a);
     // A's network stalls: its request stays open at the relay, nobody answers bids
     h.set_link(a, false);
     h.search(b, "duel");
-    h.run_until(20, |h| !h.log(b).bids.is_empty());
-    assert_eq!(h.log(b).bids[0].request, request);
-    let bid = h.log(b).bids[0].bid;
+    h.run_until(20, |h| !h.recorded::<NegotiatedBidPlaced>(b).is_empty());
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(b)[0].request, request);
+    let bid = h.recorded::<NegotiatedBidPlaced>(b)[0].bid;
 
-    h.run_until(400, |h| !h.log(b).restarted.is_empty());
+    h.run_until(400, |h| !h.recorded::<NegotiatedRestarted>(b).is_empty());
     assert_eq!(
-        h.log(b).restarted[0].reason,
+        h.recorded::<NegotiatedRestarted>(b)[0].reason,
         NegotiatedRestartReason::BidTimedOut
     );
-    let waited = time_of(&h, b, "restarted", 0) - time_of(&h, b, "bid", 0);
+    let waited = h.recording::<NegotiatedRestarted>(b).times()[0]
+        - h.recording::<NegotiatedBidPlaced>(b).times()[0];
     assert!(
         waited >= BID_TIMEOUT && waited <= BID_TIMEOUT + Duration::from_millis(20),
         "timed out after {waited:?}"
     );
     // B gave up on A's request (still open as far as anyone knows) and posts its own
-    h.run_until(10, |h| !h.log(b).posted.is_empty());
+    h.run_until(10, |h| !h.recorded::<NegotiatedRequestPosted>(b).is_empty());
     assert!(
         h.relay_state()
             .store()
@@ -58,7 +48,7 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
             .any(|r| r.id == request)
     );
     assert_eq!(
-        h.log(b).bids.len(),
+        h.recorded::<NegotiatedBidPlaced>(b).len(),
         1,
         "no second bid on the silent request"
     );
@@ -71,7 +61,7 @@ fn an_unanswered_bid_times_out_and_a_late_accept_is_still_honoured() {
     assert_eq!(h.found(a).unwrap().other, b);
     // and withdrew its own request
     h.run(2);
-    let own = h.log(b).posted[0].request;
+    let own = h.recorded::<NegotiatedRequestPosted>(b)[0].request;
     assert!(h.relay_state().store().is_cancelled(own));
 }
 
@@ -81,29 +71,30 @@ fn a_requester_that_quits_is_not_waited_for() {
     let [a, b, c] = h.add_clients(3)[..] else {
         unreachable!()
     };
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let dead = h.status(a).request.unwrap();
-    h.run(2);
+    let dead = post_request(&mut h, a);
     // B bids, then A quits without cancelling (its request stays at the relay)
     h.set_link(a, false);
     h.search(b, "duel");
-    h.run_until(20, |h| !h.log(b).bids.is_empty());
+    h.run_until(20, |h| !h.recorded::<NegotiatedBidPlaced>(b).is_empty());
     h.disconnect(a);
     // the relay reports the departure: B gives up at once, not after the 2 s bid timeout
-    let updates = h.run_until(20, |h| !h.log(b).restarted.is_empty());
+    let updates = h.run_until(20, |h| !h.recorded::<NegotiatedRestarted>(b).is_empty());
     assert!(updates <= 3, "took {updates} updates");
     assert_eq!(
-        h.log(b).restarted[0].reason,
+        h.recorded::<NegotiatedRestarted>(b)[0].reason,
         NegotiatedRestartReason::RequestClosed
     );
-    h.run_until(10, |h| !h.log(b).posted.is_empty());
+    h.run_until(10, |h| !h.recorded::<NegotiatedRequestPosted>(b).is_empty());
     assert!(h.relay_state().store().contains(dead));
     assert!(!h.relay_state().store().is_closed(dead));
     // C arrives later: it learns of the departure with the frame and never bids on A
     h.search(c, "duel");
     h.run_until_matched(&[b, c], 30);
-    assert!(h.log(c).bids.iter().all(|bid| bid.request != dead));
+    assert!(
+        h.recorded::<NegotiatedBidPlaced>(c)
+            .iter()
+            .all(|bid| bid.request != dead)
+    );
     assert_eq!(h.found(b).unwrap().other, c);
     assert_eq!(h.found(c).unwrap().other, b);
 }

@@ -5,11 +5,9 @@
 use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
 use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::codec::MAX_MESSAGE_BYTES;
 
-fn harness() -> MatchmakingTestHarness {
-    MatchmakingTestHarness::new(MatchmakingServerSettings::default())
-}
+use crate::common::harness;
+use bevy_atomic_matchmaking::shared::codec::MAX_MESSAGE_BYTES;
 
 fn errors(messages: &[ServerMessage]) -> Vec<MatchmakingErrorKind> {
     messages
@@ -22,7 +20,7 @@ fn errors(messages: &[ServerMessage]) -> Vec<MatchmakingErrorKind> {
 }
 
 fn hello(h: &mut MatchmakingTestHarness, p: PlayerId) {
-    h.send_client_message(
+    h.send_message(
         p,
         &ClientMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -30,7 +28,7 @@ fn hello(h: &mut MatchmakingTestHarness, p: PlayerId) {
     );
     h.run(2);
     assert!(matches!(
-        h.receive_raw(p)[..],
+        h.take_messages(p)[..],
         [ServerMessage::Welcome { player, .. }] if player == p
     ));
 }
@@ -39,14 +37,14 @@ fn hello(h: &mut MatchmakingTestHarness, p: PlayerId) {
 fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
     let mut h = harness();
     let p = h.add_raw_client();
-    h.send_client_message(
+    h.send_message(
         p,
         &ClientMessage::Hello {
             protocol_version: PROTOCOL_VERSION + 1,
         },
     );
     h.run(2);
-    let received = h.receive_raw(p);
+    let received = h.take_messages(p);
     let [ServerMessage::Error { kind, message }] = &received[..] else {
         panic!("expected one error, got {received:?}")
     };
@@ -70,7 +68,7 @@ fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
 fn messages_before_hello_are_refused() {
     let mut h = harness();
     let p = h.add_raw_client();
-    h.send_client_message(
+    h.send_message(
         p,
         &ClientMessage::JoinQueue {
             category: "duel".into(),
@@ -78,7 +76,7 @@ fn messages_before_hello_are_refused() {
     );
     h.run(2);
     assert_eq!(
-        errors(&h.receive_raw(p)),
+        errors(&h.take_messages(p)),
         vec![MatchmakingErrorKind::HelloRequired]
     );
     assert_eq!(h.stats().total_queued(), 0);
@@ -97,7 +95,7 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     h.send_raw(evil, vec![0xff; 7]);
     h.run(2);
     assert_eq!(
-        errors(&h.receive_raw(evil)),
+        errors(&h.take_messages(evil)),
         vec![MatchmakingErrorKind::Malformed]
     );
     assert!(h.is_connected(evil), "one bad message is not abuse");
@@ -105,7 +103,7 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     h.send_raw(evil, vec![0u8; MAX_MESSAGE_BYTES + 1]);
     h.run(2);
     assert_eq!(
-        errors(&h.receive_raw(evil)),
+        errors(&h.take_messages(evil)),
         vec![MatchmakingErrorKind::TooLarge]
     );
 
@@ -116,7 +114,7 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     h.send_raw(evil, trailing);
     h.run(2);
     assert_eq!(
-        errors(&h.receive_raw(evil)),
+        errors(&h.take_messages(evil)),
         vec![MatchmakingErrorKind::Malformed, MatchmakingErrorKind::Abuse]
     );
     h.run_for(std::time::Duration::from_millis(400));
@@ -126,7 +124,9 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     );
 
     // meanwhile a and b were matched as if nothing happened
-    h.run_until(100, |h| h.server_log().committed.len() == 1);
+    h.run_until(100, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
     assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
     assert_eq!(h.client_state(b), MatchmakingClientState::Matched);
 }
@@ -140,33 +140,32 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     let evil = h.add_raw_client();
     hello(&mut h, evil);
     // b never acknowledges: only b could, and the attacker tries to do it for b
-    h.client(b)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .acknowledge_proposals = false;
+    h.faults(b).acknowledge_proposals = false;
     h.join(a, "duel");
     h.run(2);
     h.join(b, "duel");
-    h.run_until(50, |h| !h.client_log(b).proposed.is_empty());
-    let proposal = h.client_log(b).proposed[0].clone();
+    h.run_until(50, |h| {
+        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
+    });
+    let proposal = h.recorded::<MatchmakingMatchProposed>(b)[0].clone();
 
-    h.send_client_message(
+    h.send_message(
         evil,
         &ClientMessage::Acknowledge {
             match_id: proposal.match_id,
             lobby_id: proposal.lobby_id,
         },
     );
-    h.send_client_message(
+    h.send_message(
         evil,
         &ClientMessage::LeaveLobby {
             lobby_id: proposal.lobby_id,
         },
     );
-    h.send_client_message(evil, &ClientMessage::LeaveQueue);
+    h.send_message(evil, &ClientMessage::LeaveQueue);
     h.run(2);
     assert_eq!(
-        errors(&h.receive_raw(evil)),
+        errors(&h.take_messages(evil)),
         vec![
             MatchmakingErrorKind::NotAMember,
             MatchmakingErrorKind::NotAMember,
@@ -174,8 +173,10 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
         ]
     );
     // b's acknowledgement is still missing: the forged one did not count
-    h.run_until(1000, |h| !h.server_log().outcomes.is_empty());
-    let o = &h.server_log().outcomes[0];
+    h.run_until(1000, |h| {
+        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+    });
+    let o = &h.server_recorded::<MatchmakingOutcome>()[0];
     assert_eq!(o.status, MatchStatus::NotificationFailed);
     assert!(!o.players[1].acknowledged);
 
@@ -183,15 +184,14 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     let [c, d] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.client(d)
-        .world_mut()
-        .resource_mut::<MatchmakingClientFaults>()
-        .acknowledge_proposals = false;
+    h.faults(d).acknowledge_proposals = false;
     h.join(c, "other");
     h.run(2);
     h.join(d, "other");
-    h.run_until(50, |h| !h.client_log(d).proposed.is_empty());
-    let p = h.client_log(d).proposed[0].clone();
+    h.run_until(50, |h| {
+        !h.recorded::<MatchmakingMatchProposed>(d).is_empty()
+    });
+    let p = h.recorded::<MatchmakingMatchProposed>(d)[0].clone();
     let wrong_lobby = ClientMessage::Acknowledge {
         match_id: p.match_id,
         lobby_id: p.lobby_id ^ 1,
@@ -203,7 +203,9 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     );
     h.run(3);
     assert_eq!(
-        h.client_log(d).errors.last().map(|e| e.kind),
+        h.recorded::<MatchmakingClientError>(d)
+            .last()
+            .map(|e| e.kind),
         Some(MatchmakingErrorKind::NotAMember)
     );
 }
@@ -213,15 +215,15 @@ fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
     let mut h = harness();
     let p = h.add_raw_client();
     hello(&mut h, p);
-    h.send_client_message(p, &ClientMessage::Pong { nonce: 42 });
-    h.send_client_message(
+    h.send_message(p, &ClientMessage::Pong { nonce: 42 });
+    h.send_message(
         p,
         &ClientMessage::Acknowledge {
             match_id: 1,
             lobby_id: 1,
         },
     );
-    h.send_client_message(
+    h.send_message(
         p,
         &ClientMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -229,7 +231,7 @@ fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
     );
     h.run(2);
     assert_eq!(
-        errors(&h.receive_raw(p)),
+        errors(&h.take_messages(p)),
         vec![
             MatchmakingErrorKind::NotAMember,
             MatchmakingErrorKind::Unexpected

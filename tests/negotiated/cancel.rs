@@ -4,21 +4,18 @@ use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
-    NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
+    NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::core::store::NegotiatedFactStore;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
+use crate::common::{harness, hello, post_request};
+
 /// A raw client that watches the current frames and keeps its own store of what it sees.
 fn observer(h: &mut NegotiatedTestHarness) -> PlayerId {
     let o = h.add_raw_client();
-    h.send_message(
-        o,
-        &NegotiatedClientMessage::Hello {
-            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
-        },
-    );
+    hello(h, o);
     let frames = h.relay_state().frames().readable(h.relay_now());
     h.send_message(
         o,
@@ -45,7 +42,7 @@ fn absorb(h: &mut NegotiatedTestHarness, o: PlayerId, store: &mut NegotiatedFact
 
 #[test]
 fn cancel_closes_the_request_for_every_observer() {
-    let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2));
+    let mut h = harness();
     let [a] = h.add_clients(1)[..] else {
         unreachable!()
     };
@@ -53,10 +50,7 @@ fn cancel_closes_the_request_for_every_observer() {
     let mut stores = [NegotiatedFactStore::new(), NegotiatedFactStore::new()];
     h.run(2);
 
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let request = h.status(a).request.unwrap();
-    h.run(2);
+    let request = post_request(&mut h, a);
     for (o, s) in observers.iter().zip(stores.iter_mut()) {
         assert_eq!(absorb(&mut h, *o, s), 1);
         assert_eq!(
@@ -68,7 +62,10 @@ fn cancel_closes_the_request_for_every_observer() {
 
     h.cancel(a);
     h.run(3);
-    assert_eq!(h.log(a).cancelled[0].request, Some(request));
+    assert_eq!(
+        h.recorded::<NegotiatedCancelled>(a)[0].request,
+        Some(request)
+    );
     for (o, s) in observers.iter().zip(stores.iter_mut()) {
         assert_eq!(absorb(&mut h, *o, s), 1, "the cancel reached observer {o}");
         assert!(s.is_cancelled(request));
@@ -92,7 +89,11 @@ fn cancel_closes_the_request_for_every_observer() {
     h.search(c, "duel");
     h.run_until_matched(&[b, c], 30);
     for id in [b, c] {
-        assert!(h.log(id).bids.iter().all(|bid| bid.request != request));
+        assert!(
+            h.recorded::<NegotiatedBidPlaced>(id)
+                .iter()
+                .all(|bid| bid.request != request)
+        );
         assert_ne!(h.found(id).unwrap().request, request);
     }
     assert_eq!(h.found(b).unwrap().other, c);
@@ -105,19 +106,17 @@ fn a_bidder_on_a_cancelled_request_restarts_at_once() {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    h.run(2);
+    post_request(&mut h, a);
     // B's bid and A's cancel cross: A's network stalls, B bids, A cancels meanwhile
     h.set_link(a, false);
     h.search(b, "duel");
-    h.run_until(20, |h| !h.log(b).bids.is_empty());
+    h.run_until(20, |h| !h.recorded::<NegotiatedBidPlaced>(b).is_empty());
     h.cancel(a);
     h.run(3);
-    assert!(h.log(b).restarted.is_empty());
+    assert!(h.recorded::<NegotiatedRestarted>(b).is_empty());
     h.set_link(a, true);
-    h.run_until(10, |h| !h.log(b).restarted.is_empty());
-    let reason = h.log(b).restarted[0].reason;
+    h.run_until(10, |h| !h.recorded::<NegotiatedRestarted>(b).is_empty());
+    let reason = h.recorded::<NegotiatedRestarted>(b)[0].reason;
     assert!(
         matches!(
             reason,
@@ -127,12 +126,12 @@ fn a_bidder_on_a_cancelled_request_restarts_at_once() {
     );
     // far sooner than the 10 s bid timeout
     assert!(h.found(b).is_none());
-    h.run_until(10, |h| !h.log(b).posted.is_empty());
-    assert_eq!(h.log(a).found.len(), 0);
+    h.run_until(10, |h| !h.recorded::<NegotiatedRequestPosted>(b).is_empty());
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(a).len(), 0);
     // A turned B's bid down: its request was cancelled
     h.run(2);
-    let bid = h.log(b).bids[0].bid;
-    let request = h.log(a).cancelled[0].request.unwrap();
+    let bid = h.recorded::<NegotiatedBidPlaced>(b)[0].bid;
+    let request = h.recorded::<NegotiatedCancelled>(a)[0].request.unwrap();
     assert!(
         h.relay_state()
             .store()

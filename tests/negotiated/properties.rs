@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::frame::NegotiatedFrames;
@@ -95,8 +96,14 @@ struct Audit {
     matches_since_search: usize,
 }
 
+// regressions beside this file (proptest's default would look for them in
+// tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn the_machine_keeps_its_promises(
@@ -378,8 +385,14 @@ fn check_pairs(matches: &BTreeMap<PlayerId, Vec<NegotiatedMatch>>) -> Result<usi
     Ok(matches.len() / 2)
 }
 
+// regressions beside this file (proptest's default would look for them in
+// tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// Everyone pairs, pairs are mutual and nobody is in two, whatever the delays (up
     /// to 80 ms each way, per-link order kept), start times (within 3 s) and clock errors

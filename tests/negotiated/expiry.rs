@@ -16,30 +16,19 @@ fn a_request_without_bids_expires_after_one_to_two_frames() {
     // start searching at a random-looking point inside a frame
     h.run(37);
     h.search(a, "duel");
-    h.run_until(20, |h| !h.log(a).posted.is_empty());
-    let first = h.log(a).posted[0].clone();
-    let posted_at = h
-        .log(a)
-        .timeline
-        .iter()
-        .find(|(w, _)| *w == "posted")
-        .unwrap()
-        .1;
+    h.run_until(20, |h| !h.recorded::<NegotiatedRequestPosted>(a).is_empty());
+    let first = h.recorded::<NegotiatedRequestPosted>(a)[0].clone();
+    let posted_at = h.recording::<NegotiatedRequestPosted>(a).times()[0];
 
-    h.run_until(400, |h| !h.log(a).restarted.is_empty());
+    h.run_until(400, |h| !h.recorded::<NegotiatedRestarted>(a).is_empty());
     // the new frame's facts arrive from the relay before the client decides again
-    h.run_until(5, |h| h.log(a).posted.len() == 2);
-    let log = h.log(a);
+    h.run_until(5, |h| h.recorded::<NegotiatedRequestPosted>(a).len() == 2);
+    let restarted = h.recording::<NegotiatedRestarted>(a);
     assert_eq!(
-        log.restarted[0].reason,
+        restarted.messages()[0].reason,
         NegotiatedRestartReason::RequestExpired
     );
-    let expired_at = log
-        .timeline
-        .iter()
-        .find(|(w, _)| *w == "restarted")
-        .unwrap()
-        .1;
+    let expired_at = restarted.times()[0];
     let lifetime = expired_at - posted_at;
     assert!(
         lifetime > frame && lifetime <= 2 * frame + Duration::from_millis(20),
@@ -49,8 +38,9 @@ fn a_request_without_bids_expires_after_one_to_two_frames() {
     let frames = h.relay_state().frames();
     assert_eq!(frames.frame_of(expired_at), first.frame + 2);
     // the client searches on: a new request in the new current frame
-    assert_eq!(log.posted.len(), 2);
-    assert_eq!(log.posted[1].frame, first.frame + 2);
+    let posted = h.recorded::<NegotiatedRequestPosted>(a);
+    assert_eq!(posted.len(), 2);
+    assert_eq!(posted[1].frame, first.frame + 2);
     h.run(1);
     assert_eq!(h.state(a), NegotiatedClientState::Requesting);
 
@@ -59,7 +49,10 @@ fn a_request_without_bids_expires_after_one_to_two_frames() {
     h.run_until(50, |h| h.state(b) == NegotiatedClientState::Idle);
     h.search(b, "duel");
     h.run_until_matched(&[a, b], 50);
-    assert_eq!(h.found(b).unwrap().request, h.log(a).posted[1].request);
+    assert_eq!(
+        h.found(b).unwrap().request,
+        h.recorded::<NegotiatedRequestPosted>(a)[1].request
+    );
     assert_ne!(h.found(b).unwrap().request, first.request);
 }
 
@@ -71,8 +64,8 @@ fn the_relay_drops_frames_older_than_two_frame_durations() {
         unreachable!()
     };
     h.search(a, "duel");
-    h.run_until(20, |h| !h.log(a).posted.is_empty());
-    let first = h.log(a).posted[0].clone();
+    h.run_until(20, |h| !h.recorded::<NegotiatedRequestPosted>(a).is_empty());
+    let first = h.recorded::<NegotiatedRequestPosted>(a)[0].clone();
     h.run(1);
     assert!(h.relay_state().store().contains(first.request));
     let frames = h.relay_state().frames();
@@ -107,15 +100,18 @@ fn cancelling_a_search_posts_a_cancel_and_goes_idle() {
     let request = h.status(a).request.unwrap();
     h.cancel(a);
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Idle);
-    assert_eq!(h.log(a).cancelled.len(), 1);
-    assert_eq!(h.log(a).cancelled[0].request, Some(request));
+    assert_eq!(h.recorded::<NegotiatedCancelled>(a).len(), 1);
+    assert_eq!(
+        h.recorded::<NegotiatedCancelled>(a)[0].request,
+        Some(request)
+    );
     h.run(2);
     assert!(h.relay_state().store().is_cancelled(request));
     // cancelling again is an error, searching again works
     h.cancel(a);
     h.run(2);
     assert_eq!(
-        h.log(a).errors.last().unwrap().kind,
+        h.recorded::<NegotiatedClientError>(a).last().unwrap().kind,
         NegotiatedErrorKind::Unexpected
     );
     h.search(a, "duel");

@@ -17,7 +17,7 @@ fn two_clients_pair() {
 
     h.search(a, "duel");
     h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let posted = h.log(a).posted[0].clone();
+    let posted = h.recorded::<NegotiatedRequestPosted>(a)[0].clone();
     assert_eq!(posted.category, "duel");
     assert_eq!(Some(posted.request), h.status(a).request);
     // the relay holds the request in the frame of relay time
@@ -40,18 +40,24 @@ fn two_clients_pair() {
         (fb.request, fb.bid, fb.accept)
     );
     assert_eq!(fa.request, posted.request);
-    assert_eq!(h.log(b).bids.len(), 1);
-    assert_eq!(h.log(b).bids[0].requester, a);
-    assert!(h.log(b).posted.is_empty(), "b found a's request and bid");
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(b).len(), 1);
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(b)[0].requester, a);
+    assert!(
+        h.recorded::<NegotiatedRequestPosted>(b).is_empty(),
+        "b found a's request and bid"
+    );
     h.run(2);
     assert_eq!(h.state(a), NegotiatedClientState::Matched);
     assert_eq!(h.state(b), NegotiatedClientState::Matched);
     // the relay stored request, bid and accept; nobody saw an error
     assert_eq!(h.relay_state().stats().facts_stored, 3);
     assert!(h.relay_state().store().is_closed(fa.request));
-    assert!(h.log(a).errors.is_empty() && h.log(b).errors.is_empty());
-    assert_eq!(h.log(a).found.len(), 1);
-    assert_eq!(h.log(b).found.len(), 1);
+    assert!(
+        h.recorded::<NegotiatedClientError>(a).is_empty()
+            && h.recorded::<NegotiatedClientError>(b).is_empty()
+    );
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(a).len(), 1);
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(b).len(), 1);
 }
 
 #[test]

@@ -4,19 +4,16 @@ use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
-    NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
+    NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
+use crate::common::{hello, post_request};
+
 fn forger(h: &mut NegotiatedTestHarness) -> PlayerId {
     let c = h.add_raw_client();
-    h.send_message(
-        c,
-        &NegotiatedClientMessage::Hello {
-            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
-        },
-    );
+    hello(h, c);
     h.run(2);
     assert!(
         matches!(h.take_messages(c)[..], [NegotiatedRelayMessage::Welcome { client_id, .. }] if client_id == c)
@@ -31,15 +28,12 @@ fn a_forged_accept_from_a_third_client_is_ignored() {
         unreachable!()
     };
     let c = forger(&mut h);
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let request = h.status(a).request.unwrap();
-    h.run(2);
+    let request = post_request(&mut h, a);
     // A is slow to answer; B bids
     h.set_link(a, false);
     h.search(b, "duel");
-    h.run_until(20, |h| !h.log(b).bids.is_empty());
-    let bid = h.log(b).bids[0].bid;
+    h.run_until(20, |h| !h.recorded::<NegotiatedBidPlaced>(b).is_empty());
+    let bid = h.recorded::<NegotiatedBidPlaced>(b)[0].bid;
     h.run(1);
 
     // C, knowing the ids, accepts B's bid on A's request
@@ -62,8 +56,7 @@ fn a_forged_accept_from_a_third_client_is_ignored() {
     assert!(h.found(b).is_none());
     assert_eq!(h.state(b), NegotiatedClientState::Bidding);
     assert!(
-        h.log(b)
-            .errors
+        h.recorded::<NegotiatedClientError>(b)
             .iter()
             .any(|e| e.kind == NegotiatedErrorKind::NotEntitled)
     );
@@ -73,7 +66,7 @@ fn a_forged_accept_from_a_third_client_is_ignored() {
     h.run_until_matched(&[a, b], 20);
     assert_eq!(h.found(b).unwrap().other, a);
     assert_ne!(h.found(b).unwrap().accept, forged_id);
-    assert_eq!(h.log(b).found.len(), 1);
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(b).len(), 1);
 }
 
 #[test]
@@ -83,10 +76,7 @@ fn a_forged_cancel_does_not_close_a_request_for_watchers() {
         unreachable!()
     };
     let c = forger(&mut h);
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let request = h.status(a).request.unwrap();
-    h.run(2);
+    let request = post_request(&mut h, a);
     h.send_message(
         c,
         &NegotiatedClientMessage::Post {
@@ -100,8 +90,7 @@ fn a_forged_cancel_does_not_close_a_request_for_watchers() {
     h.run_until_matched(&[a, b], 20);
     assert_eq!(h.found(b).unwrap().request, request);
     assert!(
-        h.log(b)
-            .errors
+        h.recorded::<NegotiatedClientError>(b)
             .iter()
             .any(|e| e.kind == NegotiatedErrorKind::NotEntitled)
     );
@@ -127,7 +116,7 @@ fn the_relay_stamps_the_sending_connection_as_author() {
     assert_eq!(h.relay_state().store().requester(id), Some(c));
     // B bids on it, knowing C as the requester
     h.search(b, "duel");
-    h.run_until(20, |h| !h.log(b).bids.is_empty());
-    assert_eq!(h.log(b).bids[0].requester, c);
-    assert_eq!(h.log(b).bids[0].request, id);
+    h.run_until(20, |h| !h.recorded::<NegotiatedBidPlaced>(b).is_empty());
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(b)[0].requester, c);
+    assert_eq!(h.recorded::<NegotiatedBidPlaced>(b)[0].request, id);
 }

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
-    NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
+    NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+
+use crate::common::hello;
 
 #[test]
 fn clocks_skewed_by_two_seconds_still_pair() {
@@ -44,15 +46,25 @@ fn clocks_skewed_by_two_seconds_still_pair() {
     }
 
     h.search(fast, "duel");
-    h.run_until(20, |h| !h.log(fast).posted.is_empty());
+    h.run_until(20, |h| {
+        !h.recorded::<NegotiatedRequestPosted>(fast).is_empty()
+    });
     // the request went to the relay's current frame, not the fast clock's
     let relay_frame = h.relay_state().frames().frame_of(h.relay_now());
-    assert!(h.log(fast).posted[0].frame.abs_diff(relay_frame) <= 1);
+    assert!(
+        h.recorded::<NegotiatedRequestPosted>(fast)[0]
+            .frame
+            .abs_diff(relay_frame)
+            <= 1
+    );
     h.search(slow, "duel");
     h.run_until_matched(&[fast, slow], 50);
     assert_eq!(h.found(fast).unwrap().other, slow);
     assert_eq!(h.found(slow).unwrap().other, fast);
-    assert!(h.log(fast).errors.is_empty() && h.log(slow).errors.is_empty());
+    assert!(
+        h.recorded::<NegotiatedClientError>(fast).is_empty()
+            && h.recorded::<NegotiatedClientError>(slow).is_empty()
+    );
 }
 
 #[test]
@@ -77,9 +89,9 @@ fn skewed_clocks_keep_pairing_across_many_frames() {
         let f = h.found(*id).unwrap();
         assert_eq!(h.found(f.other).unwrap().other, *id);
         assert!(
-            h.log(*id).errors.is_empty(),
+            h.recorded::<NegotiatedClientError>(*id).is_empty(),
             "{id}: {:?}",
-            h.log(*id).errors
+            h.recorded::<NegotiatedClientError>(*id)
         );
     }
 }
@@ -90,12 +102,7 @@ fn an_uncorrected_clock_would_be_refused() {
     let frame = Duration::from_secs(1);
     let mut h = NegotiatedTestHarness::with_frames(frame, Duration::from_millis(500));
     let raw = h.add_raw_client();
-    h.send_message(
-        raw,
-        &NegotiatedClientMessage::Hello {
-            protocol_version: NEGOTIATED_PROTOCOL_VERSION,
-        },
-    );
+    hello(&mut h, raw);
     let skewed = h.relay_now() + Duration::from_secs(2);
     h.send_message(
         raw,

@@ -1,39 +1,34 @@
 //! A relay restart loses every fact; the clients notice, re-sync and still pair.
 
-use std::time::Duration;
-
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+
+use crate::common::{harness, post_request};
 
 #[test]
 fn a_relay_restart_loses_facts_and_clients_still_pair() {
-    let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2));
+    let mut h = harness();
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    h.search(a, "duel");
-    h.run_until(20, |h| h.state(a) == NegotiatedClientState::Requesting);
-    let lost = h.status(a).request.unwrap();
-    h.run(2);
+    let lost = post_request(&mut h, a);
     assert!(h.relay_state().store().contains(lost));
 
     h.restart_relay();
     assert!(h.relay_state().store().is_empty());
     // A saw the connection drop and went back to looking
     assert!(
-        h.log(a)
-            .errors
+        h.recorded::<NegotiatedClientError>(a)
             .iter()
             .any(|e| e.kind == NegotiatedErrorKind::Connection)
     );
     assert_eq!(
-        h.log(a).restarted[0].reason,
+        h.recorded::<NegotiatedRestarted>(a)[0].reason,
         NegotiatedRestartReason::ConnectionLost
     );
-    h.run_until(50, |h| h.log(a).posted.len() == 2);
+    h.run_until(50, |h| h.recorded::<NegotiatedRequestPosted>(a).len() == 2);
     // it welcomed us again, re-estimated the clock and posted a fresh request
-    assert_eq!(h.log(a).connected.len(), 2);
-    let fresh = h.log(a).posted[1].request;
+    assert_eq!(h.recorded::<NegotiatedConnected>(a).len(), 2);
+    let fresh = h.recorded::<NegotiatedRequestPosted>(a)[1].request;
     assert_ne!(fresh, lost);
     h.run(1);
     assert!(h.relay_state().store().contains(fresh));
@@ -48,19 +43,22 @@ fn a_relay_restart_loses_facts_and_clients_still_pair() {
 
 #[test]
 fn a_restart_in_the_middle_of_a_negotiation_is_recovered() {
-    let mut h = NegotiatedTestHarness::with_frames(Duration::from_secs(30), Duration::from_secs(2));
+    let mut h = harness();
     let ids = h.add_clients(4);
     for id in &ids {
         h.search(*id, "duel");
     }
     // restart right after the first requests reach the relay, before anyone pairs
-    h.run_until(20, |h| ids.iter().all(|id| !h.log(*id).posted.is_empty()));
+    h.run_until(20, |h| {
+        ids.iter()
+            .all(|id| !h.recorded::<NegotiatedRequestPosted>(*id).is_empty())
+    });
     h.restart_relay();
     h.run_until_matched(&ids, 200);
     for id in &ids {
         let f = h.found(*id).unwrap();
         assert_eq!(h.found(f.other).unwrap().other, *id);
-        assert_eq!(h.log(*id).found.len(), 1);
+        assert_eq!(h.recorded::<NegotiatedMatchFound>(*id).len(), 1);
     }
     // every match was made on the new relay
     for id in &ids {

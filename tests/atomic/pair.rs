@@ -1,11 +1,12 @@
 //! A pair matched end to end through the in-process harness.
 
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+
+use crate::common::harness;
 
 #[test]
 fn a_pair_is_matched_end_to_end() {
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings::default());
+    let mut h = harness();
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
@@ -13,23 +14,23 @@ fn a_pair_is_matched_end_to_end() {
     h.join(a, "duel");
     h.run(3);
     assert_eq!(h.client_state(a), MatchmakingClientState::Queued);
-    assert_eq!(h.client_log(a).joined[0].position, 1);
+    assert_eq!(h.recorded::<MatchmakingQueueJoined>(a)[0].position, 1);
     h.join(b, "duel");
     h.run_until(50, |h| {
         h.client_state(a) == MatchmakingClientState::Matched
             && h.client_state(b) == MatchmakingClientState::Matched
     });
-    let fa = h.client_log(a).found[0].clone();
-    let fb = h.client_log(b).found[0].clone();
+    let fa = h.recorded::<MatchmakingMatchFound>(a)[0].clone();
+    let fb = h.recorded::<MatchmakingMatchFound>(b)[0].clone();
     assert_eq!(fa.lobby_code, fb.lobby_code);
     assert_eq!(fa.match_id, fb.match_id);
     assert_eq!(fa.others[0].player, b);
     assert_eq!(fb.others[0].player, a);
     assert!(fa.me.host && !fb.me.host);
 
-    let log = h.server_log();
-    assert_eq!(log.outcomes.len(), 1);
-    let outcome = &log.outcomes[0];
+    let outcomes = h.server_recorded::<MatchmakingOutcome>();
+    assert_eq!(outcomes.len(), 1);
+    let outcome = &outcomes[0];
     assert_eq!(outcome.status, MatchStatus::Success);
     assert_eq!(outcome.lobby_code.as_deref(), Some(fa.lobby_code.as_str()));
     assert!(
@@ -38,7 +39,7 @@ fn a_pair_is_matched_end_to_end() {
             .iter()
             .all(|p| p.health.is_healthy() && p.acknowledged)
     );
-    assert_eq!(log.committed.len(), 1);
+    assert_eq!(h.server_recorded::<MatchmakingMatchCommitted>().len(), 1);
 
     let stats = h.stats();
     assert_eq!(stats.matches_committed, 1);

@@ -5,17 +5,18 @@
 use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
-fn harness(settings: MatchmakingServerSettings) -> MatchmakingTestHarness {
-    MatchmakingTestHarness::new(settings)
-}
+use crate::common::harness;
 
 fn last_error(h: &MatchmakingTestHarness, p: PlayerId) -> MatchmakingErrorKind {
-    h.client_log(p).errors.last().expect("an error").kind
+    h.recorded::<MatchmakingClientError>(p)
+        .last()
+        .expect("an error")
+        .kind
 }
 
 #[test]
 fn one_ticket_per_player() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    let mut h = harness();
     let [a] = h.add_clients(1)[..] else {
         unreachable!()
     };
@@ -34,7 +35,7 @@ fn one_ticket_per_player() {
 
 #[test]
 fn leaving_the_queue() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    let mut h = harness();
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
@@ -43,7 +44,7 @@ fn leaving_the_queue() {
     h.send(a, MatchmakingLeaveQueue);
     h.run(3);
     assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
-    assert_eq!(h.client_log(a).left[0].category, "duel");
+    assert_eq!(h.recorded::<MatchmakingQueueLeft>(a)[0].category, "duel");
     assert_eq!(h.stats().total_queued(), 0);
     // leaving again is refused clearly
     h.send(a, MatchmakingLeaveQueue);
@@ -58,7 +59,7 @@ fn leaving_the_queue() {
 
 #[test]
 fn disconnecting_while_queued_removes_the_ticket() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    let mut h = harness();
     let [a, b, c] = h.add_clients(3)[..] else {
         unreachable!()
     };
@@ -70,8 +71,10 @@ fn disconnecting_while_queued_removes_the_ticket() {
     h.join(b, "duel");
     h.run(2);
     h.join(c, "duel");
-    h.run_until(50, |h| h.server_log().committed.len() == 1);
-    let players: Vec<PlayerId> = h.server_log().committed[0]
+    h.run_until(50, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
+    let players: Vec<PlayerId> = h.server_recorded::<MatchmakingMatchCommitted>()[0]
         .players
         .iter()
         .map(|p| p.player)
@@ -82,7 +85,7 @@ fn disconnecting_while_queued_removes_the_ticket() {
 
 #[test]
 fn a_full_queue_says_so() {
-    let mut h = harness(MatchmakingServerSettings {
+    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
         players_per_match: 3,
         queue_capacity: 2,
         ..Default::default()
@@ -96,7 +99,11 @@ fn a_full_queue_says_so() {
     h.join(c, "duel");
     h.run(3);
     assert_eq!(last_error(&h, c), MatchmakingErrorKind::QueueFull);
-    assert!(h.client_log(c).errors[0].message.contains("full"));
+    assert!(
+        h.recorded::<MatchmakingClientError>(c)[0]
+            .message
+            .contains("full")
+    );
     assert_eq!(h.client_state(c), MatchmakingClientState::Idle);
     // other categories are not affected
     h.join(c, "other");
@@ -106,7 +113,7 @@ fn a_full_queue_says_so() {
 
 #[test]
 fn invalid_categories_are_refused() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    let mut h = harness();
     let [a] = h.add_clients(1)[..] else {
         unreachable!()
     };
@@ -120,7 +127,7 @@ fn invalid_categories_are_refused() {
 
 #[test]
 fn three_categories_are_kept_apart() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    let mut h = harness();
     let players = h.add_clients(6);
     let categories = ["duel", "ranked", "casual"];
     // interleave: duel, ranked, casual, duel, ranked, casual
@@ -128,15 +135,16 @@ fn three_categories_are_kept_apart() {
         h.join(*p, categories[i % 3]);
         h.run(1);
     }
-    h.run_until(100, |h| h.server_log().committed.len() == 3);
-    for m in &h.server_log().committed {
+    h.run_until(100, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 3
+    });
+    for m in h.server_recorded::<MatchmakingMatchCommitted>() {
         let ids: Vec<PlayerId> = m.players.iter().map(|p| p.player).collect();
         let cat_of = |p: PlayerId| categories[players.iter().position(|x| *x == p).unwrap() % 3];
         assert!(ids.iter().all(|p| cat_of(*p) == m.category), "{m:?}");
     }
     let mut seen: Vec<PlayerId> = h
-        .server_log()
-        .committed
+        .server_recorded::<MatchmakingMatchCommitted>()
         .iter()
         .flat_map(|m| m.players.iter().map(|p| p.player))
         .collect();
@@ -146,7 +154,7 @@ fn three_categories_are_kept_apart() {
 
 #[test]
 fn a_four_player_match() {
-    let mut h = harness(MatchmakingServerSettings {
+    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
         players_per_match: 4,
         ..Default::default()
     });
@@ -162,19 +170,24 @@ fn a_four_player_match() {
             .iter()
             .all(|p| h.client_state(*p) == MatchmakingClientState::Matched)
     });
-    let code = h.client_log(players[0]).found[0].lobby_code.clone();
+    let code = h.recorded::<MatchmakingMatchFound>(players[0])[0]
+        .lobby_code
+        .clone();
     for p in &players {
-        let found = &h.client_log(*p).found[0];
+        let found = &h.recorded::<MatchmakingMatchFound>(*p)[0];
         assert_eq!(found.lobby_code, code);
         assert_eq!(found.others.len(), 3);
         assert!(found.others.iter().all(|o| o.player != *p));
     }
-    assert_eq!(h.server_log().outcomes[0].status, MatchStatus::Success);
+    assert_eq!(
+        h.server_recorded::<MatchmakingOutcome>()[0].status,
+        MatchStatus::Success
+    );
 }
 
 #[test]
 fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
-    let mut h = harness(MatchmakingServerSettings {
+    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
         players_per_match: 4,
         ..Default::default()
     });
@@ -190,8 +203,10 @@ fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
         )
     });
     h.disconnect(players[2]);
-    h.run_until(300, |h| !h.server_log().outcomes.is_empty());
-    let o = &h.server_log().outcomes[0];
+    h.run_until(300, |h| {
+        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+    });
+    let o = &h.server_recorded::<MatchmakingOutcome>()[0];
     assert_eq!(
         o.status,
         MatchStatus::PlayersDisconnected { indices: vec![2] }
@@ -204,7 +219,7 @@ fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
 
 #[test]
 fn settings_change_at_run_time() {
-    let mut h = harness(MatchmakingServerSettings::default());
+    let mut h = harness();
     let players = h.add_clients(3);
     h.server
         .world_mut()
@@ -215,6 +230,13 @@ fn settings_change_at_run_time() {
     h.run(10);
     assert_eq!(h.stats().matches_formed, 0, "now three are needed");
     h.join(players[2], "trio");
-    h.run_until(100, |h| h.server_log().committed.len() == 1);
-    assert_eq!(h.server_log().committed[0].players.len(), 3);
+    h.run_until(100, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
+    assert_eq!(
+        h.server_recorded::<MatchmakingMatchCommitted>()[0]
+            .players
+            .len(),
+        3
+    );
 }

@@ -1,0 +1,17 @@
+//! Integration and property tests of negotiated matchmaking (feature `negotiated`), one
+//! module per topic, in one binary so Bevy is linked once.
+
+mod bad_input;
+mod bid_timeout;
+mod cancel;
+mod clock_skew;
+mod common;
+mod crowd;
+mod expiry;
+mod forgery;
+mod pair;
+mod properties;
+mod reject;
+mod relay_restart;
+mod tie_break;
+mod udp;
