@@ -17,6 +17,7 @@ impl NegotiatedMachine {
     /// Reacts to a fact and stores it when new (decisions that depend on time and on the
     /// whole view wait for `advance`).
     pub(super) fn handle_fact(&mut self, author: PlayerId, fact: NegotiatedFact) {
+        self.revive(author, &fact);
         self.answer_to_our_bid(author, &fact);
         let Some(id) = self.admit(author, &fact) else {
             return;
@@ -105,6 +106,22 @@ impl NegotiatedMachine {
                 self.end_bid(request, NegotiatedRestartReason::RequestClosed, cancelled);
             }
             _ => {}
+        }
+    }
+
+    /// A reject of a bid of ours we already gave up on (it came after our withdrawal)
+    /// shows its requester is there after all: its request is a candidate again. (A
+    /// requester rejects a bid it can no longer accept, such as one past its deadline.)
+    fn revive(&mut self, author: PlayerId, fact: &NegotiatedFact) {
+        if let NegotiatedFact::Reject(r) = fact
+            && self.given_up.contains_key(&r.request)
+            && self.store.requester(r.request) == Some(author)
+            && self
+                .store
+                .get(r.bid)
+                .is_some_and(|b| b.author == self.config.me)
+        {
+            self.given_up.remove(&r.request);
         }
     }
 

@@ -78,12 +78,15 @@ pub enum NegotiatedOutput {
 }
 
 impl NegotiatedMachine {
-    /// Sends our own fact; returns its id. It joins our store once the relay's verdict
-    /// says it was stored.
+    /// Sends our own fact (when online: offline, what still matters is posted again
+    /// once back); returns its id. It joins our store once the relay's verdict says it
+    /// was stored.
     pub(super) fn post(&mut self, fact: NegotiatedFact) -> NegotiatedFactId {
         let id = NegotiatedSignedFact::new(self.config.me, fact.clone()).id();
-        self.pending.insert(id, fact.clone());
-        self.send(NegotiatedClientMessage::Post { fact });
+        if self.online {
+            self.pending.insert(id, fact.clone());
+            self.send(NegotiatedClientMessage::Post { fact });
+        }
         id
     }
 

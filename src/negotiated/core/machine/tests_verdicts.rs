@@ -252,3 +252,25 @@ fn the_store_holds_our_facts_only_once_stored() {
         }))
     );
 }
+
+#[test]
+fn a_reject_of_a_withdrawn_bid_shows_the_requester_is_back() {
+    let mut m = machine();
+    let (r, bid) = bidding(&mut m);
+    // the requester was silent: withdrawn at the deadline, given up, our own request
+    let out = m.tick(t(2000));
+    let out = confirm(&mut m, &out, t(2001));
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]));
+    confirm(&mut m, &out, t(2002));
+    let mine = open_request(&m);
+    // it comes back and turns the old bid down: its (older) request wins the tie-break
+    let reject =
+        NegotiatedFact::Reject(crate::negotiated::core::fact::NegotiatedReject { request: r, bid });
+    let out = m.receive(2, reject, t(2100));
+    let p = posts(&out);
+    assert_eq!(
+        p[0],
+        NegotiatedFact::Cancel(NegotiatedCancel::request(mine))
+    );
+    assert!(matches!(&p[1], NegotiatedFact::Bid(b) if b.request == r));
+}
