@@ -11,6 +11,7 @@ mod expiry;
 mod forgery;
 mod mutual;
 mod pair;
+mod promise;
 mod properties;
 mod reject;
 mod relay_restart;

@@ -271,7 +271,7 @@ impl Sim {
         }
     }
 
-    fn to_relay(&mut self, from: PlayerId, bytes: &[u8], now: Micros) {
+    fn deliver_to_relay(&mut self, from: PlayerId, bytes: &[u8], now: Micros) {
         let m: NegotiatedClientMessage = codec::decode(bytes).unwrap();
         let relay_now = Duration::from_micros(now);
         let out = match m {
@@ -289,7 +289,7 @@ impl Sim {
         self.route(now, out);
     }
 
-    fn to_client(&mut self, to: PlayerId, bytes: &[u8], now: Micros) {
+    fn deliver_to_client(&mut self, to: PlayerId, bytes: &[u8], now: Micros) {
         let m: NegotiatedRelayMessage = codec::decode(bytes).unwrap();
         let machine = self.machines.get_mut(&to).unwrap();
         let out = match m {
@@ -323,8 +323,8 @@ impl Sim {
             }
             let Reverse((_, _, hop, Msg(bytes))) = self.queue.pop().unwrap();
             match hop {
-                Hop::ToRelay(from) => self.to_relay(from, &bytes, now),
-                Hop::ToClient(to) => self.to_client(to, &bytes, now),
+                Hop::ToRelay(from) => self.deliver_to_relay(from, &bytes, now),
+                Hop::ToClient(to) => self.deliver_to_client(to, &bytes, now),
             }
         }
         self.relay.expire(Duration::from_micros(now));
