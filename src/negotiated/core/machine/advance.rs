@@ -83,12 +83,15 @@ impl NegotiatedMachine {
         }
     }
 
-    /// Drops facts, given-up requests and refused bids from frames before `keep`.
+    /// Drops facts, given-up requests, refused bids and departures from frames before
+    /// `keep`.
     fn forget_before(&mut self, keep: u64) {
         self.given_up.retain(|_, frame| *frame >= keep);
         if self.store.drop_before(keep) > 0 {
             let store = &self.store;
             self.refused_bids.retain(|bid| store.contains(*bid));
+            self.departed
+                .retain(|author| store.by_author(*author).next().is_some());
         }
     }
 
