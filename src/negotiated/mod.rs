@@ -17,10 +17,20 @@
 //!   bevy_renet on the [`NegotiatedChannel`].
 //! - [`testing`]: an in-process harness with manual time.
 //!
+//! The promise: every match is mutual and nobody is matched twice in one search. The
+//! relay stores at most one of an accept and a withdrawal of a bid (the first; an accept
+//! past the bid's deadline or of a bidder who left is refused) and tells every poster its
+//! verdict on the same ordered stream as the facts; a requester counts a match once its
+//! accept is stored, a bidder gives a bid up only once the relay's stream shows no accept
+//! came first. What the relay lost it cannot tell: a relay restart, or a player away until
+//! the request's frame is dropped, between storing an accept and telling that player, can
+//! leave that player unaware of its match. Relay memory is capped
+//! ([`NegotiatedRelayLimits`](core::relay_core::NegotiatedRelayLimits)).
+//!
 //! Trust: the relay stamps every fact with the connection that sent it; clients ignore
 //! facts whose author is not entitled to them (only the requester accepts, rejects or
-//! cancels its request; nobody bids on their own request). Every byte from the network is
-//! decoded with the crate's size-limited codec.
+//! cancels its request; only the bidder withdraws its bid; nobody bids on their own
+//! request). Every byte from the network is decoded with the crate's size-limited codec.
 //!
 //! # Quick start
 //!

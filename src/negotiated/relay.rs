@@ -27,7 +27,11 @@ use super::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
     NegotiatedRelayMessage, bounded_error_text,
 };
-use super::core::relay_core::{NegotiatedOutbox, NegotiatedRelayCore, NegotiatedRelayStats};
+use super::core::relay_core::{
+    NEGOTIATED_DEFAULT_MAX_DEPARTED, NEGOTIATED_DEFAULT_MAX_FACTS,
+    NEGOTIATED_DEFAULT_MAX_FACTS_PER_FRAME, NegotiatedOutbox, NegotiatedRelayCore,
+    NegotiatedRelayLimits, NegotiatedRelayStats,
+};
 use super::core::store::NegotiatedFactStore;
 
 /// Relay settings. The frame duration and the epoch are read when the plugin is built
@@ -38,8 +42,16 @@ pub struct NegotiatedRelaySettings {
     /// Length of one frame of the rolling queue: requests expire one to two frames after
     /// they were posted (the seed's example: 15 minutes). Default 60 s.
     pub frame_duration: Duration,
-    /// Most facts one connection may post into one frame.
+    /// Most facts one connection may post into one frame (its rejects of bids and
+    /// withdrawals of its bids, at most one per bid, not counted). Default 256.
     pub max_facts_per_frame: usize,
+    /// Most facts the relay holds in all (a bidder's withdrawal of a stored bid always
+    /// fits); past it posts are refused with `RelayFull` until frames expire.
+    /// Default 100 000.
+    pub max_facts: usize,
+    /// Most departed players remembered (to tell later subscribers); only players with a
+    /// stored request are remembered, until it expires. Default 10 000.
+    pub max_departed: usize,
     /// Bad messages (undecodable, oversized, before hello) a connection may send before
     /// it is disconnected.
     pub max_strikes: u32,
@@ -55,10 +67,23 @@ impl Default for NegotiatedRelaySettings {
     fn default() -> Self {
         Self {
             frame_duration: Duration::from_secs(60),
-            max_facts_per_frame: 256,
+            max_facts_per_frame: NEGOTIATED_DEFAULT_MAX_FACTS_PER_FRAME,
+            max_facts: NEGOTIATED_DEFAULT_MAX_FACTS,
+            max_departed: NEGOTIATED_DEFAULT_MAX_DEPARTED,
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
             epoch: None,
+        }
+    }
+}
+
+impl NegotiatedRelaySettings {
+    /// The limits on what the relay keeps.
+    pub fn limits(&self) -> NegotiatedRelayLimits {
+        NegotiatedRelayLimits {
+            max_facts_per_frame: self.max_facts_per_frame,
+            max_facts: self.max_facts,
+            max_departed: self.max_departed,
         }
     }
 }
@@ -77,9 +102,9 @@ pub struct NegotiatedRelayState {
 impl NegotiatedRelayState {
     fn new(settings: &NegotiatedRelaySettings) -> Self {
         Self {
-            core: NegotiatedRelayCore::new(
+            core: NegotiatedRelayCore::with_limits(
                 NegotiatedFrames::new(settings.frame_duration),
-                settings.max_facts_per_frame,
+                settings.limits(),
             ),
             gate: ConnectionGate::default(),
             epoch: settings.epoch.unwrap_or_else(unix_now),
@@ -109,7 +134,7 @@ impl NegotiatedRelayState {
 
     /// Relay time at this app time ([`Time<Real>`] elapsed).
     pub fn relay_time(&self, elapsed: Duration) -> Duration {
-        self.epoch + elapsed
+        self.epoch.saturating_add(elapsed)
     }
 
     /// The relay clock's epoch.
@@ -360,26 +385,22 @@ impl Relay<'_> {
         self.state.core.unsubscribe(client);
     }
 
-    /// [`NegotiatedClientMessage::Post`]: stores a fact and forwards it.
+    /// [`NegotiatedClientMessage::Post`]: stores a fact and forwards it, or refuses it;
+    /// either way the poster gets the verdict.
     fn post(&mut self, client: PlayerId, fact: NegotiatedFact, now: Duration) {
-        match self.state.core.post(client, fact, now) {
-            Ok(out) => self.send_all(out),
-            Err(refusal) => {
-                debug!(
-                    "negotiated relay: refused a fact from {client}: {}",
-                    refusal.message
-                );
-                self.send(client, &refusal.to_message());
+        let out = self.state.core.post(client, fact, now);
+        for (_, message) in &out {
+            if let NegotiatedRelayMessage::Refused { kind, message, .. } = message {
+                debug!("negotiated relay: refused a fact from {client} ({kind:?}): {message}");
             }
         }
+        self.send_all(out);
     }
 }
 
 fn apply_settings(settings: Res<NegotiatedRelaySettings>, mut state: ResMut<NegotiatedRelayState>) {
     if settings.is_changed() && !settings.is_added() {
-        state
-            .core
-            .set_max_facts_per_frame(settings.max_facts_per_frame);
+        state.core.set_limits(settings.limits());
     }
 }
 

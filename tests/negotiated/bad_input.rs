@@ -14,11 +14,13 @@ use bevy_renet::RenetServer;
 
 use crate::common::{harness, hello};
 
+/// The kinds of the errors and of the refusals of posts, in order.
 fn error_kinds(messages: &[NegotiatedRelayMessage]) -> Vec<NegotiatedErrorKind> {
     messages
         .iter()
         .filter_map(|m| match m {
-            NegotiatedRelayMessage::Error { kind, .. } => Some(*kind),
+            NegotiatedRelayMessage::Error { kind, .. }
+            | NegotiatedRelayMessage::Refused { kind, .. } => Some(*kind),
             _ => None,
         })
         .collect()
@@ -139,6 +141,7 @@ fn well_formed_nonsense_is_refused_without_strikes() {
             fact: NegotiatedFact::Bid(NegotiatedBid {
                 request: NegotiatedFactId(7),
                 created_us: 0,
+                deadline_us: u64::MAX,
             }),
         },
         NegotiatedClientMessage::Post {
@@ -155,6 +158,13 @@ fn well_formed_nonsense_is_refused_without_strikes() {
                 created_us: 0,
             }),
         },
+        NegotiatedClientMessage::Post {
+            fact: NegotiatedFact::Request(NegotiatedRequest {
+                category: "duel".into(),
+                frame: u64::MAX,
+                created_us: u64::MAX,
+            }),
+        },
     ];
     for m in &nonsense {
         h.send_message(raw, m);
@@ -167,6 +177,7 @@ fn well_formed_nonsense_is_refused_without_strikes() {
             NegotiatedErrorKind::InvalidSubscription,
             NegotiatedErrorKind::UnknownRequest,
             NegotiatedErrorKind::InvalidCategory,
+            NegotiatedErrorKind::FrameOutOfRange,
             NegotiatedErrorKind::FrameOutOfRange,
         ]
     );

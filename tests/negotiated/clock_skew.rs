@@ -118,7 +118,7 @@ fn an_uncorrected_clock_would_be_refused() {
     let messages = h.take_messages(raw);
     assert!(messages.iter().any(|m| matches!(
         m,
-        NegotiatedRelayMessage::Error {
+        NegotiatedRelayMessage::Refused {
             kind: NegotiatedErrorKind::FrameOutOfRange,
             ..
         }

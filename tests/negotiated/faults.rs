@@ -366,3 +366,32 @@ fn check_relay(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> Result<(), TestCa
     }
     Ok(())
 }
+
+/// `PROPTEST_CASES` if set (the long runs of `scripts/long_properties.sh`), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: cases(12),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Matches stay mutual, nobody is matched twice in a search and the relay's memory
+    /// stays under its caps, whatever the links, reconnections and relay stalls or
+    /// restarts do.
+    #[test]
+    fn matches_stay_mutual_under_faults(
+        ops in proptest::collection::vec(op(CLIENTS), 1..40),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        NegotiatedRun::new(seed).run(&ops)?;
+    }
+}

@@ -80,7 +80,7 @@ fn a_forged_cancel_does_not_close_a_request_for_watchers() {
     h.send_message(
         c,
         &NegotiatedClientMessage::Post {
-            fact: NegotiatedFact::Cancel(NegotiatedCancel { request }),
+            fact: NegotiatedFact::Cancel(NegotiatedCancel::request(request)),
         },
     );
     h.run(3);

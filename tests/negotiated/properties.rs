@@ -1,9 +1,9 @@
-//! Property tests of the pure core: the client state machine on arbitrary input, and
-//! whole crowds of machines negotiating through the relay core over a simulated network
-//! with random delays, start times and clock errors.
+//! Property tests of the pure core: the client state machine on arbitrary input
+//! (including the relay's verdicts on its posts, in post order), and whole crowds of
+//! machines negotiating through the relay core over a simulated network with random
+//! delays, start times and clock errors.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -13,24 +13,11 @@ use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::frame::NegotiatedFrames;
 use bevy_atomic_matchmaking::negotiated::core::machine::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
-    NegotiatedClientMessage, NegotiatedRelayMessage,
+    NegotiatedClientMessage, NegotiatedErrorKind,
 };
-use bevy_atomic_matchmaking::negotiated::core::relay_core::NegotiatedRelayCore;
-use bevy_atomic_matchmaking::shared::codec;
 use bevy_atomic_matchmaking::shared::player::PlayerId;
 
-use crate::faults;
-
-const CATEGORY: &str = "duel";
-
-fn machine(me: PlayerId, frame_ms: u64, bid_timeout_ms: u64, seed: u64) -> NegotiatedMachine {
-    NegotiatedMachine::new(NegotiatedMachineConfig {
-        me,
-        frames: NegotiatedFrames::new(Duration::from_millis(frame_ms)),
-        bid_timeout: Duration::from_millis(bid_timeout_ms),
-        seed,
-    })
-}
+use crate::sim::{CATEGORY, Sim, check_mutual, machine, requests};
 
 // ---------------------------------------------------------------------------------------
 // one machine, arbitrary input
@@ -51,12 +38,14 @@ enum Input {
         frame_back: u64,
         created_back: u64,
     },
-    /// A bid by `author` on the n-th request known (ours included).
+    /// A bid by `author` on the n-th request known (ours included), valid for `ms`.
     Bid {
         author: PlayerId,
         nth: usize,
+        ms: u64,
     },
-    /// An accept / reject / cancel by `author` of the n-th request, naming the m-th bid.
+    /// An accept / reject / cancel / withdrawal by `author` of the n-th request, naming
+    /// the m-th bid.
     Answer {
         author: PlayerId,
         kind: u8,
@@ -66,11 +55,17 @@ enum Input {
     /// A bid by `author` on our open request, if we have one.
     BidOnOurs {
         author: PlayerId,
+        ms: u64,
     },
     /// An answer to our outstanding bid, by its requester (or by a forger when `forged`).
     AnswerOurs {
         accept: bool,
         forged: bool,
+    },
+    /// The relay's verdict on our oldest post still without one.
+    Verdict {
+        stored: bool,
+        kind: u8,
     },
 }
 
@@ -84,33 +79,364 @@ fn arb_input() -> impl Strategy<Value = Input> {
         1 => (1u64..5).prop_map(Input::Departed),
         2 => (0u64..2).prop_map(Input::Synced),
         3 => (1u64..5, 0u64..3, 0u64..3000).prop_map(|(author, frame_back, created_back)| Input::Request { author, frame_back, created_back }),
-        3 => (0u64..5, 0usize..8).prop_map(|(author, nth)| Input::Bid { author, nth }),
-        3 => (0u64..5, 0u8..3, 0usize..8, 0usize..8).prop_map(|(author, kind, nth, mth)| Input::Answer { author, kind, nth, mth }),
-        3 => (1u64..5).prop_map(|author| Input::BidOnOurs { author }),
+        3 => (0u64..5, 0usize..8, 0u64..1000).prop_map(|(author, nth, ms)| Input::Bid { author, nth, ms }),
+        3 => (0u64..5, 0u8..4, 0usize..8, 0usize..8).prop_map(|(author, kind, nth, mth)| Input::Answer { author, kind, nth, mth }),
+        3 => (1u64..5, 0u64..1000).prop_map(|(author, ms)| Input::BidOnOurs { author, ms }),
         3 => (any::<bool>(), proptest::bool::weighted(0.2)).prop_map(|(accept, forged)| Input::AnswerOurs { accept, forged }),
+        6 => (proptest::bool::weighted(0.7), 0u8..4).prop_map(|(stored, kind)| Input::Verdict { stored, kind }),
     ]
 }
 
-/// What a machine did, checked against the algorithm's promises.
-#[derive(Default)]
-struct Audit {
+const ME: PlayerId = 0;
+const FRAME_MS: u64 = 1000;
+const BID_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// The world around one machine: time, connection, the facts posted so far, and what
+/// the machine did, checked against the algorithm's promises.
+struct World {
+    m: NegotiatedMachine,
+    frames: NegotiatedFrames,
+    now: Duration,
+    online: bool,
+    requests: Vec<NegotiatedFactId>,
+    /// Our requests.
+    mine: BTreeSet<NegotiatedFactId>,
+    bids: Vec<(NegotiatedFactId, NegotiatedFactId)>,
+    /// Our posts without a verdict, oldest first (lost with the connection).
+    in_flight: VecDeque<(NegotiatedFactId, NegotiatedFact)>,
+    /// Our accepts the relay did not refuse: request → bid.
     accepted: BTreeMap<NegotiatedFactId, NegotiatedFactId>,
+    /// Our accepts the relay stored.
+    stored_accepts: Vec<NegotiatedFactId>,
     matches_since_search: usize,
 }
 
-/// `PROPTEST_CASES` if set (the long runs of `scripts/long_properties.sh`), else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Why the last input happened: what a match may rest on.
+enum Cause {
+    /// The relay stored this post of ours.
+    Stored(NegotiatedFactId),
+    /// This fact arrived.
+    Fact(PlayerId, NegotiatedFact),
+    Other,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            m: machine(ME, FRAME_MS, BID_TIMEOUT.as_millis() as u64, 1),
+            frames: NegotiatedFrames::new(Duration::from_millis(FRAME_MS)),
+            now: Duration::from_secs(100),
+            online: false,
+            requests: Vec::new(),
+            mine: BTreeSet::new(),
+            bids: Vec::new(),
+            in_flight: VecDeque::new(),
+            accepted: BTreeMap::new(),
+            stored_accepts: Vec::new(),
+            matches_since_search: 0,
+        }
+    }
+
+    fn us(&self) -> u64 {
+        self.now.as_micros() as u64
+    }
+
+    fn fact(&mut self, author: PlayerId, fact: NegotiatedFact) -> (Vec<NegotiatedOutput>, Cause) {
+        let out = self.m.receive(author, fact.clone(), self.now);
+        (out, Cause::Fact(author, fact))
+    }
+
+    fn bid(&mut self, author: PlayerId, request: NegotiatedFactId, ms: u64) -> NegotiatedFact {
+        let fact = NegotiatedFact::Bid(NegotiatedBid {
+            request,
+            created_us: self.us(),
+            deadline_us: self.us() + ms * 1000,
+        });
+        let id = NegotiatedSignedFact::new(author, fact.clone()).id();
+        self.bids.push((request, id));
+        fact
+    }
+
+    /// Feeds one input; returns what the machine said and why.
+    fn feed(&mut self, input: Input) -> Option<(Vec<NegotiatedOutput>, Cause)> {
+        let now = self.now;
+        let out = match input {
+            Input::Tick(ms) => {
+                self.now += Duration::from_millis(ms);
+                self.m.tick(self.now)
+            }
+            Input::Search => {
+                if !self.m.is_searching() {
+                    self.matches_since_search = 0;
+                }
+                self.m.search(CATEGORY, now)
+            }
+            Input::Cancel => self.m.cancel(now),
+            Input::Offline => {
+                self.online = false;
+                self.in_flight.clear();
+                self.m.offline()
+            }
+            Input::Online => {
+                self.online = true;
+                self.m.online(now)
+            }
+            Input::Departed(author) => self.m.departed(author, now),
+            Input::Synced(back) => {
+                let frame = self.frames.frame_of(now).saturating_sub(back);
+                self.m.synced(CATEGORY, frame, now)
+            }
+            Input::Request {
+                author,
+                frame_back,
+                created_back,
+            } => {
+                let fact = NegotiatedFact::Request(NegotiatedRequest {
+                    category: CATEGORY.into(),
+                    frame: self.frames.frame_of(now).saturating_sub(frame_back),
+                    created_us: self.us().saturating_sub(created_back * 1000),
+                });
+                self.requests
+                    .push(NegotiatedSignedFact::new(author, fact.clone()).id());
+                return Some(self.fact(author, fact));
+            }
+            input => return self.feed_answers(input),
+        };
+        Some((out, Cause::Other))
+    }
+
+    /// The inputs about bids, answers and verdicts.
+    fn feed_answers(&mut self, input: Input) -> Option<(Vec<NegotiatedOutput>, Cause)> {
+        match input {
+            Input::Bid { author, nth, ms } => {
+                let request = *self.requests.get(nth % self.requests.len().max(1))?;
+                let fact = self.bid(author, request, ms);
+                Some(self.fact(author, fact))
+            }
+            Input::BidOnOurs { author, ms } => {
+                let NegotiatedPhase::Requesting { request, .. } = *self.m.phase() else {
+                    return None;
+                };
+                let fact = self.bid(author, request, ms);
+                Some(self.fact(author, fact))
+            }
+            Input::AnswerOurs { accept, forged } => self.answer_ours(accept, forged),
+            Input::Answer {
+                author,
+                kind,
+                nth,
+                mth,
+            } => {
+                let request = *self.requests.get(nth % self.requests.len().max(1))?;
+                let (_, bid) = *self.bids.get(mth % self.bids.len().max(1))?;
+                let fact = match kind {
+                    0 => NegotiatedFact::Accept(NegotiatedAccept { request, bid }),
+                    1 => NegotiatedFact::Reject(NegotiatedReject { request, bid }),
+                    2 => NegotiatedFact::Cancel(NegotiatedCancel::request(request)),
+                    _ => NegotiatedFact::Cancel(NegotiatedCancel::withdraw(request, bid)),
+                };
+                Some(self.fact(author, fact))
+            }
+            Input::Verdict { stored, kind } => self.verdict(stored, kind),
+            _ => unreachable!("handled by feed"),
+        }
+    }
+
+    /// The requester (or a forger) answers the bid we wait on (or withdraw).
+    fn answer_ours(
+        &mut self,
+        accept: bool,
+        forged: bool,
+    ) -> Option<(Vec<NegotiatedOutput>, Cause)> {
+        let (bid, request, requester) = match *self.m.phase() {
+            NegotiatedPhase::Bidding {
+                bid,
+                request,
+                requester,
+                ..
+            }
+            | NegotiatedPhase::Withdrawing {
+                bid,
+                request,
+                requester,
+                ..
+            } => (bid, request, requester),
+            _ => return None,
+        };
+        let author = if forged { requester + 1 } else { requester };
+        let fact = if accept {
+            NegotiatedFact::Accept(NegotiatedAccept { request, bid })
+        } else {
+            NegotiatedFact::Reject(NegotiatedReject { request, bid })
+        };
+        let before = self.m.phase().clone();
+        let result = self.fact(author, fact);
+        if forged {
+            assert_eq!(self.m.phase(), &before, "a forged answer moved us");
+        }
+        Some(result)
+    }
+
+    /// The relay's verdict on our oldest post without one.
+    fn verdict(&mut self, stored: bool, kind: u8) -> Option<(Vec<NegotiatedOutput>, Cause)> {
+        let (id, fact) = self.in_flight.pop_front()?;
+        if stored {
+            if let NegotiatedFact::Accept(_) = fact {
+                self.stored_accepts.push(id);
+            }
+            return Some((self.m.stored(id, self.now), Cause::Stored(id)));
+        }
+        if let NegotiatedFact::Accept(a) = &fact {
+            self.accepted.remove(&a.request);
+        }
+        let kind = [
+            NegotiatedErrorKind::TooManyFacts,
+            NegotiatedErrorKind::BidWithdrawn,
+            NegotiatedErrorKind::UnknownRequest,
+            NegotiatedErrorKind::FrameOutOfRange,
+        ][kind as usize % 4];
+        Some((self.m.refused(id, kind, self.now), Cause::Other))
+    }
+
+    /// Checks one post of ours.
+    fn check_post(&mut self, fact: NegotiatedFact) -> Result<(), TestCaseError> {
+        prop_assert!(self.online, "posted while offline: {:?}", fact);
+        let id = NegotiatedSignedFact::new(ME, fact.clone()).id();
+        let store = self.m.store();
+        match &fact {
+            NegotiatedFact::Request(r) => {
+                let current = self.frames.frame_of(self.now);
+                prop_assert_eq!(r.frame, current, "requests go to the current frame");
+                self.requests.push(id);
+                self.mine.insert(id);
+            }
+            NegotiatedFact::Bid(b) => {
+                prop_assert!(!self.mine.contains(&b.request), "bid on our own request");
+                let bidding = matches!(self.m.phase(), NegotiatedPhase::Bidding { .. });
+                prop_assert!(bidding, "a bid posted outside bidding");
+                prop_assert_eq!(b.deadline_us, (self.now + BID_TIMEOUT).as_micros() as u64);
+                self.bids.push((b.request, id));
+            }
+            NegotiatedFact::Accept(a) => {
+                prop_assert!(
+                    self.mine.contains(&a.request),
+                    "accepting another's request"
+                );
+                match self.accepted.insert(a.request, a.bid) {
+                    // posted again after a lost connection: the same accept
+                    Some(earlier) => prop_assert_eq!(earlier, a.bid, "two live accepts"),
+                    None => {
+                        let bidder = store.get(a.bid).map(|b| b.author);
+                        prop_assert!(bidder.is_some() && bidder != Some(ME));
+                    }
+                }
+            }
+            NegotiatedFact::Reject(r) => {
+                prop_assert!(
+                    self.mine.contains(&r.request),
+                    "rejecting on another's request"
+                );
+                let accepted = self.accepted.get(&r.request);
+                prop_assert_ne!(accepted, Some(&r.bid), "rejecting the accepted bid");
+            }
+            NegotiatedFact::Cancel(c) => match c.bid {
+                None => prop_assert!(self.mine.contains(&c.request), "cancelling another's"),
+                Some(bid) => {
+                    let ours = matches!(self.m.phase(), NegotiatedPhase::Withdrawing { bid: b, .. } if *b == bid);
+                    prop_assert!(ours, "withdrawing a bid we do not wait on");
+                }
+            },
+        }
+        self.in_flight.push_back((id, fact));
+        Ok(())
+    }
+
+    /// Checks a match: at most one per search, and only on the relay's word.
+    fn check_match(&mut self, found: &NegotiatedMatch, cause: &Cause) -> Result<(), TestCaseError> {
+        self.matches_since_search += 1;
+        prop_assert_eq!(self.matches_since_search, 1, "two matches in one search");
+        prop_assert_ne!(found.other, ME);
+        prop_assert!(matches!(self.m.phase(), NegotiatedPhase::Matched(_)));
+        match (found.role, cause) {
+            (NegotiatedRole::Requester, Cause::Stored(id)) => {
+                prop_assert_eq!(*id, found.accept, "matched on another post's verdict");
+            }
+            (NegotiatedRole::Bidder, Cause::Fact(author, NegotiatedFact::Accept(a))) => {
+                prop_assert_eq!(*author, found.other);
+                prop_assert_eq!((a.request, a.bid), (found.request, found.bid));
+            }
+            _ => prop_assert!(
+                false,
+                "matched as {:?} without the relay's word",
+                found.role
+            ),
+        }
+        Ok(())
+    }
+
+    fn check_outputs(
+        &mut self,
+        out: Vec<NegotiatedOutput>,
+        cause: &Cause,
+    ) -> Result<(), TestCaseError> {
+        for o in out {
+            match o {
+                NegotiatedOutput::Send(NegotiatedClientMessage::Post { fact }) => {
+                    self.check_post(fact)?
+                }
+                NegotiatedOutput::Send(NegotiatedClientMessage::Subscribe {
+                    category,
+                    frames: watched,
+                }) => {
+                    prop_assert_eq!(category, CATEGORY);
+                    prop_assert_eq!(watched, self.frames.readable(self.now));
+                }
+                NegotiatedOutput::Send(_) => {}
+                NegotiatedOutput::Event(NegotiatedEvent::Matched(found)) => {
+                    self.check_match(&found, cause)?
+                }
+                NegotiatedOutput::Event(NegotiatedEvent::BidPlaced { bid, requester, .. }) => {
+                    prop_assert_ne!(requester, ME);
+                    let on_it = matches!(self.m.phase(), NegotiatedPhase::Bidding { bid: b, .. } if *b == bid);
+                    prop_assert!(on_it, "bid placed but not bidding on it");
+                }
+                NegotiatedOutput::Event(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What must hold between inputs.
+    fn check_phase(&self) -> Result<(), TestCaseError> {
+        let m = &self.m;
+        match m.phase() {
+            NegotiatedPhase::Requesting { request, frame } => {
+                prop_assert!(self.mine.contains(request), "a request that is not ours");
+                prop_assert!(
+                    self.frames.is_live(*frame, m.now()),
+                    "an expired request is still open"
+                );
+                prop_assert!(!m.store().is_closed(*request));
+            }
+            NegotiatedPhase::Bidding {
+                request, deadline, ..
+            } => {
+                prop_assert_ne!(m.store().requester(*request), Some(ME));
+                if m.is_online() {
+                    prop_assert!(m.now() < *deadline, "bid kept past its deadline");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 // regressions beside this file (proptest's default would look for them in
 // tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(256),
+        cases: 256,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
@@ -120,15 +446,7 @@ proptest! {
         inputs in proptest::collection::vec(arb_input(), 1..120),
         start_searching in proptest::bool::weighted(0.8),
     ) {
-        const ME: PlayerId = 0;
-        let frame_ms = 1000;
-        let frames = NegotiatedFrames::new(Duration::from_millis(frame_ms));
-        let mut m = machine(ME, frame_ms, 400, 1);
-        let mut now = Duration::from_secs(100);
-        let mut requests: Vec<(PlayerId, NegotiatedFactId)> = Vec::new();
-        let mut bids: Vec<(PlayerId, NegotiatedFactId, NegotiatedFactId)> = Vec::new();
-        let mut audit = Audit::default();
-        let mut online = false;
+        let mut world = World::new();
         // most cases start searching right away
         let preamble = if start_searching {
             vec![Input::Online, Input::Search, Input::Synced(1), Input::Synced(0)]
@@ -136,133 +454,9 @@ proptest! {
             Vec::new()
         };
         for input in preamble.into_iter().chain(inputs) {
-            let out = match input {
-                Input::Tick(ms) => { now += Duration::from_millis(ms); m.tick(now) }
-                Input::Search => {
-                    if !m.is_searching() {
-                        audit.matches_since_search = 0;
-                    }
-                    m.search(CATEGORY, now)
-                }
-                Input::Cancel => m.cancel(now),
-                Input::Offline => { online = false; m.offline() }
-                Input::Departed(author) => m.departed(author, now),
-                Input::Online => { online = true; m.online(now) }
-                Input::Synced(back) => {
-                    let frame = frames.frame_of(now).saturating_sub(back);
-                    m.synced(CATEGORY, frame, now)
-                }
-                Input::Request { author, frame_back, created_back } => {
-                    let fact = NegotiatedFact::Request(NegotiatedRequest {
-                        category: CATEGORY.into(),
-                        frame: frames.frame_of(now).saturating_sub(frame_back),
-                        created_us: (now.as_micros() as u64).saturating_sub(created_back * 1000),
-                    });
-                    requests.push((author, NegotiatedSignedFact::new(author, fact.clone()).id()));
-                    m.receive(author, fact, now)
-                }
-                Input::Bid { author, nth } => {
-                    if requests.is_empty() { continue; }
-                    let (_, request) = requests[nth % requests.len()];
-                    let fact = NegotiatedFact::Bid(NegotiatedBid { request, created_us: now.as_micros() as u64 });
-                    bids.push((author, request, NegotiatedSignedFact::new(author, fact.clone()).id()));
-                    m.receive(author, fact, now)
-                }
-                Input::BidOnOurs { author } => {
-                    let NegotiatedPhase::Requesting { request, .. } = m.phase().clone() else { continue };
-                    let fact = NegotiatedFact::Bid(NegotiatedBid { request, created_us: now.as_micros() as u64 });
-                    bids.push((author, request, NegotiatedSignedFact::new(author, fact.clone()).id()));
-                    m.receive(author, fact, now)
-                }
-                Input::AnswerOurs { accept, forged } => {
-                    let NegotiatedPhase::Bidding { bid, request, requester, .. } = m.phase().clone() else { continue };
-                    let author = if forged { requester + 1 } else { requester };
-                    let fact = if accept {
-                        NegotiatedFact::Accept(NegotiatedAccept { request, bid })
-                    } else {
-                        NegotiatedFact::Reject(NegotiatedReject { request, bid })
-                    };
-                    let out = m.receive(author, fact, now);
-                    if forged {
-                        let still = matches!(m.phase(), NegotiatedPhase::Bidding { bid: b, .. } if *b == bid);
-                        prop_assert!(still, "a forged answer moved us");
-                    }
-                    out
-                }
-                Input::Answer { author, kind, nth, mth } => {
-                    if requests.is_empty() || bids.is_empty() { continue; }
-                    let (_, request) = requests[nth % requests.len()];
-                    let (_, _, bid) = bids[mth % bids.len()];
-                    let fact = match kind {
-                        0 => NegotiatedFact::Accept(NegotiatedAccept { request, bid }),
-                        1 => NegotiatedFact::Reject(NegotiatedReject { request, bid }),
-                        _ => NegotiatedFact::Cancel(NegotiatedCancel { request }),
-                    };
-                    m.receive(author, fact, now)
-                }
-            };
-            for o in out {
-                match o {
-                    NegotiatedOutput::Send(NegotiatedClientMessage::Post { fact }) => {
-                        prop_assert!(online, "posted while offline: {fact:?}");
-                        match &fact {
-                            NegotiatedFact::Request(r) => {
-                                prop_assert_eq!(r.frame, frames.frame_of(now), "requests go to the current frame");
-                                requests.push((ME, NegotiatedSignedFact::new(ME, fact.clone()).id()));
-                            }
-                            NegotiatedFact::Bid(b) => {
-                                prop_assert_ne!(m.store().requester(b.request), Some(ME), "bid on our own request");
-                                let bidding = matches!(m.phase(), NegotiatedPhase::Bidding { .. });
-                                prop_assert!(bidding, "a bid posted outside bidding");
-                                bids.push((ME, b.request, NegotiatedSignedFact::new(ME, fact.clone()).id()));
-                            }
-                            NegotiatedFact::Accept(a) => {
-                                prop_assert_eq!(m.store().requester(a.request), Some(ME), "accepting another's request");
-                                prop_assert!(audit.accepted.insert(a.request, a.bid).is_none(), "two accepts of one request");
-                                let bidder = m.store().get(a.bid).map(|b| b.author);
-                                prop_assert!(bidder.is_some() && bidder != Some(ME));
-                            }
-                            NegotiatedFact::Reject(r) => {
-                                prop_assert_eq!(m.store().requester(r.request), Some(ME));
-                                prop_assert_ne!(audit.accepted.get(&r.request), Some(&r.bid), "rejecting the accepted bid");
-                            }
-                            NegotiatedFact::Cancel(c) => {
-                                prop_assert_eq!(m.store().requester(c.request), Some(ME), "cancelling another's request");
-                            }
-                        }
-                    }
-                    NegotiatedOutput::Send(NegotiatedClientMessage::Subscribe { category, frames: watched }) => {
-                        prop_assert_eq!(category, CATEGORY);
-                        prop_assert_eq!(watched, frames.readable(now));
-                    }
-                    NegotiatedOutput::Send(_) => {}
-                    NegotiatedOutput::Event(NegotiatedEvent::Matched(found)) => {
-                        audit.matches_since_search += 1;
-                        prop_assert_eq!(audit.matches_since_search, 1, "two matches in one search");
-                        prop_assert_ne!(found.other, ME);
-                        prop_assert!(matches!(m.phase(), NegotiatedPhase::Matched(_)));
-                    }
-                    NegotiatedOutput::Event(NegotiatedEvent::BidPlaced { bid, requester, .. }) => {
-                        prop_assert_ne!(requester, ME);
-                        let on_it = matches!(m.phase(), NegotiatedPhase::Bidding { bid: b, .. } if *b == bid);
-                        prop_assert!(on_it, "bid placed but not bidding on it");
-                    }
-                    NegotiatedOutput::Event(_) => {}
-                }
-            }
-            match m.phase() {
-                NegotiatedPhase::Requesting { request, frame } => {
-                    prop_assert_eq!(m.store().requester(*request), Some(ME));
-                    prop_assert!(frames.is_live(*frame, m.now()), "an expired request is still open");
-                    prop_assert!(!m.store().is_closed(*request));
-                }
-                NegotiatedPhase::Bidding { bid, request, since, .. } => {
-                    prop_assert_eq!(m.store().get(*bid).map(|b| b.author), Some(ME));
-                    prop_assert_ne!(m.store().requester(*request), Some(ME));
-                    prop_assert!(m.now().saturating_sub(*since) < Duration::from_millis(400), "bid kept past its timeout");
-                }
-                _ => {}
-            }
+            let Some((out, cause)) = world.feed(input) else { continue };
+            world.check_outputs(out, &cause)?;
+            world.check_phase()?;
         }
     }
 }
@@ -270,136 +464,9 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // a crowd over a simulated network
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Hop {
-    ToRelay(PlayerId),
-    ToClient(PlayerId),
-}
-
-struct Sim {
-    relay: NegotiatedRelayCore,
-    machines: BTreeMap<PlayerId, NegotiatedMachine>,
-    clock_error_us: HashMap<PlayerId, i64>,
-    queue: BinaryHeap<Reverse<(u64, u64, Hop, Msg)>>,
-    last_delivery: HashMap<Hop, u64>,
-    seq: u64,
-    rng: fastrand::Rng,
-    max_delay_us: u64,
-    matches: BTreeMap<PlayerId, Vec<NegotiatedMatch>>,
-    events: u64,
-}
-
-/// Encoded bytes, as they would travel.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Msg(Vec<u8>);
-
-impl Sim {
-    fn send(&mut self, now: u64, hop: Hop, msg: Msg) {
-        // FIFO per link, like the reliable ordered channel
-        let at = (now + self.rng.u64(0..=self.max_delay_us))
-            .max(*self.last_delivery.get(&hop).unwrap_or(&0));
-        self.last_delivery.insert(hop.clone(), at);
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, hop, msg)));
-    }
-
-    fn client_now(&self, id: PlayerId, now: u64) -> Duration {
-        Duration::from_micros((now as i64 + self.clock_error_us[&id]).max(0) as u64)
-    }
-
-    fn absorb(&mut self, id: PlayerId, now: u64, out: Vec<NegotiatedOutput>) {
-        for o in out {
-            match o {
-                NegotiatedOutput::Send(m) => {
-                    self.send(now, Hop::ToRelay(id), Msg(codec::encode(&m)));
-                }
-                NegotiatedOutput::Event(NegotiatedEvent::Matched(m)) => {
-                    self.matches.entry(id).or_default().push(m);
-                }
-                NegotiatedOutput::Event(_) => self.events += 1,
-            }
-        }
-    }
-
-    fn step(&mut self, now: u64) {
-        while let Some(Reverse((at, _, _, _))) = self.queue.peek() {
-            if *at > now {
-                break;
-            }
-            let Reverse((_, _, hop, msg)) = self.queue.pop().unwrap();
-            match (hop, msg) {
-                (Hop::ToRelay(from), Msg(bytes)) => {
-                    let m: NegotiatedClientMessage = codec::decode(&bytes).unwrap();
-                    let relay_now = Duration::from_micros(now);
-                    let out = match m {
-                        NegotiatedClientMessage::Subscribe { category, frames } => self
-                            .relay
-                            .subscribe(from, category, frames)
-                            .unwrap_or_default(),
-                        NegotiatedClientMessage::Unsubscribe => {
-                            self.relay.unsubscribe(from);
-                            Vec::new()
-                        }
-                        NegotiatedClientMessage::Post { fact } => {
-                            self.relay.post(from, fact, relay_now).unwrap_or_default()
-                        }
-                        _ => Vec::new(),
-                    };
-                    for (to, m) in out {
-                        self.send(now, Hop::ToClient(to), Msg(codec::encode(&m)));
-                    }
-                }
-                (Hop::ToClient(to), Msg(bytes)) => {
-                    let m: NegotiatedRelayMessage = codec::decode(&bytes).unwrap();
-                    let machine = self.machines.get_mut(&to).unwrap();
-                    let out = match m {
-                        NegotiatedRelayMessage::Fact { author, fact } => {
-                            machine.ingest(author, fact)
-                        }
-                        NegotiatedRelayMessage::Synced { category, frame } => {
-                            machine.ingest_synced(&category, frame);
-                            Vec::new()
-                        }
-                        _ => Vec::new(),
-                    };
-                    self.absorb(to, now, out);
-                }
-            }
-        }
-        self.relay.expire(Duration::from_micros(now));
-        let ids: Vec<PlayerId> = self.machines.keys().copied().collect();
-        for id in ids {
-            let t = self.client_now(id, now);
-            let out = self.machines.get_mut(&id).unwrap().tick(t);
-            self.absorb(id, now, out);
-        }
-    }
-}
-
-fn check_pairs(matches: &BTreeMap<PlayerId, Vec<NegotiatedMatch>>) -> Result<usize, TestCaseError> {
-    for (id, ms) in matches {
-        prop_assert_eq!(ms.len(), 1, "client {} matched {} times", id, ms.len());
-        let m = &ms[0];
-        let other = matches.get(&m.other);
-        prop_assert!(
-            other.is_some(),
-            "{} matched {} who never matched",
-            id,
-            m.other
-        );
-        let o = &other.unwrap()[0];
-        prop_assert_eq!(o.other, *id);
-        prop_assert_eq!((o.request, o.bid, o.accept), (m.request, m.bid, m.accept));
-        prop_assert_ne!(o.role, m.role);
-    }
-    Ok(matches.len() / 2)
-}
-
-// regressions beside this file (proptest's default would look for them in
-// tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(48),
+        cases: 48,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
@@ -417,39 +484,21 @@ proptest! {
         let n = pairs * 2;
         let frame_ms = 2000;
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut sim = Sim {
-            relay: NegotiatedRelayCore::new(NegotiatedFrames::new(Duration::from_millis(frame_ms)), 256),
-            machines: BTreeMap::new(),
-            clock_error_us: HashMap::new(),
-            queue: BinaryHeap::new(),
-            last_delivery: HashMap::new(),
-            seq: 0,
-            rng: fastrand::Rng::with_seed(seed ^ 0x5eed),
-            max_delay_us: max_delay_ms * 1000,
-            matches: BTreeMap::new(),
-            events: 0,
-        };
+        let mut sim = Sim::new(frame_ms, seed, max_delay_ms * 1000);
         let start = 50_000_000u64; // relay time 50 s
         let mut starts = BTreeMap::new();
         for id in 1..=n as PlayerId {
-            sim.machines.insert(id, machine(id, frame_ms, 1000, seed.wrapping_add(id)));
-            sim.clock_error_us.insert(id, rng.i64(-150_000..=150_000));
+            let error = rng.i64(-150_000..=150_000);
+            sim.add(machine(id, frame_ms, 1000, seed.wrapping_add(id)), error, start);
             starts.insert(id, start + rng.u64(0..=spread_ms * 1000));
         }
         let step = 5_000u64;
         let mut now = start;
-        for id in 1..=n as PlayerId {
-            let t = sim.client_now(id, now);
-            let out = sim.machines.get_mut(&id).unwrap().online(t);
-            sim.absorb(id, now, out);
-        }
         let deadline = start + 30_000_000;
         while now < deadline && sim.matches.len() < n {
             for (id, at) in &starts {
                 if *at >= now && *at < now + step {
-                    let t = sim.client_now(*id, now);
-                    let out = sim.machines.get_mut(id).unwrap().search(CATEGORY, t);
-                    sim.absorb(*id, now, out);
+                    sim.call(*id, now, |m, t| m.search(CATEGORY, t));
                 }
             }
             sim.step(now);
@@ -461,30 +510,7 @@ proptest! {
             now += step;
         }
         prop_assert_eq!(sim.matches.len(), n, "only {:?} of {} matched", sim.matches.keys().collect::<Vec<_>>(), n);
-        prop_assert_eq!(check_pairs(&sim.matches)?, pairs);
-        let requests: BTreeSet<NegotiatedFactId> = sim.matches.values().map(|m| m[0].request).collect();
-        prop_assert_eq!(requests.len(), pairs, "one request per pair");
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// the real plugins over faulty links (see `faults`)
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: cases(12),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
-        ..ProptestConfig::default()
-    })]
-
-    /// Matches stay mutual, nobody is matched twice in a search and the relay's memory
-    /// stays under its caps, whatever the links, reconnections and relay stalls or
-    /// restarts do.
-    #[test]
-    fn matches_stay_mutual_under_faults(
-        ops in proptest::collection::vec(faults::op(faults::CLIENTS), 1..40),
-        seed in any::<u64>(),
-    ) {
-        faults::NegotiatedRun::new(seed).run(&ops)?;
+        prop_assert_eq!(check_mutual(&sim.matches)?, pairs);
+        prop_assert_eq!(requests(&sim.matches).len(), pairs, "one request per pair");
     }
 }

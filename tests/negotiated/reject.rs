@@ -113,7 +113,8 @@ fn a_rejected_bidder_with_nothing_to_bid_on_posts_and_pairs_with_a_newcomer() {
         h.recorded::<NegotiatedRestarted>(loser)[0].reason,
         NegotiatedRestartReason::BidRejected
     );
-    // the relay holds A's reject of the loser's bid
+    // the relay holds A's reject of the loser's bid (posted once A's accept was stored)
+    h.run(2);
     let rejected_bid = h.recorded::<NegotiatedBidPlaced>(loser)[0].bid;
     let store = h.relay_state().store();
     assert!(store.about(h.found(a).unwrap().request).any(|f| f.fact

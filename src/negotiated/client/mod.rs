@@ -39,8 +39,11 @@ use session::NegotiatedSession;
 /// next connection), except `time_sync_interval`, read every frame.
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub struct NegotiatedClientSettings {
-    /// How long to wait for the requester to answer a bid before looking again.
-    /// Default 3 s; keep it well above the round trip to the relay.
+    /// How long a bid waits for the requester's answer: its deadline (relay time) is this
+    /// long after it is placed; then it is withdrawn, and the search goes on once the
+    /// relay confirms no accept came first. Also how long to wait before requesting again
+    /// after the relay refused a request. Default 3 s; keep it well above the round trip
+    /// to the relay (an accept that reaches the relay after the deadline is refused).
     pub bid_timeout: Duration,
     /// How often to ask the relay for its time again (the estimate keeps the sample
     /// with the shortest round trip among the last few). Default 10 s.

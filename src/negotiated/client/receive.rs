@@ -8,7 +8,7 @@ use bevy_renet::RenetClient;
 
 use crate::negotiated::channel::NegotiatedChannel;
 use crate::negotiated::core::clock::as_us;
-use crate::negotiated::core::fact::NegotiatedFact;
+use crate::negotiated::core::fact::{NegotiatedFact, NegotiatedFactId};
 use crate::negotiated::core::frame::NegotiatedFrames;
 use crate::negotiated::core::machine::{NegotiatedMachine, NegotiatedMachineConfig};
 use crate::negotiated::core::protocol::{
@@ -32,6 +32,16 @@ pub(super) fn receive_messages(mut context: SessionContext) {
     };
     if !session.connected {
         greet_relay(client, &context.channel, session, local);
+    }
+    // time first: what expired by now ends before this batch of messages is judged
+    if let Some(now) = session.relay_now(local) {
+        session.run_machine(|machine| {
+            if machine.is_online() {
+                machine.pass_time(now)
+            } else {
+                Vec::new()
+            }
+        });
     }
     while let Some(bytes) = client.receive_message(context.channel.id) {
         match decode_relay_message(&bytes) {
@@ -102,6 +112,12 @@ fn handle_relay_message(
         NegotiatedRelayMessage::Fact { author, fact } => on_fact(session, author, fact),
         NegotiatedRelayMessage::Departed { author } => on_departed(session, author),
         NegotiatedRelayMessage::Synced { category, frame } => on_synced(session, &category, frame),
+        NegotiatedRelayMessage::Stored { fact } => on_stored(session, fact),
+        NegotiatedRelayMessage::Refused {
+            fact,
+            kind,
+            message,
+        } => on_refused(session, fact, kind, message),
         NegotiatedRelayMessage::Error { kind, message } => on_relay_error(session, kind, message),
     }
 }
@@ -206,6 +222,26 @@ fn on_synced(session: &mut NegotiatedSession, category: &str, frame: u64) {
     if let Some(machine) = session.machine.as_mut() {
         machine.ingest_synced(category, frame);
     }
+}
+
+/// The relay stored a fact we posted.
+fn on_stored(session: &mut NegotiatedSession, fact: NegotiatedFactId) {
+    session.run_machine(|machine| machine.ingest_stored(fact));
+}
+
+/// The relay refused a fact we posted: the machine stops waiting on it, and a request
+/// refused for its frame makes us ask for the relay's time again at once.
+fn on_refused(
+    session: &mut NegotiatedSession,
+    fact: NegotiatedFactId,
+    kind: NegotiatedErrorKind,
+    message: String,
+) {
+    if kind == NegotiatedErrorKind::FrameOutOfRange {
+        session.last_time_request = None;
+    }
+    session.run_machine(|machine| machine.ingest_refused(fact, kind));
+    on_relay_error(session, kind, message);
 }
 
 /// The relay refused something we sent.

@@ -51,7 +51,10 @@ impl NegotiatedSession {
 
     /// The local clock, `elapsed` after the app started.
     pub(super) fn local_now(&self, elapsed: Duration, skew_ms: i64) -> Duration {
-        apply_offset(self.epoch + elapsed, skew_ms.saturating_mul(1000))
+        apply_offset(
+            self.epoch.saturating_add(elapsed),
+            skew_ms.saturating_mul(1000),
+        )
     }
 
     /// The relay's time at local time `local`, once the clock is estimated.

@@ -98,8 +98,12 @@ fn phase_state(phase: &NegotiatedPhase) -> NegotiatedClientState {
     match phase {
         NegotiatedPhase::Idle => NegotiatedClientState::Idle,
         NegotiatedPhase::Looking => NegotiatedClientState::Looking,
-        NegotiatedPhase::Requesting { .. } => NegotiatedClientState::Requesting,
-        NegotiatedPhase::Bidding { .. } => NegotiatedClientState::Bidding,
+        NegotiatedPhase::Requesting { .. } | NegotiatedPhase::Accepting { .. } => {
+            NegotiatedClientState::Requesting
+        }
+        NegotiatedPhase::Bidding { .. } | NegotiatedPhase::Withdrawing { .. } => {
+            NegotiatedClientState::Bidding
+        }
         NegotiatedPhase::Matched(_) => NegotiatedClientState::Matched,
     }
 }

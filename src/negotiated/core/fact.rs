@@ -1,5 +1,9 @@
 //! The five immutable facts of a negotiation and their content identity.
 //!
+//! A Cancel either closes a request (posted by its requester) or withdraws a bid (posted
+//! by its bidder, naming the bid): [`NegotiatedFact::kind`] tells the two apart as
+//! [`NegotiatedFactKind::Cancel`] and [`NegotiatedFactKind::Withdraw`].
+//!
 //! A fact never changes once posted. Its identity ([`NegotiatedFactId`]) is a hash of the
 //! encoded author and content, so the same fact received twice is recognised as one, and a
 //! fact another connection posted with the same content is a different fact (it has
@@ -54,6 +58,9 @@ pub struct NegotiatedBid {
     pub request: NegotiatedFactId,
     /// When it was made, in relay time (microseconds); makes each bid unique.
     pub created_us: u64,
+    /// Relay time (microseconds) from which the relay refuses to store an accept of this
+    /// bid. The bidder may also withdraw it earlier (a [`NegotiatedCancel`] naming it).
+    pub deadline_us: u64,
 }
 
 /// The requester takes one bid: the match is made and the request is closed.
@@ -74,11 +81,31 @@ pub struct NegotiatedReject {
     pub bid: NegotiatedFactId,
 }
 
-/// The requester abandons its request.
+/// The requester abandons its request, or (naming a bid) the bidder withdraws its bid.
+///
+/// Whichever of a withdrawal and an accept of the same bid the relay stores first wins:
+/// the relay refuses the other.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NegotiatedCancel {
-    /// The request abandoned.
+    /// The request abandoned, or the request of the bid withdrawn.
     pub request: NegotiatedFactId,
+    /// `None`: the requester closes the request. `Some`: the bidder withdraws this bid.
+    pub bid: Option<NegotiatedFactId>,
+}
+
+impl NegotiatedCancel {
+    /// The requester closes `request`.
+    pub fn request(request: NegotiatedFactId) -> Self {
+        Self { request, bid: None }
+    }
+
+    /// The bidder withdraws `bid`, a bid on `request`.
+    pub fn withdraw(request: NegotiatedFactId, bid: NegotiatedFactId) -> Self {
+        Self {
+            request,
+            bid: Some(bid),
+        }
+    }
 }
 
 /// One fact, as posted (without its author).
@@ -107,8 +134,10 @@ pub enum NegotiatedFactKind {
     Accept,
     /// [`NegotiatedFact::Reject`].
     Reject,
-    /// [`NegotiatedFact::Cancel`].
+    /// [`NegotiatedFact::Cancel`] of a request (no bid named).
     Cancel,
+    /// [`NegotiatedFact::Cancel`] naming a bid: its bidder withdraws it.
+    Withdraw,
 }
 
 impl NegotiatedFact {
@@ -119,6 +148,7 @@ impl NegotiatedFact {
             NegotiatedFact::Bid(_) => NegotiatedFactKind::Bid,
             NegotiatedFact::Accept(_) => NegotiatedFactKind::Accept,
             NegotiatedFact::Reject(_) => NegotiatedFactKind::Reject,
+            NegotiatedFact::Cancel(c) if c.bid.is_some() => NegotiatedFactKind::Withdraw,
             NegotiatedFact::Cancel(_) => NegotiatedFactKind::Cancel,
         }
     }
@@ -134,11 +164,12 @@ impl NegotiatedFact {
         }
     }
 
-    /// The bid this fact answers (accept and reject only).
+    /// The bid this fact answers or withdraws (accept, reject and withdrawal).
     pub fn bid(&self) -> Option<NegotiatedFactId> {
         match self {
             NegotiatedFact::Accept(a) => Some(a.bid),
             NegotiatedFact::Reject(r) => Some(r.bid),
+            NegotiatedFact::Cancel(c) => c.bid,
             _ => None,
         }
     }
@@ -179,19 +210,26 @@ mod tests {
 
     #[test]
     fn id_depends_on_author_and_content() {
-        let fact = NegotiatedFact::Cancel(NegotiatedCancel {
-            request: NegotiatedFactId(9),
-        });
+        let fact = NegotiatedFact::Cancel(NegotiatedCancel::request(NegotiatedFactId(9)));
         let a = NegotiatedSignedFact::new(1, fact.clone());
         let b = NegotiatedSignedFact::new(2, fact.clone());
         assert_eq!(a.id(), NegotiatedSignedFact::new(1, fact).id());
         assert_ne!(a.id(), b.id());
         let other = NegotiatedSignedFact::new(
             1,
-            NegotiatedFact::Cancel(NegotiatedCancel {
-                request: NegotiatedFactId(10),
-            }),
+            NegotiatedFact::Cancel(NegotiatedCancel::request(NegotiatedFactId(10))),
         );
         assert_ne!(a.id(), other.id());
+    }
+
+    #[test]
+    fn a_cancel_naming_a_bid_is_a_withdrawal() {
+        let (r, b) = (NegotiatedFactId(1), NegotiatedFactId(2));
+        let cancel = NegotiatedFact::Cancel(NegotiatedCancel::request(r));
+        let withdraw = NegotiatedFact::Cancel(NegotiatedCancel::withdraw(r, b));
+        assert_eq!(cancel.kind(), NegotiatedFactKind::Cancel);
+        assert_eq!(withdraw.kind(), NegotiatedFactKind::Withdraw);
+        assert_eq!((cancel.bid(), withdraw.bid()), (None, Some(b)));
+        assert_eq!(withdraw.request(), Some(r));
     }
 }

@@ -60,7 +60,7 @@ impl NegotiatedFrames {
     /// current or the prior one).
     pub fn is_live(&self, frame: u64, time: Duration) -> bool {
         let current = self.frame_of(time);
-        frame <= current && frame + 1 >= current
+        frame <= current && frame.saturating_add(1) >= current
     }
 
     /// The oldest frame the relay keeps at `time`: frames that ended more than two frame
@@ -100,11 +100,31 @@ mod tests {
             let frame = f.frame_of(posted);
             prop_assert!(f.start_of(frame) <= posted && posted < f.end_of(frame));
             // it expires exactly when frame + 2 starts
-            let expiry = f.start_of(frame + 2);
+            let expiry = f.start_of(frame.saturating_add(2));
             prop_assert!(f.is_live(frame, expiry - Duration::from_nanos(1)));
             prop_assert!(!f.is_live(frame, expiry));
             let lifetime = expiry - posted;
             prop_assert!(lifetime > f.duration() && lifetime <= 2 * f.duration());
         }
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[test]
+    fn frames_from_the_network_never_overflow() {
+        let f = NegotiatedFrames::new(Duration::from_secs(10));
+        let now = Duration::from_secs(1000);
+        assert!(!f.is_live(u64::MAX, now));
+        assert!(!f.is_live(u64::MAX - 1, now));
+        assert!(!f.is_live(u64::MAX, Duration::MAX));
+        // with the shortest frames, the largest time is in the last frame
+        let short = NegotiatedFrames::new(NEGOTIATED_MIN_FRAME);
+        assert_eq!(short.frame_of(Duration::MAX), u64::MAX);
+        assert!(short.is_live(u64::MAX, Duration::MAX));
+        assert!(short.is_live(u64::MAX - 1, Duration::MAX));
+        assert_eq!(f.end_of(u64::MAX), f.start_of(u64::MAX));
     }
 }

@@ -15,3 +15,6 @@ pub mod machine;
 pub mod protocol;
 pub mod relay_core;
 pub mod store;
+
+#[cfg(test)]
+mod scenarios;

@@ -2,15 +2,24 @@
 //!
 //! Clients never name an author: the relay stamps each fact with the connection that
 //! posted it. Every message is encoded with the crate's size-limited codec.
+//!
+//! Every [`NegotiatedClientMessage::Post`] gets a verdict on the relay's ordered stream
+//! back to its author: [`NegotiatedRelayMessage::Stored`] or
+//! [`NegotiatedRelayMessage::Refused`]. Anything the relay forwarded to that client
+//! before the verdict was stored before the posted fact; so a requester knows whether its
+//! accept counts, and a bidder whose withdrawal is stored knows no accept came first.
 
 use serde::{Deserialize, Serialize};
 
 use crate::shared::player::PlayerId;
 
-use super::fact::NegotiatedFact;
+use super::fact::{NegotiatedFact, NegotiatedFactId};
 
 /// Version of the negotiated protocol; a client with another version is refused.
-pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: bids carry a deadline, a cancel may name a bid (a withdrawal), and every post gets
+/// a verdict ([`NegotiatedRelayMessage::Stored`] or [`NegotiatedRelayMessage::Refused`]).
+pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 2;
 
 /// Most frames one subscription may name.
 pub const NEGOTIATED_MAX_WATCHED_FRAMES: usize = 4;
@@ -67,14 +76,26 @@ pub enum NegotiatedErrorKind {
     FrameOutOfRange,
     /// A fact about a request the relay does not hold (never seen, or expired).
     UnknownRequest,
-    /// An accept or reject of a bid the relay does not hold, or of a bid on another request.
+    /// An accept, reject or withdrawal of a bid the relay does not hold, or of a bid on
+    /// another request.
     UnknownBid,
+    /// A bid on, or an accept of, a request its requester already accepted or cancelled.
+    RequestClosed,
+    /// An accept of a bid its bidder withdrew first.
+    BidWithdrawn,
+    /// An accept of a bid the requester rejected first, or a withdrawal of a bid the
+    /// requester accepted first (the accept is sent just before the refusal).
+    BidAnswered,
+    /// An accept of a bid whose deadline passed (relay time).
+    BidExpired,
+    /// An accept of a bid whose bidder's connection closed.
+    BidderDeparted,
     /// Too many facts from one connection in one frame.
     TooManyFacts,
+    /// The relay holds as many facts as it may: try again when frames expire.
+    RelayFull,
     /// (Client side) a fact whose author is not entitled to it was ignored.
     NotEntitled,
-    /// (Client side) an accept arrived for a bid given up on while busy elsewhere.
-    LateAccept,
     /// (Client side) the connection to the relay was lost.
     Connection,
     /// A message that makes no sense now (a second hello; on the client, searching while
@@ -133,6 +154,20 @@ pub enum NegotiatedRelayMessage {
         /// The client that left.
         author: PlayerId,
     },
+    /// The relay stored (or already held) the fact this client posted with this id.
+    Stored {
+        /// The id of the posted fact (stamped with this client).
+        fact: NegotiatedFactId,
+    },
+    /// The relay refused to store the fact this client posted with this id.
+    Refused {
+        /// The id of the posted fact (stamped with this client).
+        fact: NegotiatedFactId,
+        /// Why.
+        kind: NegotiatedErrorKind,
+        /// For humans.
+        message: String,
+    },
     /// Every stored fact of this newly watched frame was sent.
     Synced {
         /// The category.
@@ -172,12 +207,40 @@ mod tests {
                     bid: NegotiatedFactId(2),
                 }),
             },
+            NegotiatedClientMessage::Post {
+                fact: NegotiatedFact::Bid(NegotiatedBid {
+                    request: NegotiatedFactId(1),
+                    created_us: u64::MAX,
+                    deadline_us: u64::MAX,
+                }),
+            },
+            NegotiatedClientMessage::Post {
+                fact: NegotiatedFact::Cancel(NegotiatedCancel::withdraw(
+                    NegotiatedFactId(1),
+                    NegotiatedFactId(2),
+                )),
+            },
         ];
         for m in messages {
             assert_eq!(
                 codec::decode::<NegotiatedClientMessage>(&codec::encode(&m)),
                 Ok(m)
             );
+        }
+        let verdicts = vec![
+            NegotiatedRelayMessage::Stored {
+                fact: NegotiatedFactId(u64::MAX),
+            },
+            NegotiatedRelayMessage::Refused {
+                fact: NegotiatedFactId(3),
+                kind: NegotiatedErrorKind::BidWithdrawn,
+                message: bounded_error_text("x".repeat(5000)),
+            },
+        ];
+        for m in verdicts {
+            let bytes = codec::encode(&m);
+            assert!(bytes.len() < codec::MAX_MESSAGE_BYTES);
+            assert_eq!(codec::decode::<NegotiatedRelayMessage>(&bytes), Ok(m));
         }
     }
 

@@ -1,8 +1,9 @@
-//! Reacting to a fact from the relay: one handler per kind of fact.
+//! Reacting to a fact from the relay: answers to our bid first (they need nothing but the
+//! phase), then one handler per kind of fact stored.
 
 use crate::negotiated::core::fact::{
-    NegotiatedAccept, NegotiatedBid, NegotiatedCancel, NegotiatedFact, NegotiatedFactId,
-    NegotiatedReject, NegotiatedRequest, NegotiatedSignedFact,
+    NegotiatedBid, NegotiatedCancel, NegotiatedFact, NegotiatedFactId, NegotiatedReject,
+    NegotiatedRequest, NegotiatedSignedFact,
 };
 use crate::negotiated::core::protocol::NegotiatedErrorKind;
 use crate::negotiated::core::store::NegotiatedInsert;
@@ -13,9 +14,11 @@ use super::{
 };
 
 impl NegotiatedMachine {
-    /// Stores a new fact and reacts to it (decisions that depend on time and on the
+    /// Reacts to a fact and stores it when new (decisions that depend on time and on the
     /// whole view wait for `advance`).
     pub(super) fn handle_fact(&mut self, author: PlayerId, fact: NegotiatedFact) {
+        self.revive(author, &fact);
+        self.answer_to_our_bid(author, &fact);
         let Some(id) = self.admit(author, &fact) else {
             return;
         };
@@ -25,9 +28,7 @@ impl NegotiatedMachine {
         match fact {
             NegotiatedFact::Request(request) => self.on_request(author, id, &request),
             NegotiatedFact::Bid(bid) => self.on_bid(author, id, &bid),
-            NegotiatedFact::Accept(accept) => self.on_accept(author, id, &accept),
-            NegotiatedFact::Reject(reject) => self.on_reject(&reject),
-            NegotiatedFact::Cancel(cancel) => self.on_cancel(&cancel),
+            _ => {}
         }
     }
 
@@ -59,105 +60,105 @@ impl NegotiatedMachine {
         }
     }
 
+    /// The requester of the request we bid on answered: an accept of our bid (matched),
+    /// of another bid or a reject of ours (rejected), or a cancel of the request. The
+    /// relay stored it, so it settles our bid even while our withdrawal awaits its
+    /// verdict, and even when our store lost the request (a reconnect).
+    fn answer_to_our_bid(&mut self, author: PlayerId, fact: &NegotiatedFact) {
+        let (bid, request, requester, cancelled) = match self.phase {
+            NegotiatedPhase::Bidding {
+                bid,
+                request,
+                requester,
+                ..
+            } => (bid, request, requester, false),
+            NegotiatedPhase::Withdrawing {
+                bid,
+                request,
+                requester,
+                cancelled,
+                ..
+            } => (bid, request, requester, cancelled),
+            _ => return,
+        };
+        if author != requester || fact.request() != Some(request) {
+            return;
+        }
+        match fact {
+            NegotiatedFact::Accept(a) if a.bid == bid => {
+                let accept = NegotiatedSignedFact::new(author, fact.clone()).id();
+                self.matched(NegotiatedMatch {
+                    category: self.category.clone().unwrap_or_default(),
+                    other: author,
+                    role: NegotiatedRole::Bidder,
+                    request,
+                    bid,
+                    accept,
+                });
+            }
+            NegotiatedFact::Accept(_) => {
+                self.end_bid(request, NegotiatedRestartReason::BidRejected, cancelled);
+            }
+            NegotiatedFact::Reject(r) if r.bid == bid => {
+                self.end_bid(request, NegotiatedRestartReason::BidRejected, cancelled);
+            }
+            NegotiatedFact::Cancel(c) if c.bid.is_none() => {
+                self.end_bid(request, NegotiatedRestartReason::RequestClosed, cancelled);
+            }
+            _ => {}
+        }
+    }
+
+    /// A reject of a bid of ours we already gave up on (it came after our withdrawal)
+    /// shows its requester is there after all: its request is a candidate again. (A
+    /// requester rejects a bid it can no longer accept, such as one past its deadline.)
+    fn revive(&mut self, author: PlayerId, fact: &NegotiatedFact) {
+        if let NegotiatedFact::Reject(r) = fact
+            && self.given_up.contains_key(&r.request)
+            && self.store.requester(r.request) == Some(author)
+            && self
+                .store
+                .get(r.bid)
+                .is_some_and(|b| b.author == self.config.me)
+        {
+            self.given_up.remove(&r.request);
+        }
+    }
+
     /// A request: if it is ours from before a reconnect, it is not ours to keep open.
     fn on_request(&mut self, author: PlayerId, id: NegotiatedFactId, request: &NegotiatedRequest) {
         if author == self.config.me
             && self.online
             && !self.store.is_closed(id)
             && self.current_request() != Some(id)
+            && !self.pending.contains_key(&id)
             && self.config.frames.is_live(request.frame, self.now)
         {
-            self.post(NegotiatedFact::Cancel(NegotiatedCancel { request: id }));
+            self.post(NegotiatedFact::Cancel(NegotiatedCancel::request(id)));
         }
     }
 
-    /// A bid on one of our requests: accept it if the request is the open one, reject it
-    /// otherwise (unless answered already).
+    /// A bid on one of our requests: accept it if the request is the open one and the
+    /// bid can still be accepted; leave it waiting while an accept of ours awaits its
+    /// verdict; reject it otherwise (unless answered already).
     fn on_bid(&mut self, author: PlayerId, id: NegotiatedFactId, bid: &NegotiatedBid) {
         if self.store.requester(bid.request) != Some(self.config.me) {
             return;
         }
-        if self.current_request() == Some(bid.request) {
-            let accept = self.post(NegotiatedFact::Accept(NegotiatedAccept {
-                request: bid.request,
-                bid: id,
-            }));
-            self.matched(NegotiatedMatch {
-                category: self.category.clone().unwrap_or_default(),
-                other: author,
-                role: NegotiatedRole::Requester,
-                request: bid.request,
-                bid: id,
-                accept,
-            });
-        } else if self.store.answer_to(id).is_none() {
-            self.post(NegotiatedFact::Reject(NegotiatedReject {
-                request: bid.request,
-                bid: id,
-            }));
-        }
-    }
-
-    /// An accept: of one of our bids (matched, or a late accept), or of another bid on
-    /// the request we bid on (as good as a reject).
-    fn on_accept(&mut self, author: PlayerId, id: NegotiatedFactId, accept: &NegotiatedAccept) {
-        if self.my_bids.contains_key(&accept.bid) {
-            self.on_accept_of_our_bid(author, id, accept);
-        } else {
-            // the requester took another bid: ours is as good as rejected
-            self.abandon_bid_on(accept.request, NegotiatedRestartReason::BidRejected);
-        }
-    }
-
-    /// The requester accepted one of our bids: the one we wait on, or an earlier one we
-    /// gave up on (taken when we are still free, reported otherwise).
-    fn on_accept_of_our_bid(
-        &mut self,
-        author: PlayerId,
-        id: NegotiatedFactId,
-        accept: &NegotiatedAccept,
-    ) {
-        let found = NegotiatedMatch {
-            category: self
-                .store
-                .request(accept.request)
-                .map(|(_, r)| r.category.clone())
-                .unwrap_or_default(),
-            other: author,
-            role: NegotiatedRole::Bidder,
-            request: accept.request,
-            bid: accept.bid,
-            accept: id,
-        };
-        match self.phase.clone() {
-            NegotiatedPhase::Bidding { bid, .. } if bid == accept.bid => self.matched(found),
-            NegotiatedPhase::Looking => self.matched(found),
-            NegotiatedPhase::Requesting { request, .. } => {
-                // a late accept while our own request has no bid: take it
-                self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
-                self.matched(found);
+        match self.phase {
+            NegotiatedPhase::Requesting { request, frame }
+                if request == bid.request && self.acceptable(id) =>
+            {
+                self.accept(request, frame, id, author);
             }
-            _ => self.error(
-                NegotiatedErrorKind::LateAccept,
-                format!(
-                    "player {author} accepted bid {} after we gave up on it",
-                    accept.bid
-                ),
-            ),
+            NegotiatedPhase::Accepting { request, .. } if request == bid.request => {}
+            _ if self.store.answer_to(id).is_none() => {
+                self.post(NegotiatedFact::Reject(NegotiatedReject {
+                    request: bid.request,
+                    bid: id,
+                }));
+            }
+            _ => {}
         }
-    }
-
-    /// A reject of the bid we wait on: look again.
-    fn on_reject(&mut self, reject: &NegotiatedReject) {
-        if let NegotiatedPhase::Bidding { bid, request, .. } = self.phase
-            && bid == reject.bid
-        {
-            self.abandon_bid(request, NegotiatedRestartReason::BidRejected);
-        }
-    }
-
-    /// A cancel of the request we bid on: look again.
-    fn on_cancel(&mut self, cancel: &NegotiatedCancel) {
-        self.abandon_bid_on(cancel.request, NegotiatedRestartReason::RequestClosed);
     }
 }

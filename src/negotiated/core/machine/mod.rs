@@ -4,17 +4,24 @@
 //! [`NegotiatedClientPlugin`](crate::negotiated::client::NegotiatedClientPlugin) drives it,
 //! and tests drive it directly.
 //!
-//! The algorithm (the seed's, plus a tie-break):
+//! The algorithm (the seed's, plus a tie-break, plus relay verdicts that make every
+//! match mutual):
 //!
 //! 1. **Looking**: once the relay has sent everything it holds for the current and the
 //!    prior frame, pick an open request (not accepted, not cancelled, not expired, not
-//!    ours, not one we gave up on) at random and bid on it; if there is none, post a
-//!    request to the current frame.
+//!    ours, not one we gave up on; at most one per author, its newest) at random and bid
+//!    on it; if there is none, post a request to the current frame.
 //! 2. **Bidding**: wait for the requester's answer. Accepted: matched. Rejected (or
-//!    another bid accepted), the request cancelled or expired, or no answer within the
-//!    bid timeout: back to 1.
-//! 3. **Requesting**: accept the first bid, reject every later one. When the request
-//!    expires (its frame is older than the prior frame) without a bid: back to 1.
+//!    another bid accepted), or the request cancelled: back to 1. When the bid's deadline
+//!    passes (the bid timeout), the request expires or its requester leaves, **withdraw**
+//!    the bid and wait for the relay's verdict: if the requester's accept was stored
+//!    first, it reaches us before the verdict and we are matched; otherwise the relay
+//!    refuses any later accept, and we are back to 1.
+//! 3. **Requesting**: accept the first bid that can still be accepted (deadline not
+//!    passed, bidder not gone), reject every later one, and count the match only when
+//!    the relay's verdict says the accept was stored; if it was refused (the bid was
+//!    withdrawn, expired or its bidder left), go on requesting. When the request expires
+//!    (its frame is older than the prior frame) without a bid: back to 1.
 //!    **Tie-break**: open requests that see each other were posted before either was
 //!    seen. Sorted by creation time then content id (the same order for every client),
 //!    they pair off from the oldest — (0, 1), (2, 3)... — and the newer of each pair
@@ -23,14 +30,20 @@
 //!    together pairs in one round trip.
 //! 4. **Matched**: done; bids still arriving on our request are rejected.
 //!
-//! Abandoning a search posts a cancel of our open request. When the relay reports that
-//! a player's connection closed, its requests are no longer bid on (and a bid waiting on
-//! one gives up at once instead of at the bid timeout).
+//! Every match is mutual: the relay stores at most one of an accept and a withdrawal of
+//! a bid (the first), the requester counts the match only when its accept was stored,
+//! and the bidder gives up a bid only on the relay's word that no accept was stored
+//! before. A connection that drops while an accept or a withdrawal awaits its verdict
+//! posts it again when back (the same fact, so the relay's answer is the same).
+//! What the relay lost cannot be recovered: if the relay restarts (or the bidder is away
+//! until the request's frame is dropped) between storing an accept and telling both
+//! sides, one side may never learn of the match.
 //!
-//! A bid cannot be withdrawn: if a requester answers after our bid timed out, we take the
-//! late accept when we are still free (looking, or requesting without a bid), and report
-//! [`NegotiatedErrorKind::LateAccept`] otherwise (the requester then holds a match we do
-//! not honour). Keep the bid timeout well above the round trip to the relay.
+//! Abandoning a search cancels our open request, or withdraws our bid (matched after
+//! all if the accept came first). When the relay reports that a player's connection
+//! closed, its requests are no longer bid on (and a bid waiting on one is withdrawn at
+//! once instead of at the bid timeout). Time is always taken first: facts that arrive
+//! with a later time are judged after whatever expired by then.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -43,19 +56,26 @@ use super::protocol::NegotiatedErrorKind;
 use super::store::NegotiatedFactStore;
 
 // By concern: `phase` and `output` are what the machine shows and says; `facts` reacts to
-// each kind of fact; `advance` moves the machine on in time (forgets old frames, watches
-// the readable ones, expires and decides); `searching` looks and requests; `bidding` bids
-// and gives up; `tie_break` pairs requests that saw each other.
+// each kind of fact; `verdicts` to the relay's verdicts on our posts; `connection` to the
+// relay connection coming and going; `advance` moves the machine on in time (forgets old
+// frames, watches the readable ones, expires and decides); `searching` looks and
+// requests; `requesting` accepts bids; `bidding` bids, withdraws and gives up;
+// `tie_break` pairs requests that saw each other.
 mod advance;
 mod bidding;
+mod connection;
 mod facts;
 mod output;
 mod phase;
+mod requesting;
 mod searching;
 mod tie_break;
+mod verdicts;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_verdicts;
 
 pub use output::{NegotiatedEvent, NegotiatedOutput, NegotiatedRestartReason};
 pub use phase::{NegotiatedMatch, NegotiatedPhase, NegotiatedRole};
@@ -67,7 +87,9 @@ pub struct NegotiatedMachineConfig {
     pub me: PlayerId,
     /// The frame grid.
     pub frames: NegotiatedFrames,
-    /// How long to wait for an answer to a bid.
+    /// How long a bid waits for an answer before we withdraw it (its deadline is this
+    /// long after we bid); also how long we wait before posting a request again after
+    /// the relay refused one.
     pub bid_timeout: Duration,
     /// Seed of the random choice among open requests.
     pub seed: u64,
@@ -89,8 +111,12 @@ pub struct NegotiatedMachine {
     /// Requests we no longer bid on, with their frames (`u64::MAX` when unknown).
     given_up: BTreeMap<NegotiatedFactId, u64>,
     departed: BTreeSet<PlayerId>,
-    /// Our bids: bid → (request, its frame).
-    my_bids: BTreeMap<NegotiatedFactId, (NegotiatedFactId, u64)>,
+    /// Our posts awaiting the relay's verdict (they join the store when stored).
+    pending: BTreeMap<NegotiatedFactId, NegotiatedFact>,
+    /// Bids on our request whose accept the relay refused: not accepted again.
+    refused_bids: BTreeSet<NegotiatedFactId>,
+    /// No request of ours before this relay time (the relay refused the last one).
+    hold_requests_until: Duration,
     now: Duration,
     last_stamp_us: u64,
     out: Vec<NegotiatedOutput>,
@@ -110,7 +136,9 @@ impl NegotiatedMachine {
             synced: BTreeSet::new(),
             given_up: BTreeMap::new(),
             departed: BTreeSet::new(),
-            my_bids: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            refused_bids: BTreeSet::new(),
+            hold_requests_until: Duration::ZERO,
             now: Duration::ZERO,
             last_stamp_us: 0,
             out: Vec::new(),
@@ -127,13 +155,31 @@ impl NegotiatedMachine {
         &self.phase
     }
 
-    /// Whether a search is under way (looking, requesting or bidding).
+    /// Whether a search is under way (looking, requesting, accepting, bidding or
+    /// withdrawing, including a cancel waiting for the relay's verdict).
     pub fn is_searching(&self) -> bool {
         matches!(
             self.phase,
             NegotiatedPhase::Looking
                 | NegotiatedPhase::Requesting { .. }
+                | NegotiatedPhase::Accepting { .. }
                 | NegotiatedPhase::Bidding { .. }
+                | NegotiatedPhase::Withdrawing { .. }
+        )
+    }
+
+    /// Whether the game asked to stop and the machine waits for the relay's verdict on
+    /// an accept or a withdrawal before it can say whether it is matched.
+    pub fn is_cancelling(&self) -> bool {
+        matches!(
+            self.phase,
+            NegotiatedPhase::Accepting {
+                cancelled: true,
+                ..
+            } | NegotiatedPhase::Withdrawing {
+                cancelled: true,
+                ..
+            }
         )
     }
 
@@ -145,6 +191,11 @@ impl NegotiatedMachine {
     /// What the machine knows.
     pub fn store(&self) -> &NegotiatedFactStore {
         &self.store
+    }
+
+    /// Our posts the relay has not given its verdict on yet.
+    pub fn pending(&self) -> impl Iterator<Item = (&NegotiatedFactId, &NegotiatedFact)> {
+        self.pending.iter()
     }
 
     /// Whether the relay connection is ready.
@@ -167,33 +218,12 @@ impl NegotiatedMachine {
         &self.departed
     }
 
-    /// The connection is up and the clock estimated: (re)subscribe and carry on.
-    pub fn online(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
-        self.online = true;
-        self.advance(now);
-        self.take()
-    }
-
-    /// The connection is gone: forget what the relay told us (it may have lost it too)
-    /// and start the search over once back online.
-    pub fn offline(&mut self) -> Vec<NegotiatedOutput> {
-        self.online = false;
-        self.store.clear();
-        self.synced.clear();
-        self.departed.clear();
-        self.subscribed = None;
-        if matches!(
-            self.phase,
-            NegotiatedPhase::Requesting { .. } | NegotiatedPhase::Bidding { .. }
-        ) {
-            self.restart(NegotiatedRestartReason::ConnectionLost);
-        }
-        self.take()
-    }
-
-    /// Starts searching in a category.
+    /// Starts searching in a category (or, while a cancel of a search in that category
+    /// waits for the relay's verdict, carries on with it).
     pub fn search(&mut self, category: &str, now: Duration) -> Vec<NegotiatedOutput> {
-        if self.is_searching() {
+        if self.is_cancelling() && self.category.as_deref() == Some(category) {
+            self.set_cancelled(false);
+        } else if self.is_searching() {
             self.error(
                 NegotiatedErrorKind::Unexpected,
                 format!(
@@ -211,26 +241,48 @@ impl NegotiatedMachine {
         self.take()
     }
 
-    /// Abandons the search: cancels our open request, if any.
+    /// Abandons the search: cancels our open request, or withdraws our bid. While an
+    /// accept or a withdrawal of ours waits for the relay's verdict, the search ends with
+    /// that verdict: matched if the accept won, cancelled otherwise.
     pub fn cancel(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
-        self.now = self.now.max(now);
-        if !self.is_searching() {
-            self.error(NegotiatedErrorKind::Unexpected, "not searching".to_owned());
-            return self.take();
+        self.expire_to(now);
+        match self.phase.clone() {
+            _ if !self.is_searching() || self.is_cancelling() => {
+                self.error(NegotiatedErrorKind::Unexpected, "not searching".to_owned());
+            }
+            NegotiatedPhase::Accepting { .. } | NegotiatedPhase::Withdrawing { .. } => {
+                self.set_cancelled(true);
+            }
+            NegotiatedPhase::Bidding { .. } => {
+                // offline, the withdrawal is posted again once back online
+                self.withdraw(NegotiatedRestartReason::RequestClosed, true);
+            }
+            NegotiatedPhase::Requesting { request, .. } if self.online => {
+                self.post(NegotiatedFact::Cancel(NegotiatedCancel::request(request)));
+                self.stop(Some(request));
+            }
+            _ => self.stop(None),
         }
-        let request = self.current_request();
-        if let Some(request) = request
-            && self.online
-        {
-            self.post(NegotiatedFact::Cancel(NegotiatedCancel { request }));
-        }
+        self.take()
+    }
+
+    /// The search is over without a match: idle, reported as cancelled.
+    pub(super) fn stop(&mut self, request: Option<NegotiatedFactId>) {
         self.phase = NegotiatedPhase::Idle;
         self.stop_watching();
         self.event(NegotiatedEvent::Cancelled {
             category: self.category.clone().unwrap_or_default(),
             request,
         });
-        self.take()
+    }
+
+    /// Marks (or unmarks) a wait for a verdict as the end of the search.
+    fn set_cancelled(&mut self, value: bool) {
+        if let NegotiatedPhase::Accepting { cancelled, .. }
+        | NegotiatedPhase::Withdrawing { cancelled, .. } = &mut self.phase
+        {
+            *cancelled = value;
+        }
     }
 
     /// The relay sent everything it holds for a watched frame.
@@ -252,37 +304,87 @@ impl NegotiatedMachine {
         }
     }
 
-    /// Time passed.
+    /// Time passed: expire and decide.
     pub fn tick(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
         self.advance(now);
         self.take()
     }
 
-    /// A fact arrived from the relay, stamped with `author`.
+    /// Time passed: forget old frames and end what expired by `now` (our request, the
+    /// wait on our bid), deciding nothing else. Call it before a batch of
+    /// [`ingest`](Self::ingest) calls, so that facts are judged after the time at which
+    /// they arrived.
+    pub fn pass_time(&mut self, now: Duration) -> Vec<NegotiatedOutput> {
+        self.expire_to(now);
+        self.take()
+    }
+
+    /// A fact arrived from the relay at `now`, stamped with `author`: time passes first,
+    /// then the fact is handled and the machine decides.
     pub fn receive(
         &mut self,
         author: PlayerId,
         fact: NegotiatedFact,
         now: Duration,
     ) -> Vec<NegotiatedOutput> {
-        self.now = self.now.max(now);
+        self.expire_to(now);
         self.handle_fact(author, fact);
         self.advance(now);
         self.take()
     }
 
-    /// Like [`receive`](Self::receive), but only reacts to the fact itself (answers a
-    /// bid, notes an accept or reject): looking, bidding, expiry and the tie-break wait
-    /// for the next [`tick`](Self::tick), so that a batch of facts that arrived together
-    /// is judged as a whole.
+    /// Like [`receive`](Self::receive) at the machine's current time, but only reacts to
+    /// the fact itself (answers a bid, notes an accept or reject): looking, bidding,
+    /// expiry and the tie-break wait for the next [`tick`](Self::tick), so that a batch
+    /// of facts that arrived together is judged as a whole.
     pub fn ingest(&mut self, author: PlayerId, fact: NegotiatedFact) -> Vec<NegotiatedOutput> {
         self.handle_fact(author, fact);
         self.take()
     }
 
+    /// The relay stored our post with this id (or already held it).
+    pub fn stored(&mut self, fact: NegotiatedFactId, now: Duration) -> Vec<NegotiatedOutput> {
+        self.expire_to(now);
+        self.on_stored(fact);
+        self.advance(now);
+        self.take()
+    }
+
+    /// Like [`stored`](Self::stored), deciding nothing until the next [`tick`](Self::tick).
+    pub fn ingest_stored(&mut self, fact: NegotiatedFactId) -> Vec<NegotiatedOutput> {
+        self.on_stored(fact);
+        self.take()
+    }
+
+    /// The relay refused our post with this id.
+    pub fn refused(
+        &mut self,
+        fact: NegotiatedFactId,
+        kind: NegotiatedErrorKind,
+        now: Duration,
+    ) -> Vec<NegotiatedOutput> {
+        self.expire_to(now);
+        self.on_refused(fact, kind);
+        self.advance(now);
+        self.take()
+    }
+
+    /// Like [`refused`](Self::refused), deciding nothing until the next
+    /// [`tick`](Self::tick).
+    pub fn ingest_refused(
+        &mut self,
+        fact: NegotiatedFactId,
+        kind: NegotiatedErrorKind,
+    ) -> Vec<NegotiatedOutput> {
+        self.on_refused(fact, kind);
+        self.take()
+    }
+
     /// The relay says `author`'s connection closed: its requests will not be answered.
-    /// We stop bidding on them (at once if we are waiting on one) until it posts again.
+    /// We stop bidding on them (withdrawing at once a bid waiting on one) until it posts
+    /// again.
     pub fn departed(&mut self, author: PlayerId, now: Duration) -> Vec<NegotiatedOutput> {
+        self.expire_to(now);
         self.note_departed(author);
         self.advance(now);
         self.take()
@@ -300,19 +402,19 @@ impl NegotiatedMachine {
             return;
         }
         self.departed.insert(author);
-        if let NegotiatedPhase::Bidding {
-            request, requester, ..
-        } = self.phase
+        if let NegotiatedPhase::Bidding { requester, .. } = self.phase
             && requester == author
+            && self.online
         {
-            self.abandon_bid(request, NegotiatedRestartReason::RequestClosed);
+            self.withdraw(NegotiatedRestartReason::RequestClosed, false);
         }
     }
 
-    /// Our open request, when requesting.
+    /// Our open request, when requesting or accepting a bid on it.
     fn current_request(&self) -> Option<NegotiatedFactId> {
         match self.phase {
-            NegotiatedPhase::Requesting { request, .. } => Some(request),
+            NegotiatedPhase::Requesting { request, .. }
+            | NegotiatedPhase::Accepting { request, .. } => Some(request),
             _ => None,
         }
     }

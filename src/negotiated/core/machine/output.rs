@@ -23,6 +23,8 @@ pub enum NegotiatedRestartReason {
     TieBreak,
     /// The connection to the relay was lost (the relay may have lost our facts).
     ConnectionLost,
+    /// The relay refused our request or our bid.
+    Refused,
 }
 
 /// What happened, for the game.
@@ -76,13 +78,15 @@ pub enum NegotiatedOutput {
 }
 
 impl NegotiatedMachine {
-    /// Stores our own fact and sends it; returns its id.
+    /// Sends our own fact (when online: offline, what still matters is posted again
+    /// once back); returns its id. It joins our store once the relay's verdict says it
+    /// was stored.
     pub(super) fn post(&mut self, fact: NegotiatedFact) -> NegotiatedFactId {
-        let signed = NegotiatedSignedFact::new(self.config.me, fact.clone());
-        let id = signed.id();
-        // our facts are about requests we know, so this cannot fail
-        let _ = self.store.insert(signed);
-        self.send(NegotiatedClientMessage::Post { fact });
+        let id = NegotiatedSignedFact::new(self.config.me, fact.clone()).id();
+        if self.online {
+            self.pending.insert(id, fact.clone());
+            self.send(NegotiatedClientMessage::Post { fact });
+        }
         id
     }
 

@@ -6,6 +6,8 @@ use crate::shared::player::PlayerId;
 
 use crate::negotiated::core::fact::NegotiatedFactId;
 
+use super::NegotiatedRestartReason;
+
 /// Which side of the conversation we were on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NegotiatedRole {
@@ -15,7 +17,7 @@ pub enum NegotiatedRole {
     Bidder,
 }
 
-/// A match: the request, the accepted bid and the accept.
+/// A match: the request, the accepted bid and the accept, which the relay stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NegotiatedMatch {
     /// The category.
@@ -64,6 +66,22 @@ pub enum NegotiatedPhase {
         /// Its frame.
         frame: u64,
     },
+    /// We accepted a bid on our request and wait for the relay's verdict: matched once
+    /// the relay stored the accept; back to requesting if it refused it.
+    Accepting {
+        /// Our request.
+        request: NegotiatedFactId,
+        /// Its frame.
+        frame: u64,
+        /// The bid accepted.
+        bid: NegotiatedFactId,
+        /// Its author.
+        bidder: PlayerId,
+        /// Our accept.
+        accept: NegotiatedFactId,
+        /// The game asked to stop meanwhile: idle if the accept is refused.
+        cancelled: bool,
+    },
     /// Our bid waits for an answer.
     Bidding {
         /// The bid.
@@ -74,6 +92,25 @@ pub enum NegotiatedPhase {
         requester: PlayerId,
         /// When we bid (relay time).
         since: Duration,
+        /// The bid's deadline (relay time): we withdraw it then.
+        deadline: Duration,
+    },
+    /// We withdrew our bid and wait for the relay's verdict: free once the withdrawal is
+    /// stored (or refused for a bid that can no longer be accepted), matched if the
+    /// requester's accept was stored first.
+    Withdrawing {
+        /// The bid.
+        bid: NegotiatedFactId,
+        /// The request bid on.
+        request: NegotiatedFactId,
+        /// Its author.
+        requester: PlayerId,
+        /// Our withdrawal.
+        withdrawal: NegotiatedFactId,
+        /// Why we withdrew (reported when free).
+        reason: NegotiatedRestartReason,
+        /// The game asked to stop: idle when free instead of looking again.
+        cancelled: bool,
     },
     /// Paired.
     Matched(NegotiatedMatch),

@@ -1,7 +1,11 @@
-//! Searching: looking at the readable frames, posting and keeping our request, and the
-//! ends of a search (matched, or back to looking).
+//! Searching: looking at the readable frames, posting our request, and the ends of a
+//! search (matched, or back to looking).
+
+use std::collections::BTreeMap;
 
 use crate::negotiated::core::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedRequest};
+use crate::negotiated::core::store::NegotiatedStoredFact;
+use crate::shared::player::PlayerId;
 
 use super::advance::Step;
 use super::{
@@ -10,7 +14,8 @@ use super::{
 
 impl NegotiatedMachine {
     /// While looking, once every readable frame is synced: bid on a random open request,
-    /// or post our own to the `current` frame when there is none.
+    /// or post our own to the `current` frame when there is none (unless the relay
+    /// refused our last request a moment ago).
     pub(super) fn step_looking(
         &mut self,
         current: u64,
@@ -21,50 +26,30 @@ impl NegotiatedMachine {
             return Step::Settled;
         }
         let candidates = self.candidates(readable);
-        if candidates.is_empty() {
-            self.request(current);
-        } else {
+        if !candidates.is_empty() {
             let pick = candidates[self.rng.usize(..candidates.len())];
             self.bid(pick);
+        } else if self.now >= self.hold_requests_until {
+            self.request(current);
         }
         Step::Settled
     }
 
-    /// While our request is open: look again when it expired or was closed, and yield
-    /// to an older request when the tie-break says so.
-    pub(super) fn step_requesting(
-        &mut self,
-        request: NegotiatedFactId,
-        frame: u64,
-        readable: &[u64],
-        all_synced: bool,
-    ) -> Step {
-        if !self.config.frames.is_live(frame, self.now) {
-            self.restart(NegotiatedRestartReason::RequestExpired);
-            return Step::Again;
-        }
-        if self.store.is_closed(request) {
-            // closed by a fact of ours we did not post in this session
-            self.restart(NegotiatedRestartReason::RequestClosed);
-            return Step::Again;
-        }
-        if all_synced && let Some(older) = self.tie_break(request, readable) {
-            self.yield_to(request, older);
-        }
-        Step::Settled
-    }
-
-    /// Open requests of others we may bid on, in a stable order.
+    /// Open requests of others we may bid on: one per author at most, its newest (an
+    /// honest client has one open request; a client posting many gets one try, not one
+    /// per request), not given up on, its author not gone. Sorted by author.
     pub(super) fn candidates(&self, readable: &[u64]) -> Vec<NegotiatedFactId> {
         let category = self.category.as_deref().unwrap_or_default();
-        self.store
-            .open_requests(category, readable)
-            .into_iter()
-            .filter(|r| {
-                r.author != self.config.me
-                    && !self.given_up.contains_key(&r.id)
-                    && !self.departed.contains(&r.author)
-            })
+        let mut newest: BTreeMap<PlayerId, &NegotiatedStoredFact> = BTreeMap::new();
+        for r in self.store.open_requests(category, readable) {
+            if r.author != self.config.me {
+                // frame then arrival order: a later one replaces an earlier one
+                newest.insert(r.author, r);
+            }
+        }
+        newest
+            .into_values()
+            .filter(|r| !self.given_up.contains_key(&r.id) && !self.departed.contains(&r.author))
             .map(|r| r.id)
             .collect()
     }
@@ -78,6 +63,7 @@ impl NegotiatedMachine {
             frame,
             created_us,
         }));
+        self.refused_bids.clear();
         self.phase = NegotiatedPhase::Requesting { request, frame };
         self.event(NegotiatedEvent::RequestPosted {
             request,

@@ -13,14 +13,14 @@ use crate::shared::player::PlayerId;
 
 use super::*;
 
-const ME: PlayerId = 1;
-const FRAME: Duration = Duration::from_secs(10);
+pub(super) const ME: PlayerId = 1;
+pub(super) const FRAME: Duration = Duration::from_secs(10);
 
-fn t(ms: u64) -> Duration {
+pub(super) fn t(ms: u64) -> Duration {
     Duration::from_secs(1000) + Duration::from_millis(ms)
 }
 
-fn machine() -> NegotiatedMachine {
+pub(super) fn machine() -> NegotiatedMachine {
     NegotiatedMachine::new(NegotiatedMachineConfig {
         me: ME,
         frames: NegotiatedFrames::new(FRAME),
@@ -29,7 +29,7 @@ fn machine() -> NegotiatedMachine {
     })
 }
 
-fn posts(out: &[NegotiatedOutput]) -> Vec<NegotiatedFact> {
+pub(super) fn posts(out: &[NegotiatedOutput]) -> Vec<NegotiatedFact> {
     out.iter()
         .filter_map(|o| match o {
             NegotiatedOutput::Send(NegotiatedClientMessage::Post { fact }) => Some(fact.clone()),
@@ -38,7 +38,7 @@ fn posts(out: &[NegotiatedOutput]) -> Vec<NegotiatedFact> {
         .collect()
 }
 
-fn events(out: &[NegotiatedOutput]) -> Vec<NegotiatedEvent> {
+pub(super) fn events(out: &[NegotiatedOutput]) -> Vec<NegotiatedEvent> {
     out.iter()
         .filter_map(|o| match o {
             NegotiatedOutput::Event(e) => Some(e.clone()),
@@ -47,8 +47,36 @@ fn events(out: &[NegotiatedOutput]) -> Vec<NegotiatedEvent> {
         .collect()
 }
 
-/// A machine online and searching at `t(0)`, with both readable frames synced.
-fn searching(m: &mut NegotiatedMachine) -> Vec<NegotiatedOutput> {
+/// The relay's verdict "stored" on every post in `out`, at `now`; what the machine said.
+pub(super) fn confirm(
+    m: &mut NegotiatedMachine,
+    out: &[NegotiatedOutput],
+    now: Duration,
+) -> Vec<NegotiatedOutput> {
+    posts(out)
+        .into_iter()
+        .flat_map(|fact| m.stored(id_of(ME, fact), now))
+        .collect()
+}
+
+/// A bid by someone on `request` that stays valid for an hour.
+pub(super) fn bid_on(request: NegotiatedFactId, created_us: u64) -> NegotiatedFact {
+    NegotiatedFact::Bid(NegotiatedBid {
+        request,
+        created_us,
+        deadline_us: as_us(t(3_600_000)),
+    })
+}
+
+pub(super) fn is_matched(out: &[NegotiatedOutput]) -> bool {
+    events(out)
+        .iter()
+        .any(|e| matches!(e, NegotiatedEvent::Matched(_)))
+}
+
+/// A machine online and searching at `t(0)`, with both readable frames synced and its
+/// request stored by the relay.
+pub(super) fn searching(m: &mut NegotiatedMachine) -> Vec<NegotiatedOutput> {
     let mut out = m.online(t(0));
     out.extend(m.search("duel", t(0)));
     let frames: Vec<u64> = m.config().frames.readable(t(0));
@@ -61,11 +89,13 @@ fn searching(m: &mut NegotiatedMachine) -> Vec<NegotiatedOutput> {
     for f in frames {
         out.extend(m.synced("duel", f, t(0)));
     }
+    let confirmed = confirm(m, &out, t(0));
+    out.extend(confirmed);
     out
 }
 
 /// Our open request; panics when not requesting.
-fn open_request(m: &NegotiatedMachine) -> NegotiatedFactId {
+pub(super) fn open_request(m: &NegotiatedMachine) -> NegotiatedFactId {
     let NegotiatedPhase::Requesting { request, .. } = m.phase() else {
         panic!("not requesting: {:?}", m.phase())
     };
@@ -73,11 +103,11 @@ fn open_request(m: &NegotiatedMachine) -> NegotiatedFactId {
 }
 
 /// The id the relay's stamp gives `fact` posted by `author`.
-fn id_of(author: PlayerId, fact: NegotiatedFact) -> NegotiatedFactId {
+pub(super) fn id_of(author: PlayerId, fact: NegotiatedFact) -> NegotiatedFactId {
     NegotiatedSignedFact::new(author, fact).id()
 }
 
-fn request_by(author: PlayerId, created_ms: u64) -> (NegotiatedFactId, NegotiatedFact) {
+pub(super) fn request_by(author: PlayerId, created_ms: u64) -> (NegotiatedFactId, NegotiatedFact) {
     let fact = NegotiatedFact::Request(NegotiatedRequest {
         category: "duel".into(),
         frame: NegotiatedFrames::new(FRAME).frame_of(t(created_ms)),
@@ -86,8 +116,8 @@ fn request_by(author: PlayerId, created_ms: u64) -> (NegotiatedFactId, Negotiate
     (id_of(author, fact.clone()), fact)
 }
 
-/// A machine bidding on player 2's request; returns (request, bid).
-fn bidding(m: &mut NegotiatedMachine) -> (NegotiatedFactId, NegotiatedFactId) {
+/// A machine bidding on player 2's request (the bid stored); returns (request, bid).
+pub(super) fn bidding(m: &mut NegotiatedMachine) -> (NegotiatedFactId, NegotiatedFactId) {
     m.online(t(0));
     m.search("duel", t(0));
     let (r, fact) = request_by(2, 0);
@@ -102,6 +132,7 @@ fn bidding(m: &mut NegotiatedMachine) -> (NegotiatedFactId, NegotiatedFactId) {
     };
     assert_eq!(request, r);
     assert_eq!(posts(&out).len(), 1);
+    assert!(confirm(m, &out, t(0)).is_empty());
     (r, bid)
 }
 
@@ -136,30 +167,35 @@ fn a_requester_accepts_the_first_bid_and_rejects_the_rest() {
     let mut m = machine();
     searching(&mut m);
     let request = open_request(&m);
-    let bid = |ms| {
-        NegotiatedFact::Bid(NegotiatedBid {
-            request,
-            created_us: ms,
-        })
-    };
+    let bid = |us| bid_on(request, us);
     let out = m.receive(2, bid(1), t(5));
     let accept = NegotiatedAccept {
         request,
         bid: id_of(2, bid(1)),
     };
-    assert_eq!(posts(&out), vec![NegotiatedFact::Accept(accept)]);
+    assert_eq!(posts(&out), vec![NegotiatedFact::Accept(accept.clone())]);
+    assert!(
+        !is_matched(&out),
+        "matched only once the relay stored the accept"
+    );
+    // a second bid meanwhile waits for the verdict
+    let out = m.receive(3, bid(2), t(6));
+    assert!(posts(&out).is_empty());
+    let out = m.stored(id_of(ME, NegotiatedFact::Accept(accept)), t(7));
     assert!(
         matches!(&events(&out)[..], [NegotiatedEvent::Matched(m)] if m.other == 2 && m.role == NegotiatedRole::Requester)
     );
-    // a duplicate changes nothing; a later bid is rejected; a self-bid is ignored
-    assert!(posts(&m.receive(2, bid(1), t(6))).is_empty());
-    let out = m.receive(3, bid(2), t(7));
+    // ... and is rejected then
     let reject = NegotiatedReject {
         request,
         bid: id_of(3, bid(2)),
     };
     assert_eq!(posts(&out), vec![NegotiatedFact::Reject(reject)]);
-    let out = m.receive(ME, bid(3), t(8));
+    // a duplicate changes nothing; a later bid is rejected; a self-bid is ignored
+    assert!(posts(&m.receive(2, bid(1), t(8))).is_empty());
+    let out = m.receive(4, bid(3), t(9));
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Reject(_)]));
+    let out = m.receive(ME, bid(4), t(10));
     assert!(posts(&out).is_empty());
     assert!(matches!(
         &events(&out)[..],
@@ -203,11 +239,22 @@ fn a_reject_restarts_and_the_request_is_not_bid_on_again() {
 }
 
 #[test]
-fn an_unanswered_bid_times_out() {
+fn an_unanswered_bid_is_withdrawn_at_its_deadline() {
     let mut m = machine();
-    let (_, _) = bidding(&mut m);
-    assert!(events(&m.tick(t(1999))).is_empty());
+    let (r, bid) = bidding(&mut m);
+    assert!(m.tick(t(1999)).is_empty());
     let out = m.tick(t(2000));
+    let withdrawal = NegotiatedFact::Cancel(NegotiatedCancel::withdraw(r, bid));
+    assert_eq!(posts(&out), vec![withdrawal.clone()]);
+    assert!(
+        events(&out).is_empty(),
+        "not free before the relay's verdict"
+    );
+    assert!(matches!(m.phase(), NegotiatedPhase::Withdrawing { .. }));
+    // time alone does not free it
+    let out = m.tick(t(5_000));
+    assert!(posts(&out).is_empty() && events(&out).is_empty());
+    let out = m.stored(id_of(ME, withdrawal), t(5_001));
     assert_eq!(
         events(&out)[0],
         NegotiatedEvent::Restarted(NegotiatedRestartReason::BidTimedOut)
@@ -216,47 +263,37 @@ fn an_unanswered_bid_times_out() {
 }
 
 #[test]
-fn a_late_accept_is_taken_when_free_and_reported_when_busy() {
-    // free: requesting without a bid -> cancel our request, matched
+fn an_accept_stored_before_our_withdrawal_makes_the_match() {
     let mut m = machine();
     let (r, bid) = bidding(&mut m);
-    m.tick(t(2000));
-    let mine = open_request(&m);
+    let out = m.tick(t(2000));
+    let withdrawal = posts(&out)[0].clone();
+    // the requester's accept was stored first: it arrives before the verdict
+    let accept = NegotiatedFact::Accept(NegotiatedAccept { request: r, bid });
+    let out = m.receive(2, accept.clone(), t(2010));
+    assert!(
+        matches!(&events(&out)[..], [NegotiatedEvent::Matched(x)] if x.other == 2 && x.bid == bid && x.accept == id_of(2, accept.clone()))
+    );
+    let out = m.refused(
+        id_of(ME, withdrawal),
+        NegotiatedErrorKind::BidAnswered,
+        t(2011),
+    );
+    assert!(out.is_empty());
+    assert!(matches!(m.phase(), NegotiatedPhase::Matched(_)));
+    // once free, an accept of that old bid is no match (the relay refuses one anyway)
+    let mut m = machine();
+    let (r, bid) = bidding(&mut m);
+    let out = m.tick(t(2000));
+    confirm(&mut m, &out, t(2001));
+    assert!(matches!(m.phase(), NegotiatedPhase::Requesting { .. }));
     let out = m.receive(
         2,
         NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }),
         t(2100),
     );
-    assert_eq!(
-        posts(&out),
-        vec![NegotiatedFact::Cancel(NegotiatedCancel { request: mine })]
-    );
-    assert!(matches!(m.phase(), NegotiatedPhase::Matched(x) if x.other == 2 && x.bid == bid));
-
-    // busy: bidding on another request -> error, keep bidding
-    let mut m = machine();
-    let (r, bid) = bidding(&mut m);
-    m.tick(t(2000));
-    let NegotiatedPhase::Requesting { .. } = m.phase() else {
-        panic!("{:?}", m.phase())
-    };
-    // 3's request, older than ours: the tie-break makes us bid on it
-    let (r3, fact) = request_by(3, 1990);
-    m.receive(3, fact, t(2001));
-    assert!(matches!(m.phase(), NegotiatedPhase::Bidding { request, .. } if *request == r3));
-    let out = m.receive(
-        2,
-        NegotiatedFact::Accept(NegotiatedAccept { request: r, bid }),
-        t(2100),
-    );
-    assert!(matches!(
-        &events(&out)[..],
-        [NegotiatedEvent::Error {
-            kind: NegotiatedErrorKind::LateAccept,
-            ..
-        }]
-    ));
-    assert!(matches!(m.phase(), NegotiatedPhase::Bidding { request, .. } if *request == r3));
+    assert!(!is_matched(&out));
+    assert!(matches!(m.phase(), NegotiatedPhase::Requesting { .. }));
 }
 
 #[test]
@@ -282,7 +319,7 @@ fn the_tie_break_pairs_off_sorted_requests() {
     let p = posts(&out);
     assert_eq!(
         p[0],
-        NegotiatedFact::Cancel(NegotiatedCancel { request: mine })
+        NegotiatedFact::Cancel(NegotiatedCancel::request(mine))
     );
     assert!(matches!(&p[1], NegotiatedFact::Bid(b) if b.request == older));
     assert_eq!(
@@ -314,15 +351,19 @@ fn losing_the_connection_restarts_and_old_requests_are_cancelled() {
     let out = m.ingest(ME, old_fact);
     assert_eq!(
         posts(&out),
-        vec![NegotiatedFact::Cancel(NegotiatedCancel { request: old })]
+        vec![NegotiatedFact::Cancel(NegotiatedCancel::request(old))]
     );
 }
 
 #[test]
 fn a_departed_requester_is_not_waited_for_nor_bid_on() {
     let mut m = machine();
-    let (r, _) = bidding(&mut m);
+    let (r, bid) = bidding(&mut m);
+    // its bid is withdrawn at once, not at the deadline
     let out = m.departed(2, t(100));
+    let withdrawal = NegotiatedFact::Cancel(NegotiatedCancel::withdraw(r, bid));
+    assert_eq!(posts(&out), vec![withdrawal.clone()]);
+    let out = m.stored(id_of(ME, withdrawal), t(100));
     assert_eq!(
         events(&out)[0],
         NegotiatedEvent::Restarted(NegotiatedRestartReason::RequestClosed)
@@ -351,17 +392,108 @@ fn cancel_posts_a_cancel_of_the_open_request() {
     let out = m.cancel(t(10));
     assert_eq!(
         posts(&out),
-        vec![NegotiatedFact::Cancel(NegotiatedCancel { request })]
+        vec![NegotiatedFact::Cancel(NegotiatedCancel::request(request))]
     );
     assert!(out.contains(&NegotiatedOutput::Send(
         NegotiatedClientMessage::Unsubscribe
     )));
     assert_eq!(m.phase(), &NegotiatedPhase::Idle);
     // a bid arriving afterwards is rejected
-    let bid = NegotiatedFact::Bid(NegotiatedBid {
-        request,
-        created_us: 9,
-    });
-    let out = m.receive(2, bid, t(20));
+    let out = m.receive(2, bid_on(request, 9), t(20));
     assert!(matches!(&posts(&out)[..], [NegotiatedFact::Reject(_)]));
+}
+
+#[test]
+fn a_bid_that_arrives_after_the_request_expired_is_not_accepted() {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let NegotiatedPhase::Requesting { frame, .. } = *m.phase() else {
+        unreachable!()
+    };
+    // the bid comes in with the time at which the request expired: expiry first
+    let expiry = NegotiatedFrames::new(FRAME).start_of(frame + 2);
+    let out = m.receive(2, bid_on(request, as_us(expiry)), expiry);
+    assert!(
+        !events(&out)
+            .iter()
+            .any(|e| matches!(e, NegotiatedEvent::Matched(_))),
+        "matched on an expired request: {out:?}"
+    );
+    assert_eq!(
+        events(&out)[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::RequestExpired)
+    );
+    assert!(
+        posts(&out)
+            .iter()
+            .any(|f| matches!(f, NegotiatedFact::Reject(r) if r.request == request))
+    );
+}
+
+#[test]
+fn one_open_request_per_author_is_a_candidate() {
+    let mut m = machine();
+    m.online(t(0));
+    m.search("duel", t(0));
+    // a junk client posts 256 requests in the frame and answers nothing
+    for n in 0..256 {
+        let (_, fact) = request_by(9, n);
+        m.ingest(9, fact);
+    }
+    let mut out = Vec::new();
+    for f in m.config().frames.readable(t(0)) {
+        out.extend(m.synced("duel", f, t(300)));
+    }
+    let NegotiatedPhase::Bidding { bid, request, .. } = *m.phase() else {
+        panic!("not bidding: {:?}", m.phase())
+    };
+    // it rejects our bid: we do not try its 255 other requests one after the other
+    let out = m.receive(
+        9,
+        NegotiatedFact::Reject(NegotiatedReject { request, bid }),
+        t(400),
+    );
+    assert!(
+        matches!(&posts(&out)[..], [NegotiatedFact::Request(_)]),
+        "{:?}",
+        posts(&out)
+    );
+}
+
+#[test]
+fn a_requester_is_not_matched_before_the_relay_stored_its_accept() {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let out = m.receive(2, bid_on(request, 1), t(5));
+    assert!(matches!(&posts(&out)[..], [NegotiatedFact::Accept(_)]));
+    assert!(
+        !matches!(m.phase(), NegotiatedPhase::Matched(_)),
+        "matched on an accept the relay may refuse"
+    );
+}
+
+#[test]
+fn facts_after_a_pass_of_time_are_judged_after_what_expired() {
+    // the client plugin's order: time passes, then the batch of facts, then a tick
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let NegotiatedPhase::Requesting { frame, .. } = *m.phase() else {
+        unreachable!()
+    };
+    let expiry = NegotiatedFrames::new(FRAME).start_of(frame + 2);
+    let mut out = m.pass_time(expiry);
+    out.extend(m.ingest(2, bid_on(request, 5)));
+    out.extend(m.tick(expiry));
+    assert!(
+        !posts(&out)
+            .iter()
+            .any(|f| matches!(f, NegotiatedFact::Accept(_)))
+    );
+    assert_eq!(
+        events(&out)[0],
+        NegotiatedEvent::Restarted(NegotiatedRestartReason::RequestExpired)
+    );
 }

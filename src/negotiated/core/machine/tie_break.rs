@@ -32,7 +32,7 @@ impl NegotiatedMachine {
 
     /// The younger of a pair: cancel our request `mine` and bid on the `older` one.
     pub(super) fn yield_to(&mut self, mine: NegotiatedFactId, older: NegotiatedFactId) {
-        self.post(NegotiatedFact::Cancel(NegotiatedCancel { request: mine }));
+        self.post(NegotiatedFact::Cancel(NegotiatedCancel::request(mine)));
         self.restart(NegotiatedRestartReason::TieBreak);
         self.bid(older);
     }

@@ -3,15 +3,16 @@
 //! The store is a set: inserting a fact it holds changes nothing. Facts about a request
 //! (bids, accepts, rejects, cancels) live in the request's frame, so dropping a frame drops
 //! a whole conversation. Queries that close a request or answer a bid only count facts
-//! whose author is entitled to them ([`NegotiatedFactStore::is_entitled`]): a forged accept
-//! or cancel sits in the store but closes nothing.
+//! whose author is entitled to them ([`NegotiatedFactStore::is_entitled`]): a forged accept,
+//! cancel or withdrawal sits in the store but closes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::shared::player::PlayerId;
 
 use super::fact::{
-    NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest, NegotiatedSignedFact,
+    NegotiatedBid, NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest,
+    NegotiatedSignedFact,
 };
 
 /// A fact in the store, with its id and where it lives.
@@ -34,6 +35,14 @@ impl NegotiatedStoredFact {
     pub fn as_request(&self) -> Option<&NegotiatedRequest> {
         match &self.fact {
             NegotiatedFact::Request(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The fact as a bid, if it is one.
+    pub fn as_bid(&self) -> Option<&NegotiatedBid> {
+        match &self.fact {
+            NegotiatedFact::Bid(b) => Some(b),
             _ => None,
         }
     }
@@ -104,6 +113,8 @@ pub enum NegotiatedAnswer {
     Accepted(NegotiatedFactId),
     /// Rejected by the requester (this reject's id).
     Rejected(NegotiatedFactId),
+    /// Withdrawn by the bidder (this withdrawal's id).
+    Withdrawn(NegotiatedFactId),
 }
 
 /// Facts by frame, idempotent on insert.
@@ -112,7 +123,11 @@ pub struct NegotiatedFactStore {
     facts: HashMap<NegotiatedFactId, NegotiatedStoredFact>,
     frames: BTreeMap<u64, Vec<NegotiatedFactId>>,
     about: HashMap<NegotiatedFactId, Vec<NegotiatedFactId>>,
+    /// Facts each author posted that count toward its share of a frame (see
+    /// [`count_by`](NegotiatedFactStore::count_by)).
     per_author: HashMap<(u64, PlayerId), usize>,
+    /// Every fact of each author.
+    authored: HashMap<PlayerId, BTreeSet<NegotiatedFactId>>,
 }
 
 impl NegotiatedFactStore {
@@ -181,11 +196,14 @@ impl NegotiatedFactStore {
             return Ok(NegotiatedInsert::Duplicate(id));
         }
         let (frame, category) = self.locate(&fact.fact, require_bid)?;
+        if self.counts_toward_share(fact.author, &fact.fact) {
+            *self.per_author.entry((frame, fact.author)).or_default() += 1;
+        }
         if let Some(request) = fact.fact.request() {
             self.about.entry(request).or_default().push(id);
         }
         self.frames.entry(frame).or_default().push(id);
-        *self.per_author.entry((frame, fact.author)).or_default() += 1;
+        self.authored.entry(fact.author).or_default().insert(id);
         self.facts.insert(
             id,
             NegotiatedStoredFact {
@@ -199,9 +217,36 @@ impl NegotiatedFactStore {
         Ok(NegotiatedInsert::Added(id))
     }
 
+    /// Whether a fact counts toward its author's share of a frame: everything but the
+    /// answers an author owes to bids (the requester's rejects, the bidder's withdrawal),
+    /// of which there is at most one per bid, so that bids from others can never use up
+    /// the share a requester needs for its accept.
+    pub fn counts_toward_share(&self, author: PlayerId, fact: &NegotiatedFact) -> bool {
+        let answer = matches!(
+            fact.kind(),
+            NegotiatedFactKind::Reject | NegotiatedFactKind::Withdraw
+        );
+        !(answer && self.is_entitled(author, fact))
+    }
+
     /// A fact by id.
     pub fn get(&self, id: NegotiatedFactId) -> Option<&NegotiatedStoredFact> {
         self.facts.get(&id)
+    }
+
+    /// A bid by id, with its stored entry.
+    pub fn bid(&self, id: NegotiatedFactId) -> Option<(&NegotiatedStoredFact, &NegotiatedBid)> {
+        let stored = self.facts.get(&id)?;
+        stored.as_bid().map(|b| (stored, b))
+    }
+
+    /// The facts `author` posted that the store holds (in id order).
+    pub fn by_author(&self, author: PlayerId) -> impl Iterator<Item = &NegotiatedStoredFact> {
+        self.authored
+            .get(&author)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.facts.get(id))
     }
 
     /// Whether the store holds this fact.
@@ -225,7 +270,8 @@ impl NegotiatedFactStore {
 
     /// Whether `author` may post `fact`, given what the store knows: anyone may post a
     /// request; anyone but the requester may bid; only the requester may accept,
-    /// reject or cancel. Facts about unknown requests are not entitled.
+    /// reject or cancel; only the bidder may withdraw its bid. Facts about unknown
+    /// requests (and withdrawals of unknown bids) are not entitled.
     pub fn is_entitled(&self, author: PlayerId, fact: &NegotiatedFact) -> bool {
         let Some(request) = fact.request() else {
             return true;
@@ -239,6 +285,10 @@ impl NegotiatedFactStore {
             NegotiatedFactKind::Accept
             | NegotiatedFactKind::Reject
             | NegotiatedFactKind::Cancel => author == requester,
+            NegotiatedFactKind::Withdraw => fact
+                .bid()
+                .and_then(|bid| self.bid(bid))
+                .is_some_and(|(stored, bid)| stored.author == author && bid.request == request),
         }
     }
 
@@ -300,14 +350,25 @@ impl NegotiatedFactStore {
             .collect()
     }
 
-    /// How the requester answered a bid the store holds, if it did.
+    /// The first answer to a bid the store holds: the requester's accept or reject, or
+    /// the bidder's withdrawal.
     pub fn answer_to(&self, bid: NegotiatedFactId) -> Option<NegotiatedAnswer> {
         let request = self.facts.get(&bid)?.fact.request()?;
-        self.entitled_about(request).find_map(|f| match &f.fact {
-            NegotiatedFact::Accept(a) if a.bid == bid => Some(NegotiatedAnswer::Accepted(f.id)),
-            NegotiatedFact::Reject(r) if r.bid == bid => Some(NegotiatedAnswer::Rejected(f.id)),
-            _ => None,
-        })
+        self.entitled_about(request)
+            .filter(|f| f.fact.bid() == Some(bid))
+            .find_map(|f| match f.fact.kind() {
+                NegotiatedFactKind::Accept => Some(NegotiatedAnswer::Accepted(f.id)),
+                NegotiatedFactKind::Reject => Some(NegotiatedAnswer::Rejected(f.id)),
+                NegotiatedFactKind::Withdraw => Some(NegotiatedAnswer::Withdrawn(f.id)),
+                _ => None,
+            })
+    }
+
+    /// The requester's accept of this bid, if the store holds one.
+    pub fn accept_of_bid(&self, bid: NegotiatedFactId) -> Option<&NegotiatedStoredFact> {
+        let request = self.facts.get(&bid)?.fact.request()?;
+        self.entitled_about(request)
+            .find(|f| f.fact.kind() == NegotiatedFactKind::Accept && f.fact.bid() == Some(bid))
     }
 
     /// Requests of a category in these frames that are neither accepted nor cancelled,
@@ -327,19 +388,33 @@ impl NegotiatedFactStore {
         self.stored(self.frames.get(&frame))
     }
 
-    /// How many facts `author` stored in `frame`.
+    /// How many facts `author` stored in `frame`, not counting its rejects of bids on its
+    /// requests and withdrawals of its own bids (at most one per bid: they answer others).
     pub fn count_by(&self, author: PlayerId, frame: u64) -> usize {
         self.per_author.get(&(frame, author)).copied().unwrap_or(0)
     }
 
     /// Drops every frame before `frame`; returns how many facts went.
     pub fn drop_before(&mut self, frame: u64) -> usize {
+        if self
+            .frames
+            .first_key_value()
+            .is_none_or(|(f, _)| *f >= frame)
+        {
+            return 0;
+        }
         let kept = self.frames.split_off(&frame);
         let dropped = std::mem::replace(&mut self.frames, kept);
         let mut count = 0;
         for id in dropped.into_values().flatten() {
-            if self.facts.remove(&id).is_some() {
+            if let Some(fact) = self.facts.remove(&id) {
                 count += 1;
+                if let Some(ids) = self.authored.get_mut(&fact.author) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.authored.remove(&fact.author);
+                    }
+                }
             }
             self.about.remove(&id);
         }
@@ -355,6 +430,11 @@ impl NegotiatedFactStore {
     /// Number of facts held.
     pub fn len(&self) -> usize {
         self.facts.len()
+    }
+
+    /// Number of authors with at least one fact held.
+    pub fn authors(&self) -> usize {
+        self.authored.len()
     }
 
     /// Whether the store is empty.
@@ -374,226 +454,4 @@ impl NegotiatedFactStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::negotiated::core::fact::*;
-    use proptest::prelude::*;
-
-    fn request(author: PlayerId, frame: u64, created_us: u64) -> NegotiatedSignedFact {
-        NegotiatedSignedFact::new(
-            author,
-            NegotiatedFact::Request(NegotiatedRequest {
-                category: "duel".into(),
-                frame,
-                created_us,
-            }),
-        )
-    }
-
-    fn bid(author: PlayerId, request: NegotiatedFactId, created_us: u64) -> NegotiatedSignedFact {
-        NegotiatedSignedFact::new(
-            author,
-            NegotiatedFact::Bid(NegotiatedBid {
-                request,
-                created_us,
-            }),
-        )
-    }
-
-    fn accept(
-        author: PlayerId,
-        request: NegotiatedFactId,
-        bid: NegotiatedFactId,
-    ) -> NegotiatedSignedFact {
-        NegotiatedSignedFact::new(
-            author,
-            NegotiatedFact::Accept(NegotiatedAccept { request, bid }),
-        )
-    }
-
-    #[test]
-    fn conversation_and_entitlement() {
-        let mut s = NegotiatedFactStore::new();
-        let r = s.insert(request(1, 5, 100)).unwrap().id();
-        assert_eq!(s.open_requests("duel", &[4, 5]).len(), 1);
-        assert!(s.open_requests("race", &[4, 5]).is_empty());
-        let b = s.insert(bid(2, r, 200)).unwrap().id();
-        let self_bid = s.insert(bid(1, r, 201)).unwrap().id();
-        assert_eq!(s.bids_on(r).len(), 1, "a self-bid is not entitled");
-        assert_ne!(b, self_bid);
-        // a forged accept by a third player closes nothing
-        let forged = s.insert(accept(3, r, b)).unwrap();
-        assert!(forged.is_added());
-        assert!(!s.is_closed(r));
-        assert_eq!(s.answer_to(b), None);
-        let a = s.insert(accept(1, r, b)).unwrap().id();
-        assert!(s.is_closed(r));
-        assert_eq!(s.accepted_bid(r), Some(b));
-        assert_eq!(s.answer_to(b), Some(NegotiatedAnswer::Accepted(a)));
-        assert!(s.open_requests("duel", &[5]).is_empty());
-        // duplicates change nothing
-        assert_eq!(
-            s.insert(accept(1, r, b)).unwrap(),
-            NegotiatedInsert::Duplicate(a)
-        );
-        assert_eq!(s.len(), 5);
-        assert_eq!(s.count_by(1, 5), 3);
-        // unknown request, bid of another request
-        assert_eq!(
-            s.insert(bid(2, NegotiatedFactId(42), 1)),
-            Err(NegotiatedStoreError::UnknownRequest(NegotiatedFactId(42)))
-        );
-        let r2 = s.insert(request(4, 5, 300)).unwrap().id();
-        assert_eq!(
-            s.insert(accept(4, r2, b)),
-            Err(NegotiatedStoreError::BidOfAnotherRequest(b))
-        );
-        assert_eq!(
-            s.insert_strict(accept(4, r2, NegotiatedFactId(7))),
-            Err(NegotiatedStoreError::UnknownBid(NegotiatedFactId(7)))
-        );
-        assert!(s.insert(accept(4, r2, NegotiatedFactId(7))).is_ok());
-        assert_eq!(
-            s.insert(bid(2, b, 1)),
-            Err(NegotiatedStoreError::NotARequest(b))
-        );
-        assert_eq!(s.drop_before(6), 7);
-        assert!(s.is_empty());
-        assert_eq!(s.count_by(1, 5), 0);
-    }
-
-    /// A random conversation: requests, then facts about them by random authors.
-    fn arb_facts() -> impl Strategy<Value = Vec<NegotiatedSignedFact>> {
-        (
-            proptest::collection::vec((1u64..5, 0u64..4, 0u64..1000), 1..6),
-            proptest::collection::vec((1u64..5, 0usize..6, 0u8..5, 0usize..8, 0u64..50), 0..30),
-        )
-            .prop_map(|(requests, others)| {
-                let requests: Vec<NegotiatedSignedFact> = requests
-                    .into_iter()
-                    .map(|(a, f, t)| request(a, f, t))
-                    .collect();
-                let mut facts = requests.clone();
-                let mut bids: Vec<NegotiatedSignedFact> = Vec::new();
-                for (author, r, kind, b, t) in others {
-                    let r = requests[r % requests.len()].id();
-                    let bid_id = bids
-                        .iter()
-                        .filter(|x| x.fact.request() == Some(r))
-                        .nth(b % 4)
-                        .map(|x| x.id())
-                        .unwrap_or(NegotiatedFactId(b as u64));
-                    let fact = match kind {
-                        0 | 1 => NegotiatedFact::Bid(NegotiatedBid {
-                            request: r,
-                            created_us: t,
-                        }),
-                        2 => NegotiatedFact::Accept(NegotiatedAccept {
-                            request: r,
-                            bid: bid_id,
-                        }),
-                        3 => NegotiatedFact::Reject(NegotiatedReject {
-                            request: r,
-                            bid: bid_id,
-                        }),
-                        _ => NegotiatedFact::Cancel(NegotiatedCancel { request: r }),
-                    };
-                    let signed = NegotiatedSignedFact::new(author, fact);
-                    if kind <= 1 {
-                        bids.push(signed.clone());
-                    }
-                    facts.push(signed);
-                }
-                facts
-            })
-    }
-
-    fn summary(
-        s: &NegotiatedFactStore,
-    ) -> Vec<(NegotiatedFactId, bool, bool, Option<NegotiatedFactId>)> {
-        s.ids()
-            .into_iter()
-            .filter(|id| s.request(*id).is_some())
-            .map(|id| (id, s.is_closed(id), s.is_cancelled(id), s.accepted_bid(id)))
-            .collect()
-    }
-
-    proptest! {
-        /// Receiving facts twice, in any order that keeps each request before the
-        /// facts about it, gives the same store (entitlement-wise; "the first accept"
-        /// is only compared when there is one).
-        #[test]
-        fn idempotent_and_order_independent(facts in arb_facts(), seed in any::<u64>()) {
-            let mut once = NegotiatedFactStore::new();
-            for f in &facts {
-                let _ = once.insert(f.clone());
-            }
-            let mut twice = NegotiatedFactStore::new();
-            // requests first, then everything else twice in a shuffled order
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let (requests, rest): (Vec<_>, Vec<_>) =
-                facts.iter().cloned().partition(|f| f.fact.request().is_none());
-            let mut rest: Vec<_> = rest.iter().cloned().chain(rest.iter().cloned()).collect();
-            rng.shuffle(&mut rest);
-            for f in requests.iter().chain(rest.iter()) {
-                let _ = twice.insert(f.clone());
-            }
-            for f in &facts {
-                let r = twice.insert(f.clone());
-                prop_assert!(matches!(r, Ok(NegotiatedInsert::Duplicate(_))) || r.is_err());
-            }
-            prop_assert_eq!(once.ids(), twice.ids());
-            let (a, b) = (summary(&once), summary(&twice));
-            prop_assert_eq!(a.len(), b.len());
-            for (x, y) in a.iter().zip(&b) {
-                prop_assert_eq!(x.0, y.0);
-                prop_assert_eq!(x.1, y.1);
-                prop_assert_eq!(x.2, y.2);
-                prop_assert_eq!(x.3.is_some(), y.3.is_some());
-            }
-        }
-
-        /// Only the requester closes a request, and only facts about known requests are stored.
-        #[test]
-        fn only_the_requester_closes(facts in arb_facts()) {
-            let mut s = NegotiatedFactStore::new();
-            for f in &facts {
-                let _ = s.insert(f.clone());
-            }
-            for id in s.ids() {
-                let Some((stored, _)) = s.request(id) else { continue };
-                let closed_by_requester = s.about(id).any(|f| {
-                    f.author == stored.author
-                        && matches!(f.fact.kind(), NegotiatedFactKind::Accept | NegotiatedFactKind::Cancel)
-                });
-                prop_assert_eq!(s.is_closed(id), closed_by_requester);
-                for f in s.about(id) {
-                    prop_assert_eq!(f.frame, stored.frame);
-                }
-                for b in s.bids_on(id) {
-                    prop_assert_ne!(b.author, stored.author);
-                }
-            }
-        }
-
-        /// Dropping frames removes exactly the facts of those frames.
-        #[test]
-        fn drop_removes_whole_frames(facts in arb_facts(), cut in 0u64..5) {
-            let mut s = NegotiatedFactStore::new();
-            for f in &facts {
-                let _ = s.insert(f.clone());
-            }
-            let before = s.len();
-            let expected: usize = s.frames().filter(|(f, _)| *f < cut).map(|(_, n)| n).sum();
-            prop_assert_eq!(s.drop_before(cut), expected);
-            prop_assert_eq!(s.len(), before - expected);
-            prop_assert!(s.frames().all(|(f, _)| f >= cut));
-            for id in s.ids() {
-                let f = s.get(id).unwrap();
-                if let Some(r) = f.fact.request() {
-                    prop_assert!(s.contains(r));
-                }
-            }
-        }
-    }
-}
+mod tests;
