@@ -339,17 +339,41 @@ fn a_late_accept_never_makes_a_one_sided_match() {
     assert!(!net.relay.store().is_closed(request) || net.is_matched(1));
 }
 
-#[test]
-fn a_cancel_while_bidding_withdraws_the_bid() {
+/// A requests, B bids while A's link stalls; B does `act`, then A comes back for a second:
+/// every match so far must be mutual.
+fn b_acts_then_a_returns(act: impl FnOnce(&mut Net)) -> Net {
     let mut net = Net::new();
     a_requests_and_b_bids_while_a_stalls(&mut net);
     net.run(STEP * 2);
-    net.cancel(2);
-    net.run(STEP * 3);
-    // A comes back and accepts the bid of a player who stopped searching
+    act(&mut net);
     net.set_link(1, true);
     net.run(Duration::from_secs(1));
     net.assert_mutual();
+    net
+}
+
+/// Player 1 alone on a relay with 10 s frames and this share of facts per frame: it
+/// searches, cancels and searches again.
+fn searched_twice(max_facts_per_frame: usize) -> Net {
+    let mut net = Net::with(NegotiatedRelayCore::new(
+        NegotiatedFrames::new(Duration::from_secs(10)),
+        max_facts_per_frame,
+    ));
+    net.add(1);
+    net.search(1);
+    net.run(STEP * 3);
+    net.cancel(1);
+    net.search(1);
+    net
+}
+
+#[test]
+fn a_cancel_while_bidding_withdraws_the_bid() {
+    // A comes back and accepts the bid of a player who stopped searching
+    let net = b_acts_then_a_returns(|net| {
+        net.cancel(2);
+        net.run(STEP * 3);
+    });
     assert!(
         !net.is_matched(2),
         "B cancelled before any accept was stored"
@@ -360,15 +384,11 @@ fn a_cancel_while_bidding_withdraws_the_bid() {
 
 #[test]
 fn an_accept_of_a_departed_bidder_is_refused() {
-    let mut net = Net::new();
-    a_requests_and_b_bids_while_a_stalls(&mut net);
-    net.run(STEP * 2);
     // B's connection closes for good; A, back, accepts B's bid
-    net.close(2);
-    net.run(STEP * 2);
-    net.set_link(1, true);
-    net.run(Duration::from_secs(1));
-    net.assert_mutual();
+    let mut net = b_acts_then_a_returns(|net| {
+        net.close(2);
+        net.run(STEP * 2);
+    });
     assert!(
         !net.is_matched(1),
         "B left before A's accept reached the relay"
@@ -416,15 +436,7 @@ fn the_requester_counts_a_match_only_once_the_relay_stored_its_accept() {
     assert!(net.is_matched(1) && net.is_matched(2));
 
     // the requester used up its own share of the frame: its accept is refused
-    let mut net = Net::with(NegotiatedRelayCore::new(
-        NegotiatedFrames::new(Duration::from_secs(10)),
-        3,
-    ));
-    net.add(1);
-    net.search(1);
-    net.run(STEP * 3);
-    net.cancel(1);
-    net.search(1);
+    let mut net = searched_twice(3);
     net.run(STEP * 3);
     net.add(2);
     net.search(2);
@@ -455,15 +467,7 @@ fn a_refused_request_is_not_waited_on() {
     };
     assert!(!waiting_for_nothing(&net), "{:?}", net.phase(1));
     // and the quota: the request over it is refused
-    let mut net = Net::with(NegotiatedRelayCore::new(
-        NegotiatedFrames::new(Duration::from_secs(10)),
-        1,
-    ));
-    net.add(1);
-    net.search(1);
-    net.run(STEP * 3);
-    net.cancel(1);
-    net.search(1);
+    let mut net = searched_twice(1);
     net.run(STEP * 5);
     assert!(!waiting_for_nothing(&net), "{:?}", net.phase(1));
 }

@@ -102,6 +102,18 @@ pub(super) fn open_request(m: &NegotiatedMachine) -> NegotiatedFactId {
     *request
 }
 
+/// A machine that posted its request, the request, and when the request expires.
+fn requesting_until_expiry() -> (NegotiatedMachine, NegotiatedFactId, Duration) {
+    let mut m = machine();
+    searching(&mut m);
+    let request = open_request(&m);
+    let NegotiatedPhase::Requesting { frame, .. } = *m.phase() else {
+        unreachable!()
+    };
+    let expiry = NegotiatedFrames::new(FRAME).start_of(frame + 2);
+    (m, request, expiry)
+}
+
 /// The id the relay's stamp gives `fact` posted by `author`.
 pub(super) fn id_of(author: PlayerId, fact: NegotiatedFact) -> NegotiatedFactId {
     NegotiatedSignedFact::new(author, fact).id()
@@ -405,14 +417,8 @@ fn cancel_posts_a_cancel_of_the_open_request() {
 
 #[test]
 fn a_bid_that_arrives_after_the_request_expired_is_not_accepted() {
-    let mut m = machine();
-    searching(&mut m);
-    let request = open_request(&m);
-    let NegotiatedPhase::Requesting { frame, .. } = *m.phase() else {
-        unreachable!()
-    };
+    let (mut m, request, expiry) = requesting_until_expiry();
     // the bid comes in with the time at which the request expired: expiry first
-    let expiry = NegotiatedFrames::new(FRAME).start_of(frame + 2);
     let out = m.receive(2, bid_on(request, as_us(expiry)), expiry);
     assert!(
         !events(&out)
@@ -477,13 +483,7 @@ fn a_requester_is_not_matched_before_the_relay_stored_its_accept() {
 #[test]
 fn facts_after_a_pass_of_time_are_judged_after_what_expired() {
     // the client plugin's order: time passes, then the batch of facts, then a tick
-    let mut m = machine();
-    searching(&mut m);
-    let request = open_request(&m);
-    let NegotiatedPhase::Requesting { frame, .. } = *m.phase() else {
-        unreachable!()
-    };
-    let expiry = NegotiatedFrames::new(FRAME).start_of(frame + 2);
+    let (mut m, request, expiry) = requesting_until_expiry();
     let mut out = m.pass_time(expiry);
     out.extend(m.ingest(2, bid_on(request, 5)));
     out.extend(m.tick(expiry));
