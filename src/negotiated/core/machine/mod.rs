@@ -319,6 +319,14 @@ impl NegotiatedMachine {
         self.take()
     }
 
+    /// Time passes to `now` first, then `input` is handled, then the machine decides.
+    fn decide_at(&mut self, now: Duration, input: impl FnOnce(&mut Self)) -> Vec<NegotiatedOutput> {
+        self.expire_to(now);
+        input(self);
+        self.advance(now);
+        self.take()
+    }
+
     /// A fact arrived from the relay at `now`, stamped with `author`: time passes first,
     /// then the fact is handled and the machine decides.
     pub fn receive(
@@ -327,10 +335,7 @@ impl NegotiatedMachine {
         fact: NegotiatedFact,
         now: Duration,
     ) -> Vec<NegotiatedOutput> {
-        self.expire_to(now);
-        self.handle_fact(author, fact);
-        self.advance(now);
-        self.take()
+        self.decide_at(now, |m| m.handle_fact(author, fact))
     }
 
     /// Like [`receive`](Self::receive) at the machine's current time, but only reacts to
@@ -344,10 +349,7 @@ impl NegotiatedMachine {
 
     /// The relay stored our post with this id (or already held it).
     pub fn stored(&mut self, fact: NegotiatedFactId, now: Duration) -> Vec<NegotiatedOutput> {
-        self.expire_to(now);
-        self.on_stored(fact);
-        self.advance(now);
-        self.take()
+        self.decide_at(now, |m| m.on_stored(fact))
     }
 
     /// Like [`stored`](Self::stored), deciding nothing until the next [`tick`](Self::tick).
@@ -363,10 +365,7 @@ impl NegotiatedMachine {
         kind: NegotiatedErrorKind,
         now: Duration,
     ) -> Vec<NegotiatedOutput> {
-        self.expire_to(now);
-        self.on_refused(fact, kind);
-        self.advance(now);
-        self.take()
+        self.decide_at(now, |m| m.on_refused(fact, kind))
     }
 
     /// Like [`refused`](Self::refused), deciding nothing until the next
