@@ -13,7 +13,7 @@ set -uo pipefail
 cases="${1:-2000}"
 cd "$(dirname "$0")/.."
 log_dir="$(mktemp -d)"
-regressions=(tests/atomic/invariants.proptest-regressions tests/negotiated/properties.proptest-regressions)
+regressions=(tests/atomic/invariants.proptest-regressions tests/negotiated/properties.proptest-regressions tests/negotiated/faults.proptest-regressions tests/negotiated/mutual.proptest-regressions)
 for f in "${regressions[@]}"; do
     cp "$f" "$log_dir/$(basename "$f").before" 2>/dev/null || : >"$log_dir/$(basename "$f").before"
 done
@@ -43,6 +43,8 @@ run() {
 }
 run atomic invariants::
 run negotiated properties::
+run negotiated faults::
+run negotiated mutual::
 
 for f in "${regressions[@]}"; do
     new=$(diff "$log_dir/$(basename "$f").before" "$f" | grep '^> cc ' | sed 's/^> //')
