@@ -37,6 +37,13 @@ fn poll_through(m: &mut CommitMachine<u32>, from: u64, to: u64) -> Vec<CommitAct
     actions
 }
 
+/// Starts the health check at 0 ms; player 1 answers at `at` ms and the machine is polled.
+fn first_answers(m: &mut CommitMachine<u32>, at: u64) {
+    m.poll(MS(0));
+    m.pong(1, 100, MS(at)).unwrap();
+    m.poll(MS(at));
+}
+
 fn pinged(actions: &[CommitAction<u32>], player: u32) -> Option<u64> {
     actions.iter().find_map(|a| match a {
         CommitAction::Ping { player: p, nonce } if *p == player => Some(*nonce),
@@ -96,9 +103,7 @@ fn a_stall_between_ping_and_pong_pings_again() {
 #[test]
 fn a_stall_past_the_ping_timeout_pings_again_before_no_answer() {
     let mut m = stalling_machine(2);
-    m.poll(MS(0));
-    m.pong(1, 100, MS(10)).unwrap();
-    m.poll(MS(10));
+    first_answers(&mut m, 10);
     let a = m.poll(MS(3_000));
     let n2 = pinged(&a, 2).expect("pinged again");
     assert!(finish(&a).is_none());
@@ -107,9 +112,7 @@ fn a_stall_past_the_ping_timeout_pings_again_before_no_answer() {
     assert_eq!(a[0], CommitAction::CreateLobby);
     // a player that really is silent is still judged, one timeout after the stall
     let mut m = stalling_machine(2);
-    m.poll(MS(0));
-    m.pong(1, 100, MS(10)).unwrap();
-    m.poll(MS(10));
+    first_answers(&mut m, 10);
     assert!(pinged(&m.poll(MS(3_000)), 2).is_some());
     let a = poll_through(&mut m, 3_000, 4_990);
     assert!(finish(&a).is_none());
@@ -152,9 +155,7 @@ fn stalls_do_not_hide_a_slow_player_forever() {
 #[test]
 fn aborted_matches_requeue_everyone_still_in_them() {
     let mut m = machine(3);
-    m.poll(MS(0));
-    m.pong(1, 100, MS(5)).unwrap();
-    m.poll(MS(5));
+    first_answers(&mut m, 5);
     m.withdrew(3).unwrap();
     let o = m.abort().unwrap();
     assert_eq!(o.status, MatchStatus::Aborted);
