@@ -373,8 +373,13 @@ pub trait GatedService {
 
     /// Reads every waiting message of every connection through the gate and acts on the
     /// verdicts. `now` is the app time the gate counts grace periods in.
+    ///
+    /// Connections are read in id order, so two messages in one frame are handled in the
+    /// same order on every run (the transport lists its clients in hash-map order).
     fn receive_all(&mut self, now: Duration) {
-        for client in self.clients() {
+        let mut clients = self.clients();
+        clients.sort_unstable();
+        for client in clients {
             while let Some(bytes) = self.next_message(client) {
                 let (gate, policy) = self.gate();
                 match gate.admit::<Self::Message>(client, &bytes, policy, now) {

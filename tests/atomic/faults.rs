@@ -377,7 +377,6 @@ fn a_reconnect_mid_match_rolls_back_and_the_new_session_starts_idle() {
 /// One long server frame while a pair's health check is under way: both players are
 /// healthy, so the match must commit.
 #[test]
-#[ignore = "fails on today's server: a stalled server frame counts as the players' round trip (TooSlow 600 ms); enable when the stall guard lands"]
 fn a_server_stall_keeps_healthy_players() {
     let (mut h, a, b) = pair_on(LinkFaults::default());
     h.join(a, "duel");
@@ -394,7 +393,6 @@ fn a_server_stall_keeps_healthy_players() {
 /// hash map: it differs from one server to the next), so the host of such a match varies
 /// between runs of the same test.
 #[test]
-#[ignore = "fails at random on today's server: it reads clients in hash-map order (sort the ids in GatedService::receive_all)"]
 fn joins_in_one_frame_queue_in_id_order() {
     for _ in 0..16 {
         let mut h = crate::common::harness();
