@@ -115,10 +115,19 @@ struct Snapshot {
 impl Snapshot {
     fn take(h: &mut MatchmakingTestHarness) -> Self {
         let world = h.server.world_mut();
-        let matches = world
-            .query::<(Entity, &MatchmakingMatch)>()
+        let mut query = world.query::<(Entity, &MatchmakingMatch)>();
+        let state = world.resource::<MatchmakingServerState>();
+        // a player counts as in a match only on the session it was taken in with: after a
+        // reconnection under the same id, the old match still lists the old session
+        let matches = query
             .iter(world)
-            .map(|(e, m)| (e, m.match_id(), m.players().collect(), m.lobby()))
+            .map(|(e, m)| {
+                let players = m
+                    .players()
+                    .filter(|p| m.session(*p) == state.session(*p))
+                    .collect();
+                (e, m.match_id(), players, m.lobby())
+            })
             .collect();
         let lobbies = world
             .query::<(Entity, &MatchmakingLobby)>()

@@ -59,8 +59,9 @@ impl MatchmakingMatch {
         self.lobby.as_ref().map(|l| l.entity)
     }
 
-    /// The session a player was taken into the match with.
-    pub(super) fn session(&self, player: PlayerId) -> Option<u64> {
+    /// The session (connection) a player was taken into the match with; compare it with
+    /// [`MatchmakingServerState::session`] to tell whether the player is still on it.
+    pub fn session(&self, player: PlayerId) -> Option<u64> {
         self.sessions.get(&player).copied()
     }
 
