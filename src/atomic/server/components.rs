@@ -60,7 +60,7 @@ impl MatchmakingMatch {
     }
 
     /// The session (connection) a player was taken into the match with; compare it with
-    /// [`MatchmakingServerState::session`] to tell whether the player is still on it.
+    /// [`MatchmakingServerState::session`](crate::atomic::server::MatchmakingServerState::session) to tell whether the player is still on it.
     pub fn session(&self, player: PlayerId) -> Option<u64> {
         self.sessions.get(&player).copied()
     }
