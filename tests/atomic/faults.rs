@@ -249,7 +249,10 @@ impl AtomicRun {
         stats.matches_in_flight > 0
             || ready.is_some()
             || self.h.clients.iter().any(|c| {
-                c.link.in_flight() > 0 || c.link.is_stalled(now) || self.h.is_reconnecting(c.id)
+                // a closed connection carries nothing: what its link still holds is lost
+                let open = !c.link.is_closed();
+                (open && (c.link.in_flight() > 0 || c.link.is_stalled(now)))
+                    || self.h.is_reconnecting(c.id)
             })
     }
 
