@@ -32,13 +32,13 @@ pub(super) struct Requeued {
 /// Everything forming and finishing matches writes to.
 #[derive(SystemParam)]
 pub(super) struct MatchEffects<'w, 's> {
-    link: ServerLink<'w>,
-    state: ResMut<'w, MatchmakingServerState>,
-    stats: ResMut<'w, MatchmakingServerStats>,
-    lobbies: Query<'w, 's, &'static mut MatchmakingLobby>,
+    pub(super) link: ServerLink<'w>,
+    pub(super) state: ResMut<'w, MatchmakingServerState>,
+    pub(super) stats: ResMut<'w, MatchmakingServerStats>,
+    pub(super) lobbies: Query<'w, 's, &'static mut MatchmakingLobby>,
     outcomes: MessageWriter<'w, MatchmakingOutcome>,
     committed: MessageWriter<'w, MatchmakingMatchCommitted>,
-    commands: Commands<'w, 's>,
+    pub(super) commands: Commands<'w, 's>,
     requeued: Local<'s, Vec<Requeued>>,
 }
 

@@ -24,11 +24,12 @@ use crate::shared::gate::{
 use crate::shared::guard::StrikeVerdict;
 use crate::shared::player::{PlayerId, validate_category};
 
-use super::components::{MatchmakingLobby, MatchmakingMatch};
+use super::TransportClock;
+use super::components::MatchmakingMatch;
 use super::connections::leave_lobby;
-use super::settings::{MatchmakingServerSettings, MatchmakingServerStats};
-use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
-use super::{ServerLink, TransportClock};
+use super::matches::MatchEffects;
+use super::settings::MatchmakingServerSettings;
+use super::state::MatchmakingPlayerLocation;
 
 gate_protocol!(
     ClientMessage,
@@ -43,13 +44,11 @@ gate_protocol!(
 /// Everything the handlers read and write.
 #[derive(SystemParam)]
 pub(super) struct Receiver<'w, 's> {
-    link: ServerLink<'w>,
+    /// The link, the state, the stats, the lobbies and the commands: what forming and
+    /// finishing matches write to as well.
+    effects: MatchEffects<'w, 's>,
     settings: Res<'w, MatchmakingServerSettings>,
-    state: ResMut<'w, MatchmakingServerState>,
-    stats: ResMut<'w, MatchmakingServerStats>,
     matches: Query<'w, 's, &'static mut MatchmakingMatch>,
-    lobbies: Query<'w, 's, &'static mut MatchmakingLobby>,
-    commands: Commands<'w, 's>,
     clock: TransportClock<'w>,
 }
 
@@ -63,16 +62,17 @@ impl GatedService for Receiver<'_, '_> {
     type Message = ClientMessage;
 
     fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy) {
-        (&mut self.state.gate, self.settings.gate_policy())
+        (&mut self.effects.state.gate, self.settings.gate_policy())
     }
 
     fn clients(&self) -> Vec<PlayerId> {
-        self.link.server.clients_id()
+        self.effects.link.server.clients_id()
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
-        let channel = self.link.channel.id;
-        self.link
+        let channel = self.effects.link.channel.id;
+        self.effects
+            .link
             .server
             .receive_message(client, channel)
             .map(Vec::from)
@@ -83,7 +83,7 @@ impl GatedService for Receiver<'_, '_> {
             protocol_version: PROTOCOL_VERSION,
             player: client,
         };
-        self.link.send(client, &welcome);
+        self.effects.link.send(client, &welcome);
     }
 
     fn reply(&mut self, client: PlayerId, reply: GateReply) {
@@ -94,7 +94,7 @@ impl GatedService for Receiver<'_, '_> {
     }
 
     fn deliver(&mut self, client: PlayerId, message: ClientMessage, now: Duration) {
-        let Some((location, session)) = self.state.seat(client) else {
+        let Some((location, session)) = self.effects.state.seat(client) else {
             return;
         };
         let seat = Seat {
@@ -129,11 +129,12 @@ impl Receiver<'_, '_> {
     /// player out of the queue or its forming match.
     fn act_on(&mut self, client: PlayerId, reply: GateReply) {
         for error in reply.errors {
-            self.link
+            self.effects
+                .link
                 .send_error(client, error.kind.into(), error.message);
         }
         if reply.refused {
-            self.stats.connections_refused += 1;
+            self.effects.stats.connections_refused += 1;
             self.withdraw_refused(client);
         }
     }
@@ -149,7 +150,7 @@ impl Receiver<'_, '_> {
     ) {
         let message = message.into();
         let policy = self.settings.gate_policy();
-        let reply = self.state.gate.strike_refused(client, policy, now);
+        let reply = self.effects.state.gate.strike_refused(client, policy, now);
         match reply.strike {
             Some(StrikeVerdict::Refused(n)) => {
                 warn!(
@@ -158,24 +159,39 @@ impl Receiver<'_, '_> {
             }
             _ => debug!("matchmaking: player {client}: refused ({kind:?}): {message}"),
         }
-        self.link.send_error(client, kind, message);
+        self.effects.link.send_error(client, kind, message);
         self.act_on(client, reply);
+    }
+
+    /// Takes a queued player's ticket out of its queue and makes the player idle.
+    fn take_ticket(&mut self, client: PlayerId, session: u64) -> Option<QueueTicket> {
+        let ticket = self.effects.state.queue.remove(&client);
+        if let Some(ticket) = &ticket {
+            self.effects
+                .stats
+                .sync_queued(&self.effects.state.queue, &ticket.category);
+        }
+        let (queued, idle) = (
+            MatchmakingPlayerLocation::Queued,
+            MatchmakingPlayerLocation::Idle,
+        );
+        let _ = self
+            .effects
+            .state
+            .move_player(client, session, queued, idle);
+        ticket
     }
 
     /// The gate refused the connection: it is closed after the grace period, but its
     /// ticket goes now, and it withdraws from a match still forming, so that nobody is
     /// matched with it.
     fn withdraw_refused(&mut self, client: PlayerId) {
-        let Some((location, session)) = self.state.seat(client) else {
+        let Some((location, session)) = self.effects.state.seat(client) else {
             return;
         };
         match location {
             MatchmakingPlayerLocation::Queued => {
-                if let Some(ticket) = self.state.queue.remove(&client) {
-                    self.stats.sync_queued(&self.state.queue, &ticket.category);
-                }
-                let idle = MatchmakingPlayerLocation::Idle;
-                let _ = self.state.move_player(client, session, location, idle);
+                let _ = self.take_ticket(client, session);
             }
             MatchmakingPlayerLocation::Matching(entity) => {
                 if let Ok(mut m) = self.matches.get_mut(entity) {
@@ -201,10 +217,10 @@ impl Receiver<'_, '_> {
             category: category.clone(),
             enqueued_at: now,
         };
-        match self.state.queue.enqueue(ticket) {
+        match self.effects.state.queue.enqueue(ticket) {
             Ok(position) => self.queued(seat, category, position),
             // the server's state, not the client's fault: no strike
-            Err(QueueError::Full { capacity }) => self.link.send_error(
+            Err(QueueError::Full { capacity }) => self.effects.link.send_error(
                 client,
                 MatchmakingErrorKind::QueueFull,
                 format!("the {category} queue is full ({capacity} players); try again later"),
@@ -230,7 +246,11 @@ impl Receiver<'_, '_> {
                 MatchmakingErrorKind::AlreadyQueued,
                 format!(
                     "you already hold a ticket in {}",
-                    self.state.queue.category_of(&client).unwrap_or("a queue")
+                    self.effects
+                        .state
+                        .queue
+                        .category_of(&client)
+                        .unwrap_or("a queue")
                 ),
             )),
             MatchmakingPlayerLocation::Matching(_) => Some((
@@ -246,14 +266,16 @@ impl Receiver<'_, '_> {
 
     /// The player's ticket is in the queue at `position`.
     fn queued(&mut self, seat: Seat, category: String, position: usize) {
-        self.stats.sync_queued(&self.state.queue, &category);
-        let _ = self.state.join(seat.client, seat.session);
+        self.effects
+            .stats
+            .sync_queued(&self.effects.state.queue, &category);
+        let _ = self.effects.state.join(seat.client, seat.session);
         let joined = ServerMessage::QueueJoined {
             category,
             position: position as u32,
             requeued: false,
         };
-        self.link.send(seat.client, &joined);
+        self.effects.link.send(seat.client, &joined);
     }
 
     /// [`ClientMessage::LeaveQueue`]: gives the ticket up, or withdraws from a match that
@@ -262,19 +284,14 @@ impl Receiver<'_, '_> {
         let client = seat.client;
         match seat.location {
             MatchmakingPlayerLocation::Queued => {
-                let Some(ticket) = self.state.queue.remove(&client) else {
+                let Some(ticket) = self.take_ticket(client, seat.session) else {
                     return;
                 };
-                self.stats.sync_queued(&self.state.queue, &ticket.category);
-                let idle = MatchmakingPlayerLocation::Idle;
-                let _ = self
-                    .state
-                    .move_player(client, seat.session, seat.location, idle);
                 let left = ServerMessage::QueueLeft {
                     category: ticket.category,
                     reason: QueueLeftReason::Requested,
                 };
-                self.link.send(client, &left);
+                self.effects.link.send(client, &left);
             }
             MatchmakingPlayerLocation::Matching(entity) => {
                 if let Ok(mut m) = self.matches.get_mut(entity) {
@@ -299,7 +316,7 @@ impl Receiver<'_, '_> {
         {
             return;
         }
-        if !self.state.was_pinged(seat.client, nonce) {
+        if !self.effects.state.was_pinged(seat.client, nonce) {
             let kind = MatchmakingErrorKind::NotAMember;
             self.refuse(seat.client, kind, "that ping was not sent to you", now);
         }
@@ -319,7 +336,7 @@ impl Receiver<'_, '_> {
             let _ = m.machine.acknowledge(client);
             return;
         }
-        if self.state.was_proposed(client, match_id, lobby_id) {
+        if self.effects.state.was_proposed(client, match_id, lobby_id) {
             return;
         }
         let kind = MatchmakingErrorKind::NotAMember;
@@ -332,16 +349,24 @@ impl Receiver<'_, '_> {
         let client = seat.client;
         if let MatchmakingPlayerLocation::InLobby(entity) = seat.location
             && self
+                .effects
                 .lobbies
                 .get(entity)
                 .is_ok_and(|l| l.lobby_id == lobby_id)
         {
-            leave_lobby(&mut self.lobbies, &mut self.commands, entity, client);
+            leave_lobby(
+                &mut self.effects.lobbies,
+                &mut self.effects.commands,
+                entity,
+                client,
+            );
             let idle = MatchmakingPlayerLocation::Idle;
             let _ = self
+                .effects
                 .state
                 .move_player(client, seat.session, seat.location, idle);
-            self.link
+            self.effects
+                .link
                 .send(client, &ServerMessage::LobbyLeft { lobby_id });
             return;
         }
