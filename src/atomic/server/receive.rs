@@ -164,7 +164,7 @@ impl Receiver<'_, '_> {
     }
 
     /// Takes a queued player's ticket out of its queue and makes the player idle.
-    fn take_ticket(&mut self, client: PlayerId, session: u64) -> Option<QueueTicket> {
+    fn take_ticket(&mut self, client: PlayerId, session: u64) -> Option<QueueTicket<PlayerId>> {
         let ticket = self.effects.state.queue.remove(&client);
         if let Some(ticket) = &ticket {
             self.effects
