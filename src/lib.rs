@@ -42,6 +42,7 @@ pub mod prelude {
             NegotiatedRestarted, NegotiatedSearch,
         },
         core::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact},
+        core::journal::NegotiatedRelayJournal,
         core::machine::{NegotiatedRestartReason, NegotiatedRole},
         core::protocol::{NEGOTIATED_PROTOCOL_VERSION, NegotiatedErrorKind},
         relay::{

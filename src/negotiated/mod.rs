@@ -22,9 +22,12 @@
 //! past the bid's deadline or of a bidder who left is refused) and tells every poster its
 //! verdict on the same ordered stream as the facts; a requester counts a match once its
 //! accept is stored, a bidder gives a bid up only once the relay's stream shows no accept
-//! came first. What the relay lost it cannot tell: a relay restart, or a player away until
-//! the request's frame is dropped, between storing an accept and telling that player, can
-//! leave that player unaware of its match. Relay memory is capped
+//! came first. A relay with a journal
+//! ([`NegotiatedRelaySettings::journal`](relay::NegotiatedRelaySettings::journal)) records
+//! each fact before its verdict and reads them back when it starts again, so a restart
+//! changes no verdict. What the relay lost it cannot tell: a restart of a relay *without*
+//! a journal, or a player away until the request's frame is dropped, between storing an
+//! accept and telling that player, can leave that player unaware of its match. Relay memory is capped
 //! ([`NegotiatedRelayLimits`](core::relay_core::NegotiatedRelayLimits)).
 //!
 //! Trust: the relay stamps every fact with the connection that sent it; clients ignore

@@ -23,6 +23,7 @@ use super::channel::NegotiatedChannel;
 use super::core::clock::as_us;
 use super::core::fact::NegotiatedFact;
 use super::core::frame::NegotiatedFrames;
+use super::core::journal::NegotiatedRelayJournal;
 use super::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
     NegotiatedRelayMessage, bounded_error_text,
@@ -61,6 +62,12 @@ pub struct NegotiatedRelaySettings {
     /// plugin was built, so relay time is wall-clock time and frames survive restarts.
     /// Tests set a fixed epoch.
     pub epoch: Option<Duration>,
+    /// Where the relay records every fact before it reports it stored, and reads them
+    /// back when it starts, so that a restart keeps every match mutual (see
+    /// [`NegotiatedRelayJournal`]). `None` (the default): facts live in memory only, and
+    /// a restart between storing an accept and telling the bidder can leave the bidder
+    /// unaware of its match. Read when the plugin is built.
+    pub journal: Option<NegotiatedRelayJournal>,
 }
 
 impl Default for NegotiatedRelaySettings {
@@ -73,6 +80,7 @@ impl Default for NegotiatedRelaySettings {
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
             epoch: None,
+            journal: None,
         }
     }
 }
@@ -100,14 +108,31 @@ pub struct NegotiatedRelayState {
 }
 
 impl NegotiatedRelayState {
+    /// A relay's state at start; with a journal, what it holds is read back.
+    ///
+    /// # Panics
+    /// If the journal cannot be read: starting with a partial store would break the
+    /// verdicts given before the restart.
     fn new(settings: &NegotiatedRelaySettings) -> Self {
+        let epoch = settings.epoch.unwrap_or_else(unix_now);
+        let mut core = NegotiatedRelayCore::with_limits(
+            NegotiatedFrames::new(settings.frame_duration),
+            settings.limits(),
+        );
+        if let Some(journal) = &settings.journal {
+            match core.restore(journal.clone(), epoch) {
+                Ok(restored) => {
+                    info!("negotiated relay: {restored} facts read back from the journal")
+                }
+                Err(why) => panic!(
+                    "negotiated relay: the journal cannot be read ({why}); refusing to start with a partial store"
+                ),
+            }
+        }
         Self {
-            core: NegotiatedRelayCore::with_limits(
-                NegotiatedFrames::new(settings.frame_duration),
-                settings.limits(),
-            ),
+            core,
             gate: ConnectionGate::default(),
-            epoch: settings.epoch.unwrap_or_else(unix_now),
+            epoch,
             connections_refused: 0,
         }
     }

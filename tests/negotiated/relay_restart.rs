@@ -1,5 +1,10 @@
-//! A relay restart loses every fact; the clients notice, re-sync and still pair.
+//! A relay restart loses every fact unless the relay keeps a journal; the clients notice,
+//! re-sync and still pair, and with a journal an accept stored before the restart still
+//! makes a mutual match.
 
+use std::time::Duration;
+
+use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
 use crate::common::{harness, post_request};
@@ -68,4 +73,66 @@ fn a_restart_in_the_middle_of_a_negotiation_is_recovered() {
                 .contains(h.found(*id).unwrap().accept)
         );
     }
+}
+
+/// A harness whose relay keeps a journal in memory (30 s frames, 2 s bid timeout), or
+/// none.
+fn harness_with_journal(journal: Option<NegotiatedRelayJournal>) -> NegotiatedTestHarness {
+    NegotiatedTestHarness::new(
+        NegotiatedRelaySettings {
+            frame_duration: Duration::from_secs(30),
+            journal,
+            ..Default::default()
+        },
+        NegotiatedClientSettings {
+            bid_timeout: Duration::from_secs(2),
+            time_sync_interval: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+}
+
+/// A requests, B bids, B's link stops, A's accept is stored (A counts the match), then
+/// the relay restarts before B heard of the accept. Returns (A, B).
+fn accept_stored_then_restart(h: &mut NegotiatedTestHarness) -> (PlayerId, PlayerId) {
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
+    let request = post_request(h, a);
+    h.search(b, "duel");
+    h.run_until(50, |h| !h.relay_state().store().bids_on(request).is_empty());
+    h.set_link(b, false);
+    h.run_until(50, |h| h.found(a).is_some());
+    assert_eq!(h.found(a).unwrap().other, b);
+    assert_eq!(h.state(b), NegotiatedClientState::Bidding);
+    h.restart_relay();
+    (a, b)
+}
+
+#[test]
+fn with_a_journal_an_accept_stored_before_a_restart_still_reaches_the_bidder() {
+    let mut h = harness_with_journal(Some(NegotiatedRelayJournal::memory()));
+    let (a, b) = accept_stored_then_restart(&mut h);
+    // request, bid and accept were read back
+    assert!(h.relay_state().stats().facts_restored >= 3);
+    // B withdraws its bid when back; the relay refuses it with the accept that came first
+    h.run_until(100, |h| h.found(b).is_some());
+    let (fa, fb) = (h.found(a).unwrap(), h.found(b).unwrap());
+    assert_eq!(fb.other, a);
+    assert_eq!(fb.role, NegotiatedRole::Bidder);
+    assert_eq!(
+        (fa.request, fa.bid, fa.accept),
+        (fb.request, fb.bid, fb.accept)
+    );
+    assert_eq!(h.recorded::<NegotiatedMatchFound>(b).len(), 1);
+}
+
+#[test]
+fn without_a_journal_the_bidder_never_learns_of_an_accept_the_relay_lost() {
+    // the documented limit of a relay without a journal (README, "Two modes")
+    let mut h = harness_with_journal(None);
+    let (_, b) = accept_stored_then_restart(&mut h);
+    assert_eq!(h.relay_state().stats().facts_restored, 0);
+    h.run(300);
+    assert!(h.found(b).is_none());
 }

@@ -6,11 +6,13 @@
 //! - [`clock`]: relay-clock estimation;
 //! - [`machine`]: the client algorithm;
 //! - [`relay_core`]: the relay's storage and routing;
+//! - [`journal`]: where a relay records what it stored, to survive a restart;
 //! - [`protocol`]: wire messages.
 
 pub mod clock;
 pub mod fact;
 pub mod frame;
+pub mod journal;
 pub mod machine;
 pub mod protocol;
 pub mod relay_core;

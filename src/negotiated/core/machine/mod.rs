@@ -35,9 +35,10 @@
 //! and the bidder gives up a bid only on the relay's word that no accept was stored
 //! before. A connection that drops while an accept or a withdrawal awaits its verdict
 //! posts it again when back (the same fact, so the relay's answer is the same).
-//! What the relay lost cannot be recovered: if the relay restarts (or the bidder is away
-//! until the request's frame is dropped) between storing an accept and telling both
-//! sides, one side may never learn of the match.
+//! What the relay lost cannot be recovered: if a relay without a journal restarts (or the
+//! bidder is away until the request's frame is dropped) between storing an accept and
+//! telling both sides, one side may never learn of the match. A relay with a journal
+//! gives the same verdicts after a restart.
 //!
 //! Abandoning a search cancels our open request, or withdraws our bid (matched after
 //! all if the accept came first). When the relay reports that a player's connection

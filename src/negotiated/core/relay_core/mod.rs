@@ -20,16 +20,23 @@
 //! deadline or its bidder's connection closed; a withdrawal is refused once its bid was
 //! accepted. Whether an author was entitled to a fact is otherwise for clients to judge.
 //!
+//! With a [`NegotiatedRelayJournal`] every fact is recorded before its verdict is sent,
+//! and [`NegotiatedRelayCore::restore`] reads the journal back after a restart, so a
+//! restarted relay gives the verdicts the previous one would have: an accept stored
+//! before the restart still wins over the bidder's withdrawal after it.
+//!
 //! Memory is bounded ([`NegotiatedRelayLimits`]): facts per connection and frame, facts in
 //! all, and departed ids remembered; frames older than two frame durations are dropped.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
 use std::time::Duration;
 
 use crate::shared::player::{PlayerId, validate_category};
 
 use super::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact};
 use super::frame::NegotiatedFrames;
+use super::journal::NegotiatedRelayJournal;
 use super::protocol::{
     NEGOTIATED_MAX_WATCHED_FRAMES, NegotiatedErrorKind, NegotiatedRelayMessage, bounded_error_text,
 };
@@ -153,6 +160,10 @@ pub struct NegotiatedRelayStats {
     pub facts_expired: u64,
     /// Departures not remembered because [`NegotiatedRelayLimits::max_departed`] was reached.
     pub departures_forgotten: u64,
+    /// Facts read back from the journal at start.
+    pub facts_restored: u64,
+    /// Journal writes or deletes that failed (a failed write refuses its fact).
+    pub journal_errors: u64,
 }
 
 /// The relay's store, subscriptions and routing.
@@ -166,6 +177,8 @@ pub struct NegotiatedRelayCore {
     dead_bids: HashSet<NegotiatedFactId>,
     limits: NegotiatedRelayLimits,
     stats: NegotiatedRelayStats,
+    /// Where stored facts are recorded, if anywhere.
+    journal: Option<NegotiatedRelayJournal>,
 }
 
 impl NegotiatedRelayCore {
@@ -191,7 +204,48 @@ impl NegotiatedRelayCore {
             dead_bids: HashSet::new(),
             limits: limits.sane(),
             stats: NegotiatedRelayStats::default(),
+            journal: None,
         }
+    }
+
+    /// Reads back what `journal` holds and records every fact stored from now on in it.
+    /// Call it on a fresh relay, before any connection, at relay time `now`.
+    ///
+    /// Every connection closed when the previous relay stopped, so the restored relay
+    /// treats them all as gone: unanswered bids can no longer be accepted (their
+    /// bidders withdraw them when back, and learn from the verdict whether an accept
+    /// came first), and the authors of stored requests count as departed until they
+    /// connect again. Returns how many facts were read back.
+    pub fn restore(&mut self, journal: NegotiatedRelayJournal, now: Duration) -> io::Result<usize> {
+        let facts = journal.lock().load()?;
+        let mut restored = 0;
+        for fact in facts {
+            if self.store.insert_strict(fact).is_ok_and(|i| i.is_added()) {
+                restored += 1;
+            }
+        }
+        self.stats.facts_restored += restored as u64;
+        self.journal = Some(journal);
+        self.expire(now);
+        let ids = self.store.ids();
+        for id in ids {
+            let Some(fact) = self.store.get(id) else {
+                continue;
+            };
+            let author = fact.author;
+            if fact.as_bid().is_some() && self.store.answer_to(id).is_none() {
+                self.dead_bids.insert(id);
+            } else if fact.as_request().is_some() && self.departed.len() < self.limits.max_departed
+            {
+                self.departed.insert(author);
+            }
+        }
+        Ok(restored as usize)
+    }
+
+    /// The journal facts are recorded in, if any.
+    pub fn journal(&self) -> Option<&NegotiatedRelayJournal> {
+        self.journal.as_ref()
     }
 
     /// The frame grid.
@@ -456,6 +510,7 @@ impl NegotiatedRelayCore {
             return Ok(NegotiatedOutbox::new());
         }
         let (frame, category) = self.check(&signed, now)?;
+        self.record(frame, &signed)?;
         let recipients = self.recipients(&signed.fact, &category, frame);
         let inserted = self
             .store
@@ -480,11 +535,36 @@ impl NegotiatedRelayCore {
         Ok(out)
     }
 
+    /// Records a fact in the journal, if there is one, before anyone is told it is stored.
+    fn record(
+        &mut self,
+        frame: u64,
+        signed: &NegotiatedSignedFact,
+    ) -> Result<(), NegotiatedRefusal> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let written = journal.lock().append(frame, signed);
+        written.map_err(|why| {
+            self.stats.journal_errors += 1;
+            NegotiatedRefusal::new(
+                NegotiatedErrorKind::RelayFull,
+                format!("the relay could not record the fact in its journal: {why}"),
+            )
+        })
+    }
+
     /// Drops frames that ended more than two frame durations before `now`, with what
     /// only they kept alive (departures, departed bids); returns how many facts went.
     pub fn expire(&mut self, now: Duration) -> usize {
-        let dropped = self.store.drop_before(self.frames.oldest_kept(now));
+        let oldest = self.frames.oldest_kept(now);
+        let dropped = self.store.drop_before(oldest);
         if dropped > 0 {
+            if let Some(journal) = &self.journal
+                && journal.lock().drop_before(oldest).is_err()
+            {
+                self.stats.journal_errors += 1;
+            }
             self.stats.facts_expired += dropped as u64;
             let store = &self.store;
             self.dead_bids.retain(|bid| store.contains(*bid));

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::negotiated::core::fact::*;
+use crate::negotiated::core::journal::NegotiatedFactJournal;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -490,4 +491,76 @@ fn stored_facts_stay_under_the_default_cap_with_fresh_ids() {
     }
     assert_eq!(relay.store().len(), NEGOTIATED_DEFAULT_MAX_FACTS);
     assert_eq!(relay.stats().facts_refused, 100);
+}
+
+/// A journal that refuses every write.
+struct BrokenJournal;
+
+impl NegotiatedFactJournal for BrokenJournal {
+    fn append(&mut self, _: u64, _: &NegotiatedSignedFact) -> io::Result<()> {
+        Err(io::Error::other("disk full"))
+    }
+    fn drop_before(&mut self, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn load(&mut self) -> io::Result<Vec<NegotiatedSignedFact>> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn a_restored_relay_gives_the_verdicts_the_previous_one_gave() {
+    let journal = NegotiatedRelayJournal::memory();
+    let mut first = relay(16);
+    assert_eq!(first.restore(journal.clone(), NOW).unwrap(), 0);
+    let (r1, _) = stored(&mut first, 1, request(10, 1), NOW);
+    let (b1, _) = stored(&mut first, 2, bid(r1, 2, secs(200)), NOW);
+    stored(&mut first, 1, accept(r1, b1), NOW);
+    let (r2, _) = stored(&mut first, 3, request(10, 3), NOW);
+    let (b2, _) = stored(&mut first, 4, bid(r2, 4, secs(200)), NOW);
+
+    // the relay restarts: a new core reads the journal back
+    let mut second = relay(16);
+    assert_eq!(second.restore(journal, NOW).unwrap(), 5);
+    assert_eq!(second.store().ids(), first.store().ids());
+    assert_eq!(second.stats().facts_restored, 5);
+    // the accept stored before still wins over the bidder's withdrawal
+    let out = second.post(2, withdraw(r1, b1), NOW);
+    assert!(verdict(&out, 2).is_err());
+    assert!(facts_to(&out, 2).contains(&NegotiatedFactKind::Accept));
+    // every connection closed with the old relay: unanswered bids cannot be accepted,
+    // requesters count as departed until they connect again
+    assert_eq!(second.departed_bids(), 1);
+    refused(&mut second, 3, accept(r2, b2), NOW);
+    assert!(second.departed().contains(&3));
+    second.connect(3);
+    assert!(!second.departed().contains(&3));
+    // the bidder's withdrawal of that bid is stored
+    stored(&mut second, 4, withdraw(r2, b2), NOW);
+}
+
+#[test]
+fn a_fact_the_journal_cannot_record_is_refused_and_not_stored() {
+    let mut relay = relay(16);
+    relay
+        .restore(NegotiatedRelayJournal::new(BrokenJournal), NOW)
+        .unwrap();
+    assert_eq!(
+        refused(&mut relay, 1, request(10, 1), NOW),
+        NegotiatedErrorKind::RelayFull
+    );
+    assert!(relay.store().is_empty());
+    assert_eq!(relay.stats().journal_errors, 1);
+}
+
+#[test]
+fn expired_frames_leave_the_journal_too() {
+    let journal = NegotiatedRelayJournal::memory();
+    let mut relay = relay(16);
+    relay.restore(journal.clone(), NOW).unwrap();
+    stored(&mut relay, 1, request(10, 1), NOW);
+    assert_eq!(journal.lock().load().unwrap().len(), 1);
+    relay.expire(secs(1_000));
+    assert!(relay.store().is_empty());
+    assert!(journal.lock().load().unwrap().is_empty());
 }
