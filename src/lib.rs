@@ -50,5 +50,6 @@ pub mod prelude {
             NegotiatedRelaySystems,
         },
     };
+    pub use crate::shared::gate::MatchmakingRateLimit;
     pub use crate::shared::player::PlayerId;
 }

@@ -15,7 +15,8 @@ use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin}
 use crate::shared::clock::unix_now;
 use crate::shared::codec;
 use crate::shared::gate::{
-    ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, gate_protocol,
+    ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, MatchmakingRateLimit,
+    gate_protocol,
 };
 use crate::shared::player::PlayerId;
 
@@ -58,6 +59,9 @@ pub struct NegotiatedRelaySettings {
     pub max_strikes: u32,
     /// How long a refused connection stays open so that the error reaches it.
     pub disconnect_grace: Duration,
+    /// How fast one connection may send (default 30 messages a second, 60 at once); a
+    /// message past it is dropped and earns a strike.
+    pub rate_limit: MatchmakingRateLimit,
     /// Relay time = epoch + time since the app started. `None`: the Unix time when the
     /// plugin was built, so relay time is wall-clock time and frames survive restarts.
     /// Tests set a fixed epoch.
@@ -79,6 +83,7 @@ impl Default for NegotiatedRelaySettings {
             max_departed: NEGOTIATED_DEFAULT_MAX_DEPARTED,
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
+            rate_limit: MatchmakingRateLimit::default(),
             epoch: None,
             journal: None,
         }
@@ -319,6 +324,7 @@ impl GatedService for Relay<'_> {
         let policy = GatePolicy {
             max_strikes: self.settings.max_strikes,
             disconnect_grace: self.settings.disconnect_grace,
+            rate_limit: self.settings.rate_limit,
         };
         (&mut self.state.gate, policy)
     }

@@ -7,6 +7,7 @@ mod hostile;
 mod invariants;
 mod pair;
 mod queue;
+mod rate_limit;
 mod refusals;
 mod removal;
 mod requeue;

@@ -14,6 +14,7 @@ mod mutual;
 mod pair;
 mod promise;
 mod properties;
+mod rate_limit;
 mod reject;
 mod relay_restart;
 mod sim;

@@ -12,7 +12,9 @@ use crate::shared::player::MAX_CATEGORY_LEN;
 use crate::shared::player::PlayerId;
 
 /// Version of the atomic matchmaking protocol; a client with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+///
+/// 3: the server rate-limits connections ([`MatchmakingErrorKind::RateLimited`]).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest match the protocol carries.
 pub const MAX_PLAYERS_PER_MATCH: usize = 16;
@@ -138,6 +140,8 @@ pub enum MatchmakingErrorKind {
     Abuse,
     /// The client lost or could not keep its connection (reported locally by the client).
     Connection,
+    /// A message over the connection's rate limit was dropped (a strike).
+    RateLimited,
 }
 
 /// Another player of a match, as the confirmation tells it.

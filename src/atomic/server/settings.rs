@@ -9,7 +9,7 @@ use crate::atomic::core::commit::{CommitTimings, MatchStatus};
 use crate::atomic::core::protocol::MAX_PLAYERS_PER_MATCH;
 use crate::atomic::core::queue::MatchQueue;
 use crate::atomic::core::stats::DurationWindow;
-use crate::shared::gate::GatePolicy;
+use crate::shared::gate::{GatePolicy, MatchmakingRateLimit};
 use crate::shared::player::PlayerId;
 
 use super::state::MatchmakingServerState;
@@ -45,6 +45,9 @@ pub struct MatchmakingServerSettings {
     /// How long a connection refused for a version mismatch or abuse stays open so that
     /// the error reaches it.
     pub disconnect_grace: Duration,
+    /// How fast one connection may send (default 30 messages a second, 60 at once); a
+    /// message past it is dropped and earns a strike.
+    pub rate_limit: MatchmakingRateLimit,
     /// A server frame longer than this is a stall (at least 20 ms, default 200 ms): a
     /// health ping whose answer or timeout it may have delayed is sent again instead of
     /// failing the player.
@@ -64,6 +67,7 @@ impl Default for MatchmakingServerSettings {
             queue_capacity: 10_000,
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
+            rate_limit: MatchmakingRateLimit::default(),
             stall_threshold: timings.stall_threshold,
         }
     }
@@ -120,6 +124,18 @@ impl MatchmakingServerSettings {
             ),
             ("queue_capacity", self.queue_capacity, 1, usize::MAX),
             ("max_strikes", self.max_strikes as usize, 1, usize::MAX),
+            (
+                "rate_limit.messages_per_second",
+                self.rate_limit.messages_per_second as usize,
+                1,
+                usize::MAX,
+            ),
+            (
+                "rate_limit.burst",
+                self.rate_limit.burst as usize,
+                1,
+                usize::MAX,
+            ),
         ];
         for (name, value, min, max) in counts {
             if !(min..=max).contains(&value) {
@@ -148,6 +164,10 @@ impl MatchmakingServerSettings {
             queue_capacity: self.queue_capacity.max(1),
             max_strikes: self.max_strikes.max(1),
             disconnect_grace: self.disconnect_grace,
+            rate_limit: MatchmakingRateLimit {
+                messages_per_second: self.rate_limit.messages_per_second.max(1),
+                burst: self.rate_limit.burst.max(1),
+            },
             stall_threshold: self.stall_threshold.max(Self::MIN_STALL_THRESHOLD),
         }
     }
@@ -172,9 +192,11 @@ impl MatchmakingServerSettings {
 
     /// The limits the connection gate enforces (within bounds).
     pub(super) fn gate_policy(&self) -> GatePolicy {
+        let s = self.clamped();
         GatePolicy {
-            max_strikes: self.max_strikes.max(1),
-            disconnect_grace: self.disconnect_grace,
+            max_strikes: s.max_strikes,
+            disconnect_grace: s.disconnect_grace,
+            rate_limit: s.rate_limit,
         }
     }
 }

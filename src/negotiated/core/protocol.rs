@@ -19,7 +19,8 @@ use super::fact::{NegotiatedFact, NegotiatedFactId};
 ///
 /// 2: bids carry a deadline, a cancel may name a bid (a withdrawal), and every post gets
 /// a verdict ([`NegotiatedRelayMessage::Stored`] or [`NegotiatedRelayMessage::Refused`]).
-pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 2;
+/// 3: the relay rate-limits connections ([`NegotiatedErrorKind::RateLimited`]).
+pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 3;
 
 /// Most frames one subscription may name.
 pub const NEGOTIATED_MAX_WATCHED_FRAMES: usize = 4;
@@ -101,6 +102,8 @@ pub enum NegotiatedErrorKind {
     /// A message that makes no sense now (a second hello; on the client, searching while
     /// already searching or cancelling without a search).
     Unexpected,
+    /// A message over the connection's rate limit was dropped (a strike).
+    RateLimited,
 }
 
 /// Longest human-readable text in an error message, in bytes; longer text is cut.

@@ -14,6 +14,9 @@
 //! - a decoded message the mode's handler refuses (it names no thing of this connection,
 //!   or does not fit its state) earns a strike too: the handler reports it with
 //!   [`ConnectionGate::strike_refused`] after answering with its own error;
+//! - a message over the connection's rate limit ([`MatchmakingRateLimit`], a token bucket
+//!   checked before the bytes are decoded) earns a strike
+//!   ([`GateErrorKind::RateLimited`]) and is dropped unread;
 //! - the strike that reaches the limit adds [`GateErrorKind::Abuse`] and refuses the
 //!   connection; a refused connection is not served any more and is closed after a grace
 //!   period ([`ConnectionGate::take_due`]) so that the errors reach it.
@@ -52,6 +55,28 @@ pub trait GateMessage: DeserializeOwned {
     fn hello_version(&self) -> Option<u32>;
 }
 
+/// How fast one connection may send: a token bucket of `burst` messages, refilled at
+/// `messages_per_second`. A message past it is dropped unread and earns a strike, so a
+/// flood reaches the strike limit (and is disconnected) within a few messages, while a
+/// game client, which sends a handful of messages a second at most, never meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchmakingRateLimit {
+    /// Messages per second a connection may send on average (at least 1).
+    pub messages_per_second: u32,
+    /// Messages a connection may send at once (at least 1).
+    pub burst: u32,
+}
+
+impl Default for MatchmakingRateLimit {
+    /// 30 messages a second, 60 at once.
+    fn default() -> Self {
+        Self {
+            messages_per_second: 30,
+            burst: 60,
+        }
+    }
+}
+
 /// The limits the gate enforces, read from the mode's settings at every call (settings
 /// may change at run time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +85,8 @@ pub struct GatePolicy {
     pub max_strikes: u32,
     /// How long a refused connection stays open so that the error reaches it.
     pub disconnect_grace: Duration,
+    /// How fast a connection may send.
+    pub rate_limit: MatchmakingRateLimit,
 }
 
 /// The errors the gate reports; each mode maps them to its own error kind.
@@ -77,6 +104,8 @@ pub enum GateErrorKind {
     Unexpected,
     /// The strike that reached the limit: the connection is refused.
     Abuse,
+    /// A message over the connection's rate limit, dropped unread (a strike).
+    RateLimited,
 }
 
 /// One error to send back, with its text for humans.
@@ -141,34 +170,67 @@ pub enum Admission<M> {
     Unknown,
 }
 
-/// Per-connection hello flags, strikes and refusals of one server or relay.
+/// What the gate keeps of one open connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct GateConnection {
+    /// Whether its hello was accepted.
+    welcomed: bool,
+    /// Its rate limit's bucket.
+    bucket: RateBucket,
+}
+
+/// A token bucket: `level` tokens (full when `None`) as of `refilled_at`.
+#[derive(Debug, Clone, Copy, Default)]
+struct RateBucket {
+    level: Option<f64>,
+    refilled_at: Duration,
+}
+
+impl RateBucket {
+    /// Refills the bucket up to `now` and takes one message's token; false when there
+    /// is none (the message is over the limit). Time going backwards refills nothing.
+    fn take(&mut self, limit: MatchmakingRateLimit, now: Duration) -> bool {
+        let burst = f64::from(limit.burst.max(1));
+        let rate = f64::from(limit.messages_per_second.max(1));
+        let elapsed = now.saturating_sub(self.refilled_at).as_secs_f64();
+        let level = self
+            .level
+            .map_or(burst, |level| (level + elapsed * rate).min(burst));
+        self.refilled_at = self.refilled_at.max(now);
+        let allowed = level >= 1.0;
+        self.level = Some(if allowed { level - 1.0 } else { level });
+        allowed
+    }
+}
+
+/// Per-connection hello flags, rate limits, strikes and refusals of one server or relay.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionGate {
-    /// Open connections and whether their hello was accepted.
-    welcomed: HashMap<PlayerId, bool>,
+    /// Open connections.
+    connections: HashMap<PlayerId, GateConnection>,
     guard: StrikeGuard,
 }
 
 impl ConnectionGate {
     /// A connection opened (a reconnection under the same id starts over, without hello).
     pub fn connect(&mut self, client: PlayerId) {
-        self.welcomed.insert(client, false);
+        self.connections.insert(client, GateConnection::default());
     }
 
     /// A connection closed: forgets it with its strikes. True if it was open.
     pub fn disconnect(&mut self, client: PlayerId) -> bool {
         self.guard.forget(client);
-        self.welcomed.remove(&client).is_some()
+        self.connections.remove(&client).is_some()
     }
 
     /// Whether the connection is open.
     pub fn is_connected(&self, client: PlayerId) -> bool {
-        self.welcomed.contains_key(&client)
+        self.connections.contains_key(&client)
     }
 
     /// Whether an open connection's hello was accepted.
     pub fn is_welcomed(&self, client: PlayerId) -> bool {
-        self.welcomed.get(&client).copied().unwrap_or(false)
+        self.connections.get(&client).is_some_and(|c| c.welcomed)
     }
 
     /// Whether the connection is refused (its messages are ignored until it closes).
@@ -184,7 +246,7 @@ impl ConnectionGate {
 
     /// Open connections.
     pub fn connected(&self) -> usize {
-        self.welcomed.len()
+        self.connections.len()
     }
 
     /// Refused connections whose grace period is over: close them. Each is yielded once.
@@ -222,11 +284,23 @@ impl ConnectionGate {
         policy: GatePolicy,
         now: Duration,
     ) -> Admission<M> {
-        let Some(&welcomed) = self.welcomed.get(&client) else {
+        let Some(connection) = self.connections.get_mut(&client) else {
             return Admission::Unknown;
         };
         if self.guard.is_refused(client) {
             return Admission::Ignore;
+        }
+        let welcomed = connection.welcomed;
+        if !connection.bucket.take(policy.rate_limit, now) {
+            let limit = policy.rate_limit;
+            let error = GateError::new(
+                GateErrorKind::RateLimited,
+                format!(
+                    "more than {} messages a second ({} at once): message dropped",
+                    limit.messages_per_second, limit.burst
+                ),
+            );
+            return self.strike(client, error, policy, now);
         }
         let message = match codec::decode::<M>(bytes) {
             Ok(message) => message,
@@ -264,7 +338,9 @@ impl ConnectionGate {
     ) -> Admission<M> {
         let ours = M::PROTOCOL;
         if version == ours.version {
-            self.welcomed.insert(client, true);
+            if let Some(connection) = self.connections.get_mut(&client) {
+                connection.welcomed = true;
+            }
             return Admission::Welcome;
         }
         let text = format!(
@@ -338,6 +414,7 @@ macro_rules! gate_protocol {
                     Gate::TooLarge => $error::TooLarge,
                     Gate::Unexpected => $error::Unexpected,
                     Gate::Abuse => $error::Abuse,
+                    Gate::RateLimited => $error::RateLimited,
                 }
             }
         }
@@ -395,303 +472,4 @@ pub trait GatedService {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::VecDeque;
-
-    use serde::{Deserialize, Serialize};
-
-    use super::*;
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    enum Sample {
-        Hello { protocol_version: u32 },
-        Ask(String),
-    }
-
-    /// A mode's error enum: the gate's kinds and one of its own.
-    #[rustfmt::skip]
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum SampleError { VersionMismatch, HelloRequired, Malformed, TooLarge, Unexpected, Abuse, #[allow(dead_code)] Other }
-
-    gate_protocol!(
-        Sample,
-        SampleError,
-        GateProtocol {
-            name: "sample",
-            speaker: "host",
-            version: 7,
-        }
-    );
-
-    #[test]
-    fn the_macro_finds_the_hello_and_maps_the_kinds() {
-        assert_eq!(
-            Sample::Hello {
-                protocol_version: 3
-            }
-            .hello_version(),
-            Some(3)
-        );
-        assert_eq!(Sample::Ask("x".into()).hello_version(), None);
-        assert_eq!(
-            SampleError::from(GateErrorKind::HelloRequired),
-            SampleError::HelloRequired
-        );
-        let all = [
-            GateErrorKind::VersionMismatch,
-            GateErrorKind::HelloRequired,
-            GateErrorKind::Malformed,
-            GateErrorKind::TooLarge,
-            GateErrorKind::Unexpected,
-            GateErrorKind::Abuse,
-        ];
-        let mapped: Vec<String> = all
-            .iter()
-            .map(|k| format!("{:?}", SampleError::from(*k)))
-            .collect();
-        let names: Vec<String> = all.iter().map(|k| format!("{k:?}")).collect();
-        assert_eq!(mapped, names);
-    }
-
-    const MS: fn(u64) -> Duration = Duration::from_millis;
-    const POLICY: GatePolicy = GatePolicy {
-        max_strikes: 3,
-        disconnect_grace: Duration::from_millis(250),
-    };
-
-    fn admit(gate: &mut ConnectionGate, client: PlayerId, message: &Sample) -> Admission<Sample> {
-        gate.admit(client, &codec::encode(message), POLICY, MS(0))
-    }
-
-    fn kinds(admission: Admission<Sample>) -> Vec<GateErrorKind> {
-        match admission {
-            Admission::Reply(reply) => reply.errors.iter().map(|e| e.kind).collect(),
-            other => panic!("expected a reply, got {other:?}"),
-        }
-    }
-
-    const HELLO: Sample = Sample::Hello {
-        protocol_version: 7,
-    };
-
-    #[test]
-    fn hello_then_delivery() {
-        let mut gate = ConnectionGate::default();
-        gate.connect(1);
-        assert!(!gate.is_welcomed(1));
-        assert_eq!(admit(&mut gate, 1, &HELLO), Admission::Welcome);
-        assert!(gate.is_welcomed(1));
-        let ask = Sample::Ask("x".into());
-        assert_eq!(admit(&mut gate, 1, &ask), Admission::Deliver(ask));
-        let Admission::Reply(again) = admit(&mut gate, 1, &HELLO) else {
-            panic!("a second hello is answered");
-        };
-        assert_eq!(
-            again.errors,
-            vec![GateError::new(
-                GateErrorKind::Unexpected,
-                "hello was already accepted"
-            )]
-        );
-        assert_eq!((again.strike, again.refused), (None, false));
-        assert_eq!(gate.strikes(1), Some(0));
-    }
-
-    #[test]
-    fn unknown_connections_are_not_read() {
-        let mut gate = ConnectionGate::default();
-        assert_eq!(admit(&mut gate, 9, &HELLO), Admission::Unknown);
-        gate.connect(9);
-        assert!(gate.disconnect(9));
-        assert!(!gate.disconnect(9));
-        assert_eq!(admit(&mut gate, 9, &HELLO), Admission::Unknown);
-        assert_eq!(gate.strikes(9), None);
-        assert_eq!(gate.connected(), 0);
-    }
-
-    #[test]
-    fn version_mismatch_refuses_with_a_clear_text() {
-        let mut gate = ConnectionGate::default();
-        gate.connect(2);
-        let Admission::Reply(reply) = admit(
-            &mut gate,
-            2,
-            &Sample::Hello {
-                protocol_version: 8,
-            },
-        ) else {
-            panic!("a wrong version is answered");
-        };
-        assert_eq!(reply.errors[0].kind, GateErrorKind::VersionMismatch);
-        assert_eq!(
-            reply.errors[0].message,
-            "client speaks sample protocol 8, host speaks 7; update the game"
-        );
-        assert!(reply.refused);
-        assert_eq!(reply.strike, None);
-        assert!(reply.warning().is_none());
-        assert!(gate.is_refused(2));
-        // a refused connection is not served, not even a correct hello
-        assert_eq!(admit(&mut gate, 2, &HELLO), Admission::Ignore);
-        assert!(gate.take_due(MS(249)).is_empty());
-        assert_eq!(gate.take_due(MS(250)), vec![2]);
-        assert!(gate.take_due(MS(900)).is_empty());
-    }
-
-    #[test]
-    fn bad_messages_strike_until_refused() {
-        let mut gate = ConnectionGate::default();
-        gate.connect(3);
-        assert_eq!(
-            kinds(admit(&mut gate, 3, &Sample::Ask("early".into()))),
-            vec![GateErrorKind::HelloRequired]
-        );
-        let huge = vec![0u8; codec::MAX_MESSAGE_BYTES + 1];
-        assert_eq!(
-            kinds(gate.admit::<Sample>(3, &huge, POLICY, MS(1))),
-            vec![GateErrorKind::TooLarge]
-        );
-        assert_eq!(gate.strikes(3), Some(2));
-        let Admission::Reply(last) = gate.admit::<Sample>(3, &[0xFF; 3], POLICY, MS(2)) else {
-            panic!("garbage is answered");
-        };
-        assert_eq!(
-            last.errors.iter().map(|e| e.kind).collect::<Vec<_>>(),
-            vec![GateErrorKind::Malformed, GateErrorKind::Abuse]
-        );
-        assert_eq!(last.errors[1].message, "3 bad messages: disconnecting");
-        assert_eq!(last.strike, Some(StrikeVerdict::Refused(3)));
-        assert!(last.refused);
-        assert!(
-            last.warning()
-                .unwrap()
-                .starts_with("bad message (Refused(3)): ")
-        );
-        assert_eq!(
-            gate.admit::<Sample>(3, &[0xFF], POLICY, MS(3)),
-            Admission::Ignore
-        );
-        assert_eq!(gate.take_due(MS(252)), vec![3]);
-        // a reconnection under the same id starts over
-        assert!(gate.disconnect(3));
-        gate.connect(3);
-        assert_eq!(gate.strikes(3), Some(0));
-        assert_eq!(admit(&mut gate, 3, &HELLO), Admission::Welcome);
-    }
-
-    #[test]
-    fn trailing_bytes_are_malformed() {
-        let mut gate = ConnectionGate::default();
-        gate.connect(4);
-        let mut bytes = codec::encode(&HELLO);
-        bytes.push(0);
-        let Admission::Reply(reply) = gate.admit::<Sample>(4, &bytes, POLICY, MS(0)) else {
-            panic!("trailing bytes are answered");
-        };
-        assert_eq!(reply.errors[0].kind, GateErrorKind::Malformed);
-        assert_eq!(reply.strike, Some(StrikeVerdict::Warned(1)));
-        assert!(!reply.refused);
-        assert!(!gate.is_welcomed(4));
-    }
-
-    /// A refused request (decoded, but the handler said no) strikes like garbage does.
-    #[test]
-    fn refused_requests_strike_until_refused() {
-        let mut gate = ConnectionGate::default();
-        gate.connect(5);
-        assert_eq!(admit(&mut gate, 5, &HELLO), Admission::Welcome);
-        let first = gate.strike_refused(5, POLICY, MS(0));
-        assert_eq!(first.strike, Some(StrikeVerdict::Warned(1)));
-        assert!(first.errors.is_empty() && !first.refused);
-        // mixed with a bad message: one count
-        let _ = gate.admit::<Sample>(5, &[0xFF; 2], POLICY, MS(1));
-        let last = gate.strike_refused(5, POLICY, MS(2));
-        assert_eq!(last.strike, Some(StrikeVerdict::Refused(3)));
-        assert!(last.refused);
-        assert_eq!(
-            last.errors,
-            vec![GateError::new(
-                GateErrorKind::Abuse,
-                "3 bad messages: disconnecting"
-            )]
-        );
-        // a refused or closed connection is not counted again
-        assert_eq!(gate.strike_refused(5, POLICY, MS(3)).strike, None);
-        assert_eq!(gate.strike_refused(6, POLICY, MS(3)).strike, None);
-        assert_eq!(gate.take_due(MS(252)), vec![5]);
-    }
-
-    /// A fake transport: queued bytes per client and a log of what the service did.
-    #[derive(Default)]
-    struct Fake {
-        gate: ConnectionGate,
-        inbox: Vec<(PlayerId, VecDeque<Vec<u8>>)>,
-        log: Vec<String>,
-    }
-
-    impl GatedService for Fake {
-        type Message = Sample;
-
-        fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy) {
-            (&mut self.gate, POLICY)
-        }
-
-        fn clients(&self) -> Vec<PlayerId> {
-            self.inbox.iter().map(|(c, _)| *c).collect()
-        }
-
-        fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
-            let (_, queue) = self.inbox.iter_mut().find(|(c, _)| *c == client)?;
-            queue.pop_front()
-        }
-
-        fn welcome(&mut self, client: PlayerId) {
-            self.log.push(format!("{client} welcome"));
-        }
-
-        fn reply(&mut self, client: PlayerId, reply: GateReply) {
-            let kinds: Vec<_> = reply.errors.iter().map(|e| e.kind).collect();
-            self.log
-                .push(format!("{client} {kinds:?} refused={}", reply.refused));
-        }
-
-        fn deliver(&mut self, client: PlayerId, message: Sample, _now: Duration) {
-            self.log.push(format!("{client} {message:?}"));
-        }
-    }
-
-    #[test]
-    fn the_loop_reads_each_client_in_order() {
-        let mut fake = Fake::default();
-        fake.gate.connect(1);
-        fake.gate.connect(2);
-        let bytes = |m: &Sample| codec::encode(m);
-        let wrong = Sample::Hello {
-            protocol_version: 1,
-        };
-        fake.inbox = vec![
-            (
-                1,
-                VecDeque::from([bytes(&HELLO), bytes(&Sample::Ask("a".into()))]),
-            ),
-            (2, VecDeque::from([bytes(&wrong), bytes(&HELLO)])),
-            // unknown: the loop stops at its first message and leaves the rest
-            (3, VecDeque::from([bytes(&HELLO), bytes(&HELLO)])),
-        ];
-        fake.receive_all(MS(0));
-        assert_eq!(
-            fake.log,
-            vec![
-                "1 welcome",
-                "1 Ask(\"a\")",
-                "2 [VersionMismatch] refused=true",
-            ]
-        );
-        assert_eq!(fake.inbox[1].1.len(), 0, "a refused connection is drained");
-        assert_eq!(
-            fake.inbox[2].1.len(),
-            1,
-            "an unknown connection is not read"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,94 @@
+//! The rate limit: a connection that floods the server with valid messages has what is
+//! past its burst dropped unread, is struck for it and is disconnected within a second,
+//! while everyone else is matched as if nothing happened.
+
+use std::time::Duration;
+
+use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::prelude::*;
+
+use crate::common::harness;
+
+/// Joins the "flood" queue (even `i`) or leaves it (odd `i`): valid, in turn.
+fn join_or_leave(i: u64) -> ClientMessage {
+    if i % 2 == 0 {
+        ClientMessage::JoinQueue {
+            category: "flood".into(),
+        }
+    } else {
+        ClientMessage::LeaveQueue
+    }
+}
+
+#[test]
+fn a_flood_of_valid_messages_is_cut_off_within_a_second_while_others_are_served() {
+    let mut h = harness();
+    let limit = h.server_resource::<MatchmakingServerSettings>().rate_limit;
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
+    let flooder = h.add_raw_client();
+    h.send_message(
+        flooder,
+        &ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        },
+    );
+    h.join(a, "duel");
+    h.join(b, "duel");
+    // valid messages, far past the burst
+    for i in 0..500 {
+        h.send_message(flooder, &join_or_leave(i));
+    }
+    let flood_started = h.now();
+    h.run(2);
+    let errors: Vec<MatchmakingErrorKind> = h
+        .take_messages(flooder)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { kind, .. } => Some(kind),
+            _ => None,
+        })
+        .collect();
+    // the burst went through (the hello took one token); the next three were struck
+    assert!(limit.burst < 500);
+    use MatchmakingErrorKind::{Abuse, RateLimited};
+    assert_eq!(errors, vec![RateLimited, RateLimited, RateLimited, Abuse]);
+    h.run_until(100, |h| !h.is_connected(flooder));
+    assert!(h.now() - flood_started <= Duration::from_secs(1));
+    assert_eq!(h.stats().connections_refused, 1);
+
+    h.run_until(100, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
+    assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
+    assert_eq!(h.client_state(b), MatchmakingClientState::Matched);
+}
+
+#[test]
+fn a_client_that_stays_within_the_limit_is_never_struck() {
+    let mut h = harness();
+    let p = h.add_raw_client();
+    h.send_message(
+        p,
+        &ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        },
+    );
+    // 10 messages a second for 5 seconds, well under 30 a second
+    for i in 0..50 {
+        h.send_message(p, &join_or_leave(i));
+        h.run_for(Duration::from_millis(100));
+    }
+    let refused = h
+        .take_messages(p)
+        .into_iter()
+        .any(|m| matches!(m, ServerMessage::Error { .. }));
+    assert!(!refused);
+    assert!(h.is_connected(p));
+    assert_eq!(
+        h.server_state().strikes(p),
+        Some(0),
+        "no strike for a well-behaved connection"
+    );
+}
