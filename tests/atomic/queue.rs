@@ -244,3 +244,32 @@ fn settings_change_at_run_time() {
         3
     );
 }
+
+#[test]
+fn categories_stop_at_the_limit_whatever_names_clients_send() {
+    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+        max_categories: 2,
+        ..Default::default()
+    });
+    let [a, b, c] = h.add_clients(3)[..] else {
+        unreachable!()
+    };
+    h.join(a, "one");
+    h.join(b, "two");
+    h.run(3);
+    h.join(c, "three");
+    h.run(3);
+    assert_eq!(last_error(&h, c), MatchmakingErrorKind::QueueFull);
+    assert!(
+        h.recorded::<MatchmakingClientError>(c)[0]
+            .message
+            .contains("2 queues open")
+    );
+    assert_eq!(h.server_state().queue().categories(), 2);
+    // an open category still takes players, and is free again once empty
+    h.join(c, "one");
+    h.run_until(100, |h| {
+        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+    });
+    assert_eq!(h.server_state().queue().categories(), 1);
+}

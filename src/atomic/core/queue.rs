@@ -35,6 +35,11 @@ pub enum QueueError {
         /// The capacity that was reached.
         capacity: usize,
     },
+    /// The ticket would open a new category, and `max` categories are open already.
+    TooManyCategories {
+        /// The limit that was reached.
+        max: usize,
+    },
 }
 
 impl std::fmt::Display for QueueError {
@@ -42,6 +47,9 @@ impl std::fmt::Display for QueueError {
         match self {
             QueueError::AlreadyQueued => write!(f, "player already holds a ticket"),
             QueueError::Full { capacity } => write!(f, "queue is full ({capacity} players)"),
+            QueueError::TooManyCategories { max } => {
+                write!(f, "{max} categories are open already")
+            }
         }
     }
 }
@@ -83,6 +91,8 @@ pub struct MatchQueue<P> {
     ready: BTreeSet<String>,
     group_size: usize,
     capacity: usize,
+    /// Most categories with tickets, for normal joins.
+    max_categories: usize,
 }
 
 impl<P: Copy + Eq + Hash> MatchQueue<P> {
@@ -95,7 +105,19 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
             ready: BTreeSet::new(),
             group_size: group_size.max(1),
             capacity,
+            max_categories: usize::MAX,
         }
+    }
+
+    /// Changes how many categories may hold tickets at once for normal joins (priority
+    /// re-queues ignore it); categories open now stay.
+    pub fn set_max_categories(&mut self, max: usize) {
+        self.max_categories = max;
+    }
+
+    /// Categories holding at least one ticket.
+    pub fn categories(&self) -> usize {
+        self.categories.len()
     }
 
     /// Players per group that [`Self::pop_group`] takes.
@@ -137,6 +159,11 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         if len >= self.capacity {
             return Err(QueueError::Full {
                 capacity: self.capacity,
+            });
+        }
+        if len == 0 && self.categories.len() >= self.max_categories {
+            return Err(QueueError::TooManyCategories {
+                max: self.max_categories,
             });
         }
         let key = self.key(1, Duration::ZERO);
@@ -334,6 +361,27 @@ mod tests {
         assert_eq!(group[0].player, 9);
         assert_eq!(group[0].enqueued_at, Duration::from_millis(5));
         assert_eq!(group[1].player, 1);
+    }
+
+    #[test]
+    fn new_categories_stop_at_the_limit_but_requeues_and_known_ones_do_not() {
+        let mut q = MatchQueue::new(2, 10);
+        q.set_max_categories(2);
+        q.enqueue(ticket(1, "a", 0)).unwrap();
+        q.enqueue(ticket(2, "b", 0)).unwrap();
+        assert_eq!(
+            q.enqueue(ticket(3, "c", 0)),
+            Err(QueueError::TooManyCategories { max: 2 })
+        );
+        // a known category still takes tickets
+        assert_eq!(q.enqueue(ticket(3, "a", 0)), Ok(2));
+        // a healthy player is never lost: a re-queue opens a category past the limit
+        assert_eq!(q.requeue_front(ticket(4, "c", 0)), Ok(1));
+        assert_eq!(q.categories(), 3);
+        // an emptied category closes and frees its place
+        q.remove(&4);
+        q.remove(&2);
+        assert_eq!(q.enqueue(ticket(5, "d", 0)), Ok(1));
     }
 
     #[test]

@@ -225,6 +225,11 @@ impl Receiver<'_, '_> {
                 MatchmakingErrorKind::QueueFull,
                 format!("the {category} queue is full ({capacity} players); try again later"),
             ),
+            Err(QueueError::TooManyCategories { max }) => self.effects.link.send_error(
+                client,
+                MatchmakingErrorKind::QueueFull,
+                format!("the server has {max} queues open; join one of them or try again later"),
+            ),
             Err(QueueError::AlreadyQueued) => self.refuse(
                 client,
                 MatchmakingErrorKind::AlreadyQueued,

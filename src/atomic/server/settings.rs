@@ -38,6 +38,10 @@ pub struct MatchmakingServerSettings {
     /// Most tickets one category holds (at least 1); joins beyond it get `QueueFull`.
     /// Priority re-queues after a rollback always fit.
     pub queue_capacity: usize,
+    /// Most categories with tickets at once (at least 1, default 1 000): a join that
+    /// would open one more gets `QueueFull`. With `queue_capacity` it bounds the queues'
+    /// memory whatever names clients send. Priority re-queues always fit.
+    pub max_categories: usize,
     /// Bad messages (undecodable, oversized, before hello) and refused requests a
     /// connection may send before it is disconnected (at least 1; one strike is forgiven
     /// per minute without a new one).
@@ -65,6 +69,7 @@ impl Default for MatchmakingServerSettings {
             notification_backoff: timings.notification_backoff,
             players_per_match: 2,
             queue_capacity: 10_000,
+            max_categories: 1_000,
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
             rate_limit: MatchmakingRateLimit::default(),
@@ -123,6 +128,7 @@ impl MatchmakingServerSettings {
                 MAX_PLAYERS_PER_MATCH,
             ),
             ("queue_capacity", self.queue_capacity, 1, usize::MAX),
+            ("max_categories", self.max_categories, 1, usize::MAX),
             ("max_strikes", self.max_strikes as usize, 1, usize::MAX),
             (
                 "rate_limit.messages_per_second",
@@ -162,6 +168,7 @@ impl MatchmakingServerSettings {
             notification_backoff: self.notification_backoff,
             players_per_match: self.players_per_match.clamp(2, MAX_PLAYERS_PER_MATCH),
             queue_capacity: self.queue_capacity.max(1),
+            max_categories: self.max_categories.max(1),
             max_strikes: self.max_strikes.max(1),
             disconnect_grace: self.disconnect_grace,
             rate_limit: MatchmakingRateLimit {
@@ -273,7 +280,11 @@ pub(super) fn apply_settings(
         warn!("matchmaking: invalid server settings ({problems}); using {clamped:?}");
         *settings = clamped;
     }
-    state.configure_queue(settings.group_size(), settings.queue_capacity);
+    state.configure_queue(
+        settings.group_size(),
+        settings.queue_capacity,
+        settings.max_categories,
+    );
 }
 
 #[cfg(test)]

@@ -256,9 +256,15 @@ impl MatchmakingServerState {
     }
 
     /// Applies the queue settings.
-    pub(super) fn configure_queue(&mut self, group_size: usize, capacity: usize) {
+    pub(super) fn configure_queue(
+        &mut self,
+        group_size: usize,
+        capacity: usize,
+        max_categories: usize,
+    ) {
         self.queue.set_group_size(group_size);
         self.queue.set_capacity(capacity);
+        self.queue.set_max_categories(max_categories);
     }
 
     /// Takes the tickets of the first category that holds a full group.
