@@ -212,7 +212,12 @@ impl Checker {
                 if !same || !h.is_connected(r.player) {
                     continue;
                 }
-                let failed_ack = o.status == MatchStatus::NotificationFailed && !r.acknowledged;
+                // a player whose proposal timed out (or who was lost in phase 2) failed the
+                // match and is not re-queued; one whose acknowledgement was still on its
+                // way when another player withdrew did not fail it
+                let failed_ack = o.status == MatchStatus::NotificationFailed
+                    && !r.acknowledged
+                    && !r.requeued;
                 let healthy = formed
                     .as_ref()
                     .is_some_and(|f| self.taint.healthy_since(i, f.at));
