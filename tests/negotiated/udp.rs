@@ -9,7 +9,9 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
+use bevy_atomic_matchmaking::shared::transport::{
+    insert_insecure_netcode_client, insert_insecure_netcode_server,
+};
 
 const STEP: Duration = Duration::from_millis(10);
 
@@ -18,7 +20,7 @@ fn relay() -> (App, SocketAddr) {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
-    let addr = insert_netcode_server(
+    let addr = insert_insecure_netcode_server(
         &mut app,
         "127.0.0.1:0".parse().unwrap(),
         8,
@@ -40,7 +42,8 @@ fn client(relay: SocketAddr, id: u64) -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
-    insert_netcode_client(&mut app, relay, id, channel.connection_config()).expect("UDP client");
+    insert_insecure_netcode_client(&mut app, relay, id, channel.connection_config())
+        .expect("UDP client");
     app.add_plugins(NegotiatedClientPlugin {
         channel,
         settings: NegotiatedClientSettings {
