@@ -88,24 +88,48 @@ impl MatchmakingPrivateKey {
 
     /// Creates the key file at `path` (and its parent directories) with a new random key,
     /// owner-only on unix. Fails with [`io::ErrorKind::AlreadyExists`] if the file exists.
+    ///
+    /// The key is written to a temporary file beside `path` first and then linked into
+    /// place, so a process reading `path` at the same moment never sees a half-written key.
     pub fn create(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path)?;
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(
+            ".{}-{:x}.tmp",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let temp = path.with_file_name(name);
         let key = Self::generate();
-        file.write_all(key.as_bytes())?;
-        file.sync_all()?;
-        Ok(key)
+        let linked =
+            write_owner_only(&temp, key.as_bytes()).and_then(|()| std::fs::hard_link(&temp, path));
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(key),
+            // no hard links here (some network or FAT file systems): write in place
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                write_owner_only(path, key.as_bytes()).map(|()| key)
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// Writes `bytes` to a new file at `path` (owner-only on unix); fails if it exists.
+fn write_owner_only(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Warns when a key file can be read by anyone but its owner (unix only).
@@ -197,6 +221,24 @@ mod tests {
             );
             assert_eq!(std::fs::read(&path).expect("kept").len(), size);
         }
+    }
+
+    #[test]
+    fn racing_creators_all_get_the_same_whole_key() {
+        let dir = TempDir::new("race");
+        let path = dir.0.join("dev.key");
+        let keys: Vec<MatchmakingPrivateKey> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| MatchmakingPrivateKey::load_or_create(&path)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread").expect("key"))
+                .collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
+        let leftovers = std::fs::read_dir(&dir.0).expect("dir").count();
+        assert_eq!(leftovers, 1, "only the key file remains");
     }
 
     #[test]
