@@ -12,7 +12,7 @@
 //! Prints one JSON object per line (`match_found`, `match_cancelled`, `error`,
 //! `disconnect`) and a final `summary`; a bot whose connection never opens (wrong key, no
 //! server) prints an `error` saying so. Exits non-zero if two bots disagree about who was
-//! in a match.
+//! in a match, or if no bot could connect.
 
 #[path = "common/bot.rs"]
 mod bot;
@@ -123,6 +123,17 @@ fn main() {
         eprintln!("bots: {inconsistent} matches were reported with different players");
         std::process::exit(1);
     }
+    if !apps.is_empty()
+        && apps
+            .iter()
+            .all(|a| !a.world().resource::<Bot>().connected_once)
+    {
+        eprintln!(
+            "bots: no bot could connect to {}; is the server running there, with the same key file?",
+            args.server
+        );
+        std::process::exit(1);
+    }
 }
 
 /// One app per bot, each with its own UDP connection; flaws drawn from the seed.
@@ -177,6 +188,9 @@ fn run_frames(apps: &mut [App], until: Instant, done: impl Fn(&[App]) -> bool) {
 fn disconnect_in_batches(apps: &mut [App]) {
     for batch in apps.chunks_mut(20) {
         for app in batch {
+            if !app.world().resource::<Bot>().connected_once {
+                continue; // refused: nobody to say goodbye to
+            }
             app.world_mut()
                 .resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
                 .disconnect();

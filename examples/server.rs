@@ -128,6 +128,9 @@ fn main() {
     )
     .add_plugins(bevy::log::LogPlugin {
         level: bevy::log::Level::WARN,
+        // renetcode logs every packet it refuses at ERROR: a client with a wrong key or an
+        // expired token retries 4 times a second, so anyone could flood the log
+        filter: format!("{},renetcode::server=off", bevy::log::DEFAULT_FILTER),
         ..default()
     })
     .add_plugins(MatchmakingServerPlugin {

@@ -192,6 +192,23 @@ fn an_expired_token_is_refused() {
 }
 
 #[test]
+fn a_token_for_another_server_is_refused() {
+    // two servers of the same game share the key; a token minted for the first is pointed
+    // at the second (the address the client sends to is in the token's public part; the
+    // server checks the signed list in its private part)
+    let key = MatchmakingPrivateKey::generate();
+    let (mut first, first_addr) = server(&key);
+    let (mut second, second_addr) = server(&key);
+    let mut token = backend(&key).issue(31, VALID, &[first_addr], &[]).unwrap();
+    token.server_addresses[0] = Some(second_addr);
+    let mut stray = client(token);
+    assert_refused(&mut second, &mut [], &mut stray);
+    assert!(server_clients(&second).is_empty());
+    first.update();
+    assert!(server_clients(&first).is_empty());
+}
+
+#[test]
 fn a_replayed_token_is_refused_while_its_player_is_connected_and_after() {
     let key = MatchmakingPrivateKey::generate();
     let (mut server, addr) = server(&key);
