@@ -3,21 +3,29 @@
 //!
 //! ```text
 //! cargo run --release --example bots -- --server 127.0.0.1:5000 --count 200 \
-//!     [--category duel] [--duration 30] [--flaky 0.2] [--seed 1] [--no-rematch]
+//!     [--category duel] [--duration 30] [--flaky 0.2] [--seed 1] [--no-rematch] \
+//!     [--key-file PATH] [--insecure]
 //! ```
+//! Each bot connects with a connect token it mints from the key in `--key-file` (default
+//! `target/matchmaking-dev.key` of this crate, the `server`'s default too): a development
+//! stand-in for a game's backend. `--insecure` connects in netcode's unsecure mode instead.
 //! Prints one JSON object per line (`match_found`, `match_cancelled`, `error`,
-//! `disconnect`) and a final `summary`. Exits non-zero if two bots disagree about who
-//! was in a match.
+//! `disconnect`) and a final `summary`; a bot whose connection never opens (wrong key, no
+//! server) prints an `error` saying so. Exits non-zero if two bots disagree about who was
+//! in a match, or if no bot could connect.
 
 #[path = "common/bot.rs"]
 mod bot;
+#[path = "common/identity.rs"]
+mod identity;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bevy::app::App;
-use bot::{Bot, Flaw, bot_app, drained, percentile_ms};
+use bot::{Bot, Flaw, bot_app, drained, percentile_ms, report_never_connected};
+use identity::{IDENTITY_USAGE, Identity, IdentityArgs};
 use serde_json::json;
 
 struct Args {
@@ -28,6 +36,7 @@ struct Args {
     flaky: f64,
     seed: u64,
     rematch: bool,
+    identity: IdentityArgs,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,10 +48,14 @@ fn parse_args() -> Result<Args, String> {
         flaky: 0.0,
         seed: 1,
         rematch: true,
+        identity: IdentityArgs::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        if args.identity.take(&flag, &mut value)? {
+            continue;
+        }
         match flag.as_str() {
             "--server" => args.server = value()?.parse().map_err(|e| format!("--server: {e}"))?,
             "--count" => args.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
@@ -61,7 +74,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-rematch" => args.rematch = false,
             "-h" | "--help" => {
                 println!(
-                    "usage: bots --server ADDR --count N [--category NAME] [--duration SECONDS] [--flaky FRACTION] [--seed N] [--no-rematch]"
+                    "usage: bots --server ADDR --count N [--category NAME] [--duration SECONDS] [--flaky FRACTION] [--seed N] [--no-rematch] {IDENTITY_USAGE}"
                 );
                 std::process::exit(0);
             }
@@ -79,7 +92,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut apps = spawn_bots(&args);
+    let identity = args.identity.load("bots").unwrap_or_else(|e| {
+        eprintln!("bots: {e}");
+        std::process::exit(1);
+    });
+    let mut apps = spawn_bots(&args, &identity);
     let started = Instant::now();
     run_frames(&mut apps, started + args.duration, |_| false);
     // drain like real players: stop queueing and keep listening until every match the
@@ -94,16 +111,33 @@ fn main() {
     if undrained > 0 {
         eprintln!("bots: {undrained} bots still had a match in flight after 12 s");
     }
+    report_never_connected(&mut apps);
+    for app in &mut apps {
+        for line in app.world_mut().resource_mut::<Bot>().lines.drain(..) {
+            println!("{line}");
+        }
+    }
     disconnect_in_batches(&mut apps);
     let inconsistent = print_summary(&args, &apps);
     if inconsistent > 0 {
         eprintln!("bots: {inconsistent} matches were reported with different players");
         std::process::exit(1);
     }
+    if !apps.is_empty()
+        && apps
+            .iter()
+            .all(|a| !a.world().resource::<Bot>().connected_once)
+    {
+        eprintln!(
+            "bots: no bot could connect to {}; is the server running there, with the same key file?",
+            args.server
+        );
+        std::process::exit(1);
+    }
 }
 
 /// One app per bot, each with its own UDP connection; flaws drawn from the seed.
-fn spawn_bots(args: &Args) -> Vec<App> {
+fn spawn_bots(args: &Args, identity: &Identity) -> Vec<App> {
     let mut rng = fastrand::Rng::with_seed(args.seed);
     // distinct id ranges per run so several bot processes can share a server
     let base = rng.u64(1..1 << 40) << 12;
@@ -121,7 +155,7 @@ fn spawn_bots(args: &Args) -> Vec<App> {
             args.rematch,
             rng.u64(..),
         );
-        match bot_app(args.server, bot) {
+        match bot_app(args.server, bot, identity) {
             Ok(app) => apps.push(app),
             Err(e) => {
                 eprintln!("bots: bot {i} cannot connect: {e}");
@@ -154,6 +188,9 @@ fn run_frames(apps: &mut [App], until: Instant, done: impl Fn(&[App]) -> bool) {
 fn disconnect_in_batches(apps: &mut [App]) {
     for batch in apps.chunks_mut(20) {
         for app in batch {
+            if !app.world().resource::<Bot>().connected_once {
+                continue; // refused: nobody to say goodbye to
+            }
             app.world_mut()
                 .resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
                 .disconnect();
@@ -166,6 +203,7 @@ fn disconnect_in_batches(apps: &mut [App]) {
 fn print_summary(args: &Args, apps: &[App]) -> usize {
     let mut waits = Vec::new();
     let (mut matched, mut cancelled, mut errors, mut bots_matched) = (0, 0, 0, 0);
+    let mut never_connected = 0;
     let mut seen: BTreeMap<u64, Vec<Vec<u64>>> = BTreeMap::new();
     for app in apps {
         let bot = app.world().resource::<Bot>();
@@ -173,6 +211,7 @@ fn print_summary(args: &Args, apps: &[App]) -> usize {
         cancelled += bot.cancelled;
         errors += bot.errors;
         bots_matched += usize::from(bot.matched > 0);
+        never_connected += usize::from(!bot.connected_once);
         waits.extend(bot.waits.iter().copied());
         for (m, players) in &bot.matches {
             seen.entry(*m).or_default().push(players.clone());
@@ -197,6 +236,7 @@ fn print_summary(args: &Args, apps: &[App]) -> usize {
         json!({
             "event": "summary", "bots": args.count, "matched": matched, "bots_matched": bots_matched,
             "matches": seen.len(), "cancelled": cancelled, "errors": errors,
+            "never_connected": never_connected,
             "wait_ms_p50": percentile_ms(&mut waits, 0.5), "wait_ms_p99": percentile_ms(&mut waits, 0.99),
             "inconsistent_matches": inconsistent,
         })

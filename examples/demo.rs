@@ -2,19 +2,24 @@
 //! process over UDP on loopback. Prints each match and rollback as it happens and a
 //! summary, and exits within 30 seconds.
 //!
+//! Secure like a real deployment: the server checks connect tokens against a key made in
+//! memory for this run, and each bot connects with a token minted from it for its player id.
+//!
 //! ```text
 //! cargo run --example demo
 //! ```
 
 #[path = "common/bot.rs"]
 mod bot;
+#[path = "common/identity.rs"]
+mod identity;
 
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::insert_netcode_server;
 use bot::{Bot, Flaw, bot_app, percentile_ms};
+use identity::Identity;
 
 const BOTS: usize = 8;
 const RUN_FOR: Duration = Duration::from_secs(15);
@@ -33,37 +38,29 @@ fn main() {
         })
         .init_resource::<Printed>()
         .add_systems(Update, describe_outcomes);
-    let addr = insert_netcode_server(
-        &mut server,
-        "127.0.0.1:0".parse().expect("valid"),
-        64,
-        channel.connection_config(),
-    )
-    .unwrap_or_else(|e| {
-        eprintln!("demo: cannot bind a UDP port on 127.0.0.1: {e}");
-        std::process::exit(1);
-    });
+    let identity = Identity::in_memory();
+    let addr = identity
+        .insert_server(
+            &mut server,
+            "127.0.0.1:0".parse().expect("valid"),
+            &[],
+            64,
+            channel.connection_config(),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("demo: cannot bind a UDP port on 127.0.0.1: {e}");
+            std::process::exit(1);
+        });
     println!(
-        "demo: matchmaking server on {addr}; {BOTS} bots, 2 of them flaky, for {} s",
+        "demo: matchmaking server on {addr} ({}); {BOTS} bots, 2 of them flaky, for {} s",
+        identity.describe(None),
         RUN_FOR.as_secs()
     );
     println!(
         "demo: bot 0 drops its connection when proposed a match; bot 1 answers health pings 800 ms late\n"
     );
 
-    let mut bots = Vec::new();
-    for i in 0..BOTS {
-        let flaw = match i {
-            0 => Some((Flaw::DisconnectWhenProposed, Duration::ZERO)),
-            1 => Some((Flaw::SlowPongs, Duration::ZERO)),
-            _ => None,
-        };
-        let bot = Bot::new(i, 1000 + i as u64, "duel".into(), flaw, true, 42 + i as u64);
-        bots.push(bot_app(addr, bot).unwrap_or_else(|e| {
-            eprintln!("demo: bot {i} cannot connect: {e}");
-            std::process::exit(1);
-        }));
-    }
+    let mut bots = spawn_bots(addr, &identity);
 
     let started = Instant::now();
     let frame = Duration::from_secs_f64(1.0 / 60.0);
@@ -119,6 +116,24 @@ fn main() {
         eprintln!("demo: no match committed; something is wrong");
         std::process::exit(1);
     }
+}
+
+/// The bots: bot 0 drops its connection when proposed a match, bot 1 answers pings late.
+fn spawn_bots(addr: std::net::SocketAddr, identity: &Identity) -> Vec<App> {
+    let mut bots = Vec::new();
+    for i in 0..BOTS {
+        let flaw = match i {
+            0 => Some((Flaw::DisconnectWhenProposed, Duration::ZERO)),
+            1 => Some((Flaw::SlowPongs, Duration::ZERO)),
+            _ => None,
+        };
+        let bot = Bot::new(i, 1000 + i as u64, "duel".into(), flaw, true, 42 + i as u64);
+        bots.push(bot_app(addr, bot, identity).unwrap_or_else(|e| {
+            eprintln!("demo: bot {i} cannot connect: {e}");
+            std::process::exit(1);
+        }));
+    }
+    bots
 }
 
 fn describe_outcomes(

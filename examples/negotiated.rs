@@ -2,15 +2,23 @@
 //! Accept facts, with a relay that only stores, forwards and tells the time.
 //!
 //! ```text
-//! cargo run --example negotiated -- [--clients N] [--frame SECONDS] [--timeout SECONDS]
+//! cargo run --example negotiated -- [--clients N] [--frame SECONDS] [--timeout SECONDS] [--insecure]
 //!     a relay and N clients (default 10) in one process over UDP loopback; prints each
 //!     pair and a summary, exits 0 once everyone who can pair did
 //! cargo run --example negotiated -- --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS]
+//!     [--key-file PATH] [--insecure]
 //!     just the relay (default 127.0.0.1:5001), until Ctrl-C
 //! cargo run --example negotiated -- --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]
+//!     [--key-file PATH] [--insecure]
 //!     one client (default timeout 20 s): prints its match and exits 0, or exits 1 after
 //!     the timeout; --verbose prints each state change
 //! ```
+//!
+//! Secure by default: the relay accepts only connect tokens minted with its key. The
+//! one-process mode makes a key in memory; `--relay-only` reads (or creates) `--key-file`
+//! (default `target/matchmaking-dev.key` of this crate) and `--client` mints its token from
+//! the same file, standing in for a game's backend. `--insecure` uses netcode's unsecure
+//! mode instead (clients pick their own ids): local experiments only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
+
+#[path = "common/identity.rs"]
+mod identity;
+use identity::{Identity, IdentityArgs};
 
 const TICK: Duration = Duration::from_millis(5);
 
@@ -39,11 +50,12 @@ struct Args {
     timeout: Duration,
     category: String,
     verbose: bool,
+    identity: IdentityArgs,
 }
 
-const USAGE: &str = "usage: negotiated [--clients N] [--frame SECONDS] [--timeout SECONDS]
-       negotiated --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS]
-       negotiated --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]";
+const USAGE: &str = "usage: negotiated [--clients N] [--frame SECONDS] [--timeout SECONDS] [--insecure]
+       negotiated --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS] [--key-file PATH] [--insecure]
+       negotiated --client ADDR [--category NAME] [--timeout SECONDS] [--verbose] [--key-file PATH] [--insecure]";
 
 fn seconds(flag: &str, value: String) -> Result<Duration, String> {
     let secs: f64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;
@@ -61,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
         timeout: Duration::from_secs(20),
         category: "duel".into(),
         verbose: false,
+        identity: IdentityArgs::default(),
     };
     let mut relay_only = false;
     let mut run_for = None;
@@ -69,6 +82,9 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        if args.identity.take(&flag, &mut value)? {
+            continue;
+        }
         match flag.as_str() {
             "--clients" => {
                 clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?;
@@ -118,11 +134,15 @@ fn main() {
     std::process::exit(code);
 }
 
-fn relay_app(addr: SocketAddr, frame: Duration) -> std::io::Result<(App, SocketAddr)> {
+fn relay_app(
+    addr: SocketAddr,
+    frame: Duration,
+    identity: &Identity,
+) -> std::io::Result<(App, SocketAddr)> {
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
-    let bound = insert_netcode_server(&mut app, addr, 1024, channel.connection_config())?;
+    let bound = identity.insert_server(&mut app, addr, &[], 1024, channel.connection_config())?;
     app.add_plugins(NegotiatedRelayPlugin {
         channel,
         settings: NegotiatedRelaySettings {
@@ -133,11 +153,16 @@ fn relay_app(addr: SocketAddr, frame: Duration) -> std::io::Result<(App, SocketA
     Ok((app, bound))
 }
 
-fn client_app(relay: SocketAddr, id: u64, category: &str) -> std::io::Result<App> {
+fn client_app(
+    relay: SocketAddr,
+    id: u64,
+    category: &str,
+    identity: &Identity,
+) -> std::io::Result<App> {
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
-    insert_netcode_client(&mut app, relay, id, channel.connection_config())?;
+    identity.insert_client(&mut app, relay, id, channel.connection_config())?;
     app.add_plugins(NegotiatedClientPlugin {
         channel,
         settings: NegotiatedClientSettings {
@@ -170,7 +195,19 @@ fn describe(found: &NegotiatedMatchFound) -> String {
 
 /// A relay and `n` clients in one process, over UDP loopback.
 fn together(args: &Args, n: usize) -> i32 {
-    let (mut relay, addr) = match relay_app("127.0.0.1:0".parse().expect("valid"), args.frame) {
+    let identity = if args.identity.insecure {
+        match args.identity.load("negotiated") {
+            Ok(identity) => identity,
+            Err(e) => {
+                eprintln!("negotiated: {e}");
+                return 1;
+            }
+        }
+    } else {
+        Identity::in_memory()
+    };
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("valid");
+    let (mut relay, addr) = match relay_app(any, args.frame, &identity) {
         Ok(relay) => relay,
         Err(e) => {
             eprintln!("negotiated: cannot bind the relay: {e}");
@@ -178,8 +215,10 @@ fn together(args: &Args, n: usize) -> i32 {
         }
     };
     println!(
-        "relay on {addr}, frames of {:?}; {n} clients search for \"{}\" at random moments over 1 s",
-        args.frame, args.category
+        "relay on {addr} ({}), frames of {:?}; {n} clients search for \"{}\" at random moments over 1 s",
+        identity.describe(None),
+        args.frame,
+        args.category
     );
     let mut rng = fastrand::Rng::new();
     let started = Instant::now();
@@ -193,7 +232,8 @@ fn together(args: &Args, n: usize) -> i32 {
     let expected = n - n % 2;
     loop {
         let elapsed = started.elapsed();
-        if let Err(e) = start_due_clients(&mut pending, &mut clients, elapsed, addr, args) {
+        let due = start_due_clients(&mut pending, &mut clients, elapsed, addr, args, &identity);
+        if let Err(e) = due {
             eprintln!("negotiated: {e}");
             return 1;
         }
@@ -233,7 +273,14 @@ fn together(args: &Args, n: usize) -> i32 {
 
 /// Just the relay, until Ctrl-C or `--run-for`.
 fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
-    let (mut relay, addr) = match relay_app(args.addr, args.frame) {
+    let identity = match args.identity.load("negotiated") {
+        Ok(identity) => identity,
+        Err(e) => {
+            eprintln!("negotiated: {e}");
+            return 1;
+        }
+    };
+    let (mut relay, addr) = match relay_app(args.addr, args.frame, &identity) {
         Ok(relay) => relay,
         Err(e) => {
             eprintln!("negotiated: cannot bind {}: {e}", args.addr);
@@ -248,7 +295,8 @@ fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
         }
     }
     println!(
-        "relay on {addr}, frames of {:?}; Ctrl-C to stop",
+        "relay on {addr} ({}), frames of {:?}; Ctrl-C to stop",
+        identity.describe(Some(&args.identity.key_file)),
         args.frame
     );
     let started = Instant::now();
@@ -277,8 +325,15 @@ fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
 
 /// One client: prints its match and exits 0, or gives up after the timeout.
 fn client_only(args: &Args, relay: SocketAddr) -> i32 {
+    let identity = match args.identity.load("negotiated") {
+        Ok(identity) => identity,
+        Err(e) => {
+            eprintln!("negotiated: {e}");
+            return 1;
+        }
+    };
     let id = fastrand::u64(1..u64::MAX);
-    let mut app = match client_app(relay, id, &args.category) {
+    let mut app = match client_app(relay, id, &args.category, &identity) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("negotiated: cannot start a client: {e}");
@@ -292,8 +347,18 @@ fn client_only(args: &Args, relay: SocketAddr) -> i32 {
     let started = Instant::now();
     let mut errors_seen = 0;
     let mut last_state = None;
+    let mut connected_once = false;
     loop {
         app.update();
+        connected_once |= app
+            .world()
+            .resource::<bevy_renet::RenetClient>()
+            .is_connected();
+        let refused = netcode_gave_up(&app);
+        if !connected_once && (refused.is_some() || started.elapsed() > args.timeout) {
+            eprintln!("client {id}: {}", identity.refusal(relay, refused));
+            return 1;
+        }
         let state = *app.world().resource::<State<NegotiatedClientState>>().get();
         if args.verbose && last_state != Some(state) {
             println!(
@@ -328,6 +393,13 @@ fn client_only(args: &Args, relay: SocketAddr) -> i32 {
     }
 }
 
+/// Why netcode stopped trying to connect, if it did.
+fn netcode_gave_up(app: &App) -> Option<bevy_renet::netcode::NetcodeDisconnectReason> {
+    app.world()
+        .resource::<bevy_renet::netcode::NetcodeClientTransport>()
+        .disconnect_reason()
+}
+
 /// Leaves politely: keeps the connection up briefly so our last facts (the accept, when
 /// we were the requester) reach the relay and are acknowledged, then closes it so the
 /// relay sees us go at once (netcode sends its disconnect packets on the next update).
@@ -353,12 +425,13 @@ fn start_due_clients(
     elapsed: Duration,
     addr: std::net::SocketAddr,
     args: &Args,
+    identity: &Identity,
 ) -> Result<(), String> {
     while let Some((at, id)) = pending.first().copied()
         && at <= elapsed
     {
         pending.remove(0);
-        let app = client_app(addr, id, &args.category)
+        let app = client_app(addr, id, &args.category, identity)
             .map_err(|e| format!("client {id} cannot start: {e}"))?;
         clients.push((id, app));
     }

@@ -1,9 +1,15 @@
-//! Dedicated headless matchmaking server over UDP (renet_netcode, unsecure auth).
+//! Dedicated headless matchmaking server over UDP (renet_netcode, secure connect tokens).
 //!
 //! ```text
 //! cargo run --example server -- [--addr 127.0.0.1:5000] [--players-per-match 2]
 //!     [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS]
+//!     [--key-file PATH] [--insecure] [--public-addr ADDR]...
 //! ```
+//! Accepts only clients whose connect token was minted with the key in `--key-file`
+//! (default `target/matchmaking-dev.key` of this crate, created on first use and shared with
+//! `bots` and `lobby`). `--public-addr` adds an address tokens may name besides `--addr` (a
+//! proxy in front of the server). `--insecure` lets every client pick its own id: local
+//! experiments only.
 //! Prints a stats line every few seconds and each commit/rollback; on exit (SIGINT,
 //! SIGTERM or `--run-for`) writes the final stats as one JSON object to `--stats-json`.
 
@@ -15,7 +21,11 @@ use std::time::Duration;
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{NETCODE_MAX_CLIENTS, insert_netcode_server};
+use bevy_atomic_matchmaking::shared::transport::NETCODE_MAX_CLIENTS;
+
+#[path = "common/identity.rs"]
+mod identity;
+use identity::{IDENTITY_USAGE, IdentityArgs};
 
 struct Args {
     addr: SocketAddr,
@@ -23,6 +33,8 @@ struct Args {
     run_for: Option<Duration>,
     stats_json: Option<String>,
     stats_every: Duration,
+    identity: IdentityArgs,
+    public_addrs: Vec<SocketAddr>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,11 +44,21 @@ fn parse_args() -> Result<Args, String> {
         run_for: None,
         stats_json: None,
         stats_every: Duration::from_secs(5),
+        identity: IdentityArgs::default(),
+        public_addrs: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        if args.identity.take(&flag, &mut value)? {
+            continue;
+        }
         match flag.as_str() {
+            "--public-addr" => args.public_addrs.push(
+                value()?
+                    .parse()
+                    .map_err(|e| format!("--public-addr: {e}"))?,
+            ),
             "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
             "--players-per-match" => {
                 args.players_per_match = value()?
@@ -59,7 +81,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: server [--addr ADDR] [--players-per-match N] [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS]"
+                    "usage: server [--addr ADDR] [--players-per-match N] [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS] {IDENTITY_USAGE} [--public-addr ADDR]..."
                 );
                 std::process::exit(0);
             }
@@ -86,6 +108,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let identity = args.identity.load("server").unwrap_or_else(|e| {
+        eprintln!("server: {e}");
+        std::process::exit(1);
+    });
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -102,6 +128,9 @@ fn main() {
     )
     .add_plugins(bevy::log::LogPlugin {
         level: bevy::log::Level::WARN,
+        // renetcode logs every packet it refuses at ERROR: a client with a wrong key or an
+        // expired token retries 4 times a second, so anyone could flood the log
+        filter: format!("{},renetcode::server=off", bevy::log::DEFAULT_FILTER),
         ..default()
     })
     .add_plugins(MatchmakingServerPlugin {
@@ -111,9 +140,10 @@ fn main() {
             ..default()
         },
     });
-    let addr = match insert_netcode_server(
+    let addr = match identity.insert_server(
         &mut app,
         args.addr,
+        &args.public_addrs,
         NETCODE_MAX_CLIENTS,
         channel.connection_config(),
     ) {
@@ -124,8 +154,9 @@ fn main() {
         }
     };
     println!(
-        "server: listening on {addr} ({} players per match)",
-        args.players_per_match
+        "server: listening on {addr} ({} players per match; {})",
+        args.players_per_match,
+        identity.describe(Some(&args.identity.key_file))
     );
     app.insert_resource(ServerRun {
         run_for: args.run_for,

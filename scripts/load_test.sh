@@ -25,24 +25,32 @@ free_port() {
 port=$(free_port)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# secure connect tokens: the bots mint theirs from the key the server checks them with
+# (a fresh key per run, created by the server)
+key="$out/matchmaking.key"
+target="127.0.0.1:$port"
+public=()
+if [ "$conditioned" -gt 0 ]; then
+    # the bots' tokens name the conditioner, which the server must accept as its address
+    cport=$(free_port)
+    target="127.0.0.1:$cport"
+    public=(--public-addr "$target")
+fi
 # the bots drain for up to 12 s after --duration; the server outlives that by 20 s, more
 # than netcode's 15 s connection timeout, so even a client whose disconnect packet was
 # lost must be gone, and its lobby with it, by the end
-"$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) \
-    --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
+"$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) --key-file "$key" \
+    "${public[@]}" --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
 server=$!
 pids+=("$server")
-target="127.0.0.1:$port"
 if [ "$conditioned" -gt 0 ]; then
-    cport=$(free_port)
     "$bin"/conditioner --listen "127.0.0.1:$cport" --upstream "127.0.0.1:$port" \
         --run-for $((duration + 40)) "$@" > "$out/conditioner.log" 2>&1 &
     pids+=("$!")
-    target="127.0.0.1:$cport"
     echo "load test: through the conditioner ($*)"
 fi
 sleep 1
-"$bin"/bots --server "$target" --count "$count" --flaky 0.2 \
+"$bin"/bots --server "$target" --count "$count" --flaky 0.2 --key-file "$key" \
     --duration "$duration" --seed 7 > "$out/bots.jsonl" 2> "$out/bots.err"
 wait "$server"
 python3 scripts/check_load.py "$out"

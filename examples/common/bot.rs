@@ -1,5 +1,6 @@
 //! A load-generating bot: one headless Bevy client app with its own UDP connection.
-//! Shared by the `bots` and `demo` examples.
+//! Shared by the `bots` and `demo` examples (each also includes `identity.rs`, as
+//! `crate::identity`).
 
 // each example that includes this module uses a different part of it
 #![allow(dead_code)]
@@ -10,8 +11,11 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::insert_netcode_client;
+use bevy_renet::RenetClient;
+use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
 use serde_json::json;
+
+use crate::identity::Identity;
 
 /// How a flaky bot misbehaves once its time comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,12 @@ pub struct Bot {
     rejoin_at: Option<Duration>,
     flaw_active: bool,
     pub gone: bool,
+    /// The connection opened at least once.
+    pub connected_once: bool,
+    /// The server and identity it connects with (set by [`bot_app`]), to explain a refusal.
+    link: Option<(SocketAddr, Identity)>,
+    /// A connection that never opened was reported.
+    refusal_reported: bool,
     rng: fastrand::Rng,
 }
 
@@ -97,17 +107,22 @@ impl Bot {
             rejoin_at: Some(Duration::ZERO),
             flaw_active: false,
             gone: false,
+            connected_once: false,
+            link: None,
+            refusal_reported: false,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
 }
 
-/// A client app for one bot, connected over UDP to `server`.
-pub fn bot_app(server: SocketAddr, bot: Bot) -> std::io::Result<App> {
+/// A client app for one bot, connected over UDP to `server` as its player (with a connect
+/// token minted for it, unless `identity` is insecure).
+pub fn bot_app(server: SocketAddr, mut bot: Bot, identity: &Identity) -> std::io::Result<App> {
     let channel = MatchmakingChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
-    insert_netcode_client(&mut app, server, bot.player, channel.connection_config())?;
+    identity.insert_client(&mut app, server, bot.player, channel.connection_config())?;
+    bot.link = Some((server, identity.clone()));
     app.add_plugins(MatchmakingClientPlugin { channel })
         .insert_resource(bot)
         .add_systems(Update, brain.after(MatchmakingClientSystems::Send));
@@ -118,7 +133,8 @@ fn brain(
     time: Res<Time<Real>>,
     mut bot: ResMut<Bot>,
     mut faults: ResMut<MatchmakingClientFaults>,
-    mut transport: ResMut<bevy_renet::netcode::NetcodeClientTransport>,
+    client: Res<RenetClient>,
+    mut transport: ResMut<NetcodeClientTransport>,
     state: Res<State<MatchmakingClientState>>,
     mut found: MessageReader<MatchmakingMatchFound>,
     mut proposed: MessageReader<MatchmakingMatchProposed>,
@@ -131,6 +147,14 @@ fn brain(
     let now = time.elapsed();
     let bot = &mut *bot;
     if bot.gone {
+        return;
+    }
+    bot.connected_once |= client.is_connected();
+    if !bot.connected_once
+        && let Some(reason) = transport.disconnect_reason()
+    {
+        // netcode gave up: the server never answered our connect token
+        bot.report_refused(Some(reason));
         return;
     }
     bot.activate_flaw(now, &mut faults);
@@ -180,6 +204,24 @@ fn brain(
 }
 
 impl Bot {
+    /// Reports, once, that the connection never opened, and gives up.
+    fn report_refused(&mut self, reason: Option<NetcodeDisconnectReason>) {
+        self.gone = true;
+        if self.connected_once || self.refusal_reported {
+            return;
+        }
+        self.refusal_reported = true;
+        let message = match &self.link {
+            Some((server, identity)) => identity.refusal(*server, reason),
+            None => "the connection never opened".into(),
+        };
+        self.lines.push(
+            json!({"event": "error", "bot": self.index, "player": self.player, "kind": "Refused", "message": message})
+                .to_string(),
+        );
+        self.errors += 1;
+    }
+
     /// Turns the bot's flaw on once its time has come.
     fn activate_flaw(&mut self, now: Duration, faults: &mut MatchmakingClientFaults) {
         if let Some((flaw, after)) = self.flaw
@@ -259,6 +301,21 @@ pub fn drained(app: &App) -> bool {
                 .get(),
             MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
         )
+}
+
+/// Reports every bot whose connection never opened and that has not said so yet (netcode
+/// gives up only after the token's timeout, which a short run may not reach).
+pub fn report_never_connected(apps: &mut [App]) {
+    for app in apps {
+        let reason = app
+            .world()
+            .resource::<NetcodeClientTransport>()
+            .disconnect_reason();
+        let mut bot = app.world_mut().resource_mut::<Bot>();
+        if !bot.connected_once {
+            bot.report_refused(reason);
+        }
+    }
 }
 
 /// Nearest-rank percentile in milliseconds.

@@ -8,6 +8,7 @@ use bevy::math::IVec2;
 use bevy_atomic_matchmaking::shared::player::validate_category;
 
 use crate::embedded::BOT_ID;
+use crate::identity::IdentityArgs;
 
 /// The parsed command line.
 pub struct Args {
@@ -21,9 +22,12 @@ pub struct Args {
     pub assets: PathBuf,
     pub fps: f64,
     pub hold_proposal: bool,
+    /// `--key-file` and `--insecure`: how to connect to a `--server` (the embedded server
+    /// makes its own key unless `--insecure`).
+    pub identity: IdentityArgs,
 }
 
-const USAGE: &str = "usage: lobby [--server ADDR] [--category NAME] [--client-id N] [--title TEXT] [--position X,Y] [--assets DIR] [--fps N] [--hold-proposal]";
+const USAGE: &str = "usage: lobby [--server ADDR] [--category NAME] [--client-id N] [--title TEXT] [--position X,Y] [--assets DIR] [--fps N] [--hold-proposal] [--key-file PATH] [--insecure]";
 
 impl Default for Args {
     fn default() -> Self {
@@ -36,6 +40,7 @@ impl Default for Args {
             assets: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets")),
             fps: 60.0,
             hold_proposal: false,
+            identity: IdentityArgs::default(),
         }
     }
 }
@@ -46,6 +51,9 @@ pub fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        if args.identity.take(&flag, &mut value)? {
+            continue;
+        }
         match flag.as_str() {
             "--server" => {
                 args.server = Some(value()?.parse().map_err(|e| format!("--server: {e}"))?)

@@ -10,7 +10,8 @@ use std::time::Duration;
 use bevy::prelude::*;
 
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
+
+use crate::identity::Identity;
 
 /// Player id of the embedded bot.
 pub const BOT_ID: u64 = 1_000_000_007;
@@ -34,13 +35,15 @@ struct Bot {
 }
 
 /// Starts a matchmaking server and one bot client on a background thread; returns the
-/// server's address (a free port on 127.0.0.1).
-pub fn start_embedded_server(category: String) -> Result<SocketAddr, String> {
+/// server's address (a free port on 127.0.0.1). The server checks connect tokens with the
+/// identity's key (its bot mints one), or is insecure if the identity is.
+pub fn start_embedded_server(category: String, identity: &Identity) -> Result<SocketAddr, String> {
     let (tx, rx) = mpsc::channel();
+    let identity = identity.clone();
     std::thread::Builder::new()
         .name("embedded-matchmaking".into())
         .spawn(move || {
-            let (mut server, mut bot, addr) = match build_apps(category) {
+            let (mut server, mut bot, addr) = match build_apps(category, &identity) {
                 Ok(apps) => apps,
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -62,7 +65,7 @@ pub fn start_embedded_server(category: String) -> Result<SocketAddr, String> {
 
 /// The server app (bound to a free loopback port) and the bot app connected to it, both
 /// finished and ready to update; and the server's address.
-fn build_apps(category: String) -> Result<(App, App, SocketAddr), String> {
+fn build_apps(category: String, identity: &Identity) -> Result<(App, App, SocketAddr), String> {
     let channel = MatchmakingChannel::default();
     let mut server = App::new();
     server
@@ -71,13 +74,15 @@ fn build_apps(category: String) -> Result<(App, App, SocketAddr), String> {
             channel,
             settings: MatchmakingServerSettings::default(),
         });
-    let addr = insert_netcode_server(
-        &mut server,
-        "127.0.0.1:0".parse().expect("valid"),
-        64,
-        channel.connection_config(),
-    )
-    .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
+    let addr = identity
+        .insert_server(
+            &mut server,
+            "127.0.0.1:0".parse().expect("valid"),
+            &[],
+            64,
+            channel.connection_config(),
+        )
+        .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
     server.add_systems(Update, print_embedded_outcomes);
 
     let mut bot = App::new();
@@ -89,7 +94,8 @@ fn build_apps(category: String) -> Result<(App, App, SocketAddr), String> {
             clicks_seen: None,
         })
         .add_systems(Update, drive_bot);
-    insert_netcode_client(&mut bot, addr, BOT_ID, channel.connection_config())
+    identity
+        .insert_client(&mut bot, addr, BOT_ID, channel.connection_config())
         .map_err(|e| format!("cannot start the bot: {e}"))?;
     for app in [&mut server, &mut bot] {
         app.finish();

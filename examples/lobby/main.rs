@@ -19,7 +19,13 @@
 //! Options:
 //! - `--server ADDR`: join this dedicated server instead of hosting one.
 //! - `--category NAME`: queue category (default `casual`).
-//! - `--client-id N`: the netcode client id, which is also the player id (default: random).
+//! - `--client-id N`: the player id to connect as (default: random). The game mints its own
+//!   connect token for it, standing in for a game's backend.
+//! - `--key-file PATH`: the key that mints tokens for a `--server` (default
+//!   `target/matchmaking-dev.key` of this crate, the `server` example's default too; created
+//!   if missing). The embedded server makes its own key in memory.
+//! - `--insecure`: connect with netcode's unsecure mode instead of tokens (the `--server`
+//!   must be `--insecure` too): local experiments only.
 //! - `--title TEXT`: window title (default `Atomic matchmaking lobby (player ID)`).
 //! - `--position X,Y`: window position in pixels.
 //! - `--assets DIR`: where the assets are (default: the crate's `assets/`).
@@ -44,6 +50,8 @@
 mod args;
 mod assets;
 mod embedded;
+#[path = "../common/identity.rs"]
+mod identity;
 mod network;
 mod state;
 mod ui;
@@ -61,6 +69,7 @@ use bevy_atomic_matchmaking::prelude::*;
 use args::{Args, parse_args, random_client_id};
 use assets::{UiAssets, check_assets, watch_assets};
 use embedded::start_embedded_server;
+use identity::Identity;
 use network::{ensure_connection, follow_matchmaking, say_goodbye, watch_connection};
 use state::{Connection, LobbyConfig, ScreenState};
 use ui::{
@@ -78,9 +87,17 @@ fn main() {
         .title
         .clone()
         .unwrap_or_else(|| format!("Atomic matchmaking lobby (player {client_id})"));
+    let identity = if args.server.is_some() || args.identity.insecure {
+        args.identity.load("lobby").unwrap_or_else(|e| {
+            eprintln!("lobby: {e}");
+            std::process::exit(1);
+        })
+    } else {
+        Identity::in_memory()
+    };
     let (server, embedded) = match args.server {
         Some(addr) => (addr, false),
-        None => match start_embedded_server(args.category.clone()) {
+        None => match start_embedded_server(args.category.clone(), &identity) {
             Ok(addr) => (addr, true),
             Err(e) => {
                 eprintln!("lobby: cannot start the embedded server: {e}");
@@ -95,6 +112,7 @@ fn main() {
         category: args.category.clone(),
         fixed_client_id: args.client_id.is_some(),
         title,
+        identity,
     };
     let connection = Connection {
         client_id,

@@ -8,7 +8,6 @@ use bevy_renet::RenetClient;
 use bevy_renet::netcode::NetcodeClientTransport;
 
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::netcode_client_transport;
 
 use crate::args::random_client_id;
 use crate::state::{Connection, LobbyConfig, ScreenState};
@@ -34,7 +33,10 @@ pub fn ensure_connection(
             // reconnecting: a fresh id, in case the server still holds the old connection
             connection.client_id = random_client_id();
         }
-        match netcode_client_transport(config.server, connection.client_id) {
+        match config
+            .identity
+            .client_transport(config.server, connection.client_id)
+        {
             Ok(transport) => {
                 commands.insert_resource(RenetClient::new(channel.connection_config()));
                 commands.insert_resource(transport);
@@ -46,7 +48,7 @@ pub fn ensure_connection(
             }
             Err(e) => {
                 screen.searching = false;
-                screen.notice = Some((format!("Cannot open a UDP socket: {e}"), BAD));
+                screen.notice = Some((format!("Cannot connect: {e}"), BAD));
                 println!("LOBBY error kind=socket message=\"{e}\"");
                 return;
             }
@@ -74,17 +76,16 @@ pub fn watch_connection(
     if !client.is_disconnected() {
         return;
     }
-    let reason = transport
-        .and_then(|t| t.disconnect_reason())
-        .map(|r| r.to_string())
-        .or_else(|| client.disconnect_reason().map(|r| r.to_string()))
-        .unwrap_or_else(|| "no answer".into());
+    let netcode = transport.and_then(|t| t.disconnect_reason());
+    let reason = match (netcode, client.disconnect_reason()) {
+        // netcode gave up before the connection opened: the token was not accepted
+        (Some(netcode), _) => config.identity.refusal(config.server, Some(netcode)),
+        (None, Some(renet)) => format!("connection to {} closed: {renet}", config.server),
+        (None, None) => config.identity.refusal(config.server, None),
+    };
     connection.connecting = false;
     screen.searching = false;
-    screen.notice = Some((
-        format!("Could not connect to {}: {reason}", config.server),
-        BAD,
-    ));
+    screen.notice = Some((format!("Could not connect: {reason}"), BAD));
     println!(
         "LOBBY error kind=connect server={} message=\"{reason}\"",
         config.server

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use bevy::prelude::*;
 
+use crate::identity::Identity;
+
 /// How this game was started (command line, embedded server); never changes.
 #[derive(Resource)]
 pub struct LobbyConfig {
@@ -18,12 +20,15 @@ pub struct LobbyConfig {
     pub fixed_client_id: bool,
     /// The window title.
     pub title: String,
+    /// How we connect: connect tokens minted for our id (the embedded server's in-memory
+    /// key, or `--key-file`), or `--insecure`.
+    pub identity: Identity,
 }
 
 /// Our netcode connection to the matchmaking server.
 #[derive(Resource)]
 pub struct Connection {
-    /// The netcode client id, which is also our player id (a fresh random one on each
+    /// Our player id, the one our connect token names (a fresh random one on each
     /// reconnection unless `--client-id` fixed it).
     pub client_id: u64,
     /// A connection attempt is under way (not yet welcomed).

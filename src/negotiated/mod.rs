@@ -41,9 +41,13 @@
 //! use std::time::Duration;
 //! use bevy::prelude::*;
 //! use bevy_atomic_matchmaking::prelude::*;
-//! use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
+//! use bevy_atomic_matchmaking::shared::transport::{
+//!     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_secure_netcode_client,
+//!     insert_secure_netcode_server,
+//! };
 //!
 //! let channel = NegotiatedChannel::default(); // channel id 4
+//! let key = MatchmakingPrivateKey::generate(); // the backend's: it mints connect tokens
 //!
 //! // The relay: stores and forwards facts, tells the time. No matchmaking logic.
 //! let mut relay = App::new();
@@ -54,7 +58,8 @@
 //!         ..default()
 //!     },
 //! });
-//! let addr = insert_netcode_server(&mut relay, "127.0.0.1:0".parse()?, 64, channel.connection_config())?;
+//! let addr = insert_secure_netcode_server(&mut relay, "127.0.0.1:0".parse()?, 64, channel.connection_config(), &key)?;
+//! let backend = MatchmakingTokenIssuer::new(key);
 //!
 //! // Two games: search, then react to the match.
 //! let mut games: Vec<App> = (1..=2)
@@ -70,10 +75,11 @@
 //!                     info!("play against {} (we {:?})", f.other, f.role);
 //!                 }
 //!             });
-//!         insert_netcode_client(&mut game, addr, id, channel.connection_config())?;
+//!         let token = backend.issue(id, Duration::from_secs(60), &[addr], &[])?;
+//!         insert_secure_netcode_client(&mut game, token, channel.connection_config())?;
 //!         Ok(game)
 //!     })
-//!     .collect::<std::io::Result<_>>()?;
+//!     .collect::<Result<_, Box<dyn std::error::Error>>>()?;
 //!
 //! // Run until both are matched (a real game just calls `app.run()`).
 //! let matched = |g: &App| *g.world().resource::<State<NegotiatedClientState>>().get() == NegotiatedClientState::Matched;

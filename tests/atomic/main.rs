@@ -4,6 +4,7 @@
 mod common;
 mod faults;
 mod hostile;
+mod identity;
 mod invariants;
 mod pair;
 mod queue;

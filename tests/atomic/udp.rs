@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
+use bevy_atomic_matchmaking::shared::transport::{
+    insert_insecure_netcode_client, insert_insecure_netcode_server,
+};
 
 #[test]
 fn a_pair_is_matched_over_udp_on_loopback() {
@@ -18,7 +20,7 @@ fn a_pair_is_matched_over_udp_on_loopback() {
             channel,
             ..default()
         });
-    let addr = insert_netcode_server(
+    let addr = insert_insecure_netcode_server(
         &mut server,
         "127.0.0.1:0".parse().unwrap(),
         8,
@@ -31,7 +33,7 @@ fn a_pair_is_matched_over_udp_on_loopback() {
         .map(|i| {
             let mut app = App::new();
             app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
-            insert_netcode_client(&mut app, addr, 500 + i, channel.connection_config())
+            insert_insecure_netcode_client(&mut app, addr, 500 + i, channel.connection_config())
                 .expect("client socket");
             app.add_plugins(MatchmakingClientPlugin { channel });
             // ask before the connection is up: the plugin joins once welcomed

@@ -9,21 +9,31 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{insert_netcode_client, insert_netcode_server};
+use bevy_atomic_matchmaking::shared::transport::{
+    MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
+    insert_insecure_netcode_server, insert_secure_netcode_client, insert_secure_netcode_server,
+};
+use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
 
 const STEP: Duration = Duration::from_millis(10);
 
 fn relay() -> (App, SocketAddr) {
+    relay_with(None)
+}
+
+/// A relay that checks connect tokens with `key`, or an insecure one.
+fn relay_with(key: Option<&MatchmakingPrivateKey>) -> (App, SocketAddr) {
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
-    let addr = insert_netcode_server(
-        &mut app,
-        "127.0.0.1:0".parse().unwrap(),
-        8,
-        channel.connection_config(),
-    )
+    let any = "127.0.0.1:0".parse().unwrap();
+    let addr = match key {
+        Some(key) => {
+            insert_secure_netcode_server(&mut app, any, 8, channel.connection_config(), key)
+        }
+        None => insert_insecure_netcode_server(&mut app, any, 8, channel.connection_config()),
+    }
     .expect("bind a UDP port on 127.0.0.1");
     app.add_plugins(NegotiatedRelayPlugin {
         channel,
@@ -36,11 +46,25 @@ fn relay() -> (App, SocketAddr) {
 }
 
 fn client(relay: SocketAddr, id: u64) -> App {
+    client_with(relay, id, None)
+}
+
+/// A client with a connect token for `id` minted by `backend`, or an insecure one.
+fn client_with(relay: SocketAddr, id: u64, backend: Option<&MatchmakingTokenIssuer>) -> App {
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
-    insert_netcode_client(&mut app, relay, id, channel.connection_config()).expect("UDP client");
+    match backend {
+        Some(backend) => {
+            let token = backend
+                .issue(id, Duration::from_secs(60), &[relay], &[])
+                .expect("mint");
+            insert_secure_netcode_client(&mut app, token, channel.connection_config())
+        }
+        None => insert_insecure_netcode_client(&mut app, relay, id, channel.connection_config()),
+    }
+    .expect("UDP client");
     app.add_plugins(NegotiatedClientPlugin {
         channel,
         settings: NegotiatedClientSettings {
@@ -114,5 +138,62 @@ fn two_clients_pair_over_udp() {
     assert!(
         stored >= 3,
         "request, bid and accept are at the relay ({stored})"
+    );
+}
+
+#[test]
+fn two_clients_pair_over_udp_as_the_ids_in_their_tokens() {
+    let key = MatchmakingPrivateKey::generate();
+    let backend = MatchmakingTokenIssuer::new(key.clone()).with_timeout(Duration::from_secs(1));
+    let (mut relay, addr) = relay_with(Some(&key));
+    // a client whose token comes from another key never gets in
+    let forger = MatchmakingTokenIssuer::new(MatchmakingPrivateKey::generate())
+        .with_timeout(Duration::from_secs(1));
+    let mut clients = vec![
+        client_with(addr, 303, Some(&backend)),
+        client_with(addr, 404, Some(&backend)),
+        client_with(addr, 505, Some(&forger)),
+    ];
+    let gave_up = |app: &App| {
+        app.world()
+            .resource::<NetcodeClientTransport>()
+            .disconnect_reason()
+    };
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        c[..2]
+            .iter()
+            .all(|c| state(c) == NegotiatedClientState::Idle)
+            && gave_up(&c[2]).is_some()
+    });
+    assert_eq!(
+        gave_up(&clients[2]),
+        Some(NetcodeDisconnectReason::ConnectionRequestTimedOut)
+    );
+    assert_eq!(state(&clients[2]), NegotiatedClientState::Disconnected);
+    assert_eq!(
+        relay.world().resource::<NegotiatedRelayState>().connected(),
+        2,
+        "only the two clients with good tokens are connected"
+    );
+    let mut clients: Vec<App> = clients.into_iter().take(2).collect();
+    for c in clients.iter_mut() {
+        c.world_mut().write_message(NegotiatedSearch {
+            category: "duel".into(),
+        });
+    }
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        c.iter().all(|c| found(c).is_some())
+    });
+    let a = found(&clients[0]).unwrap();
+    let b = found(&clients[1]).unwrap();
+    assert_eq!((a.me, a.other), (303, 404));
+    assert_eq!((b.me, b.other), (404, 303));
+    assert_eq!(
+        clients[0]
+            .world()
+            .resource::<NegotiatedClientStatus>()
+            .client_id,
+        Some(303),
+        "the relay welcomed the client as the id in its token"
     );
 }

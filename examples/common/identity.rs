@@ -1,0 +1,207 @@
+//! Who the example players are. Secure by default: servers and relays check netcode connect
+//! tokens against a private key, and the example clients mint their own tokens from the same
+//! key file, standing in for a game's backend (which would authenticate the player first).
+//! `--insecure` falls back to netcode's unsecure mode, where each client picks its own id.
+//!
+//! Shared by the `server`, `bots`, `demo`, `lobby` and `negotiated` examples.
+
+// each example that includes this module uses a different part of it
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bevy::prelude::*;
+use bevy_atomic_matchmaking::shared::transport::{
+    DEFAULT_TOKEN_VALIDITY, MatchmakingPrivateKey, MatchmakingTokenIssuer,
+    insecure_netcode_client_transport, insert_insecure_netcode_client,
+    insert_insecure_netcode_server, insert_secure_netcode_client,
+    insert_secure_netcode_server_with_addresses, secure_netcode_client_transport,
+};
+use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
+use bevy_renet::renet::ConnectionConfig;
+
+/// The key file every example uses unless given `--key-file`: `target/matchmaking-dev.key`
+/// in this crate's directory (an absolute path compiled in, so `server` and `bots` started
+/// from anywhere share it). Created with owner-only permissions on first use.
+pub const DEFAULT_KEY_FILE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/target/matchmaking-dev.key");
+
+/// The identity flags, for usage lines.
+pub const IDENTITY_USAGE: &str = "[--key-file PATH] [--insecure]";
+
+/// `--key-file PATH` and `--insecure`.
+pub struct IdentityArgs {
+    /// The private key file (read, or created when missing).
+    pub key_file: PathBuf,
+    /// `--insecure`: netcode's unsecure mode (clients pick their own ids).
+    pub insecure: bool,
+}
+
+impl Default for IdentityArgs {
+    fn default() -> Self {
+        Self {
+            key_file: PathBuf::from(DEFAULT_KEY_FILE),
+            insecure: false,
+        }
+    }
+}
+
+impl IdentityArgs {
+    /// Takes `flag` if it is `--key-file` (reading its value) or `--insecure`; returns
+    /// whether it was one of them.
+    pub fn take(
+        &mut self,
+        flag: &str,
+        value: impl FnOnce() -> Result<String, String>,
+    ) -> Result<bool, String> {
+        match flag {
+            "--key-file" => self.key_file = PathBuf::from(value()?),
+            "--insecure" => self.insecure = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The identity these flags ask for: the key file's key (read or created), or insecure
+    /// (with a warning on stderr, prefixed with `who`).
+    pub fn load(&self, who: &str) -> Result<Identity, String> {
+        if self.insecure {
+            eprintln!(
+                "{who}: WARNING: --insecure: every client picks its own player id, so anyone can \
+                 connect as anyone; for local experiments only"
+            );
+            return Ok(Identity::Insecure);
+        }
+        let key = MatchmakingPrivateKey::load_or_create(&self.key_file)
+            .map_err(|e| format!("key file {}: {e}", self.key_file.display()))?;
+        Ok(Identity::Tokens(MatchmakingTokenIssuer::new(key)))
+    }
+}
+
+/// How an example's clients connect, and how its server checks them.
+#[derive(Clone, Debug)]
+pub enum Identity {
+    /// Connect tokens minted from this key (the issuer holds it).
+    Tokens(MatchmakingTokenIssuer),
+    /// netcode's unsecure mode.
+    Insecure,
+}
+
+impl Identity {
+    /// Secure, with a fresh key that lives only in this process (an embedded server and its
+    /// clients).
+    pub fn in_memory() -> Self {
+        Identity::Tokens(MatchmakingTokenIssuer::new(
+            MatchmakingPrivateKey::generate(),
+        ))
+    }
+
+    /// Whether clients connect with tokens.
+    pub fn is_secure(&self) -> bool {
+        matches!(self, Identity::Tokens(_))
+    }
+
+    /// One line for a startup message.
+    pub fn describe(&self, key_file: Option<&std::path::Path>) -> String {
+        match (self, key_file) {
+            (Identity::Insecure, _) => "INSECURE: clients pick their own ids".into(),
+            (Identity::Tokens(_), Some(path)) => {
+                format!("connect tokens checked with the key in {}", path.display())
+            }
+            (Identity::Tokens(_), None) => "connect tokens from an in-memory key".into(),
+        }
+    }
+
+    /// Binds a server on `addr` that accepts this identity's clients; tokens may also name
+    /// one of `public` (the address clients send to, when it differs from the bound one).
+    pub fn insert_server(
+        &self,
+        app: &mut App,
+        addr: SocketAddr,
+        public: &[SocketAddr],
+        max_clients: usize,
+        config: ConnectionConfig,
+    ) -> std::io::Result<SocketAddr> {
+        match self {
+            Identity::Tokens(issuer) => insert_secure_netcode_server_with_addresses(
+                app,
+                addr,
+                public,
+                max_clients,
+                config,
+                issuer.key(),
+            ),
+            Identity::Insecure => insert_insecure_netcode_server(app, addr, max_clients, config),
+        }
+    }
+
+    /// Connects `app` to `server` as `player` (minting its token when secure).
+    pub fn insert_client(
+        &self,
+        app: &mut App,
+        server: SocketAddr,
+        player: u64,
+        config: ConnectionConfig,
+    ) -> std::io::Result<()> {
+        match self {
+            Identity::Tokens(issuer) => {
+                insert_secure_netcode_client(app, mint(issuer, server, player)?, config)
+            }
+            Identity::Insecure => insert_insecure_netcode_client(app, server, player, config),
+        }
+    }
+
+    /// The client transport for `player` to `server`, not inserted (to connect from a
+    /// running system).
+    pub fn client_transport(
+        &self,
+        server: SocketAddr,
+        player: u64,
+    ) -> std::io::Result<NetcodeClientTransport> {
+        match self {
+            Identity::Tokens(issuer) => {
+                secure_netcode_client_transport(mint(issuer, server, player)?)
+            }
+            Identity::Insecure => insecure_netcode_client_transport(server, player),
+        }
+    }
+
+    /// Why a connection to `server` that never opened failed, for the player to read.
+    pub fn refusal(&self, server: SocketAddr, reason: Option<NetcodeDisconnectReason>) -> String {
+        let netcode = reason.map_or_else(|| "no answer yet".to_string(), |r| r.to_string());
+        use NetcodeDisconnectReason::*;
+        match reason {
+            Some(ConnectionDenied) => {
+                return format!(
+                    "connection to {server} refused: the server is full (netcode: {netcode})"
+                );
+            }
+            Some(ConnectionTimedOut | DisconnectedByServer | DisconnectedByClient) => {
+                return format!("connection to {server} closed (netcode: {netcode})");
+            }
+            _ => {}
+        }
+        match self {
+            Identity::Tokens(_) => format!(
+                "connection to {server} refused: the server did not accept our connect token \
+                 (wrong key or expired?), or no server runs there (netcode: {netcode})"
+            ),
+            Identity::Insecure => format!(
+                "connection to {server} failed: no answer (is the server running, and started \
+                 with --insecure too?) (netcode: {netcode})"
+            ),
+        }
+    }
+}
+
+/// What the examples' stand-in backend does: a token for `player` on `server`.
+fn mint(
+    issuer: &MatchmakingTokenIssuer,
+    server: SocketAddr,
+    player: u64,
+) -> std::io::Result<bevy_renet::netcode::ConnectToken> {
+    issuer
+        .issue(player, DEFAULT_TOKEN_VALIDITY, &[server], &[])
+        .map_err(std::io::Error::other)
+}

@@ -1,0 +1,251 @@
+//! Helpers to run matchmaking over renet_netcode's UDP transport, with secure connect tokens
+//! (the default everywhere in this crate) or, for local experiments, insecure connections.
+//!
+//! # Who a player is
+//!
+//! The plugins of this crate know a player by its netcode client id
+//! ([`PlayerId`](crate::shared::player::PlayerId)). With
+//! secure authentication that id comes from a *connect token*, so a client cannot choose
+//! who it is. The real flow:
+//!
+//! 1. The game's **backend** (your login or account service) holds the
+//!    [`MatchmakingPrivateKey`]; so do the matchmaking servers and relays, and nothing else.
+//! 2. A player logs in; the backend authenticates them and mints a token with
+//!    [`MatchmakingTokenIssuer`]: their player id, the server addresses they may use, an
+//!    expiry and up to 256 bytes of user data (rating, party, region...). It sends the
+//!    token's bytes ([`MatchmakingTokenIssuer::issue_bytes`]) to the game, over a channel
+//!    it already trusts (HTTPS).
+//! 3. The game reads them ([`connect_token_from_bytes`]) and connects with
+//!    [`insert_secure_netcode_client`] or [`secure_netcode_client_transport`].
+//! 4. The server ([`insert_secure_netcode_server`]) accepts the connection only if the
+//!    token was minted with its key, names one of its public addresses, has not expired and
+//!    was not already used from another address. The id every plugin then sees is the id
+//!    inside the token. netcode also refuses a second connection under an id that is
+//!    connected. The server can read the token's user data with
+//!    `NetcodeServerTransport::user_data`.
+//!
+//! A refused client gets no answer (so a scanner learns nothing): its transport gives up
+//! after the token's timeout ([`DEFAULT_TOKEN_TIMEOUT_SECONDS`]) with a
+//! `NetcodeDisconnectReason` (`ConnectionRequestTimedOut`, or `ConnectTokenExpired`).
+//!
+//! The examples stand in for the backend: they mint tokens from a key file that the
+//! `server`, `bots`, `lobby` and `negotiated` examples share (see `examples/README.md`).
+//!
+//! # Insecure connections
+//!
+//! [`insert_insecure_netcode_server`], [`insert_insecure_netcode_client`] and
+//! [`insecure_netcode_client_transport`] use netcode's unsecure mode: the client picks its
+//! own id and anyone can connect as anyone. Use them for tests and local experiments only.
+
+mod key;
+mod tokens;
+
+pub use key::MatchmakingPrivateKey;
+pub use tokens::{
+    DEFAULT_TOKEN_TIMEOUT_SECONDS, DEFAULT_TOKEN_VALIDITY, MAX_TOKEN_SERVER_ADDRESSES,
+    MAX_TOKEN_USER_DATA, MatchmakingTokenIssuer, TokenError, connect_token_from_bytes,
+    connect_token_to_bytes,
+};
+
+use super::clock::unix_now;
+use std::net::{SocketAddr, UdpSocket};
+
+use bevy::prelude::*;
+use bevy_renet::netcode::{
+    ClientAuthentication, ConnectToken, NetcodeClientPlugin, NetcodeClientTransport,
+    NetcodeServerPlugin, NetcodeServerTransport, ServerAuthentication, ServerConfig,
+};
+use bevy_renet::renet::ConnectionConfig;
+use bevy_renet::{RenetClient, RenetServer};
+
+/// The netcode protocol id of the examples (any value; both sides must agree).
+pub const MATCHMAKING_NETCODE_PROTOCOL_ID: u64 = 0x6d61_7463_686d_6b31;
+
+/// Largest number of clients one netcode server accepts (netcode's own limit).
+pub const NETCODE_MAX_CLIENTS: usize = 1024;
+
+/// Binds a UDP server on `addr` (port 0 picks a free port) that only accepts connect tokens
+/// minted with `key` ([`MatchmakingTokenIssuer`]) naming its bound address, and inserts the
+/// [`RenetServer`] and [`NetcodeServerTransport`] resources (adding [`NetcodeServerPlugin`]
+/// if needed). Returns the bound address: the one to put in tokens.
+///
+/// Clients reaching the server through another address (a proxy, NAT, a public IP while
+/// bound to `0.0.0.0`) need [`insert_secure_netcode_server_with_addresses`].
+pub fn insert_secure_netcode_server(
+    app: &mut App,
+    addr: SocketAddr,
+    max_clients: usize,
+    connection_config: ConnectionConfig,
+    key: &MatchmakingPrivateKey,
+) -> std::io::Result<SocketAddr> {
+    insert_secure_netcode_server_with_addresses(app, addr, &[], max_clients, connection_config, key)
+}
+
+/// [`insert_secure_netcode_server`] that also accepts tokens naming one of
+/// `public_addresses`: the addresses clients send to, when they differ from the bound one.
+/// The bound address is always accepted too.
+pub fn insert_secure_netcode_server_with_addresses(
+    app: &mut App,
+    addr: SocketAddr,
+    public_addresses: &[SocketAddr],
+    max_clients: usize,
+    connection_config: ConnectionConfig,
+    key: &MatchmakingPrivateKey,
+) -> std::io::Result<SocketAddr> {
+    let authentication = ServerAuthentication::Secure {
+        private_key: *key.as_bytes(),
+    };
+    insert_server(
+        app,
+        addr,
+        public_addresses,
+        max_clients,
+        connection_config,
+        authentication,
+    )
+}
+
+/// Binds a UDP server on `addr` (port 0 picks a free port) with netcode's **insecure**
+/// authentication (every client picks its own id: tests and local experiments only) and
+/// inserts the [`RenetServer`] and [`NetcodeServerTransport`] resources (adding
+/// [`NetcodeServerPlugin`] if needed). Returns the bound address.
+pub fn insert_insecure_netcode_server(
+    app: &mut App,
+    addr: SocketAddr,
+    max_clients: usize,
+    connection_config: ConnectionConfig,
+) -> std::io::Result<SocketAddr> {
+    insert_server(
+        app,
+        addr,
+        &[],
+        max_clients,
+        connection_config,
+        ServerAuthentication::Unsecure,
+    )
+}
+
+fn insert_server(
+    app: &mut App,
+    addr: SocketAddr,
+    public_addresses: &[SocketAddr],
+    max_clients: usize,
+    connection_config: ConnectionConfig,
+    authentication: ServerAuthentication,
+) -> std::io::Result<SocketAddr> {
+    let socket = UdpSocket::bind(addr)?;
+    let local = socket.local_addr()?;
+    let mut addresses = vec![local];
+    addresses.extend(public_addresses.iter().filter(|a| **a != local));
+    let config = ServerConfig {
+        current_time: unix_now(),
+        max_clients: max_clients.min(NETCODE_MAX_CLIENTS),
+        protocol_id: MATCHMAKING_NETCODE_PROTOCOL_ID,
+        public_addresses: addresses,
+        authentication,
+    };
+    let transport = NetcodeServerTransport::new(config, socket)?;
+    if !app.is_plugin_added::<NetcodeServerPlugin>() {
+        app.add_plugins(NetcodeServerPlugin);
+    }
+    app.insert_resource(RenetServer::new(connection_config))
+        .insert_resource(transport);
+    Ok(local)
+}
+
+/// Connects a UDP client with a connect token (from the game's backend, or a
+/// [`MatchmakingTokenIssuer`]) and inserts the [`RenetClient`] and
+/// [`NetcodeClientTransport`] resources (adding [`NetcodeClientPlugin`] if needed). The
+/// client tries the token's server addresses in order; its player id is the token's.
+pub fn insert_secure_netcode_client(
+    app: &mut App,
+    token: ConnectToken,
+    connection_config: ConnectionConfig,
+) -> std::io::Result<()> {
+    let transport = secure_netcode_client_transport(token)?;
+    insert_client(app, transport, connection_config);
+    Ok(())
+}
+
+/// Builds the UDP client transport that [`insert_secure_netcode_client`] inserts (a socket
+/// on a free local port, connecting with `token`), without inserting anything: for an app
+/// that connects, or reconnects with a new token, from a running system. Insert it with a
+/// [`RenetClient`] (through `Commands`); the app needs [`NetcodeClientPlugin`].
+pub fn secure_netcode_client_transport(
+    token: ConnectToken,
+) -> std::io::Result<NetcodeClientTransport> {
+    let first = token.server_addresses[0].ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the connect token lists no server address",
+        )
+    })?;
+    client_transport(
+        first,
+        ClientAuthentication::Secure {
+            connect_token: token,
+        },
+    )
+}
+
+/// Connects a UDP client with this id to `server` with netcode's **insecure**
+/// authentication (the server believes the id: tests and local experiments only) and
+/// inserts the [`RenetClient`] and [`NetcodeClientTransport`] resources (adding
+/// [`NetcodeClientPlugin`] if needed).
+pub fn insert_insecure_netcode_client(
+    app: &mut App,
+    server: SocketAddr,
+    client_id: u64,
+    connection_config: ConnectionConfig,
+) -> std::io::Result<()> {
+    let transport = insecure_netcode_client_transport(server, client_id)?;
+    insert_client(app, transport, connection_config);
+    Ok(())
+}
+
+/// Builds the UDP client transport that [`insert_insecure_netcode_client`] inserts (a
+/// socket on a free local port, insecure authentication with this id), without inserting
+/// anything: for an app that connects, or reconnects with a new id, from a running system.
+/// Insert it with a [`RenetClient`] (through `Commands`); the app needs
+/// [`NetcodeClientPlugin`].
+pub fn insecure_netcode_client_transport(
+    server: SocketAddr,
+    client_id: u64,
+) -> std::io::Result<NetcodeClientTransport> {
+    client_transport(
+        server,
+        ClientAuthentication::Unsecure {
+            protocol_id: MATCHMAKING_NETCODE_PROTOCOL_ID,
+            client_id,
+            server_addr: server,
+            user_data: None,
+        },
+    )
+}
+
+fn insert_client(
+    app: &mut App,
+    transport: NetcodeClientTransport,
+    connection_config: ConnectionConfig,
+) {
+    if !app.is_plugin_added::<NetcodeClientPlugin>() {
+        app.add_plugins(NetcodeClientPlugin);
+    }
+    app.insert_resource(RenetClient::new(connection_config))
+        .insert_resource(transport);
+}
+
+/// A socket on a free local port of `server`'s address family, and the transport over it.
+fn client_transport(
+    server: SocketAddr,
+    authentication: ClientAuthentication,
+) -> std::io::Result<NetcodeClientTransport> {
+    let bind: SocketAddr = if server.is_ipv6() {
+        "[::]:0".parse().expect("valid")
+    } else {
+        "0.0.0.0:0".parse().expect("valid")
+    };
+    let socket = UdpSocket::bind(bind)?;
+    NetcodeClientTransport::new(unix_now(), authentication, socket)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
