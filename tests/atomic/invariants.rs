@@ -215,9 +215,8 @@ impl Checker {
                 // a player whose proposal timed out (or who was lost in phase 2) failed the
                 // match and is not re-queued; one whose acknowledgement was still on its
                 // way when another player withdrew did not fail it
-                let failed_ack = o.status == MatchStatus::NotificationFailed
-                    && !r.acknowledged
-                    && !r.requeued;
+                let failed_ack =
+                    o.status == MatchStatus::NotificationFailed && !r.acknowledged && !r.requeued;
                 let healthy = formed
                     .as_ref()
                     .is_some_and(|f| self.taint.healthy_since(i, f.at));

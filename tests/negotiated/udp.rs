@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
+use bevy_atomic_matchmaking::negotiated::core::relay_core::NegotiatedRelayCore;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
@@ -196,4 +197,81 @@ fn two_clients_pair_over_udp_as_the_ids_in_their_tokens() {
         Some(303),
         "the relay welcomed the client as the id in its token"
     );
+}
+
+#[test]
+fn nobody_reconnects_as_a_departed_player_to_act_on_its_facts() {
+    let key = MatchmakingPrivateKey::generate();
+    let backend = MatchmakingTokenIssuer::new(key.clone()).with_timeout(Duration::from_secs(1));
+    let (mut relay, addr) = relay_with(Some(&key));
+    let mut clients = vec![client_with(addr, 303, Some(&backend))];
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        state(&c[0]) == NegotiatedClientState::Idle
+    });
+    clients[0].world_mut().write_message(NegotiatedSearch {
+        category: "duel".into(),
+    });
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        state(&c[0]) == NegotiatedClientState::Requesting
+    });
+    let request = clients[0]
+        .world()
+        .resource::<NegotiatedClientStatus>()
+        .request
+        .expect("a request");
+    run_for(&mut relay, &mut clients, 20);
+    // 303 leaves: its request stays stored, and 303 counts as departed
+    clients[0]
+        .world_mut()
+        .resource_mut::<NetcodeClientTransport>()
+        .disconnect();
+    clients[0].update();
+    drop(clients);
+    let mut none: Vec<App> = Vec::new();
+    run_for(&mut relay, &mut none, 50);
+    assert!(relay_core(&relay).departed().contains(&303));
+
+    // someone without 303's token tries to come back as 303 (a token for 303 from another
+    // key) to accept bids on its request or cancel it: netcode never lets it in
+    let impostor = MatchmakingTokenIssuer::new(MatchmakingPrivateKey::generate())
+        .with_timeout(Duration::from_secs(1));
+    let mut clients = vec![
+        client_with(addr, 303, Some(&impostor)),
+        client_with(addr, 404, Some(&backend)),
+    ];
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        c[0].world()
+            .resource::<NetcodeClientTransport>()
+            .disconnect_reason()
+            .is_some()
+    });
+    assert_eq!(state(&clients[0]), NegotiatedClientState::Disconnected);
+    // 404 sees the departed player's request and does not bid on it
+    clients[1].world_mut().write_message(NegotiatedSearch {
+        category: "duel".into(),
+    });
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        state(&c[1]) == NegotiatedClientState::Requesting
+    });
+    let core = relay_core(&relay);
+    assert!(core.departed().contains(&303), "303 never came back");
+    assert_eq!(core.store().by_author(303).count(), 1);
+    assert!(!core.store().is_closed(request));
+    assert!(core.store().bids_on(request).is_empty());
+}
+
+/// The relay's store and routing.
+fn relay_core(relay: &App) -> &NegotiatedRelayCore {
+    relay.world().resource::<NegotiatedRelayState>().core()
+}
+
+/// Runs `updates` updates of every app.
+fn run_for(relay: &mut App, clients: &mut [App], updates: usize) {
+    for _ in 0..updates {
+        relay.update();
+        for c in clients.iter_mut() {
+            c.update();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
