@@ -8,6 +8,7 @@ mod identity;
 mod invariants;
 mod pair;
 mod queue;
+mod quiet;
 mod rate_limit;
 mod refusals;
 mod removal;

@@ -38,9 +38,14 @@
 //! own id and anyone can connect as anyone. Use them for tests and local experiments only.
 
 mod key;
+pub mod quiet;
 mod tokens;
 
 pub use key::MatchmakingPrivateKey;
+pub use quiet::{
+    MatchmakingAckPolicy, MatchmakingQuietClientPlugin, MatchmakingQuietClientTransport,
+    MatchmakingQuietServerPlugin, MatchmakingQuietServerTransport, MatchmakingTransportStats,
+};
 pub use tokens::{
     DEFAULT_TOKEN_TIMEOUT_SECONDS, DEFAULT_TOKEN_VALIDITY, MAX_TOKEN_SERVER_ADDRESSES,
     MAX_TOKEN_USER_DATA, MatchmakingTokenIssuer, TokenError, connect_token_from_bytes,
@@ -133,6 +138,24 @@ fn insert_server(
     connection_config: ConnectionConfig,
     authentication: ServerAuthentication,
 ) -> std::io::Result<SocketAddr> {
+    let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
+    let transport = NetcodeServerTransport::new(config, socket)?;
+    if !app.is_plugin_added::<NetcodeServerPlugin>() {
+        app.add_plugins(NetcodeServerPlugin);
+    }
+    app.insert_resource(RenetServer::new(connection_config))
+        .insert_resource(transport);
+    Ok(local)
+}
+
+/// Binds the server's socket on `addr`; returns it, its address and the netcode config
+/// accepting tokens that name it or one of `public_addresses`.
+fn bind_server(
+    addr: SocketAddr,
+    public_addresses: &[SocketAddr],
+    max_clients: usize,
+    authentication: ServerAuthentication,
+) -> std::io::Result<(UdpSocket, SocketAddr, ServerConfig)> {
     let socket = UdpSocket::bind(addr)?;
     let local = socket.local_addr()?;
     let mut addresses = vec![local];
@@ -144,13 +167,58 @@ fn insert_server(
         public_addresses: addresses,
         authentication,
     };
-    let transport = NetcodeServerTransport::new(config, socket)?;
-    if !app.is_plugin_added::<NetcodeServerPlugin>() {
-        app.add_plugins(NetcodeServerPlugin);
+    Ok((socket, local, config))
+}
+
+/// Binds a UDP server like [`insert_secure_netcode_server_with_addresses`], with the
+/// [quiet transport](quiet) instead of renet_netcode's: inserts the [`RenetServer`] and
+/// [`MatchmakingQuietServerTransport`] resources (adding [`MatchmakingQuietServerPlugin`]
+/// if needed). Returns the bound address.
+pub fn insert_quiet_secure_server(
+    app: &mut App,
+    addr: SocketAddr,
+    public_addresses: &[SocketAddr],
+    max_clients: usize,
+    connection_config: ConnectionConfig,
+    key: &MatchmakingPrivateKey,
+    policy: MatchmakingAckPolicy,
+) -> std::io::Result<SocketAddr> {
+    let authentication = ServerAuthentication::Secure {
+        private_key: *key.as_bytes(),
+    };
+    let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
+    let transport = MatchmakingQuietServerTransport::new(config, socket, policy)?;
+    if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {
+        app.add_plugins(MatchmakingQuietServerPlugin);
     }
     app.insert_resource(RenetServer::new(connection_config))
         .insert_resource(transport);
     Ok(local)
+}
+
+/// Connects a UDP client with a connect token like [`insert_secure_netcode_client`], with
+/// the [quiet transport](quiet): inserts the [`RenetClient`] and
+/// [`MatchmakingQuietClientTransport`] resources (adding [`MatchmakingQuietClientPlugin`]
+/// if needed).
+pub fn insert_quiet_secure_client(
+    app: &mut App,
+    token: ConnectToken,
+    connection_config: ConnectionConfig,
+    policy: MatchmakingAckPolicy,
+) -> std::io::Result<()> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    let authentication = ClientAuthentication::Secure {
+        connect_token: token,
+    };
+    let transport =
+        MatchmakingQuietClientTransport::new(unix_now(), authentication, socket, policy)
+            .map_err(std::io::Error::other)?;
+    if !app.is_plugin_added::<MatchmakingQuietClientPlugin>() {
+        app.add_plugins(MatchmakingQuietClientPlugin);
+    }
+    app.insert_resource(RenetClient::new(connection_config))
+        .insert_resource(transport);
+    Ok(())
 }
 
 /// Connects a UDP client with a connect token (from the game's backend, or a

@@ -1,0 +1,143 @@
+//! The quiet transports over real UDP on 127.0.0.1 (port 0), on manual time: a match
+//! commits between a quiet client and a renet_netcode client (the protocol is netcode's),
+//! and idle connections stop the ack ping-pong that renet keeps up every frame.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use bevy::time::TimeUpdateStrategy;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::transport::{
+    MatchmakingAckPolicy, MatchmakingPrivateKey, MatchmakingQuietServerTransport,
+    MatchmakingTokenIssuer, insert_quiet_secure_client, insert_quiet_secure_server,
+    insert_secure_netcode_client,
+};
+
+const STEP: Duration = Duration::from_millis(16);
+
+fn manual(app: &mut App) {
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+}
+
+/// A quiet server with `policy`, a quiet client (600) and a renet_netcode client (601),
+/// both queued in "duel".
+fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
+    let channel = MatchmakingChannel::default();
+    let key = MatchmakingPrivateKey::generate();
+    let issuer = MatchmakingTokenIssuer::new(key.clone());
+    let mut server = App::new();
+    server
+        .add_plugins(MinimalPlugins)
+        .add_plugins(MatchmakingServerPlugin {
+            channel,
+            ..default()
+        });
+    manual(&mut server);
+    let any = "127.0.0.1:0".parse().unwrap();
+    let addr = insert_quiet_secure_server(
+        &mut server,
+        any,
+        &[],
+        8,
+        channel.connection_config(),
+        &key,
+        policy,
+    )
+    .expect("bind 127.0.0.1:0");
+    let clients = (600..602u64)
+        .map(|id| {
+            let mut app = App::new();
+            app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
+            manual(&mut app);
+            let token = issuer
+                .issue(id, Duration::from_secs(60), &[addr], &[])
+                .expect("mint");
+            let config = channel.connection_config();
+            if id == 600 {
+                insert_quiet_secure_client(&mut app, token, config, policy)
+            } else {
+                insert_secure_netcode_client(&mut app, token, config)
+            }
+            .expect("client socket");
+            app.add_plugins(MatchmakingClientPlugin { channel });
+            app.world_mut().write_message(MatchmakingJoinQueue {
+                category: "duel".into(),
+            });
+            app
+        })
+        .collect();
+    (server, clients)
+}
+
+fn update(server: &mut App, clients: &mut [App]) {
+    server.update();
+    for c in clients.iter_mut() {
+        c.update();
+    }
+    std::thread::sleep(Duration::from_millis(1));
+}
+
+fn state(app: &App) -> MatchmakingClientState {
+    *app.world()
+        .resource::<State<MatchmakingClientState>>()
+        .get()
+}
+
+/// Matches the two clients, then counts the server's sent packets over one idle second.
+fn idle_second(policy: MatchmakingAckPolicy) -> (u64, u64) {
+    let (mut server, mut clients) = setup(policy);
+    for _ in 0..2_000 {
+        if clients
+            .iter()
+            .all(|c| state(c) == MatchmakingClientState::Matched)
+        {
+            break;
+        }
+        update(&mut server, &mut clients);
+    }
+    assert!(
+        clients
+            .iter()
+            .all(|c| state(c) == MatchmakingClientState::Matched),
+        "both matched: {:?}",
+        clients.iter().map(state).collect::<Vec<_>>()
+    );
+    let stats = |s: &App| {
+        s.world()
+            .resource::<MatchmakingQuietServerTransport>()
+            .stats()
+    };
+    let before = stats(&server);
+    for _ in 0..(Duration::from_secs(1).as_millis() / STEP.as_millis()) {
+        update(&mut server, &mut clients);
+    }
+    let after = stats(&server);
+    let connected = server
+        .world()
+        .resource::<bevy_renet::RenetServer>()
+        .connected_clients();
+    assert_eq!(connected, 2, "both still connected");
+    (
+        after.packets_sent - before.packets_sent,
+        after.acks_damped - before.acks_damped,
+    )
+}
+
+#[test]
+fn a_quiet_and_a_netcode_client_are_matched_and_idle_acks_are_damped() {
+    let (sent, damped) = idle_second(MatchmakingAckPolicy::default());
+    // two idle connections: an ack or keep-alive every 250 ms each, not one a frame
+    assert!((4..=24).contains(&sent), "{sent} packets in an idle second");
+    assert!(damped > 0);
+}
+
+#[test]
+fn without_damping_renet_acks_every_frame() {
+    let (sent, damped) = idle_second(MatchmakingAckPolicy {
+        idle_ack_interval: Duration::ZERO,
+    });
+    assert_eq!(damped, 0);
+    // 62 frames, two connections
+    assert!(sent >= 100, "{sent} packets in an idle second");
+}
