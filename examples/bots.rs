@@ -191,9 +191,17 @@ fn disconnect_in_batches(apps: &mut [App]) {
             if !app.world().resource::<Bot>().connected_once {
                 continue; // refused: nobody to say goodbye to
             }
-            app.world_mut()
-                .resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
-                .disconnect();
+            let world = app.world_mut();
+            if let Some(mut t) =
+                world.get_resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
+            {
+                t.disconnect();
+            }
+            if let Some(mut t) = world.get_resource_mut::<
+                bevy_atomic_matchmaking::shared::transport::MatchmakingQuietClientTransport,
+            >() {
+                t.disconnect();
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

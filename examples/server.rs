@@ -21,7 +21,7 @@ use std::time::Duration;
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::NETCODE_MAX_CLIENTS;
+use bevy_atomic_matchmaking::shared::transport::{NETCODE_MAX_CLIENTS, matchmaking_wake_runner};
 
 #[path = "common/identity.rs"]
 mod identity;
@@ -35,6 +35,8 @@ struct Args {
     stats_every: Duration,
     identity: IdentityArgs,
     public_addrs: Vec<SocketAddr>,
+    tick_hz: f64,
+    wake: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +48,8 @@ fn parse_args() -> Result<Args, String> {
         stats_every: Duration::from_secs(5),
         identity: IdentityArgs::default(),
         public_addrs: Vec::new(),
+        tick_hz: 60.0,
+        wake: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +77,13 @@ fn parse_args() -> Result<Args, String> {
                 args.run_for = Some(Duration::from_secs_f64(secs));
             }
             "--stats-json" => args.stats_json = Some(value()?),
+            "--wake" => args.wake = true,
+            "--tick-hz" => {
+                args.tick_hz = value()?.parse().map_err(|e| format!("--tick-hz: {e}"))?;
+                if !(1.0..=1000.0).contains(&args.tick_hz) {
+                    return Err("--tick-hz must be 1..=1000".into());
+                }
+            }
             "--stats-every" => {
                 let secs: f64 = value()?
                     .parse()
@@ -81,7 +92,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: server [--addr ADDR] [--players-per-match N] [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS] {IDENTITY_USAGE} [--public-addr ADDR]..."
+                    "usage: server [--addr ADDR] [--players-per-match N] [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS] [--tick-hz 60] [--wake] {IDENTITY_USAGE} [--public-addr ADDR]..."
                 );
                 std::process::exit(0);
             }
@@ -123,7 +134,7 @@ fn main() {
     let mut app = App::new();
     app.add_plugins(
         MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
-            1.0 / 60.0,
+            1.0 / args.tick_hz,
         ))),
     )
     .add_plugins(bevy::log::LogPlugin {
@@ -169,6 +180,13 @@ fn main() {
         Update,
         (print_outcomes, print_stats, stop_when_done).chain(),
     );
+    if args.wake {
+        // update when a datagram arrives (at most at --tick-hz), at least every 50 ms
+        app.set_runner(matchmaking_wake_runner(
+            Duration::from_secs_f64(1.0 / args.tick_hz),
+            Duration::from_millis(50),
+        ));
+    }
     app.run();
 }
 

@@ -18,6 +18,9 @@ use bevy_atomic_matchmaking::shared::transport::{
     insert_insecure_netcode_server, insert_secure_netcode_client,
     insert_secure_netcode_server_with_addresses, secure_netcode_client_transport,
 };
+use bevy_atomic_matchmaking::shared::transport::{
+    MatchmakingAckPolicy, insert_quiet_secure_client, insert_quiet_secure_server,
+};
 use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
 use bevy_renet::renet::ConnectionConfig;
 
@@ -28,7 +31,7 @@ pub const DEFAULT_KEY_FILE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/target/matchmaking-dev.key");
 
 /// The identity flags, for usage lines.
-pub const IDENTITY_USAGE: &str = "[--key-file PATH] [--insecure]";
+pub const IDENTITY_USAGE: &str = "[--key-file PATH] [--insecure] [--quiet]";
 
 /// `--key-file PATH` and `--insecure`.
 pub struct IdentityArgs {
@@ -36,6 +39,9 @@ pub struct IdentityArgs {
     pub key_file: PathBuf,
     /// `--insecure`: netcode's unsecure mode (clients pick their own ids).
     pub insecure: bool,
+    /// `--quiet`: the crate's quiet transports (renet's ack ping-pong damped) instead of
+    /// renet_netcode's (secure only).
+    pub quiet: bool,
 }
 
 impl Default for IdentityArgs {
@@ -43,6 +49,7 @@ impl Default for IdentityArgs {
         Self {
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
             insecure: false,
+            quiet: false,
         }
     }
 }
@@ -58,6 +65,7 @@ impl IdentityArgs {
         match flag {
             "--key-file" => self.key_file = PathBuf::from(value()?),
             "--insecure" => self.insecure = true,
+            "--quiet" => self.quiet = true,
             _ => return Ok(false),
         }
         Ok(true)
@@ -75,7 +83,12 @@ impl IdentityArgs {
         }
         let key = MatchmakingPrivateKey::load_or_create(&self.key_file)
             .map_err(|e| format!("key file {}: {e}", self.key_file.display()))?;
-        Ok(Identity::Tokens(MatchmakingTokenIssuer::new(key)))
+        let issuer = MatchmakingTokenIssuer::new(key);
+        Ok(if self.quiet {
+            Identity::QuietTokens(issuer)
+        } else {
+            Identity::Tokens(issuer)
+        })
     }
 }
 
@@ -84,6 +97,8 @@ impl IdentityArgs {
 pub enum Identity {
     /// Connect tokens minted from this key (the issuer holds it).
     Tokens(MatchmakingTokenIssuer),
+    /// Connect tokens minted from this key, over the quiet transports.
+    QuietTokens(MatchmakingTokenIssuer),
     /// netcode's unsecure mode.
     Insecure,
 }
@@ -99,13 +114,20 @@ impl Identity {
 
     /// Whether clients connect with tokens.
     pub fn is_secure(&self) -> bool {
-        matches!(self, Identity::Tokens(_))
+        matches!(self, Identity::Tokens(_) | Identity::QuietTokens(_))
     }
 
     /// One line for a startup message.
     pub fn describe(&self, key_file: Option<&std::path::Path>) -> String {
         match (self, key_file) {
             (Identity::Insecure, _) => "INSECURE: clients pick their own ids".into(),
+            (Identity::QuietTokens(_), Some(path)) => format!(
+                "connect tokens checked with the key in {}, quiet transport",
+                path.display()
+            ),
+            (Identity::QuietTokens(_), None) => {
+                "connect tokens from an in-memory key, quiet transport".into()
+            }
             (Identity::Tokens(_), Some(path)) => {
                 format!("connect tokens checked with the key in {}", path.display())
             }
@@ -132,6 +154,15 @@ impl Identity {
                 config,
                 issuer.key(),
             ),
+            Identity::QuietTokens(issuer) => insert_quiet_secure_server(
+                app,
+                addr,
+                public,
+                max_clients,
+                config,
+                issuer.key(),
+                MatchmakingAckPolicy::default(),
+            ),
             Identity::Insecure => insert_insecure_netcode_server(app, addr, max_clients, config),
         }
     }
@@ -148,6 +179,12 @@ impl Identity {
             Identity::Tokens(issuer) => {
                 insert_secure_netcode_client(app, mint(issuer, server, player)?, config)
             }
+            Identity::QuietTokens(issuer) => insert_quiet_secure_client(
+                app,
+                mint(issuer, server, player)?,
+                config,
+                MatchmakingAckPolicy::default(),
+            ),
             Identity::Insecure => insert_insecure_netcode_client(app, server, player, config),
         }
     }
@@ -160,7 +197,8 @@ impl Identity {
         player: u64,
     ) -> std::io::Result<NetcodeClientTransport> {
         match self {
-            Identity::Tokens(issuer) => {
+            // netcode's own transport talks to a quiet server too
+            Identity::Tokens(issuer) | Identity::QuietTokens(issuer) => {
                 secure_netcode_client_transport(mint(issuer, server, player)?)
             }
             Identity::Insecure => insecure_netcode_client_transport(server, player),
@@ -183,7 +221,7 @@ impl Identity {
             _ => {}
         }
         match self {
-            Identity::Tokens(_) => format!(
+            Identity::Tokens(_) | Identity::QuietTokens(_) => format!(
                 "connection to {server} refused: the server did not accept our connect token \
                  (wrong key or expired?), or no server runs there (netcode: {netcode})"
             ),

@@ -228,6 +228,11 @@ impl MatchmakingQuietServerTransport {
         }
     }
 
+    /// Waits until a datagram can be read or `timeout` passed; true if one can be read.
+    pub fn wait_readable(&self, timeout: Duration) -> bool {
+        wait_readable(&self.socket, timeout)
+    }
+
     /// Sends what renet has for every client, ack-only packets damped.
     pub fn send_packets(&mut self, server: &mut RenetServer) {
         for client in server.clients_id() {
@@ -247,6 +252,69 @@ impl MatchmakingQuietServerTransport {
                 if self.socket.send_to(payload, addr).is_ok() {
                     self.stats.packets_sent += 1;
                 }
+            }
+        }
+    }
+}
+
+/// Blocks on the socket until a datagram can be read or `timeout` passed: the socket is
+/// blocking with a read timeout for the wait only (std's safe calls), then non-blocking
+/// again for the transport.
+fn wait_readable(socket: &UdpSocket, timeout: Duration) -> bool {
+    if timeout.is_zero() || socket.set_nonblocking(false).is_err() {
+        return true;
+    }
+    let _ = socket.set_read_timeout(Some(timeout));
+    let mut byte = [0u8; 1];
+    let ready = match socket.peek_from(&mut byte) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+    };
+    let _ = socket.set_nonblocking(true);
+    ready
+}
+
+/// A runner for a dedicated server on a [`MatchmakingQuietServerTransport`]: instead of
+/// updating at a fixed rate whether or not anything happened, it updates when a datagram
+/// arrives (but at most once per `min_frame`, so a busy server batches packets as a fixed
+/// rate would) and at least once per `max_frame` (renet's resends, netcode's keep-alives
+/// and timeouts, and the matchmaking deadlines run on updates). An idle server sleeps in
+/// the kernel; a client's message is handled as soon as it arrives instead of waiting for
+/// the next tick.
+///
+/// `app.set_runner(matchmaking_wake_runner(Duration::from_millis(16), Duration::from_millis(50)))`
+/// (after `MinimalPlugins`, whose `ScheduleRunnerPlugin` sets its own runner).
+pub fn matchmaking_wake_runner(
+    min_frame: Duration,
+    max_frame: Duration,
+) -> impl FnOnce(App) -> AppExit + 'static {
+    move |mut app: App| {
+        while app.plugins_state() == bevy::app::PluginsState::Adding {
+            std::thread::yield_now();
+        }
+        app.finish();
+        app.cleanup();
+        loop {
+            let started = std::time::Instant::now();
+            app.update();
+            if let Some(exit) = app.should_exit() {
+                return exit;
+            }
+            if let Some(rest) = min_frame.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            let wait = max_frame.saturating_sub(started.elapsed());
+            match app
+                .world()
+                .get_resource::<MatchmakingQuietServerTransport>()
+            {
+                Some(transport) => {
+                    transport.wait_readable(wait);
+                }
+                None => std::thread::sleep(wait),
             }
         }
     }
