@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 use crate::inputs::{Draw, edge_duration};
-use crate::target::Target;
+use crate::target::{Target, count};
 
 const CATEGORIES: [&str; 3] = ["a", "b", "c"];
 
@@ -455,6 +455,9 @@ impl<'a> CommitRun<'a> {
         }
         if success {
             assert!(self.lobby, "committed without a lobby");
+            count("commit_successes", 1);
+        } else {
+            count("commit_rollbacks", 1);
         }
         let health_failure = !matches!(
             outcome.status,

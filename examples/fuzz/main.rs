@@ -18,7 +18,7 @@
 //!
 //! `{"seconds":..,"cases":..,"cases_by_target":{..},"panics":..,"panics_by_target":{..},"seed":..,"accepted_by_decoder":{..}}`
 //!
-//! It exits 1 if any case panicked. Targets: `decode_raw`, `decode_mutated` (module
+//! It exits 1 if any case panicked, and 3 (naming the case) if one ran over two minutes. Targets: `decode_raw`, `decode_mutated` (module
 //! `decode`), `queue`, `commit` (`atomic_cores`), `relay_core`, `machine`
 //! (`negotiated_cores`), `server` (`server`), `relay` (`relay`).
 
@@ -32,6 +32,7 @@ mod server;
 mod target;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -165,8 +166,35 @@ fn main() {
     }
 }
 
+/// A case that runs this long is a hang: the run stops with an error naming it.
+const HANG: Duration = Duration::from_secs(120);
+
+/// The case under way (its replay argument) and when it started.
+static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+/// Watches for a case that runs longer than [`HANG`]: prints its replay argument and
+/// ends the process (exit status 3).
+fn watchdog() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some((replay, started)) = current
+                && started.elapsed() > HANG
+            {
+                eprintln!(
+                    "fuzz: HANG: a case ran over {} s (replay: --replay {replay})",
+                    HANG.as_secs()
+                );
+                std::process::exit(3);
+            }
+        }
+    });
+}
+
 /// Runs cases until the time is up, always of the target furthest behind its share.
 fn run(all: &[(Box<dyn DynTarget>, u32)], args: &Args) -> (Vec<Tally>, Duration) {
+    watchdog();
     let start = Instant::now();
     let budget = Duration::from_secs_f64(args.seconds.max(0.0));
     let mut tallies: Vec<Tally> = all.iter().map(|_| Tally::default()).collect();
@@ -184,6 +212,8 @@ fn run(all: &[(Box<dyn DynTarget>, u32)], args: &Args) -> (Vec<Tally>, Duration)
         let t = &all[i].0;
         let seed = case_seed(args.seed, t.name(), tallies[i].cases);
         let case_start = Instant::now();
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((format!("{}:{seed}", t.name()), case_start));
         let result = t.run(seed);
         let tally = &mut tallies[i];
         tally.spent += case_start.elapsed();
@@ -202,6 +232,7 @@ fn run(all: &[(Box<dyn DynTarget>, u32)], args: &Args) -> (Vec<Tally>, Duration)
             );
         }
     }
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
     (tallies, start.elapsed())
 }
 
@@ -248,6 +279,7 @@ fn report(all: &[(Box<dyn DynTarget>, u32)], tallies: &[Tally], elapsed: Duratio
         "seed": seed,
         "accepted_by_decoder": accepted,
         "valid_refused_by_claim_limit": decode::REFUSED_BY_CLAIM.load(Ordering::Relaxed),
+        "depth": target::depth(),
     });
     println!("{summary}");
 }

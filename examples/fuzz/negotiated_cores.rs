@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 use crate::inputs::{Draw, category, edge_duration, edge_u64};
-use crate::target::Target;
+use crate::target::{Target, count};
 
 /// Authors of the cases, by index: small ids, the varint edges and the largest.
 pub const AUTHORS: [u64; 6] = [1, 2, 3, 250, 251, u64::MAX];
@@ -312,6 +312,7 @@ impl Target for RelayCore {
             relay_step(&mut core, &mut known, &mut now, op);
             check_relay_core(&core);
         }
+        count("relay_core_facts_stored", core.stats().facts_stored);
     }
 }
 

@@ -20,7 +20,7 @@ use crate::inputs::{Draw, category, edge_duration, edge_u64, negotiated_error_ki
 use crate::negotiated_cores::{
     AUTHORS, FactShape, Known, fact_shape, frame_duration, relay_time, time_step,
 };
-use crate::target::Target;
+use crate::target::{Target, count};
 
 /// One input to the machine. `ingest`: the batch form, decided at the next tick.
 #[derive(Debug, Clone)]
@@ -257,6 +257,7 @@ impl MachineRun {
                 }
                 NegotiatedOutput::Event(NegotiatedEvent::Matched(found)) => {
                     assert_ne!(found.other, self.me, "matched with itself: {found:?}");
+                    count("machine_matches", 1);
                     matched = true;
                 }
                 NegotiatedOutput::Event(NegotiatedEvent::RequestPosted { frame, .. }) => {

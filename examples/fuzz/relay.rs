@@ -4,8 +4,9 @@
 //! frames near the relay's or anywhere, and send mutated and oversized bytes; clients
 //! with the plugin search and cancel; connections drop and come back, links misbehave
 //! and the relay takes long frames (its frames expire). The relay's bookkeeping is
-//! checked after every update; every post of a connection that was never refused
-//! anything gets exactly one verdict; at the end everyone leaves and nothing is left.
+//! checked after every update. A connection never gets more verdicts than it posted,
+//! and one that was sent no error gets exactly one per post; at the end everyone leaves
+//! and no connection or subscription is left.
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use proptest::sample::select;
 use crate::decode::{BytesShape, bytes_shape, encode_unbounded, make_bytes};
 use crate::inputs::{Draw, category, edge_u32, edge_u64};
 use crate::negotiated_cores::{FactShape, FrameRef, Known, fact_shape, frame_ref, offset};
-use crate::target::Target;
+use crate::target::{Target, count};
 
 /// A message of a raw connection.
 #[derive(Debug, Clone)]
@@ -112,12 +113,59 @@ fn relay_op() -> impl Strategy<Value = RelayOp> {
 #[derive(Debug)]
 pub struct RelayInput {
     settings: NegotiatedRelaySettings,
-    bid_timeout: Duration,
+    client: NegotiatedClientSettings,
     /// Per raw connection: whether it says hello first.
     raw_hello: Vec<bool>,
     plugin_clients: usize,
     link_seed: u64,
     ops: Vec<RelayOp>,
+}
+
+/// Relay settings: short frames, small limits, and sometimes the edges (settings have
+/// no upper bounds; the epoch is any relay time).
+fn relay_settings(rng: &mut fastrand::Rng) -> NegotiatedRelaySettings {
+    let small = |rng: &mut fastrand::Rng, default: usize| match rng.u8(..3) {
+        0 => rng.usize(1..6),
+        _ => default,
+    };
+    let mut settings = NegotiatedRelaySettings {
+        frame_duration: Duration::from_millis(rng.u64(10..3_000)),
+        max_facts_per_frame: small(rng, 256),
+        max_facts: small(rng, 100_000),
+        max_departed: small(rng, 10_000),
+        max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
+        ..NegotiatedRelaySettings::default()
+    };
+    match rng.u8(..16) {
+        0 => settings.frame_duration = Duration::ZERO,
+        1 => settings.frame_duration = Duration::MAX,
+        2 => settings.disconnect_grace = Duration::MAX,
+        3 => settings.epoch = Some(Duration::ZERO),
+        4 => settings.epoch = Some(Duration::from_micros(u64::MAX)),
+        5 => settings.epoch = Some(Duration::MAX),
+        _ => {}
+    }
+    settings
+}
+
+/// Settings of the clients with the plugin, sometimes at the edges.
+fn client_settings(rng: &mut fastrand::Rng) -> NegotiatedClientSettings {
+    let mut settings = NegotiatedClientSettings {
+        bid_timeout: Duration::from_millis(rng.u64(50..2_000)),
+        time_sync_interval: Duration::from_secs(1),
+        ..NegotiatedClientSettings::default()
+    };
+    match rng.u8(..16) {
+        0 => settings.bid_timeout = Duration::MAX,
+        1 => settings.bid_timeout = Duration::ZERO,
+        2 => settings.time_sync_interval = Duration::ZERO,
+        3 => settings.time_sync_interval = Duration::MAX,
+        4 => settings.clock_skew_ms = i64::MAX,
+        5 => settings.clock_skew_ms = i64::MIN,
+        6 => settings.clock_skew_ms = rng.i64(-5_000..5_000),
+        _ => {}
+    }
+    settings
 }
 
 /// The negotiated relay in process.
@@ -129,23 +177,11 @@ impl Target for Relay {
 
     fn generate(draw: &mut Draw) -> RelayInput {
         let raw = draw.rng.usize(1..5);
-        let small = |rng: &mut fastrand::Rng, default: usize| match rng.u8(..3) {
-            0 => rng.usize(1..6),
-            _ => default,
-        };
-        let settings = NegotiatedRelaySettings {
-            frame_duration: Duration::from_millis(draw.rng.u64(10..3_000)),
-            max_facts_per_frame: small(&mut draw.rng, 256),
-            max_facts: small(&mut draw.rng, 100_000),
-            max_departed: small(&mut draw.rng, 10_000),
-            max_strikes: [1, 3, 3, 1000][draw.rng.usize(..4)],
-            ..NegotiatedRelaySettings::default()
-        };
         RelayInput {
-            settings,
-            bid_timeout: Duration::from_millis(draw.rng.u64(50..2_000)),
+            settings: relay_settings(&mut draw.rng),
+            client: client_settings(&mut draw.rng),
             raw_hello: (0..raw).map(|_| draw.rng.u8(..8) != 0).collect(),
-            plugin_clients: draw.rng.usize(0..5),
+            plugin_clients: draw.rng.usize(1..5),
             link_seed: draw.rng.u64(..),
             ops: draw.value(vec(relay_op(), 10..120)),
         }
@@ -170,6 +206,8 @@ struct Raw {
     verdicts: usize,
     /// It was sent an error or reconnected: its verdicts are not counted.
     spoiled: bool,
+    /// It reconnected: posts may have been lost with the old connection.
+    reconnected: bool,
 }
 
 struct RelayRun {
@@ -182,12 +220,7 @@ struct RelayRun {
 
 impl RelayRun {
     fn new(input: &RelayInput) -> Self {
-        let client_settings = NegotiatedClientSettings {
-            bid_timeout: input.bid_timeout,
-            time_sync_interval: Duration::from_secs(1),
-            ..NegotiatedClientSettings::default()
-        };
-        let mut h = NegotiatedTestHarness::new(input.settings.clone(), client_settings);
+        let mut h = NegotiatedTestHarness::new(input.settings.clone(), input.client.clone());
         h.seed_links(input.link_seed);
         let raw = input
             .raw_hello
@@ -338,6 +371,7 @@ impl RelayRun {
         self.advance(3);
         if let Some(i) = self.raw.iter().position(|r| r.id == id) {
             self.raw[i].spoiled = true;
+            self.raw[i].reconnected = true;
             self.send(i, &RelayShape::Hello(NEGOTIATED_PROTOCOL_VERSION));
         }
     }
@@ -387,16 +421,34 @@ impl RelayRun {
         for id in self.everyone() {
             self.h.set_faults(id, LinkFaults::default());
         }
-        self.advance(150);
+        self.advance(60);
         for r in &self.raw {
+            if !r.reconnected {
+                assert!(
+                    r.verdicts <= r.posts,
+                    "client {}: more verdicts than posts",
+                    r.id
+                );
+            }
             if !r.spoiled && self.h.is_connected(r.id) {
                 assert_eq!(
                     r.verdicts, r.posts,
                     "client {}: verdicts for its posts",
                     r.id
                 );
+                count("relay_posts_with_verdicts_checked", r.posts as u64);
             }
         }
+        let stats = self.h.relay_state().stats();
+        count("relay_facts_stored", stats.facts_stored);
+        count("relay_facts_refused", stats.facts_refused);
+        count("relay_facts_expired", stats.facts_expired);
+        let found = self
+            .plugins
+            .iter()
+            .filter(|id| self.h.found(**id).is_some())
+            .count();
+        count("relay_plugin_clients_matched", found as u64);
         for id in self.everyone() {
             self.h.disconnect(id);
         }

@@ -25,7 +25,7 @@ use proptest::sample::select;
 
 use crate::decode::{BytesShape, bytes_shape, encode_unbounded, make_bytes};
 use crate::inputs::{Draw, category, edge_u32, edge_u64};
-use crate::target::Target;
+use crate::target::{Target, count};
 
 /// An id the connection was sent (by index, wrapping), or any.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub enum ServerOp {
 
 fn server_op() -> impl Strategy<Value = ServerOp> {
     let who = 0u8..16;
-    let cat = prop_oneof![4 => select(vec!["duel", "a"]).prop_map(String::from), 1 => category()];
+    let cat = prop_oneof![8 => Just("duel".to_owned()), 1 => Just("a".to_owned()), 1 => category()];
     prop_oneof![
         12 => (who.clone(), client_shape()).prop_map(|(raw, message)| ServerOp::Send { raw, message }),
         4 => (who.clone(), client_shape(), bytes_shape())
@@ -134,16 +134,38 @@ fn server_op() -> impl Strategy<Value = ServerOp> {
 /// One case: settings, connections and steps.
 #[derive(Debug)]
 pub struct ServerInput {
-    players_per_match: usize,
-    max_strikes: u32,
-    queue_capacity: usize,
-    ping_timeout: Duration,
-    notification_timeout: Duration,
-    /// Per raw connection: whether it says hello first.
-    raw_hello: Vec<bool>,
+    settings: MatchmakingServerSettings,
+    /// Per raw connection: (whether it says hello first, whether it also plays along:
+    /// answers pings and proposals at once, leaves its lobby and queues again).
+    raw: Vec<(bool, bool)>,
     plugin_clients: usize,
     link_seed: u64,
     ops: Vec<ServerOp>,
+}
+
+/// Settings: short timeouts, small limits, and sometimes a timeout or a grace of
+/// `Duration::MAX` (settings have no upper bound).
+fn draw_settings(rng: &mut fastrand::Rng) -> MatchmakingServerSettings {
+    let ping_timeout = Duration::from_millis(rng.u64(100..2_000));
+    let mut settings = MatchmakingServerSettings {
+        players_per_match: [2, 2, 3, 4][rng.usize(..4)],
+        max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
+        queue_capacity: [1, 3, 10_000, 10_000][rng.usize(..4)],
+        ping_timeout,
+        max_latency: ping_timeout.min(Duration::from_millis(500)),
+        notification_timeout: Duration::from_millis(rng.u64(100..2_000)),
+        notification_attempts: rng.u32(1..4),
+        ..MatchmakingServerSettings::default()
+    };
+    match rng.u8(..16) {
+        0 => settings.ping_timeout = Duration::MAX,
+        1 => settings.notification_timeout = Duration::MAX,
+        2 => settings.notification_backoff = Duration::MAX,
+        3 => settings.disconnect_grace = Duration::MAX,
+        4 => settings.stall_threshold = Duration::MAX,
+        _ => {}
+    }
+    settings
 }
 
 /// The atomic server in process.
@@ -156,13 +178,11 @@ impl Target for Server {
     fn generate(draw: &mut Draw) -> ServerInput {
         let raw = draw.rng.usize(1..5);
         ServerInput {
-            players_per_match: draw.rng.usize(2..5),
-            max_strikes: [1, 3, 3, 1000][draw.rng.usize(..4)],
-            queue_capacity: [1, 3, 10_000][draw.rng.usize(..3)],
-            ping_timeout: Duration::from_millis(draw.rng.u64(100..2_000)),
-            notification_timeout: Duration::from_millis(draw.rng.u64(100..2_000)),
-            raw_hello: (0..raw).map(|_| draw.rng.u8(..8) != 0).collect(),
-            plugin_clients: draw.rng.usize(0..5),
+            settings: draw_settings(&mut draw.rng),
+            raw: (0..raw)
+                .map(|_| (draw.rng.u8(..8) != 0, draw.rng.bool()))
+                .collect(),
+            plugin_clients: draw.rng.usize(2..6),
             link_seed: draw.rng.u64(..),
             ops: draw.value(vec(server_op(), 10..120)),
         }
@@ -185,35 +205,41 @@ struct Seen {
     lobbies: Vec<u64>,
 }
 
+/// A raw connection.
+struct RawConn {
+    id: PlayerId,
+    seen: Seen,
+    /// Plays along besides the case's steps.
+    responsive: bool,
+}
+
 struct ServerRun {
     h: MatchmakingTestHarness,
-    raw: Vec<(PlayerId, Seen)>,
+    raw: Vec<RawConn>,
     plugins: Vec<PlayerId>,
 }
 
 impl ServerRun {
     fn new(input: &ServerInput) -> Self {
-        let settings = MatchmakingServerSettings {
-            players_per_match: input.players_per_match,
-            max_strikes: input.max_strikes,
-            queue_capacity: input.queue_capacity,
-            ping_timeout: input.ping_timeout,
-            max_latency: input.ping_timeout.min(Duration::from_millis(500)),
-            notification_timeout: input.notification_timeout,
-            ..MatchmakingServerSettings::default()
-        };
-        let mut h = MatchmakingTestHarness::new(settings);
+        let mut h = MatchmakingTestHarness::new(input.settings.clone());
         h.seed_links(input.link_seed);
-        let raw: Vec<(PlayerId, Seen)> = input
-            .raw_hello
+        let raw = input
+            .raw
             .iter()
-            .map(|_| (h.add_raw_client(), Seen::default()))
+            .map(|(_, responsive)| RawConn {
+                id: h.add_raw_client(),
+                seen: Seen::default(),
+                responsive: *responsive,
+            })
             .collect();
         let plugins = (0..input.plugin_clients).map(|_| h.add_client()).collect();
         let mut run = Self { h, raw, plugins };
-        for (i, hello) in input.raw_hello.iter().enumerate() {
+        for (i, (hello, responsive)) in input.raw.iter().enumerate() {
             if *hello {
                 run.send(i, &ClientShape::Hello(PROTOCOL_VERSION));
+            }
+            if *responsive {
+                run.send(i, &ClientShape::Join("duel".into()));
             }
         }
         run.advance(3);
@@ -223,7 +249,7 @@ impl ServerRun {
     fn everyone(&self) -> Vec<PlayerId> {
         self.raw
             .iter()
-            .map(|(id, _)| *id)
+            .map(|r| r.id)
             .chain(self.plugins.iter().copied())
             .collect()
     }
@@ -239,7 +265,7 @@ impl ServerRun {
 
     /// A raw connection's message, naming what it was sent.
     fn message(&self, raw: usize, shape: &ClientShape) -> ClientMessage {
-        let seen = &self.raw[raw].1;
+        let seen = &self.raw[raw].seen;
         let pick = |p: &Pick, from: &[u64]| match p {
             Pick::Seen(i) if !from.is_empty() => from[i % from.len()],
             Pick::Seen(i) => *i as u64,
@@ -277,7 +303,7 @@ impl ServerRun {
     fn send(&mut self, raw: usize, shape: &ClientShape) {
         let message = self.message(raw, shape);
         let bytes = encode_unbounded(&message);
-        let id = self.raw[raw].0;
+        let id = self.raw[raw].id;
         if self.h.is_connected(id) {
             self.h.send_raw(id, bytes);
         }
@@ -293,7 +319,7 @@ impl ServerRun {
             } => {
                 let raw = *raw as usize % self.raw.len();
                 let valid = encode_unbounded(&self.message(raw, message));
-                let id = self.raw[raw].0;
+                let id = self.raw[raw].id;
                 if self.h.is_connected(id) {
                     self.h.send_raw(id, make_bytes(bytes, &valid));
                 }
@@ -365,8 +391,8 @@ impl ServerRun {
     fn reconnect(&mut self, id: PlayerId) {
         self.h.reconnect(id);
         self.advance(3);
-        if let Some(i) = self.raw.iter().position(|(r, _)| *r == id) {
-            self.raw[i].1 = Seen::default();
+        if let Some(i) = self.raw.iter().position(|r| r.id == id) {
+            self.raw[i].seen = Seen::default();
             self.send(i, &ClientShape::Hello(PROTOCOL_VERSION));
         }
     }
@@ -378,23 +404,46 @@ impl ServerRun {
         }
     }
 
-    /// Reads what raw connections were sent (every message must decode) and checks the
-    /// server.
+    /// Reads what raw connections were sent (every message must decode), lets the
+    /// responsive ones answer, and checks the server.
     fn after_update(&mut self) {
+        let mut replies = Vec::new();
         for i in 0..self.raw.len() {
-            let id = self.raw[i].0;
-            for message in self.h.take_messages(id) {
-                let seen = &mut self.raw[i].1;
-                match message {
-                    ServerMessage::Ping { nonce } => seen.nonces.push(nonce),
+            let messages = self.h.take_messages(self.raw[i].id);
+            count("server_messages_to_raw_clients", messages.len() as u64);
+            for message in messages {
+                let r = &mut self.raw[i];
+                let reply = match message {
+                    ServerMessage::Ping { nonce } => {
+                        r.seen.nonces.push(nonce);
+                        Some(ClientMessage::Pong { nonce })
+                    }
                     ServerMessage::MatchProposed {
                         match_id, lobby_id, ..
                     } => {
-                        seen.proposals.push((match_id, lobby_id));
+                        r.seen.proposals.push((match_id, lobby_id));
+                        Some(ClientMessage::Acknowledge { match_id, lobby_id })
                     }
-                    ServerMessage::MatchFound { lobby_id, .. } => seen.lobbies.push(lobby_id),
-                    _ => {}
+                    ServerMessage::MatchFound { lobby_id, .. } => {
+                        r.seen.lobbies.push(lobby_id);
+                        Some(ClientMessage::LeaveLobby { lobby_id })
+                    }
+                    ServerMessage::LobbyLeft { .. }
+                    | ServerMessage::MatchCancelled {
+                        requeued: false, ..
+                    } => Some(ClientMessage::JoinQueue {
+                        category: "duel".into(),
+                    }),
+                    _ => None,
+                };
+                if let Some(reply) = reply.filter(|_| r.responsive) {
+                    replies.push((r.id, reply));
                 }
+            }
+        }
+        for (id, reply) in replies {
+            if self.h.is_connected(id) {
+                self.h.send_message(id, &reply);
             }
         }
         check_server(&mut self.h);
@@ -402,6 +451,11 @@ impl ServerRun {
 
     /// Every player leaves: no ticket, match, lobby or player may be left.
     fn finish(&mut self) {
+        let stats = self.h.stats();
+        count("server_matches_formed", stats.matches_formed);
+        count("server_matches_committed", stats.matches_committed);
+        count("server_matches_rolled_back", stats.matches_rolled_back);
+        count("server_connections_refused", stats.connections_refused);
         for id in self.everyone() {
             self.h.disconnect(id);
         }

@@ -106,3 +106,21 @@ fn take_panic() -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// How deep the cases went (matches committed, facts stored...), over the run.
+static DEPTH: Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Adds `n` to a depth counter (reported in the summary).
+pub fn count(name: &'static str, n: u64) {
+    *DEPTH
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name)
+        .or_default() += n;
+}
+
+/// The depth counters.
+pub fn depth() -> std::collections::BTreeMap<&'static str, u64> {
+    DEPTH.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
