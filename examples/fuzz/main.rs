@@ -20,11 +20,15 @@
 //!
 //! It exits 1 if any case panicked, and 3 (naming the case) if one ran over two minutes. Targets: `decode_raw`, `decode_mutated` (module
 //! `decode`), `queue`, `commit` (`atomic_cores`), `relay_core`, `machine`
-//! (`negotiated_cores`), `server` (`server`), `relay` (`relay`).
+//! (`negotiated_cores`, `negotiated_machine`), `server` (`server`), `relay` (`relay`),
+//! `atomic_client` and `negotiated_client` (the client plugins against a hostile server
+//! and relay: `atomic_client`, `negotiated_client`).
 
+mod atomic_client;
 mod atomic_cores;
 mod decode;
 mod inputs;
+mod negotiated_client;
 mod negotiated_cores;
 mod negotiated_machine;
 mod relay;
@@ -49,6 +53,8 @@ fn targets() -> Vec<(Box<dyn DynTarget>, u32)> {
         (target::<negotiated_machine::Machine>(), 1),
         (target::<server::Server>(), 3),
         (target::<relay::Relay>(), 3),
+        (target::<atomic_client::AtomicClient>(), 1),
+        (target::<negotiated_client::NegotiatedClient>(), 1),
     ]
 }
 
