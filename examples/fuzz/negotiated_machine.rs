@@ -69,19 +69,19 @@ fn machine_op() -> impl Strategy<Value = MachineOp> {
         1 => Just(MachineOp::Offline),
         4 => time_step().prop_map(MachineOp::Tick),
         1 => time_step().prop_map(MachineOp::PassTime),
-        8 => (who.clone(), fact_shape(), ingest.clone())
+        8 => (who.clone(), fact_shape(), ingest)
             .prop_map(|(who, fact, ingest)| MachineOp::Fact { who, fact, ingest }),
         5 => (
             proptest::option::weighted(0.9, any::<usize>()),
             edge_u64(),
             prop::bool::weighted(0.7),
             negotiated_error_kind(),
-            ingest.clone(),
+            ingest,
         )
             .prop_map(|(pending, raw, stored, kind, ingest)| MachineOp::Verdict {
                 pending, raw, stored, kind, ingest,
             }),
-        1 => (who, ingest.clone()).prop_map(|(who, ingest)| MachineOp::Departed { who, ingest }),
+        1 => (who, ingest).prop_map(|(who, ingest)| MachineOp::Departed { who, ingest }),
         5 => (
             proptest::option::weighted(0.9, any::<usize>()),
             edge_u64(),
