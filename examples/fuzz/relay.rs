@@ -5,14 +5,15 @@
 //! with the plugin search and cancel; connections drop and come back, links misbehave
 //! and the relay takes long frames (its frames expire). The relay's bookkeeping is
 //! checked after every update. A connection never gets more verdicts than it posted,
-//! and one that was sent no error gets exactly one per post; at the end everyone leaves
-//! and no connection or subscription is left.
+//! and one that was never refused (nor posted before its hello) gets exactly one per
+//! post; at the end everyone leaves and no connection or subscription is left.
 
 use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::client::NegotiatedClientSettings;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
-    NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
+    NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
+    NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::relay::NegotiatedRelaySettings;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
@@ -204,7 +205,8 @@ struct Raw {
     known: Known,
     posts: usize,
     verdicts: usize,
-    /// It was sent an error or reconnected: its verdicts are not counted.
+    /// It was sent an error that may have cost a post its verdict (it posted before its
+    /// hello, or was refused), or it reconnected: its verdicts are not counted.
     spoiled: bool,
     /// It reconnected: posts may have been lost with the old connection.
     reconnected: bool,
@@ -394,7 +396,17 @@ impl RelayRun {
                     | NegotiatedRelayMessage::Refused { .. } => {
                         r.verdicts += 1;
                     }
-                    NegotiatedRelayMessage::Error { .. } => r.spoiled = true,
+                    // errors about other messages leave every post its verdict
+                    NegotiatedRelayMessage::Error { kind, .. } => {
+                        r.spoiled |= !matches!(
+                            kind,
+                            NegotiatedErrorKind::Malformed
+                                | NegotiatedErrorKind::TooLarge
+                                | NegotiatedErrorKind::InvalidCategory
+                                | NegotiatedErrorKind::InvalidSubscription
+                                | NegotiatedErrorKind::Unexpected
+                        );
+                    }
                     _ => {}
                 }
             }
