@@ -323,10 +323,7 @@ impl Target for Commit {
         for op in &input.ops {
             run.step(op);
         }
-        // long after every timeout, the match is over
-        if run.finished.is_none() && !run.m.is_finished() {
-            run.step(&CommitOp::Poll(Duration::from_secs(1)));
-        }
+        run.drain();
     }
 }
 
@@ -336,6 +333,8 @@ struct CommitRun<'a> {
     m: CommitMachine<u64>,
     now: Duration,
     last_poll: Duration,
+    /// The latest time an event was stamped with (pings sent, pongs).
+    latest: Duration,
     nonce: BTreeMap<u64, u64>,
     lobby: bool,
     attempts: BTreeMap<u64, u32>,
@@ -348,6 +347,7 @@ impl<'a> CommitRun<'a> {
             m: CommitMachine::new(&input.players, &input.nonces, input.timings),
             now: input.start,
             last_poll: input.start,
+            latest: input.start,
             nonce: BTreeMap::new(),
             lobby: false,
             attempts: BTreeMap::new(),
@@ -372,7 +372,11 @@ impl<'a> CommitRun<'a> {
                 let actions = self.m.poll(self.now);
                 self.check_actions(actions);
             }
-            CommitOp::PingsSent(dt) => self.m.pings_sent(self.last_poll.saturating_add(dt)),
+            CommitOp::PingsSent(dt) => {
+                let at = self.last_poll.saturating_add(dt);
+                self.latest = self.latest.max(at);
+                self.m.pings_sent(at);
+            }
             CommitOp::Pong {
                 player,
                 right,
@@ -384,7 +388,9 @@ impl<'a> CommitRun<'a> {
                     Some(n) if right => *n,
                     _ => nonce,
                 };
-                let _ = self.m.pong(p, nonce, self.now.saturating_add(late));
+                let at = self.now.saturating_add(late);
+                self.latest = self.latest.max(at);
+                let _ = self.m.pong(p, nonce, at);
             }
             CommitOp::Acknowledge(p) => {
                 let _ = self.m.acknowledge(self.player(p));
@@ -406,6 +412,37 @@ impl<'a> CommitRun<'a> {
             }
         }
         self.check_state();
+    }
+
+    /// Without more events, a match with finite timings ends within a bound the timings
+    /// give, counted from the last event (polled as a server would, without stalls):
+    /// nobody waits forever.
+    fn drain(&mut self) {
+        let t = self.input.timings;
+        let short = Duration::from_secs(10);
+        let finite = [
+            t.ping_timeout,
+            t.notification_timeout,
+            t.notification_backoff,
+        ]
+        .iter()
+        .all(|d| *d <= short)
+            && t.notification_attempts <= 8;
+        if !finite || self.finished.is_some() {
+            return;
+        }
+        let step = t.stall_threshold.min(Duration::from_millis(100));
+        // a ping a stall spanned is sent once more, then every proposal attempt times out
+        let worst = (t.ping_timeout + step) * 2
+            + (t.notification_timeout + t.notification_backoff + step) * t.notification_attempts;
+        let end = self.now.max(self.latest).saturating_add(worst + step);
+        while self.finished.is_none() && self.now < end {
+            self.step(&CommitOp::Poll(step));
+        }
+        assert!(
+            self.finished.is_some(),
+            "the match did not end within {worst:?} without events"
+        );
     }
 
     fn check_actions(&mut self, actions: Vec<CommitAction<u64>>) {
