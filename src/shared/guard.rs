@@ -72,7 +72,7 @@ impl StrikeGuard {
         if record.close_at.is_some() {
             return false;
         }
-        record.close_at = Some(now + grace);
+        record.close_at = Some(now.saturating_add(grace));
         true
     }
 
@@ -152,5 +152,21 @@ mod tests {
         assert!(!g.refuse(2, MS(100), MS(50)));
         assert_eq!(g.strikes(2), 0);
         assert_eq!(g.take_due(MS(100)), vec![2]);
+    }
+
+    /// Found by the fuzzer (`examples/fuzz`): the grace is a setting without an upper
+    /// bound, and `Duration::MAX` overflowed when a connection was refused, panicking in
+    /// the server's receive system. It now means the connection is never closed by the
+    /// guard (the client can still leave).
+    #[test]
+    fn a_grace_of_duration_max_never_closes() {
+        let mut g = StrikeGuard::default();
+        let now = Duration::from_secs(1_000);
+        assert_eq!(
+            g.strike(3, 1, Duration::MAX, now),
+            StrikeVerdict::Refused(1)
+        );
+        assert!(g.is_refused(3));
+        assert!(g.take_due(Duration::from_secs(1 << 40)).is_empty());
     }
 }

@@ -542,7 +542,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
             let sent = slot.ping_sent_at;
             let (judged_at, timed_out) = match slot.answered_at {
                 Some(at) => (at, false),
-                None if now >= sent + timings.ping_timeout => (now, true),
+                None if now >= sent.saturating_add(timings.ping_timeout) => (now, true),
                 None => continue,
             };
             if slot.pings < MAX_HEALTH_PINGS && self.stalled_between(sent, judged_at) {
@@ -589,14 +589,14 @@ impl<P: Copy + Eq> CommitMachine<P> {
                         });
                         slot.ack = AckState::Waiting {
                             attempt,
-                            deadline: now + timings.notification_timeout,
+                            deadline: now.saturating_add(timings.notification_timeout),
                         };
                     }
                     AckState::Waiting { attempt, deadline } if now >= deadline => {
                         slot.ack = if attempt < timings.notification_attempts {
                             AckState::Backoff {
                                 attempt: attempt + 1,
-                                at: deadline + timings.notification_backoff,
+                                at: deadline.saturating_add(timings.notification_backoff),
                             }
                         } else {
                             AckState::Failed

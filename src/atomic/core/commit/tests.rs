@@ -467,3 +467,39 @@ proptest! {
         }
     }
 }
+
+/// Found by the fuzzer (`examples/fuzz`): timeouts are settings without an upper bound,
+/// and `Duration::MAX` (never time out) overflowed the deadline arithmetic, panicking in
+/// the first poll of the first match. It now means never.
+#[test]
+fn timeouts_of_duration_max_never_expire() {
+    let timings = CommitTimings {
+        ping_timeout: Duration::MAX,
+        max_latency: Duration::MAX,
+        notification_timeout: Duration::MAX,
+        notification_backoff: Duration::MAX,
+        // these sparse polls are not stalls
+        stall_threshold: Duration::MAX,
+        ..CommitTimings::default()
+    };
+    let mut m = machine_with(2, timings);
+    assert_eq!(m.poll(MS(0)).len(), 2, "both pinged");
+    assert!(
+        m.poll(Duration::from_secs(3600)).is_empty(),
+        "no ping times out"
+    );
+    m.pong(1, 100, MS(3_600_000)).unwrap();
+    m.pong(2, 200, MS(3_600_000)).unwrap();
+    let actions = m.poll(Duration::from_secs(3600));
+    assert_eq!(actions[0], CommitAction::CreateLobby);
+    assert_eq!(actions.len(), 3, "the lobby and two proposals: {actions:?}");
+    let year = Duration::from_secs(365 * 86_400);
+    assert!(m.poll(year).is_empty(), "no proposal times out");
+    m.acknowledge(1).unwrap();
+    m.acknowledge(2).unwrap();
+    let finished = m.poll(year);
+    assert!(
+        matches!(&finished[..], [CommitAction::Finish(o)] if o.status == MatchStatus::Success),
+        "{finished:?}"
+    );
+}
