@@ -156,12 +156,12 @@ impl Identity {
             ),
             Identity::QuietTokens(issuer) => insert_quiet_secure_server(
                 app,
+                issuer.key(),
+                MatchmakingAckPolicy::default(),
                 addr,
                 public,
                 max_clients,
                 config,
-                issuer.key(),
-                MatchmakingAckPolicy::default(),
             ),
             Identity::Insecure => insert_insecure_netcode_server(app, addr, max_clients, config),
         }

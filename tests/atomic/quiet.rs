@@ -37,12 +37,12 @@ fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
     let any = "127.0.0.1:0".parse().unwrap();
     let addr = insert_quiet_secure_server(
         &mut server,
+        &key,
+        policy,
         any,
         &[],
         8,
         channel.connection_config(),
-        &key,
-        policy,
     )
     .expect("bind 127.0.0.1:0");
     let clients = (600..602u64)

@@ -237,6 +237,16 @@ mod tests {
         dir
     }
 
+    /// A journal directory in which a process that ended wrote `facts` (frame, fact).
+    fn written(name: &str, facts: &[(u64, NegotiatedSignedFact)]) -> PathBuf {
+        let dir = temp_dir(name);
+        let mut journal = NegotiatedFileJournal::open(&dir).unwrap();
+        for (frame, fact) in facts {
+            journal.append(*frame, fact).unwrap();
+        }
+        dir
+    }
+
     fn exercise(journal: &mut dyn NegotiatedFactJournal) {
         journal.append(7, &cancel(1, 10)).unwrap();
         journal.append(5, &cancel(2, 20)).unwrap();
@@ -270,11 +280,7 @@ mod tests {
 
     #[test]
     fn file_journal_is_read_back_by_a_new_process() {
-        let dir = temp_dir("reopen");
-        let mut first = NegotiatedFileJournal::open(&dir).unwrap();
-        first.append(3, &cancel(1, 10)).unwrap();
-        first.append(3, &cancel(2, 20)).unwrap();
-        drop(first);
+        let dir = written("reopen", &[(3, cancel(1, 10)), (3, cancel(2, 20))]);
         let mut second = NegotiatedFileJournal::open(&dir).unwrap();
         assert_eq!(second.load().unwrap(), vec![cancel(1, 10), cancel(2, 20)]);
         second.append(3, &cancel(3, 30)).unwrap();
@@ -284,24 +290,19 @@ mod tests {
 
     #[test]
     fn a_record_cut_short_or_damaged_ends_the_file() {
-        let dir = temp_dir("torn");
-        let mut journal = NegotiatedFileJournal::open(&dir).unwrap();
-        journal.append(1, &cancel(1, 10)).unwrap();
-        journal.append(2, &cancel(2, 20)).unwrap();
-        journal.append(2, &cancel(3, 30)).unwrap();
-        drop(journal);
+        let facts = [(1, cancel(1, 10)), (2, cancel(2, 20)), (2, cancel(3, 30))];
+        let dir = written("torn", &facts);
+        let append = |name: &str, bytes: &[u8]| {
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(dir.join(name))
+                .unwrap();
+            file.write_all(bytes).unwrap();
+        };
         // frame 1: a torn record (length says 200, 3 bytes follow)
-        let mut f1 = OpenOptions::new()
-            .append(true)
-            .open(dir.join("frame-1.facts"))
-            .unwrap();
-        f1.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+        append("frame-1.facts", &[200, 0, 0, 0, 1, 2, 3]);
         // frame 2: a hostile length, then garbage
-        let mut f2 = OpenOptions::new()
-            .append(true)
-            .open(dir.join("frame-2.facts"))
-            .unwrap();
-        f2.write_all(&[255, 255, 255, 255, 9, 9]).unwrap();
+        append("frame-2.facts", &[255, 255, 255, 255, 9, 9]);
         // a file that is not the journal's
         fs::write(dir.join("notes.txt"), b"hello").unwrap();
         let mut journal = NegotiatedFileJournal::open(&dir).unwrap();

@@ -98,9 +98,7 @@ pub fn insert_secure_netcode_server_with_addresses(
     connection_config: ConnectionConfig,
     key: &MatchmakingPrivateKey,
 ) -> std::io::Result<SocketAddr> {
-    let authentication = ServerAuthentication::Secure {
-        private_key: *key.as_bytes(),
-    };
+    let authentication = secure(key);
     insert_server(
         app,
         addr,
@@ -149,6 +147,13 @@ fn insert_server(
     Ok(local)
 }
 
+/// netcode's secure authentication with `key`.
+fn secure(key: &MatchmakingPrivateKey) -> ServerAuthentication {
+    ServerAuthentication::Secure {
+        private_key: *key.as_bytes(),
+    }
+}
+
 /// Binds the server's socket on `addr`; returns it, its address and the netcode config
 /// accepting tokens that name it or one of `public_addresses`.
 fn bind_server(
@@ -171,22 +176,21 @@ fn bind_server(
     Ok((socket, local, config))
 }
 
-/// Binds a UDP server like [`insert_secure_netcode_server_with_addresses`], with the
-/// [quiet transport](quiet) instead of renet_netcode's: inserts the [`RenetServer`] and
+/// Binds a UDP server that accepts connect tokens minted with `key`, like
+/// [`insert_secure_netcode_server_with_addresses`], with the [quiet transport](quiet) and
+/// its acknowledgement `policy` instead of renet_netcode's transport: inserts the [`RenetServer`] and
 /// [`MatchmakingQuietServerTransport`] resources (adding [`MatchmakingQuietServerPlugin`]
 /// if needed). Returns the bound address.
 pub fn insert_quiet_secure_server(
     app: &mut App,
+    key: &MatchmakingPrivateKey,
+    policy: MatchmakingAckPolicy,
     addr: SocketAddr,
     public_addresses: &[SocketAddr],
     max_clients: usize,
     connection_config: ConnectionConfig,
-    key: &MatchmakingPrivateKey,
-    policy: MatchmakingAckPolicy,
 ) -> std::io::Result<SocketAddr> {
-    let authentication = ServerAuthentication::Secure {
-        private_key: *key.as_bytes(),
-    };
+    let authentication = secure(key);
     let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
     let transport = MatchmakingQuietServerTransport::new(config, socket, policy)?;
     if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {

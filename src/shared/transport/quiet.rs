@@ -27,6 +27,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use bevy::ecs::component::Mutable;
 use bevy::prelude::*;
 use bevy_renet::netcode::{
     ClientAuthentication, NETCODE_USER_DATA_BYTES, NetcodeDisconnectReason, NetcodeError,
@@ -102,7 +103,7 @@ impl AckDamper {
 }
 
 /// A server's quiet netcode transport (a resource; see the [module docs](self)).
-#[derive(Resource)]
+#[derive(Resource, Debug)]
 pub struct MatchmakingQuietServerTransport {
     socket: UdpSocket,
     netcode: NetcodeServer,
@@ -111,15 +112,6 @@ pub struct MatchmakingQuietServerTransport {
     policy: MatchmakingAckPolicy,
     peers: HashMap<ClientId, AckDamper>,
     stats: MatchmakingTransportStats,
-}
-
-impl std::fmt::Debug for MatchmakingQuietServerTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MatchmakingQuietServerTransport")
-            .field("policy", &self.policy)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MatchmakingQuietServerTransport {
@@ -353,7 +345,7 @@ fn detach(result: ServerResult<'_, '_>) -> OwnedServerResult {
 }
 
 /// A client's quiet netcode transport (a resource; see the [module docs](self)).
-#[derive(Resource)]
+#[derive(Resource, Debug)]
 pub struct MatchmakingQuietClientTransport {
     socket: UdpSocket,
     netcode: NetcodeClient,
@@ -362,15 +354,6 @@ pub struct MatchmakingQuietClientTransport {
     policy: MatchmakingAckPolicy,
     damper: AckDamper,
     stats: MatchmakingTransportStats,
-}
-
-impl std::fmt::Debug for MatchmakingQuietClientTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MatchmakingQuietClientTransport")
-            .field("policy", &self.policy)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MatchmakingQuietClientTransport {
@@ -481,40 +464,78 @@ impl MatchmakingQuietClientTransport {
     }
 }
 
+/// A quiet transport and the renet side it serves, as the plugins drive them.
+trait QuietTransport: Resource<Mutability = Mutable> {
+    /// [`RenetServer`] or [`RenetClient`].
+    type Renet: Resource<Mutability = Mutable>;
+    /// Receives (in `PreUpdate`, after renet's own update).
+    fn receive(&mut self, elapsed: Duration, renet: &mut Self::Renet);
+    /// Sends (in `PostUpdate`).
+    fn send(&mut self, renet: &mut Self::Renet);
+}
+
+impl QuietTransport for MatchmakingQuietServerTransport {
+    type Renet = RenetServer;
+    fn receive(&mut self, elapsed: Duration, server: &mut RenetServer) {
+        if let Err(e) = self.update(elapsed, server) {
+            error!("quiet netcode server transport: {e}");
+        }
+    }
+    fn send(&mut self, server: &mut RenetServer) {
+        self.send_packets(server);
+    }
+}
+
+impl QuietTransport for MatchmakingQuietClientTransport {
+    type Renet = RenetClient;
+    fn receive(&mut self, elapsed: Duration, client: &mut RenetClient) {
+        if let Err(e) = self.update(elapsed, client) {
+            debug!("quiet netcode client transport: {e}");
+        }
+    }
+    fn send(&mut self, client: &mut RenetClient) {
+        if let Err(e) = self.send_packets(client) {
+            debug!("quiet netcode client transport: {e}");
+        }
+    }
+}
+
+/// Adds the receive and send systems of transport `T`, receiving after `after`.
+fn add_quiet_systems<T: QuietTransport, M>(app: &mut App, after: impl IntoSystemSet<M>) {
+    let ready = resource_exists::<T>.and_then(resource_exists::<T::Renet>);
+    app.add_systems(
+        PreUpdate,
+        receive_quiet::<T>
+            .in_set(RenetReceive)
+            .after(after)
+            .run_if(ready.clone()),
+    )
+    .add_systems(PostUpdate, send_quiet::<T>.in_set(RenetSend).run_if(ready));
+}
+
+fn receive_quiet<T: QuietTransport>(
+    mut transport: ResMut<T>,
+    mut renet: ResMut<T::Renet>,
+    time: Res<Time<Real>>,
+) {
+    transport.receive(time.delta(), &mut renet);
+}
+
+fn send_quiet<T: QuietTransport>(mut transport: ResMut<T>, mut renet: ResMut<T::Renet>) {
+    transport.send(&mut renet);
+}
+
 /// Runs a [`MatchmakingQuietServerTransport`] resource with a [`RenetServer`] (instead of
 /// bevy_renet's `NetcodeServerPlugin`).
 pub struct MatchmakingQuietServerPlugin;
 
 impl Plugin for MatchmakingQuietServerPlugin {
     fn build(&self, app: &mut App) {
-        let ready = resource_exists::<MatchmakingQuietServerTransport>
-            .and_then(resource_exists::<RenetServer>);
-        app.add_systems(
-            PreUpdate,
-            update_server
-                .in_set(RenetReceive)
-                .after(bevy_renet::RenetServerPlugin::update_system)
-                .run_if(ready.clone()),
-        )
-        .add_systems(PostUpdate, send_server.in_set(RenetSend).run_if(ready));
+        add_quiet_systems::<MatchmakingQuietServerTransport, _>(
+            app,
+            bevy_renet::RenetServerPlugin::update_system,
+        );
     }
-}
-
-fn update_server(
-    mut transport: ResMut<MatchmakingQuietServerTransport>,
-    mut server: ResMut<RenetServer>,
-    time: Res<Time<Real>>,
-) {
-    if let Err(e) = transport.update(time.delta(), &mut server) {
-        error!("quiet netcode server transport: {e}");
-    }
-}
-
-fn send_server(
-    mut transport: ResMut<MatchmakingQuietServerTransport>,
-    mut server: ResMut<RenetServer>,
-) {
-    transport.send_packets(&mut server);
 }
 
 /// Runs a [`MatchmakingQuietClientTransport`] resource with a [`RenetClient`] (instead of
@@ -523,35 +544,10 @@ pub struct MatchmakingQuietClientPlugin;
 
 impl Plugin for MatchmakingQuietClientPlugin {
     fn build(&self, app: &mut App) {
-        let ready = resource_exists::<MatchmakingQuietClientTransport>
-            .and_then(resource_exists::<RenetClient>);
-        app.add_systems(
-            PreUpdate,
-            update_client
-                .in_set(RenetReceive)
-                .after(bevy_renet::RenetClientPlugin::update_system)
-                .run_if(ready.clone()),
-        )
-        .add_systems(PostUpdate, send_client.in_set(RenetSend).run_if(ready));
-    }
-}
-
-fn update_client(
-    mut transport: ResMut<MatchmakingQuietClientTransport>,
-    mut client: ResMut<RenetClient>,
-    time: Res<Time<Real>>,
-) {
-    if let Err(e) = transport.update(time.delta(), &mut client) {
-        debug!("quiet netcode client transport: {e}");
-    }
-}
-
-fn send_client(
-    mut transport: ResMut<MatchmakingQuietClientTransport>,
-    mut client: ResMut<RenetClient>,
-) {
-    if let Err(e) = transport.send_packets(&mut client) {
-        debug!("quiet netcode client transport: {e}");
+        add_quiet_systems::<MatchmakingQuietClientTransport, _>(
+            app,
+            bevy_renet::RenetClientPlugin::update_system,
+        );
     }
 }
 
