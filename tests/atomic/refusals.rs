@@ -241,3 +241,22 @@ fn a_late_acknowledgement_crossing_a_rollback_is_ignored_and_a_forged_one_is_not
         vec![MatchmakingErrorKind::NotAMember]
     );
 }
+
+#[test]
+fn an_invalid_category_from_a_raw_client_is_refused_with_a_strike() {
+    let mut h = harness();
+    let p = raw_client(&mut h);
+    for bad in ["", "has space", &"x".repeat(33)] {
+        let join = ClientMessage::JoinQueue {
+            category: bad.into(),
+        };
+        h.send_message(p, &join);
+    }
+    h.run(2);
+    use MatchmakingErrorKind::{Abuse, InvalidCategory};
+    assert_eq!(
+        errors(&h.take_messages(p)),
+        vec![InvalidCategory, InvalidCategory, InvalidCategory, Abuse]
+    );
+    assert_eq!(h.stats().total_queued(), 0);
+}

@@ -11,6 +11,7 @@ use super::state::ClientSession;
 use crate::atomic::MatchmakingChannel;
 use crate::atomic::core::protocol::{ClientMessage, MatchmakingErrorKind};
 use crate::shared::codec;
+use crate::shared::player::validate_category;
 
 /// Encodes `message` and queues it for the server on the matchmaking channel.
 pub(super) fn send_to_server(
@@ -33,6 +34,14 @@ pub(super) fn send_requests(
     mut errors: MessageWriter<MatchmakingClientError>,
 ) {
     for join in joins.read() {
+        // checked here as the server would: a name it refuses would cost us a strike
+        if let Err(why) = validate_category(&join.category) {
+            errors.write(MatchmakingClientError {
+                kind: MatchmakingErrorKind::InvalidCategory,
+                message: why,
+            });
+            continue;
+        }
         if session.welcomed {
             let category = join.category.clone();
             send_to_server(
