@@ -11,7 +11,7 @@ use crate::common::harness;
 
 /// Joins the "flood" queue (even `i`) or leaves it (odd `i`): valid, in turn.
 fn join_or_leave(i: u64) -> ClientMessage {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         ClientMessage::JoinQueue {
             category: "flood".into(),
         }
