@@ -209,7 +209,14 @@ impl Checker {
                     .as_ref()
                     .and_then(|f| f.sessions.iter().find(|(p, _)| *p == r.player));
                 let same = session.is_some_and(|(_, s)| *s == self.taint.session[i]);
-                if !same || !h.is_connected(r.player) {
+                // requests the server refused are strikes: a player that reached the limit
+                // was refused for abuse (and withdrawn from its match), not dropped
+                let max_strikes = h.server_resource::<MatchmakingServerSettings>().max_strikes;
+                let refused = h
+                    .server_state()
+                    .strikes(r.player)
+                    .is_some_and(|s| s >= max_strikes);
+                if !same || !h.is_connected(r.player) || refused {
                     continue;
                 }
                 // a player whose proposal timed out (or who was lost in phase 2) failed the
