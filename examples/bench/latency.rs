@@ -1,0 +1,145 @@
+//! `latency`: time to commit at a 50 ms round trip, in process, through the crate's
+//! fault-injecting links (`MatchmakingTestHarness::set_faults`: 25 ms each way), on manual
+//! time at `1 / --server-hz` per update, next to the protocol's floor.
+//!
+//! Pairs of clients (the real client plugin, which answers pings and acknowledges
+//! proposals) join one queue two per update. For each player: from the update its match
+//! formed on the server to the update its client reports the match found (client state
+//! `Matched`): health ping, pong, proposal, acknowledgement, confirmation, five one-way
+//! trips = 2.5 round trips. The same run without delay measures what the frames alone
+//! cost (the tick quantisation), added to the floor.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy_atomic_matchmaking::atomic::testing::{AtomicMode, MatchmakingTestHarness};
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::harness::server_app;
+use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
+use serde_json::{Value, json};
+
+use crate::Args;
+use crate::measure::{ms, percentiles_ms, round3};
+
+/// The round trip of the measured run.
+const RTT: Duration = Duration::from_millis(50);
+
+/// What one run saw.
+struct Run {
+    /// Per player: formed on the server to found on the client.
+    times: Vec<Duration>,
+    server_commit: Value,
+    rolled_back: u64,
+    unmatched: usize,
+}
+
+/// A harness whose server steps `step` per update, with `n` welcomed clients whose links
+/// delay every packet by `one_way`.
+fn harness(step: Duration, n: usize, one_way: Duration) -> (MatchmakingTestHarness, Vec<PlayerId>) {
+    let channel = MatchmakingChannel::default();
+    let mut server = server_app(step, channel.connection_config());
+    server.add_plugins(MatchmakingServerPlugin {
+        channel,
+        ..default()
+    });
+    let mut h = MatchmakingTestHarness::from_server(AtomicMode { channel }, server, channel.id, step);
+    h.server.update();
+    let ids: Vec<PlayerId> = (0..n).map(|_| h.add_client()).collect();
+    let faults = LinkFaults::both(DirectionFaults {
+        delay: one_way,
+        ..default()
+    });
+    for id in &ids {
+        h.set_faults(*id, faults);
+    }
+    h.run_until(1_000, |h| {
+        ids.iter()
+            .all(|p| h.client_state(*p) != MatchmakingClientState::Disconnected)
+    });
+    (h, ids)
+}
+
+/// Runs `pairs` pairs joining two per update; returns what it saw.
+fn run(step: Duration, pairs: usize, one_way: Duration) -> Run {
+    let n = 2 * pairs;
+    let (mut h, ids) = harness(step, n, one_way);
+    let mut formed: Vec<Option<Duration>> = vec![None; n];
+    let mut found: Vec<Option<Duration>> = vec![None; n];
+    let mut joined = 0;
+    let max_updates = pairs + (Duration::from_secs(30).as_nanos() / step.as_nanos()) as usize;
+    for _ in 0..max_updates {
+        for id in ids.iter().skip(joined).take(2) {
+            h.join(*id, "duel");
+        }
+        joined = (joined + 2).min(n);
+        h.update();
+        let now = h.now();
+        for (i, id) in ids.iter().enumerate() {
+            if formed[i].is_none()
+                && matches!(
+                    h.server_state().location(*id),
+                    Some(MatchmakingPlayerLocation::Matching(_) | MatchmakingPlayerLocation::InLobby(_))
+                )
+            {
+                formed[i] = Some(now);
+            }
+            if found[i].is_none() && h.client_state(*id) == MatchmakingClientState::Matched {
+                found[i] = Some(now);
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let times = formed
+        .iter()
+        .zip(&found)
+        .filter_map(|(f, m)| Some(m.as_ref()?.saturating_sub(*f.as_ref()?)))
+        .collect();
+    let commit = h.stats().time_to_commit.percentiles();
+    Run {
+        times,
+        server_commit: json!({"p50": ms(commit.p50), "p99": ms(commit.p99), "max": ms(commit.max)}),
+        rolled_back: h.stats().matches_rolled_back,
+        unmatched: found.iter().filter(|f| f.is_none()).count(),
+    }
+}
+
+pub fn latency(args: &Args) -> Value {
+    let players = args.players_or(400).max(2);
+    let pairs = players / 2;
+    let step = Duration::from_secs_f64(1.0 / args.server_hz);
+    eprintln!("bench: latency: {pairs} pairs without delay");
+    let mut instant = run(step, pairs, Duration::ZERO);
+    eprintln!("bench: latency: {pairs} pairs at {} ms round trip", RTT.as_millis());
+    let mut delayed = run(step, pairs, RTT / 2);
+    let p50 = |times: &mut Vec<Duration>| {
+        times.sort_unstable();
+        bevy_atomic_matchmaking::atomic::core::stats::nearest_rank(times, 0.5)
+    };
+    let quantisation = p50(&mut instant.times);
+    let floor = RTT * 5 / 2;
+    let p50_delayed = p50(&mut delayed.times);
+    let floor_with_ticks = floor + quantisation;
+    json!({
+        "what": "pairs of client-plugin clients join one queue two per update over MatchmakingTestHarness links delaying every packet 25 ms each way (50 ms round trip), manual time at 1/server_hz per update; per player, from the update its match formed on the server to the update its client reports it found (health ping + pong, proposal + ack, confirmation: 2.5 round trips); the same run with no delay gives the frames' own cost (tick quantisation)",
+        "settings": args.settings(2 * pairs),
+        "round_trip_ms": ms(RTT),
+        "update_step_ms": ms(step),
+        "formed_to_found_ms": percentiles_ms(&mut delayed.times),
+        "server_time_to_commit_ms": delayed.server_commit,
+        "rollbacks": delayed.rolled_back,
+        "players_unmatched": delayed.unmatched,
+        "protocol_floor_ms": ms(floor),
+        "tick_quantisation_ms": ms(quantisation),
+        "floor_with_ticks_ms": ms(floor_with_ticks),
+        "p50_over_floor_with_ticks": round3(p50_delayed.as_secs_f64() / floor_with_ticks.as_secs_f64()),
+        "p50_over_protocol_floor": round3(p50_delayed.as_secs_f64() / floor.as_secs_f64()),
+        "without_delay": {
+            "formed_to_found_ms": percentiles_ms(&mut instant.times),
+            "server_time_to_commit_ms": instant.server_commit,
+            "rollbacks": instant.rolled_back,
+            "players_unmatched": instant.unmatched,
+        },
+    })
+}

@@ -1,0 +1,204 @@
+//! `relay`: the negotiated relay, twice.
+//!
+//! - Throughput, in process: the relay plugin and N client-plugin clients on renet local
+//!   connections (set up by `NegotiatedTestHarness`, driven here so that only the relay
+//!   app's `update` is timed), every client searching again as soon as it is matched;
+//!   facts stored and forwarded per second of relay CPU.
+//! - Idle, over UDP: the relay in its own thread ([`ServerThread`]) and N connected
+//!   client-plugin clients that do not search (they only sync their clock); the relay's
+//!   CPU per connected client-second.
+
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::harness::single_threaded;
+use bevy_renet::{RenetClient, RenetServer};
+use serde_json::{Value, json};
+
+use crate::Args;
+use crate::identity::Identity;
+use crate::measure::{round3, thread_cpu};
+use crate::plug;
+use crate::server_thread::{ServerThread, relay_counters};
+use crate::udp::{Window, merge};
+
+/// The relay's frames (requests live one to two of them).
+const FRAME: Duration = Duration::from_secs(2);
+
+pub fn relay(args: &Args) -> Value {
+    json!({
+        "settings": args.settings(args.players_or(500)),
+        "throughput_in_memory": throughput(args),
+        "idle_udp": idle(args),
+    })
+}
+
+/// Moves every client's packets both ways (renet local connections, no faults).
+fn exchange(h: &mut NegotiatedTestHarness) {
+    let mut server = h.server.world_mut().resource_mut::<RenetServer>();
+    for client in &mut h.clients {
+        let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+        let _ = server.process_local_client(client.id, &mut renet);
+    }
+}
+
+/// One round: packets, the relay (timed: its CPU is returned), packets, every client.
+fn step(h: &mut NegotiatedTestHarness) -> Duration {
+    exchange(h);
+    let cpu = thread_cpu();
+    h.server.update();
+    let spent = thread_cpu().saturating_sub(cpu);
+    exchange(h);
+    for client in &mut h.clients {
+        client.app.update();
+    }
+    spent
+}
+
+/// Clients whose search ended in a match since last time search again; returns how
+/// many matches there were.
+fn search_again(h: &mut NegotiatedTestHarness, ids: &[PlayerId], seen: &mut [usize]) -> usize {
+    let mut matched = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let found = h.recorded::<NegotiatedMatchFound>(*id).len();
+        if found > seen[i] {
+            matched += found - seen[i];
+            seen[i] = found;
+            h.search(*id, "duel");
+        }
+    }
+    matched
+}
+
+fn throughput(args: &Args) -> Value {
+    let n = args.players_or(200);
+    let rate_limit = MatchmakingRateLimit {
+        messages_per_second: 1_000,
+        burst: 1_000,
+    };
+    let relay = NegotiatedRelaySettings {
+        frame_duration: FRAME,
+        rate_limit,
+        ..default()
+    };
+    let clients = NegotiatedClientSettings {
+        bid_timeout: Duration::from_secs(1),
+        time_sync_interval: Duration::from_secs(2),
+        ..default()
+    };
+    let mut h = NegotiatedTestHarness::new(relay, clients);
+    let ids = h.add_clients(n);
+    single_threaded(&mut h.server);
+    for client in &mut h.clients {
+        single_threaded(&mut client.app);
+    }
+    let mut seen = vec![0; n];
+    for id in &ids {
+        h.search(*id, "duel");
+    }
+    for _ in 0..100 {
+        step(&mut h);
+        search_again(&mut h, &ids, &mut seen);
+    }
+    eprintln!("bench: relay: {n} local clients searching; measuring {} s", args.seconds);
+    let before = h.relay_state().stats();
+    let (mut cpu, mut matches, mut updates) = (Duration::ZERO, 0, 0u64);
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < args.seconds {
+        cpu += step(&mut h);
+        matches += search_again(&mut h, &ids, &mut seen);
+        updates += 1;
+    }
+    let after = h.relay_state().stats();
+    let stored = after.facts_stored - before.facts_stored;
+    let sent = after.facts_sent - before.facts_sent;
+    let secs = cpu.as_secs_f64().max(1e-9);
+    json!({
+        "what": "the relay plugin and N client-plugin clients on renet local connections (manual time, 10 ms per update, 2 s frames), each searching in one category again as soon as it is matched; only the relay app's update is timed; the relay's rate limit is raised to 1000 messages/s",
+        "clients": n,
+        "updates": updates,
+        "relay_update_cpu_s": round3(cpu.as_secs_f64()),
+        "facts_stored": stored,
+        "facts_sent": sent,
+        "facts_refused": after.facts_refused - before.facts_refused,
+        "matches_reported_by_clients": matches,
+        "facts_stored_per_relay_cpu_second": round3(stored as f64 / secs),
+        "facts_sent_per_relay_cpu_second": round3(sent as f64 / secs),
+        "facts_stored_and_sent_per_relay_cpu_second": round3((stored + sent) as f64 / secs),
+    })
+}
+
+/// Updates every app once per round, `hz` rounds a second at most, until `done` holds or
+/// `limit` passed; returns whether `done` held, and adds the rounds run to `rounds`.
+fn drive(apps: &mut [App], hz: f64, limit: Duration, rounds: &mut u64, mut done: impl FnMut(&[App]) -> bool) -> bool {
+    let round = Duration::from_secs_f64(1.0 / hz);
+    let started = Instant::now();
+    let mut next = started;
+    while started.elapsed() < limit {
+        if done(apps) {
+            return true;
+        }
+        apps.iter_mut().for_each(App::update);
+        *rounds += 1;
+        next += round;
+        let now = Instant::now();
+        match next.checked_duration_since(now) {
+            Some(rest) => std::thread::sleep(rest),
+            None => next = now,
+        }
+    }
+    done(apps)
+}
+
+fn synced(app: &App) -> bool {
+    *app.world().resource::<State<NegotiatedClientState>>().get() == NegotiatedClientState::Idle
+}
+
+fn idle(args: &Args) -> Value {
+    let n = args.players_or(500);
+    let identity = Identity::in_memory();
+    let build = {
+        let identity = identity.clone();
+        let settings = NegotiatedRelaySettings {
+            frame_duration: FRAME,
+            ..default()
+        };
+        move || plug::relay_app(&identity, n, settings)
+    };
+    let relay = match ServerThread::spawn(args.server_hz, build, relay_counters) {
+        Ok(relay) => relay,
+        Err(e) => return json!({"error": format!("cannot start the relay: {e}")}),
+    };
+    let apps: Result<Vec<App>, _> = (0..n)
+        .map(|i| plug::negotiated_client(relay.addr, 1000 + i as u64, &identity))
+        .collect();
+    let mut apps = match apps {
+        Ok(apps) => apps,
+        Err(e) => return json!({"error": format!("cannot make the clients: {e}")}),
+    };
+    eprintln!("bench: relay: {n} UDP clients connect");
+    let mut rounds = 0;
+    let limit = Duration::from_secs(60);
+    let all = drive(&mut apps, args.client_hz, limit, &mut rounds, |a| a.iter().all(synced));
+    drive(&mut apps, args.client_hz, Duration::from_secs(1), &mut rounds, |_| false);
+    let connected = relay.counters().connected;
+    eprintln!("bench: relay: {connected} welcomed; measuring {} s", args.seconds);
+    let window = Window::open(&relay, rounds);
+    let secs = Duration::from_secs_f64(args.seconds);
+    drive(&mut apps, args.client_hz, secs, &mut rounds, |_| false);
+    let measured = window.close(&relay, rounds);
+    relay.stop();
+    let client_seconds = connected as f64 * measured.wall.as_secs_f64();
+    let udp = measured.udp;
+    let report = json!({
+        "what": "the relay in its own thread over UDP loopback with N connected client-plugin clients that do not search (they ask for the time every 10 s); measured for --seconds starting 1 s after all are synced",
+        "clients": n,
+        "every_client_synced": all,
+        "clients_welcomed": connected,
+        "relay_cpu_us_per_client_second": round3(measured.server_cpu.as_secs_f64() * 1e6 / client_seconds.max(1e-9)),
+        "udp_datagrams_per_client_second_both_ways": round3(udp.out_datagrams as f64 / client_seconds.max(1e-9)),
+    });
+    merge(report, measured.json())
+}
