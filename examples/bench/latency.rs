@@ -6,9 +6,10 @@
 //! proposals) join one queue two per update. For each player: from the update its match
 //! formed on the server to the update its client reports the match found (client state
 //! `Matched`): health ping, pong, proposal, acknowledgement, confirmation, five one-way
-//! trips = 2.5 round trips. The same run without delay measures what the frames alone
+//! trips = 2.5 round trips. The same run without delay measures what the updates alone
 //! cost; the floor with ticks adds to it the five one-way trips, each rounded up to whole
-//! updates (a packet due between two updates arrives at the later one).
+//! updates (a packet due between two updates arrives at the later one). Everything runs
+//! twice: at `1 / --server-hz` updates and at 1 ms updates.
 
 use std::time::Duration;
 
@@ -106,46 +107,49 @@ fn run(step: Duration, pairs: usize, one_way: Duration) -> Run {
     }
 }
 
-pub fn latency(args: &Args) -> Value {
-    let players = args.players_or(400).max(2);
-    let pairs = players / 2;
-    let step = Duration::from_secs_f64(1.0 / args.server_hz);
-    eprintln!("bench: latency: {pairs} pairs without delay");
+/// Both runs (no delay, then 50 ms round trips) at updates of `step`, and the floors.
+fn measure(step: Duration, pairs: usize) -> Value {
+    eprintln!("bench: latency: {pairs} pairs at {step:?} updates, without delay");
     let mut instant = run(step, pairs, Duration::ZERO);
-    eprintln!("bench: latency: {pairs} pairs at {} ms round trip", RTT.as_millis());
+    eprintln!("bench: latency: {pairs} pairs at {step:?} updates, {} ms round trip", RTT.as_millis());
     let mut delayed = run(step, pairs, RTT / 2);
     let p50 = |times: &mut Vec<Duration>| {
         times.sort_unstable();
         bevy_atomic_matchmaking::atomic::core::stats::nearest_rank(times, 0.5)
     };
-    let quantisation = p50(&mut instant.times);
+    let frames = p50(&mut instant.times);
     let floor = RTT * 5 / 2;
     let p50_delayed = p50(&mut delayed.times);
-    // each one-way trip waits for whole frames: a packet due between two updates is
+    // each one-way trip waits for whole updates: a packet due between two updates is
     // delivered at the later one
-    let frames_per_trip = (RTT / 2).as_nanos().div_ceil(step.as_nanos()) as u32;
-    let floor_with_ticks = quantisation + step * frames_per_trip * 5;
+    let updates_per_trip = (RTT / 2).as_nanos().div_ceil(step.as_nanos()) as u32;
+    let floor_with_ticks = frames + step * updates_per_trip * 5;
+    let ratio = |floor: Duration| round3(p50_delayed.as_secs_f64() / floor.as_secs_f64());
     json!({
-        "what": "pairs of client-plugin clients join one queue two per update over MatchmakingTestHarness links delaying every packet 25 ms each way (50 ms round trip), manual time at 1/server_hz per update; per player, from the update its match formed on the server to the update its client reports it found (health ping + pong, proposal + ack, confirmation: 2.5 round trips); the same run with no delay gives the frames' own cost; the harness is deterministic, so every pair takes the same time",
-        "settings": args.settings(2 * pairs),
-        "round_trip_ms": ms(RTT),
         "update_step_ms": ms(step),
         "formed_to_found_ms": percentiles_ms(&mut delayed.times),
         "server_time_to_commit_ms": delayed.server_commit,
         "rollbacks": delayed.rolled_back,
         "players_unmatched": delayed.unmatched,
-        "protocol_floor_ms": ms(floor),
-        "frames_without_delay_ms": ms(quantisation),
+        "without_delay_formed_to_found_ms": percentiles_ms(&mut instant.times),
+        "without_delay_rollbacks": instant.rolled_back,
         "floor_with_ticks_ms": ms(floor_with_ticks),
-        "floor_with_ticks": "the time without delay plus five one-way trips, each rounded up to whole updates",
-        "p50_over_floor_with_ticks": round3(p50_delayed.as_secs_f64() / floor_with_ticks.as_secs_f64()),
-        "p50_over_floor_plus_frames_without_delay": round3(p50_delayed.as_secs_f64() / (floor + quantisation).as_secs_f64()),
-        "p50_over_protocol_floor": round3(p50_delayed.as_secs_f64() / floor.as_secs_f64()),
-        "without_delay": {
-            "formed_to_found_ms": percentiles_ms(&mut instant.times),
-            "server_time_to_commit_ms": instant.server_commit,
-            "rollbacks": instant.rolled_back,
-            "players_unmatched": instant.unmatched,
-        },
+        "p50_over_floor_with_ticks": ratio(floor_with_ticks),
+        "p50_over_floor_plus_time_without_delay": ratio(floor + frames),
+        "p50_over_protocol_floor": ratio(floor),
+    })
+}
+
+pub fn latency(args: &Args) -> Value {
+    let players = args.players_or(400).max(2);
+    let pairs = players / 2;
+    let step = Duration::from_secs_f64(1.0 / args.server_hz);
+    json!({
+        "what": "pairs of client-plugin clients join one queue two per update through MatchmakingTestHarness links that delay every packet 25 ms each way (50 ms round trip), on manual time; per player, from the update its match formed on the server to the update its client reports it found (health ping + pong, proposal + ack, confirmation: 2.5 round trips). The same run without delay gives what the updates alone cost. floor_with_ticks = the time without delay + five one-way trips, each rounded up to whole updates (a packet due between two updates arrives at the later one). The harness is deterministic: every pair of a run takes the same time. Run at 1/server_hz updates, and at 1 ms updates to show the protocol without the frame quantisation",
+        "settings": args.settings(2 * pairs),
+        "round_trip_ms": ms(RTT),
+        "protocol_floor_ms": ms(RTT * 5 / 2),
+        "at_server_hz": measure(step, pairs),
+        "at_1ms_updates": measure(Duration::from_millis(1), pairs),
     })
 }

@@ -153,16 +153,17 @@ pub fn in_memory(args: &Args) -> Value {
     })
 }
 
-/// Frames until `done` holds (at most `max`), exchanging packets with silent clients.
-fn settle(app: &mut App, clients: &mut [Raw], step: Duration, max: usize, done: impl Fn(&App) -> bool) -> usize {
-    for frame in 0..max {
+/// Frames until `done` holds (at most `max`), exchanging packets with silent clients;
+/// returns whether `done` held.
+fn settle(app: &mut App, clients: &mut [Raw], step: Duration, max: usize, done: impl Fn(&App) -> bool) -> bool {
+    for _ in 0..max {
         if done(app) {
-            return frame;
+            return true;
         }
         exchange(app, clients, step, |_, _| None);
         app.update();
     }
-    max
+    done(app)
 }
 
 /// How many queued players fit in memory, given what one connection cost so far.
@@ -192,6 +193,7 @@ pub fn frame(args: &Args) -> Value {
         // the matches in flight wait for health pongs that never come
         ping_timeout: Duration::from_secs(3_600),
         max_categories: args.frame_queued / 15 + 64,
+        queue_capacity: 2 * matches + 64,
         ..default()
     };
     let mut app = local_server(step, settings);
@@ -200,7 +202,7 @@ pub fn frame(args: &Args) -> Value {
     let join = |_| vec![hello(), ClientMessage::JoinQueue { category: "duel".into() }];
     let mut clients = connect(&mut app, ids, join);
     eprintln!("bench: frame: {} clients form {matches} matches", clients.len());
-    settle(&mut app, &mut clients, step, 50, |a| stats(a).matches_in_flight >= matches);
+    let formed = settle(&mut app, &mut clients, step, 50, |a| stats(a).matches_in_flight >= matches);
     settle(&mut app, &mut clients, step, 10, |_| false);
     let per_connection = (rss_bytes().saturating_sub(rss_start)) as f64 / clients.len().max(1) as f64;
     let (queued, reduced) = fitting(args.frame_queued, per_connection);
@@ -221,7 +223,7 @@ pub fn frame(args: &Args) -> Value {
         let category = format!("q{}", (raw.id - first) / 15);
         raw.client.send_message(channel, codec::encode(&ClientMessage::JoinQueue { category }));
     }
-    settle(&mut app, &mut waiting, step, 50, |a| stats(a).total_queued() >= queued);
+    let all_queued = settle(&mut app, &mut waiting, step, 50, |a| stats(a).total_queued() >= queued);
     settle(&mut app, &mut waiting, step, 10, |_| false);
     let rss_queued = rss_bytes();
     clients.append(&mut waiting);
@@ -238,6 +240,8 @@ pub fn frame(args: &Args) -> Value {
         "settings": args.settings(queued + 2 * matches),
         "queued_requested": args.frame_queued,
         "queued_reduced": reduced,
+        "every_match_formed": formed,
+        "every_player_queued": all_queued,
     });
     let state = app.world().resource::<MatchmakingServerState>();
     let result = json!({

@@ -19,6 +19,7 @@
 
 #[path = "../common/bot.rs"]
 mod bot;
+mod fleet;
 #[path = "../common/identity.rs"]
 mod identity;
 mod latency;
@@ -28,6 +29,7 @@ mod plug;
 mod relay;
 mod server_thread;
 mod udp;
+mod window;
 
 use serde_json::{Value, json};
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_renet::netcode::NetcodeClientTransport;
+use bevy_renet::renet::{ConnectionConfig, RenetClient};
 
 use crate::bot::{Bot, bot_app};
 use crate::identity::Identity;
@@ -70,19 +71,6 @@ pub fn bot(server: SocketAddr, bot: Bot, identity: &Identity) -> io::Result<App>
     bot_app(server, bot, identity)
 }
 
-/// A negotiated client connected to `relay` as `id`, with the client plugin, not searching.
-pub fn negotiated_client(relay: SocketAddr, id: u64, identity: &Identity) -> io::Result<App> {
-    let channel = NegotiatedChannel::default();
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins);
-    identity.insert_client(&mut app, relay, id, channel.connection_config())?;
-    app.add_plugins(NegotiatedClientPlugin {
-        channel,
-        ..default()
-    });
-    Ok(app)
-}
-
 /// Closes a client's connection now: the server sees it go at once, not after a timeout.
 pub fn disconnect(app: &mut App) {
     if let Some(mut transport) = app
@@ -114,5 +102,61 @@ pub fn server_loop(
             Some(rest) => std::thread::sleep(rest),
             None => next = now,
         }
+    }
+}
+
+/// A bare client: renet and netcode without a Bevy app, driven by hand, cheap enough for
+/// a thousand of them to keep `--client-hz` in one thread (the `idle` scenarios).
+pub struct RawClient {
+    client: RenetClient,
+    transport: NetcodeClientTransport,
+    last: Instant,
+}
+
+/// A bare client of `server` as `player`, on a connection with `config`.
+pub fn raw_client(
+    server: SocketAddr,
+    player: u64,
+    identity: &Identity,
+    config: ConnectionConfig,
+) -> io::Result<RawClient> {
+    Ok(RawClient {
+        client: RenetClient::new(config),
+        transport: identity.client_transport(server, player)?,
+        last: Instant::now(),
+    })
+}
+
+impl RawClient {
+    /// Advances the connection and takes in the packets that arrived (what bevy_renet does
+    /// in `PreUpdate`).
+    pub fn receive_packets(&mut self) {
+        let now = Instant::now();
+        let elapsed = now - self.last;
+        self.last = now;
+        self.client.update(elapsed);
+        let _ = self.transport.update(elapsed, &mut self.client);
+    }
+
+    /// Sends what is due (what bevy_renet does in `PostUpdate`).
+    pub fn send_packets(&mut self) {
+        let _ = self.transport.send_packets(&mut self.client);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    /// Whether netcode gave up (refused, timed out, closed).
+    pub fn gave_up(&self) -> bool {
+        self.transport.disconnect_reason().is_some()
+    }
+
+    pub fn send(&mut self, channel: u8, bytes: Vec<u8>) {
+        self.client.send_message(channel, bytes);
+    }
+
+    pub fn receive(&mut self, channel: u8) -> Option<Vec<u8>> {
+        self.client.receive_message(channel).map(|b| b.to_vec())
     }
 }

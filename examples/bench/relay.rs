@@ -4,15 +4,16 @@
 //!   connections (set up by `NegotiatedTestHarness`, driven here so that only the relay
 //!   app's `update` is timed), every client searching again as soon as it is matched;
 //!   facts stored and forwarded per second of relay CPU.
-//! - Idle, over UDP: the relay in its own thread ([`ServerThread`]) and N connected
-//!   client-plugin clients that do not search (they only sync their clock); the relay's
-//!   CPU per connected client-second.
+//! - Idle, over UDP: the relay in its own thread ([`ServerThread`]) and N connected bare
+//!   clients that said hello; the relay's CPU per connected client-second.
 
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
+use bevy_atomic_matchmaking::negotiated::core::protocol::NegotiatedClientMessage;
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::codec;
 use bevy_atomic_matchmaking::shared::harness::single_threaded;
 use bevy_renet::{RenetClient, RenetServer};
 use serde_json::{Value, json};
@@ -22,7 +23,9 @@ use crate::identity::Identity;
 use crate::measure::{round3, thread_cpu};
 use crate::plug;
 use crate::server_thread::{ServerThread, relay_counters};
-use crate::udp::{Window, merge};
+use crate::fleet::{RawFleet, Script, raw_clients};
+use crate::udp::merge;
+use crate::window::Window;
 
 /// The relay's frames (requests live one to two of them).
 const FRAME: Duration = Duration::from_secs(2);
@@ -157,30 +160,18 @@ fn throughput(args: &Args) -> Value {
     })
 }
 
-/// Updates every app once per round, `hz` rounds a second at most, until `done` holds or
-/// `limit` passed; returns whether `done` held, and adds the rounds run to `rounds`.
-fn drive(apps: &mut [App], hz: f64, limit: Duration, rounds: &mut u64, mut done: impl FnMut(&[App]) -> bool) -> bool {
-    let round = Duration::from_secs_f64(1.0 / hz);
-    let started = Instant::now();
-    let mut next = started;
-    while started.elapsed() < limit {
-        if done(apps) {
-            return true;
-        }
-        apps.iter_mut().for_each(App::update);
-        *rounds += 1;
-        next += round;
-        let now = Instant::now();
-        match next.checked_duration_since(now) {
-            Some(rest) => std::thread::sleep(rest),
-            None => next = now,
-        }
+/// What an idle negotiated client says: hello, and nothing more.
+fn idle_script() -> Script {
+    Script {
+        channel: NegotiatedChannel::default().id,
+        greet: Box::new(|_| {
+            let hello = NegotiatedClientMessage::Hello {
+                protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+            };
+            vec![codec::encode(&hello)]
+        }),
+        answer: Box::new(|_| None),
     }
-    done(apps)
-}
-
-fn synced(app: &App) -> bool {
-    *app.world().resource::<State<NegotiatedClientState>>().get() == NegotiatedClientState::Idle
 }
 
 fn idle(args: &Args) -> Value {
@@ -198,34 +189,31 @@ fn idle(args: &Args) -> Value {
         Ok(relay) => relay,
         Err(e) => return json!({"error": format!("cannot start the relay: {e}")}),
     };
-    let apps: Result<Vec<App>, _> = (0..n)
-        .map(|i| plug::negotiated_client(relay.addr, 1000 + i as u64, &identity))
-        .collect();
-    let mut apps = match apps {
-        Ok(apps) => apps,
+    let config = NegotiatedChannel::default().connection_config();
+    let clients = match raw_clients(&relay, &identity, n, config) {
+        Ok(clients) => clients,
         Err(e) => return json!({"error": format!("cannot make the clients: {e}")}),
     };
+    let mut fleet = RawFleet::new(clients, idle_script(), args.client_hz);
     eprintln!("bench: relay: {n} UDP clients connect");
-    let mut rounds = 0;
     let limit = Duration::from_secs(60);
-    let all = drive(&mut apps, args.client_hz, limit, &mut rounds, |a| a.iter().all(synced));
-    drive(&mut apps, args.client_hz, Duration::from_secs(1), &mut rounds, |_| false);
+    let all = fleet.run_until(limit, |_| relay.counters().connected >= n as u64);
+    fleet.run_until(Duration::from_secs(1), |_| false);
     let connected = relay.counters().connected;
     eprintln!("bench: relay: {connected} welcomed; measuring {} s", args.seconds);
-    let window = Window::open(&relay, rounds);
-    let secs = Duration::from_secs_f64(args.seconds);
-    drive(&mut apps, args.client_hz, secs, &mut rounds, |_| false);
-    let measured = window.close(&relay, rounds);
+    let window = Window::open(&relay, fleet.rounds);
+    fleet.run_until(Duration::from_secs_f64(args.seconds), |_| false);
+    let measured = window.close(&relay, fleet.rounds);
     relay.stop();
     let client_seconds = connected as f64 * measured.wall.as_secs_f64();
-    let udp = measured.udp;
     let report = json!({
-        "what": "the relay in its own thread over UDP loopback with N connected client-plugin clients that do not search (they ask for the time every 10 s); measured for --seconds starting 1 s after all are synced",
+        "what": "the relay in its own thread over UDP loopback with N connected bare renet + netcode clients that said hello and nothing more (a client-plugin client would also ask for the time every 10 s); measured for --seconds starting 1 s after all are welcomed",
         "clients": n,
-        "every_client_synced": all,
+        "every_client_welcomed": all,
+        "clients_gave_up": fleet.gave_up(),
         "clients_welcomed": connected,
         "relay_cpu_us_per_client_second": round3(measured.server_cpu.as_secs_f64() * 1e6 / client_seconds.max(1e-9)),
-        "udp_datagrams_per_client_second_both_ways": round3(udp.out_datagrams as f64 / client_seconds.max(1e-9)),
+        "udp": measured.udp_json(connected),
     });
     merge(report, measured.json())
 }

@@ -1,212 +1,76 @@
 //! The scenarios over UDP loopback: `burst`, `idle` and `sustained`. The server runs in
-//! its own thread ([`ServerThread`]); the bots (`examples/common/bot.rs`, each its own
-//! app and UDP socket, connecting with a token minted from a key made in memory) run in
-//! the main thread, `--client-hz` rounds a second at most.
+//! its own thread ([`ServerThread`]), built by [`plug::server_app`]; the clients run in
+//! the main thread ([`Fleet`] bots for `burst` and `sustained`, bare [`RawFleet`] clients
+//! for `idle`), each with its own UDP socket and a connect token minted from a key made in
+//! memory.
 
-use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bevy::prelude::*;
+use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::codec;
 use bevy_renet::RenetServer;
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::bot::{Bot, percentile_ms};
+use crate::fleet::{Fleet, RawFleet, Script, raw_clients};
 use crate::identity::Identity;
-use crate::measure::{UdpCounters, ms, process_cpu, round3};
+use crate::measure::{ms, round3};
 use crate::plug;
 use crate::server_thread::{ServerThread, matchmaking_counters};
+use crate::window::Window;
 
 /// How long `burst` waits for every bot to be matched.
 const BURST_LIMIT: Duration = Duration::from_secs(60);
-/// How long `idle` and `sustained` wait for their bots to connect or queue.
+/// How long `idle` and `sustained` wait for their clients to connect or queue.
 const SETUP_LIMIT: Duration = Duration::from_secs(60);
 
-/// The bots of a scenario, updated in rounds from the main thread.
-pub struct Fleet {
-    pub apps: Vec<App>,
-    /// Bots still updated (not left, not given up).
-    active: Vec<bool>,
-    round: Duration,
-    next: Instant,
-    pub rounds: u64,
+/// What the health check found for the players of rolled-back matches.
+#[derive(Resource, Default, Debug)]
+struct RollbackHealth {
+    healthy: u64,
+    too_slow: u64,
+    no_answer: u64,
+    disconnected: u64,
+    other: u64,
+    slowest: Duration,
 }
 
-impl Fleet {
-    /// `n` bots of `server`, bot `i` queueing in `category(i)`.
-    pub fn new(
-        server: &ServerThread,
-        identity: &Identity,
-        n: usize,
-        category: impl Fn(usize) -> String,
-        rematch: bool,
-        client_hz: f64,
-    ) -> io::Result<Self> {
-        let mut apps = Vec::with_capacity(n);
-        for i in 0..n {
-            let bot = Bot::new(i, 1000 + i as u64, category(i), None, rematch, 7 + i as u64);
-            apps.push(plug::bot(server.addr, bot, identity)?);
-        }
-        Ok(Self {
-            active: vec![true; n],
-            apps,
-            round: Duration::from_secs_f64(1.0 / client_hz),
-            next: Instant::now(),
-            rounds: 0,
-        })
-    }
-
-    /// One round: every active bot updates once; with `leave_when_matched`, a bot that
-    /// found a match disconnects and is not updated again. Then sleeps out the round.
-    pub fn round(&mut self, leave_when_matched: bool) {
-        for (app, active) in self.apps.iter_mut().zip(&mut self.active) {
-            if !*active {
-                continue;
-            }
-            app.update();
-            let mut bot = app.world_mut().resource_mut::<Bot>();
-            bot.lines.clear();
-            if bot.gone {
-                *active = false;
-            } else if leave_when_matched && bot.matched > 0 {
-                *active = false;
-                plug::disconnect(app);
+fn count_rollback_health(mut outcomes: MessageReader<MatchmakingOutcome>, mut health: ResMut<RollbackHealth>) {
+    for outcome in outcomes.read().filter(|o| !o.status.is_success()) {
+        for p in &outcome.players {
+            match p.health {
+                HealthCheck::Healthy { .. } => health.healthy += 1,
+                HealthCheck::TooSlow { latency } => {
+                    health.too_slow += 1;
+                    health.slowest = health.slowest.max(latency);
+                }
+                HealthCheck::NoAnswer => health.no_answer += 1,
+                HealthCheck::Disconnected => health.disconnected += 1,
+                _ => health.other += 1,
             }
         }
-        self.rounds += 1;
-        self.next += self.round;
-        let now = Instant::now();
-        match self.next.checked_duration_since(now) {
-            Some(rest) => std::thread::sleep(rest),
-            None => self.next = now,
-        }
-    }
-
-    /// Rounds until `done` holds or `limit` passed; returns whether `done` held.
-    pub fn run_until(
-        &mut self,
-        limit: Duration,
-        leave_when_matched: bool,
-        mut done: impl FnMut(&Self) -> bool,
-    ) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if done(self) {
-                return true;
-            }
-            self.round(leave_when_matched);
-        }
-        done(self)
-    }
-
-    fn bot(&self, i: usize) -> &Bot {
-        self.apps[i].world().resource::<Bot>()
-    }
-
-    /// Bots that found at least one match.
-    pub fn matched(&self) -> usize {
-        (0..self.apps.len())
-            .filter(|i| self.bot(*i).matched > 0)
-            .count()
-    }
-
-    /// Bots whose connection opened.
-    pub fn connected(&self) -> usize {
-        (0..self.apps.len())
-            .filter(|i| self.bot(*i).connected_once)
-            .count()
-    }
-
-    /// Bots that gave up (their connection never opened, or closed).
-    pub fn gone(&self) -> usize {
-        (0..self.apps.len()).filter(|i| self.bot(*i).gone).count()
-    }
-
-    /// The bots' own waits (join to match found), p50 and p99 in ms.
-    pub fn waits(&self) -> Value {
-        let mut waits: Vec<Duration> = (0..self.apps.len())
-            .flat_map(|i| self.bot(i).waits.clone())
-            .collect();
-        json!({
-            "count": waits.len(),
-            "p50": percentile_ms(&mut waits, 0.5),
-            "p99": percentile_ms(&mut waits, 0.99),
-        })
-    }
-}
-
-/// CPU and clocks at the start of a measured window.
-pub struct Window {
-    started: Instant,
-    server_cpu: Duration,
-    process_cpu: Duration,
-    frames: u64,
-    udp: UdpCounters,
-    rounds: u64,
-}
-
-/// What a window measured.
-pub struct Measured {
-    pub wall: Duration,
-    pub server_cpu: Duration,
-    pub process_cpu: Duration,
-    pub frames: u64,
-    pub udp: UdpCounters,
-    pub rounds: u64,
-}
-
-impl Window {
-    /// Opens a window now; `rounds` is the client rounds run so far.
-    pub fn open(server: &ServerThread, rounds: u64) -> Self {
-        Self {
-            started: Instant::now(),
-            server_cpu: server.cpu(),
-            process_cpu: process_cpu(),
-            frames: server.frames(),
-            udp: UdpCounters::read(),
-            rounds,
-        }
-    }
-
-    /// What the window measured; `rounds` is the client rounds run so far.
-    pub fn close(&self, server: &ServerThread, rounds: u64) -> Measured {
-        Measured {
-            wall: self.started.elapsed(),
-            server_cpu: server.cpu().saturating_sub(self.server_cpu),
-            process_cpu: process_cpu().saturating_sub(self.process_cpu),
-            frames: server.frames() - self.frames,
-            udp: self.udp.delta(&UdpCounters::read()),
-            rounds: rounds - self.rounds,
-        }
-    }
-}
-
-impl Measured {
-    /// The window's clocks and rates, as report fields.
-    pub fn json(&self) -> Value {
-        let secs = self.wall.as_secs_f64();
-        json!({
-            "window_s": round3(secs),
-            "server_cpu_s": round3(self.server_cpu.as_secs_f64()),
-            "server_cpu_percent_of_a_core": round3(self.server_cpu.as_secs_f64() * 100.0 / secs),
-            "server_frames_per_s": round3(self.frames as f64 / secs),
-            "client_rounds_per_s": round3(self.rounds as f64 / secs),
-            "process_cpu_s": round3(self.process_cpu.as_secs_f64()),
-        })
     }
 }
 
 /// The server's own statistics, as report fields.
 pub fn server_stats(app: &mut App) -> Value {
-    let stats = app.world().resource::<MatchmakingServerStats>();
+    let world = app.world();
+    let stats = world.resource::<MatchmakingServerStats>();
     let commit = stats.time_to_commit.percentiles();
     let queue = stats.time_in_queue.percentiles();
+    let health = world.resource::<RollbackHealth>();
     json!({
         "matches_formed": stats.matches_formed,
         "matches_committed": stats.matches_committed,
         "matches_rolled_back": stats.matches_rolled_back,
         "rollbacks_by_status": stats.rollbacks_by_status,
+        "rolled_back_players_health": {
+            "healthy": health.healthy, "too_slow": health.too_slow, "no_answer": health.no_answer,
+            "disconnected": health.disconnected, "other": health.other,
+            "slowest_too_slow_round_trip_ms": ms(health.slowest),
+        },
         "players_requeued": stats.players_requeued,
         "healthy_players_dropped": stats.healthy_players_dropped,
         "connections_refused": stats.connections_refused,
@@ -215,10 +79,23 @@ pub fn server_stats(app: &mut App) -> Value {
     })
 }
 
-/// Starts the server for `players` with these settings, or says why not.
-fn start(args: &Args, identity: &Identity, players: usize, settings: MatchmakingServerSettings) -> Result<ServerThread, Value> {
+/// Starts the server for `players` with these settings (and a counter of what rolled-back
+/// matches' health checks found), or says why not.
+fn start(
+    args: &Args,
+    identity: &Identity,
+    players: usize,
+    settings: MatchmakingServerSettings,
+) -> Result<ServerThread, Value> {
     let identity = identity.clone();
-    let build = move || plug::server_app(&identity, players, settings);
+    let build = move || {
+        let (mut app, addr) = plug::server_app(&identity, players, settings)?;
+        app.init_resource::<RollbackHealth>().add_systems(
+            Update,
+            count_rollback_health.after(MatchmakingServerSystems::Advance),
+        );
+        Ok((app, addr))
+    };
     ServerThread::spawn(args.server_hz, build, matchmaking_counters)
         .map_err(|e| json!({"error": format!("cannot start the server: {e}")}))
 }
@@ -240,7 +117,8 @@ pub fn burst(args: &Args) -> Value {
         Ok(server) => server,
         Err(e) => return e,
     };
-    let mut fleet = match Fleet::new(&server, &identity, n, |_| "duel".into(), false, args.client_hz) {
+    let duel = |_| "duel".to_string();
+    let mut fleet = match Fleet::new(&server, &identity, n, duel, false, args.client_hz) {
         Ok(fleet) => fleet,
         Err(e) => return json!({"error": format!("cannot make the bots: {e}")}),
     };
@@ -253,15 +131,38 @@ pub fn burst(args: &Args) -> Value {
     let committed = stats["matches_committed"].as_u64().unwrap_or(0);
     let per_pair = measured.server_cpu.as_secs_f64() * 1e3 / committed.max(1) as f64;
     let report = json!({
-        "what": "N bots connect at once over UDP loopback, queue in one category, commit and disconnect as soon as they are matched; measured from the first connection until every bot is matched (or 60 s)",
+        "what": "N bots (the client plugin, one app and socket each) connect at once over UDP loopback, queue in one category, commit and disconnect as soon as they are matched; measured from the first connection until every bot is matched (or 60 s); a bot whose match rolled back without re-queueing it joins again",
         "settings": args.settings(n),
         "every_bot_matched": all,
         "bots_matched": fleet.matched(),
         "bots_never_connected": n - fleet.connected(),
         "server_cpu_ms_per_committed_pair": round3(per_pair),
         "bot_wait_ms": fleet.waits(),
+        "udp": measured.udp_json(n as u64),
     });
     merge(merge(report, measured.json()), stats)
+}
+
+/// What an idle client says: hello, then a ticket in its own category; it answers health
+/// pings (none should come).
+fn idle_script() -> Script {
+    let encode = |m: &ClientMessage| codec::encode(m);
+    Script {
+        channel: MatchmakingChannel::default().id,
+        greet: Box::new(move |i| {
+            let hello = ClientMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+            };
+            let join = ClientMessage::JoinQueue {
+                category: format!("idle-{i}"),
+            };
+            vec![encode(&hello), encode(&join)]
+        }),
+        answer: Box::new(move |bytes| match codec::decode(bytes).ok()? {
+            ServerMessage::Ping { nonce } => Some(encode(&ClientMessage::Pong { nonce })),
+            _ => None,
+        }),
+    }
 }
 
 /// `idle`: N players connected and queued, each in its own category (nobody is matched),
@@ -277,41 +178,32 @@ pub fn idle(args: &Args) -> Value {
         Ok(server) => server,
         Err(e) => return e,
     };
-    let category = |i| format!("idle-{i}");
-    let mut fleet = match Fleet::new(&server, &identity, n, category, false, args.client_hz) {
-        Ok(fleet) => fleet,
-        Err(e) => return json!({"error": format!("cannot make the bots: {e}")}),
+    let config = MatchmakingChannel::default().connection_config();
+    let clients = match raw_clients(&server, &identity, n, config) {
+        Ok(clients) => clients,
+        Err(e) => return json!({"error": format!("cannot make the clients: {e}")}),
     };
-    eprintln!("bench: idle: {n} bots connect and queue");
-    let queued = fleet.run_until(SETUP_LIMIT, false, |_| server.counters().queued >= n as u64);
-    fleet.run_until(Duration::from_secs(1), false, |_| false);
+    let mut fleet = RawFleet::new(clients, idle_script(), args.client_hz);
+    eprintln!("bench: idle: {n} clients connect and queue");
+    let queued = fleet.run_until(SETUP_LIMIT, |_| server.counters().queued >= n as u64);
+    fleet.run_until(Duration::from_secs(1), |_| false);
     let players = server.counters().queued;
     eprintln!("bench: idle: {players} queued; measuring {} s", args.seconds);
     let window = Window::open(&server, fleet.rounds);
-    fleet.run_until(Duration::from_secs_f64(args.seconds), false, |_| false);
+    fleet.run_until(Duration::from_secs_f64(args.seconds), |_| false);
     let measured = window.close(&server, fleet.rounds);
     let network = server.query(network_info);
     server.stop();
-    let secs = measured.wall.as_secs_f64();
-    let player_seconds = players as f64 * secs;
-    let udp = measured.udp;
-    let per_player = |count: u64| round3(count as f64 / player_seconds.max(1e-9));
+    let player_seconds = players as f64 * measured.wall.as_secs_f64();
     let report = json!({
-        "what": "N bots connected over UDP loopback, each queued alone in its own category so nobody is matched; measured for --seconds, starting 1 s after every bot is queued",
+        "what": "N bare renet + netcode clients (no Bevy app, so that they keep --client-hz in one thread) connected over UDP loopback, each saying hello and queueing alone in its own category so nobody is matched; measured for --seconds, starting 1 s after every client is queued",
         "settings": args.settings(n),
-        "every_bot_queued": queued,
+        "every_client_queued": queued,
+        "clients_connected": fleet.connected(),
+        "clients_gave_up": fleet.gave_up(),
         "players_queued": players,
         "server_cpu_us_per_player_second": round3(measured.server_cpu.as_secs_f64() * 1e6 / player_seconds.max(1e-9)),
-        "udp": {
-            "source": "/proc/net/snmp Udp deltas over the window (the whole network namespace)",
-            "datagrams_sent_total": udp.out_datagrams,
-            "datagrams_received_total": udp.in_datagrams,
-            "receive_buffer_errors": udp.rcvbuf_errors,
-            "send_buffer_errors": udp.sndbuf_errors,
-            "datagrams_per_player_second_both_ways": per_player(udp.out_datagrams),
-            "datagrams_per_player_second_each_way_estimated": per_player(udp.out_datagrams / 2),
-            "split": "estimated: on loopback every datagram is counted once out and once in, and the counters do not tell the server's from the bots'; each way = total / 2",
-        },
+        "udp": measured.udp_json(players),
         "renet_network_info_per_connection": network,
     });
     merge(report, measured.json())
@@ -325,14 +217,14 @@ fn network_info(app: &mut App) -> Value {
         .filter_map(|id| server.network_info(id).ok())
         .collect();
     let n = infos.len().max(1) as f64;
-    let mean = |f: fn(&bevy_renet::renet::NetworkInfo) -> f64| {
-        round3(infos.iter().map(f).sum::<f64>() / n)
-    };
+    let mean =
+        |f: fn(&bevy_renet::renet::NetworkInfo) -> f64| round3(infos.iter().map(f).sum::<f64>() / n);
     json!({
+        "source": "renet's smoothed estimates at the end of the window, averaged over connections",
         "connections": infos.len(),
         "server_bytes_sent_per_s": mean(|i| i.bytes_sent_per_second),
         "server_bytes_received_per_s": mean(|i| i.bytes_received_per_second),
-        "rtt_ms": mean(|i| i.rtt),
+        "rtt_ms": mean(|i| i.rtt * 1e3),
         "packet_loss": mean(|i| i.packet_loss),
     })
 }
@@ -346,7 +238,8 @@ pub fn sustained(args: &Args) -> Value {
         Ok(server) => server,
         Err(e) => return e,
     };
-    let mut fleet = match Fleet::new(&server, &identity, n, |_| "duel".into(), true, args.client_hz) {
+    let duel = |_| "duel".to_string();
+    let mut fleet = match Fleet::new(&server, &identity, n, duel, true, args.client_hz) {
         Ok(fleet) => fleet,
         Err(e) => return json!({"error": format!("cannot make the bots: {e}")}),
     };
@@ -371,7 +264,8 @@ pub fn sustained(args: &Args) -> Value {
         "rollbacks_in_window": after.rolled_back - before.rolled_back,
         "commits_per_s": round3(commits as f64 / secs),
         "server_cpu_ms_per_commit": round3(measured.server_cpu.as_secs_f64() * 1e3 / commits.max(1) as f64),
-        "server_stats_note": "the counters and percentiles below are the server's, over the whole run (time_to_commit keeps the last 1024 samples)",
+        "udp": measured.udp_json(n as u64),
+        "server_stats_note": "the server's counters and percentiles below cover the whole run (time_to_commit keeps the last 1024 samples)",
     });
     merge(merge(report, measured.json()), stats)
 }
