@@ -146,7 +146,6 @@ impl Fleet {
     }
 }
 
-
 /// What a bare client says once connected (given its index), and how it answers a
 /// message (`None`: it does not).
 pub struct Script {
@@ -217,9 +216,13 @@ impl RawFleet {
         self.clients.iter().filter(|c| c.is_connected()).count()
     }
 
-    /// Clients netcode gave up on.
-    pub fn gave_up(&self) -> usize {
-        self.clients.iter().filter(|c| c.gave_up()).count()
+    /// Clients netcode gave up on, by reason.
+    pub fn gave_up(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut reasons = std::collections::BTreeMap::new();
+        for reason in self.clients.iter().filter_map(RawClient::gave_up) {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        reasons
     }
 }
 

@@ -44,7 +44,8 @@ fn harness(step: Duration, n: usize, one_way: Duration) -> (MatchmakingTestHarne
         channel,
         ..default()
     });
-    let mut h = MatchmakingTestHarness::from_server(AtomicMode { channel }, server, channel.id, step);
+    let mut h =
+        MatchmakingTestHarness::from_server(AtomicMode { channel }, server, channel.id, step);
     h.server.update();
     let ids: Vec<PlayerId> = (0..n).map(|_| h.add_client()).collect();
     let faults = LinkFaults::both(DirectionFaults {
@@ -80,7 +81,10 @@ fn run(step: Duration, pairs: usize, one_way: Duration) -> Run {
             if formed[i].is_none()
                 && matches!(
                     h.server_state().location(*id),
-                    Some(MatchmakingPlayerLocation::Matching(_) | MatchmakingPlayerLocation::InLobby(_))
+                    Some(
+                        MatchmakingPlayerLocation::Matching(_)
+                            | MatchmakingPlayerLocation::InLobby(_)
+                    )
                 )
             {
                 formed[i] = Some(now);
@@ -111,7 +115,10 @@ fn run(step: Duration, pairs: usize, one_way: Duration) -> Run {
 fn measure(step: Duration, pairs: usize) -> Value {
     eprintln!("bench: latency: {pairs} pairs at {step:?} updates, without delay");
     let mut instant = run(step, pairs, Duration::ZERO);
-    eprintln!("bench: latency: {pairs} pairs at {step:?} updates, {} ms round trip", RTT.as_millis());
+    eprintln!(
+        "bench: latency: {pairs} pairs at {step:?} updates, {} ms round trip",
+        RTT.as_millis()
+    );
     let mut delayed = run(step, pairs, RTT / 2);
     let p50 = |times: &mut Vec<Duration>| {
         times.sort_unstable();

@@ -36,7 +36,11 @@ pub fn local_server(step: Duration, settings: MatchmakingServerSettings) -> App 
 }
 
 /// Opens local connections for `ids`, each sending `first` (in order).
-fn connect(app: &mut App, ids: std::ops::Range<u64>, first: impl Fn(u64) -> Vec<ClientMessage>) -> Vec<Raw> {
+fn connect(
+    app: &mut App,
+    ids: std::ops::Range<u64>,
+    first: impl Fn(u64) -> Vec<ClientMessage>,
+) -> Vec<Raw> {
     let channel = MatchmakingChannel::default().id;
     let mut server = app.world_mut().resource_mut::<RenetServer>();
     ids.map(|id| {
@@ -84,7 +88,9 @@ fn play_along(bytes: &[u8]) -> Option<ClientMessage> {
     };
     Some(match codec::decode::<ServerMessage>(bytes).ok()? {
         ServerMessage::Welcome { .. } | ServerMessage::LobbyLeft { .. } => queue(),
-        ServerMessage::MatchCancelled { requeued: false, .. } => queue(),
+        ServerMessage::MatchCancelled {
+            requeued: false, ..
+        } => queue(),
         ServerMessage::Ping { nonce } => ClientMessage::Pong { nonce },
         ServerMessage::MatchProposed {
             match_id, lobby_id, ..
@@ -125,8 +131,14 @@ pub fn in_memory(args: &Args) -> Value {
         exchange(&mut app, &mut clients, step, answer);
         app.update();
     }
-    eprintln!("bench: in_memory: {n} clients; measuring {} s", args.seconds);
-    let before = (stats(&app).matches_committed, stats(&app).matches_rolled_back);
+    eprintln!(
+        "bench: in_memory: {n} clients; measuring {} s",
+        args.seconds
+    );
+    let before = (
+        stats(&app).matches_committed,
+        stats(&app).matches_rolled_back,
+    );
     let (mut cpu, mut wall, mut frames) = (Duration::ZERO, Duration::ZERO, 0u64);
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < args.seconds {
@@ -155,7 +167,13 @@ pub fn in_memory(args: &Args) -> Value {
 
 /// Frames until `done` holds (at most `max`), exchanging packets with silent clients;
 /// returns whether `done` held.
-fn settle(app: &mut App, clients: &mut [Raw], step: Duration, max: usize, done: impl Fn(&App) -> bool) -> bool {
+fn settle(
+    app: &mut App,
+    clients: &mut [Raw],
+    step: Duration,
+    max: usize,
+    done: impl Fn(&App) -> bool,
+) -> bool {
     for _ in 0..max {
         if done(app) {
             return true;
@@ -199,12 +217,25 @@ pub fn frame(args: &Args) -> Value {
     let mut app = local_server(step, settings);
     let rss_start = rss_bytes();
     let ids = 1..2 * matches as u64 + 1;
-    let join = |_| vec![hello(), ClientMessage::JoinQueue { category: "duel".into() }];
+    let join = |_| {
+        vec![
+            hello(),
+            ClientMessage::JoinQueue {
+                category: "duel".into(),
+            },
+        ]
+    };
     let mut clients = connect(&mut app, ids, join);
-    eprintln!("bench: frame: {} clients form {matches} matches", clients.len());
-    let formed = settle(&mut app, &mut clients, step, 50, |a| stats(a).matches_in_flight >= matches);
+    eprintln!(
+        "bench: frame: {} clients form {matches} matches",
+        clients.len()
+    );
+    let formed = settle(&mut app, &mut clients, step, 50, |a| {
+        stats(a).matches_in_flight >= matches
+    });
     settle(&mut app, &mut clients, step, 10, |_| false);
-    let per_connection = (rss_bytes().saturating_sub(rss_start)) as f64 / clients.len().max(1) as f64;
+    let per_connection =
+        (rss_bytes().saturating_sub(rss_start)) as f64 / clients.len().max(1) as f64;
     let (queued, reduced) = fitting(args.frame_queued, per_connection);
     // from now on groups of 16: the queued players wait 15 to a category and never match
     app.world_mut()
@@ -221,9 +252,14 @@ pub fn frame(args: &Args) -> Value {
     let channel = MatchmakingChannel::default().id;
     for raw in &mut waiting {
         let category = format!("q{}", (raw.id - first) / 15);
-        raw.client.send_message(channel, codec::encode(&ClientMessage::JoinQueue { category }));
+        raw.client.send_message(
+            channel,
+            codec::encode(&ClientMessage::JoinQueue { category }),
+        );
     }
-    let all_queued = settle(&mut app, &mut waiting, step, 50, |a| stats(a).total_queued() >= queued);
+    let all_queued = settle(&mut app, &mut waiting, step, 50, |a| {
+        stats(a).total_queued() >= queued
+    });
     settle(&mut app, &mut waiting, step, 10, |_| false);
     let rss_queued = rss_bytes();
     clients.append(&mut waiting);

@@ -19,6 +19,7 @@
 
 #[path = "../common/bot.rs"]
 mod bot;
+mod checks;
 mod fleet;
 #[path = "../common/identity.rs"]
 mod identity;
@@ -113,7 +114,9 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if let Some(bad) = args.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
-        return Err(format!("--only: no scenario {bad}; scenarios: {SCENARIOS:?}"));
+        return Err(format!(
+            "--only: no scenario {bad}; scenarios: {SCENARIOS:?}"
+        ));
     }
     if args.seconds <= 0.0 || args.server_hz <= 0.0 || args.client_hz <= 0.0 {
         return Err("--seconds, --server-hz and --client-hz must be positive".into());
@@ -123,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
 
 /// Runs one scenario in this process.
 fn run_here(name: &str, args: &Args) -> Value {
+    let quietness = checks::Quietness::start();
     let mut report = match name {
         "burst" => udp::burst(args),
         "idle" => udp::idle(args),
@@ -133,10 +137,14 @@ fn run_here(name: &str, args: &Args) -> Value {
         "relay" => relay::relay(args),
         other => json!({"error": format!("no scenario {other}")}),
     };
+    let other_cores = quietness.other_cores();
+    let warnings = checks::warnings(&report, args, other_cores);
     let mut head = json!({"scenario": name});
     if let (Some(head), Some(body)) = (head.as_object_mut(), report.as_object_mut()) {
         head.append(body);
         head.insert("machine".into(), measure::machine());
+        head.insert("other_processes_cores".into(), json!(other_cores));
+        head.insert("warnings".into(), json!(warnings));
     }
     head
 }

@@ -106,6 +106,32 @@ impl UdpCounters {
     }
 }
 
+/// CPU time every process of the machine has used since boot (user, nice, system, irq,
+/// softirq and steal of `/proc/stat`).
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| fields.get(*i))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(busy as f64 / ticks)
+}
+
+/// A number of `/proc/sys`, if readable.
+fn sysctl(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 /// The machine: logical CPUs, CPU model, memory, kernel.
 pub fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -122,6 +148,8 @@ pub fn machine() -> Value {
         "cpu_model": model,
         "mem_total_mb": proc_kb("/proc/meminfo", "MemTotal:") / 1024,
         "kernel": kernel,
+        "udp_receive_buffer_default_bytes": sysctl("/proc/sys/net/core/rmem_default"),
+        "udp_receive_buffer_max_bytes": sysctl("/proc/sys/net/core/rmem_max"),
     })
 }
 
@@ -141,7 +169,11 @@ pub fn round3(x: f64) -> f64 {
 /// Nearest-rank percentiles (p50, p90, p99, max) of durations, in ms.
 pub fn percentiles_ms(samples: &mut [Duration]) -> Value {
     samples.sort_unstable();
-    let at = |q: f64| ms(bevy_atomic_matchmaking::atomic::core::stats::nearest_rank(samples, q));
+    let at = |q: f64| {
+        ms(bevy_atomic_matchmaking::atomic::core::stats::nearest_rank(
+            samples, q,
+        ))
+    };
     json!({
         "count": samples.len(),
         "p50": at(0.5),

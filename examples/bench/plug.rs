@@ -73,10 +73,7 @@ pub fn bot(server: SocketAddr, bot: Bot, identity: &Identity) -> io::Result<App>
 
 /// Closes a client's connection now: the server sees it go at once, not after a timeout.
 pub fn disconnect(app: &mut App) {
-    if let Some(mut transport) = app
-        .world_mut()
-        .get_resource_mut::<NetcodeClientTransport>()
-    {
+    if let Some(mut transport) = app.world_mut().get_resource_mut::<NetcodeClientTransport>() {
         transport.disconnect();
     }
 }
@@ -147,9 +144,9 @@ impl RawClient {
         self.client.is_connected()
     }
 
-    /// Whether netcode gave up (refused, timed out, closed).
-    pub fn gave_up(&self) -> bool {
-        self.transport.disconnect_reason().is_some()
+    /// Why netcode gave up (refused, timed out, closed), if it did.
+    pub fn gave_up(&self) -> Option<String> {
+        self.transport.disconnect_reason().map(|r| format!("{r:?}"))
     }
 
     pub fn send(&mut self, channel: u8, bytes: Vec<u8>) {

@@ -19,11 +19,11 @@ use bevy_renet::{RenetClient, RenetServer};
 use serde_json::{Value, json};
 
 use crate::Args;
+use crate::fleet::{RawFleet, Script, raw_clients};
 use crate::identity::Identity;
 use crate::measure::{round3, thread_cpu};
 use crate::plug;
 use crate::server_thread::{ServerThread, relay_counters};
-use crate::fleet::{RawFleet, Script, raw_clients};
 use crate::udp::merge;
 use crate::window::Window;
 
@@ -132,7 +132,10 @@ fn throughput(args: &Args) -> Value {
         searches.step(&mut h, &ids, update);
         update += 1;
     }
-    eprintln!("bench: relay: {n} local clients searching; measuring {} s", args.seconds);
+    eprintln!(
+        "bench: relay: {n} local clients searching; measuring {} s",
+        args.seconds
+    );
     let before = h.relay_state().stats();
     let (mut cpu, mut matches, first) = (Duration::ZERO, 0, update);
     let started = Instant::now();
@@ -200,7 +203,10 @@ fn idle(args: &Args) -> Value {
     let all = fleet.run_until(limit, |_| relay.counters().connected >= n as u64);
     fleet.run_until(Duration::from_secs(1), |_| false);
     let connected = relay.counters().connected;
-    eprintln!("bench: relay: {connected} welcomed; measuring {} s", args.seconds);
+    eprintln!(
+        "bench: relay: {connected} welcomed; measuring {} s",
+        args.seconds
+    );
     let window = Window::open(&relay, fleet.rounds);
     fleet.run_until(Duration::from_secs_f64(args.seconds), |_| false);
     let measured = window.close(&relay, fleet.rounds);

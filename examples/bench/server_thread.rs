@@ -148,7 +148,9 @@ impl ServerThread {
         let query: Query = Box::new(move |app| {
             let _ = tx.send(f(app));
         });
-        self.queries.send(query).expect("the server thread is running");
+        self.queries
+            .send(query)
+            .expect("the server thread is running");
         rx.recv().expect("the server thread answered")
     }
 

@@ -37,7 +37,10 @@ struct RollbackHealth {
     slowest: Duration,
 }
 
-fn count_rollback_health(mut outcomes: MessageReader<MatchmakingOutcome>, mut health: ResMut<RollbackHealth>) {
+fn count_rollback_health(
+    mut outcomes: MessageReader<MatchmakingOutcome>,
+    mut health: ResMut<RollbackHealth>,
+) {
     for outcome in outcomes.read().filter(|o| !o.status.is_success()) {
         for p in &outcome.players {
             match p.health {
@@ -188,7 +191,10 @@ pub fn idle(args: &Args) -> Value {
     let queued = fleet.run_until(SETUP_LIMIT, |_| server.counters().queued >= n as u64);
     fleet.run_until(Duration::from_secs(1), |_| false);
     let players = server.counters().queued;
-    eprintln!("bench: idle: {players} queued; measuring {} s", args.seconds);
+    eprintln!(
+        "bench: idle: {players} queued; measuring {} s",
+        args.seconds
+    );
     let window = Window::open(&server, fleet.rounds);
     fleet.run_until(Duration::from_secs_f64(args.seconds), |_| false);
     let measured = window.close(&server, fleet.rounds);
@@ -217,8 +223,9 @@ fn network_info(app: &mut App) -> Value {
         .filter_map(|id| server.network_info(id).ok())
         .collect();
     let n = infos.len().max(1) as f64;
-    let mean =
-        |f: fn(&bevy_renet::renet::NetworkInfo) -> f64| round3(infos.iter().map(f).sum::<f64>() / n);
+    let mean = |f: fn(&bevy_renet::renet::NetworkInfo) -> f64| {
+        round3(infos.iter().map(f).sum::<f64>() / n)
+    };
     json!({
         "source": "renet's smoothed estimates at the end of the window, averaged over connections",
         "connections": infos.len(),
