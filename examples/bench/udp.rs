@@ -181,6 +181,10 @@ pub fn idle(args: &Args) -> Value {
         Ok(server) => server,
         Err(e) => return e,
     };
+    // the server alone first: what its loop costs with nobody connected
+    let alone = Window::open(&server, 0);
+    std::thread::sleep(Duration::from_secs(2));
+    let alone = alone.close(&server, 0);
     let config = MatchmakingChannel::default().connection_config();
     let clients = match raw_clients(&server, &identity, n, config) {
         Ok(clients) => clients,
@@ -211,6 +215,7 @@ pub fn idle(args: &Args) -> Value {
         "server_cpu_us_per_player_second": round3(measured.server_cpu.as_secs_f64() * 1e6 / player_seconds.max(1e-9)),
         "udp": measured.udp_json(players),
         "renet_network_info_per_connection": network,
+        "server_alone_2s_cpu_percent_of_a_core": round3(alone.server_cpu.as_secs_f64() * 100.0 / alone.wall.as_secs_f64()),
     });
     merge(report, measured.json())
 }
