@@ -71,7 +71,7 @@ fn check(key: &str, v: &Value, at: &str, args: &Args) -> Option<String> {
     let number = v.as_f64().unwrap_or(0.0);
     match key {
         "receive_buffer_errors" if number > 0.0 => Some(format!(
-            "{at} = {number}: UDP datagrams were dropped because a receive buffer was full; with one server socket and one per client, almost all at the server's (see machine.udp_receive_buffer_default_bytes); the server did not spend CPU on those"
+            "{at} = {number}: UDP datagrams were dropped because a receive buffer was full; with one server socket and one per client, almost all at the server's (see server_socket_receive_buffer_bytes and --udp-rcvbuf); the server spent no CPU on those"
         )),
         "client_rounds_per_s" if number < 0.9 * args.client_hz => Some(format!(
             "{at} = {number}, below --client-hz {}: the main thread could not update every client that often",

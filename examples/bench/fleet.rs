@@ -154,10 +154,16 @@ pub struct Script {
     pub answer: Box<dyn Fn(&[u8]) -> Option<Vec<u8>>>,
 }
 
+/// Bare clients that start connecting per round: a steady state is measured, not a
+/// connection storm (that is `burst`'s).
+const STARTS_PER_ROUND: usize = 20;
+
 /// Bare clients: each greets once connected, answers what it is sent, and otherwise
-/// only keeps its connection (renet acknowledgements, netcode keep-alives).
+/// only keeps its connection (renet acknowledgements, netcode keep-alives). They start
+/// connecting [`STARTS_PER_ROUND`] a round.
 pub struct RawFleet {
     clients: Vec<RawClient>,
+    started: usize,
     greeted: Vec<bool>,
     script: Script,
     pace: Pace,
@@ -170,6 +176,7 @@ impl RawFleet {
         Self {
             greeted: vec![false; clients.len()],
             clients,
+            started: 0,
             script,
             pace: Pace::new(client_hz),
             rounds: 0,
@@ -180,7 +187,8 @@ impl RawFleet {
     /// sleeps out the round.
     pub fn round(&mut self) {
         let channel = self.script.channel;
-        for (i, client) in self.clients.iter_mut().enumerate() {
+        self.started = (self.started + STARTS_PER_ROUND).min(self.clients.len());
+        for (i, client) in self.clients[..self.started].iter_mut().enumerate() {
             client.receive_packets();
             if client.is_connected() && !self.greeted[i] {
                 self.greeted[i] = true;

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example bench -- [--json PATH] [--only NAME,...] [--players N]
 //!     [--seconds S] [--server-hz 60] [--client-hz 60] [--frame-queued 100000]
-//!     [--frame-matches 10000]
+//!     [--frame-matches 10000] [--udp-rcvbuf 4194304]
 //! ```
 //!
 //! Scenarios (each runs in its own child process, so that one's memory and sockets do not
@@ -46,7 +46,8 @@ const SCENARIOS: [&str; 7] = [
 ];
 
 const USAGE: &str = "bench [--json PATH] [--only NAME,...] [--players N] [--seconds S] \
-    [--server-hz 60] [--client-hz 60] [--frame-queued 100000] [--frame-matches 10000]";
+    [--server-hz 60] [--client-hz 60] [--frame-queued 100000] [--frame-matches 10000] \
+    [--udp-rcvbuf 4194304]";
 
 /// The command line.
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ pub struct Args {
     pub client_hz: f64,
     pub frame_queued: usize,
     pub frame_matches: usize,
+    /// The receive buffer of the UDP servers' sockets, in bytes (0: the system's default).
+    pub udp_rcvbuf: usize,
     /// Internal: run this one scenario here and print its JSON.
     child: Option<String>,
 }
@@ -77,6 +80,7 @@ impl Args {
             "seconds": self.seconds,
             "server_hz": self.server_hz,
             "client_hz": self.client_hz,
+            "udp_rcvbuf_requested": self.udp_rcvbuf,
         })
     }
 }
@@ -91,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
         client_hz: 60.0,
         frame_queued: 100_000,
         frame_matches: 10_000,
+        udp_rcvbuf: 4 << 20,
         child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -108,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
             "--client-hz" => args.client_hz = num(&flag, value()?)?,
             "--frame-queued" => args.frame_queued = num(&flag, value()?)?,
             "--frame-matches" => args.frame_matches = num(&flag, value()?)?,
+            "--udp-rcvbuf" => args.udp_rcvbuf = num(&flag, value()?)?,
             "--child" => args.child = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\nusage: {USAGE}")),

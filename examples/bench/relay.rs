@@ -186,7 +186,8 @@ fn idle(args: &Args) -> Value {
             frame_duration: FRAME,
             ..default()
         };
-        move || plug::relay_app(&identity, n, settings)
+        let rcvbuf = args.udp_rcvbuf;
+        move || plug::relay_app(&identity, n, settings, rcvbuf)
     };
     let relay = match ServerThread::spawn(args.server_hz, build, relay_counters) {
         Ok(relay) => relay,
@@ -210,6 +211,11 @@ fn idle(args: &Args) -> Value {
     let window = Window::open(&relay, fleet.rounds);
     fleet.run_until(Duration::from_secs_f64(args.seconds), |_| false);
     let measured = window.close(&relay, fleet.rounds);
+    let buffer = relay.query(|app| {
+        app.world()
+            .get_resource::<plug::ReceiveBuffer>()
+            .map(|b| b.0)
+    });
     relay.stop();
     let client_seconds = connected as f64 * measured.wall.as_secs_f64();
     let report = json!({
@@ -218,6 +224,7 @@ fn idle(args: &Args) -> Value {
         "every_client_welcomed": all,
         "clients_gave_up": fleet.gave_up(),
         "clients_welcomed": connected,
+        "server_socket_receive_buffer_bytes": buffer,
         "relay_cpu_us_per_client_second": round3(measured.server_cpu.as_secs_f64() * 1e6 / client_seconds.max(1e-9)),
         "udp": measured.udp_json(connected),
     });

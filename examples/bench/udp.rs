@@ -64,7 +64,9 @@ pub fn server_stats(app: &mut App) -> Value {
     let commit = stats.time_to_commit.percentiles();
     let queue = stats.time_in_queue.percentiles();
     let health = world.resource::<RollbackHealth>();
+    let buffer = world.get_resource::<plug::ReceiveBuffer>().map(|b| b.0);
     json!({
+        "server_socket_receive_buffer_bytes": buffer,
         "matches_formed": stats.matches_formed,
         "matches_committed": stats.matches_committed,
         "matches_rolled_back": stats.matches_rolled_back,
@@ -91,8 +93,9 @@ fn start(
     settings: MatchmakingServerSettings,
 ) -> Result<ServerThread, Value> {
     let identity = identity.clone();
+    let rcvbuf = args.udp_rcvbuf;
     let build = move || {
-        let (mut app, addr) = plug::server_app(&identity, players, settings)?;
+        let (mut app, addr) = plug::server_app(&identity, players, settings, rcvbuf)?;
         app.init_resource::<RollbackHealth>().add_systems(
             Update,
             count_rollback_health.after(MatchmakingServerSystems::Advance),
@@ -203,6 +206,11 @@ pub fn idle(args: &Args) -> Value {
     fleet.run_until(Duration::from_secs_f64(args.seconds), |_| false);
     let measured = window.close(&server, fleet.rounds);
     let network = server.query(network_info);
+    let buffer = server.query(|app| {
+        app.world()
+            .get_resource::<plug::ReceiveBuffer>()
+            .map(|b| b.0)
+    });
     server.stop();
     let player_seconds = players as f64 * measured.wall.as_secs_f64();
     let report = json!({
@@ -215,6 +223,7 @@ pub fn idle(args: &Args) -> Value {
         "server_cpu_us_per_player_second": round3(measured.server_cpu.as_secs_f64() * 1e6 / player_seconds.max(1e-9)),
         "udp": measured.udp_json(players),
         "renet_network_info_per_connection": network,
+        "server_socket_receive_buffer_bytes": buffer,
         "server_alone_2s_cpu_percent_of_a_core": round3(alone.server_cpu.as_secs_f64() * 100.0 / alone.wall.as_secs_f64()),
     });
     merge(report, measured.json())
