@@ -100,6 +100,49 @@ fn play_along(bytes: &[u8]) -> Option<ClientMessage> {
     })
 }
 
+/// Commits per second of server CPU over one-second slices of wall time, to show how much
+/// the rate moves within a run.
+struct Slices {
+    started: Instant,
+    cpu: Duration,
+    commits_at_start: u64,
+    rates: Vec<f64>,
+}
+
+impl Slices {
+    fn new(commits: u64) -> Self {
+        Self {
+            started: Instant::now(),
+            cpu: Duration::ZERO,
+            commits_at_start: commits,
+            rates: Vec::new(),
+        }
+    }
+
+    /// Adds a frame's CPU; closes the slice after a second, given the commits so far.
+    fn add(&mut self, cpu: Duration, commits: u64) {
+        self.cpu += cpu;
+        if self.started.elapsed() >= Duration::from_secs(1) {
+            let rate = (commits - self.commits_at_start) as f64 / self.cpu.as_secs_f64().max(1e-9);
+            self.rates.push(rate);
+            *self = Self {
+                rates: std::mem::take(&mut self.rates),
+                ..Self::new(commits)
+            };
+        }
+    }
+
+    fn json(&mut self) -> Value {
+        self.rates.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let i =
+                ((q * self.rates.len() as f64).ceil() as usize).clamp(1, self.rates.len().max(1));
+            self.rates.get(i - 1).copied().map(round3)
+        };
+        json!({"slices": self.rates.len(), "min": at(0.0), "median": at(0.5), "max": at(1.0)})
+    }
+}
+
 /// Runs one server update; returns its CPU and wall time.
 fn timed_update(app: &mut App) -> (Duration, Duration) {
     let (cpu, wall) = (thread_cpu(), Instant::now());
@@ -140,11 +183,13 @@ pub fn in_memory(args: &Args) -> Value {
         stats(&app).matches_rolled_back,
     );
     let (mut cpu, mut wall, mut frames) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let mut slices = Slices::new(stats(&app).matches_committed);
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < args.seconds {
         exchange(&mut app, &mut clients, step, answer);
         let (c, w) = timed_update(&mut app);
         (cpu, wall, frames) = (cpu + c, wall + w, frames + 1);
+        slices.add(c, stats(&app).matches_committed);
     }
     let committed = stats(&app).matches_committed - before.0;
     let rolled_back = stats(&app).matches_rolled_back - before.1;
@@ -160,6 +205,7 @@ pub fn in_memory(args: &Args) -> Value {
         "server_update_wall_s": round3(wall.as_secs_f64()),
         "committed_pairs_per_server_cpu_second": round3(committed as f64 / cpu.as_secs_f64().max(1e-9)),
         "server_cpu_us_per_commit": round3(cpu.as_secs_f64() * 1e6 / committed.max(1) as f64),
+        "committed_pairs_per_server_cpu_second_by_1s_slice": slices.json(),
         "commits_per_frame": round3(committed as f64 / frames.max(1) as f64),
         "time_to_commit_frames_p50": round3(commit.p50.as_secs_f64() / step.as_secs_f64()),
     })

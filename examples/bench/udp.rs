@@ -4,7 +4,7 @@
 //! for `idle`), each with its own UDP socket and a connect token minted from a key made in
 //! memory.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
@@ -132,17 +132,25 @@ pub fn burst(args: &Args) -> Value {
     let window = Window::open(&server, fleet.rounds);
     let all = fleet.run_until(BURST_LIMIT, true, |f| f.matched() + f.gone() >= n);
     let measured = window.close(&server, fleet.rounds);
+    // then until the server saw every bot go (their disconnections cost it too)
+    let gone = Instant::now();
+    while server.counters().connected > 0 && gone.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let with_disconnections = window.close(&server, fleet.rounds);
     let stats = server.query(server_stats);
     server.stop();
     let committed = stats["matches_committed"].as_u64().unwrap_or(0);
-    let per_pair = measured.server_cpu.as_secs_f64() * 1e3 / committed.max(1) as f64;
+    let per_pair = |cpu: Duration| round3(cpu.as_secs_f64() * 1e3 / committed.max(1) as f64);
     let report = json!({
         "what": "N bots (the client plugin, one app and socket each) connect at once over UDP loopback, queue in one category, commit and disconnect as soon as they are matched; measured from the first connection until every bot is matched (or 60 s); a bot whose match rolled back without re-queueing it joins again",
         "settings": args.settings(n),
         "every_bot_matched": all,
         "bots_matched": fleet.matched(),
         "bots_never_connected": n - fleet.connected(),
-        "server_cpu_ms_per_committed_pair": round3(per_pair),
+        "server_cpu_ms_per_committed_pair": per_pair(measured.server_cpu),
+        "server_cpu_ms_per_committed_pair_until_every_bot_disconnected": per_pair(with_disconnections.server_cpu),
+        "every_bot_disconnected_after_s": round3(with_disconnections.wall.as_secs_f64()),
         "bot_wait_ms": fleet.waits(),
         "udp": measured.udp_json(n as u64),
     });
