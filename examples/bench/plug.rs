@@ -1,0 +1,245 @@
+//! The pluggable parts, in one place: how the server and relay apps are built and bound,
+//! how a bot or client connects, how it leaves, and the server's loop.
+//!
+//! Today: bevy_renet over renet_netcode (UDP, ChaCha20-Poly1305, connect tokens minted from
+//! a key made in memory; the server's socket bound here, like the crate's
+//! `insert_secure_netcode_server` does, so that its receive buffer can be sized) and a
+//! fixed-rate loop that sleeps until the next frame. To
+//! measure another transport or runner, change these functions (and nothing else): every
+//! UDP scenario builds its apps and runs its server through them.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::clock::unix_now;
+use bevy_atomic_matchmaking::shared::transport::MATCHMAKING_NETCODE_PROTOCOL_ID;
+use bevy_renet::RenetServer;
+use bevy_renet::netcode::{
+    NetcodeClientTransport, NetcodeServerPlugin, NetcodeServerTransport, ServerAuthentication,
+    ServerConfig,
+};
+use bevy_renet::renet::{ConnectionConfig, RenetClient};
+
+use crate::bot::{Bot, bot_app};
+use crate::identity::Identity;
+
+/// What the transport is, for the report.
+pub const TRANSPORT: &str = "bevy_renet 5 + renet_netcode 2 (UDP, secure connect tokens)";
+
+/// What the server loop is, for the report.
+pub const SERVER_LOOP: &str = "fixed rate: update, then sleep until the next frame";
+
+/// Most clients one server accepts: netcode's limit.
+pub const MAX_CLIENTS: usize = 1024;
+
+/// The size the server's socket receive buffer was given (what the kernel reports,
+/// which is twice what was asked), as a resource of the server app.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct ReceiveBuffer(pub usize);
+
+/// A socket option of `socket` (an `int`).
+fn get_int_option(socket: &UdpSocket, option: libc::c_int) -> usize {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the fd is a live socket; value and len point to valid memory of the sizes
+    // given.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 { value.max(0) as usize } else { 0 }
+}
+
+/// A UDP socket on a free loopback port whose receive buffer is `rcvbuf` bytes (0 keeps
+/// the system's default; the kernel caps it at `net.core.rmem_max`).
+fn server_socket(rcvbuf: usize) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    if rcvbuf > 0 {
+        let value = rcvbuf.min(libc::c_int::MAX as usize) as libc::c_int;
+        // SAFETY: the fd is a live socket and `value` is a valid int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(socket)
+}
+
+/// Binds a netcode server for `max_clients` on loopback that accepts `identity`'s clients
+/// (what `Identity::insert_server` does, on a socket with a `rcvbuf`-byte receive buffer).
+fn insert_server(
+    app: &mut App,
+    identity: &Identity,
+    max_clients: usize,
+    config: ConnectionConfig,
+    rcvbuf: usize,
+) -> io::Result<SocketAddr> {
+    let socket = server_socket(rcvbuf)?;
+    let addr = socket.local_addr()?;
+    let buffer = get_int_option(&socket, libc::SO_RCVBUF);
+    let authentication = match identity {
+        Identity::Tokens(issuer) => ServerAuthentication::Secure {
+            private_key: *issuer.key().as_bytes(),
+        },
+        Identity::Insecure => ServerAuthentication::Unsecure,
+    };
+    let server_config = ServerConfig {
+        current_time: unix_now(),
+        max_clients: max_clients.min(MAX_CLIENTS),
+        protocol_id: MATCHMAKING_NETCODE_PROTOCOL_ID,
+        public_addresses: vec![addr],
+        authentication,
+    };
+    let transport = NetcodeServerTransport::new(server_config, socket)?;
+    if !app.is_plugin_added::<NetcodeServerPlugin>() {
+        app.add_plugins(NetcodeServerPlugin);
+    }
+    app.insert_resource(RenetServer::new(config))
+        .insert_resource(transport)
+        .insert_resource(ReceiveBuffer(buffer));
+    Ok(addr)
+}
+
+/// The matchmaking server for `players` clients, bound on loopback with a `rcvbuf`-byte
+/// socket receive buffer; returns it and the address clients connect to.
+pub fn server_app(
+    identity: &Identity,
+    players: usize,
+    settings: MatchmakingServerSettings,
+    rcvbuf: usize,
+) -> io::Result<(App, SocketAddr)> {
+    let channel = MatchmakingChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .add_plugins(MatchmakingServerPlugin { channel, settings });
+    let config = channel.connection_config();
+    let addr = insert_server(&mut app, identity, players + 8, config, rcvbuf)?;
+    Ok((app, addr))
+}
+
+/// The negotiated relay for `clients` clients, like [`server_app`].
+pub fn relay_app(
+    identity: &Identity,
+    clients: usize,
+    settings: NegotiatedRelaySettings,
+    rcvbuf: usize,
+) -> io::Result<(App, SocketAddr)> {
+    let channel = NegotiatedChannel::default();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .add_plugins(NegotiatedRelayPlugin { channel, settings });
+    let config = channel.connection_config();
+    let addr = insert_server(&mut app, identity, clients + 8, config, rcvbuf)?;
+    Ok((app, addr))
+}
+
+/// A matchmaking bot (`examples/common/bot.rs`) connected to `server`.
+pub fn bot(server: SocketAddr, bot: Bot, identity: &Identity) -> io::Result<App> {
+    bot_app(server, bot, identity)
+}
+
+/// Closes a client's connection now: the server sees it go at once, not after a timeout.
+pub fn disconnect(app: &mut App) {
+    if let Some(mut transport) = app.world_mut().get_resource_mut::<NetcodeClientTransport>() {
+        transport.disconnect();
+    }
+}
+
+/// The server loop: updates `app` at `hz` frames a second until `after_frame` (called
+/// after every frame) breaks. A frame that runs late does not make the next ones
+/// catch up.
+pub fn server_loop(
+    app: &mut App,
+    hz: f64,
+    mut after_frame: impl FnMut(&mut App) -> ControlFlow<()>,
+) {
+    let frame = Duration::from_secs_f64(1.0 / hz.max(1.0));
+    let mut next = Instant::now();
+    loop {
+        app.update();
+        if after_frame(app).is_break() {
+            return;
+        }
+        next += frame;
+        let now = Instant::now();
+        match next.checked_duration_since(now) {
+            Some(rest) => std::thread::sleep(rest),
+            None => next = now,
+        }
+    }
+}
+
+/// A bare client: renet and netcode without a Bevy app, driven by hand, cheap enough for
+/// a thousand of them to keep `--client-hz` in one thread (the `idle` scenarios).
+pub struct RawClient {
+    client: RenetClient,
+    transport: NetcodeClientTransport,
+    /// The last update (none yet: the first one starts the connection's clock).
+    last: Option<Instant>,
+}
+
+/// A bare client of `server` as `player`, on a connection with `config`.
+pub fn raw_client(
+    server: SocketAddr,
+    player: u64,
+    identity: &Identity,
+    config: ConnectionConfig,
+) -> io::Result<RawClient> {
+    Ok(RawClient {
+        client: RenetClient::new(config),
+        transport: identity.client_transport(server, player)?,
+        last: None,
+    })
+}
+
+impl RawClient {
+    /// Advances the connection and takes in the packets that arrived (what bevy_renet does
+    /// in `PreUpdate`).
+    pub fn receive_packets(&mut self) {
+        let now = Instant::now();
+        let elapsed = self.last.map_or(Duration::ZERO, |last| now - last);
+        self.last = Some(now);
+        self.client.update(elapsed);
+        let _ = self.transport.update(elapsed, &mut self.client);
+    }
+
+    /// Sends what is due (what bevy_renet does in `PostUpdate`).
+    pub fn send_packets(&mut self) {
+        let _ = self.transport.send_packets(&mut self.client);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    /// Why netcode gave up (refused, timed out, closed), if it did.
+    pub fn gave_up(&self) -> Option<String> {
+        self.transport.disconnect_reason().map(|r| format!("{r:?}"))
+    }
+
+    pub fn send(&mut self, channel: u8, bytes: Vec<u8>) {
+        self.client.send_message(channel, bytes);
+    }
+
+    pub fn receive(&mut self, channel: u8) -> Option<Vec<u8>> {
+        self.client.receive_message(channel).map(|b| b.to_vec())
+    }
+}
