@@ -47,7 +47,7 @@ const SCENARIOS: [&str; 7] = [
 
 const USAGE: &str = "bench [--json PATH] [--only NAME,...] [--players N] [--seconds S] \
     [--server-hz 60] [--client-hz 60] [--frame-queued 100000] [--frame-matches 10000] \
-    [--udp-rcvbuf 4194304]";
+    [--udp-rcvbuf 4194304] [--quiet] [--wake]";
 
 /// The command line.
 #[derive(Debug, Clone)]
@@ -63,6 +63,10 @@ pub struct Args {
     pub frame_matches: usize,
     /// The receive buffer of the UDP servers' sockets, in bytes (0: the system's default).
     pub udp_rcvbuf: usize,
+    /// `--quiet`: the crate's quiet transports on the server and the clients.
+    pub quiet: bool,
+    /// `--wake`: the server updates when a datagram arrives (quiet transport only).
+    pub wake: bool,
     /// Internal: run this one scenario here and print its JSON.
     child: Option<String>,
 }
@@ -97,6 +101,8 @@ fn parse_args() -> Result<Args, String> {
         frame_matches: 10_000,
         udp_rcvbuf: 4 << 20,
         child: None,
+        quiet: false,
+        wake: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -115,6 +121,9 @@ fn parse_args() -> Result<Args, String> {
             "--frame-matches" => args.frame_matches = num(&flag, value()?)?,
             "--udp-rcvbuf" => args.udp_rcvbuf = num(&flag, value()?)?,
             "--child" => args.child = Some(value()?),
+            // both recorded in `plug` (every UDP scenario builds its apps there)
+            "--quiet" => args.quiet = true,
+            "--wake" => args.wake = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\nusage: {USAGE}")),
         }
@@ -189,6 +198,7 @@ fn main() {
         eprintln!("bench: {e}");
         std::process::exit(2);
     });
+    plug::choose(args.quiet, args.wake);
     if let Some(name) = &args.child {
         println!("{}", run_here(name, &args));
         return;
@@ -210,8 +220,8 @@ fn main() {
         let all = json!({
             "command": format!("cargo run --release --example bench -- {}", command.join(" ")),
             "machine": measure::machine(),
-            "transport": plug::TRANSPORT,
-            "server_loop": plug::SERVER_LOOP,
+            "transport": plug::transport(),
+            "server_loop": plug::server_loop_name(),
             "scenarios": scenarios,
         });
         std::fs::write(path, format!("{all:#}\n")).unwrap_or_else(|e| {

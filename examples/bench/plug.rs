@@ -12,12 +12,16 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::clock::unix_now;
-use bevy_atomic_matchmaking::shared::transport::MATCHMAKING_NETCODE_PROTOCOL_ID;
+use bevy_atomic_matchmaking::shared::transport::{
+    MATCHMAKING_NETCODE_PROTOCOL_ID, MatchmakingAckPolicy, MatchmakingQuietClientTransport,
+    MatchmakingQuietServerPlugin, MatchmakingQuietServerTransport,
+};
 use bevy_renet::RenetServer;
 use bevy_renet::netcode::{
     NetcodeClientTransport, NetcodeServerPlugin, NetcodeServerTransport, ServerAuthentication,
@@ -28,11 +32,48 @@ use bevy_renet::renet::{ConnectionConfig, RenetClient};
 use crate::bot::{Bot, bot_app};
 use crate::identity::Identity;
 
+/// `--quiet` and `--wake`, set once by `main`.
+static CHOICES: OnceLock<(bool, bool)> = OnceLock::new();
+
+/// Records `--quiet` (the crate's quiet transports on both sides) and `--wake` (the server
+/// updates when a datagram arrives, at most at its rate, at least every 50 ms).
+pub fn choose(quiet: bool, wake: bool) {
+    let _ = CHOICES.set((quiet, wake));
+}
+
+fn quiet() -> bool {
+    CHOICES.get().is_some_and(|c| c.0)
+}
+
+fn wake() -> bool {
+    CHOICES.get().is_some_and(|c| c.1)
+}
+
+/// A key in memory, with the transport `--quiet` chose.
+pub fn identity() -> Identity {
+    match Identity::in_memory() {
+        Identity::Tokens(issuer) if quiet() => Identity::QuietTokens(issuer),
+        other => other,
+    }
+}
+
 /// What the transport is, for the report.
-pub const TRANSPORT: &str = "bevy_renet 5 + renet_netcode 2 (UDP, secure connect tokens)";
+pub fn transport() -> &'static str {
+    if quiet() {
+        "bevy_renet 5 + the crate's quiet netcode transports (renet_netcode's protocol, ack-only packets damped to one per 250 ms when idle; UDP, secure connect tokens)"
+    } else {
+        "bevy_renet 5 + renet_netcode 2 (UDP, secure connect tokens)"
+    }
+}
 
 /// What the server loop is, for the report.
-pub const SERVER_LOOP: &str = "fixed rate: update, then sleep until the next frame";
+pub fn server_loop_name() -> &'static str {
+    if wake() {
+        "wake: update when a datagram arrives (at most at --server-hz), at least every 50 ms"
+    } else {
+        "fixed rate: update, then sleep until the next frame"
+    }
+}
 
 /// Most clients one server accepts: netcode's limit.
 pub const MAX_CLIENTS: usize = 1024;
@@ -96,7 +137,7 @@ fn insert_server(
     let addr = socket.local_addr()?;
     let buffer = get_int_option(&socket, libc::SO_RCVBUF);
     let authentication = match identity {
-        Identity::Tokens(issuer) => ServerAuthentication::Secure {
+        Identity::Tokens(issuer) | Identity::QuietTokens(issuer) => ServerAuthentication::Secure {
             private_key: *issuer.key().as_bytes(),
         },
         Identity::Insecure => ServerAuthentication::Unsecure,
@@ -108,12 +149,21 @@ fn insert_server(
         public_addresses: vec![addr],
         authentication,
     };
-    let transport = NetcodeServerTransport::new(server_config, socket)?;
-    if !app.is_plugin_added::<NetcodeServerPlugin>() {
-        app.add_plugins(NetcodeServerPlugin);
+    if let Identity::QuietTokens(_) = identity {
+        let policy = MatchmakingAckPolicy::default();
+        let transport = MatchmakingQuietServerTransport::new(server_config, socket, policy)?;
+        if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {
+            app.add_plugins(MatchmakingQuietServerPlugin);
+        }
+        app.insert_resource(transport);
+    } else {
+        let transport = NetcodeServerTransport::new(server_config, socket)?;
+        if !app.is_plugin_added::<NetcodeServerPlugin>() {
+            app.add_plugins(NetcodeServerPlugin);
+        }
+        app.insert_resource(transport);
     }
     app.insert_resource(RenetServer::new(config))
-        .insert_resource(transport)
         .insert_resource(ReceiveBuffer(buffer));
     Ok(addr)
 }
@@ -161,6 +211,12 @@ pub fn disconnect(app: &mut App) {
     if let Some(mut transport) = app.world_mut().get_resource_mut::<NetcodeClientTransport>() {
         transport.disconnect();
     }
+    if let Some(mut transport) = app
+        .world_mut()
+        .get_resource_mut::<MatchmakingQuietClientTransport>()
+    {
+        transport.disconnect();
+    }
 }
 
 /// The server loop: updates `app` at `hz` frames a second until `after_frame` (called
@@ -174,9 +230,23 @@ pub fn server_loop(
     let frame = Duration::from_secs_f64(1.0 / hz.max(1.0));
     let mut next = Instant::now();
     loop {
+        let started = Instant::now();
         app.update();
         if after_frame(app).is_break() {
             return;
+        }
+        if wake() {
+            if let Some(rest) = frame.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            let wait = Duration::from_millis(50).saturating_sub(started.elapsed());
+            if let Some(t) = app
+                .world()
+                .get_resource::<MatchmakingQuietServerTransport>()
+            {
+                t.wait_readable(wait);
+            }
+            continue;
         }
         next += frame;
         let now = Instant::now();
@@ -191,9 +261,15 @@ pub fn server_loop(
 /// a thousand of them to keep `--client-hz` in one thread (the `idle` scenarios).
 pub struct RawClient {
     client: RenetClient,
-    transport: NetcodeClientTransport,
+    transport: RawTransport,
     /// The last update (none yet: the first one starts the connection's clock).
     last: Option<Instant>,
+}
+
+/// renet_netcode's client transport or the quiet one.
+enum RawTransport {
+    Netcode(NetcodeClientTransport),
+    Quiet(MatchmakingQuietClientTransport),
 }
 
 /// A bare client of `server` as `player`, on a connection with `config`.
@@ -205,7 +281,10 @@ pub fn raw_client(
 ) -> io::Result<RawClient> {
     Ok(RawClient {
         client: RenetClient::new(config),
-        transport: identity.client_transport(server, player)?,
+        transport: match identity.quiet_client_transport(server, player)? {
+            Some(quiet) => RawTransport::Quiet(quiet),
+            None => RawTransport::Netcode(identity.client_transport(server, player)?),
+        },
         last: None,
     })
 }
@@ -218,12 +297,18 @@ impl RawClient {
         let elapsed = self.last.map_or(Duration::ZERO, |last| now - last);
         self.last = Some(now);
         self.client.update(elapsed);
-        let _ = self.transport.update(elapsed, &mut self.client);
+        let _ = match &mut self.transport {
+            RawTransport::Netcode(t) => t.update(elapsed, &mut self.client).is_ok(),
+            RawTransport::Quiet(t) => t.update(elapsed, &mut self.client).is_ok(),
+        };
     }
 
     /// Sends what is due (what bevy_renet does in `PostUpdate`).
     pub fn send_packets(&mut self) {
-        let _ = self.transport.send_packets(&mut self.client);
+        let _ = match &mut self.transport {
+            RawTransport::Netcode(t) => t.send_packets(&mut self.client).is_ok(),
+            RawTransport::Quiet(t) => t.send_packets(&mut self.client).is_ok(),
+        };
     }
 
     pub fn is_connected(&self) -> bool {
@@ -232,7 +317,11 @@ impl RawClient {
 
     /// Why netcode gave up (refused, timed out, closed), if it did.
     pub fn gave_up(&self) -> Option<String> {
-        self.transport.disconnect_reason().map(|r| format!("{r:?}"))
+        let reason = match &self.transport {
+            RawTransport::Netcode(t) => t.disconnect_reason(),
+            RawTransport::Quiet(t) => t.disconnect_reason(),
+        };
+        reason.map(|r| format!("{r:?}"))
     }
 
     pub fn send(&mut self, channel: u8, bytes: Vec<u8>) {

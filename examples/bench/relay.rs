@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 
 use crate::Args;
 use crate::fleet::{RawFleet, Script, raw_clients};
-use crate::identity::Identity;
 use crate::measure::{round3, thread_cpu};
 use crate::plug;
 use crate::server_thread::{ServerThread, relay_counters};
@@ -179,7 +178,7 @@ fn idle_script() -> Script {
 
 fn idle(args: &Args) -> Value {
     let n = args.players_or(500);
-    let identity = Identity::in_memory();
+    let identity = plug::identity();
     let build = {
         let identity = identity.clone();
         let settings = NegotiatedRelaySettings {

@@ -118,7 +118,7 @@ pub fn merge(mut report: Value, extra: Value) -> Value {
 /// commits. From the first connection until every bot is matched (or 60 s).
 pub fn burst(args: &Args) -> Value {
     let n = args.players_or(1_000);
-    let identity = Identity::in_memory();
+    let identity = plug::identity();
     let server = match start(args, &identity, n, MatchmakingServerSettings::default()) {
         Ok(server) => server,
         Err(e) => return e,
@@ -183,7 +183,7 @@ fn idle_script() -> Script {
 /// measured for `--seconds` after all are queued and one more second.
 pub fn idle(args: &Args) -> Value {
     let n = args.players_or(1_000);
-    let identity = Identity::in_memory();
+    let identity = plug::identity();
     let settings = MatchmakingServerSettings {
         max_categories: n + 16,
         ..default()
@@ -262,7 +262,7 @@ fn network_info(app: &mut App) -> Value {
 /// `--seconds`, after every bot connected and 2 s of warm-up.
 pub fn sustained(args: &Args) -> Value {
     let n = args.players_or(200);
-    let identity = Identity::in_memory();
+    let identity = plug::identity();
     let server = match start(args, &identity, n, MatchmakingServerSettings::default()) {
         Ok(server) => server,
         Err(e) => return e,

@@ -19,7 +19,8 @@ use bevy_atomic_matchmaking::shared::transport::{
     insert_secure_netcode_server_with_addresses, secure_netcode_client_transport,
 };
 use bevy_atomic_matchmaking::shared::transport::{
-    MatchmakingAckPolicy, insert_quiet_secure_client, insert_quiet_secure_server,
+    MatchmakingAckPolicy, MatchmakingQuietClientTransport, insert_quiet_secure_client,
+    insert_quiet_secure_server,
 };
 use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
 use bevy_renet::renet::ConnectionConfig;
@@ -203,6 +204,30 @@ impl Identity {
             }
             Identity::Insecure => insecure_netcode_client_transport(server, player),
         }
+    }
+
+    /// The quiet client transport for `player` to `server`, not inserted; `None` unless
+    /// this identity uses the quiet transports.
+    pub fn quiet_client_transport(
+        &self,
+        server: SocketAddr,
+        player: u64,
+    ) -> std::io::Result<Option<MatchmakingQuietClientTransport>> {
+        let Identity::QuietTokens(issuer) = self else {
+            return Ok(None);
+        };
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        let authentication = bevy_renet::netcode::ClientAuthentication::Secure {
+            connect_token: mint(issuer, server, player)?,
+        };
+        MatchmakingQuietClientTransport::new(
+            bevy_atomic_matchmaking::shared::clock::unix_now(),
+            authentication,
+            socket,
+            MatchmakingAckPolicy::default(),
+        )
+        .map(Some)
+        .map_err(std::io::Error::other)
     }
 
     /// Why a connection to `server` that never opened failed, for the player to read.

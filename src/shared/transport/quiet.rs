@@ -33,7 +33,7 @@ use bevy_renet::netcode::{
     ClientAuthentication, NETCODE_USER_DATA_BYTES, NetcodeDisconnectReason, NetcodeError,
     ServerConfig,
 };
-use bevy_renet::renet::ClientId;
+use bevy_renet::renet::{self, ClientId};
 use bevy_renet::{RenetClient, RenetReceive, RenetSend, RenetServer};
 use renetcode::{NETCODE_MAX_PACKET_BYTES, NetcodeClient, NetcodeServer, ServerResult};
 
@@ -170,7 +170,11 @@ impl MatchmakingQuietServerTransport {
     }
 
     /// Advances by `duration`, receives every waiting datagram and updates connections.
-    pub fn update(&mut self, duration: Duration, server: &mut RenetServer) -> io::Result<()> {
+    pub fn update(
+        &mut self,
+        duration: Duration,
+        server: &mut renet::RenetServer,
+    ) -> io::Result<()> {
         self.now += duration;
         self.netcode.update(duration);
         loop {
@@ -197,7 +201,7 @@ impl MatchmakingQuietServerTransport {
     }
 
     /// Acts on what netcode made of a datagram or an update.
-    fn handle(&mut self, result: OwnedServerResult, server: &mut RenetServer) {
+    fn handle(&mut self, result: OwnedServerResult, server: &mut renet::RenetServer) {
         match result {
             OwnedServerResult::None => {}
             OwnedServerResult::Send(packet, addr) => self.send_to(&packet, addr),
@@ -226,7 +230,7 @@ impl MatchmakingQuietServerTransport {
     }
 
     /// Sends what renet has for every client, ack-only packets damped.
-    pub fn send_packets(&mut self, server: &mut RenetServer) {
+    pub fn send_packets(&mut self, server: &mut renet::RenetServer) {
         for client in server.clients_id() {
             let Ok(packets) = server.get_packets_to_send(client) else {
                 continue;
@@ -404,7 +408,11 @@ impl MatchmakingQuietClientTransport {
     }
 
     /// Advances by `duration` and receives every waiting datagram.
-    pub fn update(&mut self, duration: Duration, client: &mut RenetClient) -> io::Result<()> {
+    pub fn update(
+        &mut self,
+        duration: Duration,
+        client: &mut renet::RenetClient,
+    ) -> io::Result<()> {
         self.now += duration;
         if self.netcode.disconnect_reason().is_some() {
             client.disconnect_due_to_transport();
@@ -444,7 +452,7 @@ impl MatchmakingQuietClientTransport {
     }
 
     /// Sends what renet has, ack-only packets damped.
-    pub fn send_packets(&mut self, client: &mut RenetClient) -> io::Result<()> {
+    pub fn send_packets(&mut self, client: &mut renet::RenetClient) -> io::Result<()> {
         if self.netcode.disconnect_reason().is_some() {
             return Ok(());
         }
