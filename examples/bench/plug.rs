@@ -268,8 +268,8 @@ pub struct RawClient {
 
 /// renet_netcode's client transport or the quiet one.
 enum RawTransport {
-    Netcode(NetcodeClientTransport),
-    Quiet(MatchmakingQuietClientTransport),
+    Netcode(Box<NetcodeClientTransport>),
+    Quiet(Box<MatchmakingQuietClientTransport>),
 }
 
 /// A bare client of `server` as `player`, on a connection with `config`.
@@ -282,8 +282,8 @@ pub fn raw_client(
     Ok(RawClient {
         client: RenetClient::new(config),
         transport: match identity.quiet_client_transport(server, player)? {
-            Some(quiet) => RawTransport::Quiet(quiet),
-            None => RawTransport::Netcode(identity.client_transport(server, player)?),
+            Some(quiet) => RawTransport::Quiet(Box::new(quiet)),
+            None => RawTransport::Netcode(Box::new(identity.client_transport(server, player)?)),
         },
         last: None,
     })
