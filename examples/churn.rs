@@ -14,6 +14,11 @@
 //!                                        [--per-frame 20] [--life 30] [--json PATH]
 //! ```
 
+// resident-memory reading shared with the bench (it uses only `status_kb`)
+#[path = "bench/measure.rs"]
+#[allow(dead_code)]
+mod measure;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -58,16 +63,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-/// A field of `/proc/self/status` in kB (0 where there is no procfs).
-fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// One churning connection: its id, renet client and the frame it leaves at.
@@ -260,10 +255,10 @@ fn churn(mode: &mut dyn ChurnMode, args: &Args) -> String {
         step_connections(mode, &mut server, &mut live, frame);
         app.update();
         if warm_rss.is_none() && started.elapsed() >= run / 4 {
-            warm_rss = Some(status_kb("VmRSS:"));
+            warm_rss = Some(measure::status_kb("VmRSS:"));
         }
     }
-    let end = status_kb("VmRSS:");
+    let end = measure::status_kb("VmRSS:");
     let start = warm_rss.unwrap_or(end);
     format!(
         "{{\"mode\":\"{}\",\"seconds\":{},\"connections\":{},\"frames\":{frame},\
@@ -273,7 +268,7 @@ fn churn(mode: &mut dyn ChurnMode, args: &Args) -> String {
         args.seconds,
         next_id - 1,
         live.len(),
-        status_kb("VmHWM:"),
+        measure::status_kb("VmHWM:"),
         (end as f64 - start as f64) * 100.0 / start.max(1) as f64,
         mode.counters(&app),
     )

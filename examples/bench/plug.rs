@@ -20,7 +20,7 @@ use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::clock::unix_now;
 use bevy_atomic_matchmaking::shared::transport::{
     MATCHMAKING_NETCODE_PROTOCOL_ID, MatchmakingAckPolicy, MatchmakingQuietClientTransport,
-    MatchmakingQuietServerPlugin, MatchmakingQuietServerTransport,
+    MatchmakingQuietServerPlugin, MatchmakingQuietServerTransport, matchmaking_wait_to_wake,
 };
 use bevy_renet::RenetServer;
 use bevy_renet::netcode::{
@@ -236,16 +236,7 @@ pub fn server_loop(
             return;
         }
         if wake() {
-            if let Some(rest) = frame.checked_sub(started.elapsed()) {
-                std::thread::sleep(rest);
-            }
-            let wait = Duration::from_millis(50).saturating_sub(started.elapsed());
-            if let Some(t) = app
-                .world()
-                .get_resource::<MatchmakingQuietServerTransport>()
-            {
-                t.wait_readable(wait);
-            }
+            matchmaking_wait_to_wake(app, started, frame, Duration::from_millis(50));
             continue;
         }
         next += frame;

@@ -6,18 +6,8 @@ use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessa
 use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
-use crate::common::harness;
+use crate::common::{errors, harness};
 use bevy_atomic_matchmaking::shared::codec::MAX_MESSAGE_BYTES;
-
-fn errors(messages: &[ServerMessage]) -> Vec<MatchmakingErrorKind> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            ServerMessage::Error { kind, .. } => Some(*kind),
-            _ => None,
-        })
-        .collect()
-}
 
 fn hello(h: &mut MatchmakingTestHarness, p: PlayerId) {
     h.send_message(

@@ -9,17 +9,7 @@ use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessa
 use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
-use crate::common::harness;
-
-fn errors(messages: &[ServerMessage]) -> Vec<MatchmakingErrorKind> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            ServerMessage::Error { kind, .. } => Some(*kind),
-            _ => None,
-        })
-        .collect()
-}
+use crate::common::{errors, harness};
 
 /// A raw client that said hello.
 fn raw_client(h: &mut MatchmakingTestHarness) -> PlayerId {

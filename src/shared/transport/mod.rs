@@ -45,7 +45,7 @@ pub use key::MatchmakingPrivateKey;
 pub use quiet::{
     MatchmakingAckPolicy, MatchmakingQuietClientPlugin, MatchmakingQuietClientTransport,
     MatchmakingQuietServerPlugin, MatchmakingQuietServerTransport, MatchmakingTransportStats,
-    matchmaking_wake_runner,
+    matchmaking_wait_to_wake, matchmaking_wake_runner,
 };
 pub use tokens::{
     DEFAULT_TOKEN_TIMEOUT_SECONDS, DEFAULT_TOKEN_VALIDITY, MAX_TOKEN_SERVER_ADDRESSES,

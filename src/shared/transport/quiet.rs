@@ -273,6 +273,31 @@ fn wait_readable(socket: &UdpSocket, timeout: Duration) -> bool {
     ready
 }
 
+/// The wait between two updates of [`matchmaking_wake_runner`], for a loop of your own:
+/// `started` is when the last update began; returns once `min_frame` has passed since then
+/// and a datagram can be read from the app's [`MatchmakingQuietServerTransport`], or once
+/// `max_frame` has passed (an app without that transport just waits `max_frame` out).
+pub fn matchmaking_wait_to_wake(
+    app: &App,
+    started: std::time::Instant,
+    min_frame: Duration,
+    max_frame: Duration,
+) {
+    if let Some(rest) = min_frame.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let wait = max_frame.saturating_sub(started.elapsed());
+    match app
+        .world()
+        .get_resource::<MatchmakingQuietServerTransport>()
+    {
+        Some(transport) => {
+            transport.wait_readable(wait);
+        }
+        None => std::thread::sleep(wait),
+    }
+}
+
 /// A runner for a dedicated server on a [`MatchmakingQuietServerTransport`]: instead of
 /// updating at a fixed rate whether or not anything happened, it updates when a datagram
 /// arrives (but at most once per `min_frame`, so a busy server batches packets as a fixed
@@ -299,19 +324,7 @@ pub fn matchmaking_wake_runner(
             if let Some(exit) = app.should_exit() {
                 return exit;
             }
-            if let Some(rest) = min_frame.checked_sub(started.elapsed()) {
-                std::thread::sleep(rest);
-            }
-            let wait = max_frame.saturating_sub(started.elapsed());
-            match app
-                .world()
-                .get_resource::<MatchmakingQuietServerTransport>()
-            {
-                Some(transport) => {
-                    transport.wait_readable(wait);
-                }
-                None => std::thread::sleep(wait),
-            }
+            matchmaking_wait_to_wake(&app, started, min_frame, max_frame);
         }
     }
 }
