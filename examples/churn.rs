@@ -204,13 +204,15 @@ impl ChurnMode for Negotiated {
 fn step_connections(
     mode: &mut dyn ChurnMode,
     server: &mut RenetServer,
+    mut inbox: Option<Mut<MatchmakingInbox>>,
     live: &mut VecDeque<Connection>,
     frame: u64,
 ) {
     let channel = mode.channel();
     for c in live.iter_mut() {
         c.client.update(STEP);
-        let _ = server.process_local_client(c.id, &mut c.client);
+        let inbox = inbox.as_deref_mut();
+        let _ = matchmaking_process_local_client(server, inbox, c.id, &mut c.client);
         while let Some(bytes) = c.client.receive_message(channel) {
             if c.id % 2 == 0
                 && let Some(reply) = mode.answer(&bytes)
@@ -251,8 +253,11 @@ fn churn(mode: &mut dyn ChurnMode, args: &Args) -> String {
                 leaves_at,
             });
         }
-        let mut server = app.world_mut().resource_mut::<RenetServer>();
-        step_connections(mode, &mut server, &mut live, frame);
+        app.world_mut()
+            .resource_scope(|world, mut server: Mut<RenetServer>| {
+                let inbox = world.get_resource_mut::<MatchmakingInbox>();
+                step_connections(mode, &mut server, inbox, &mut live, frame);
+            });
         app.update();
         if warm_rss.is_none() && started.elapsed() >= run / 4 {
             warm_rss = Some(measure::status_kb("VmRSS:"));

@@ -51,5 +51,6 @@ pub mod prelude {
         },
     };
     pub use crate::shared::gate::MatchmakingRateLimit;
+    pub use crate::shared::inbox::{MatchmakingInbox, matchmaking_process_local_client};
     pub use crate::shared::player::PlayerId;
 }

@@ -68,16 +68,21 @@ fn exchange(
     mut answer: impl FnMut(PlayerId, &[u8]) -> Option<ClientMessage>,
 ) {
     let channel = MatchmakingChannel::default().id;
-    let mut server = app.world_mut().resource_mut::<RenetServer>();
-    for raw in clients.iter_mut() {
-        raw.client.update(step);
-        let _ = server.process_local_client(raw.id, &mut raw.client);
-        while let Some(bytes) = raw.client.receive_message(channel) {
-            if let Some(reply) = answer(raw.id, &bytes) {
-                raw.client.send_message(channel, codec::encode(&reply));
+    app.world_mut()
+        .resource_scope(|world, mut server: Mut<RenetServer>| {
+            let mut inbox = world.get_resource_mut::<MatchmakingInbox>();
+            for raw in clients.iter_mut() {
+                raw.client.update(step);
+                let inbox = inbox.as_deref_mut();
+                let _ =
+                    matchmaking_process_local_client(&mut server, inbox, raw.id, &mut raw.client);
+                while let Some(bytes) = raw.client.receive_message(channel) {
+                    if let Some(reply) = answer(raw.id, &bytes) {
+                        raw.client.send_message(channel, codec::encode(&reply));
+                    }
+                }
             }
-        }
-    }
+        });
 }
 
 /// A client that plays along: queues in `duel` once welcomed, answers pings and proposals,
@@ -261,6 +266,7 @@ pub fn frame(args: &Args) -> Value {
         ..default()
     };
     let mut app = local_server(step, settings);
+    crate::stages::instrument(&mut app);
     let rss_start = rss_bytes();
     let ids = 1..2 * matches as u64 + 1;
     let join = |_| {
@@ -310,6 +316,7 @@ pub fn frame(args: &Args) -> Value {
     let rss_queued = rss_bytes();
     clients.append(&mut waiting);
     eprintln!("bench: frame: timing 50 frames");
+    crate::stages::reset(&mut app);
     let (mut walls, mut cpus) = (Vec::new(), Vec::new());
     for _ in 0..50 {
         exchange(&mut app, &mut clients, step, |_, _| None);
@@ -332,6 +339,7 @@ pub fn frame(args: &Args) -> Value {
         "matches_in_flight": stats(&app).matches_in_flight,
         "frame_wall_ms": percentiles_ms(&mut walls),
         "frame_cpu_ms": percentiles_ms(&mut cpus),
+        "frame_cpu_ms_by_stage": crate::stages::report(&app),
         "bytes_per_queued_ticket": round3((rss_queued.saturating_sub(rss_connected)) as f64 / queued.max(1) as f64),
         "bytes_per_local_connection_both_sides": round3((rss_connected.saturating_sub(rss_before_connections)) as f64 / queued.max(1) as f64),
         "rss_mb": {"start": rss_start >> 20, "matches_formed": rss_before_connections >> 20, "connected": rss_connected >> 20, "queued": rss_queued >> 20},

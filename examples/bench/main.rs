@@ -29,6 +29,7 @@ mod measure;
 mod plug;
 mod relay;
 mod server_thread;
+mod stages;
 mod udp;
 mod window;
 

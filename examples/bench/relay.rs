@@ -39,11 +39,17 @@ pub fn relay(args: &Args) -> Value {
 
 /// Moves every client's packets both ways (renet local connections, no faults).
 fn exchange(h: &mut NegotiatedTestHarness) {
-    let mut server = h.server.world_mut().resource_mut::<RenetServer>();
-    for client in &mut h.clients {
-        let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-        let _ = server.process_local_client(client.id, &mut renet);
-    }
+    let clients = &mut h.clients;
+    h.server
+        .world_mut()
+        .resource_scope(|world, mut server: Mut<RenetServer>| {
+            let mut inbox = world.get_resource_mut::<MatchmakingInbox>();
+            for client in clients.iter_mut() {
+                let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+                let inbox = inbox.as_deref_mut();
+                let _ = matchmaking_process_local_client(&mut server, inbox, client.id, &mut renet);
+            }
+        });
 }
 
 /// One round: packets, the relay (timed: its CPU is returned), packets, every client.

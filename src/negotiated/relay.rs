@@ -18,6 +18,7 @@ use crate::shared::gate::{
     ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, MatchmakingRateLimit,
     gate_protocol,
 };
+use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::player::PlayerId;
 
 use super::channel::NegotiatedChannel;
@@ -311,6 +312,7 @@ struct Relay<'w> {
     channel: Res<'w, NegotiatedChannel>,
     settings: Res<'w, NegotiatedRelaySettings>,
     state: ResMut<'w, NegotiatedRelayState>,
+    inbox: Option<ResMut<'w, MatchmakingInbox>>,
 }
 
 fn receive_messages(time: Res<Time<Real>>, mut relay: Relay) {
@@ -331,6 +333,18 @@ impl GatedService for Relay<'_> {
 
     fn clients(&self) -> Vec<PlayerId> {
         self.server.clients_id()
+    }
+
+    fn reported(&mut self) -> Option<Vec<PlayerId>> {
+        self.inbox.as_mut().map(|inbox| inbox.take())
+    }
+
+    fn read_again(&mut self, client: PlayerId) {
+        if let Some(inbox) = self.inbox.as_mut()
+            && self.server.is_connected(client)
+        {
+            inbox.mark(client);
+        }
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {

@@ -57,6 +57,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec;
+use super::inbox::MatchmakingInbox;
 use super::local_link::{LinkFaults, LocalLink};
 use super::messages::MatchmakingMessageVisitor;
 use super::player::PlayerId;
@@ -183,7 +184,8 @@ pub fn manual_app(step: Duration) -> App {
 /// plugin to.
 pub fn server_app(step: Duration, config: ConnectionConfig) -> App {
     let mut app = manual_app(step);
-    app.insert_resource(RenetServer::new(config));
+    app.insert_resource(RenetServer::new(config))
+        .init_resource::<MatchmakingInbox>();
     app
 }
 
@@ -518,13 +520,18 @@ impl<M: HarnessMode> TestHarness<M> {
 
     fn exchange(&mut self) {
         let now = self.now;
-        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
-        for client in &mut self.clients {
-            let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-            client
-                .link
-                .exchange(&mut server, client.id, &mut renet, now);
-        }
+        let clients = &mut self.clients;
+        let world = self.server.world_mut();
+        world.resource_scope(|world, mut server: Mut<RenetServer>| {
+            let mut inbox = world.get_resource_mut::<MatchmakingInbox>();
+            for client in clients.iter_mut() {
+                let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
+                let inbox = inbox.as_deref_mut();
+                client
+                    .link
+                    .exchange(&mut server, inbox, client.id, &mut renet, now);
+            }
+        });
     }
 
     /// Runs one update of every app: the network clock advances, due reconnections

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use bevy_renet::renet::{ClientId, RenetClient, RenetServer};
 
+use super::inbox::{MatchmakingInbox, matchmaking_process_local_client};
+
 /// How one direction of a link misbehaves. The default is a perfect wire.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DirectionFaults {
@@ -252,6 +254,7 @@ impl LocalLink {
     pub fn exchange(
         &mut self,
         server: &mut RenetServer,
+        mut inbox: Option<&mut MatchmakingInbox>,
         id: ClientId,
         client: &mut RenetClient,
         now: Duration,
@@ -264,7 +267,7 @@ impl LocalLink {
             return;
         }
         if !server.is_connected(id) {
-            let _ = server.process_local_client(id, client);
+            let _ = matchmaking_process_local_client(server, inbox, id, client);
             for packet in self.to_client.all() {
                 client.process_packet(&packet);
             }
@@ -297,6 +300,9 @@ impl LocalLink {
                 client.disconnect();
                 self.closed = true;
                 return;
+            }
+            if let Some(inbox) = inbox.as_deref_mut() {
+                inbox.packet_arrived(id, &packet);
             }
         }
     }
@@ -335,7 +341,7 @@ mod tests {
         for t in 0..ms {
             client.update(MS(1));
             server.update(MS(1));
-            link.exchange(&mut server, 1, &mut client, MS(t));
+            link.exchange(&mut server, None, 1, &mut client, MS(t));
             while let Some(m) = server.receive_message(1, DefaultChannel::ReliableOrdered) {
                 got.push(m[0]);
             }
@@ -347,7 +353,7 @@ mod tests {
     fn a_perfect_link_delivers_at_once() {
         let (mut server, mut client) = pair();
         client.send_message(DefaultChannel::ReliableOrdered, vec![7]);
-        LocalLink::default().exchange(&mut server, 1, &mut client, Duration::ZERO);
+        LocalLink::default().exchange(&mut server, None, 1, &mut client, Duration::ZERO);
         let got = server.receive_message(1, DefaultChannel::ReliableOrdered);
         assert_eq!(got.as_deref(), Some(&[7u8][..]));
     }
@@ -385,7 +391,7 @@ mod tests {
                 }
                 client.update(MS(1));
                 server.update(MS(1));
-                link.exchange(&mut server, 1, &mut client, MS(t));
+                link.exchange(&mut server, None, 1, &mut client, MS(t));
                 while server
                     .receive_message(1, DefaultChannel::ReliableOrdered)
                     .is_some()
@@ -406,7 +412,7 @@ mod tests {
         let (mut server, mut client) = pair();
         client.send_message(DefaultChannel::ReliableOrdered, vec![1]);
         for t in 0..100 {
-            link.exchange(&mut server, 1, &mut client, MS(t));
+            link.exchange(&mut server, None, 1, &mut client, MS(t));
         }
         assert!(link.in_flight() > 0);
         assert!(
@@ -414,7 +420,7 @@ mod tests {
                 .receive_message(1, DefaultChannel::ReliableOrdered)
                 .is_none()
         );
-        link.exchange(&mut server, 1, &mut client, MS(100));
+        link.exchange(&mut server, None, 1, &mut client, MS(100));
         assert!(
             server
                 .receive_message(1, DefaultChannel::ReliableOrdered)

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod gate;
 pub mod guard;
 pub mod harness;
+pub mod inbox;
 pub mod local_link;
 pub mod messages;
 pub mod player;

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One player's place in a queue.
@@ -57,18 +58,36 @@ impl std::fmt::Display for QueueError {
 impl std::error::Error for QueueError {}
 
 /// Where a ticket stands in its category: re-queued tickets (class 0) by original enqueue
-/// time, then joined tickets (class 1) in arrival order; `seq` breaks ties in arrival order.
+/// time (in nanoseconds, saturating), then joined tickets (class 1) in arrival order; `seq`
+/// breaks ties in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct OrderKey {
     class: u8,
-    enqueued_at: Duration,
+    enqueued_nanos: u64,
     seq: u64,
+}
+
+/// A ticket as a category stores it: its category is the category's (shared) name.
+#[derive(Debug)]
+struct Waiting<P> {
+    player: P,
+    enqueued_at: Duration,
+}
+
+impl<P> Waiting<P> {
+    fn into_ticket(self, category: &str) -> QueueTicket<P> {
+        QueueTicket {
+            player: self.player,
+            category: category.to_owned(),
+            enqueued_at: self.enqueued_at,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct CategoryQueue<P> {
     /// Tickets by order key: smallest key is the front.
-    entries: BTreeMap<OrderKey, QueueTicket<P>>,
+    entries: BTreeMap<OrderKey, Waiting<P>>,
 }
 
 impl<P> Default for CategoryQueue<P> {
@@ -80,15 +99,18 @@ impl<P> Default for CategoryQueue<P> {
 }
 
 /// FIFO queues keyed by category; a player holds at most one ticket overall.
+///
+/// A category's name is stored once and shared by its tickets (about 150 bytes per
+/// queued ticket in all, see the `frame` benchmark).
 #[derive(Debug)]
 pub struct MatchQueue<P> {
-    categories: HashMap<String, CategoryQueue<P>>,
+    categories: HashMap<Arc<str>, CategoryQueue<P>>,
     /// player -> (category, order key)
-    index: HashMap<P, (String, OrderKey)>,
+    index: HashMap<P, (Arc<str>, OrderKey)>,
     /// Next tie-breaking sequence number (grows).
     next_seq: u64,
     /// Categories holding at least `group_size` tickets.
-    ready: BTreeSet<String>,
+    ready: BTreeSet<Arc<str>>,
     group_size: usize,
     capacity: usize,
     /// Most categories with tickets, for normal joins.
@@ -166,7 +188,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
                 max: self.max_categories,
             });
         }
-        let key = self.key(1, Duration::ZERO);
+        let key = self.key(1, 0);
         self.insert(key, ticket);
         Ok(len + 1)
     }
@@ -182,27 +204,35 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         if self.index.contains_key(&ticket.player) {
             return Err(QueueError::AlreadyQueued);
         }
-        let key = self.key(0, ticket.enqueued_at);
+        let nanos = u64::try_from(ticket.enqueued_at.as_nanos()).unwrap_or(u64::MAX);
+        let key = self.key(0, nanos);
         let player = ticket.player;
         self.insert(key, ticket);
         Ok(self.position(&player).expect("just inserted"))
     }
 
-    fn key(&mut self, class: u8, enqueued_at: Duration) -> OrderKey {
+    fn key(&mut self, class: u8, enqueued_nanos: u64) -> OrderKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         OrderKey {
             class,
-            enqueued_at,
+            enqueued_nanos,
             seq,
         }
     }
 
     fn insert(&mut self, key: OrderKey, ticket: QueueTicket<P>) {
-        let category = ticket.category.clone();
+        let category = match self.categories.get_key_value(ticket.category.as_str()) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(ticket.category),
+        };
         self.index.insert(ticket.player, (category.clone(), key));
         let queue = self.categories.entry(category.clone()).or_default();
-        queue.entries.insert(key, ticket);
+        let waiting = Waiting {
+            player: ticket.player,
+            enqueued_at: ticket.enqueued_at,
+        };
+        queue.entries.insert(key, waiting);
         if queue.entries.len() >= self.group_size {
             self.ready.insert(category);
         }
@@ -220,7 +250,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         if len == 0 {
             self.categories.remove(&category);
         }
-        ticket
+        ticket.map(|waiting| waiting.into_ticket(&category))
     }
 
     /// Takes the first `group_size` tickets of a category, if it holds that many.
@@ -232,9 +262,9 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         }
         let mut group = Vec::with_capacity(n);
         for _ in 0..n {
-            let (_, ticket) = queue.entries.pop_first().expect("length checked");
-            self.index.remove(&ticket.player);
-            group.push(ticket);
+            let (_, waiting) = queue.entries.pop_first().expect("length checked");
+            self.index.remove(&waiting.player);
+            group.push(waiting.into_ticket(category));
         }
         let len = queue.entries.len();
         if len < n {
@@ -248,12 +278,12 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
 
     /// Categories that hold at least one full group, in name order.
     pub fn ready_categories(&self) -> impl Iterator<Item = &str> {
-        self.ready.iter().map(String::as_str)
+        self.ready.iter().map(|c| &**c)
     }
 
     /// The first ready category, if any (cheap: O(log categories)).
     pub fn first_ready(&self) -> Option<&str> {
-        self.ready.first().map(String::as_str)
+        self.ready.first().map(|c| &**c)
     }
 
     /// Whether the player holds a ticket.
@@ -271,7 +301,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
 
     /// The category the player queues in.
     pub fn category_of(&self, player: &P) -> Option<&str> {
-        self.index.get(player).map(|(c, _)| c.as_str())
+        self.index.get(player).map(|(c, _)| &**c)
     }
 
     /// Tickets in one category.
@@ -293,17 +323,23 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
 
     /// Ticket counts per non-empty category.
     pub fn lengths(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.categories
-            .iter()
-            .map(|(c, q)| (c.as_str(), q.entries.len()))
+        self.categories.iter().map(|(c, q)| (&**c, q.entries.len()))
     }
 
     /// The tickets of one category, front first (O(len); for inspection and tests).
-    pub fn tickets(&self, category: &str) -> Vec<&QueueTicket<P>> {
-        self.categories
-            .get(category)
-            .map(|q| q.entries.values().collect())
-            .unwrap_or_default()
+    pub fn tickets(&self, category: &str) -> Vec<QueueTicket<P>> {
+        let Some((name, queue)) = self.categories.get_key_value(category) else {
+            return Vec::new();
+        };
+        queue
+            .entries
+            .values()
+            .map(|w| QueueTicket {
+                player: w.player,
+                category: name.to_string(),
+                enqueued_at: w.enqueued_at,
+            })
+            .collect()
     }
 }
 

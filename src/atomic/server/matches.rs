@@ -40,7 +40,12 @@ pub(super) struct MatchEffects<'w, 's> {
     committed: MessageWriter<'w, MatchmakingMatchCommitted>,
     pub(super) commands: Commands<'w, 's>,
     requeued: Local<'s, Vec<Requeued>>,
+    unstamped: ResMut<'w, UnstampedPings>,
 }
+
+/// The matches that sent health pings this frame, for [`stamp_sent_pings`].
+#[derive(Resource, Debug, Default)]
+pub(super) struct UnstampedPings(Vec<Entity>);
 
 /// Spawns a match entity for every full group in the queues.
 pub(super) fn form_matches(
@@ -65,7 +70,13 @@ pub(super) fn advance_matches(
         if m.machine.is_finished() {
             continue;
         }
-        for action in m.machine.poll(now) {
+        // a poll with nothing due only notes the time: not a change anyone reacts to
+        let actions = m.bypass_change_detection().machine.poll(now);
+        if actions.is_empty() {
+            continue;
+        }
+        m.set_changed();
+        for action in actions {
             effects.carry_out(entity, &mut m, action, now);
         }
     }
@@ -74,10 +85,16 @@ pub(super) fn advance_matches(
 
 /// Stamps the health pings of the frame with the moment they really left: runs after the
 /// transport sent the frame's packets.
-pub(super) fn stamp_sent_pings(clock: TransportClock, mut matches: Query<&mut MatchmakingMatch>) {
+pub(super) fn stamp_sent_pings(
+    clock: TransportClock,
+    mut unstamped: ResMut<UnstampedPings>,
+    mut matches: Query<&mut MatchmakingMatch>,
+) {
     let now = clock.now();
-    for mut m in &mut matches {
-        if m.machine.has_unstamped_pings() {
+    for entity in unstamped.0.drain(..) {
+        if let Ok(mut m) = matches.get_mut(entity)
+            && m.machine.has_unstamped_pings()
+        {
             m.machine.pings_sent(now);
         }
     }
@@ -143,6 +160,7 @@ impl MatchEffects<'_, '_> {
                     self.state.note_ping(player, session, nonce);
                     self.link.send(player, &ServerMessage::Ping { nonce });
                 }
+                self.unstamped.0.push(entity);
             }
             CommitAction::CreateLobby => self.create_lobby(m),
             CommitAction::Propose { player, attempt } => self.propose(m, player, attempt),

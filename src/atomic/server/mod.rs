@@ -79,6 +79,7 @@ impl Plugin for MatchmakingServerPlugin {
         app.insert_resource(self.channel)
             .init_resource::<MatchmakingServerState>()
             .init_resource::<MatchmakingServerStats>()
+            .init_resource::<matches::UnstampedPings>()
             .add_message::<MatchmakingOutcome>()
             .add_message::<MatchmakingMatchCommitted>()
             .add_observer(connections::on_server_event)

@@ -22,6 +22,7 @@ use crate::shared::gate::{
     ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, gate_protocol,
 };
 use crate::shared::guard::StrikeVerdict;
+use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::player::{PlayerId, validate_category};
 
 use super::TransportClock;
@@ -50,6 +51,7 @@ pub(super) struct Receiver<'w, 's> {
     settings: Res<'w, MatchmakingServerSettings>,
     matches: Query<'w, 's, &'static mut MatchmakingMatch>,
     clock: TransportClock<'w>,
+    inbox: Option<ResMut<'w, MatchmakingInbox>>,
 }
 
 /// Reads every connection's matchmaking channel through the gate.
@@ -67,6 +69,18 @@ impl GatedService for Receiver<'_, '_> {
 
     fn clients(&self) -> Vec<PlayerId> {
         self.effects.link.server.clients_id()
+    }
+
+    fn reported(&mut self) -> Option<Vec<PlayerId>> {
+        self.inbox.as_mut().map(|inbox| inbox.take())
+    }
+
+    fn read_again(&mut self, client: PlayerId) {
+        if let Some(inbox) = self.inbox.as_mut()
+            && self.effects.link.server.is_connected(client)
+        {
+            inbox.mark(client);
+        }
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {

@@ -432,8 +432,17 @@ pub trait GatedService {
     /// The gate, and the limits it enforces now.
     fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy);
 
-    /// The connections to read, in order.
+    /// Every connection of the transport.
     fn clients(&self) -> Vec<PlayerId>;
+
+    /// The connections to read this frame, in id order, when the transport reports which
+    /// connections received messages (the `MatchmakingInbox` of `shared::inbox`); `None`
+    /// reads every connection.
+    fn reported(&mut self) -> Option<Vec<PlayerId>>;
+
+    /// A reported connection's messages were left unread: report it again if the
+    /// transport still has it.
+    fn read_again(&mut self, client: PlayerId);
 
     /// The next waiting message of a connection.
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>>;
@@ -451,12 +460,25 @@ pub trait GatedService {
     /// Reads every waiting message of every connection through the gate and acts on the
     /// verdicts. `now` is the app time the gate counts grace periods in.
     ///
-    /// Connections are read in id order, so two messages in one frame are handled in the
-    /// same order on every run (the transport lists its clients in hash-map order).
+    /// With an inbox only the connections it lists are read; otherwise every connection
+    /// is. Connections are read in id order, so two messages in one frame are handled in
+    /// the same order on every run (the transport lists its clients in hash-map order). A
+    /// connection the gate does not know yet (its connect event comes later in the frame)
+    /// keeps its messages (none is taken) and is read again next frame.
     fn receive_all(&mut self, now: Duration) {
-        let mut clients = self.clients();
-        clients.sort_unstable();
+        let clients = match self.reported() {
+            Some(clients) => clients,
+            None => {
+                let mut clients = self.clients();
+                clients.sort_unstable();
+                clients
+            }
+        };
         for client in clients {
+            if !self.gate().0.is_connected(client) {
+                self.read_again(client);
+                continue;
+            }
             while let Some(bytes) = self.next_message(client) {
                 let (gate, policy) = self.gate();
                 match gate.admit::<Self::Message>(client, &bytes, policy, now) {

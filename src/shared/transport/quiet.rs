@@ -27,6 +27,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use crate::shared::inbox::{MatchmakingInbox, RENET_ACK_PACKET};
 use bevy::ecs::component::Mutable;
 use bevy::prelude::*;
 use bevy_renet::netcode::{
@@ -36,9 +37,6 @@ use bevy_renet::netcode::{
 use bevy_renet::renet::{self, ClientId};
 use bevy_renet::{RenetClient, RenetReceive, RenetSend, RenetServer};
 use renetcode::{NETCODE_MAX_PACKET_BYTES, NetcodeClient, NetcodeServer, ServerResult};
-
-/// The first byte of renet's acknowledgement-only packet.
-const RENET_ACK_PACKET: u8 = 4;
 
 /// How often a quiet transport sends acknowledgement-only packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +109,8 @@ pub struct MatchmakingQuietServerTransport {
     now: Duration,
     policy: MatchmakingAckPolicy,
     peers: HashMap<ClientId, AckDamper>,
+    /// Packets renet took in since the inbox last heard of them.
+    arrived: MatchmakingInbox,
     stats: MatchmakingTransportStats,
 }
 
@@ -129,6 +129,7 @@ impl MatchmakingQuietServerTransport {
             now: Duration::ZERO,
             policy,
             peers: HashMap::new(),
+            arrived: MatchmakingInbox::default(),
             stats: MatchmakingTransportStats::default(),
         })
     }
@@ -207,7 +208,9 @@ impl MatchmakingQuietServerTransport {
             OwnedServerResult::Send(packet, addr) => self.send_to(&packet, addr),
             OwnedServerResult::Payload(client_id, payload) => {
                 self.peers.entry(client_id).or_default().received(&payload);
-                let _ = server.process_packet_from(&payload, client_id);
+                if server.process_packet_from(&payload, client_id).is_ok() {
+                    self.arrived.packet_arrived(client_id, &payload);
+                }
             }
             OwnedServerResult::Connected(client_id, addr, packet) => {
                 self.peers.insert(client_id, AckDamper::default());
@@ -493,6 +496,9 @@ trait QuietTransport: Resource<Mutability = Mutable> {
     fn receive(&mut self, elapsed: Duration, renet: &mut Self::Renet);
     /// Sends (in `PostUpdate`).
     fn send(&mut self, renet: &mut Self::Renet);
+    /// Hands the connections that received messages to the app's inbox (dropped when it
+    /// has none).
+    fn report(&mut self, _inbox: Option<&mut MatchmakingInbox>) {}
 }
 
 impl QuietTransport for MatchmakingQuietServerTransport {
@@ -504,6 +510,14 @@ impl QuietTransport for MatchmakingQuietServerTransport {
     }
     fn send(&mut self, server: &mut RenetServer) {
         self.send_packets(server);
+    }
+    fn report(&mut self, inbox: Option<&mut MatchmakingInbox>) {
+        match inbox {
+            Some(inbox) => inbox.append(&mut self.arrived),
+            None => {
+                self.arrived.take();
+            }
+        }
     }
 }
 
@@ -537,9 +551,11 @@ fn add_quiet_systems<T: QuietTransport, M>(app: &mut App, after: impl IntoSystem
 fn receive_quiet<T: QuietTransport>(
     mut transport: ResMut<T>,
     mut renet: ResMut<T::Renet>,
+    inbox: Option<ResMut<MatchmakingInbox>>,
     time: Res<Time<Real>>,
 ) {
     transport.receive(time.delta(), &mut renet);
+    transport.report(inbox.map(ResMut::into_inner));
 }
 
 fn send_quiet<T: QuietTransport>(mut transport: ResMut<T>, mut renet: ResMut<T::Renet>) {
@@ -547,11 +563,14 @@ fn send_quiet<T: QuietTransport>(mut transport: ResMut<T>, mut renet: ResMut<T::
 }
 
 /// Runs a [`MatchmakingQuietServerTransport`] resource with a [`RenetServer`] (instead of
-/// bevy_renet's `NetcodeServerPlugin`).
+/// bevy_renet's `NetcodeServerPlugin`), and adds a [`MatchmakingInbox`] that it reports
+/// every packet to, so that the server reads only the connections that received messages
+/// (mind the inbox's contract if the app also drives local clients).
 pub struct MatchmakingQuietServerPlugin;
 
 impl Plugin for MatchmakingQuietServerPlugin {
     fn build(&self, app: &mut App) {
+        app.init_resource::<MatchmakingInbox>();
         add_quiet_systems::<MatchmakingQuietServerTransport, _>(
             app,
             bevy_renet::RenetServerPlugin::update_system,

@@ -313,6 +313,12 @@ pub struct CommitMachine<P> {
     last_stall: Option<Duration>,
     /// Called off from outside: the next poll finishes the match.
     cancelled: bool,
+    /// Before this moment a poll has nothing to do unless an event arrived (every event
+    /// resets it to zero): the earliest deadline the last poll left.
+    quiet_until: Duration,
+    /// Tests only: every poll does the full work (to check the shortcut changes nothing).
+    #[cfg(test)]
+    eager: bool,
     /// Nonces of new pings after a stall.
     rng: fastrand::Rng,
 }
@@ -348,6 +354,9 @@ impl<P: Copy + Eq> CommitMachine<P> {
             last_poll: None,
             last_stall: None,
             cancelled: false,
+            quiet_until: Duration::ZERO,
+            #[cfg(test)]
+            eager: false,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -429,6 +438,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
             return Err(CommitEventError::Unexpected);
         }
         slot.answered_at = Some(at);
+        self.quiet_until = Duration::ZERO;
         Ok(())
     }
 
@@ -439,6 +449,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
         match slot.ack {
             AckState::Waiting { .. } | AckState::Backoff { .. } if in_commit => {
                 slot.ack = AckState::Acknowledged;
+                self.quiet_until = Duration::ZERO;
                 Ok(())
             }
             _ => Err(CommitEventError::Unexpected),
@@ -465,6 +476,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
         if slot.ack != AckState::NotProposed {
             slot.ack = AckState::Failed;
         }
+        self.quiet_until = Duration::ZERO;
         Ok(())
     }
 
@@ -475,6 +487,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
             return Err(CommitEventError::Unexpected);
         }
         self.cancelled = true;
+        self.quiet_until = Duration::ZERO;
         Ok(())
     }
 
@@ -491,6 +504,9 @@ impl<P: Copy + Eq> CommitMachine<P> {
     }
 
     /// Advances the machine to `now` and returns what to do, in order.
+    ///
+    /// Cheap when nothing is due: a poll before the earliest deadline with no event since
+    /// the last poll only notes the time (to see stalls) and returns no action.
     pub fn poll(&mut self, now: Duration) -> Vec<CommitAction<P>> {
         if let Some(previous) = self.last_poll
             && now.saturating_sub(previous) > self.timings.stall_threshold
@@ -499,7 +515,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
         }
         self.last_poll = Some(now);
         let mut actions = Vec::new();
-        if self.phase == Phase::Finished {
+        if self.phase == Phase::Finished || (now < self.quiet_until && !self.is_eager()) {
             return actions;
         }
         if self.cancelled {
@@ -521,7 +537,43 @@ impl<P: Copy + Eq> CommitMachine<P> {
         if self.phase == Phase::Commit {
             self.advance_commit(now, &mut actions);
         }
+        self.quiet_until = self.next_deadline();
         actions
+    }
+
+    #[cfg(test)]
+    fn is_eager(&self) -> bool {
+        self.eager
+    }
+
+    #[cfg(not(test))]
+    fn is_eager(&self) -> bool {
+        false
+    }
+
+    /// The earliest moment a poll could act without an event: a ping timing out, a
+    /// proposal due or timing out. Events reset it; a ping stamped later than it was asked
+    /// for only makes a poll at this moment find nothing due.
+    fn next_deadline(&self) -> Duration {
+        let deadline = |slot: &Slot<P>| match (self.phase, slot.ack) {
+            (Phase::Health, _) if slot.health == HealthCheck::Pending => match slot.answered_at {
+                Some(_) => Duration::ZERO,
+                None => slot.ping_sent_at.saturating_add(self.timings.ping_timeout),
+            },
+            (Phase::Commit, AckState::Backoff { at, .. }) => at,
+            (Phase::Commit, AckState::Waiting { deadline, .. }) => deadline,
+            _ => Duration::MAX,
+        };
+        match self.phase {
+            Phase::Health | Phase::Commit => self
+                .slots
+                .iter()
+                .map(deadline)
+                .min()
+                .unwrap_or(Duration::ZERO),
+            Phase::NotStarted => Duration::ZERO,
+            Phase::Finished => Duration::MAX,
+        }
     }
 
     /// Whether the last stall ended after `from` and by `to`: a round trip over that span

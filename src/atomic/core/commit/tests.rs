@@ -468,6 +468,95 @@ proptest! {
     }
 }
 
+#[derive(Debug, Clone)]
+enum Step {
+    Pong(usize, u64),
+    Ack(usize),
+    Disconnect(usize),
+    Withdraw(usize),
+    Cancel,
+    /// Stamp the pings asked for, this many ms after the poll that asked.
+    Stamp(u64),
+    /// Advance by this many ms, polling every ms of it when `true`.
+    Advance(u64, bool),
+}
+
+fn step(n: usize) -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (0..n, 0u64..700).prop_map(|(p, d)| Step::Pong(p, d)),
+        8 => (0..n).prop_map(Step::Ack),
+        1 => (0..n).prop_map(Step::Disconnect),
+        1 => (0..n).prop_map(Step::Withdraw),
+        1 => Just(Step::Cancel),
+        3 => (0u64..30).prop_map(Step::Stamp),
+        8 => (0u64..2500, any::<bool>()).prop_map(|(ms, fine)| Step::Advance(ms, fine)),
+    ]
+}
+
+proptest! {
+    /// A poll before the earliest deadline, with no event since the last one, returns
+    /// nothing and changes nothing (the shortcut that makes a frame cheap with thousands
+    /// of matches waiting): a machine that takes it and one that does the full work every
+    /// poll answer every poll alike and end alike, under any events, stamps and stalls.
+    #[test]
+    fn the_quiet_shortcut_changes_nothing(
+        n in 2usize..5,
+        steps in proptest::collection::vec(step(4), 0..80),
+    ) {
+        let players: Vec<u32> = (0..n as u32).collect();
+        let nonces: Vec<u64> = (0..n as u64).collect();
+        let mut lazy = CommitMachine::new(&players, &nonces, CommitTimings::default());
+        let mut eager = lazy.clone();
+        eager.eager = true;
+        let mut now = Duration::ZERO;
+        let mut sent = Vec::new();
+        for step in steps {
+            let machines = [&mut lazy, &mut eager];
+            match step {
+                Step::Advance(ms, fine) => {
+                    let polls = if fine { ms } else { 1 };
+                    for _ in 0..polls {
+                        now += MS(ms / polls);
+                        let a = lazy.poll(now);
+                        let b = eager.poll(now);
+                        prop_assert_eq!(&a, &b, "at {:?}", now);
+                        sent.extend(a);
+                    }
+                }
+                Step::Stamp(d) => machines.into_iter().for_each(|m| m.pings_sent(now + MS(d))),
+                Step::Cancel => {
+                    prop_assert_eq!(lazy.cancel(), eager.cancel());
+                }
+                Step::Pong(p, d) if p < n => {
+                    let nonce = sent.iter().rev().find_map(|a| match a {
+                        CommitAction::Ping { player, nonce } if *player == p as u32 => Some(*nonce),
+                        _ => None,
+                    });
+                    let nonce = nonce.unwrap_or(p as u64);
+                    let at = now + MS(d);
+                    prop_assert_eq!(lazy.pong(p as u32, nonce, at), eager.pong(p as u32, nonce, at));
+                }
+                Step::Ack(p) if p < n => {
+                    prop_assert_eq!(lazy.acknowledge(p as u32), eager.acknowledge(p as u32));
+                }
+                Step::Disconnect(p) if p < n => {
+                    prop_assert_eq!(lazy.disconnected(p as u32), eager.disconnected(p as u32));
+                }
+                Step::Withdraw(p) if p < n => {
+                    prop_assert_eq!(lazy.withdrew(p as u32), eager.withdrew(p as u32));
+                }
+                _ => {}
+            }
+            for p in &players {
+                prop_assert_eq!(lazy.health(*p), eager.health(*p));
+                prop_assert_eq!(lazy.ack_state(*p), eager.ack_state(*p));
+                prop_assert_eq!(lazy.pings(*p), eager.pings(*p));
+            }
+        }
+        prop_assert_eq!(lazy.outcome(), eager.outcome());
+    }
+}
+
 /// Found by the fuzzer (`examples/fuzz`): timeouts are settings without an upper bound,
 /// and `Duration::MAX` (never time out) overflowed the deadline arithmetic, panicking in
 /// the first poll of the first match. It now means never.
