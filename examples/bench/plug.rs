@@ -151,7 +151,8 @@ fn insert_server(
     };
     if let Identity::QuietTokens(_) = identity {
         let policy = MatchmakingAckPolicy::default();
-        let transport = MatchmakingQuietServerTransport::new(server_config, socket, policy)?;
+        let transport =
+            MatchmakingQuietServerTransport::new(server_config, &config, socket, policy)?;
         if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {
             app.add_plugins(MatchmakingQuietServerPlugin);
         }

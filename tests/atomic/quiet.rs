@@ -9,9 +9,9 @@ use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::transport::{
-    MatchmakingAckPolicy, MatchmakingPrivateKey, MatchmakingQuietServerTransport,
-    MatchmakingTokenIssuer, insert_quiet_secure_client, insert_quiet_secure_server,
-    insert_secure_netcode_client,
+    MatchmakingAckPolicy, MatchmakingPrivateKey, MatchmakingQuietClientTransport,
+    MatchmakingQuietServerTransport, MatchmakingTokenIssuer, insert_quiet_secure_client,
+    insert_quiet_secure_server, insert_secure_netcode_client,
 };
 
 const STEP: Duration = Duration::from_millis(16);
@@ -84,8 +84,11 @@ fn state(app: &App) -> MatchmakingClientState {
         .get()
 }
 
-/// Matches the two clients, then counts the server's sent packets over one idle second.
-fn idle_second(policy: MatchmakingAckPolicy) -> (u64, u64) {
+/// How long the idle window lasts.
+const IDLE: Duration = Duration::from_secs(3);
+
+/// Matches the two clients, then counts the server's sent packets over [`IDLE`].
+fn idle_window(policy: MatchmakingAckPolicy) -> Idle {
     let (mut server, mut clients) = setup(policy);
     for _ in 0..2_000 {
         if clients
@@ -103,41 +106,70 @@ fn idle_second(policy: MatchmakingAckPolicy) -> (u64, u64) {
         "both matched: {:?}",
         clients.iter().map(state).collect::<Vec<_>>()
     );
-    let stats = |s: &App| {
+    let server_stats = |s: &App| {
         s.world()
             .resource::<MatchmakingQuietServerTransport>()
             .stats()
     };
-    let before = stats(&server);
-    for _ in 0..(Duration::from_secs(1).as_millis() / STEP.as_millis()) {
+    let client_stats = |c: &App| {
+        c.world()
+            .resource::<MatchmakingQuietClientTransport>()
+            .stats()
+    };
+    let before = (server_stats(&server), client_stats(&clients[0]));
+    for _ in 0..(IDLE.as_millis() / STEP.as_millis()) {
         update(&mut server, &mut clients);
     }
-    let after = stats(&server);
+    let after = (server_stats(&server), client_stats(&clients[0]));
     let connected = server
         .world()
         .resource::<bevy_renet::RenetServer>()
         .connected_clients();
     assert_eq!(connected, 2, "both still connected");
-    (
-        after.packets_sent - before.packets_sent,
-        after.acks_damped - before.acks_damped,
-    )
+    Idle {
+        server_sent: after.0.packets_sent - before.0.packets_sent,
+        client_sent: after.1.packets_sent - before.1.packets_sent,
+        client_damped: after.1.acks_damped - before.1.acks_damped + after.1.keep_alives_damped
+            - before.1.keep_alives_damped,
+    }
+}
+
+/// What went out in the idle window.
+struct Idle {
+    /// Datagrams the server sent to both clients.
+    server_sent: u64,
+    /// Datagrams the quiet client sent.
+    client_sent: u64,
+    /// Ack-only packets and keep-alives the quiet client did not send.
+    client_damped: u64,
 }
 
 #[test]
-fn a_quiet_and_a_netcode_client_are_matched_and_idle_acks_are_damped() {
-    let (sent, damped) = idle_second(MatchmakingAckPolicy::default());
-    // two idle connections: an ack or keep-alive every 250 ms each, not one a frame
-    assert!((4..=24).contains(&sent), "{sent} packets in an idle second");
-    assert!(damped > 0);
+fn a_quiet_and_a_netcode_client_are_matched_and_idle_connections_go_quiet() {
+    let idle = idle_window(MatchmakingAckPolicy::default());
+    // two idle connections: an ack or a keep-alive each second each, not one a frame
+    let sent = idle.server_sent;
+    assert!(
+        (4..=8).contains(&sent),
+        "server: {sent} packets in 3 idle s"
+    );
+    let sent = idle.client_sent;
+    assert!(
+        (2..=4).contains(&sent),
+        "quiet client: {sent} packets in 3 idle s"
+    );
+    assert!(idle.client_damped > 0);
 }
 
 #[test]
 fn without_damping_renet_acks_every_frame() {
-    let (sent, damped) = idle_second(MatchmakingAckPolicy {
-        idle_ack_interval: Duration::ZERO,
+    let idle = idle_window(MatchmakingAckPolicy {
+        idle_interval: Duration::ZERO,
     });
-    assert_eq!(damped, 0);
-    // 62 frames, two connections
-    assert!(sent >= 100, "{sent} packets in an idle second");
+    assert_eq!(idle.client_damped, 0);
+    // about 180 frames, two connections
+    let sent = idle.server_sent;
+    assert!(sent >= 300, "server: {sent} packets in 3 idle s");
+    let sent = idle.client_sent;
+    assert!(sent >= 150, "quiet client: {sent} packets in 3 idle s");
 }

@@ -192,7 +192,8 @@ pub fn insert_quiet_secure_server(
 ) -> std::io::Result<SocketAddr> {
     let authentication = secure(key);
     let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
-    let transport = MatchmakingQuietServerTransport::new(config, socket, policy)?;
+    let transport =
+        MatchmakingQuietServerTransport::new(config, &connection_config, socket, policy)?;
     if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {
         app.add_plugins(MatchmakingQuietServerPlugin);
     }
