@@ -7,6 +7,7 @@
 # or open at the end.
 #   bash scripts/load_test.sh [COUNT] [DURATION_SECONDS] [CONDITIONER FLAGS...]
 #   bash scripts/load_test.sh 200 30 --loss 0.05 --delay-ms 50 --jitter-ms 20
+# TRANSPORT_FLAGS (e.g. --netcode) go to both the server and the bots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-200}
@@ -39,7 +40,8 @@ fi
 # the bots drain for up to 12 s after --duration; the server outlives that by 20 s, more
 # than netcode's 15 s connection timeout, so even a client whose disconnect packet was
 # lost must be gone, and its lobby with it, by the end
-"$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) --key-file "$key" \
+# shellcheck disable=SC2086
+"$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) --key-file "$key" ${TRANSPORT_FLAGS:-} \
     "${public[@]}" --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
 server=$!
 pids+=("$server")
@@ -50,7 +52,8 @@ if [ "$conditioned" -gt 0 ]; then
     echo "load test: through the conditioner ($*)"
 fi
 sleep 1
-"$bin"/bots --server "$target" --count "$count" --flaky 0.2 --key-file "$key" \
+# shellcheck disable=SC2086
+"$bin"/bots --server "$target" --count "$count" --flaky 0.2 --key-file "$key" ${TRANSPORT_FLAGS:-} \
     --duration "$duration" --seed 7 > "$out/bots.jsonl" 2> "$out/bots.err"
 wait "$server"
 python3 scripts/check_load.py "$out"

@@ -48,7 +48,7 @@ const SCENARIOS: [&str; 7] = [
 
 const USAGE: &str = "bench [--json PATH] [--only NAME,...] [--players N] [--seconds S] \
     [--server-hz 60] [--client-hz 60] [--frame-queued 100000] [--frame-matches 10000] \
-    [--udp-rcvbuf 4194304] [--quiet] [--wake]";
+    [--udp-rcvbuf 4194304] [--netcode] [--wake]";
 
 /// The command line.
 #[derive(Debug, Clone)]
@@ -64,7 +64,8 @@ pub struct Args {
     pub frame_matches: usize,
     /// The receive buffer of the UDP servers' sockets, in bytes (0: the system's default).
     pub udp_rcvbuf: usize,
-    /// `--quiet`: the crate's quiet transports on the server and the clients.
+    /// The crate's quiet transports on the server and the clients (the default), or
+    /// renet_netcode's with `--netcode` (the baseline).
     pub quiet: bool,
     /// `--wake`: the server updates when a datagram arrives (quiet transport only).
     pub wake: bool,
@@ -102,7 +103,7 @@ fn parse_args() -> Result<Args, String> {
         frame_matches: 10_000,
         udp_rcvbuf: 4 << 20,
         child: None,
-        quiet: false,
+        quiet: true,
         wake: false,
     };
     let mut it = std::env::args().skip(1);
@@ -124,6 +125,7 @@ fn parse_args() -> Result<Args, String> {
             "--child" => args.child = Some(value()?),
             // both recorded in `plug` (every UDP scenario builds its apps there)
             "--quiet" => args.quiet = true,
+            "--netcode" => args.quiet = false,
             "--wake" => args.wake = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\nusage: {USAGE}")),

@@ -32,10 +32,11 @@ use bevy_renet::renet::{ConnectionConfig, RenetClient};
 use crate::bot::{Bot, bot_app};
 use crate::identity::Identity;
 
-/// `--quiet` and `--wake`, set once by `main`.
+/// The quiet transports (unless `--netcode`) and `--wake`, set once by `main`.
 static CHOICES: OnceLock<(bool, bool)> = OnceLock::new();
 
-/// Records `--quiet` (the crate's quiet transports on both sides) and `--wake` (the server
+/// Records the transport (`quiet`: the crate's quiet transports on both sides, the default;
+/// renet_netcode's with `--netcode`) and `--wake` (the server
 /// updates when a datagram arrives, at most at its rate, at least every 50 ms).
 pub fn choose(quiet: bool, wake: bool) {
     let _ = CHOICES.set((quiet, wake));
@@ -49,10 +50,10 @@ fn wake() -> bool {
     CHOICES.get().is_some_and(|c| c.1)
 }
 
-/// A key in memory, with the transport `--quiet` chose.
+/// A key in memory, with the transport chosen.
 pub fn identity() -> Identity {
     match Identity::in_memory() {
-        Identity::Tokens(issuer) if quiet() => Identity::QuietTokens(issuer),
+        Identity::QuietTokens(issuer) if !quiet() => Identity::Tokens(issuer),
         other => other,
     }
 }

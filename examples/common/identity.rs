@@ -32,16 +32,16 @@ pub const DEFAULT_KEY_FILE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/target/matchmaking-dev.key");
 
 /// The identity flags, for usage lines.
-pub const IDENTITY_USAGE: &str = "[--key-file PATH] [--insecure] [--quiet]";
+pub const IDENTITY_USAGE: &str = "[--key-file PATH] [--insecure] [--netcode]";
 
-/// `--key-file PATH` and `--insecure`.
+/// `--key-file PATH`, `--insecure` and `--netcode`.
 pub struct IdentityArgs {
     /// The private key file (read, or created when missing).
     pub key_file: PathBuf,
     /// `--insecure`: netcode's unsecure mode (clients pick their own ids).
     pub insecure: bool,
-    /// `--quiet`: the crate's quiet transports (renet's ack ping-pong damped) instead of
-    /// renet_netcode's (secure only).
+    /// The crate's quiet transports (the default; secure only), or renet_netcode's with
+    /// `--netcode` (every ack and keep-alive sent: the baseline the benchmarks compare with).
     pub quiet: bool,
 }
 
@@ -50,14 +50,15 @@ impl Default for IdentityArgs {
         Self {
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
             insecure: false,
-            quiet: false,
+            quiet: true,
         }
     }
 }
 
 impl IdentityArgs {
-    /// Takes `flag` if it is `--key-file` (reading its value) or `--insecure`; returns
-    /// whether it was one of them.
+    /// Takes `flag` if it is `--key-file` (reading its value), `--insecure`, `--netcode` or
+    /// `--quiet` (the default, accepted for older command lines); returns whether it was
+    /// one of them.
     pub fn take(
         &mut self,
         flag: &str,
@@ -67,6 +68,7 @@ impl IdentityArgs {
             "--key-file" => self.key_file = PathBuf::from(value()?),
             "--insecure" => self.insecure = true,
             "--quiet" => self.quiet = true,
+            "--netcode" => self.quiet = false,
             _ => return Ok(false),
         }
         Ok(true)
@@ -106,9 +108,9 @@ pub enum Identity {
 
 impl Identity {
     /// Secure, with a fresh key that lives only in this process (an embedded server and its
-    /// clients).
+    /// clients), over the quiet transports.
     pub fn in_memory() -> Self {
-        Identity::Tokens(MatchmakingTokenIssuer::new(
+        Identity::QuietTokens(MatchmakingTokenIssuer::new(
             MatchmakingPrivateKey::generate(),
         ))
     }
