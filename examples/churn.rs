@@ -93,7 +93,7 @@ impl ChurnMode for Atomic {
     }
     fn app(&self) -> App {
         let channel = MatchmakingChannel::default();
-        let mut app = server_app(STEP, channel.connection_config());
+        let mut app = server_app(STEP, channel.dedicated_connection_config());
         app.add_plugins(MatchmakingServerPlugin {
             channel,
             settings: MatchmakingServerSettings::default(),
@@ -146,7 +146,7 @@ impl ChurnMode for Negotiated {
     }
     fn app(&self) -> App {
         let channel = NegotiatedChannel::default();
-        let mut app = server_app(STEP, channel.connection_config());
+        let mut app = server_app(STEP, channel.dedicated_connection_config());
         app.add_plugins(NegotiatedRelayPlugin {
             channel,
             settings: NegotiatedRelaySettings {

@@ -45,7 +45,7 @@ fn main() {
             "127.0.0.1:0".parse().expect("valid"),
             &[],
             64,
-            channel.connection_config(),
+            channel.dedicated_connection_config(),
         )
         .unwrap_or_else(|e| {
             eprintln!("demo: cannot bind a UDP port on 127.0.0.1: {e}");

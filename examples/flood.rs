@@ -79,7 +79,12 @@ impl Flooder {
         let mut app = App::new();
         app.add_plugins(MinimalPlugins);
         identity
-            .insert_client(&mut app, server, FLOODER, channel.connection_config())
+            .insert_client(
+                &mut app,
+                server,
+                FLOODER,
+                channel.dedicated_connection_config(),
+            )
             .expect("flooder transport");
         Flooder {
             app,
@@ -159,7 +164,7 @@ fn server(identity: &Identity, bots: usize) -> (App, SocketAddr) {
             "127.0.0.1:0".parse().expect("valid"),
             &[],
             bots + 8,
-            channel.connection_config(),
+            channel.dedicated_connection_config(),
         )
         .expect("bind a UDP port on 127.0.0.1");
     (app, addr)

@@ -142,7 +142,13 @@ fn relay_app(
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
-    let bound = identity.insert_server(&mut app, addr, &[], 1024, channel.connection_config())?;
+    let bound = identity.insert_server(
+        &mut app,
+        addr,
+        &[],
+        1024,
+        channel.dedicated_connection_config(),
+    )?;
     app.add_plugins(NegotiatedRelayPlugin {
         channel,
         settings: NegotiatedRelaySettings {
@@ -162,7 +168,7 @@ fn client_app(
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
-    identity.insert_client(&mut app, relay, id, channel.connection_config())?;
+    identity.insert_client(&mut app, relay, id, channel.dedicated_connection_config())?;
     app.add_plugins(NegotiatedClientPlugin {
         channel,
         settings: NegotiatedClientSettings {

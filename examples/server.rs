@@ -156,7 +156,7 @@ fn main() {
         args.addr,
         &args.public_addrs,
         NETCODE_MAX_CLIENTS,
-        channel.connection_config(),
+        channel.dedicated_connection_config(),
     ) {
         Ok(addr) => addr,
         Err(e) => {

@@ -39,7 +39,7 @@ struct Run {
 /// delay every packet by `one_way`.
 fn harness(step: Duration, n: usize, one_way: Duration) -> (MatchmakingTestHarness, Vec<PlayerId>) {
     let channel = MatchmakingChannel::default();
-    let mut server = server_app(step, channel.connection_config());
+    let mut server = server_app(step, channel.dedicated_connection_config());
     server.add_plugins(MatchmakingServerPlugin {
         channel,
         ..default()

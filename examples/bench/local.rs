@@ -28,7 +28,7 @@ pub struct Raw {
 /// The matchmaking server plugin in a manual-time app, started (its clock runs).
 pub fn local_server(step: Duration, settings: MatchmakingServerSettings) -> App {
     let channel = MatchmakingChannel::default();
-    let mut app = server_app(step, channel.connection_config());
+    let mut app = server_app(step, channel.dedicated_connection_config());
     app.add_plugins(MatchmakingServerPlugin { channel, settings });
     single_threaded(&mut app);
     app.update();

@@ -182,7 +182,7 @@ pub fn server_app(
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .add_plugins(MatchmakingServerPlugin { channel, settings });
-    let config = channel.connection_config();
+    let config = channel.dedicated_connection_config();
     let addr = insert_server(&mut app, identity, players + 8, config, rcvbuf)?;
     Ok((app, addr))
 }
@@ -198,7 +198,7 @@ pub fn relay_app(
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .add_plugins(NegotiatedRelayPlugin { channel, settings });
-    let config = channel.connection_config();
+    let config = channel.dedicated_connection_config();
     let addr = insert_server(&mut app, identity, clients + 8, config, rcvbuf)?;
     Ok((app, addr))
 }

@@ -198,7 +198,7 @@ fn idle(args: &Args) -> Value {
         Ok(relay) => relay,
         Err(e) => return json!({"error": format!("cannot start the relay: {e}")}),
     };
-    let config = NegotiatedChannel::default().connection_config();
+    let config = NegotiatedChannel::default().dedicated_connection_config();
     let clients = match raw_clients(&relay, &identity, n, config) {
         Ok(clients) => clients,
         Err(e) => return json!({"error": format!("cannot make the clients: {e}")}),

@@ -196,7 +196,7 @@ pub fn idle(args: &Args) -> Value {
     let alone = Window::open(&server, 0);
     std::thread::sleep(Duration::from_secs(2));
     let alone = alone.close(&server, 0);
-    let config = MatchmakingChannel::default().connection_config();
+    let config = MatchmakingChannel::default().dedicated_connection_config();
     let clients = match raw_clients(&server, &identity, n, config) {
         Ok(clients) => clients,
         Err(e) => return json!({"error": format!("cannot make the clients: {e}")}),

@@ -159,7 +159,12 @@ pub fn bot_app(server: SocketAddr, mut bot: Bot, identity: &Identity) -> std::io
     let channel = MatchmakingChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
-    identity.insert_client(&mut app, server, bot.player, channel.connection_config())?;
+    identity.insert_client(
+        &mut app,
+        server,
+        bot.player,
+        channel.dedicated_connection_config(),
+    )?;
     bot.link = Some((server, identity.clone()));
     app.add_plugins(MatchmakingClientPlugin { channel })
         .insert_resource(bot)

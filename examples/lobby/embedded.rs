@@ -80,7 +80,7 @@ fn build_apps(category: String, identity: &Identity) -> Result<(App, App, Socket
             "127.0.0.1:0".parse().expect("valid"),
             &[],
             64,
-            channel.connection_config(),
+            channel.dedicated_connection_config(),
         )
         .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
     server.add_systems(Update, print_embedded_outcomes);
@@ -95,7 +95,12 @@ fn build_apps(category: String, identity: &Identity) -> Result<(App, App, Socket
         })
         .add_systems(Update, drive_bot);
     identity
-        .insert_client(&mut bot, addr, BOT_ID, channel.connection_config())
+        .insert_client(
+            &mut bot,
+            addr,
+            BOT_ID,
+            channel.dedicated_connection_config(),
+        )
         .map_err(|e| format!("cannot start the bot: {e}"))?;
     for app in [&mut server, &mut bot] {
         app.finish();

@@ -38,7 +38,7 @@ pub fn ensure_connection(
             .client_transport(config.server, connection.client_id)
         {
             Ok(transport) => {
-                commands.insert_resource(RenetClient::new(channel.connection_config()));
+                commands.insert_resource(RenetClient::new(channel.dedicated_connection_config()));
                 commands.insert_resource(transport);
                 connection.connecting = true;
                 println!(

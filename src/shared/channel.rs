@@ -67,9 +67,24 @@ macro_rules! define_channel {
                 $crate::shared::channel::add_reliable_channel(config, self.id, stringify!($name));
             }
 
-            /// Renet's default connection config plus this channel.
+            /// Renet's default connection config plus this channel: for a connection that
+            /// also carries the game's messages on renet's `DefaultChannel`s.
             pub fn connection_config(&self) -> bevy_renet::renet::ConnectionConfig {
                 let mut config = bevy_renet::renet::ConnectionConfig::default();
+                self.add_to(&mut config);
+                config
+            }
+
+            /// A connection config with this channel alone, for a dedicated server and the
+            /// clients that connect to it (both sides must use the same channels). renet
+            /// does some work per channel per connection every frame, so a server with
+            /// thousands of connections spends less with one channel than with four.
+            pub fn dedicated_connection_config(&self) -> bevy_renet::renet::ConnectionConfig {
+                let mut config = bevy_renet::renet::ConnectionConfig {
+                    server_channels_config: Vec::new(),
+                    client_channels_config: Vec::new(),
+                    ..bevy_renet::renet::ConnectionConfig::default()
+                };
                 self.add_to(&mut config);
                 config
             }
