@@ -10,8 +10,9 @@
 //! `target/matchmaking-dev.key` of this crate, the `server`'s default too): a development
 //! stand-in for a game's backend. `--insecure` connects in netcode's unsecure mode instead.
 //! Prints one JSON object per line (`match_found`, `match_cancelled`, `error`,
-//! `disconnect`) and a final `summary`; a bot whose connection never opens (wrong key, no
-//! server) prints an `error` saying so. Exits non-zero if two bots disagree about who was
+//! `disconnect`, and `leave`: with `--no-rematch` a bot closes its connection as soon as its
+//! first match is found) and a final `summary`; a bot whose connection never opens (wrong
+//! key, no server) prints an `error` saying so. Exits non-zero if two bots disagree about who was
 //! in a match, or if no bot could connect.
 
 #[path = "common/bot.rs"]

@@ -91,7 +91,8 @@ pub struct Bot {
     pub player: u64,
     pub category: String,
     pub flaw: Option<(Flaw, Duration)>,
-    /// Whether the bot keeps re-queueing after each match until the run ends.
+    /// Whether the bot keeps re-queueing after each match until the run ends; without it
+    /// the bot closes its connection as soon as it is matched once.
     pub rematch: bool,
     /// Set at the end of a run: stop queueing, leave the queue, finish what is in flight.
     pub stopping: bool,
@@ -213,6 +214,17 @@ fn brain(
         }
     }
     found.read().for_each(|f| bot.record_found(f, now));
+    if !bot.rematch && bot.matched > 0 {
+        // one match is all it came for: close the connection now (the server sees the
+        // disconnect, ends the bot's lobby membership and stops paying for the connection)
+        bot.lines.push(
+            json!({"event": "leave", "bot": bot.index, "player": bot.player, "after_matches": bot.matched})
+                .to_string(),
+        );
+        transport.disconnect();
+        bot.gone = true;
+        return;
+    }
     cancelled.read().for_each(|c| bot.record_cancelled(c, now));
     for e in errors.read() {
         bot.lines.push(
