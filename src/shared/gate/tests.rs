@@ -237,6 +237,8 @@ struct Fake {
     inbox: Vec<(PlayerId, VecDeque<Vec<u8>>)>,
     log: Vec<String>,
     again: Vec<PlayerId>,
+    /// What the transport reported (`None`: it does not report; read every client).
+    reported: Option<Vec<PlayerId>>,
 }
 
 impl GatedService for Fake {
@@ -251,7 +253,7 @@ impl GatedService for Fake {
     }
 
     fn reported(&mut self) -> Option<Vec<PlayerId>> {
-        None
+        self.reported.take()
     }
 
     fn read_again(&mut self, client: PlayerId) {
@@ -312,6 +314,24 @@ fn the_loop_reads_each_client_in_order() {
         "an unknown connection is not read"
     );
     assert_eq!(fake.again, vec![3], "and is read again next time");
+}
+
+#[test]
+fn with_a_report_only_the_reported_clients_are_read() {
+    let mut fake = Fake::default();
+    for client in 1..=3 {
+        fake.gate.connect(client);
+        fake.inbox
+            .push((client, VecDeque::from([codec::encode(&HELLO)])));
+    }
+    fake.reported = Some(vec![2, 3]);
+    fake.receive_all(MS(0));
+    assert_eq!(fake.log, vec!["2 welcome", "3 welcome"]);
+    assert_eq!(
+        fake.inbox[0].1.len(),
+        1,
+        "client 1 was not reported: not read"
+    );
 }
 
 /// Sends `n` asks from a welcomed connection at `now`; returns how many were delivered and
