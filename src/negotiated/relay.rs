@@ -63,6 +63,9 @@ pub struct NegotiatedRelaySettings {
     /// How fast one connection may send (default 30 messages a second, 60 at once); a
     /// message past it is dropped and earns a strike.
     pub rate_limit: MatchmakingRateLimit,
+    /// How long a player refused for abuse (strikes) is refused again, at its first
+    /// message, when it connects anew under the same id (default 60 s; zero: not at all).
+    pub abuse_cooldown: Duration,
     /// Relay time = epoch + time since the app started. `None`: the Unix time when the
     /// plugin was built, so relay time is wall-clock time and frames survive restarts.
     /// Tests set a fixed epoch.
@@ -85,6 +88,7 @@ impl Default for NegotiatedRelaySettings {
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
             rate_limit: MatchmakingRateLimit::default(),
+            abuse_cooldown: Duration::from_secs(60),
             epoch: None,
             journal: None,
         }
@@ -327,6 +331,7 @@ impl GatedService for Relay<'_> {
             max_strikes: self.settings.max_strikes,
             disconnect_grace: self.settings.disconnect_grace,
             rate_limit: self.settings.rate_limit,
+            abuse_cooldown: self.settings.abuse_cooldown,
         };
         (&mut self.state.gate, policy)
     }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::atomic::core::protocol::ClientMessage;
+use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 
 use crate::common::{errors, harness};
@@ -80,4 +81,62 @@ fn a_client_that_stays_within_the_limit_is_never_struck() {
         Some(0),
         "no strike for a well-behaved connection"
     );
+}
+
+#[test]
+fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
+    let cooldown = Duration::from_secs(5);
+    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+        abuse_cooldown: cooldown,
+        ..MatchmakingServerSettings::default()
+    });
+    let hello = ClientMessage::Hello {
+        protocol_version: PROTOCOL_VERSION,
+    };
+    let flooder = h.add_raw_client();
+    h.send_message(flooder, &hello);
+    for i in 0..500 {
+        h.send_message(flooder, &join_or_leave(i));
+    }
+    h.run(2);
+    let cut_off = h.now();
+    assert_eq!(
+        errors(&h.take_messages(flooder)).last(),
+        Some(&MatchmakingErrorKind::Abuse)
+    );
+    h.run_until(100, |h| !h.is_connected(flooder));
+    assert!(!h.is_connected(flooder), "closed");
+
+    // back at once, under the same id: refused at the hello, closed again
+    h.reconnect(flooder);
+    h.run_until(10, |h| h.is_connected(flooder));
+    h.send_message(flooder, &hello);
+    h.run(2);
+    let messages = h.take_messages(flooder);
+    h.run_until(100, |h| !h.is_connected(flooder));
+    assert!(!h.is_connected(flooder), "closed");
+    assert_eq!(errors(&messages), vec![MatchmakingErrorKind::Abuse]);
+    assert!(
+        !messages
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Welcome { .. })),
+        "not welcomed: {messages:?}"
+    );
+    assert_eq!(h.stats().connections_refused, 2);
+
+    // once the cooldown is over it starts afresh
+    let wait = (cut_off + cooldown).saturating_sub(h.now());
+    h.run_for(wait + Duration::from_millis(100));
+    h.reconnect(flooder);
+    h.run_until(10, |h| h.is_connected(flooder));
+    h.send_message(flooder, &hello);
+    h.run(3);
+    let messages = h.take_messages(flooder);
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Welcome { .. })),
+        "welcomed after the cooldown: {messages:?}"
+    );
+    assert!(h.is_connected(flooder));
 }

@@ -54,3 +54,41 @@ fn a_flood_of_time_requests_is_cut_off_within_a_second_while_others_pair() {
     h.run_until_matched(&[a, b], 200);
     assert_eq!(h.found(a).unwrap().other, b);
 }
+
+#[test]
+fn a_flooder_that_comes_back_under_its_id_is_refused_by_the_relay_until_its_cooldown_ends() {
+    let mut h = harness();
+    let cooldown = h
+        .server_resource::<NegotiatedRelaySettings>()
+        .abuse_cooldown;
+    assert_eq!(cooldown, Duration::from_secs(60), "the default");
+    let flooder = h.add_raw_client();
+    hello(&mut h, flooder);
+    for sent in 0..500 {
+        let request = NegotiatedClientMessage::TimeRequest {
+            client_sent_us: sent,
+        };
+        h.send_message(flooder, &request);
+    }
+    h.run_until(100, |h| !h.is_connected(flooder));
+    assert!(!h.is_connected(flooder));
+    h.take_messages(flooder);
+
+    h.reconnect(flooder);
+    h.run_until(10, |h| h.is_connected(flooder));
+    hello(&mut h, flooder);
+    h.run(2);
+    let received = h.take_messages(flooder);
+    assert!(
+        matches!(
+            &received[..],
+            [NegotiatedRelayMessage::Error {
+                kind: NegotiatedErrorKind::Abuse,
+                ..
+            }]
+        ),
+        "refused at the hello, not welcomed: {received:?}"
+    );
+    h.run_until(100, |h| !h.is_connected(flooder));
+    assert!(!h.is_connected(flooder));
+}

@@ -52,6 +52,10 @@ pub struct MatchmakingServerSettings {
     /// How fast one connection may send (default 30 messages a second, 60 at once); a
     /// message past it is dropped and earns a strike.
     pub rate_limit: MatchmakingRateLimit,
+    /// How long a player refused for abuse (strikes) is refused again, at its first
+    /// message, when it connects anew under the same id (default 60 s; zero: not at all).
+    /// A refusal outlives the connection, so reconnecting does not buy a fresh budget.
+    pub abuse_cooldown: Duration,
     /// A server frame longer than this is a stall (at least 20 ms, default 200 ms): a
     /// health ping whose answer or timeout it may have delayed is sent again instead of
     /// failing the player.
@@ -73,6 +77,7 @@ impl Default for MatchmakingServerSettings {
             max_strikes: 3,
             disconnect_grace: Duration::from_millis(250),
             rate_limit: MatchmakingRateLimit::default(),
+            abuse_cooldown: Duration::from_secs(60),
             stall_threshold: timings.stall_threshold,
         }
     }
@@ -175,6 +180,7 @@ impl MatchmakingServerSettings {
                 messages_per_second: self.rate_limit.messages_per_second.max(1),
                 burst: self.rate_limit.burst.max(1),
             },
+            abuse_cooldown: self.abuse_cooldown,
             stall_threshold: self.stall_threshold.max(Self::MIN_STALL_THRESHOLD),
         }
     }
@@ -204,6 +210,7 @@ impl MatchmakingServerSettings {
             max_strikes: s.max_strikes,
             disconnect_grace: s.disconnect_grace,
             rate_limit: s.rate_limit,
+            abuse_cooldown: s.abuse_cooldown,
         }
     }
 }

@@ -30,6 +30,11 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+mod cooldown;
+
+use cooldown::AbuseCooldowns;
+pub use cooldown::MAX_COOLING_PLAYERS;
+
 use super::codec::{self, CodecError};
 use super::guard::{StrikeGuard, StrikeVerdict};
 use super::player::PlayerId;
@@ -87,6 +92,9 @@ pub struct GatePolicy {
     pub disconnect_grace: Duration,
     /// How fast a connection may send.
     pub rate_limit: MatchmakingRateLimit,
+    /// How long a player refused for abuse is refused again when it connects anew (zero:
+    /// not at all).
+    pub abuse_cooldown: Duration,
 }
 
 /// The errors the gate reports; each mode maps them to its own error kind.
@@ -209,6 +217,8 @@ pub struct ConnectionGate {
     /// Open connections.
     connections: HashMap<PlayerId, GateConnection>,
     guard: StrikeGuard,
+    /// Players refused for abuse, refused again until their cooldown ends.
+    cooldowns: AbuseCooldowns,
 }
 
 impl ConnectionGate {
@@ -284,14 +294,20 @@ impl ConnectionGate {
         policy: GatePolicy,
         now: Duration,
     ) -> Admission<M> {
-        let Some(connection) = self.connections.get_mut(&client) else {
+        let Some(welcomed) = self.connections.get(&client).map(|c| c.welcomed) else {
             return Admission::Unknown;
         };
         if self.guard.is_refused(client) {
             return Admission::Ignore;
         }
-        let welcomed = connection.welcomed;
-        if !connection.bucket.take(policy.rate_limit, now) {
+        if !welcomed && let Some(until) = self.cooldowns.cooling_until(client, now) {
+            return self.refuse_cooling(client, until, policy, now);
+        }
+        let within_limit = self
+            .connections
+            .get_mut(&client)
+            .is_some_and(|c| c.bucket.take(policy.rate_limit, now));
+        if !within_limit {
             let limit = policy.rate_limit;
             let error = GateError::new(
                 GateErrorKind::RateLimited,
@@ -378,11 +394,38 @@ impl ConnectionGate {
         reply.strike = Some(verdict);
         if let StrikeVerdict::Refused(strikes) = verdict {
             reply.refused = true;
-            reply.errors.push(GateError::new(
-                GateErrorKind::Abuse,
-                format!("{strikes} bad messages: disconnecting"),
-            ));
+            let cooldown = policy.abuse_cooldown;
+            let mut text = format!("{strikes} bad messages: disconnecting");
+            if !cooldown.is_zero() {
+                let until = now.saturating_add(cooldown);
+                self.cooldowns.cool(client, until, now);
+                text += &format!("; this player is refused for {} s", cooldown.as_secs());
+            }
+            reply
+                .errors
+                .push(GateError::new(GateErrorKind::Abuse, text));
         }
+    }
+
+    /// A connection of a player still cooling down after an abuse refusal: refused at
+    /// once, without a strike.
+    fn refuse_cooling<M>(
+        &mut self,
+        client: PlayerId,
+        until: Duration,
+        policy: GatePolicy,
+        now: Duration,
+    ) -> Admission<M> {
+        let left = until.saturating_sub(now).as_secs() + 1;
+        let text = format!("this player was refused for abuse; try again in {left} s");
+        let mut reply = GateReply::error(GateError::new(GateErrorKind::Abuse, text));
+        reply.refused = self.guard.refuse(client, policy.disconnect_grace, now);
+        Admission::Reply(reply)
+    }
+
+    /// Players refused for abuse whose cooldown may still run.
+    pub fn cooling(&self) -> usize {
+        self.cooldowns.len()
     }
 }
 

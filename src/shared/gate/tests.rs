@@ -66,6 +66,7 @@ const POLICY: GatePolicy = GatePolicy {
         messages_per_second: 10,
         burst: 5,
     },
+    abuse_cooldown: Duration::ZERO,
 };
 
 fn admit(gate: &mut ConnectionGate, client: PlayerId, message: &Sample) -> Admission<Sample> {
@@ -186,6 +187,56 @@ fn bad_messages_strike_until_refused() {
     gate.connect(3);
     assert_eq!(gate.strikes(3), Some(0));
     assert_eq!(admit(&mut gate, 3, &HELLO), Admission::Welcome);
+}
+
+#[test]
+fn a_player_refused_for_abuse_is_refused_again_until_its_cooldown_ends() {
+    let policy = GatePolicy {
+        abuse_cooldown: Duration::from_secs(60),
+        ..POLICY
+    };
+    let mut gate = ConnectionGate::default();
+    gate.connect(3);
+    for ms in 0..2 {
+        gate.admit::<Sample>(3, &[0xFF; 3], policy, MS(ms));
+    }
+    let Admission::Reply(last) = gate.admit::<Sample>(3, &[0xFF; 3], policy, MS(2)) else {
+        panic!("garbage is answered");
+    };
+    assert!(last.refused);
+    assert_eq!(
+        last.errors[1].message,
+        "3 bad messages: disconnecting; this player is refused for 60 s"
+    );
+    assert!(gate.disconnect(3));
+    // back under the same id: refused at its first message, without a strike
+    gate.connect(3);
+    let hello = codec::encode(&HELLO);
+    let Admission::Reply(again) = gate.admit::<Sample>(3, &hello, policy, MS(1_000)) else {
+        panic!("a cooling player is answered");
+    };
+    assert_eq!(again.errors[0].kind, GateErrorKind::Abuse);
+    assert_eq!(
+        again.errors[0].message,
+        "this player was refused for abuse; try again in 60 s"
+    );
+    assert!(again.refused && again.strike.is_none());
+    assert_eq!(
+        gate.admit::<Sample>(3, &hello, policy, MS(1_001)),
+        Admission::Ignore
+    );
+    assert_eq!(gate.take_due(MS(1_250)), vec![3]);
+    // other players are not touched
+    gate.connect(4);
+    assert_eq!(admit(&mut gate, 4, &HELLO), Admission::Welcome);
+    // after the cooldown it starts over
+    assert!(gate.disconnect(3));
+    gate.connect(3);
+    assert_eq!(
+        gate.admit::<Sample>(3, &hello, policy, MS(60_002)),
+        Admission::Welcome
+    );
+    assert_eq!(gate.cooling(), 1, "forgotten at the next refusal");
 }
 
 #[test]
