@@ -58,12 +58,11 @@ impl std::fmt::Display for QueueError {
 impl std::error::Error for QueueError {}
 
 /// Where a ticket stands in its category: re-queued tickets (class 0) by original enqueue
-/// time (in nanoseconds, saturating), then joined tickets (class 1) in arrival order; `seq`
-/// breaks ties in arrival order.
+/// time, then joined tickets (class 1) in arrival order; `seq` breaks ties in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct OrderKey {
     class: u8,
-    enqueued_nanos: u64,
+    enqueued_at: Duration,
     seq: u64,
 }
 
@@ -100,7 +99,7 @@ impl<P> Default for CategoryQueue<P> {
 
 /// FIFO queues keyed by category; a player holds at most one ticket overall.
 ///
-/// A category's name is stored once and shared by its tickets (about 150 bytes per
+/// A category's name is stored once and shared by its tickets (about 200 bytes per
 /// queued ticket in all, see the `frame` benchmark).
 #[derive(Debug)]
 pub struct MatchQueue<P> {
@@ -188,7 +187,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
                 max: self.max_categories,
             });
         }
-        let key = self.key(1, 0);
+        let key = self.key(1, Duration::ZERO);
         self.insert(key, ticket);
         Ok(len + 1)
     }
@@ -204,19 +203,18 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         if self.index.contains_key(&ticket.player) {
             return Err(QueueError::AlreadyQueued);
         }
-        let nanos = u64::try_from(ticket.enqueued_at.as_nanos()).unwrap_or(u64::MAX);
-        let key = self.key(0, nanos);
+        let key = self.key(0, ticket.enqueued_at);
         let player = ticket.player;
         self.insert(key, ticket);
         Ok(self.position(&player).expect("just inserted"))
     }
 
-    fn key(&mut self, class: u8, enqueued_nanos: u64) -> OrderKey {
+    fn key(&mut self, class: u8, enqueued_at: Duration) -> OrderKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         OrderKey {
             class,
-            enqueued_nanos,
+            enqueued_at,
             seq,
         }
     }
@@ -354,6 +352,31 @@ mod tests {
             category: category.into(),
             enqueued_at: Duration::from_millis(at),
         }
+    }
+
+    /// Found by the fuzzer: re-queued tickets are ordered by their whole enqueue time,
+    /// however far it lies (an earlier key kept saturating nanoseconds and tied them).
+    #[test]
+    fn requeues_order_by_enqueue_time_beyond_u64_nanoseconds() {
+        let far = Duration::from_secs(u64::MAX / 2);
+        let mut q = MatchQueue::new(2, 10);
+        let late = QueueTicket {
+            player: 1,
+            category: "a".into(),
+            enqueued_at: far + Duration::from_secs(1),
+        };
+        let early = QueueTicket {
+            enqueued_at: far,
+            player: 2,
+            ..late.clone()
+        };
+        assert_eq!(q.requeue_front(late), Ok(1));
+        assert_eq!(
+            q.requeue_front(early),
+            Ok(1),
+            "the one that waited longer is first"
+        );
+        assert_eq!(q.position(&1), Some(2));
     }
 
     #[test]
