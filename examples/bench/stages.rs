@@ -82,6 +82,21 @@ pub fn reset(app: &mut App) {
 pub fn report(app: &App) -> Value {
     let marks = app.world().resource::<Marks>();
     let mut out = serde_json::Map::new();
+    // the plugin's own systems: receive, advance (with what runs between) and the stamps
+    let plugin = [
+        "plugin_receive",
+        "receive_to_advance",
+        "plugin_advance",
+        "after_send_stamp_pings",
+    ];
+    let index = |name: &str| STAGES.iter().position(|s| *s == name);
+    let plugin: Vec<usize> = plugin.iter().filter_map(|n| index(n)).collect();
+    let mut sums: Vec<Duration> = marks
+        .stages
+        .iter()
+        .map(|s| plugin.iter().filter_map(|&i| s.get(i)).sum())
+        .collect();
+    out.insert("plugin_systems".into(), percentiles_ms(&mut sums));
     for (i, name) in STAGES.iter().enumerate() {
         let mut spans: Vec<Duration> = marks
             .stages
