@@ -235,6 +235,13 @@ fn settle(
     done(app)
 }
 
+/// Sets how often the server app's inbox reads every connection anyway.
+fn set_sweep(app: &mut App, interval: Option<Duration>) {
+    app.world_mut()
+        .resource_mut::<MatchmakingInbox>()
+        .sweep_interval = interval;
+}
+
 /// How many queued players fit in memory, given what one connection cost so far.
 fn fitting(wanted: usize, bytes_per_connection: f64) -> (usize, Option<String>) {
     let reserve = 3u64 << 30;
@@ -315,17 +322,9 @@ pub fn frame(args: &Args) -> Value {
     settle(&mut app, &mut waiting, step, 10, |_| false);
     let rss_queued = rss_bytes();
     clients.append(&mut waiting);
-    eprintln!("bench: frame: timing 50 frames");
-    crate::stages::reset(&mut app);
-    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-    for _ in 0..50 {
-        exchange(&mut app, &mut clients, step, |_, _| None);
-        let (cpu, wall) = timed_update(&mut app);
-        walls.push(wall);
-        cpus.push(cpu);
-    }
+    let timed = time_frames(&mut app, &mut clients, step);
     let report = json!({
-        "what": "one full server frame (renet's update over every local connection, the plugin's receive, form and advance systems, the send) with Q players queued and M matches in flight; the matches wait in the health check for pongs that never come (ping timeout raised to 1 h); the queued players wait 15 to a category under players_per_match 16 so none is matched; memory per ticket = VmRSS growth while the connected players joined the queue / tickets",
+        "what": "one full server frame (renet's update over every local connection, the plugin's receive, form and advance systems, the send) with Q players queued and M matches in flight; the matches wait in the health check for pongs that never come (ping timeout raised to 1 h); the queued players wait 15 to a category under players_per_match 16 so none is matched; the inbox's once-a-second sweep of every connection is off for the 50 frames (every packet is reported) and timed apart (frame_with_inbox_sweep_cpu_ms, 3 frames); memory per ticket = VmRSS growth while the connected players joined the queue / tickets",
         "settings": args.settings(queued + 2 * matches),
         "queued_requested": args.frame_queued,
         "queued_reduced": reduced,
@@ -337,13 +336,53 @@ pub fn frame(args: &Args) -> Value {
         "players_queued": stats(&app).total_queued(),
         "categories": state.queue().categories(),
         "matches_in_flight": stats(&app).matches_in_flight,
-        "frame_wall_ms": percentiles_ms(&mut walls),
-        "frame_cpu_ms": percentiles_ms(&mut cpus),
-        "frame_cpu_ms_by_stage": crate::stages::report(&app),
+        "frame_wall_ms": timed.wall,
+        "frame_cpu_ms": timed.cpu,
+        "frame_cpu_ms_by_stage": timed.by_stage,
+        "frame_with_inbox_sweep_cpu_ms": timed.with_sweep,
         "bytes_per_queued_ticket": round3((rss_queued.saturating_sub(rss_connected)) as f64 / queued.max(1) as f64),
         "bytes_per_local_connection_both_sides": round3((rss_connected.saturating_sub(rss_before_connections)) as f64 / queued.max(1) as f64),
         "rss_mb": {"start": rss_start >> 20, "matches_formed": rss_before_connections >> 20, "connected": rss_connected >> 20, "queued": rss_queued >> 20},
         "memory_note": "resident memory (VmRSS) deltas include the allocator's retained free memory; the connection figure covers both the server's and the client's renet state of a local connection",
     });
     merge(report, result)
+}
+
+/// The timed frames of `frame`: percentiles of their wall and CPU time, by stage, and of
+/// frames with an inbox sweep.
+struct TimedFrames {
+    wall: Value,
+    cpu: Value,
+    by_stage: Value,
+    with_sweep: Value,
+}
+
+/// 50 frames without the inbox's sweep, then 3 with one each.
+fn time_frames(app: &mut App, clients: &mut [Raw], step: Duration) -> TimedFrames {
+    eprintln!("bench: frame: timing 50 frames");
+    // every packet here is reported: the inbox's sweep (every connection read once a
+    // second, a safety net) is timed apart below
+    set_sweep(app, None);
+    crate::stages::reset(app);
+    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+    for _ in 0..50 {
+        exchange(app, clients, step, |_, _| None);
+        let (cpu, wall) = timed_update(app);
+        walls.push(wall);
+        cpus.push(cpu);
+    }
+    let by_stage = crate::stages::report(app);
+    set_sweep(app, Some(Duration::ZERO));
+    let mut sweeps: Vec<Duration> = (0..3)
+        .map(|_| {
+            exchange(app, clients, step, |_, _| None);
+            timed_update(app).0
+        })
+        .collect();
+    TimedFrames {
+        wall: percentiles_ms(&mut walls),
+        cpu: percentiles_ms(&mut cpus),
+        by_stage,
+        with_sweep: percentiles_ms(&mut sweeps),
+    }
 }

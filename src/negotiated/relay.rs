@@ -15,8 +15,8 @@ use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin}
 use crate::shared::clock::unix_now;
 use crate::shared::codec;
 use crate::shared::gate::{
-    ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, MatchmakingRateLimit,
-    gate_protocol,
+    ConnectionGate, ConnectionsToRead, GatePolicy, GateProtocol, GateReply, GatedService,
+    MatchmakingRateLimit, gate_protocol,
 };
 use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::player::PlayerId;
@@ -340,8 +340,14 @@ impl GatedService for Relay<'_> {
         self.server.clients_id()
     }
 
-    fn reported(&mut self) -> Option<Vec<PlayerId>> {
-        self.inbox.as_mut().map(|inbox| inbox.take())
+    fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
+        MatchmakingInbox::to_read(self.inbox.as_deref_mut(), now)
+    }
+
+    fn unreported(&mut self, client: PlayerId) {
+        if let Some(warning) = self.inbox.as_mut().and_then(|i| i.unreported(client)) {
+            warn!("matchmaking: {warning}");
+        }
     }
 
     fn read_again(&mut self, client: PlayerId) {

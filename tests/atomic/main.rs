@@ -5,6 +5,7 @@ mod common;
 mod faults;
 mod hostile;
 mod identity;
+mod inbox;
 mod invariants;
 mod pair;
 mod queue;

@@ -19,7 +19,8 @@ use crate::atomic::core::protocol::{
 };
 use crate::atomic::core::queue::{QueueError, QueueTicket};
 use crate::shared::gate::{
-    ConnectionGate, GatePolicy, GateProtocol, GateReply, GatedService, gate_protocol,
+    ConnectionGate, ConnectionsToRead, GatePolicy, GateProtocol, GateReply, GatedService,
+    gate_protocol,
 };
 use crate::shared::guard::StrikeVerdict;
 use crate::shared::inbox::MatchmakingInbox;
@@ -71,8 +72,14 @@ impl GatedService for Receiver<'_, '_> {
         self.effects.link.server.clients_id()
     }
 
-    fn reported(&mut self) -> Option<Vec<PlayerId>> {
-        self.inbox.as_mut().map(|inbox| inbox.take())
+    fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
+        MatchmakingInbox::to_read(self.inbox.as_deref_mut(), now)
+    }
+
+    fn unreported(&mut self, client: PlayerId) {
+        if let Some(warning) = self.inbox.as_mut().and_then(|i| i.unreported(client)) {
+            warn!("matchmaking: {warning}");
+        }
     }
 
     fn read_again(&mut self, client: PlayerId) {

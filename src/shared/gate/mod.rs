@@ -465,6 +465,20 @@ macro_rules! gate_protocol {
 }
 pub(crate) use gate_protocol;
 
+/// Which connections a [`GatedService`] reads in one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionsToRead {
+    /// Only these, in id order: the transport reported every packet carrying messages.
+    Reported(Vec<PlayerId>),
+    /// Every connection: the transport does not report (`reported` is `None`), or a sweep
+    /// is due (`reported` lists, in id order, the connections that were reported; a message
+    /// from another one came by a path that does not report).
+    Every {
+        /// The connections reported since the last read, if the transport reports.
+        reported: Option<Vec<PlayerId>>,
+    },
+}
+
 /// A server that reads its clients through a [`ConnectionGate`]: the atomic server and the
 /// negotiated relay each implement the transport and their replies, and share the loop
 /// ([`GatedService::receive_all`]).
@@ -478,14 +492,16 @@ pub trait GatedService {
     /// Every connection of the transport.
     fn clients(&self) -> Vec<PlayerId>;
 
-    /// The connections to read this frame, in id order, when the transport reports which
-    /// connections received messages (the `MatchmakingInbox` of `shared::inbox`); `None`
-    /// reads every connection.
-    fn reported(&mut self) -> Option<Vec<PlayerId>>;
+    /// The connections to read at app time `now` (see [`ConnectionsToRead`]): those the
+    /// transport reported (the `MatchmakingInbox` of `shared::inbox`), or every one.
+    fn to_read(&mut self, now: Duration) -> ConnectionsToRead;
 
     /// A reported connection's messages were left unread: report it again if the
     /// transport still has it.
     fn read_again(&mut self, client: PlayerId);
+
+    /// A connection read by a sweep had messages no report announced.
+    fn unreported(&mut self, client: PlayerId);
 
     /// The next waiting message of a connection.
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>>;
@@ -503,18 +519,18 @@ pub trait GatedService {
     /// Reads every waiting message of every connection through the gate and acts on the
     /// verdicts. `now` is the app time the gate counts grace periods in.
     ///
-    /// With an inbox only the connections it lists are read; otherwise every connection
-    /// is. Connections are read in id order, so two messages in one frame are handled in
+    /// With an inbox only the connections it lists are read (and every connection once
+    /// per sweep); otherwise every connection is. Connections are read in id order, so two messages in one frame are handled in
     /// the same order on every run (the transport lists its clients in hash-map order). A
     /// connection the gate does not know yet (its connect event comes later in the frame)
     /// keeps its messages (none is taken) and is read again next frame.
     fn receive_all(&mut self, now: Duration) {
-        let clients = match self.reported() {
-            Some(clients) => clients,
-            None => {
+        let (clients, reported) = match self.to_read(now) {
+            ConnectionsToRead::Reported(clients) => (clients, None),
+            ConnectionsToRead::Every { reported } => {
                 let mut clients = self.clients();
                 clients.sort_unstable();
-                clients
+                (clients, reported)
             }
         };
         for client in clients {
@@ -522,17 +538,31 @@ pub trait GatedService {
                 self.read_again(client);
                 continue;
             }
-            while let Some(bytes) = self.next_message(client) {
-                let (gate, policy) = self.gate();
-                match gate.admit::<Self::Message>(client, &bytes, policy, now) {
-                    Admission::Deliver(message) => self.deliver(client, message, now),
-                    Admission::Welcome => self.welcome(client),
-                    Admission::Reply(reply) => self.reply(client, reply),
-                    Admission::Ignore => {}
-                    Admission::Unknown => break,
-                }
+            let had_messages = self.read_messages(client, now);
+            let announced = reported
+                .as_ref()
+                .is_none_or(|r| r.binary_search(&client).is_ok());
+            if had_messages && !announced {
+                self.unreported(client);
             }
         }
+    }
+
+    /// Reads every waiting message of one connection through the gate; true if it had any.
+    fn read_messages(&mut self, client: PlayerId, now: Duration) -> bool {
+        let mut any = false;
+        while let Some(bytes) = self.next_message(client) {
+            any = true;
+            let (gate, policy) = self.gate();
+            match gate.admit::<Self::Message>(client, &bytes, policy, now) {
+                Admission::Deliver(message) => self.deliver(client, message, now),
+                Admission::Welcome => self.welcome(client),
+                Admission::Reply(reply) => self.reply(client, reply),
+                Admission::Ignore => {}
+                Admission::Unknown => break,
+            }
+        }
+        any
     }
 }
 

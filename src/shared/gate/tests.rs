@@ -288,8 +288,9 @@ struct Fake {
     inbox: Vec<(PlayerId, VecDeque<Vec<u8>>)>,
     log: Vec<String>,
     again: Vec<PlayerId>,
-    /// What the transport reported (`None`: it does not report; read every client).
-    reported: Option<Vec<PlayerId>>,
+    /// What to read next (`None`: every client, no report).
+    to_read: Option<ConnectionsToRead>,
+    unreported: Vec<PlayerId>,
 }
 
 impl GatedService for Fake {
@@ -303,8 +304,14 @@ impl GatedService for Fake {
         self.inbox.iter().map(|(c, _)| *c).collect()
     }
 
-    fn reported(&mut self) -> Option<Vec<PlayerId>> {
-        self.reported.take()
+    fn to_read(&mut self, _now: Duration) -> ConnectionsToRead {
+        self.to_read
+            .take()
+            .unwrap_or(ConnectionsToRead::Every { reported: None })
+    }
+
+    fn unreported(&mut self, client: PlayerId) {
+        self.unreported.push(client);
     }
 
     fn read_again(&mut self, client: PlayerId) {
@@ -375,7 +382,7 @@ fn with_a_report_only_the_reported_clients_are_read() {
         fake.inbox
             .push((client, VecDeque::from([codec::encode(&HELLO)])));
     }
-    fake.reported = Some(vec![2, 3]);
+    fake.to_read = Some(ConnectionsToRead::Reported(vec![2, 3]));
     fake.receive_all(MS(0));
     assert_eq!(fake.log, vec!["2 welcome", "3 welcome"]);
     assert_eq!(
@@ -383,6 +390,14 @@ fn with_a_report_only_the_reported_clients_are_read() {
         1,
         "client 1 was not reported: not read"
     );
+    assert!(fake.unreported.is_empty());
+    // a sweep reads it, and says it came unannounced
+    fake.to_read = Some(ConnectionsToRead::Every {
+        reported: Some(vec![]),
+    });
+    fake.receive_all(MS(1));
+    assert_eq!(fake.log, vec!["2 welcome", "3 welcome", "1 welcome"]);
+    assert_eq!(fake.unreported, vec![1]);
 }
 
 /// Sends `n` asks from a welcomed connection at `now`; returns how many were delivered and
