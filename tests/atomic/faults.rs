@@ -11,6 +11,7 @@ use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
 use proptest::prelude::*;
 
 use crate::invariants::{Checker, Taint};
+use crate::wire::Wire;
 
 /// Whether the fault runs reconnect players under the same id (drop the connection, open
 /// a new one) at random.
@@ -23,29 +24,6 @@ pub const SERVER_STALL: Duration = Duration::from_millis(600);
 pub const MAX_HOLD_MS: u16 = 1_500;
 /// Players in every run.
 pub const PLAYERS: usize = 6;
-
-/// One direction of a link as a test case states it (percentages and milliseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wire {
-    pub loss: u8,
-    pub delay: u8,
-    pub jitter: u8,
-    pub dup: u8,
-    pub reorder: u8,
-}
-
-impl Wire {
-    fn faults(self) -> DirectionFaults {
-        DirectionFaults {
-            loss: f64::from(self.loss) / 100.0,
-            delay: Duration::from_millis(self.delay.into()),
-            jitter: Duration::from_millis(self.jitter.into()),
-            duplicate: f64::from(self.dup) / 100.0,
-            reorder: f64::from(self.reorder) / 100.0,
-            ..DirectionFaults::default()
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -89,7 +67,7 @@ fn wire() -> impl Strategy<Value = Wire> {
         2 => (0u8..60, 0u8..40, 0u8..30, 0u8..30).prop_map(|(delay, jitter, dup, reorder)| Wire { loss: 0, delay, jitter, dup, reorder }),
         // a lossy one
         1 => (1u8..40, 0u8..80, 0u8..60, 0u8..30, 0u8..30).prop_map(|(loss, delay, jitter, dup, reorder)| Wire { loss, delay, jitter, dup, reorder }),
-        1 => Just(Wire { loss: 0, delay: 0, jitter: 0, dup: 0, reorder: 0 }),
+        1 => Just(Wire::CLEAN),
     ]
 }
 

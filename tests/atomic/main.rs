@@ -19,3 +19,5 @@ mod settings;
 mod stalls;
 mod statuses;
 mod udp;
+#[path = "../shared/wire.rs"]
+mod wire;

@@ -109,13 +109,14 @@ fn a_match_despawned_in_phase_one_rolls_back_and_requeues_its_players() {
     assert_eq!(h.stats().healthy_players_dropped, 0);
 }
 
-#[test]
-fn a_match_despawned_in_phase_two_deletes_its_lobby() {
-    let mut h = harness();
+/// A pair whose match is in phase two (its lobby exists), with `players_per_match` raised
+/// to 3 so that the pair cannot re-form and the aftermath of a removal can be read:
+/// (a, b, the match, its lobby).
+fn pair_in_phase_two(h: &mut MatchmakingTestHarness) -> (PlayerId, PlayerId, Entity, Entity) {
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
-    let m = forming_pair(&mut h, a, b, true);
+    let m = forming_pair(h, a, b, true);
     let lobby = h
         .server
         .world()
@@ -123,12 +124,18 @@ fn a_match_despawned_in_phase_two_deletes_its_lobby() {
         .unwrap()
         .lobby()
         .unwrap();
-    // stop the pair from re-forming, so the aftermath can be read
     h.server
         .world_mut()
         .resource_mut::<MatchmakingServerSettings>()
         .players_per_match = 3;
     h.run(1);
+    (a, b, m, lobby)
+}
+
+#[test]
+fn a_match_despawned_in_phase_two_deletes_its_lobby() {
+    let mut h = harness();
+    let (a, b, m, lobby) = pair_in_phase_two(&mut h);
     h.server.world_mut().despawn(m);
     h.run(3);
     assert!(h.server.world().get_entity(lobby).is_err(), "lobby deleted");
@@ -140,22 +147,7 @@ fn a_match_despawned_in_phase_two_deletes_its_lobby() {
 #[test]
 fn an_uncommitted_lobby_despawned_rolls_its_match_back() {
     let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
-    let m = forming_pair(&mut h, a, b, true);
-    let lobby = h
-        .server
-        .world()
-        .get::<MatchmakingMatch>(m)
-        .unwrap()
-        .lobby()
-        .unwrap();
-    h.server
-        .world_mut()
-        .resource_mut::<MatchmakingServerSettings>()
-        .players_per_match = 3;
-    h.run(1);
+    let (a, b, m, lobby) = pair_in_phase_two(&mut h);
     h.server.world_mut().despawn(lobby);
     h.run(3);
     assert!(h.server.world().get_entity(m).is_err(), "match gone");

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
+use bevy_atomic_matchmaking::shared::local_link::LinkFaults;
 use bevy_renet::RenetServer;
 use proptest::prelude::*;
+
+use crate::wire::Wire;
 
 /// Whether the fault runs reconnect clients under the same id at random.
 pub const RECONNECTS_ENABLED: bool = true;
@@ -46,29 +48,6 @@ pub const CLIENTS: usize = 6;
 pub const FRAME: Duration = Duration::from_secs(2);
 /// How long a bidder waits for an answer.
 pub const BID_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// One direction of a link as a test case states it (percentages and milliseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wire {
-    pub loss: u8,
-    pub delay: u8,
-    pub jitter: u8,
-    pub dup: u8,
-    pub reorder: u8,
-}
-
-impl Wire {
-    fn faults(self) -> DirectionFaults {
-        DirectionFaults {
-            loss: f64::from(self.loss) / 100.0,
-            delay: Duration::from_millis(self.delay.into()),
-            jitter: Duration::from_millis(self.jitter.into()),
-            duplicate: f64::from(self.dup) / 100.0,
-            reorder: f64::from(self.reorder) / 100.0,
-            ..DirectionFaults::default()
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -99,14 +78,7 @@ fn wire() -> impl Strategy<Value = Wire> {
             reorder,
         },
     );
-    let clean = Wire {
-        loss: 0,
-        delay: 0,
-        jitter: 0,
-        dup: 0,
-        reorder: 0,
-    };
-    prop_oneof![3 => any_wire, 1 => Just(clean)]
+    prop_oneof![3 => any_wire, 1 => Just(Wire::CLEAN)]
 }
 
 pub fn op(n: usize) -> impl Strategy<Value = Op> {

@@ -20,3 +20,5 @@ mod relay_restart;
 mod sim;
 mod tie_break;
 mod udp;
+#[path = "../shared/wire.rs"]
+mod wire;
