@@ -192,17 +192,7 @@ fn disconnect_in_batches(apps: &mut [App]) {
             if !app.world().resource::<Bot>().connected_once {
                 continue; // refused: nobody to say goodbye to
             }
-            let world = app.world_mut();
-            if let Some(mut t) =
-                world.get_resource_mut::<bevy_renet::netcode::NetcodeClientTransport>()
-            {
-                t.disconnect();
-            }
-            if let Some(mut t) = world.get_resource_mut::<
-                bevy_atomic_matchmaking::shared::transport::MatchmakingQuietClientTransport,
-            >() {
-                t.disconnect();
-            }
+            identity::close_client(app.world_mut());
         }
         std::thread::sleep(Duration::from_millis(20));
     }

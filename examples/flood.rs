@@ -28,7 +28,6 @@ use bevy_atomic_matchmaking::atomic::core::protocol::ClientMessage;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
 use bevy_renet::RenetClient;
-use bevy_renet::netcode::NetcodeClientTransport;
 use bot::{Bot, bot_app, percentile_ms};
 use identity::Identity;
 use serde_json::json;
@@ -114,12 +113,7 @@ impl Flooder {
 
     fn update(&mut self) {
         self.app.update();
-        let disconnected = self
-            .app
-            .world()
-            .resource::<NetcodeClientTransport>()
-            .disconnect_reason()
-            .is_some();
+        let disconnected = identity::client_gave_up(self.app.world()).is_some();
         let mut client = self.app.world_mut().resource_mut::<RenetClient>();
         let disconnected = disconnected || client.is_disconnected();
         if self.first_sent.is_some() && disconnected && self.cut_off.is_none() {

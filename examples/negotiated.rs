@@ -401,9 +401,7 @@ fn client_only(args: &Args, relay: SocketAddr) -> i32 {
 
 /// Why netcode stopped trying to connect, if it did.
 fn netcode_gave_up(app: &App) -> Option<bevy_renet::netcode::NetcodeDisconnectReason> {
-    app.world()
-        .resource::<bevy_renet::netcode::NetcodeClientTransport>()
-        .disconnect_reason()
+    identity::client_gave_up(app.world())
 }
 
 /// Leaves politely: keeps the connection up briefly so our last facts (the accept, when

@@ -210,15 +210,7 @@ pub fn bot(server: SocketAddr, bot: Bot, identity: &Identity) -> io::Result<App>
 
 /// Closes a client's connection now: the server sees it go at once, not after a timeout.
 pub fn disconnect(app: &mut App) {
-    if let Some(mut transport) = app.world_mut().get_resource_mut::<NetcodeClientTransport>() {
-        transport.disconnect();
-    }
-    if let Some(mut transport) = app
-        .world_mut()
-        .get_resource_mut::<MatchmakingQuietClientTransport>()
-    {
-        transport.disconnect();
-    }
+    crate::identity::close_client(app.world_mut());
 }
 
 /// The server loop: updates `app` at `hz` frames a second until `after_frame` (called

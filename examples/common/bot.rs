@@ -11,49 +11,11 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::MatchmakingQuietClientTransport;
 use bevy_renet::RenetClient;
-use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
+use bevy_renet::netcode::NetcodeDisconnectReason;
 use serde_json::json;
 
-use crate::identity::Identity;
-
-/// The bot's transport: renet_netcode's or the quiet one.
-#[derive(bevy::ecs::system::SystemParam)]
-pub struct ClientTransport<'w> {
-    netcode: Option<ResMut<'w, NetcodeClientTransport>>,
-    quiet: Option<ResMut<'w, MatchmakingQuietClientTransport>>,
-}
-
-impl ClientTransport<'_> {
-    fn disconnect_reason(&self) -> Option<NetcodeDisconnectReason> {
-        match (&self.netcode, &self.quiet) {
-            (Some(t), _) => t.disconnect_reason(),
-            (_, Some(t)) => t.disconnect_reason(),
-            _ => None,
-        }
-    }
-
-    fn disconnect(&mut self) {
-        if let Some(t) = &mut self.netcode {
-            t.disconnect();
-        }
-        if let Some(t) = &mut self.quiet {
-            t.disconnect();
-        }
-    }
-}
-
-/// Why a bot app's connection ended, whichever its transport.
-pub fn disconnect_reason(app: &App) -> Option<NetcodeDisconnectReason> {
-    let world = app.world();
-    match world.get_resource::<NetcodeClientTransport>() {
-        Some(t) => t.disconnect_reason(),
-        None => world
-            .get_resource::<MatchmakingQuietClientTransport>()
-            .and_then(|t| t.disconnect_reason()),
-    }
-}
+use crate::identity::{ClientTransport, Identity};
 
 /// How a flaky bot misbehaves once its time comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,7 +324,7 @@ pub fn drained(app: &App) -> bool {
 /// gives up only after the token's timeout, which a short run may not reach).
 pub fn report_never_connected(apps: &mut [App]) {
     for app in apps {
-        let reason = disconnect_reason(app);
+        let reason = crate::identity::client_gave_up(app.world());
         let mut bot = app.world_mut().resource_mut::<Bot>();
         if !bot.connected_once {
             bot.report_refused(reason);

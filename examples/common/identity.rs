@@ -270,3 +270,51 @@ fn mint(
         .issue(player, DEFAULT_TOKEN_VALIDITY, &[server], &[])
         .map_err(std::io::Error::other)
 }
+
+/// A client app's transport, renet_netcode's or the quiet one, as a system sees it.
+#[derive(bevy::ecs::system::SystemParam)]
+pub struct ClientTransport<'w> {
+    netcode: Option<ResMut<'w, NetcodeClientTransport>>,
+    quiet: Option<ResMut<'w, MatchmakingQuietClientTransport>>,
+}
+
+impl ClientTransport<'_> {
+    /// Why netcode gave up (refused, timed out, closed), if it did.
+    pub fn disconnect_reason(&self) -> Option<NetcodeDisconnectReason> {
+        match (&self.netcode, &self.quiet) {
+            (Some(t), _) => t.disconnect_reason(),
+            (_, Some(t)) => t.disconnect_reason(),
+            _ => None,
+        }
+    }
+
+    /// Closes the connection now, telling the server.
+    pub fn disconnect(&mut self) {
+        if let Some(t) = &mut self.netcode {
+            t.disconnect();
+        }
+        if let Some(t) = &mut self.quiet {
+            t.disconnect();
+        }
+    }
+}
+
+/// Why a client app's transport (either kind) gave up, if it did.
+pub fn client_gave_up(world: &World) -> Option<NetcodeDisconnectReason> {
+    match world.get_resource::<NetcodeClientTransport>() {
+        Some(t) => t.disconnect_reason(),
+        None => world
+            .get_resource::<MatchmakingQuietClientTransport>()
+            .and_then(|t| t.disconnect_reason()),
+    }
+}
+
+/// Closes a client app's connection now (either kind of transport), telling the server.
+pub fn close_client(world: &mut World) {
+    if let Some(mut t) = world.get_resource_mut::<NetcodeClientTransport>() {
+        t.disconnect();
+    }
+    if let Some(mut t) = world.get_resource_mut::<MatchmakingQuietClientTransport>() {
+        t.disconnect();
+    }
+}

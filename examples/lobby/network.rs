@@ -2,10 +2,10 @@
 //! connection, saying goodbye when the window closes, and following the matchmaking
 //! messages of the client plugin.
 
+use crate::identity::ClientTransport;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::RenetClient;
-use bevy_renet::netcode::NetcodeClientTransport;
 
 use bevy_atomic_matchmaking::prelude::*;
 
@@ -65,7 +65,7 @@ pub fn watch_connection(
     mut connection: ResMut<Connection>,
     mut screen: ResMut<ScreenState>,
     client: Option<Res<RenetClient>>,
-    transport: Option<Res<NetcodeClientTransport>>,
+    transport: ClientTransport,
 ) {
     if !connection.connecting {
         return;
@@ -76,7 +76,7 @@ pub fn watch_connection(
     if !client.is_disconnected() {
         return;
     }
-    let netcode = transport.and_then(|t| t.disconnect_reason());
+    let netcode = transport.disconnect_reason();
     let reason = match (netcode, client.disconnect_reason()) {
         // netcode gave up before the connection opened: the token was not accepted
         (Some(netcode), _) => config.identity.refusal(config.server, Some(netcode)),
@@ -96,13 +96,8 @@ pub fn watch_connection(
 /// forming is rolled back at once instead of after a timeout. (bevy_renet's own
 /// `disconnect_on_exit` is not ordered after Bevy's window-close exit in `Last`, so it can
 /// miss the exit frame.)
-pub fn say_goodbye(
-    exit: MessageReader<AppExit>,
-    transport: Option<ResMut<NetcodeClientTransport>>,
-) {
-    if !exit.is_empty()
-        && let Some(mut transport) = transport
-    {
+pub fn say_goodbye(exit: MessageReader<AppExit>, mut transport: ClientTransport) {
+    if !exit.is_empty() {
         transport.disconnect();
         println!("LOBBY exiting");
     }
