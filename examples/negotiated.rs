@@ -54,8 +54,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: negotiated [--clients N] [--frame SECONDS] [--timeout SECONDS] [--insecure]
-       negotiated --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS] [--key-file PATH] [--insecure]
-       negotiated --client ADDR [--category NAME] [--timeout SECONDS] [--verbose] [--key-file PATH] [--insecure]";
+       negotiated --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS] [--key-file PATH] [--insecure] [--netcode]
+       negotiated --client ADDR [--category NAME] [--timeout SECONDS] [--verbose] [--key-file PATH] [--insecure] [--netcode]";
 
 fn seconds(flag: &str, value: String) -> Result<Duration, String> {
     let secs: f64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;

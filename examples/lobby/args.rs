@@ -27,7 +27,7 @@ pub struct Args {
     pub identity: IdentityArgs,
 }
 
-const USAGE: &str = "usage: lobby [--server ADDR] [--category NAME] [--client-id N] [--title TEXT] [--position X,Y] [--assets DIR] [--fps N] [--hold-proposal] [--key-file PATH] [--insecure]";
+const USAGE: &str = "usage: lobby [--server ADDR] [--category NAME] [--client-id N] [--title TEXT] [--position X,Y] [--assets DIR] [--fps N] [--hold-proposal] [--key-file PATH] [--insecure] [--netcode]";
 
 impl Default for Args {
     fn default() -> Self {
