@@ -9,6 +9,24 @@ use bevy_atomic_matchmaking::prelude::*;
 use crate::common::harness;
 
 /// Queues `a` then `b` and runs until the server took both into a forming match.
+/// A harness with two clients.
+fn pair() -> (MatchmakingTestHarness, PlayerId, PlayerId) {
+    let mut h = harness();
+    let [a, b] = h.add_clients(2)[..] else {
+        unreachable!()
+    };
+    (h, a, b)
+}
+
+/// Queues the pair and runs until `b`, which never acknowledges, holds the proposal.
+fn proposed_to_a_silent_b(h: &mut MatchmakingTestHarness, a: PlayerId, b: PlayerId) {
+    h.faults(b).acknowledge_proposals = false;
+    queue_pair(h, a, b);
+    h.run_until(50, |h| {
+        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
+    });
+}
+
 fn queue_pair(h: &mut MatchmakingTestHarness, a: PlayerId, b: PlayerId) {
     h.join(a, "duel");
     h.run(2);
@@ -36,10 +54,7 @@ fn wait_outcome(h: &mut MatchmakingTestHarness) -> MatchmakingOutcome {
 
 #[test]
 fn success() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     queue_pair(&mut h, a, b);
     let o = wait_outcome(&mut h);
     assert_eq!(o.status, MatchStatus::Success);
@@ -107,10 +122,7 @@ fn player1_disconnected_during_phase_one_requeues_player2_at_the_front() {
 
 #[test]
 fn player2_disconnected_before_phase_one_answers() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     // b's network stalls before its pong gets through, then the connection drops
     queue_pair(&mut h, a, b);
     h.set_link(b, false);
@@ -133,10 +145,7 @@ fn player2_disconnected_before_phase_one_answers() {
 
 #[test]
 fn both_disconnected() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     queue_pair(&mut h, a, b);
     h.disconnect(a);
     h.disconnect(b);
@@ -150,10 +159,7 @@ fn both_disconnected() {
 
 #[test]
 fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     h.faults(b).ignore_pings = true;
     queue_pair(&mut h, a, b);
     let frames = h.run_until(1000, |h| {
@@ -180,10 +186,7 @@ fn a_silent_player_fails_the_health_check_after_the_ping_timeout() {
 
 #[test]
 fn pongs_later_than_max_latency_make_a_player_unhealthy() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     h.faults(a).pong_delay = Duration::from_millis(600);
     queue_pair(&mut h, a, b);
     let o = wait_outcome(&mut h);
@@ -208,10 +211,7 @@ fn pongs_later_than_max_latency_make_a_player_unhealthy() {
 
 #[test]
 fn notification_failed_when_a_player_never_acknowledges() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     h.faults(b).acknowledge_proposals = false;
     queue_pair(&mut h, a, b);
     h.run_until(50, |h| h.stats().lobbies_open == 1);
@@ -268,15 +268,8 @@ fn notification_failed_when_a_player_never_acknowledges() {
 
 #[test]
 fn disconnecting_in_phase_two_deletes_the_lobby_at_once() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
-    h.faults(b).acknowledge_proposals = false;
-    queue_pair(&mut h, a, b);
-    h.run_until(50, |h| {
-        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
-    });
+    let (mut h, a, b) = pair();
+    proposed_to_a_silent_b(&mut h, a, b);
     h.disconnect(b);
     let frames = h.run_until(10, |h| {
         !h.server_recorded::<MatchmakingOutcome>().is_empty()
@@ -290,10 +283,7 @@ fn disconnecting_in_phase_two_deletes_the_lobby_at_once() {
 
 #[test]
 fn withdrawing_during_phase_one_rolls_back_and_keeps_the_other_player() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
+    let (mut h, a, b) = pair();
     queue_pair(&mut h, a, b);
     // hold phase 1 open: b's pong is stuck in the network while a withdraws
     h.set_link(b, false);
@@ -317,15 +307,8 @@ fn withdrawing_during_phase_one_rolls_back_and_keeps_the_other_player() {
 
 #[test]
 fn withdrawing_during_phase_two_is_a_notification_failure() {
-    let mut h = harness();
-    let [a, b] = h.add_clients(2)[..] else {
-        unreachable!()
-    };
-    h.faults(b).acknowledge_proposals = false;
-    queue_pair(&mut h, a, b);
-    h.run_until(50, |h| {
-        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
-    });
+    let (mut h, a, b) = pair();
+    proposed_to_a_silent_b(&mut h, a, b);
     h.send(b, MatchmakingLeaveQueue);
     let o = wait_outcome(&mut h);
     assert_eq!(o.status, MatchStatus::NotificationFailed);

@@ -117,16 +117,7 @@ fn two_clients_pair_over_udp() {
             .client_id,
         Some(101)
     );
-    for c in clients.iter_mut() {
-        c.world_mut().write_message(NegotiatedSearch {
-            category: "duel".into(),
-        });
-    }
-    run_until(&mut relay, &mut clients, 2000, |c| {
-        c.iter().all(|c| found(c).is_some())
-    });
-    let a = found(&clients[0]).unwrap();
-    let b = found(&clients[1]).unwrap();
+    let (a, b) = search_and_pair(&mut relay, &mut clients);
     assert_eq!((a.me, a.other), (101, 202));
     assert_eq!((b.me, b.other), (202, 101));
     assert_eq!((a.request, a.bid, a.accept), (b.request, b.bid, b.accept));
@@ -177,16 +168,7 @@ fn two_clients_pair_over_udp_as_the_ids_in_their_tokens() {
         "only the two clients with good tokens are connected"
     );
     let mut clients: Vec<App> = clients.into_iter().take(2).collect();
-    for c in clients.iter_mut() {
-        c.world_mut().write_message(NegotiatedSearch {
-            category: "duel".into(),
-        });
-    }
-    run_until(&mut relay, &mut clients, 2000, |c| {
-        c.iter().all(|c| found(c).is_some())
-    });
-    let a = found(&clients[0]).unwrap();
-    let b = found(&clients[1]).unwrap();
+    let (a, b) = search_and_pair(&mut relay, &mut clients);
     assert_eq!((a.me, a.other), (303, 404));
     assert_eq!((b.me, b.other), (404, 303));
     assert_eq!(
@@ -274,4 +256,20 @@ fn run_for(relay: &mut App, clients: &mut [App], updates: usize) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Both clients search "duel" and run until each found its match; returns what each found.
+fn search_and_pair(
+    relay: &mut App,
+    clients: &mut [App],
+) -> (NegotiatedMatchFound, NegotiatedMatchFound) {
+    for c in clients.iter_mut() {
+        c.world_mut().write_message(NegotiatedSearch {
+            category: "duel".into(),
+        });
+    }
+    run_until(relay, clients, 2000, |c| {
+        c.iter().all(|c| found(c).is_some())
+    });
+    (found(&clients[0]).unwrap(), found(&clients[1]).unwrap())
 }
