@@ -4,6 +4,7 @@
 #   negotiated  tests/negotiated/properties.rs (the machine, crowds, matches under faults)
 #
 # Usage: scripts/long_properties.sh [CASES]    (default 2000 cases per property test)
+#        PROPTEST_RNG_SEED_LONG=N scripts/long_properties.sh [CASES]   (replay a run's seed)
 #
 # Prints the cases run per test and, for a failure, the minimal failing input and the
 # seed proptest saved (the `cc ...` line it appended to the regressions file beside the
@@ -11,6 +12,10 @@
 set -uo pipefail
 
 cases="${1:-2000}"
+# a fresh seed each run unless given (`cargo test` alone uses the fixed one in
+# .cargo/config.toml); printed so that a failure can be replayed
+seed="${PROPTEST_RNG_SEED_LONG:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}"
+echo "seed: PROPTEST_RNG_SEED_LONG=$seed"
 cd "$(dirname "$0")/.."
 log_dir="$(mktemp -d)"
 regressions=(tests/atomic/invariants.proptest-regressions tests/negotiated/properties.proptest-regressions tests/negotiated/faults.proptest-regressions tests/negotiated/mutual.proptest-regressions)
@@ -30,7 +35,7 @@ run() {
     local log="$log_dir/$binary.log"
     local started=$SECONDS
     echo "== $binary: $filter ($cases cases per property test)"
-    PROPTEST_CASES="$cases" cargo test --release --test "$binary" -- "$filter" >"$log" 2>&1
+    PROPTEST_RNG_SEED="$seed" PROPTEST_CASES="$cases" cargo test --release --test "$binary" -- "$filter" >"$log" 2>&1
     local code=$?
     grep -E '^test .* \.\.\. ' "$log" | sed 's/^/   /'
     local passed

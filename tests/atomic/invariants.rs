@@ -400,19 +400,11 @@ fn check_counts(h: &MatchmakingTestHarness, snap: &Snapshot) -> Result<(), TestC
     Ok(())
 }
 
-/// `PROPTEST_CASES` if set (the long runs of `scripts/long_properties.sh`), else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 // regressions beside this file (proptest's default would look for them in
 // tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(16),
+        cases: crate::cases::cases(16),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]

@@ -1,6 +1,8 @@
 //! Integration tests of atomic matchmaking (features `server` and `client`), one module
 //! per topic, in one binary so Bevy is linked once.
 
+#[path = "../shared/cases.rs"]
+mod cases;
 mod common;
 mod faults;
 mod hostile;

@@ -356,17 +356,9 @@ fn check_relay(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> Result<(), TestCa
     Ok(())
 }
 
-/// `PROPTEST_CASES` if set (the long runs of `scripts/long_properties.sh`), else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig {
-        cases: cases(12),
+        cases: crate::cases::cases(12),
         failure_persistence: Some(Box::new(
             proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
         )),

@@ -4,6 +4,8 @@
 mod bad_input;
 mod bid_timeout;
 mod cancel;
+#[path = "../shared/cases.rs"]
+mod cases;
 mod clock_skew;
 mod common;
 mod crowd;

@@ -95,7 +95,7 @@ fn plan(sim: &mut Sim, id: PlayerId, when: When, hit: Hit, start: Micros) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: crate::cases::cases(64),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]

@@ -286,7 +286,11 @@ impl World {
             }
             return Some((self.m.stored(id, self.now), Cause::Stored(id)));
         }
-        if let NegotiatedFact::Accept(a) = &fact {
+        // a refused accept ends that accept only: a duplicate posted again on reconnecting
+        // may be refused after the machine moved on to accept another bid
+        if let NegotiatedFact::Accept(a) = &fact
+            && self.accepted.get(&a.request) == Some(&a.bid)
+        {
             self.accepted.remove(&a.request);
         }
         let kind = [
@@ -436,7 +440,7 @@ impl World {
 // tests/proptest-regressions/, since this binary's directory has a main.rs)
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: crate::cases::cases(256),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
@@ -466,7 +470,7 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: crate::cases::cases(48),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
