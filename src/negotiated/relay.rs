@@ -18,7 +18,7 @@ use crate::shared::gate::{
     ConnectionGate, ConnectionsToRead, GatePolicy, GateProtocol, GateReply, GatedService,
     MatchmakingRateLimit, gate_protocol,
 };
-use crate::shared::inbox::MatchmakingInbox;
+use crate::shared::inbox::InboxReader;
 use crate::shared::player::PlayerId;
 
 use super::channel::NegotiatedChannel;
@@ -316,7 +316,7 @@ struct Relay<'w> {
     channel: Res<'w, NegotiatedChannel>,
     settings: Res<'w, NegotiatedRelaySettings>,
     state: ResMut<'w, NegotiatedRelayState>,
-    inbox: Option<ResMut<'w, MatchmakingInbox>>,
+    inbox: InboxReader<'w>,
 }
 
 fn receive_messages(time: Res<Time<Real>>, mut relay: Relay) {
@@ -341,21 +341,15 @@ impl GatedService for Relay<'_> {
     }
 
     fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
-        MatchmakingInbox::to_read(self.inbox.as_deref_mut(), now)
+        self.inbox.to_read(now)
     }
 
     fn unreported(&mut self, client: PlayerId) {
-        if let Some(warning) = self.inbox.as_mut().and_then(|i| i.unreported(client)) {
-            warn!("matchmaking: {warning}");
-        }
+        self.inbox.unreported(client);
     }
 
     fn read_again(&mut self, client: PlayerId) {
-        if let Some(inbox) = self.inbox.as_mut()
-            && self.server.is_connected(client)
-        {
-            inbox.mark(client);
-        }
+        self.inbox.read_again(client, &self.server);
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::renet::{ClientId, ClientNotFound, RenetClient, RenetServer};
 
@@ -133,6 +134,37 @@ impl MatchmakingInbox {
         clients.sort_unstable();
         clients.dedup();
         clients
+    }
+}
+
+/// The app's inbox, if it has one, as the atomic server's and the relay's receive
+/// systems use it.
+#[derive(SystemParam)]
+pub(crate) struct InboxReader<'w> {
+    inbox: Option<ResMut<'w, MatchmakingInbox>>,
+}
+
+impl InboxReader<'_> {
+    /// What to read at app time `now` (see [`MatchmakingInbox::to_read`]).
+    pub(crate) fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
+        MatchmakingInbox::to_read(self.inbox.as_deref_mut(), now)
+    }
+
+    /// `client`'s messages were left unread: read it again next time if `server` still
+    /// has the connection.
+    pub(crate) fn read_again(&mut self, client: ClientId, server: &RenetServer) {
+        if let Some(inbox) = self.inbox.as_mut()
+            && server.is_connected(client)
+        {
+            inbox.mark(client);
+        }
+    }
+
+    /// A sweep found a message from `client` no report announced: warns, once.
+    pub(crate) fn unreported(&mut self, client: ClientId) {
+        if let Some(warning) = self.inbox.as_mut().and_then(|i| i.unreported(client)) {
+            warn!("matchmaking: {warning}");
+        }
     }
 }
 

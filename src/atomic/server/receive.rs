@@ -23,7 +23,7 @@ use crate::shared::gate::{
     gate_protocol,
 };
 use crate::shared::guard::StrikeVerdict;
-use crate::shared::inbox::MatchmakingInbox;
+use crate::shared::inbox::InboxReader;
 use crate::shared::player::{PlayerId, validate_category};
 
 use super::TransportClock;
@@ -52,7 +52,7 @@ pub(super) struct Receiver<'w, 's> {
     settings: Res<'w, MatchmakingServerSettings>,
     matches: Query<'w, 's, &'static mut MatchmakingMatch>,
     clock: TransportClock<'w>,
-    inbox: Option<ResMut<'w, MatchmakingInbox>>,
+    inbox: InboxReader<'w>,
 }
 
 /// Reads every connection's matchmaking channel through the gate.
@@ -73,21 +73,15 @@ impl GatedService for Receiver<'_, '_> {
     }
 
     fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
-        MatchmakingInbox::to_read(self.inbox.as_deref_mut(), now)
+        self.inbox.to_read(now)
     }
 
     fn unreported(&mut self, client: PlayerId) {
-        if let Some(warning) = self.inbox.as_mut().and_then(|i| i.unreported(client)) {
-            warn!("matchmaking: {warning}");
-        }
+        self.inbox.unreported(client);
     }
 
     fn read_again(&mut self, client: PlayerId) {
-        if let Some(inbox) = self.inbox.as_mut()
-            && self.effects.link.server.is_connected(client)
-        {
-            inbox.mark(client);
-        }
+        self.inbox.read_again(client, &self.effects.link.server);
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {

@@ -520,10 +520,11 @@ pub trait GatedService {
     /// verdicts. `now` is the app time the gate counts grace periods in.
     ///
     /// With an inbox only the connections it lists are read (and every connection once
-    /// per sweep); otherwise every connection is. Connections are read in id order, so two messages in one frame are handled in
-    /// the same order on every run (the transport lists its clients in hash-map order). A
-    /// connection the gate does not know yet (its connect event comes later in the frame)
-    /// keeps its messages (none is taken) and is read again next frame.
+    /// per sweep); otherwise every connection is. Connections are read in id order, so two
+    /// messages in one frame are handled in the same order on every run (the transport
+    /// lists its clients in hash-map order). A connection the gate does not know yet (its
+    /// connect event comes later in the frame) keeps its messages (none is taken) and is
+    /// read again next frame.
     fn receive_all(&mut self, now: Duration) {
         let (clients, reported) = match self.to_read(now) {
             ConnectionsToRead::Reported(clients) => (clients, None),
