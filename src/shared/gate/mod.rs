@@ -294,20 +294,17 @@ impl ConnectionGate {
         policy: GatePolicy,
         now: Duration,
     ) -> Admission<M> {
-        let Some(welcomed) = self.connections.get(&client).map(|c| c.welcomed) else {
+        let Some(connection) = self.connections.get_mut(&client) else {
             return Admission::Unknown;
         };
         if self.guard.is_refused(client) {
             return Admission::Ignore;
         }
+        let welcomed = connection.welcomed;
         if !welcomed && let Some(until) = self.cooldowns.cooling_until(client, now) {
             return self.refuse_cooling(client, until, policy, now);
         }
-        let within_limit = self
-            .connections
-            .get_mut(&client)
-            .is_some_and(|c| c.bucket.take(policy.rate_limit, now));
-        if !within_limit {
+        if !connection.bucket.take(policy.rate_limit, now) {
             let limit = policy.rate_limit;
             let error = GateError::new(
                 GateErrorKind::RateLimited,
