@@ -73,8 +73,8 @@ struct Waiting<P> {
     enqueued_at: Duration,
 }
 
-impl<P> Waiting<P> {
-    fn into_ticket(self, category: &str) -> QueueTicket<P> {
+impl<P: Copy> Waiting<P> {
+    fn ticket(&self, category: &str) -> QueueTicket<P> {
         QueueTicket {
             player: self.player,
             category: category.to_owned(),
@@ -248,7 +248,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         if len == 0 {
             self.categories.remove(&category);
         }
-        ticket.map(|waiting| waiting.into_ticket(&category))
+        ticket.map(|waiting| waiting.ticket(&category))
     }
 
     /// Takes the first `group_size` tickets of a category, if it holds that many.
@@ -262,7 +262,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         for _ in 0..n {
             let (_, waiting) = queue.entries.pop_first().expect("length checked");
             self.index.remove(&waiting.player);
-            group.push(waiting.into_ticket(category));
+            group.push(waiting.ticket(category));
         }
         let len = queue.entries.len();
         if len < n {
@@ -329,15 +329,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         let Some((name, queue)) = self.categories.get_key_value(category) else {
             return Vec::new();
         };
-        queue
-            .entries
-            .values()
-            .map(|w| QueueTicket {
-                player: w.player,
-                category: name.to_string(),
-                enqueued_at: w.enqueued_at,
-            })
-            .collect()
+        queue.entries.values().map(|w| w.ticket(name)).collect()
     }
 }
 
