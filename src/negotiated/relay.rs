@@ -341,7 +341,7 @@ impl GatedService for Relay<'_> {
     }
 
     fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
-        self.inbox.to_read(now)
+        self.inbox.connections_to_read(now)
     }
 
     fn unreported(&mut self, client: PlayerId) {

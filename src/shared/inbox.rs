@@ -146,7 +146,7 @@ pub(crate) struct InboxReader<'w> {
 
 impl InboxReader<'_> {
     /// What to read at app time `now` (see [`MatchmakingInbox::to_read`]).
-    pub(crate) fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
+    pub(crate) fn connections_to_read(&mut self, now: Duration) -> ConnectionsToRead {
         MatchmakingInbox::to_read(self.inbox.as_deref_mut(), now)
     }
 

@@ -73,7 +73,7 @@ impl GatedService for Receiver<'_, '_> {
     }
 
     fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
-        self.inbox.to_read(now)
+        self.inbox.connections_to_read(now)
     }
 
     fn unreported(&mut self, client: PlayerId) {
