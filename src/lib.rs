@@ -4,6 +4,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod atomic;
+/// The bevy_renet this crate is built on, so a game that names renet's types (a
+/// `RenetClient`, a `ConnectionConfig`) uses the same copy and never pins a second one.
+pub use bevy_renet;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
 pub mod shared;

@@ -11,6 +11,7 @@ mod inbox;
 mod invariants;
 mod pair;
 mod queue;
+mod quickstart;
 mod quiet;
 mod rate_limit;
 mod refusals;

@@ -107,9 +107,12 @@ pub struct MatchmakingTokenIssuer {
 impl MatchmakingTokenIssuer {
     /// An issuer for the crate's netcode protocol id
     /// ([`MATCHMAKING_NETCODE_PROTOCOL_ID`]) with the default connection timeout.
-    pub fn new(key: MatchmakingPrivateKey) -> Self {
+    ///
+    /// Takes the key by value or by reference (`MatchmakingTokenIssuer::new(&key)` keeps the
+    /// key for the server, in either order).
+    pub fn new(key: impl std::borrow::Borrow<MatchmakingPrivateKey>) -> Self {
         Self {
-            key,
+            key: key.borrow().clone(),
             protocol_id: MATCHMAKING_NETCODE_PROTOCOL_ID,
             timeout_seconds: DEFAULT_TOKEN_TIMEOUT_SECONDS,
         }
