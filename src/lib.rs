@@ -17,11 +17,11 @@ pub mod prelude {
     #[cfg(feature = "client")]
     pub use crate::atomic::client::{
         MatchmakingClientError, MatchmakingClientFaults, MatchmakingClientPlugin,
-        MatchmakingClientState, MatchmakingClientStatus, MatchmakingClientSystems,
-        MatchmakingConnected, MatchmakingJoinQueue, MatchmakingLeaveLobby, MatchmakingLeaveQueue,
-        MatchmakingLobbyLeft, MatchmakingMatchCancelled, MatchmakingMatchChecking,
-        MatchmakingMatchFound, MatchmakingMatchProposed, MatchmakingQueueJoined,
-        MatchmakingQueueLeft,
+        MatchmakingClientSettings, MatchmakingClientState, MatchmakingClientStatus,
+        MatchmakingClientSystems, MatchmakingConnected, MatchmakingJoinQueue,
+        MatchmakingLeaveLobby, MatchmakingLeaveQueue, MatchmakingLobbyLeft,
+        MatchmakingMatchCancelled, MatchmakingMatchChecking, MatchmakingMatchFound,
+        MatchmakingMatchProposed, MatchmakingQueueJoined, MatchmakingQueueLeft,
     };
     pub use crate::atomic::core::commit::{HealthCheck, MatchStatus};
     pub use crate::atomic::core::protocol::{
@@ -53,6 +53,7 @@ pub mod prelude {
             NegotiatedRelaySystems,
         },
     };
+    pub use crate::shared::connect::MatchmakingConnectTarget;
     pub use crate::shared::gate::MatchmakingRateLimit;
     pub use crate::shared::inbox::{MatchmakingInbox, matchmaking_process_local_client};
     pub use crate::shared::player::PlayerId;

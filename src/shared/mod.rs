@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod clock;
 pub mod codec;
+pub mod connect;
 pub mod gate;
 pub mod guard;
 pub mod harness;

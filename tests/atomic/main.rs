@@ -19,6 +19,7 @@ mod removal;
 mod requeue;
 mod sessions;
 mod settings;
+mod setup_errors;
 mod stalls;
 mod statuses;
 mod udp;

@@ -19,6 +19,7 @@ mod properties;
 mod rate_limit;
 mod reject;
 mod relay_restart;
+mod setup_errors;
 mod sim;
 mod tie_break;
 mod udp;

@@ -5,9 +5,32 @@ use bevy_renet::RenetClient;
 
 use super::messages::MatchmakingClientError;
 use super::send::send_to_server;
-use super::state::{ClientSession, MatchmakingClientState, MatchmakingClientStatus};
+use super::state::{
+    ClientSession, MatchmakingClientSettings, MatchmakingClientState, MatchmakingClientStatus,
+};
 use crate::atomic::MatchmakingChannel;
 use crate::atomic::core::protocol::{ClientMessage, MatchmakingErrorKind, PROTOCOL_VERSION};
+use crate::shared::connect::{ConnectWatch, ConnectionView, lost_connection};
+
+/// Reports a connection that never opens: one [`MatchmakingErrorKind::ConnectFailed`]
+/// error per attempt, also kept in [`MatchmakingClientStatus::last_error`].
+pub(super) fn watch_connect(
+    view: ConnectionView,
+    settings: Res<MatchmakingClientSettings>,
+    mut watch: Local<ConnectWatch>,
+    mut status: ResMut<MatchmakingClientStatus>,
+    mut errors: MessageWriter<MatchmakingClientError>,
+) {
+    if let Some(message) = watch.check(&view, settings.connect_timeout) {
+        let error = MatchmakingClientError {
+            kind: MatchmakingErrorKind::ConnectFailed,
+            message,
+        };
+        warn!("matchmaking: {}", error.message);
+        status.last_error = Some(error.clone());
+        errors.write(error);
+    }
+}
 
 /// Says hello when the connection opens; when it closes, forgets the session (but keeps a
 /// join the game asked for), resets the status, goes to
@@ -40,7 +63,7 @@ pub(super) fn track_connection(
         }
         errors.write(MatchmakingClientError {
             kind: MatchmakingErrorKind::Connection,
-            message: "lost the connection to the matchmaking server".into(),
+            message: lost_connection("matchmaking server", client.as_deref()),
         });
     }
     session.connected = connected;

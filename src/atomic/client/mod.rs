@@ -25,7 +25,10 @@ pub use self::messages::{
     MatchmakingMatchChecking, MatchmakingMatchFound, MatchmakingMatchProposed,
     MatchmakingQueueJoined, MatchmakingQueueLeft,
 };
-pub use self::state::{MatchmakingClientFaults, MatchmakingClientState, MatchmakingClientStatus};
+pub use self::state::{
+    MatchmakingClientFaults, MatchmakingClientSettings, MatchmakingClientState,
+    MatchmakingClientStatus,
+};
 
 use crate::atomic::MatchmakingChannel;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
@@ -63,6 +66,7 @@ impl Plugin for MatchmakingClientPlugin {
             .init_state::<MatchmakingClientState>()
             .init_resource::<MatchmakingClientStatus>()
             .init_resource::<MatchmakingClientFaults>()
+            .init_resource::<MatchmakingClientSettings>()
             .init_resource::<state::ClientSession>();
         add_messages(app);
         app.configure_sets(
@@ -71,7 +75,11 @@ impl Plugin for MatchmakingClientPlugin {
         )
         .add_systems(
             PreUpdate,
-            (connection::track_connection, receive::receive_messages)
+            (
+                connection::watch_connect,
+                connection::track_connection,
+                receive::receive_messages,
+            )
                 .chain()
                 .in_set(MatchmakingClientSystems::Receive),
         )

@@ -105,6 +105,24 @@ impl MatchmakingClientStatus {
     }
 }
 
+/// Settings of the client plugin (a resource: insert your own before adding the plugin, or
+/// change it at run time).
+#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+pub struct MatchmakingClientSettings {
+    /// How long a connection may take to open before the game gets a
+    /// [`MatchmakingErrorKind::ConnectFailed`](crate::atomic::core::protocol::MatchmakingErrorKind::ConnectFailed)
+    /// error (sooner when netcode gives up first). Default 5 s, within netcode's own 15 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for MatchmakingClientSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: crate::shared::connect::DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
 /// Fault injection for tests and load generation: makes this client misbehave the way
 /// real clients do. Leave at the default in a game.
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]

@@ -142,6 +142,12 @@ pub enum MatchmakingErrorKind {
     Connection,
     /// A message over the connection's rate limit was dropped (a strike).
     RateLimited,
+    /// The connection never opened: a wrong address, a server that is down, a refused,
+    /// expired or wrong-key token, or secure against insecure (reported locally by the
+    /// client, once per attempt, after `MatchmakingClientSettings::connect_timeout` or as
+    /// soon as netcode gives up). A connection lost after it opened is
+    /// [`Connection`](Self::Connection).
+    ConnectFailed,
 }
 
 /// Another player of a match, as the confirmation tells it.

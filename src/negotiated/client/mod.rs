@@ -56,6 +56,10 @@ pub struct NegotiatedClientSettings {
     pub clock_skew_ms: i64,
     /// Seed of the random choice among open requests (`None`: random).
     pub seed: Option<u64>,
+    /// How long a connection to the relay may take to open before the game gets a
+    /// [`NegotiatedErrorKind::ConnectFailed`](crate::negotiated::core::protocol::NegotiatedErrorKind::ConnectFailed)
+    /// error (sooner when netcode gives up first). Default 5 s, within netcode's own 15 s.
+    pub connect_timeout: Duration,
 }
 
 impl Default for NegotiatedClientSettings {
@@ -66,6 +70,7 @@ impl Default for NegotiatedClientSettings {
             epoch: None,
             clock_skew_ms: 0,
             seed: None,
+            connect_timeout: crate::shared::connect::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -121,7 +126,9 @@ impl Plugin for NegotiatedClientPlugin {
         )
         .add_systems(
             PreUpdate,
-            receive::receive_messages.in_set(NegotiatedClientSystems::Receive),
+            (session::watch_connect, receive::receive_messages)
+                .chain()
+                .in_set(NegotiatedClientSystems::Receive),
         )
         .add_systems(Update, drive::drive.in_set(NegotiatedClientSystems::Drive));
     }

@@ -27,7 +27,7 @@ pub(super) fn receive_messages(mut context: SessionContext) {
     let local = context.local_now();
     let session = &mut *context.session;
     let Some(client) = context.client.as_mut().filter(|c| c.is_connected()) else {
-        session.lose_connection();
+        session.lose_connection(context.client.as_deref());
         return;
     };
     if !session.connected {

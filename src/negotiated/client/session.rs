@@ -11,6 +11,7 @@ use crate::negotiated::core::clock::{NegotiatedClock, apply_offset, as_us};
 use crate::negotiated::core::machine::{NegotiatedMachine, NegotiatedOutput};
 use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedErrorKind};
 use crate::shared::codec;
+use crate::shared::connect::{ConnectWatch, ConnectionView, lost_connection};
 use crate::shared::player::PlayerId;
 
 use super::NegotiatedClientSettings;
@@ -96,7 +97,8 @@ impl NegotiatedSession {
     }
 
     /// The renet connection closed: forget the relay (and its clock) until it is back.
-    pub(super) fn lose_connection(&mut self) {
+    /// `client` says why, for the error.
+    pub(super) fn lose_connection(&mut self, client: Option<&RenetClient>) {
         if !self.connected {
             return;
         }
@@ -107,7 +109,25 @@ impl NegotiatedSession {
         self.run_machine(NegotiatedMachine::offline);
         self.errors.push(NegotiatedClientError::new(
             NegotiatedErrorKind::Connection,
-            "lost the connection to the relay",
+            lost_connection("relay", client),
+        ));
+    }
+}
+
+/// Reports a connection to the relay that never opens: one
+/// [`NegotiatedErrorKind::ConnectFailed`] error per attempt (written, and kept in the
+/// status, with the others).
+pub(super) fn watch_connect(
+    view: ConnectionView,
+    settings: Res<NegotiatedClientSettings>,
+    mut watch: Local<ConnectWatch>,
+    mut session: ResMut<NegotiatedSession>,
+) {
+    if let Some(message) = watch.check(&view, settings.connect_timeout) {
+        warn!("negotiated matchmaking: {message}");
+        session.errors.push(NegotiatedClientError::new(
+            NegotiatedErrorKind::ConnectFailed,
+            message,
         ));
     }
 }

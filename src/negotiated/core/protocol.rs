@@ -104,6 +104,12 @@ pub enum NegotiatedErrorKind {
     Unexpected,
     /// A message over the connection's rate limit was dropped (a strike).
     RateLimited,
+    /// (Client side) the connection to the relay never opened: a wrong address, a relay
+    /// that is down, a refused, expired or wrong-key token, or secure against insecure
+    /// (once per attempt, after `NegotiatedClientSettings::connect_timeout` or as soon as
+    /// netcode gives up). A connection lost after it opened is
+    /// [`Connection`](Self::Connection).
+    ConnectFailed,
 }
 
 /// Longest human-readable text in an error message, in bytes; longer text is cut.

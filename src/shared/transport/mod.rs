@@ -54,6 +54,7 @@ pub use tokens::{
 };
 
 use super::clock::unix_now;
+use super::connect::MatchmakingConnectTarget;
 use std::net::{SocketAddr, UdpSocket};
 
 use bevy::prelude::*;
@@ -212,6 +213,7 @@ pub fn insert_quiet_secure_client(
     connection_config: ConnectionConfig,
     policy: MatchmakingAckPolicy,
 ) -> std::io::Result<()> {
+    let target = token_target(&token)?;
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     let authentication = ClientAuthentication::Secure {
         connect_token: token,
@@ -222,8 +224,10 @@ pub fn insert_quiet_secure_client(
     if !app.is_plugin_added::<MatchmakingQuietClientPlugin>() {
         app.add_plugins(MatchmakingQuietClientPlugin);
     }
+    remove_client(app.world_mut());
     app.insert_resource(RenetClient::new(connection_config))
-        .insert_resource(transport);
+        .insert_resource(transport)
+        .insert_resource(target);
     Ok(())
 }
 
@@ -236,8 +240,9 @@ pub fn insert_secure_netcode_client(
     token: ConnectToken,
     connection_config: ConnectionConfig,
 ) -> std::io::Result<()> {
+    let target = token_target(&token)?;
     let transport = secure_netcode_client_transport(token)?;
-    insert_client(app, transport, connection_config);
+    insert_client(app, transport, connection_config, target);
     Ok(())
 }
 
@@ -248,14 +253,8 @@ pub fn insert_secure_netcode_client(
 pub fn secure_netcode_client_transport(
     token: ConnectToken,
 ) -> std::io::Result<NetcodeClientTransport> {
-    let first = token.server_addresses[0].ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the connect token lists no server address",
-        )
-    })?;
     client_transport(
-        first,
+        token_target(&token)?.server,
         ClientAuthentication::Secure {
             connect_token: token,
         },
@@ -273,7 +272,11 @@ pub fn insert_insecure_netcode_client(
     connection_config: ConnectionConfig,
 ) -> std::io::Result<()> {
     let transport = insecure_netcode_client_transport(server, client_id)?;
-    insert_client(app, transport, connection_config);
+    let target = MatchmakingConnectTarget {
+        server,
+        secure: false,
+    };
+    insert_client(app, transport, connection_config, target);
     Ok(())
 }
 
@@ -297,16 +300,46 @@ pub fn insecure_netcode_client_transport(
     )
 }
 
+/// Takes out a client connection the app had (closing it, so the server hears of it), so the
+/// one inserted next is a new one: the client plugins see a new attempt.
+fn remove_client(world: &mut World) {
+    if let Some(mut transport) = world.remove_resource::<NetcodeClientTransport>() {
+        transport.disconnect();
+    }
+    if let Some(mut transport) = world.remove_resource::<MatchmakingQuietClientTransport>() {
+        transport.disconnect();
+    }
+    world.remove_resource::<RenetClient>();
+    world.remove_resource::<MatchmakingConnectTarget>();
+}
+
+/// The first server address of a token: where a client connects first.
+fn token_target(token: &ConnectToken) -> std::io::Result<MatchmakingConnectTarget> {
+    let server = token.server_addresses[0].ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the connect token lists no server address",
+        )
+    })?;
+    Ok(MatchmakingConnectTarget {
+        server,
+        secure: true,
+    })
+}
+
 fn insert_client(
     app: &mut App,
     transport: NetcodeClientTransport,
     connection_config: ConnectionConfig,
+    target: MatchmakingConnectTarget,
 ) {
     if !app.is_plugin_added::<NetcodeClientPlugin>() {
         app.add_plugins(NetcodeClientPlugin);
     }
+    remove_client(app.world_mut());
     app.insert_resource(RenetClient::new(connection_config))
-        .insert_resource(transport);
+        .insert_resource(transport)
+        .insert_resource(target);
 }
 
 /// A socket on a free local port of `server`'s address family, and the transport over it.

@@ -1,0 +1,170 @@
+//! Watching a connection attempt, for both client plugins: a connection that never opens is
+//! reported to the game once, with the address, what was tried and the likely cause, so a
+//! wrong address, a server that is down, a refused or expired token and a secure client
+//! against an insecure server (or the other way round) are never silent.
+//!
+//! A connection that opened and closed later is not this module's: each client plugin
+//! reports it under its own `Connection` kind, so a game can tell "never connected" from
+//! "lost".
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bevy::ecs::system::SystemParam;
+use bevy::prelude::*;
+use bevy_renet::RenetClient;
+use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
+use bevy_renet::renet::DisconnectReason;
+
+use crate::shared::transport::quiet::MatchmakingQuietClientTransport;
+
+/// How long a client waits for its connection to open before it reports `ConnectFailed`
+/// (well within netcode's own 15 s connect-token timeout).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a client connects, as the transport helpers of [`crate::shared::transport`] record
+/// it, so that a failed connection names the address and the kind of authentication tried.
+/// A game that builds its own transport may insert it too; without it the error says "the
+/// server".
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchmakingConnectTarget {
+    /// The server (or relay) address the client sends to.
+    pub server: SocketAddr,
+    /// Whether the client connects with a connect token (netcode's secure mode).
+    pub secure: bool,
+}
+
+/// What a client plugin reads of its connection, whichever netcode transport carries it.
+#[derive(SystemParam)]
+pub(crate) struct ConnectionView<'w> {
+    client: Option<Res<'w, RenetClient>>,
+    netcode: Option<Res<'w, NetcodeClientTransport>>,
+    quiet: Option<Res<'w, MatchmakingQuietClientTransport>>,
+    target: Option<Res<'w, MatchmakingConnectTarget>>,
+    time: Res<'w, Time<Real>>,
+}
+
+impl ConnectionView<'_> {
+    /// A new client or transport was inserted this frame: a new attempt.
+    fn restarted(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.is_added())
+            || self.netcode.as_ref().is_some_and(|t| t.is_added())
+            || self.quiet.as_ref().is_some_and(|t| t.is_added())
+    }
+
+    /// Why netcode gave up, if it did.
+    fn netcode_reason(&self) -> Option<NetcodeDisconnectReason> {
+        match (&self.netcode, &self.quiet) {
+            (Some(t), _) => t.disconnect_reason(),
+            (_, Some(t)) => t.disconnect_reason(),
+            _ => None,
+        }
+    }
+}
+
+/// One attempt to connect, as a client plugin's system remembers it between frames.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectWatch {
+    /// When the attempt was first seen (real time).
+    started: Option<Duration>,
+    /// The attempt opened, was reported, or was closed by the game: nothing more to say.
+    settled: bool,
+}
+
+impl ConnectWatch {
+    /// Looks at the connection this frame; returns the message for the game, once, when the
+    /// attempt failed: netcode gave up before the connection opened, or it did not open
+    /// within `timeout`.
+    pub(crate) fn check(&mut self, view: &ConnectionView, timeout: Duration) -> Option<String> {
+        let Some(client) = &view.client else {
+            *self = Self::default();
+            return None;
+        };
+        if view.restarted() {
+            *self = Self::default();
+        }
+        if self.settled {
+            return None;
+        }
+        if client.is_connected() {
+            self.settled = true;
+            return None;
+        }
+        let reason = view.netcode_reason();
+        let closed_by_us = reason == Some(NetcodeDisconnectReason::DisconnectedByClient)
+            || client.disconnect_reason() == Some(DisconnectReason::DisconnectedByClient);
+        if closed_by_us {
+            self.settled = true;
+            return None;
+        }
+        let now = view.time.elapsed();
+        let waited = now.saturating_sub(*self.started.get_or_insert(now));
+        if reason.is_none() && waited < timeout {
+            return None;
+        }
+        self.settled = true;
+        Some(connect_failure(
+            view.target.as_deref(),
+            reason,
+            waited,
+            timeout,
+        ))
+    }
+}
+
+/// The message of a connection that never opened: where, what was tried, the likely cause.
+fn connect_failure(
+    target: Option<&MatchmakingConnectTarget>,
+    reason: Option<NetcodeDisconnectReason>,
+    waited: Duration,
+    timeout: Duration,
+) -> String {
+    let to = target.map_or_else(|| "the server".to_owned(), |t| t.server.to_string());
+    let how = match target {
+        Some(t) if t.secure => "with a connect token (secure netcode)",
+        Some(_) => "without a connect token (insecure netcode)",
+        None => "over netcode",
+    };
+    let netcode = reason.map_or_else(
+        || format!("no answer within the {timeout:?} connect timeout"),
+        |r| format!("netcode: {r}"),
+    );
+    let cause = match reason {
+        Some(NetcodeDisconnectReason::ConnectTokenExpired) => {
+            "the connect token expired before the server accepted it: mint a fresh one"
+        }
+        Some(NetcodeDisconnectReason::ConnectionDenied) => {
+            "the server denied the connection: it is full, or a client with this id is connected"
+        }
+        Some(NetcodeDisconnectReason::DisconnectedByServer) => {
+            "the server closed the connection before it opened"
+        }
+        _ if target.is_some_and(|t| !t.secure) => {
+            "no server runs at that address or it is down, or the server is secure and \
+             this client is not"
+        }
+        _ => {
+            "no server runs at that address or it is down, or the server refused the connect \
+             token (minted with another key, for another address or protocol, or expired), or \
+             the server is insecure and this client is not"
+        }
+    };
+    format!(
+        "could not connect to {to} {how} after {:.1} s ({netcode}); likely cause: {cause}",
+        waited.as_secs_f32()
+    )
+}
+
+/// The message of a connection that opened and was lost later, naming renet's reason when
+/// it says more than "the transport closed" (a channel the two sides' configs disagree on).
+pub(crate) fn lost_connection(peer: &str, client: Option<&RenetClient>) -> String {
+    match client.and_then(|c| c.disconnect_reason()) {
+        Some(DisconnectReason::ReceivedInvalidChannelId(id)) => format!(
+            "lost the connection to the {peer}: it sent on channel id {id}, which this \
+             client's connection config lacks (client and server must be given the same \
+             channel and the same connection config)"
+        ),
+        Some(reason) => format!("lost the connection to the {peer} (renet: {reason})"),
+        None => format!("lost the connection to the {peer}"),
+    }
+}

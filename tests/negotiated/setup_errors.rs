@@ -1,0 +1,97 @@
+//! Set-up mistakes reach the game as negotiated client errors, over real UDP on 127.0.0.1:
+//! a connection to the relay that never opens is one `ConnectFailed` error per attempt,
+//! naming the address and the likely cause, at the connect timeout (counted in steps of
+//! manual time); a connection that opened and was lost stays `Connection`.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::transport::{
+    MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
+    insert_secure_netcode_client,
+};
+
+const STEP: Duration = Duration::from_millis(10);
+
+#[derive(Resource, Default)]
+struct SeenErrors(Vec<NegotiatedClientError>);
+
+fn collect_errors(mut read: MessageReader<NegotiatedClientError>, mut seen: ResMut<SeenErrors>) {
+    seen.0.extend(read.read().cloned());
+}
+
+fn game() -> App {
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
+        .add_plugins(NegotiatedClientPlugin::default())
+        .init_resource::<SeenErrors>()
+        .add_systems(Update, collect_errors);
+    app
+}
+
+fn connect_failures(app: &App) -> Vec<NegotiatedClientError> {
+    let seen = &app.world().resource::<SeenErrors>().0;
+    seen.iter()
+        .filter(|e| e.kind == NegotiatedErrorKind::ConnectFailed)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_relay_that_is_down_is_one_connect_failed_error_at_the_timeout() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let token = MatchmakingTokenIssuer::new(MatchmakingPrivateKey::generate())
+        .issue(1, Duration::from_secs(60), &[addr], &[])
+        .unwrap();
+    let mut game = game();
+    let channel = NegotiatedChannel::default();
+    insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
+    let mut first = None;
+    for step in 1..=1200u32 {
+        game.update();
+        if first.is_none() && !connect_failures(&game).is_empty() {
+            first = Some(step);
+        }
+    }
+    let step = first.expect("a ConnectFailed error");
+    assert!(
+        (500..=502).contains(&step),
+        "at the 5 s timeout, not step {step}"
+    );
+    let failed = connect_failures(&game);
+    assert_eq!(failed.len(), 1, "written once: {failed:?}");
+    assert!(failed[0].message.contains(&addr.to_string()), "{failed:?}");
+    assert!(failed[0].message.contains("down"), "{failed:?}");
+    let status = game.world().resource::<NegotiatedClientStatus>();
+    assert_eq!(
+        status.last_error.as_ref().map(|e| e.kind),
+        Some(NegotiatedErrorKind::ConnectFailed)
+    );
+}
+
+#[test]
+fn an_insecure_client_with_a_short_timeout_fails_at_that_timeout() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut game = game();
+    game.world_mut()
+        .resource_mut::<NegotiatedClientSettings>()
+        .connect_timeout = Duration::from_millis(500);
+    let channel = NegotiatedChannel::default();
+    insert_insecure_netcode_client(&mut game, addr, 2, channel.connection_config()).unwrap();
+    for _ in 0..49 {
+        game.update();
+    }
+    assert!(connect_failures(&game).is_empty(), "not before the timeout");
+    for _ in 0..3 {
+        game.update();
+    }
+    let failed = connect_failures(&game);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].message.contains("insecure"), "{failed:?}");
+}
