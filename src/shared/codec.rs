@@ -11,40 +11,25 @@ use serde::{Serialize, de::DeserializeOwned};
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Why bytes could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The message is longer than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
     TooLarge {
         /// Length of the rejected message.
         len: usize,
     },
     /// The bytes are not a valid message.
+    #[error("malformed message: {0}")]
     Malformed(String),
     /// A valid message followed by extra bytes.
+    #[error("malformed message: {extra} trailing bytes")]
     TrailingBytes {
         /// How many bytes were left over.
         extra: usize,
     },
 }
-
-impl std::fmt::Display for CodecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CodecError::TooLarge { len } => {
-                write!(
-                    f,
-                    "message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"
-                )
-            }
-            CodecError::Malformed(why) => write!(f, "malformed message: {why}"),
-            CodecError::TrailingBytes { extra } => {
-                write!(f, "malformed message: {extra} trailing bytes")
-            }
-        }
-    }
-}
-
-impl std::error::Error for CodecError {}
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()

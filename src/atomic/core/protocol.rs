@@ -62,6 +62,7 @@ pub enum QueueLeftReason {
 
 /// Why a match in progress was cancelled, from the receiving player's point of view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum MatchCancelReason {
     /// Another player failed the health check (disconnected, did not answer, too slow).
     OtherPlayerUnavailable,
@@ -111,6 +112,7 @@ impl std::fmt::Display for MatchCancelReason {
 
 /// Kinds of errors the server reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum MatchmakingErrorKind {
     /// The client speaks another protocol version; the connection is closed.
     VersionMismatch,

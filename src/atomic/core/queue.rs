@@ -27,35 +27,25 @@ pub struct QueueTicket<P> {
 }
 
 /// Why a ticket was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueueError {
     /// The player already holds a ticket (in this or another category).
+    #[error("player already holds a ticket")]
     AlreadyQueued,
     /// The category holds `capacity` tickets already.
+    #[error("queue is full ({capacity} players)")]
     Full {
         /// The capacity that was reached.
         capacity: usize,
     },
     /// The ticket would open a new category, and `max` categories are open already.
+    #[error("{max} categories are open already")]
     TooManyCategories {
         /// The limit that was reached.
         max: usize,
     },
 }
-
-impl std::fmt::Display for QueueError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueueError::AlreadyQueued => write!(f, "player already holds a ticket"),
-            QueueError::Full { capacity } => write!(f, "queue is full ({capacity} players)"),
-            QueueError::TooManyCategories { max } => {
-                write!(f, "{max} categories are open already")
-            }
-        }
-    }
-}
-
-impl std::error::Error for QueueError {}
 
 /// Where a ticket stands in its category: re-queued tickets (class 0) by original enqueue
 /// time, then joined tickets (class 1) in arrival order; `seq` breaks ties in arrival order.

@@ -58,6 +58,7 @@ pub enum NegotiatedClientMessage {
 
 /// Why the relay refused something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum NegotiatedErrorKind {
     /// Bytes that do not decode as a message.
     Malformed,

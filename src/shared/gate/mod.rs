@@ -99,6 +99,7 @@ pub struct GatePolicy {
 
 /// The errors the gate reports; each mode maps them to its own error kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GateErrorKind {
     /// The hello announced another protocol version; the connection is refused.
     VersionMismatch,

@@ -1,7 +1,6 @@
 //! Minting netcode connect tokens: what a game's backend does after it has authenticated a
 //! player, and what the examples do as a stand-in for that backend.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,48 +29,34 @@ pub const DEFAULT_TOKEN_VALIDITY: Duration = Duration::from_secs(60);
 pub const DEFAULT_TOKEN_TIMEOUT_SECONDS: i32 = 15;
 
 /// Why a token could not be minted or read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// More than [`MAX_TOKEN_USER_DATA`] bytes of user data.
+    #[error("token user data is {len} bytes; at most {MAX_TOKEN_USER_DATA} fit")]
     UserDataTooLong {
         /// The size that was given.
         len: usize,
     },
     /// A token must name at least one server address.
+    #[error("a token needs at least one server address")]
     NoServerAddress,
     /// More than [`MAX_TOKEN_SERVER_ADDRESSES`] server addresses.
+    #[error("a token lists at most {MAX_TOKEN_SERVER_ADDRESSES} server addresses, not {count}")]
     TooManyServerAddresses {
         /// How many were given.
         count: usize,
     },
     /// A token must be valid for some time (at least one second).
+    #[error("a token must be valid for at least 1 s")]
     ZeroValidity,
     /// netcode could not build the token.
-    Generation(TokenGenerationError),
+    #[error("cannot mint the token: {0}")]
+    Generation(#[source] TokenGenerationError),
     /// The bytes are not a connect token (wrong size, version or layout).
+    #[error("not a connect token: {0}")]
     Malformed(String),
 }
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TokenError::UserDataTooLong { len } => write!(
-                f,
-                "token user data is {len} bytes; at most {MAX_TOKEN_USER_DATA} fit"
-            ),
-            TokenError::NoServerAddress => f.write_str("a token needs at least one server address"),
-            TokenError::TooManyServerAddresses { count } => write!(
-                f,
-                "a token lists at most {MAX_TOKEN_SERVER_ADDRESSES} server addresses, not {count}"
-            ),
-            TokenError::ZeroValidity => f.write_str("a token must be valid for at least 1 s"),
-            TokenError::Generation(e) => write!(f, "cannot mint the token: {e}"),
-            TokenError::Malformed(e) => write!(f, "not a connect token: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for TokenError {}
 
 /// Mints netcode connect tokens from a [`MatchmakingPrivateKey`]: the backend's side of
 /// secure connections.

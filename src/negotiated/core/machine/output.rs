@@ -9,6 +9,7 @@ use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedError
 
 /// Why the machine went back to looking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NegotiatedRestartReason {
     /// Our request expired without a bid.
     RequestExpired,

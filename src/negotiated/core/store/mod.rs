@@ -77,34 +77,22 @@ impl NegotiatedInsert {
 }
 
 /// Why a fact cannot be stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NegotiatedStoreError {
     /// The request it is about is not in the store (never seen, or its frame was dropped).
+    #[error("request {0} is unknown or expired")]
     UnknownRequest(NegotiatedFactId),
     /// The id it names as its request is not a request.
+    #[error("fact {0} is not a request")]
     NotARequest(NegotiatedFactId),
     /// The bid it answers is not in the store (only checked by [`NegotiatedFactStore::insert_strict`]).
+    #[error("bid {0} is unknown or expired")]
     UnknownBid(NegotiatedFactId),
     /// The bid it answers is not a bid on its request.
+    #[error("fact {0} is not a bid on that request")]
     BidOfAnotherRequest(NegotiatedFactId),
 }
-
-impl std::fmt::Display for NegotiatedStoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NegotiatedStoreError::UnknownRequest(id) => {
-                write!(f, "request {id} is unknown or expired")
-            }
-            NegotiatedStoreError::NotARequest(id) => write!(f, "fact {id} is not a request"),
-            NegotiatedStoreError::UnknownBid(id) => write!(f, "bid {id} is unknown or expired"),
-            NegotiatedStoreError::BidOfAnotherRequest(id) => {
-                write!(f, "fact {id} is not a bid on that request")
-            }
-        }
-    }
-}
-
-impl std::error::Error for NegotiatedStoreError {}
 
 /// How a bid was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
