@@ -189,6 +189,11 @@ fn brain(
     }
     cancelled.read().for_each(|c| bot.record_cancelled(c, now));
     for e in errors.read() {
+        if e.kind == MatchmakingErrorKind::ConnectFailed {
+            // the plugin's own report of a connection that never opened: that is the refusal
+            bot.report_refused_with(e.message.clone());
+            return;
+        }
         bot.lines.push(
             json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message})
                 .to_string(),
@@ -223,15 +228,20 @@ fn brain(
 impl Bot {
     /// Reports, once, that the connection never opened, and gives up.
     fn report_refused(&mut self, reason: Option<NetcodeDisconnectReason>) {
+        let message = match &self.link {
+            Some((server, identity)) => identity.refusal(*server, reason),
+            None => "the connection never opened".into(),
+        };
+        self.report_refused_with(message);
+    }
+
+    /// Reports, once, that the connection never opened with this message, and gives up.
+    fn report_refused_with(&mut self, message: String) {
         self.gone = true;
         if self.connected_once || self.refusal_reported {
             return;
         }
         self.refusal_reported = true;
-        let message = match &self.link {
-            Some((server, identity)) => identity.refusal(*server, reason),
-            None => "the connection never opened".into(),
-        };
         self.lines.push(
             json!({"event": "error", "bot": self.index, "player": self.player, "kind": "Refused", "message": message})
                 .to_string(),

@@ -38,8 +38,8 @@ pub struct MatchmakingConnectTarget {
 #[derive(SystemParam)]
 pub(crate) struct ConnectionView<'w> {
     client: Option<Res<'w, RenetClient>>,
-    netcode: Option<Res<'w, NetcodeClientTransport>>,
-    quiet: Option<Res<'w, MatchmakingQuietClientTransport>>,
+    netcode: Option<ResMut<'w, NetcodeClientTransport>>,
+    quiet: Option<ResMut<'w, MatchmakingQuietClientTransport>>,
     target: Option<Res<'w, MatchmakingConnectTarget>>,
     time: Res<'w, Time<Real>>,
 }
@@ -50,6 +50,16 @@ impl ConnectionView<'_> {
         self.client.as_ref().is_some_and(|c| c.is_added())
             || self.netcode.as_ref().is_some_and(|t| t.is_added())
             || self.quiet.as_ref().is_some_and(|t| t.is_added())
+    }
+
+    /// Ends the attempt: the game was told it failed, so it must not open later.
+    fn give_up(&mut self) {
+        if let Some(t) = &mut self.netcode {
+            t.disconnect();
+        }
+        if let Some(t) = &mut self.quiet {
+            t.disconnect();
+        }
     }
 
     /// Why netcode gave up, if it did.
@@ -74,8 +84,8 @@ pub(crate) struct ConnectWatch {
 impl ConnectWatch {
     /// Looks at the connection this frame; returns the message for the game, once, when the
     /// attempt failed: netcode gave up before the connection opened, or it did not open
-    /// within `timeout`.
-    pub(crate) fn check(&mut self, view: &ConnectionView, timeout: Duration) -> Option<String> {
+    /// within `timeout` (then the attempt is closed, so it cannot open after the error).
+    pub(crate) fn check(&mut self, view: &mut ConnectionView, timeout: Duration) -> Option<String> {
         let Some(client) = &view.client else {
             *self = Self::default();
             return None;
@@ -103,6 +113,9 @@ impl ConnectWatch {
             return None;
         }
         self.settled = true;
+        if reason.is_none() {
+            view.give_up();
+        }
         Some(connect_failure(
             view.target.as_deref(),
             reason,

@@ -132,6 +132,13 @@ fn a_server_that_is_down_is_one_connect_failed_error_at_the_timeout() {
         MatchmakingClientState::Disconnected
     );
     assert!(errors_of(&game, MatchmakingErrorKind::Connection).is_empty());
+    assert_eq!(
+        game.world()
+            .resource::<bevy_renet::netcode::NetcodeClientTransport>()
+            .disconnect_reason(),
+        Some(bevy_renet::netcode::NetcodeDisconnectReason::DisconnectedByClient),
+        "the failed attempt is closed, so it cannot open after the error"
+    );
 }
 
 #[test]

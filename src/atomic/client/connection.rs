@@ -15,13 +15,13 @@ use crate::shared::connect::{ConnectWatch, ConnectionView, lost_connection};
 /// Reports a connection that never opens: one [`MatchmakingErrorKind::ConnectFailed`]
 /// error per attempt, also kept in [`MatchmakingClientStatus::last_error`].
 pub(super) fn watch_connect(
-    view: ConnectionView,
+    mut view: ConnectionView,
     settings: Res<MatchmakingClientSettings>,
     mut watch: Local<ConnectWatch>,
     mut status: ResMut<MatchmakingClientStatus>,
     mut errors: MessageWriter<MatchmakingClientError>,
 ) {
-    if let Some(message) = watch.check(&view, settings.connect_timeout) {
+    if let Some(message) = watch.check(&mut view, settings.connect_timeout) {
         let error = MatchmakingClientError {
             kind: MatchmakingErrorKind::ConnectFailed,
             message,

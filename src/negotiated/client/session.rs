@@ -118,12 +118,12 @@ impl NegotiatedSession {
 /// [`NegotiatedErrorKind::ConnectFailed`] error per attempt (written, and kept in the
 /// status, with the others).
 pub(super) fn watch_connect(
-    view: ConnectionView,
+    mut view: ConnectionView,
     settings: Res<NegotiatedClientSettings>,
     mut watch: Local<ConnectWatch>,
     mut session: ResMut<NegotiatedSession>,
 ) {
-    if let Some(message) = watch.check(&view, settings.connect_timeout) {
+    if let Some(message) = watch.check(&mut view, settings.connect_timeout) {
         warn!("negotiated matchmaking: {message}");
         session.errors.push(NegotiatedClientError::new(
             NegotiatedErrorKind::ConnectFailed,
