@@ -156,12 +156,20 @@ fn brain(
         return;
     }
     bot.connected_once |= client.is_connected();
-    if !bot.connected_once
-        && let Some(reason) = transport.disconnect_reason()
-    {
-        // netcode gave up: the server never answered our connect token
-        bot.report_refused(Some(reason));
-        return;
+    if !bot.connected_once {
+        // the plugin's own report of a connection that never opened: that is the refusal
+        if let Some(e) = errors
+            .read()
+            .find(|e| e.kind == MatchmakingErrorKind::ConnectFailed)
+        {
+            bot.report_refused_with(e.message.clone());
+            return;
+        }
+        if let Some(reason) = transport.disconnect_reason() {
+            // netcode gave up: the server never answered our connect token
+            bot.report_refused(Some(reason));
+            return;
+        }
     }
     bot.activate_flaw(now, &mut faults);
     for p in proposed.read() {
@@ -189,11 +197,6 @@ fn brain(
     }
     cancelled.read().for_each(|c| bot.record_cancelled(c, now));
     for e in errors.read() {
-        if e.kind == MatchmakingErrorKind::ConnectFailed {
-            // the plugin's own report of a connection that never opened: that is the refusal
-            bot.report_refused_with(e.message.clone());
-            return;
-        }
         bot.lines.push(
             json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message})
                 .to_string(),
