@@ -49,37 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let backend = MatchmakingTokenIssuer::new(&key);
     let mut games = Vec::new();
     for player in [1, 2] {
-        let mut game = App::new();
-        game.add_plugins(MinimalPlugins)
-            .add_plugins(MatchmakingClientPlugin { channel })
-            .add_systems(Startup, |mut join: MessageWriter<MatchmakingJoinQueue>| {
-                join.write(MatchmakingJoinQueue {
-                    category: "duel".into(),
-                });
-            })
-            .add_systems(
-                Update,
-                move |mut joined: MessageReader<MatchmakingQueueJoined>| {
-                    for j in joined.read() {
-                        println!(
-                            "player {player}: queued for {} at position {}",
-                            j.category, j.position
-                        );
-                    }
-                },
-            )
-            .add_systems(
-                Update,
-                move |mut found: MessageReader<MatchmakingMatchFound>| {
-                    for f in found.read() {
-                        let others: Vec<PlayerId> = f.others.iter().map(|o| o.player).collect();
-                        println!(
-                            "player {player}: play in lobby {} against {others:?}",
-                            f.lobby_code
-                        );
-                    }
-                },
-            );
+        let mut game = game(player, channel);
         let token = backend.issue(player, Duration::from_secs(60), &[addr], &[])?;
         insert_secure_netcode_client(&mut game, token, channel.connection_config())?;
         games.push(game);
@@ -124,4 +94,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         1
     );
     Ok(())
+}
+
+/// A game: joins the "duel" queue at start-up and prints what happens to its ticket.
+fn game(player: PlayerId, channel: MatchmakingChannel) -> App {
+    let mut game = App::new();
+    game.add_plugins(MinimalPlugins)
+        .add_plugins(MatchmakingClientPlugin { channel })
+        .add_systems(Startup, |mut join: MessageWriter<MatchmakingJoinQueue>| {
+            join.write(MatchmakingJoinQueue {
+                category: "duel".into(),
+            });
+        })
+        .add_systems(
+            Update,
+            move |mut joined: MessageReader<MatchmakingQueueJoined>| {
+                for j in joined.read() {
+                    println!(
+                        "player {player}: queued for {} at position {}",
+                        j.category, j.position
+                    );
+                }
+            },
+        )
+        .add_systems(
+            Update,
+            move |mut found: MessageReader<MatchmakingMatchFound>| {
+                for f in found.read() {
+                    let others: Vec<PlayerId> = f.others.iter().map(|o| o.player).collect();
+                    println!(
+                        "player {player}: play in lobby {} against {others:?}",
+                        f.lobby_code
+                    );
+                }
+            },
+        );
+    game
 }
