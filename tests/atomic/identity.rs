@@ -5,7 +5,6 @@
 //! The apps run on manual time (10 ms a step) and the loop sleeps briefly so the kernel can
 //! deliver; tokens carry a 1 s timeout, so a refused client gives up within ~100 steps.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bevy::prelude::*;
@@ -15,34 +14,16 @@ use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::clock::unix_now;
 use bevy_atomic_matchmaking::shared::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, connect_token_from_bytes,
-    insert_secure_netcode_client, insert_secure_netcode_server,
+    insert_secure_netcode_client,
 };
 use bevy_renet::netcode::{ConnectToken, NetcodeDisconnectReason};
 use bevy_renet::netcode::{NetcodeClientTransport, NetcodeServerTransport};
 use bevy_renet::{RenetClient, RenetServer};
 
+use crate::common::secure_udp_server;
+
 const STEP: Duration = Duration::from_millis(10);
 const VALID: Duration = Duration::from_secs(60);
-
-fn server(key: &MatchmakingPrivateKey) -> (App, SocketAddr) {
-    let channel = MatchmakingChannel::default();
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins)
-        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(MatchmakingServerPlugin {
-            channel,
-            ..default()
-        });
-    let addr = insert_secure_netcode_server(
-        &mut app,
-        "127.0.0.1:0".parse().unwrap(),
-        8,
-        channel.connection_config(),
-        key,
-    )
-    .expect("bind 127.0.0.1:0");
-    (app, addr)
-}
 
 /// The backend's issuer, with a 1 s timeout so refused clients give up quickly.
 fn backend(key: &MatchmakingPrivateKey) -> MatchmakingTokenIssuer {
@@ -126,7 +107,7 @@ fn connect(server: &mut App, others: &mut [&mut App], token: ConnectToken) -> Ap
 #[test]
 fn the_player_id_is_the_one_inside_the_token() {
     let key = MatchmakingPrivateKey::generate();
-    let (mut server, addr) = server(&key);
+    let (mut server, addr) = secure_udp_server(&key, STEP);
     // the backend hands the game bytes; the user data rides along to the server
     let bytes = backend(&key)
         .issue_bytes(4242, VALID, &[addr], b"rating=1500")
@@ -155,7 +136,7 @@ fn the_player_id_is_the_one_inside_the_token() {
 #[test]
 fn a_token_minted_with_another_key_is_refused() {
     let key = MatchmakingPrivateKey::generate();
-    let (mut server, addr) = server(&key);
+    let (mut server, addr) = secure_udp_server(&key, STEP);
     let other = MatchmakingPrivateKey::generate();
     let mut forged = client(backend(&other).issue(7, VALID, &[addr], &[]).unwrap());
     assert_refused(&mut server, &mut [], &mut forged);
@@ -172,7 +153,7 @@ fn a_token_minted_with_another_key_is_refused() {
 #[test]
 fn an_expired_token_is_refused() {
     let key = MatchmakingPrivateKey::generate();
-    let (mut server, addr) = server(&key);
+    let (mut server, addr) = secure_udp_server(&key, STEP);
     // minted two minutes ago, valid for one
     let long_ago = unix_now() - Duration::from_secs(120);
     let token = backend(&key)
@@ -197,8 +178,8 @@ fn a_token_for_another_server_is_refused() {
     // at the second (the address the client sends to is in the token's public part; the
     // server checks the signed list in its private part)
     let key = MatchmakingPrivateKey::generate();
-    let (mut first, first_addr) = server(&key);
-    let (mut second, second_addr) = server(&key);
+    let (mut first, first_addr) = secure_udp_server(&key, STEP);
+    let (mut second, second_addr) = secure_udp_server(&key, STEP);
     let mut token = backend(&key).issue(31, VALID, &[first_addr], &[]).unwrap();
     token.server_addresses[0] = Some(second_addr);
     let mut stray = client(token);
@@ -211,7 +192,7 @@ fn a_token_for_another_server_is_refused() {
 #[test]
 fn a_replayed_token_is_refused_while_its_player_is_connected_and_after() {
     let key = MatchmakingPrivateKey::generate();
-    let (mut server, addr) = server(&key);
+    let (mut server, addr) = secure_udp_server(&key, STEP);
     let token = backend(&key).issue(11, VALID, &[addr], &[]).unwrap();
     let mut first = connect(&mut server, &mut [], token.clone());
     // someone who copied the token tries it from another socket
@@ -240,7 +221,7 @@ fn a_replayed_token_is_refused_while_its_player_is_connected_and_after() {
 #[test]
 fn a_second_connection_with_a_live_players_id_is_refused() {
     let key = MatchmakingPrivateKey::generate();
-    let (mut server, addr) = server(&key);
+    let (mut server, addr) = secure_udp_server(&key, STEP);
     let issuer = backend(&key);
     let mut first = connect(
         &mut server,

@@ -18,13 +18,13 @@ fn rust_block_after(anchor: &str) -> &'static str {
     &README[start..start + len]
 }
 
-#[test]
-fn atomic_quick_start_is_the_quickstart_example() {
-    let example = include_str!("../../examples/quickstart.rs");
+/// The README block after `anchor` is `example` (the text of `examples/{name}`), a complete
+/// program with no rustdoc-hidden lines.
+fn assert_block_is_example(anchor: &str, example: &str, name: &str) {
     assert_eq!(
-        rust_block_after("## Quick start"),
+        rust_block_after(anchor),
         example,
-        "README's quick start and examples/quickstart.rs differ: copy one onto the other"
+        "the README block after {anchor:?} and examples/{name} differ: copy one onto the other"
     );
     assert!(
         !example.lines().any(|l| l.trim_start().starts_with("# ")),
@@ -34,16 +34,17 @@ fn atomic_quick_start_is_the_quickstart_example() {
 }
 
 #[test]
+fn atomic_quick_start_is_the_quickstart_example() {
+    let example = include_str!("../../examples/quickstart.rs");
+    assert_block_is_example("## Quick start", example, "quickstart.rs");
+}
+
+#[test]
 fn negotiated_quick_start_is_the_quickstart_negotiated_example() {
     let example = include_str!("../../examples/quickstart_negotiated.rs");
-    assert_eq!(
-        rust_block_after("How it works: frame = floor"),
+    assert_block_is_example(
+        "How it works: frame = floor",
         example,
-        "README's negotiated block and examples/quickstart_negotiated.rs differ: copy one onto the other"
+        "quickstart_negotiated.rs",
     );
-    assert!(
-        !example.lines().any(|l| l.trim_start().starts_with("# ")),
-        "no rustdoc-hidden lines"
-    );
-    assert!(example.contains("fn main()"), "a complete program");
 }

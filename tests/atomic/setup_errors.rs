@@ -6,7 +6,7 @@
 //! The apps run on manual time (10 ms a step), so the time to each error is counted in
 //! steps, not measured on the wall clock.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use bevy::prelude::*;
@@ -14,8 +14,10 @@ use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
-    insert_secure_netcode_client, insert_secure_netcode_server,
+    insert_secure_netcode_client,
 };
+
+use crate::common::secure_udp_server;
 
 const STEP: Duration = Duration::from_millis(10);
 const VALID: Duration = Duration::from_secs(60);
@@ -37,26 +39,6 @@ fn game() -> App {
         .init_resource::<SeenErrors>()
         .add_systems(Update, collect_errors);
     app
-}
-
-fn server(key: &MatchmakingPrivateKey) -> (App, SocketAddr) {
-    let channel = MatchmakingChannel::default();
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins)
-        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(MatchmakingServerPlugin {
-            channel,
-            ..default()
-        });
-    let addr = insert_secure_netcode_server(
-        &mut app,
-        "127.0.0.1:0".parse().unwrap(),
-        8,
-        channel.connection_config(),
-        key,
-    )
-    .expect("bind 127.0.0.1:0");
-    (app, addr)
 }
 
 fn errors_of(app: &App, kind: MatchmakingErrorKind) -> Vec<MatchmakingClientError> {
@@ -143,7 +125,7 @@ fn a_server_that_is_down_is_one_connect_failed_error_at_the_timeout() {
 
 #[test]
 fn a_token_minted_with_another_key_is_a_connect_failed_error() {
-    let (mut server, addr) = server(&MatchmakingPrivateKey::generate());
+    let (mut server, addr) = secure_udp_server(&MatchmakingPrivateKey::generate(), STEP);
     let token = MatchmakingTokenIssuer::new(MatchmakingPrivateKey::generate())
         .issue(8, VALID, &[addr], &[])
         .unwrap();
@@ -168,7 +150,7 @@ fn a_token_minted_with_another_key_is_a_connect_failed_error() {
 
 #[test]
 fn an_insecure_client_against_a_secure_server_is_a_connect_failed_error() {
-    let (mut server, addr) = server(&MatchmakingPrivateKey::generate());
+    let (mut server, addr) = secure_udp_server(&MatchmakingPrivateKey::generate(), STEP);
     let mut game = game();
     let channel = MatchmakingChannel::default();
     insert_insecure_netcode_client(&mut game, addr, 9, channel.connection_config()).unwrap();
@@ -213,7 +195,7 @@ fn a_new_attempt_after_a_failure_is_reported_again() {
 #[test]
 fn a_connection_lost_after_it_opened_is_connection_not_connect_failed() {
     let key = MatchmakingPrivateKey::generate();
-    let (mut server, addr) = server(&key);
+    let (mut server, addr) = secure_udp_server(&key, STEP);
     let token = MatchmakingTokenIssuer::new(&key)
         .with_timeout(Duration::from_secs(1))
         .issue(11, VALID, &[addr], &[])
