@@ -7,11 +7,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bevy_atomic_matchmaking::atomic::core::commit::{CommitMachine, CommitTimings};
-use bevy_atomic_matchmaking::atomic::core::queue::{MatchQueue, QueueTicket};
+use bevy_atomic_matchmaking::atomic::core::commit::{AtomicCommitMachine, AtomicCommitTimings};
+use bevy_atomic_matchmaking::atomic::core::queue::{AtomicQueue, AtomicQueueTicket};
 
-fn ticket(player: u64, category: String) -> QueueTicket<u64> {
-    QueueTicket {
+fn ticket(player: u64, category: String) -> AtomicQueueTicket<u64> {
+    AtomicQueueTicket {
         player,
         category,
         enqueued_at: Duration::ZERO,
@@ -30,7 +30,7 @@ fn per_op(label: &str, ops: u64, f: impl FnOnce()) {
 }
 
 fn queue_ops(size: u64) {
-    let mut q = MatchQueue::new(2, usize::MAX);
+    let mut q = AtomicQueue::new(2, usize::MAX);
     per_op(
         &format!("enqueue into one category up to {size}"),
         size,
@@ -67,7 +67,7 @@ fn queue_ops(size: u64) {
 
 fn ready_scan(waiting: u64) {
     // every waiting player alone in its own category: nothing can form
-    let mut q = MatchQueue::new(2, usize::MAX);
+    let mut q = AtomicQueue::new(2, usize::MAX);
     for p in 0..waiting {
         q.enqueue(ticket(p, format!("c{p}"))).unwrap();
     }
@@ -84,9 +84,9 @@ fn ready_scan(waiting: u64) {
 }
 
 fn matches_in_flight(n: u64) {
-    let timings = CommitTimings::default();
-    let mut machines: Vec<CommitMachine<u64>> = (0..n)
-        .map(|i| CommitMachine::new(&[2 * i, 2 * i + 1], &[1, 2], timings))
+    let timings = AtomicCommitTimings::default();
+    let mut machines: Vec<AtomicCommitMachine<u64>> = (0..n)
+        .map(|i| AtomicCommitMachine::new(&[2 * i, 2 * i + 1], &[1, 2], timings))
         .collect();
     for m in &mut machines {
         m.poll(Duration::ZERO);

@@ -23,12 +23,12 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::negotiated::core::fact::{NegotiatedFact, NegotiatedRequest};
 use bevy_atomic_matchmaking::negotiated::core::protocol::NegotiatedClientMessage;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::harness::server_app;
+use bevy_atomic_matchmaking::testing::harness::server_app;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::RenetClient;
 
@@ -92,41 +92,41 @@ impl ChurnMode for Atomic {
         "atomic"
     }
     fn app(&self) -> App {
-        let channel = MatchmakingChannel::default();
+        let channel = AtomicChannel::default();
         let mut app = server_app(STEP, channel.dedicated_connection_config());
-        app.add_plugins(MatchmakingServerPlugin {
+        app.add_plugins(AtomicServerPlugin {
             channel,
-            settings: MatchmakingServerSettings::default(),
+            settings: AtomicServerSettings::default(),
         });
         app
     }
     fn channel(&self) -> u8 {
-        MatchmakingChannel::default().id
+        AtomicChannel::default().id
     }
     fn greet(&mut self, _: &App, id: PlayerId) -> Vec<Vec<u8>> {
-        let hello = ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
+        let hello = AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
         };
         // many categories, so that per-category state churns too
-        let join = ClientMessage::JoinQueue {
+        let join = AtomicClientMessage::JoinQueue {
             category: format!("c{}", id % 64),
         };
         vec![codec::encode(&hello), codec::encode(&join)]
     }
     /// Even ids play along (their matches commit); odd ids stay silent (theirs roll back).
     fn answer(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
-        let reply = match codec::decode::<ServerMessage>(bytes).ok()? {
-            ServerMessage::Ping { nonce } => ClientMessage::Pong { nonce },
-            ServerMessage::MatchProposed {
+        let reply = match codec::decode::<AtomicServerMessage>(bytes).ok()? {
+            AtomicServerMessage::Ping { nonce } => AtomicClientMessage::Pong { nonce },
+            AtomicServerMessage::MatchProposed {
                 match_id, lobby_id, ..
-            } => ClientMessage::Acknowledge { match_id, lobby_id },
+            } => AtomicClientMessage::Acknowledge { match_id, lobby_id },
             _ => return None,
         };
         Some(codec::encode(&reply))
     }
     fn counters(&self, server: &App) -> String {
-        let stats = server.world().resource::<MatchmakingServerStats>();
-        let state = server.world().resource::<MatchmakingServerState>();
+        let stats = server.world().resource::<AtomicServerStats>();
+        let state = server.world().resource::<AtomicServerState>();
         format!(
             "\"matches_committed\":{},\"matches_rolled_back\":{},\"players_queued\":{},\"categories_open\":{},\"lobbies_open\":{}",
             stats.matches_committed,

@@ -28,11 +28,11 @@ const RUN_FOR: Duration = Duration::from_secs(15);
 struct Printed(Vec<String>);
 
 fn main() {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut server = App::new();
     server
         .add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin {
+        .add_plugins(AtomicServerPlugin {
             channel,
             ..default()
         })
@@ -79,7 +79,7 @@ fn main() {
         }
     }
 
-    let stats = server.world().resource::<MatchmakingServerStats>();
+    let stats = server.world().resource::<AtomicServerStats>();
     let mut waits: Vec<Duration> = bots
         .iter()
         .flat_map(|a| a.world().resource::<Bot>().waits.clone())
@@ -137,7 +137,7 @@ fn spawn_bots(addr: std::net::SocketAddr, identity: &Identity) -> Vec<App> {
 }
 
 fn describe_outcomes(
-    mut outcomes: MessageReader<MatchmakingOutcome>,
+    mut outcomes: MessageReader<AtomicMatchOutcome>,
     mut printed: ResMut<Printed>,
 ) {
     for o in outcomes.read() {

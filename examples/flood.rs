@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::core::protocol::ClientMessage;
+use bevy_atomic_matchmaking::atomic::core::protocol::AtomicClientMessage;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
 use bevy_renet::RenetClient;
@@ -74,7 +74,7 @@ struct Flooder {
 
 impl Flooder {
     fn new(server: SocketAddr, identity: &Identity) -> Flooder {
-        let channel = MatchmakingChannel::default();
+        let channel = AtomicChannel::default();
         let mut app = App::new();
         app.add_plugins(MinimalPlugins);
         identity
@@ -123,17 +123,17 @@ impl Flooder {
             return;
         }
         if self.sent == 0 {
-            let hello = ClientMessage::Hello {
-                protocol_version: PROTOCOL_VERSION,
+            let hello = AtomicClientMessage::Hello {
+                protocol_version: ATOMIC_PROTOCOL_VERSION,
             };
             client.send_message(self.channel, codec::encode(&hello));
             self.sent = 1;
             return;
         }
-        let join = codec::encode(&ClientMessage::JoinQueue {
+        let join = codec::encode(&AtomicClientMessage::JoinQueue {
             category: "flood".into(),
         });
-        let leave = codec::encode(&ClientMessage::LeaveQueue);
+        let leave = codec::encode(&AtomicClientMessage::LeaveQueue);
         while client.can_send_message(self.channel, join.len()) {
             let message = if self.sent % 2 == 1 { &join } else { &leave };
             client.send_message(self.channel, message.clone());
@@ -145,10 +145,10 @@ impl Flooder {
 
 /// The server app, bound on a free port of 127.0.0.1.
 fn server(identity: &Identity, bots: usize) -> (App, SocketAddr) {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin {
+        .add_plugins(AtomicServerPlugin {
             channel,
             ..default()
         });
@@ -190,7 +190,7 @@ fn run(args: &Args, flood: bool) -> serde_json::Value {
             app.update();
             app.world_mut().resource_mut::<Bot>().lines.clear();
         }
-        let stats = server.world().resource::<MatchmakingServerStats>();
+        let stats = server.world().resource::<AtomicServerStats>();
         if stats.connections_refused > 0 && refused_at.is_none() {
             refused_at = Some(Instant::now());
         }
@@ -216,7 +216,7 @@ fn report(
     refused_at: Option<Instant>,
     flood: bool,
 ) -> serde_json::Value {
-    let stats = server.world().resource::<MatchmakingServerStats>();
+    let stats = server.world().resource::<AtomicServerStats>();
     let commit = stats.time_to_commit.percentiles();
     let mut waits: Vec<Duration> = bots
         .iter()

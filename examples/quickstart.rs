@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_secure_netcode_client,
     insert_secure_netcode_server,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let channel = MatchmakingChannel::default(); // channel id 3, after renet's defaults
+    let channel = AtomicChannel::default(); // channel id 3, after renet's defaults
     // The key your backend mints connect tokens with; your servers check tokens with it.
     // (A deployment loads it: `MatchmakingPrivateKey::load_or_create(path)`.)
     let key = MatchmakingPrivateKey::generate();
@@ -20,13 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut server = App::new();
     server
         .add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin {
+        .add_plugins(AtomicServerPlugin {
             channel,
             ..default()
         })
         .add_systems(
             Update,
-            (|mut committed: MessageReader<MatchmakingMatchCommitted>| {
+            (|mut committed: MessageReader<AtomicMatchCommitted>| {
                 for m in committed.read() {
                     println!(
                         "server: match {} committed in lobby {} with {:?}",
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     );
                 }
             })
-            .after(MatchmakingServerSystems::Advance),
+            .after(AtomicServerSystems::Advance),
         );
     let addr = insert_secure_netcode_server(
         &mut server,
@@ -57,11 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Run the three apps until both games are in the match.
     let matched = |game: &App| {
-        *game
-            .world()
-            .resource::<State<MatchmakingClientState>>()
-            .get()
-            == MatchmakingClientState::Matched
+        *game.world().resource::<State<AtomicClientState>>().get() == AtomicClientState::Matched
     };
     let started = Instant::now();
     while !games.iter().all(matched) {
@@ -76,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|game| {
             game.world()
-                .resource::<MatchmakingClientStatus>()
+                .resource::<AtomicClientStatus>()
                 .found
                 .as_ref()
                 .map(|f| f.lobby_code.clone())
@@ -89,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(
         server
             .world()
-            .resource::<MatchmakingServerStats>()
+            .resource::<AtomicServerStats>()
             .matches_committed,
         1
     );
@@ -97,18 +93,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A game: joins the "duel" queue at start-up and prints what happens to its ticket.
-fn game(player: PlayerId, channel: MatchmakingChannel) -> App {
+fn game(player: PlayerId, channel: AtomicChannel) -> App {
     let mut game = App::new();
     game.add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingClientPlugin { channel })
-        .add_systems(Startup, |mut join: MessageWriter<MatchmakingJoinQueue>| {
-            join.write(MatchmakingJoinQueue {
+        .add_plugins(AtomicClientPlugin { channel })
+        .add_systems(Startup, |mut join: MessageWriter<AtomicJoinQueue>| {
+            join.write(AtomicJoinQueue {
                 category: "duel".into(),
             });
         })
         .add_systems(
             Update,
-            move |mut joined: MessageReader<MatchmakingQueueJoined>| {
+            move |mut joined: MessageReader<AtomicQueueJoined>| {
                 for j in joined.read() {
                     println!(
                         "player {player}: queued for {} at position {}",
@@ -117,17 +113,14 @@ fn game(player: PlayerId, channel: MatchmakingChannel) -> App {
                 }
             },
         )
-        .add_systems(
-            Update,
-            move |mut found: MessageReader<MatchmakingMatchFound>| {
-                for f in found.read() {
-                    let others: Vec<PlayerId> = f.others.iter().map(|o| o.player).collect();
-                    println!(
-                        "player {player}: play in lobby {} against {others:?}",
-                        f.lobby_code
-                    );
-                }
-            },
-        );
+        .add_systems(Update, move |mut found: MessageReader<AtomicMatchFound>| {
+            for f in found.read() {
+                let others: Vec<PlayerId> = f.others.iter().map(|o| o.player).collect();
+                println!(
+                    "player {player}: play in lobby {} against {others:?}",
+                    f.lobby_code
+                );
+            }
+        });
     game
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_secure_netcode_client,
     insert_secure_netcode_server,
 };

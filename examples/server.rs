@@ -21,7 +21,7 @@ use std::time::Duration;
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{NETCODE_MAX_CLIENTS, matchmaking_wake_runner};
+use bevy_atomic_matchmaking::transport::{NETCODE_MAX_CLIENTS, matchmaking_wake_runner};
 
 #[path = "common/identity.rs"]
 mod identity;
@@ -130,7 +130,7 @@ fn main() {
             .expect("install the SIGINT/SIGTERM handler");
     }
 
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut app = App::new();
     app.add_plugins(
         MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_secs_f64(
@@ -144,9 +144,9 @@ fn main() {
         filter: format!("{},renetcode::server=off", bevy::log::DEFAULT_FILTER),
         ..default()
     })
-    .add_plugins(MatchmakingServerPlugin {
+    .add_plugins(AtomicServerPlugin {
         channel,
-        settings: MatchmakingServerSettings {
+        settings: AtomicServerSettings {
             players_per_match: args.players_per_match,
             ..default()
         },
@@ -190,7 +190,7 @@ fn main() {
     app.run();
 }
 
-fn print_outcomes(mut outcomes: MessageReader<MatchmakingOutcome>) {
+fn print_outcomes(mut outcomes: MessageReader<AtomicMatchOutcome>) {
     for o in outcomes.read() {
         let players: Vec<PlayerId> = o.players.iter().map(|p| p.player).collect();
         if o.status.is_success() {
@@ -211,7 +211,7 @@ fn print_outcomes(mut outcomes: MessageReader<MatchmakingOutcome>) {
     }
 }
 
-fn stats_line(stats: &MatchmakingServerStats) -> String {
+fn stats_line(stats: &AtomicServerStats) -> String {
     let q = stats.time_in_queue.percentiles();
     let c = stats.time_to_commit.percentiles();
     format!(
@@ -231,18 +231,14 @@ fn stats_line(stats: &MatchmakingServerStats) -> String {
     )
 }
 
-fn print_stats(
-    time: Res<Time<Real>>,
-    mut run: ResMut<ServerRun>,
-    stats: Res<MatchmakingServerStats>,
-) {
+fn print_stats(time: Res<Time<Real>>, mut run: ResMut<ServerRun>, stats: Res<AtomicServerStats>) {
     if time.elapsed() >= run.last_stats + run.stats_every {
         run.last_stats = time.elapsed();
         println!("server: stats {}", stats_line(&stats));
     }
 }
 
-fn stats_json(stats: &MatchmakingServerStats) -> serde_json::Value {
+fn stats_json(stats: &AtomicServerStats) -> serde_json::Value {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let q = stats.time_in_queue.percentiles();
     let c = stats.time_to_commit.percentiles();
@@ -266,7 +262,7 @@ fn stats_json(stats: &MatchmakingServerStats) -> serde_json::Value {
 fn stop_when_done(
     time: Res<Time<Real>>,
     run: Res<ServerRun>,
-    stats: Res<MatchmakingServerStats>,
+    stats: Res<AtomicServerStats>,
     mut exit: MessageWriter<AppExit>,
     mut done: Local<bool>,
 ) {

@@ -10,29 +10,31 @@ pub use bevy_renet;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
 pub mod shared;
+#[cfg(feature = "testing")]
+pub mod testing;
+#[cfg(feature = "transport")]
+pub mod transport;
 
 /// Everything a game needs, for glob import: the items of every enabled mode.
 pub mod prelude {
-    pub use crate::atomic::channel::{DEFAULT_MATCHMAKING_CHANNEL_ID, MatchmakingChannel};
+    pub use crate::atomic::channel::{AtomicChannel, DEFAULT_ATOMIC_CHANNEL_ID};
     #[cfg(feature = "client")]
     pub use crate::atomic::client::{
-        MatchmakingClientError, MatchmakingClientFaults, MatchmakingClientPlugin,
-        MatchmakingClientSettings, MatchmakingClientState, MatchmakingClientStatus,
-        MatchmakingClientSystems, MatchmakingConnected, MatchmakingJoinQueue,
-        MatchmakingLeaveLobby, MatchmakingLeaveQueue, MatchmakingLobbyLeft,
-        MatchmakingMatchCancelled, MatchmakingMatchChecking, MatchmakingMatchFound,
-        MatchmakingMatchProposed, MatchmakingQueueJoined, MatchmakingQueueLeft,
+        AtomicClientError, AtomicClientPlugin, AtomicClientSettings, AtomicClientState,
+        AtomicClientStatus, AtomicClientSystems, AtomicConnected, AtomicJoinQueue,
+        AtomicLeaveLobby, AtomicLeaveQueue, AtomicLobbyLeft, AtomicMatchCancelled,
+        AtomicMatchChecking, AtomicMatchFound, AtomicMatchProposed, AtomicQueueJoined,
+        AtomicQueueLeft,
     };
-    pub use crate::atomic::core::commit::{HealthCheck, MatchStatus};
+    pub use crate::atomic::core::commit::{AtomicHealthCheck, AtomicMatchStatus};
     pub use crate::atomic::core::protocol::{
-        MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION,
+        ATOMIC_PROTOCOL_VERSION, AtomicErrorKind, AtomicMatchCancelReason, AtomicMatchedPlayer,
     };
     #[cfg(feature = "server")]
     pub use crate::atomic::server::{
-        MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
-        MatchmakingPlayerHealth, MatchmakingPlayerLocation, MatchmakingServerPlugin,
-        MatchmakingServerSettings, MatchmakingServerState, MatchmakingServerStats,
-        MatchmakingServerSystems,
+        AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, AtomicPlayerHealth,
+        AtomicPlayerLocation, AtomicServerPlugin, AtomicServerSettings, AtomicServerState,
+        AtomicServerStats, AtomicServerSystems,
     };
     #[cfg(feature = "negotiated")]
     pub use crate::negotiated::{

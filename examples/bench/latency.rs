@@ -1,5 +1,5 @@
 //! `latency`: time to commit at a 50 ms round trip, in process, through the crate's
-//! fault-injecting links (`MatchmakingTestHarness::set_faults`: 25 ms each way), on manual
+//! fault-injecting links (`AtomicTestHarness::set_faults`: 25 ms each way), on manual
 //! time at `1 / --server-hz` per update, next to the protocol's floor.
 //!
 //! Pairs of clients (the real client plugin, which answers pings and acknowledges
@@ -14,10 +14,10 @@
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::testing::{AtomicMode, MatchmakingTestHarness};
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::harness::server_app;
-use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
+use bevy_atomic_matchmaking::testing::atomic::{AtomicHarnessMode, AtomicTestHarness};
+use bevy_atomic_matchmaking::testing::harness::server_app;
+use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, LinkFaults};
 use serde_json::{Value, json};
 
 use crate::Args;
@@ -37,15 +37,15 @@ struct Run {
 
 /// A harness whose server steps `step` per update, with `n` welcomed clients whose links
 /// delay every packet by `one_way`.
-fn harness(step: Duration, n: usize, one_way: Duration) -> (MatchmakingTestHarness, Vec<PlayerId>) {
-    let channel = MatchmakingChannel::default();
+fn harness(step: Duration, n: usize, one_way: Duration) -> (AtomicTestHarness, Vec<PlayerId>) {
+    let channel = AtomicChannel::default();
     let mut server = server_app(step, channel.dedicated_connection_config());
-    server.add_plugins(MatchmakingServerPlugin {
+    server.add_plugins(AtomicServerPlugin {
         channel,
         ..default()
     });
     let mut h =
-        MatchmakingTestHarness::from_server(AtomicMode { channel }, server, channel.id, step);
+        AtomicTestHarness::from_server(AtomicHarnessMode { channel }, server, channel.id, step);
     h.server.update();
     let ids: Vec<PlayerId> = (0..n).map(|_| h.add_client()).collect();
     let faults = LinkFaults::both(DirectionFaults {
@@ -57,7 +57,7 @@ fn harness(step: Duration, n: usize, one_way: Duration) -> (MatchmakingTestHarne
     }
     h.run_until(1_000, |h| {
         ids.iter()
-            .all(|p| h.client_state(*p) != MatchmakingClientState::Disconnected)
+            .all(|p| h.client_state(*p) != AtomicClientState::Disconnected)
     });
     (h, ids)
 }
@@ -81,15 +81,12 @@ fn run(step: Duration, pairs: usize, one_way: Duration) -> Run {
             if formed[i].is_none()
                 && matches!(
                     h.server_state().location(*id),
-                    Some(
-                        MatchmakingPlayerLocation::Matching(_)
-                            | MatchmakingPlayerLocation::InLobby(_)
-                    )
+                    Some(AtomicPlayerLocation::Matching(_) | AtomicPlayerLocation::InLobby(_))
                 )
             {
                 formed[i] = Some(now);
             }
-            if found[i].is_none() && h.client_state(*id) == MatchmakingClientState::Matched {
+            if found[i].is_none() && h.client_state(*id) == AtomicClientState::Matched {
                 found[i] = Some(now);
             }
         }
@@ -152,7 +149,7 @@ pub fn latency(args: &Args) -> Value {
     let pairs = players / 2;
     let step = Duration::from_secs_f64(1.0 / args.server_hz);
     json!({
-        "what": "pairs of client-plugin clients join one queue two per update through MatchmakingTestHarness links that delay every packet 25 ms each way (50 ms round trip), on manual time; per player, from the update its match formed on the server to the update its client reports it found (health ping + pong, proposal + ack, confirmation: 2.5 round trips). The same run without delay gives what the updates alone cost. floor_with_ticks = the time without delay + five one-way trips, each rounded up to whole updates (a packet due between two updates arrives at the later one). The harness is deterministic: every pair of a run takes the same time. Run at 1/server_hz updates, and at 1 ms updates to show the protocol without the frame quantisation",
+        "what": "pairs of client-plugin clients join one queue two per update through AtomicTestHarness links that delay every packet 25 ms each way (50 ms round trip), on manual time; per player, from the update its match formed on the server to the update its client reports it found (health ping + pong, proposal + ack, confirmation: 2.5 round trips). The same run without delay gives what the updates alone cost. floor_with_ticks = the time without delay + five one-way trips, each rounded up to whole updates (a packet due between two updates arrives at the later one). The harness is deterministic: every pair of a run takes the same time. Run at 1/server_hz updates, and at 1 ms updates to show the protocol without the frame quantisation",
         "settings": args.settings(2 * pairs),
         "round_trip_ms": ms(RTT),
         "protocol_floor_ms": ms(RTT * 5 / 2),

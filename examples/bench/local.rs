@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::harness::{server_app, single_threaded};
+use bevy_atomic_matchmaking::testing::harness::{server_app, single_threaded};
 use bevy_renet::RenetServer;
 use bevy_renet::renet::RenetClient;
 use serde_json::{Value, json};
@@ -26,10 +26,10 @@ pub struct Raw {
 }
 
 /// The matchmaking server plugin in a manual-time app, started (its clock runs).
-pub fn local_server(step: Duration, settings: MatchmakingServerSettings) -> App {
-    let channel = MatchmakingChannel::default();
+pub fn local_server(step: Duration, settings: AtomicServerSettings) -> App {
+    let channel = AtomicChannel::default();
     let mut app = server_app(step, channel.dedicated_connection_config());
-    app.add_plugins(MatchmakingServerPlugin { channel, settings });
+    app.add_plugins(AtomicServerPlugin { channel, settings });
     single_threaded(&mut app);
     app.update();
     app
@@ -39,9 +39,9 @@ pub fn local_server(step: Duration, settings: MatchmakingServerSettings) -> App 
 fn connect(
     app: &mut App,
     ids: std::ops::Range<u64>,
-    first: impl Fn(u64) -> Vec<ClientMessage>,
+    first: impl Fn(u64) -> Vec<AtomicClientMessage>,
 ) -> Vec<Raw> {
-    let channel = MatchmakingChannel::default().id;
+    let channel = AtomicChannel::default().id;
     let mut server = app.world_mut().resource_mut::<RenetServer>();
     ids.map(|id| {
         let mut client = server.new_local_client(id);
@@ -53,9 +53,9 @@ fn connect(
     .collect()
 }
 
-fn hello() -> ClientMessage {
-    ClientMessage::Hello {
-        protocol_version: PROTOCOL_VERSION,
+fn hello() -> AtomicClientMessage {
+    AtomicClientMessage::Hello {
+        protocol_version: ATOMIC_PROTOCOL_VERSION,
     }
 }
 
@@ -65,9 +65,9 @@ fn exchange(
     app: &mut App,
     clients: &mut [Raw],
     step: Duration,
-    mut answer: impl FnMut(PlayerId, &[u8]) -> Option<ClientMessage>,
+    mut answer: impl FnMut(PlayerId, &[u8]) -> Option<AtomicClientMessage>,
 ) {
-    let channel = MatchmakingChannel::default().id;
+    let channel = AtomicChannel::default().id;
     app.world_mut()
         .resource_scope(|world, mut server: Mut<RenetServer>| {
             let mut inbox = world.get_resource_mut::<MatchmakingInbox>();
@@ -87,20 +87,22 @@ fn exchange(
 
 /// A client that plays along: queues in `duel` once welcomed, answers pings and proposals,
 /// leaves each lobby at once and queues again.
-fn play_along(bytes: &[u8]) -> Option<ClientMessage> {
-    let queue = || ClientMessage::JoinQueue {
+fn play_along(bytes: &[u8]) -> Option<AtomicClientMessage> {
+    let queue = || AtomicClientMessage::JoinQueue {
         category: "duel".into(),
     };
-    Some(match codec::decode::<ServerMessage>(bytes).ok()? {
-        ServerMessage::Welcome { .. } | ServerMessage::LobbyLeft { .. } => queue(),
-        ServerMessage::MatchCancelled {
+    Some(match codec::decode::<AtomicServerMessage>(bytes).ok()? {
+        AtomicServerMessage::Welcome { .. } | AtomicServerMessage::LobbyLeft { .. } => queue(),
+        AtomicServerMessage::MatchCancelled {
             requeued: false, ..
         } => queue(),
-        ServerMessage::Ping { nonce } => ClientMessage::Pong { nonce },
-        ServerMessage::MatchProposed {
+        AtomicServerMessage::Ping { nonce } => AtomicClientMessage::Pong { nonce },
+        AtomicServerMessage::MatchProposed {
             match_id, lobby_id, ..
-        } => ClientMessage::Acknowledge { match_id, lobby_id },
-        ServerMessage::MatchFound { lobby_id, .. } => ClientMessage::LeaveLobby { lobby_id },
+        } => AtomicClientMessage::Acknowledge { match_id, lobby_id },
+        AtomicServerMessage::MatchFound { lobby_id, .. } => {
+            AtomicClientMessage::LeaveLobby { lobby_id }
+        }
         _ => return None,
     })
 }
@@ -155,8 +157,8 @@ fn timed_update(app: &mut App) -> (Duration, Duration) {
     (thread_cpu().saturating_sub(cpu), wall.elapsed())
 }
 
-fn stats(app: &App) -> &MatchmakingServerStats {
-    app.world().resource::<MatchmakingServerStats>()
+fn stats(app: &App) -> &AtomicServerStats {
+    app.world().resource::<AtomicServerStats>()
 }
 
 /// `in_memory`: N clients playing along as fast as frames go, for `--seconds` of wall
@@ -168,7 +170,7 @@ pub fn in_memory(args: &Args) -> Value {
         messages_per_second: 1_000,
         burst: 1_000,
     };
-    let settings = MatchmakingServerSettings {
+    let settings = AtomicServerSettings {
         rate_limit,
         ..default()
     };
@@ -265,7 +267,7 @@ fn fitting(wanted: usize, bytes_per_connection: f64) -> (usize, Option<String>) 
 pub fn frame(args: &Args) -> Value {
     let step = Duration::from_secs_f64(1.0 / args.server_hz);
     let matches = args.frame_matches;
-    let settings = MatchmakingServerSettings {
+    let settings = AtomicServerSettings {
         // the matches in flight wait for health pongs that never come
         ping_timeout: Duration::from_secs(3_600),
         max_categories: args.frame_queued / 15 + 64,
@@ -279,7 +281,7 @@ pub fn frame(args: &Args) -> Value {
     let join = |_| {
         vec![
             hello(),
-            ClientMessage::JoinQueue {
+            AtomicClientMessage::JoinQueue {
                 category: "duel".into(),
             },
         ]
@@ -298,7 +300,7 @@ pub fn frame(args: &Args) -> Value {
     let (queued, reduced) = fitting(args.frame_queued, per_connection);
     // from now on groups of 16: the queued players wait 15 to a category and never match
     app.world_mut()
-        .resource_mut::<MatchmakingServerSettings>()
+        .resource_mut::<AtomicServerSettings>()
         .players_per_match = 16;
     app.update();
     let first = 2 * matches as u64 + 1;
@@ -308,12 +310,12 @@ pub fn frame(args: &Args) -> Value {
     let mut waiting = connect(&mut app, queued_ids.clone(), |_| vec![hello()]);
     settle(&mut app, &mut waiting, step, 10, |_| false);
     let rss_connected = rss_bytes();
-    let channel = MatchmakingChannel::default().id;
+    let channel = AtomicChannel::default().id;
     for raw in &mut waiting {
         let category = format!("q{}", (raw.id - first) / 15);
         raw.client.send_message(
             channel,
-            codec::encode(&ClientMessage::JoinQueue { category }),
+            codec::encode(&AtomicClientMessage::JoinQueue { category }),
         );
     }
     let all_queued = settle(&mut app, &mut waiting, step, 50, |a| {
@@ -331,7 +333,7 @@ pub fn frame(args: &Args) -> Value {
         "every_match_formed": formed,
         "every_player_queued": all_queued,
     });
-    let state = app.world().resource::<MatchmakingServerState>();
+    let state = app.world().resource::<AtomicServerState>();
     let result = json!({
         "players_queued": stats(&app).total_queued(),
         "categories": state.queue().categories(),

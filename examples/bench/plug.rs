@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::clock::unix_now;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MATCHMAKING_NETCODE_PROTOCOL_ID, MatchmakingAckPolicy, MatchmakingQuietClientTransport,
     MatchmakingQuietServerPlugin, MatchmakingQuietServerTransport, matchmaking_wait_to_wake,
 };
@@ -175,13 +175,13 @@ fn insert_server(
 pub fn server_app(
     identity: &Identity,
     players: usize,
-    settings: MatchmakingServerSettings,
+    settings: AtomicServerSettings,
     rcvbuf: usize,
 ) -> io::Result<(App, SocketAddr)> {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin { channel, settings });
+        .add_plugins(AtomicServerPlugin { channel, settings });
     let config = channel.dedicated_connection_config();
     let addr = insert_server(&mut app, identity, players + 8, config, rcvbuf)?;
     Ok((app, addr))

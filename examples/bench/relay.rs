@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::NegotiatedClientMessage;
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::harness::single_threaded;
+use bevy_atomic_matchmaking::testing::harness::single_threaded;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 use bevy_renet::{RenetClient, RenetServer};
 use serde_json::{Value, json};
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::harness::single_threaded;
+use bevy_atomic_matchmaking::testing::harness::single_threaded;
 use bevy_renet::RenetServer;
 
 use crate::measure::thread_cpu;
@@ -37,10 +37,10 @@ pub struct Counters {
 /// The counters of a matchmaking server app.
 pub fn matchmaking_counters(app: &App) -> Counters {
     let world = app.world();
-    let stats = world.resource::<MatchmakingServerStats>();
+    let stats = world.resource::<AtomicServerStats>();
     Counters {
         connected: world.resource::<RenetServer>().connected_clients() as u64,
-        queued: world.resource::<MatchmakingServerState>().queue().total() as u64,
+        queued: world.resource::<AtomicServerState>().queue().total() as u64,
         committed: stats.matches_committed,
         rolled_back: stats.matches_rolled_back,
     }

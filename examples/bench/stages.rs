@@ -60,12 +60,12 @@ pub fn instrument(app: &mut App) {
                 mark.after(RenetServerPlugin::update_system)
                     .before(RenetReceive),
                 mark.after(RenetReceive)
-                    .before(MatchmakingServerSystems::Receive),
-                mark.after(MatchmakingServerSystems::Receive),
+                    .before(AtomicServerSystems::Receive),
+                mark.after(AtomicServerSystems::Receive),
             )
                 .chain(),
         )
-        .add_systems(Update, (mark.before(MatchmakingServerSystems::Advance),))
+        .add_systems(Update, (mark.before(AtomicServerSystems::Advance),))
         .add_systems(
             PostUpdate,
             (mark.before(RenetSend), mark.after(RenetSend)).chain(),

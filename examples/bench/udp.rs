@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
 use bevy_renet::RenetServer;
@@ -38,19 +38,19 @@ struct RollbackHealth {
 }
 
 fn count_rollback_health(
-    mut outcomes: MessageReader<MatchmakingOutcome>,
+    mut outcomes: MessageReader<AtomicMatchOutcome>,
     mut health: ResMut<RollbackHealth>,
 ) {
     for outcome in outcomes.read().filter(|o| !o.status.is_success()) {
         for p in &outcome.players {
             match p.health {
-                HealthCheck::Healthy { .. } => health.healthy += 1,
-                HealthCheck::TooSlow { latency } => {
+                AtomicHealthCheck::Healthy { .. } => health.healthy += 1,
+                AtomicHealthCheck::TooSlow { latency } => {
                     health.too_slow += 1;
                     health.slowest = health.slowest.max(latency);
                 }
-                HealthCheck::NoAnswer => health.no_answer += 1,
-                HealthCheck::Disconnected => health.disconnected += 1,
+                AtomicHealthCheck::NoAnswer => health.no_answer += 1,
+                AtomicHealthCheck::Disconnected => health.disconnected += 1,
                 _ => health.other += 1,
             }
         }
@@ -60,7 +60,7 @@ fn count_rollback_health(
 /// The server's own statistics, as report fields.
 pub fn server_stats(app: &mut App) -> Value {
     let world = app.world();
-    let stats = world.resource::<MatchmakingServerStats>();
+    let stats = world.resource::<AtomicServerStats>();
     let commit = stats.time_to_commit.percentiles();
     let queue = stats.time_in_queue.percentiles();
     let health = world.resource::<RollbackHealth>();
@@ -90,7 +90,7 @@ fn start(
     args: &Args,
     identity: &Identity,
     players: usize,
-    settings: MatchmakingServerSettings,
+    settings: AtomicServerSettings,
 ) -> Result<ServerThread, Value> {
     let identity = identity.clone();
     let rcvbuf = args.udp_rcvbuf;
@@ -98,7 +98,7 @@ fn start(
         let (mut app, addr) = plug::server_app(&identity, players, settings, rcvbuf)?;
         app.init_resource::<RollbackHealth>().add_systems(
             Update,
-            count_rollback_health.after(MatchmakingServerSystems::Advance),
+            count_rollback_health.after(AtomicServerSystems::Advance),
         );
         Ok((app, addr))
     };
@@ -119,7 +119,7 @@ pub fn merge(mut report: Value, extra: Value) -> Value {
 pub fn burst(args: &Args) -> Value {
     let n = args.players_or(1_000);
     let identity = plug::identity();
-    let server = match start(args, &identity, n, MatchmakingServerSettings::default()) {
+    let server = match start(args, &identity, n, AtomicServerSettings::default()) {
         Ok(server) => server,
         Err(e) => return e,
     };
@@ -160,20 +160,22 @@ pub fn burst(args: &Args) -> Value {
 /// What an idle client says: hello, then a ticket in its own category; it answers health
 /// pings (none should come).
 fn idle_script() -> Script {
-    let encode = |m: &ClientMessage| codec::encode(m);
+    let encode = |m: &AtomicClientMessage| codec::encode(m);
     Script {
-        channel: MatchmakingChannel::default().id,
+        channel: AtomicChannel::default().id,
         greet: Box::new(move |i| {
-            let hello = ClientMessage::Hello {
-                protocol_version: PROTOCOL_VERSION,
+            let hello = AtomicClientMessage::Hello {
+                protocol_version: ATOMIC_PROTOCOL_VERSION,
             };
-            let join = ClientMessage::JoinQueue {
+            let join = AtomicClientMessage::JoinQueue {
                 category: format!("idle-{i}"),
             };
             vec![encode(&hello), encode(&join)]
         }),
         answer: Box::new(move |bytes| match codec::decode(bytes).ok()? {
-            ServerMessage::Ping { nonce } => Some(encode(&ClientMessage::Pong { nonce })),
+            AtomicServerMessage::Ping { nonce } => {
+                Some(encode(&AtomicClientMessage::Pong { nonce }))
+            }
             _ => None,
         }),
     }
@@ -184,7 +186,7 @@ fn idle_script() -> Script {
 pub fn idle(args: &Args) -> Value {
     let n = args.players_or(1_000);
     let identity = plug::identity();
-    let settings = MatchmakingServerSettings {
+    let settings = AtomicServerSettings {
         max_categories: n + 16,
         ..default()
     };
@@ -196,7 +198,7 @@ pub fn idle(args: &Args) -> Value {
     let alone = Window::open(&server, 0);
     std::thread::sleep(Duration::from_secs(2));
     let alone = alone.close(&server, 0);
-    let config = MatchmakingChannel::default().dedicated_connection_config();
+    let config = AtomicChannel::default().dedicated_connection_config();
     let clients = match raw_clients(&server, &identity, n, config) {
         Ok(clients) => clients,
         Err(e) => return json!({"error": format!("cannot make the clients: {e}")}),
@@ -263,7 +265,7 @@ fn network_info(app: &mut App) -> Value {
 pub fn sustained(args: &Args) -> Value {
     let n = args.players_or(200);
     let identity = plug::identity();
-    let server = match start(args, &identity, n, MatchmakingServerSettings::default()) {
+    let server = match start(args, &identity, n, AtomicServerSettings::default()) {
         Ok(server) => server,
         Err(e) => return e,
     };

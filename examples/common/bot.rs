@@ -11,6 +11,7 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicClientFaults;
 use bevy_renet::RenetClient;
 use bevy_renet::netcode::NetcodeDisconnectReason;
 use serde_json::json;
@@ -119,7 +120,7 @@ impl Bot {
 /// A client app for one bot, connected over UDP to `server` as its player (with a connect
 /// token minted for it, unless `identity` is insecure).
 pub fn bot_app(server: SocketAddr, mut bot: Bot, identity: &Identity) -> std::io::Result<App> {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
     identity.insert_client(
@@ -129,26 +130,26 @@ pub fn bot_app(server: SocketAddr, mut bot: Bot, identity: &Identity) -> std::io
         channel.dedicated_connection_config(),
     )?;
     bot.link = Some((server, identity.clone()));
-    app.add_plugins(MatchmakingClientPlugin { channel })
+    app.add_plugins(AtomicClientPlugin { channel })
         .insert_resource(bot)
-        .add_systems(Update, brain.after(MatchmakingClientSystems::Send));
+        .add_systems(Update, brain.after(AtomicClientSystems::Send));
     Ok(app)
 }
 
 fn brain(
     time: Res<Time<Real>>,
     mut bot: ResMut<Bot>,
-    mut faults: ResMut<MatchmakingClientFaults>,
+    mut faults: ResMut<AtomicClientFaults>,
     client: Res<RenetClient>,
     mut transport: ClientTransport,
-    state: Res<State<MatchmakingClientState>>,
-    mut found: MessageReader<MatchmakingMatchFound>,
-    mut proposed: MessageReader<MatchmakingMatchProposed>,
-    mut cancelled: MessageReader<MatchmakingMatchCancelled>,
-    mut errors: MessageReader<MatchmakingClientError>,
-    mut join: MessageWriter<MatchmakingJoinQueue>,
-    mut leave_queue: MessageWriter<MatchmakingLeaveQueue>,
-    mut leave_lobby: MessageWriter<MatchmakingLeaveLobby>,
+    state: Res<State<AtomicClientState>>,
+    mut found: MessageReader<AtomicMatchFound>,
+    mut proposed: MessageReader<AtomicMatchProposed>,
+    mut cancelled: MessageReader<AtomicMatchCancelled>,
+    mut errors: MessageReader<AtomicClientError>,
+    mut join: MessageWriter<AtomicJoinQueue>,
+    mut leave_queue: MessageWriter<AtomicLeaveQueue>,
+    mut leave_lobby: MessageWriter<AtomicLeaveLobby>,
 ) {
     let now = time.elapsed();
     let bot = &mut *bot;
@@ -160,7 +161,7 @@ fn brain(
         // the plugin's own report of a connection that never opened: that is the refusal
         if let Some(e) = errors
             .read()
-            .find(|e| e.kind == MatchmakingErrorKind::ConnectFailed)
+            .find(|e| e.kind == AtomicErrorKind::ConnectFailed)
         {
             bot.report_refused_with(e.message.clone());
             return;
@@ -204,25 +205,25 @@ fn brain(
         bot.errors += 1;
     }
     let state = *state.get();
-    if bot.leave_lobby_at.is_some_and(|t| now >= t) && state == MatchmakingClientState::Matched {
+    if bot.leave_lobby_at.is_some_and(|t| now >= t) && state == AtomicClientState::Matched {
         bot.leave_lobby_at = None;
-        leave_lobby.write(MatchmakingLeaveLobby);
+        leave_lobby.write(AtomicLeaveLobby);
         if bot.rematch {
             bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(100..800)));
         }
     }
     if bot.stopping && bot.should_leave_queue(state, now) {
-        leave_queue.write(MatchmakingLeaveQueue);
+        leave_queue.write(AtomicLeaveQueue);
     }
     if bot.rejoin_at.is_some_and(|t| now >= t)
         && matches!(
             state,
-            MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+            AtomicClientState::Idle | AtomicClientState::Disconnected
         )
     {
         bot.rejoin_at = None;
         bot.joined_at = Some(now);
-        join.write(MatchmakingJoinQueue {
+        join.write(AtomicJoinQueue {
             category: bot.category.clone(),
         });
     }
@@ -253,7 +254,7 @@ impl Bot {
     }
 
     /// Turns the bot's flaw on once its time has come.
-    fn activate_flaw(&mut self, now: Duration, faults: &mut MatchmakingClientFaults) {
+    fn activate_flaw(&mut self, now: Duration, faults: &mut AtomicClientFaults) {
         if let Some((flaw, after)) = self.flaw
             && !self.flaw_active
             && now >= after
@@ -267,7 +268,7 @@ impl Bot {
         }
     }
 
-    fn record_found(&mut self, f: &MatchmakingMatchFound, now: Duration) {
+    fn record_found(&mut self, f: &AtomicMatchFound, now: Duration) {
         let wait = self
             .joined_at
             .map_or(Duration::ZERO, |t| now.saturating_sub(t));
@@ -291,7 +292,7 @@ impl Bot {
         self.leave_lobby_at = Some(now + Duration::from_millis(self.rng.u64(300..1500)));
     }
 
-    fn record_cancelled(&mut self, c: &MatchmakingMatchCancelled, now: Duration) {
+    fn record_cancelled(&mut self, c: &AtomicMatchCancelled, now: Duration) {
         self.lines.push(
             json!({
                 "event": "match_cancelled", "bot": self.index, "player": self.player, "match": c.match_id,
@@ -308,12 +309,12 @@ impl Bot {
 
     /// A stopping bot leaves the queue (again after a rollback re-queued it), at most twice
     /// a second.
-    fn should_leave_queue(&mut self, state: MatchmakingClientState, now: Duration) -> bool {
+    fn should_leave_queue(&mut self, state: AtomicClientState, now: Duration) -> bool {
         self.rejoin_at = None;
         let due = self
             .last_leave
             .is_none_or(|t| now >= t + Duration::from_millis(500));
-        if state == MatchmakingClientState::Queued && due {
+        if state == AtomicClientState::Queued && due {
             self.last_leave = Some(now);
             return true;
         }
@@ -326,10 +327,8 @@ impl Bot {
 pub fn drained(app: &App) -> bool {
     app.world().resource::<Bot>().gone
         || matches!(
-            app.world()
-                .resource::<State<MatchmakingClientState>>()
-                .get(),
-            MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+            app.world().resource::<State<AtomicClientState>>().get(),
+            AtomicClientState::Idle | AtomicClientState::Disconnected
         )
 }
 

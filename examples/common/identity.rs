@@ -12,13 +12,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     DEFAULT_TOKEN_VALIDITY, MatchmakingPrivateKey, MatchmakingTokenIssuer,
     insecure_netcode_client_transport, insert_insecure_netcode_client,
     insert_insecure_netcode_server, insert_secure_netcode_client,
     insert_secure_netcode_server_with_addresses, secure_netcode_client_transport,
 };
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingAckPolicy, MatchmakingQuietClientTransport, insert_quiet_secure_client,
     insert_quiet_secure_server,
 };

@@ -7,20 +7,19 @@
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::MatchmakingChannel;
+use bevy_atomic_matchmaking::atomic::AtomicChannel;
 use bevy_atomic_matchmaking::atomic::client::{
-    MatchmakingClientFaults, MatchmakingClientPlugin, MatchmakingJoinQueue, MatchmakingLeaveLobby,
-    MatchmakingLeaveQueue,
+    AtomicClientFaults, AtomicClientPlugin, AtomicJoinQueue, AtomicLeaveLobby, AtomicLeaveQueue,
 };
-use bevy_atomic_matchmaking::atomic::core::commit::MatchStatus;
+use bevy_atomic_matchmaking::atomic::core::commit::AtomicMatchStatus;
 use bevy_atomic_matchmaking::atomic::core::protocol::{
-    ClientMessage, MatchCancelReason, MatchedPlayer, PROTOCOL_VERSION, QueueLeftReason,
-    ServerMessage,
+    ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicMatchCancelReason, AtomicMatchedPlayer,
+    AtomicQueueLeftReason, AtomicServerMessage,
 };
-use bevy_atomic_matchmaking::atomic::testing::AtomicMode;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::harness::{DEFAULT_STEP, TestHarness, server_app};
 use bevy_atomic_matchmaking::shared::player::{MAX_CATEGORY_LEN, PlayerId};
+use bevy_atomic_matchmaking::testing::atomic::AtomicHarnessMode;
+use bevy_atomic_matchmaking::testing::harness::{DEFAULT_STEP, TestHarness, server_app};
 use bevy_renet::{RenetServer, RenetServerPlugin};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -39,7 +38,7 @@ pub enum ServerShape {
         lobby: u8,
         flag: bool,
     },
-    Any(ServerMessage),
+    Any(AtomicServerMessage),
 }
 
 fn server_shape() -> impl Strategy<Value = ServerShape> + Clone {
@@ -124,16 +123,16 @@ impl Target for AtomicClient {
     }
 
     fn execute(input: &AtomicClientInput) {
-        let channel = MatchmakingChannel::default();
+        let channel = AtomicChannel::default();
         let mut server = server_app(DEFAULT_STEP, channel.connection_config());
         server.add_plugins(RenetServerPlugin);
         server.update();
-        let mode = AtomicMode { channel };
+        let mode = AtomicHarnessMode { channel };
         let mut h = TestHarness::from_server(mode, server, channel.id, DEFAULT_STEP);
         let ids: Vec<PlayerId> = (0..input.clients)
             .map(|_| {
                 h.add_local_client(|app, _| {
-                    app.add_plugins(MatchmakingClientPlugin { channel });
+                    app.add_plugins(AtomicClientPlugin { channel });
                 })
             })
             .collect();
@@ -151,7 +150,7 @@ impl Target for AtomicClient {
 }
 
 struct ClientRun {
-    h: TestHarness<AtomicMode>,
+    h: TestHarness<AtomicHarnessMode>,
     ids: Vec<PlayerId>,
     /// Whether each client's current connection said hello.
     greeted: Vec<bool>,
@@ -165,7 +164,7 @@ impl ClientRun {
     }
 
     /// The message a shape names for this client.
-    fn message(&self, me: PlayerId, shape: &ServerShape) -> ServerMessage {
+    fn message(&self, me: PlayerId, shape: &ServerShape) -> AtomicServerMessage {
         let ServerShape::Coherent {
             kind,
             m,
@@ -181,54 +180,54 @@ impl ClientRun {
         let (match_id, lobby_id) = (u64::from(m) + 1, u64::from(lobby) + 100);
         let category = "duel".to_owned();
         match kind {
-            0 => ServerMessage::Welcome {
-                protocol_version: PROTOCOL_VERSION,
+            0 => AtomicServerMessage::Welcome {
+                protocol_version: ATOMIC_PROTOCOL_VERSION,
                 player: me,
             },
-            1 => ServerMessage::QueueJoined {
+            1 => AtomicServerMessage::QueueJoined {
                 category,
                 position: 1,
                 requeued: flag,
             },
-            2 => ServerMessage::MatchChecking {
+            2 => AtomicServerMessage::MatchChecking {
                 match_id,
                 category,
                 players: 2,
             },
-            3 => ServerMessage::Ping {
+            3 => AtomicServerMessage::Ping {
                 nonce: u64::from(m),
             },
-            4 => ServerMessage::MatchProposed {
+            4 => AtomicServerMessage::MatchProposed {
                 match_id,
                 lobby_id,
                 lobby_code: "K7QX2M".into(),
                 attempt: 1 + u32::from(lobby),
             },
-            5 => ServerMessage::MatchFound {
+            5 => AtomicServerMessage::MatchFound {
                 match_id,
                 lobby_id,
                 lobby_code: "K7QX2M".into(),
                 category,
                 players: [me, me ^ 1]
                     .iter()
-                    .map(|p| MatchedPlayer {
+                    .map(|p| AtomicMatchedPlayer {
                         player: *p,
                         latency: Duration::from_millis(5),
                         host: flag,
                     })
                     .collect(),
             },
-            6 => ServerMessage::MatchCancelled {
+            6 => AtomicServerMessage::MatchCancelled {
                 match_id,
-                status: MatchStatus::Player2Disconnected,
-                reason: MatchCancelReason::OtherPlayerUnavailable,
+                status: AtomicMatchStatus::Player2Disconnected,
+                reason: AtomicMatchCancelReason::OtherPlayerUnavailable,
                 requeued: flag,
             },
             _ => match flag {
-                true => ServerMessage::LobbyLeft { lobby_id },
-                false => ServerMessage::QueueLeft {
+                true => AtomicServerMessage::LobbyLeft { lobby_id },
+                false => AtomicServerMessage::QueueLeft {
                     category,
-                    reason: QueueLeftReason::Requested,
+                    reason: AtomicQueueLeftReason::Requested,
                 },
             },
         }
@@ -266,14 +265,14 @@ impl ClientRun {
                 let (_, id) = self.client(client);
                 self.h.send(
                     id,
-                    MatchmakingJoinQueue {
+                    AtomicJoinQueue {
                         category: category.clone(),
                     },
                 );
             }
-            ClientOp::Leave { client } => self.h.send(self.client(client).1, MatchmakingLeaveQueue),
+            ClientOp::Leave { client } => self.h.send(self.client(client).1, AtomicLeaveQueue),
             ClientOp::LeaveLobby { client } => {
-                self.h.send(self.client(client).1, MatchmakingLeaveLobby);
+                self.h.send(self.client(client).1, AtomicLeaveLobby);
             }
             ClientOp::Misbehave {
                 client,
@@ -285,7 +284,7 @@ impl ClientRun {
                     .h
                     .client(id)
                     .world_mut()
-                    .resource_mut::<MatchmakingClientFaults>();
+                    .resource_mut::<AtomicClientFaults>();
                 faults.ignore_pings = ignore_pings;
                 faults.acknowledge_proposals = acknowledge;
             }
@@ -314,13 +313,13 @@ impl ClientRun {
                 count("atomic_client_messages_to_server", 1);
                 if matches!(
                     message,
-                    ClientMessage::Pong { .. } | ClientMessage::Acknowledge { .. }
+                    AtomicClientMessage::Pong { .. } | AtomicClientMessage::Acknowledge { .. }
                 ) {
                     count("atomic_client_answers", 1);
                 }
                 let hello = message
-                    == ClientMessage::Hello {
-                        protocol_version: PROTOCOL_VERSION,
+                    == AtomicClientMessage::Hello {
+                        protocol_version: ATOMIC_PROTOCOL_VERSION,
                     };
                 assert!(
                     self.greeted[i] || hello,
@@ -337,17 +336,17 @@ impl ClientRun {
 /// server refuses an invalid one): a category long enough to fill the message is
 /// refused by the codec itself (too large, or past bincode's allocation limit), which is
 /// no fault of the client's encoding.
-fn client_message(bytes: &[u8]) -> ClientMessage {
-    match codec::decode::<ClientMessage>(bytes) {
+fn client_message(bytes: &[u8]) -> AtomicClientMessage {
+    match codec::decode::<AtomicClientMessage>(bytes) {
         Ok(message) => message,
         Err(error) => {
             let unlimited = bincode::serde::decode_from_slice(bytes, bincode::config::standard());
             match unlimited {
-                Ok((ClientMessage::JoinQueue { category }, _))
+                Ok((AtomicClientMessage::JoinQueue { category }, _))
                     if category.len() > MAX_CATEGORY_LEN =>
                 {
                     count("atomic_client_joins_past_the_codec", 1);
-                    ClientMessage::JoinQueue { category }
+                    AtomicClientMessage::JoinQueue { category }
                 }
                 _ => panic!("a client sent undecodable bytes ({error}): {bytes:?}"),
             }

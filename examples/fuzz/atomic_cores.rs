@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bevy_atomic_matchmaking::atomic::core::commit::{
-    AckState, CommitAction, CommitMachine, CommitOutcome, CommitTimings, HealthCheck,
-    MAX_HEALTH_PINGS, MatchStatus,
+    ATOMIC_MAX_HEALTH_PINGS, AtomicAckState, AtomicCommitAction, AtomicCommitMachine,
+    AtomicCommitOutcome, AtomicCommitTimings, AtomicHealthCheck, AtomicMatchStatus,
 };
-use bevy_atomic_matchmaking::atomic::core::queue::{MatchQueue, QueueError, QueueTicket};
-use bevy_atomic_matchmaking::atomic::server::MatchmakingServerSettings;
+use bevy_atomic_matchmaking::atomic::core::queue::{
+    AtomicQueue, AtomicQueueError, AtomicQueueTicket,
+};
+use bevy_atomic_matchmaking::atomic::server::AtomicServerSettings;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -106,7 +108,7 @@ impl Target for Queue {
     }
 
     fn execute((group, capacity, ops): &Self::Input) {
-        let mut queue: MatchQueue<u8> = MatchQueue::new(*group, *capacity);
+        let mut queue: AtomicQueue<u8> = AtomicQueue::new(*group, *capacity);
         let mut model = QueueModel {
             group: (*group).max(1),
             capacity: *capacity,
@@ -119,21 +121,21 @@ impl Target for Queue {
     }
 }
 
-fn ticket(player: u8, category: u8, enqueued_at: Duration) -> QueueTicket<u8> {
-    QueueTicket {
+fn ticket(player: u8, category: u8, enqueued_at: Duration) -> AtomicQueueTicket<u8> {
+    AtomicQueueTicket {
         player,
         category: CATEGORIES[category as usize].to_owned(),
         enqueued_at,
     }
 }
 
-fn queue_step(queue: &mut MatchQueue<u8>, model: &mut QueueModel, op: &QueueOp) {
+fn queue_step(queue: &mut AtomicQueue<u8>, model: &mut QueueModel, op: &QueueOp) {
     match *op {
         QueueOp::Enqueue { player, category } => {
             let expected = if model.tickets.contains_key(&player) {
-                Err(QueueError::AlreadyQueued)
+                Err(AtomicQueueError::AlreadyQueued)
             } else if model.len(category) >= model.capacity {
-                Err(QueueError::Full {
+                Err(AtomicQueueError::Full {
                     capacity: model.capacity,
                 })
             } else {
@@ -154,7 +156,7 @@ fn queue_step(queue: &mut MatchQueue<u8>, model: &mut QueueModel, op: &QueueOp) 
         } => {
             let result = queue.requeue_front(ticket(player, category, enqueued_at));
             if model.tickets.contains_key(&player) {
-                assert_eq!(result, Err(QueueError::AlreadyQueued));
+                assert_eq!(result, Err(AtomicQueueError::AlreadyQueued));
             } else {
                 model.add(player, category, 0, enqueued_at);
                 let position = model.order(category).iter().position(|p| *p == player);
@@ -194,7 +196,7 @@ fn queue_step(queue: &mut MatchQueue<u8>, model: &mut QueueModel, op: &QueueOp) 
     }
 }
 
-fn check_queue(queue: &MatchQueue<u8>, model: &QueueModel) {
+fn check_queue(queue: &AtomicQueue<u8>, model: &QueueModel) {
     assert_eq!(queue.total(), model.tickets.len());
     assert_eq!(queue.is_empty(), model.tickets.is_empty());
     let mut ready = BTreeSet::new();
@@ -258,7 +260,7 @@ fn commit_op() -> impl Strategy<Value = CommitOp> {
 }
 
 /// Timings as the server makes them: any settings, brought within their minimums.
-fn timings() -> impl Strategy<Value = CommitTimings> {
+fn timings() -> impl Strategy<Value = AtomicCommitTimings> {
     let short = (1u64..3_000).prop_map(Duration::from_millis);
     let any_time = prop_oneof![6 => short, 1 => edge_duration()];
     (
@@ -270,14 +272,14 @@ fn timings() -> impl Strategy<Value = CommitTimings> {
         any_time,
     )
         .prop_map(|(ping, latency, notify, attempts, backoff, stall)| {
-            MatchmakingServerSettings {
+            AtomicServerSettings {
                 ping_timeout: ping,
                 max_latency: latency,
                 notification_timeout: notify,
                 notification_attempts: attempts,
                 notification_backoff: backoff,
                 stall_threshold: stall,
-                ..MatchmakingServerSettings::default()
+                ..AtomicServerSettings::default()
             }
             .timings()
         })
@@ -289,7 +291,7 @@ fn timings() -> impl Strategy<Value = CommitTimings> {
 pub struct CommitInput {
     players: Vec<u64>,
     nonces: Vec<u64>,
-    timings: CommitTimings,
+    timings: AtomicCommitTimings,
     start: Duration,
     ops: Vec<CommitOp>,
 }
@@ -330,7 +332,7 @@ impl Target for Commit {
 /// A commit under test and what it said so far.
 struct CommitRun<'a> {
     input: &'a CommitInput,
-    m: CommitMachine<u64>,
+    m: AtomicCommitMachine<u64>,
     now: Duration,
     last_poll: Duration,
     /// The latest time an event was stamped with (pings sent, pongs).
@@ -338,13 +340,13 @@ struct CommitRun<'a> {
     nonce: BTreeMap<u64, u64>,
     lobby: bool,
     attempts: BTreeMap<u64, u32>,
-    finished: Option<CommitOutcome<u64>>,
+    finished: Option<AtomicCommitOutcome<u64>>,
 }
 
 impl<'a> CommitRun<'a> {
     fn new(input: &'a CommitInput) -> Self {
         Self {
-            m: CommitMachine::new(&input.players, &input.nonces, input.timings),
+            m: AtomicCommitMachine::new(&input.players, &input.nonces, input.timings),
             now: input.start,
             last_poll: input.start,
             latest: input.start,
@@ -406,7 +408,7 @@ impl<'a> CommitRun<'a> {
             }
             CommitOp::Abort => {
                 if let Some(outcome) = self.m.abort() {
-                    assert_eq!(outcome.status, MatchStatus::Aborted);
+                    assert_eq!(outcome.status, AtomicMatchStatus::Aborted);
                     self.finish(outcome);
                 }
             }
@@ -445,19 +447,19 @@ impl<'a> CommitRun<'a> {
         );
     }
 
-    fn check_actions(&mut self, actions: Vec<CommitAction<u64>>) {
+    fn check_actions(&mut self, actions: Vec<AtomicCommitAction<u64>>) {
         for action in actions {
             assert!(self.finished.is_none(), "{action:?} after the finish");
             match action {
-                CommitAction::Ping { player, nonce } => {
+                AtomicCommitAction::Ping { player, nonce } => {
                     assert!(!self.lobby, "a ping in phase 2");
                     self.nonce.insert(player, nonce);
                 }
-                CommitAction::CreateLobby => {
+                AtomicCommitAction::CreateLobby => {
                     assert!(!self.lobby, "a second lobby");
                     self.lobby = true;
                 }
-                CommitAction::Propose { player, attempt } => {
+                AtomicCommitAction::Propose { player, attempt } => {
                     assert!(self.lobby, "a proposal without a lobby");
                     let last = self.attempts.insert(player, attempt).unwrap_or(0);
                     assert!(
@@ -466,12 +468,12 @@ impl<'a> CommitRun<'a> {
                     );
                     assert!(attempt <= self.input.timings.notification_attempts.max(1));
                 }
-                CommitAction::Finish(outcome) => self.finish(outcome),
+                AtomicCommitAction::Finish(outcome) => self.finish(outcome),
             }
         }
     }
 
-    fn finish(&mut self, outcome: CommitOutcome<u64>) {
+    fn finish(&mut self, outcome: AtomicCommitOutcome<u64>) {
         assert!(self.finished.is_none(), "finished twice");
         let players: Vec<u64> = outcome.players.iter().map(|r| r.player).collect();
         assert_eq!(players, self.input.players, "the outcome lists the match");
@@ -482,8 +484,8 @@ impl<'a> CommitRun<'a> {
                 !success || r.acknowledged,
                 "committed without an acknowledgement"
             );
-            let pending = r.health == HealthCheck::Pending;
-            let aborted = outcome.status == MatchStatus::Aborted;
+            let pending = r.health == AtomicHealthCheck::Pending;
+            let aborted = outcome.status == AtomicMatchStatus::Aborted;
             assert!(
                 !r.requeued || r.health.is_healthy() || (aborted && pending),
                 "re-queued with {:?}",
@@ -498,7 +500,9 @@ impl<'a> CommitRun<'a> {
         }
         let health_failure = !matches!(
             outcome.status,
-            MatchStatus::Success | MatchStatus::NotificationFailed | MatchStatus::Aborted
+            AtomicMatchStatus::Success
+                | AtomicMatchStatus::NotificationFailed
+                | AtomicMatchStatus::Aborted
         );
         if health_failure {
             let healthy: Vec<bool> = outcome
@@ -506,7 +510,7 @@ impl<'a> CommitRun<'a> {
                 .iter()
                 .map(|r| r.health.is_healthy())
                 .collect();
-            assert_eq!(outcome.status, MatchStatus::from_health(&healthy));
+            assert_eq!(outcome.status, AtomicMatchStatus::from_health(&healthy));
             assert!(!self.lobby, "a health failure after the lobby");
         }
         self.finished = Some(outcome);
@@ -519,9 +523,12 @@ impl<'a> CommitRun<'a> {
         }
         for p in &self.input.players {
             let pings = self.m.pings(*p).expect("a member");
-            assert!(pings <= MAX_HEALTH_PINGS, "{pings} pings");
+            assert!(pings <= ATOMIC_MAX_HEALTH_PINGS, "{pings} pings");
             if !self.lobby {
-                assert!(matches!(self.m.ack_state(*p), Some(AckState::NotProposed)));
+                assert!(matches!(
+                    self.m.ack_state(*p),
+                    Some(AtomicAckState::NotProposed)
+                ));
             }
         }
         assert_eq!(

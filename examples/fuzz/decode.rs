@@ -8,7 +8,7 @@
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::negotiated::core::fact::{NegotiatedFact, NegotiatedSignedFact};
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedClientMessage, NegotiatedRelayMessage,
@@ -85,8 +85,8 @@ where
 
 /// Feeds `bytes` to every decoder.
 pub fn check_all(bytes: &[u8]) {
-    check_one::<ClientMessage>(bytes, 0);
-    check_one::<ServerMessage>(bytes, 1);
+    check_one::<AtomicClientMessage>(bytes, 0);
+    check_one::<AtomicServerMessage>(bytes, 1);
     check_one::<NegotiatedClientMessage>(bytes, 2);
     check_one::<NegotiatedRelayMessage>(bytes, 3);
     check_one::<NegotiatedFact>(bytes, 4);

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::atomic::core::commit::MatchStatus;
+use bevy_atomic_matchmaking::atomic::core::commit::AtomicMatchStatus;
 use bevy_atomic_matchmaking::atomic::core::protocol::{
-    ClientMessage, MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, PROTOCOL_VERSION,
-    QueueLeftReason, ServerMessage,
+    ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind, AtomicMatchCancelReason,
+    AtomicMatchedPlayer, AtomicQueueLeftReason, AtomicServerMessage,
 };
 use bevy_atomic_matchmaking::negotiated::core::fact::{
     NegotiatedAccept, NegotiatedBid, NegotiatedCancel, NegotiatedFact, NegotiatedFactId,
@@ -119,8 +119,8 @@ pub fn text() -> impl Strategy<Value = String> + Clone {
     ]
 }
 
-fn matchmaking_error_kind() -> impl Strategy<Value = MatchmakingErrorKind> + Clone {
-    use MatchmakingErrorKind::*;
+fn matchmaking_error_kind() -> impl Strategy<Value = AtomicErrorKind> + Clone {
+    use AtomicErrorKind::*;
     select(vec![
         VersionMismatch,
         HelloRequired,
@@ -172,22 +172,23 @@ pub fn version(right: u32) -> impl Strategy<Value = u32> + Clone {
 }
 
 /// Any atomic client message.
-pub fn client_message() -> impl Strategy<Value = ClientMessage> + Clone {
+pub fn client_message() -> impl Strategy<Value = AtomicClientMessage> + Clone {
     prop_oneof![
-        version(PROTOCOL_VERSION).prop_map(|v| ClientMessage::Hello {
+        version(ATOMIC_PROTOCOL_VERSION).prop_map(|v| AtomicClientMessage::Hello {
             protocol_version: v
         }),
-        category().prop_map(|category| ClientMessage::JoinQueue { category }),
-        Just(ClientMessage::LeaveQueue),
-        edge_u64().prop_map(|nonce| ClientMessage::Pong { nonce }),
-        (edge_u64(), edge_u64())
-            .prop_map(|(match_id, lobby_id)| ClientMessage::Acknowledge { match_id, lobby_id }),
-        edge_u64().prop_map(|lobby_id| ClientMessage::LeaveLobby { lobby_id }),
+        category().prop_map(|category| AtomicClientMessage::JoinQueue { category }),
+        Just(AtomicClientMessage::LeaveQueue),
+        edge_u64().prop_map(|nonce| AtomicClientMessage::Pong { nonce }),
+        (edge_u64(), edge_u64()).prop_map(|(match_id, lobby_id)| {
+            AtomicClientMessage::Acknowledge { match_id, lobby_id }
+        }),
+        edge_u64().prop_map(|lobby_id| AtomicClientMessage::LeaveLobby { lobby_id }),
     ]
 }
 
-fn match_status() -> impl Strategy<Value = MatchStatus> + Clone {
-    use MatchStatus::*;
+fn match_status() -> impl Strategy<Value = AtomicMatchStatus> + Clone {
+    use AtomicMatchStatus::*;
     prop_oneof![
         6 => select(vec![
             Success,
@@ -202,8 +203,8 @@ fn match_status() -> impl Strategy<Value = MatchStatus> + Clone {
     ]
 }
 
-fn cancel_reason() -> impl Strategy<Value = MatchCancelReason> + Clone {
-    use MatchCancelReason::*;
+fn cancel_reason() -> impl Strategy<Value = AtomicMatchCancelReason> + Clone {
+    use AtomicMatchCancelReason::*;
     prop_oneof![
         6 => select(vec![
             OtherPlayerUnavailable,
@@ -218,44 +219,46 @@ fn cancel_reason() -> impl Strategy<Value = MatchCancelReason> + Clone {
     ]
 }
 
-fn matched_player() -> impl Strategy<Value = MatchedPlayer> + Clone {
-    (edge_u64(), edge_duration(), any::<bool>()).prop_map(|(player, latency, host)| MatchedPlayer {
-        player,
-        latency,
-        host,
+fn matched_player() -> impl Strategy<Value = AtomicMatchedPlayer> + Clone {
+    (edge_u64(), edge_duration(), any::<bool>()).prop_map(|(player, latency, host)| {
+        AtomicMatchedPlayer {
+            player,
+            latency,
+            host,
+        }
     })
 }
 
 /// Any atomic server message.
-pub fn server_message() -> impl Strategy<Value = ServerMessage> + Clone {
+pub fn server_message() -> impl Strategy<Value = AtomicServerMessage> + Clone {
     prop_oneof![
-        (version(PROTOCOL_VERSION), edge_u64()).prop_map(|(protocol_version, player)| {
-            ServerMessage::Welcome {
+        (version(ATOMIC_PROTOCOL_VERSION), edge_u64()).prop_map(|(protocol_version, player)| {
+            AtomicServerMessage::Welcome {
                 protocol_version,
                 player,
             }
         }),
         (category(), edge_u32(), any::<bool>()).prop_map(|(category, position, requeued)| {
-            ServerMessage::QueueJoined {
+            AtomicServerMessage::QueueJoined {
                 category,
                 position,
                 requeued,
             }
         }),
-        category().prop_map(|category| ServerMessage::QueueLeft {
+        category().prop_map(|category| AtomicServerMessage::QueueLeft {
             category,
-            reason: QueueLeftReason::Requested
+            reason: AtomicQueueLeftReason::Requested
         }),
         (edge_u64(), category(), any::<u8>()).prop_map(|(match_id, category, players)| {
-            ServerMessage::MatchChecking {
+            AtomicServerMessage::MatchChecking {
                 match_id,
                 category,
                 players,
             }
         }),
-        edge_u64().prop_map(|nonce| ServerMessage::Ping { nonce }),
+        edge_u64().prop_map(|nonce| AtomicServerMessage::Ping { nonce }),
         (edge_u64(), edge_u64(), text(), edge_u32()).prop_map(
-            |(match_id, lobby_id, lobby_code, attempt)| ServerMessage::MatchProposed {
+            |(match_id, lobby_id, lobby_code, attempt)| AtomicServerMessage::MatchProposed {
                 match_id,
                 lobby_id,
                 lobby_code,
@@ -270,7 +273,7 @@ pub fn server_message() -> impl Strategy<Value = ServerMessage> + Clone {
             vec(matched_player(), 0..20)
         )
             .prop_map(|(match_id, lobby_id, lobby_code, category, players)| {
-                ServerMessage::MatchFound {
+                AtomicServerMessage::MatchFound {
                     match_id,
                     lobby_id,
                     lobby_code,
@@ -279,16 +282,16 @@ pub fn server_message() -> impl Strategy<Value = ServerMessage> + Clone {
                 }
             }),
         (edge_u64(), match_status(), cancel_reason(), any::<bool>()).prop_map(
-            |(match_id, status, reason, requeued)| ServerMessage::MatchCancelled {
+            |(match_id, status, reason, requeued)| AtomicServerMessage::MatchCancelled {
                 match_id,
                 status,
                 reason,
                 requeued,
             }
         ),
-        edge_u64().prop_map(|lobby_id| ServerMessage::LobbyLeft { lobby_id }),
+        edge_u64().prop_map(|lobby_id| AtomicServerMessage::LobbyLeft { lobby_id }),
         (matchmaking_error_kind(), text())
-            .prop_map(|(kind, message)| ServerMessage::Error { kind, message }),
+            .prop_map(|(kind, message)| AtomicServerMessage::Error { kind, message }),
     ]
 }
 

@@ -19,10 +19,10 @@ use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::relay::NegotiatedRelaySettings;
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedMode;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::harness::{DEFAULT_STEP, TestHarness, server_app};
 use bevy_atomic_matchmaking::shared::player::PlayerId;
+use bevy_atomic_matchmaking::testing::harness::{DEFAULT_STEP, TestHarness, server_app};
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedHarnessMode;
 use bevy_renet::{RenetServer, RenetServerPlugin};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -173,7 +173,7 @@ impl Target for NegotiatedClient {
             epoch: Some(EPOCH),
             ..NegotiatedClientSettings::default()
         };
-        let mode = NegotiatedMode {
+        let mode = NegotiatedHarnessMode {
             channel,
             relay_settings: NegotiatedRelaySettings::default(),
             client_settings: settings.clone(),
@@ -206,7 +206,7 @@ impl Target for NegotiatedClient {
 }
 
 struct FakeRelay {
-    h: TestHarness<NegotiatedMode>,
+    h: TestHarness<NegotiatedHarnessMode>,
     ids: Vec<PlayerId>,
     /// Whether each client's current connection said hello.
     greeted: Vec<bool>,

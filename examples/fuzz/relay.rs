@@ -16,10 +16,10 @@ use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::relay::NegotiatedRelaySettings;
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
 use bevy_atomic_matchmaking::shared::player::PlayerId;
+use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, LinkFaults};
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -115,6 +115,8 @@ fn relay_op() -> impl Strategy<Value = RelayOp> {
 pub struct RelayInput {
     settings: NegotiatedRelaySettings,
     client: NegotiatedClientSettings,
+    /// The plugin clients' clock skew, in milliseconds, sometimes at the edges.
+    skew_ms: i64,
     /// Per raw connection: whether it says hello first.
     raw_hello: Vec<bool>,
     plugin_clients: usize,
@@ -161,12 +163,19 @@ fn client_settings(rng: &mut fastrand::Rng) -> NegotiatedClientSettings {
         1 => settings.bid_timeout = Duration::ZERO,
         2 => settings.time_sync_interval = Duration::ZERO,
         3 => settings.time_sync_interval = Duration::MAX,
-        4 => settings.clock_skew_ms = i64::MAX,
-        5 => settings.clock_skew_ms = i64::MIN,
-        6 => settings.clock_skew_ms = rng.i64(-5_000..5_000),
         _ => {}
     }
     settings
+}
+
+/// A clock skew for the plugin clients: none, the edges, or a few seconds.
+fn clock_skew_ms(rng: &mut fastrand::Rng) -> i64 {
+    match rng.u8(..16) {
+        4 => i64::MAX,
+        5 => i64::MIN,
+        6 => rng.i64(-5_000..5_000),
+        _ => 0,
+    }
 }
 
 /// The negotiated relay in process.
@@ -181,6 +190,7 @@ impl Target for Relay {
         RelayInput {
             settings: relay_settings(&mut draw.rng),
             client: client_settings(&mut draw.rng),
+            skew_ms: clock_skew_ms(&mut draw.rng),
             raw_hello: (0..raw).map(|_| draw.rng.u8(..8) != 0).collect(),
             plugin_clients: draw.rng.usize(1..5),
             link_seed: draw.rng.u64(..),
@@ -232,7 +242,9 @@ impl RelayRun {
                 ..Raw::default()
             })
             .collect();
-        let plugins = (0..input.plugin_clients).map(|_| h.add_client()).collect();
+        let plugins = (0..input.plugin_clients)
+            .map(|_| h.add_skewed_client(input.skew_ms))
+            .collect();
         let mut run = Self {
             h,
             raw,

@@ -1,5 +1,5 @@
 //! The atomic server's message paths, in process: the real server plugin and clients on
-//! renet local connections ([`MatchmakingTestHarness`]). Raw connections send
+//! renet local connections ([`AtomicTestHarness`]). Raw connections send
 //! structure-aware messages that name what the server sent them (nonces, proposals,
 //! lobbies) or anything, mutated encodings and oversized bytes; clients with the plugin
 //! queue, leave and misbehave; connections drop and come back, links lose and delay
@@ -9,16 +9,16 @@
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::client::{MatchmakingLeaveLobby, MatchmakingLeaveQueue};
+use bevy_atomic_matchmaking::atomic::client::{AtomicLeaveLobby, AtomicLeaveQueue};
 use bevy_atomic_matchmaking::atomic::core::protocol::{
-    ClientMessage, PROTOCOL_VERSION, ServerMessage,
+    ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicServerMessage,
 };
 use bevy_atomic_matchmaking::atomic::server::{
-    MatchmakingLobby, MatchmakingMatch, MatchmakingPlayerLocation, MatchmakingServerSettings,
+    AtomicLobby, AtomicMatch, AtomicPlayerLocation, AtomicServerSettings,
 };
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
-use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
 use bevy_atomic_matchmaking::shared::player::PlayerId;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
+use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, LinkFaults};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -51,7 +51,7 @@ pub enum ClientShape {
 
 fn client_shape() -> impl Strategy<Value = ClientShape> + Clone {
     prop_oneof![
-        1 => prop_oneof![3 => Just(PROTOCOL_VERSION), 1 => edge_u32()].prop_map(ClientShape::Hello),
+        1 => prop_oneof![3 => Just(ATOMIC_PROTOCOL_VERSION), 1 => edge_u32()].prop_map(ClientShape::Hello),
         5 => category().prop_map(ClientShape::Join),
         2 => Just(ClientShape::LeaveQueue),
         5 => pick().prop_map(ClientShape::Pong),
@@ -134,7 +134,7 @@ fn server_op() -> impl Strategy<Value = ServerOp> {
 /// One case: settings, connections and steps.
 #[derive(Debug)]
 pub struct ServerInput {
-    settings: MatchmakingServerSettings,
+    settings: AtomicServerSettings,
     /// Per raw connection: (whether it says hello first, whether it also plays along:
     /// answers pings and proposals at once, leaves its lobby and queues again).
     raw: Vec<(bool, bool)>,
@@ -145,9 +145,9 @@ pub struct ServerInput {
 
 /// Settings: short timeouts, small limits, and sometimes a timeout or a grace of
 /// `Duration::MAX` (settings have no upper bound).
-fn draw_settings(rng: &mut fastrand::Rng) -> MatchmakingServerSettings {
+fn draw_settings(rng: &mut fastrand::Rng) -> AtomicServerSettings {
     let ping_timeout = Duration::from_millis(rng.u64(100..2_000));
-    let mut settings = MatchmakingServerSettings {
+    let mut settings = AtomicServerSettings {
         players_per_match: [2, 2, 3, 4][rng.usize(..4)],
         max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
         queue_capacity: [1, 3, 10_000, 10_000][rng.usize(..4)],
@@ -155,7 +155,7 @@ fn draw_settings(rng: &mut fastrand::Rng) -> MatchmakingServerSettings {
         max_latency: ping_timeout.min(Duration::from_millis(500)),
         notification_timeout: Duration::from_millis(rng.u64(100..2_000)),
         notification_attempts: rng.u32(1..4),
-        ..MatchmakingServerSettings::default()
+        ..AtomicServerSettings::default()
     };
     match rng.u8(..16) {
         0 => settings.ping_timeout = Duration::MAX,
@@ -214,14 +214,14 @@ struct RawConn {
 }
 
 struct ServerRun {
-    h: MatchmakingTestHarness,
+    h: AtomicTestHarness,
     raw: Vec<RawConn>,
     plugins: Vec<PlayerId>,
 }
 
 impl ServerRun {
     fn new(input: &ServerInput) -> Self {
-        let mut h = MatchmakingTestHarness::new(input.settings.clone());
+        let mut h = AtomicTestHarness::new(input.settings.clone());
         h.seed_links(input.link_seed);
         let raw = input
             .raw
@@ -236,7 +236,7 @@ impl ServerRun {
         let mut run = Self { h, raw, plugins };
         for (i, (hello, responsive)) in input.raw.iter().enumerate() {
             if *hello {
-                run.send(i, &ClientShape::Hello(PROTOCOL_VERSION));
+                run.send(i, &ClientShape::Hello(ATOMIC_PROTOCOL_VERSION));
             }
             if *responsive {
                 run.send(i, &ClientShape::Join("duel".into()));
@@ -264,7 +264,7 @@ impl ServerRun {
     }
 
     /// A raw connection's message, naming what it was sent.
-    fn message(&self, raw: usize, shape: &ClientShape) -> ClientMessage {
+    fn message(&self, raw: usize, shape: &ClientShape) -> AtomicClientMessage {
         let seen = &self.raw[raw].seen;
         let pick = |p: &Pick, from: &[u64]| match p {
             Pick::Seen(i) if !from.is_empty() => from[i % from.len()],
@@ -272,14 +272,14 @@ impl ServerRun {
             Pick::Raw(v) => *v,
         };
         match shape {
-            ClientShape::Hello(v) => ClientMessage::Hello {
+            ClientShape::Hello(v) => AtomicClientMessage::Hello {
                 protocol_version: *v,
             },
-            ClientShape::Join(category) => ClientMessage::JoinQueue {
+            ClientShape::Join(category) => AtomicClientMessage::JoinQueue {
                 category: category.clone(),
             },
-            ClientShape::LeaveQueue => ClientMessage::LeaveQueue,
-            ClientShape::Pong(p) => ClientMessage::Pong {
+            ClientShape::LeaveQueue => AtomicClientMessage::LeaveQueue,
+            ClientShape::Pong(p) => AtomicClientMessage::Pong {
                 nonce: pick(p, &seen.nonces),
             },
             ClientShape::Acknowledge(p, lobby) => {
@@ -289,12 +289,12 @@ impl ServerRun {
                     }
                     other => (pick(other, &[]), pick(other, &seen.lobbies)),
                 };
-                ClientMessage::Acknowledge {
+                AtomicClientMessage::Acknowledge {
                     match_id,
                     lobby_id: lobby.unwrap_or(lobby_id),
                 }
             }
-            ClientShape::LeaveLobby(p) => ClientMessage::LeaveLobby {
+            ClientShape::LeaveLobby(p) => AtomicClientMessage::LeaveLobby {
                 lobby_id: pick(p, &seen.lobbies),
             },
         }
@@ -346,12 +346,12 @@ impl ServerRun {
             }
             ServerOp::Leave { client } => {
                 if let Some(id) = self.plugin(client) {
-                    self.h.send(id, MatchmakingLeaveQueue);
+                    self.h.send(id, AtomicLeaveQueue);
                 }
             }
             ServerOp::LeaveLobby { client } => {
                 if let Some(id) = self.plugin(client) {
-                    self.h.send(id, MatchmakingLeaveLobby);
+                    self.h.send(id, AtomicLeaveLobby);
                 }
             }
             ServerOp::Misbehave {
@@ -393,7 +393,7 @@ impl ServerRun {
         self.advance(3);
         if let Some(i) = self.raw.iter().position(|r| r.id == id) {
             self.raw[i].seen = Seen::default();
-            self.send(i, &ClientShape::Hello(PROTOCOL_VERSION));
+            self.send(i, &ClientShape::Hello(ATOMIC_PROTOCOL_VERSION));
         }
     }
 
@@ -414,24 +414,24 @@ impl ServerRun {
             for message in messages {
                 let r = &mut self.raw[i];
                 let reply = match message {
-                    ServerMessage::Ping { nonce } => {
+                    AtomicServerMessage::Ping { nonce } => {
                         r.seen.nonces.push(nonce);
-                        Some(ClientMessage::Pong { nonce })
+                        Some(AtomicClientMessage::Pong { nonce })
                     }
-                    ServerMessage::MatchProposed {
+                    AtomicServerMessage::MatchProposed {
                         match_id, lobby_id, ..
                     } => {
                         r.seen.proposals.push((match_id, lobby_id));
-                        Some(ClientMessage::Acknowledge { match_id, lobby_id })
+                        Some(AtomicClientMessage::Acknowledge { match_id, lobby_id })
                     }
-                    ServerMessage::MatchFound { lobby_id, .. } => {
+                    AtomicServerMessage::MatchFound { lobby_id, .. } => {
                         r.seen.lobbies.push(lobby_id);
-                        Some(ClientMessage::LeaveLobby { lobby_id })
+                        Some(AtomicClientMessage::LeaveLobby { lobby_id })
                     }
-                    ServerMessage::LobbyLeft { .. }
-                    | ServerMessage::MatchCancelled {
+                    AtomicServerMessage::LobbyLeft { .. }
+                    | AtomicServerMessage::MatchCancelled {
                         requeued: false, ..
-                    } => Some(ClientMessage::JoinQueue {
+                    } => Some(AtomicClientMessage::JoinQueue {
                         category: "duel".into(),
                     }),
                     _ => None,
@@ -479,15 +479,15 @@ impl ServerRun {
 
 /// The server's bookkeeping agrees with its entities: counts, tickets and locations,
 /// and nobody is in two lobbies or in a lobby and a match.
-fn check_server(h: &mut MatchmakingTestHarness) {
+fn check_server(h: &mut AtomicTestHarness) {
     let world = h.server.world_mut();
     let matches: Vec<(Entity, Vec<PlayerId>)> = world
-        .query::<(Entity, &MatchmakingMatch)>()
+        .query::<(Entity, &AtomicMatch)>()
         .iter(world)
         .map(|(e, m)| (e, m.players().collect()))
         .collect();
-    let lobbies: Vec<(Entity, MatchmakingLobby)> = world
-        .query::<(Entity, &MatchmakingLobby)>()
+    let lobbies: Vec<(Entity, AtomicLobby)> = world
+        .query::<(Entity, &AtomicLobby)>()
         .iter(world)
         .map(|(e, l)| (e, l.clone()))
         .collect();
@@ -515,12 +515,12 @@ fn check_server(h: &mut MatchmakingTestHarness) {
         let location = state.location(c.id);
         assert_eq!(
             state.queue().contains(&c.id),
-            location == Some(MatchmakingPlayerLocation::Queued),
+            location == Some(AtomicPlayerLocation::Queued),
             "player {} ticket vs {location:?}",
             c.id
         );
         match location {
-            Some(MatchmakingPlayerLocation::Matching(e)) => {
+            Some(AtomicPlayerLocation::Matching(e)) => {
                 let m = matches.iter().find(|(m, _)| *m == e);
                 assert!(
                     m.is_some_and(|(_, ps)| ps.contains(&c.id)),
@@ -528,7 +528,7 @@ fn check_server(h: &mut MatchmakingTestHarness) {
                     c.id
                 );
             }
-            Some(MatchmakingPlayerLocation::InLobby(e)) => {
+            Some(AtomicPlayerLocation::InLobby(e)) => {
                 let l = lobbies.iter().find(|(l, _)| *l == e);
                 assert!(
                     l.is_some_and(|(_, l)| l.committed && l.members.contains(&c.id)),

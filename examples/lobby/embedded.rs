@@ -66,13 +66,13 @@ pub fn start_embedded_server(category: String, identity: &Identity) -> Result<So
 /// The server app (bound to a free loopback port) and the bot app connected to it, both
 /// finished and ready to update; and the server's address.
 fn build_apps(category: String, identity: &Identity) -> Result<(App, App, SocketAddr), String> {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut server = App::new();
     server
         .add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin {
+        .add_plugins(AtomicServerPlugin {
             channel,
-            settings: MatchmakingServerSettings::default(),
+            settings: AtomicServerSettings::default(),
         });
     let addr = identity
         .insert_server(
@@ -87,7 +87,7 @@ fn build_apps(category: String, identity: &Identity) -> Result<(App, App, Socket
 
     let mut bot = App::new();
     bot.add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingClientPlugin { channel })
+        .add_plugins(AtomicClientPlugin { channel })
         .insert_resource(Bot {
             category,
             join_sent: None,
@@ -109,7 +109,7 @@ fn build_apps(category: String, identity: &Identity) -> Result<(App, App, Socket
     Ok((server, bot, addr))
 }
 
-fn print_embedded_outcomes(mut outcomes: MessageReader<MatchmakingOutcome>) {
+fn print_embedded_outcomes(mut outcomes: MessageReader<AtomicMatchOutcome>) {
     for o in outcomes.read() {
         if o.status.is_success() {
             println!(
@@ -130,31 +130,31 @@ fn print_embedded_outcomes(mut outcomes: MessageReader<MatchmakingOutcome>) {
 /// clicks Find match again, then leaves it (and so queues again).
 fn drive_bot(
     time: Res<Time<Real>>,
-    state: Res<State<MatchmakingClientState>>,
+    state: Res<State<AtomicClientState>>,
     mut bot: ResMut<Bot>,
-    mut join: MessageWriter<MatchmakingJoinQueue>,
-    mut leave_lobby: MessageWriter<MatchmakingLeaveLobby>,
+    mut join: MessageWriter<AtomicJoinQueue>,
+    mut leave_lobby: MessageWriter<AtomicLeaveLobby>,
 ) {
     let now = time.elapsed();
     let clicks = FIND_MATCH_CLICKS.load(Ordering::SeqCst);
     match state.get() {
-        MatchmakingClientState::Idle => {
+        AtomicClientState::Idle => {
             bot.clicks_seen = None;
             if bot
                 .join_sent
                 .is_none_or(|at| now.saturating_sub(at) > Duration::from_secs(1))
             {
                 bot.join_sent = Some(now);
-                join.write(MatchmakingJoinQueue {
+                join.write(AtomicJoinQueue {
                     category: bot.category.clone(),
                 });
             }
         }
-        MatchmakingClientState::Matched => {
+        AtomicClientState::Matched => {
             let seen = *bot.clicks_seen.get_or_insert(clicks);
             if clicks != seen {
                 bot.clicks_seen = Some(clicks);
-                leave_lobby.write(MatchmakingLeaveLobby);
+                leave_lobby.write(AtomicLeaveLobby);
             }
         }
         _ => bot.clicks_seen = None,

@@ -65,6 +65,7 @@ use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_renet::netcode::NetcodeClientPlugin;
 
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicClientFaults;
 
 use args::{Args, parse_args, random_client_id};
 use assets::{UiAssets, check_assets, watch_assets};
@@ -137,11 +138,11 @@ fn build_app(args: &Args, config: LobbyConfig, connection: Connection, assets: U
                 ..default()
             }),
     )
-    .add_plugins(MatchmakingClientPlugin {
-        channel: MatchmakingChannel::default(),
+    .add_plugins(AtomicClientPlugin {
+        channel: AtomicChannel::default(),
     })
     .add_plugins(NetcodeClientPlugin)
-    .insert_resource(MatchmakingClientFaults {
+    .insert_resource(AtomicClientFaults {
         acknowledge_proposals: !args.hold_proposal,
         ..default()
     })

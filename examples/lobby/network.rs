@@ -20,9 +20,9 @@ pub fn ensure_connection(
     config: Res<LobbyConfig>,
     mut connection: ResMut<Connection>,
     mut screen: ResMut<ScreenState>,
-    channel: Res<MatchmakingChannel>,
+    channel: Res<AtomicChannel>,
     client: Option<Res<RenetClient>>,
-    mut join: MessageWriter<MatchmakingJoinQueue>,
+    mut join: MessageWriter<AtomicJoinQueue>,
 ) {
     if !connection.join_pending {
         return;
@@ -54,7 +54,7 @@ pub fn ensure_connection(
             }
         }
     }
-    join.write(MatchmakingJoinQueue {
+    join.write(AtomicJoinQueue {
         category: config.category.clone(),
     });
 }
@@ -105,15 +105,15 @@ pub fn say_goodbye(exit: MessageReader<AppExit>, mut transport: ClientTransport)
 
 /// The messages of the matchmaking client plugin that the game follows.
 #[derive(SystemParam)]
-pub struct MatchmakingMessages<'w, 's> {
-    connected: MessageReader<'w, 's, MatchmakingConnected>,
-    joined: MessageReader<'w, 's, MatchmakingQueueJoined>,
-    left: MessageReader<'w, 's, MatchmakingQueueLeft>,
-    checking: MessageReader<'w, 's, MatchmakingMatchChecking>,
-    found: MessageReader<'w, 's, MatchmakingMatchFound>,
-    cancelled: MessageReader<'w, 's, MatchmakingMatchCancelled>,
-    lobby_left: MessageReader<'w, 's, MatchmakingLobbyLeft>,
-    errors: MessageReader<'w, 's, MatchmakingClientError>,
+pub struct LobbyMessages<'w, 's> {
+    connected: MessageReader<'w, 's, AtomicConnected>,
+    joined: MessageReader<'w, 's, AtomicQueueJoined>,
+    left: MessageReader<'w, 's, AtomicQueueLeft>,
+    checking: MessageReader<'w, 's, AtomicMatchChecking>,
+    found: MessageReader<'w, 's, AtomicMatchFound>,
+    cancelled: MessageReader<'w, 's, AtomicMatchCancelled>,
+    lobby_left: MessageReader<'w, 's, AtomicLobbyLeft>,
+    errors: MessageReader<'w, 's, AtomicClientError>,
 }
 
 /// Updates the connection and screen state from the plugin's messages and prints each
@@ -121,8 +121,8 @@ pub struct MatchmakingMessages<'w, 's> {
 pub fn follow_matchmaking(
     mut connection: ResMut<Connection>,
     mut screen: ResMut<ScreenState>,
-    state: Res<State<MatchmakingClientState>>,
-    mut messages: MatchmakingMessages,
+    state: Res<State<AtomicClientState>>,
+    mut messages: LobbyMessages,
 ) {
     for c in messages.connected.read() {
         connection.connecting = false;
@@ -163,7 +163,7 @@ pub fn follow_matchmaking(
     }
 }
 
-fn on_match_cancelled(screen: &mut ScreenState, c: &MatchmakingMatchCancelled) {
+fn on_match_cancelled(screen: &mut ScreenState, c: &AtomicMatchCancelled) {
     let text = if c.requeued {
         format!(
             "Match cancelled: {}. You were put back at the front of the queue.",
@@ -185,11 +185,11 @@ fn on_match_cancelled(screen: &mut ScreenState, c: &MatchmakingMatchCancelled) {
     );
 }
 
-fn on_error(screen: &mut ScreenState, state: MatchmakingClientState, e: &MatchmakingClientError) {
+fn on_error(screen: &mut ScreenState, state: AtomicClientState, e: &AtomicClientError) {
     screen.notice = Some((e.message.clone(), BAD));
     if matches!(
         state,
-        MatchmakingClientState::Idle | MatchmakingClientState::Disconnected
+        AtomicClientState::Idle | AtomicClientState::Disconnected
     ) {
         // refused (queue full, bad category...) or disconnected: not searching any more
         screen.searching = false;

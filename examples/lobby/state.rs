@@ -1,5 +1,5 @@
 //! The game's own resources, besides what the matchmaking client plugin tracks
-//! (`MatchmakingClientState` and `MatchmakingClientStatus`).
+//! (`AtomicClientState` and `AtomicClientStatus`).
 
 use std::net::SocketAddr;
 

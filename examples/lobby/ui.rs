@@ -99,8 +99,8 @@ pub fn press_buttons(
     buttons: Query<(&Interaction, &Action), Changed<Interaction>>,
     mut connection: ResMut<Connection>,
     mut screen: ResMut<ScreenState>,
-    mut leave_queue: MessageWriter<MatchmakingLeaveQueue>,
-    mut leave_lobby: MessageWriter<MatchmakingLeaveLobby>,
+    mut leave_queue: MessageWriter<AtomicLeaveQueue>,
+    mut leave_lobby: MessageWriter<AtomicLeaveLobby>,
 ) {
     for (interaction, action) in &buttons {
         if *interaction != Interaction::Pressed {
@@ -118,11 +118,11 @@ pub fn press_buttons(
                 screen.searching = false;
                 connection.join_pending = false;
                 screen.notice = None;
-                leave_queue.write(MatchmakingLeaveQueue);
+                leave_queue.write(AtomicLeaveQueue);
             }
             Action::EnterLobby => screen.in_lobby = true,
             Action::Leave => {
-                leave_lobby.write(MatchmakingLeaveLobby);
+                leave_lobby.write(AtomicLeaveLobby);
             }
         }
     }
@@ -135,8 +135,8 @@ pub fn show_view(
     config: Res<LobbyConfig>,
     connection: Res<Connection>,
     screen: Res<ScreenState>,
-    state: Res<State<MatchmakingClientState>>,
-    status: Res<MatchmakingClientStatus>,
+    state: Res<State<AtomicClientState>>,
+    status: Res<AtomicClientStatus>,
     assets: Res<UiAssets>,
     root: Single<Entity, With<UiRoot>>,
 ) {

@@ -80,10 +80,10 @@ impl View {
 pub fn compute_view(
     config: &LobbyConfig,
     screen: &ScreenState,
-    state: MatchmakingClientState,
-    status: &MatchmakingClientStatus,
+    state: AtomicClientState,
+    status: &AtomicClientStatus,
 ) -> View {
-    use MatchmakingClientState as S;
+    use AtomicClientState as S;
     let mut view = match state {
         S::Matched if screen.in_lobby => lobby_view(config, status),
         S::Matched => match_found_view(config, status),
@@ -117,13 +117,13 @@ fn home_view(config: &LobbyConfig) -> View {
 }
 
 /// Searching, but not in the queue yet.
-fn connecting_view(config: &LobbyConfig, state: MatchmakingClientState) -> View {
+fn connecting_view(config: &LobbyConfig, state: AtomicClientState) -> View {
     let mut view = View::new(
         Screen::Connecting,
         line("Connecting", ACCENT, 30.0),
         Some(("Cancel", Action::Cancel)),
     );
-    let text = if state == MatchmakingClientState::Disconnected {
+    let text = if state == AtomicClientState::Disconnected {
         format!("Connecting to {}...", config.server)
     } else {
         "Connected. Joining the queue...".to_string()
@@ -133,7 +133,7 @@ fn connecting_view(config: &LobbyConfig, state: MatchmakingClientState) -> View 
 }
 
 /// In the queue: category, position and seconds waited.
-fn queued_view(config: &LobbyConfig, status: &MatchmakingClientStatus) -> View {
+fn queued_view(config: &LobbyConfig, status: &AtomicClientStatus) -> View {
     let mut view = View::new(
         Screen::Queued,
         line("In the queue", ACCENT, 30.0),
@@ -167,7 +167,7 @@ fn matching_view(screen: &ScreenState) -> View {
 }
 
 /// The match is committed: lobby code, opponents and their latency.
-fn match_found_view(config: &LobbyConfig, status: &MatchmakingClientStatus) -> View {
+fn match_found_view(config: &LobbyConfig, status: &AtomicClientStatus) -> View {
     let mut view = View::new(
         Screen::MatchFound,
         line("Match found!", GOOD, 34.0),
@@ -192,7 +192,7 @@ fn match_found_view(config: &LobbyConfig, status: &MatchmakingClientStatus) -> V
 }
 
 /// Inside the lobby: its players, with the Leave button.
-fn lobby_view(config: &LobbyConfig, status: &MatchmakingClientStatus) -> View {
+fn lobby_view(config: &LobbyConfig, status: &AtomicClientStatus) -> View {
     let found = status.found.as_ref();
     let code = found.map_or("-", |f| f.lobby_code.as_str());
     let mut view = View::new(
@@ -235,7 +235,7 @@ pub fn log_screen(
     config: &LobbyConfig,
     screen: &ScreenState,
     view: &View,
-    status: &MatchmakingClientStatus,
+    status: &AtomicClientStatus,
 ) {
     match view.screen {
         Screen::MatchFound => {

@@ -2,12 +2,12 @@
 //!
 //! - [`core`]: the queue, the commit state machine, the wire protocol, lobby codes and
 //!   statistics windows. Plain Rust, no Bevy.
-//! - [`server`]: [`MatchmakingServerPlugin`](server::MatchmakingServerPlugin) for the
+//! - [`server`]: [`AtomicServerPlugin`](server::AtomicServerPlugin) for the
 //!   dedicated server (feature `server`).
-//! - [`client`]: [`MatchmakingClientPlugin`](client::MatchmakingClientPlugin) for the game
+//! - [`client`]: [`AtomicClientPlugin`](client::AtomicClientPlugin) for the game
 //!   (feature `client`).
-//! - [`testing`]: a server and clients in one process with manual time (features `server`
-//!   and `client`).
+//!
+//! The in-process test harness of this mode is [`crate::testing::atomic`] (feature `testing`).
 
 pub mod channel;
 #[cfg(feature = "client")]
@@ -15,7 +15,5 @@ pub mod client;
 pub mod core;
 #[cfg(feature = "server")]
 pub mod server;
-#[cfg(all(feature = "server", feature = "client"))]
-pub mod testing;
 
-pub use channel::{DEFAULT_MATCHMAKING_CHANNEL_ID, MatchmakingChannel};
+pub use channel::{AtomicChannel, DEFAULT_ATOMIC_CHANNEL_ID};

@@ -1,7 +1,7 @@
 //! The renet channel reserved for negotiated matchmaking.
 
 /// The channel id the negotiated plugins use unless told otherwise: the one after the
-/// atomic [`MatchmakingChannel`](crate::atomic::MatchmakingChannel)'s default (3), so a
+/// atomic [`AtomicChannel`](crate::atomic::AtomicChannel)'s default (3), so a
 /// game can run both modes on one connection.
 pub const DEFAULT_NEGOTIATED_CHANNEL_ID: u8 = 4;
 
@@ -16,12 +16,12 @@ crate::shared::channel::define_channel!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::atomic::MatchmakingChannel;
+    use crate::atomic::AtomicChannel;
 
     #[test]
     fn both_modes_share_a_connection() {
         let mut config = NegotiatedChannel::default().connection_config();
-        MatchmakingChannel::default().add_to(&mut config);
+        AtomicChannel::default().add_to(&mut config);
         assert_eq!(config.server_channels_config.len(), 5);
         assert_eq!(config.client_channels_config.len(), 5);
     }

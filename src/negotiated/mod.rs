@@ -41,7 +41,7 @@
 //! use std::time::Duration;
 //! use bevy::prelude::*;
 //! use bevy_atomic_matchmaking::prelude::*;
-//! use bevy_atomic_matchmaking::shared::transport::{
+//! use bevy_atomic_matchmaking::transport::{
 //!     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_secure_netcode_client,
 //!     insert_secure_netcode_server,
 //! };
@@ -99,6 +99,5 @@ pub mod channel;
 pub mod client;
 pub mod core;
 pub mod relay;
-pub mod testing;
 
 pub use channel::{DEFAULT_NEGOTIATED_CHANNEL_ID, NegotiatedChannel};

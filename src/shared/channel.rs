@@ -1,5 +1,5 @@
 //! The renet channels reserved for matchmaking: one reliable ordered channel per mode,
-//! with an id the game chooses. [`MatchmakingChannel`](crate::atomic::MatchmakingChannel)
+//! with an id the game chooses. [`AtomicChannel`](crate::atomic::AtomicChannel)
 //! and [`NegotiatedChannel`](crate::negotiated::NegotiatedChannel) are both made here.
 
 use bevy_renet::renet::{ChannelConfig, ConnectionConfig, SendType};

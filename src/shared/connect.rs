@@ -13,16 +13,18 @@ use std::time::Duration;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::RenetClient;
+#[cfg(feature = "transport")]
 use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
 use bevy_renet::renet::DisconnectReason;
 
-use crate::shared::transport::quiet::MatchmakingQuietClientTransport;
+#[cfg(feature = "transport")]
+use crate::transport::quiet::MatchmakingQuietClientTransport;
 
 /// How long a client waits for its connection to open before it reports `ConnectFailed`
 /// (well within netcode's own 15 s connect-token timeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where a client connects, as the transport helpers of [`crate::shared::transport`] record
+/// Where a client connects, as the transport helpers of [`crate::transport`] record
 /// it, so that a failed connection names the address and the kind of authentication tried.
 /// A game that builds its own transport may insert it too; without it the error says "the
 /// server".
@@ -38,21 +40,48 @@ pub struct MatchmakingConnectTarget {
 #[derive(SystemParam)]
 pub(crate) struct ConnectionView<'w> {
     client: Option<Res<'w, RenetClient>>,
-    netcode: Option<ResMut<'w, NetcodeClientTransport>>,
-    quiet: Option<ResMut<'w, MatchmakingQuietClientTransport>>,
+    transport: TransportView<'w>,
     target: Option<Res<'w, MatchmakingConnectTarget>>,
     time: Res<'w, Time<Real>>,
 }
 
-impl ConnectionView<'_> {
-    /// A new client or transport was inserted this frame: a new attempt.
+/// The netcode transports of this crate's `transport` feature (renet_netcode's and the
+/// quiet one), as far as a connection watch needs them.
+#[cfg(feature = "transport")]
+#[derive(SystemParam)]
+pub(crate) struct TransportView<'w> {
+    netcode: Option<ResMut<'w, NetcodeClientTransport>>,
+    quiet: Option<ResMut<'w, MatchmakingQuietClientTransport>>,
+}
+
+/// Without the `transport` feature the game brings its own transport: the watch sees only
+/// the [`RenetClient`] (an attempt that does not open within the timeout still fails).
+#[cfg(not(feature = "transport"))]
+pub(crate) type TransportView<'w> = std::marker::PhantomData<&'w ()>;
+
+/// How a transport ended an attempt before the connection opened.
+#[cfg_attr(not(feature = "transport"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptEnd {
+    /// The client itself closed it (the game, or a new attempt).
+    ByClient,
+    /// The connect token expired before the server accepted it.
+    TokenExpired,
+    /// The server denied the connection (full, or the id is connected).
+    Denied,
+    /// The server closed it before it opened.
+    ByServer,
+    /// Any other reason netcode gave (timed out, a bad token...).
+    Other,
+}
+
+#[cfg(feature = "transport")]
+impl TransportView<'_> {
     fn restarted(&self) -> bool {
-        self.client.as_ref().is_some_and(|c| c.is_added())
-            || self.netcode.as_ref().is_some_and(|t| t.is_added())
+        self.netcode.as_ref().is_some_and(|t| t.is_added())
             || self.quiet.as_ref().is_some_and(|t| t.is_added())
     }
 
-    /// Ends the attempt: the game was told it failed, so it must not open later.
     fn give_up(&mut self) {
         if let Some(t) = &mut self.netcode {
             t.disconnect();
@@ -62,13 +91,47 @@ impl ConnectionView<'_> {
         }
     }
 
-    /// Why netcode gave up, if it did.
-    fn netcode_reason(&self) -> Option<NetcodeDisconnectReason> {
-        match (&self.netcode, &self.quiet) {
+    /// Why netcode gave up, if it did, with netcode's own words.
+    fn end(&self) -> Option<(AttemptEnd, String)> {
+        let reason = match (&self.netcode, &self.quiet) {
             (Some(t), _) => t.disconnect_reason(),
             (_, Some(t)) => t.disconnect_reason(),
             _ => None,
-        }
+        }?;
+        let end = match reason {
+            NetcodeDisconnectReason::DisconnectedByClient => AttemptEnd::ByClient,
+            NetcodeDisconnectReason::ConnectTokenExpired => AttemptEnd::TokenExpired,
+            NetcodeDisconnectReason::ConnectionDenied => AttemptEnd::Denied,
+            NetcodeDisconnectReason::DisconnectedByServer => AttemptEnd::ByServer,
+            _ => AttemptEnd::Other,
+        };
+        Some((end, reason.to_string()))
+    }
+}
+
+#[cfg(not(feature = "transport"))]
+trait NoTransport {
+    fn restarted(&self) -> bool {
+        false
+    }
+    fn give_up(&mut self) {}
+    fn end(&self) -> Option<(AttemptEnd, String)> {
+        None
+    }
+}
+
+#[cfg(not(feature = "transport"))]
+impl NoTransport for TransportView<'_> {}
+
+impl ConnectionView<'_> {
+    /// A new client or transport was inserted this frame: a new attempt.
+    fn restarted(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.is_added()) || self.transport.restarted()
+    }
+
+    /// Ends the attempt: the game was told it failed, so it must not open later.
+    fn give_up(&mut self) {
+        self.transport.give_up();
     }
 }
 
@@ -100,8 +163,10 @@ impl ConnectWatch {
             self.settled = true;
             return None;
         }
-        let reason = view.netcode_reason();
-        let closed_by_us = reason == Some(NetcodeDisconnectReason::DisconnectedByClient)
+        let reason = view.transport.end();
+        let closed_by_us = reason
+            .as_ref()
+            .is_some_and(|(end, _)| *end == AttemptEnd::ByClient)
             || client.disconnect_reason() == Some(DisconnectReason::DisconnectedByClient);
         if closed_by_us {
             self.settled = true;
@@ -128,7 +193,7 @@ impl ConnectWatch {
 /// The message of a connection that never opened: where, what was tried, the likely cause.
 fn connect_failure(
     target: Option<&MatchmakingConnectTarget>,
-    reason: Option<NetcodeDisconnectReason>,
+    reason: Option<(AttemptEnd, String)>,
     waited: Duration,
     timeout: Duration,
 ) -> String {
@@ -138,20 +203,18 @@ fn connect_failure(
         Some(_) => "without a connect token (insecure netcode)",
         None => "over netcode",
     };
-    let netcode = reason.map_or_else(
+    let netcode = reason.as_ref().map_or_else(
         || format!("no answer within the {timeout:?} connect timeout"),
-        |r| format!("netcode: {r}"),
+        |(_, words)| format!("netcode: {words}"),
     );
-    let cause = match reason {
-        Some(NetcodeDisconnectReason::ConnectTokenExpired) => {
+    let cause = match reason.map(|(end, _)| end) {
+        Some(AttemptEnd::TokenExpired) => {
             "the connect token expired before the server accepted it: mint a fresh one"
         }
-        Some(NetcodeDisconnectReason::ConnectionDenied) => {
+        Some(AttemptEnd::Denied) => {
             "the server denied the connection: it is full, or a client with this id is connected"
         }
-        Some(NetcodeDisconnectReason::DisconnectedByServer) => {
-            "the server closed the connection before it opened"
-        }
+        Some(AttemptEnd::ByServer) => "the server closed the connection before it opened",
         _ if target.is_some_and(|t| !t.secure) => {
             "no server runs at that address or it is down, or the server is secure and \
              this client is not"

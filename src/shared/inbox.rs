@@ -85,6 +85,7 @@ impl MatchmakingInbox {
     }
 
     /// Moves `other`'s connections into this inbox.
+    #[cfg(feature = "transport")]
     pub(crate) fn append(&mut self, other: &mut MatchmakingInbox) {
         self.waiting.append(&mut other.waiting);
     }

@@ -10,6 +10,7 @@ pub trait MatchmakingMessageVisitor {
 }
 
 /// Registers every visited message type with an app.
+#[cfg_attr(not(any(feature = "client", feature = "negotiated")), allow(dead_code))]
 pub(crate) struct AddMessages<'a>(pub &'a mut App);
 
 impl MatchmakingMessageVisitor for AddMessages<'_> {

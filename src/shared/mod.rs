@@ -1,19 +1,25 @@
-//! What both modes share: the size-limited codec, strike counting, the player id and
-//! category names, the renet channel helper, the in-process link of the test harnesses,
-//! the UDP transport helpers and the wall clock.
+//! What both modes share: the size-limited codec, the connection gate and strike counting,
+//! the player id and category names, the renet channel helper, the connection watch of the
+//! client plugins, the inbox of connections with news, and the wall clock.
 //!
 //! [`codec`], [`gate`], [`guard`], [`player`] and [`clock`] are plain Rust with no engine in
-//! them; [`channel`], [`local_link`], [`harness`] and [`transport`] work with Bevy and renet.
+//! them; [`channel`], [`connect`], [`inbox`] and [`messages`] work with Bevy and renet. The
+//! UDP transports live in [`crate::transport`] (feature `transport`), the in-process test
+//! support in [`crate::testing`] (feature `testing`).
 
 pub mod channel;
 pub mod clock;
 pub mod codec;
+// the connection watch is the client plugins'; a server-only build keeps the target type
+#[cfg_attr(
+    not(any(feature = "client", feature = "negotiated")),
+    allow(dead_code)
+)]
 pub mod connect;
 pub mod gate;
 pub mod guard;
-pub mod harness;
+// read by the server and the relay; a client-only build keeps the type its transports fill
+#[cfg_attr(not(any(feature = "server", feature = "negotiated")), allow(dead_code))]
 pub mod inbox;
-pub mod local_link;
 pub mod messages;
 pub mod player;
-pub mod transport;

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::local_link::{DirectionFaults, LinkFaults};
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
+use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, LinkFaults};
 use proptest::prelude::*;
 
 use crate::invariants::{Checker, Taint};
@@ -93,14 +93,14 @@ fn keeps_healthy(faults: &LinkFaults) -> bool {
 
 /// A harness, its players and the checker, driven by [`Op`]s.
 pub struct AtomicRun {
-    pub h: MatchmakingTestHarness,
+    pub h: AtomicTestHarness,
     pub players: Vec<PlayerId>,
     pub checker: Checker,
 }
 
 impl AtomicRun {
     pub fn new(group: usize, seed: u64) -> Self {
-        let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+        let mut h = AtomicTestHarness::new(AtomicServerSettings {
             players_per_match: group,
             ..Default::default()
         });
@@ -127,20 +127,18 @@ impl AtomicRun {
             Op::Join(p, c) => {
                 // a join the server will refuse (already queued, matching or in a lobby)
                 // is a strike: enough of them and the player is refused and withdrawn
-                if h.server_state().location(self.players[p])
-                    != Some(MatchmakingPlayerLocation::Idle)
-                {
+                if h.server_state().location(self.players[p]) != Some(AtomicPlayerLocation::Idle) {
                     taint.mark(p);
                 }
                 h.join(self.players[p], if c == 0 { "a" } else { "b" });
             }
             Op::Leave(p) => {
                 taint.mark(p);
-                h.send(self.players[p], MatchmakingLeaveQueue);
+                h.send(self.players[p], AtomicLeaveQueue);
             }
             Op::LeaveLobby(p) => {
                 taint.mark(p);
-                h.send(self.players[p], MatchmakingLeaveLobby);
+                h.send(self.players[p], AtomicLeaveLobby);
             }
             Op::Disconnect(p) => {
                 taint.new_session(p);
@@ -205,7 +203,7 @@ impl AtomicRun {
     /// queue), so at most `players - group + 1` matches run one after the other, each
     /// within the ping timeout plus every proposal attempt with its backoff.
     pub fn drain_bound(&self) -> usize {
-        let settings = self.h.server_resource::<MatchmakingServerSettings>();
+        let settings = self.h.server_resource::<AtomicServerSettings>();
         let group = settings.group_size();
         let t = settings.timings();
         let slack = self.h.step * 10;
@@ -266,14 +264,14 @@ impl AtomicRun {
 // ---------------------------------------------------------------------------------------
 // each fault on its own, on a pair
 
-fn matched(h: &MatchmakingTestHarness, players: &[PlayerId]) -> bool {
+fn matched(h: &AtomicTestHarness, players: &[PlayerId]) -> bool {
     players
         .iter()
-        .all(|p| h.client_state(*p) == MatchmakingClientState::Matched)
+        .all(|p| h.client_state(*p) == AtomicClientState::Matched)
 }
 
 /// A pair on a harness with default settings, both on links with these faults.
-fn pair_on(faults: LinkFaults) -> (MatchmakingTestHarness, PlayerId, PlayerId) {
+fn pair_on(faults: LinkFaults) -> (AtomicTestHarness, PlayerId, PlayerId) {
     let mut h = crate::common::harness();
     h.seed_links(5);
     let [a, b] = h.add_clients(2)[..] else {
@@ -297,7 +295,7 @@ fn a_pair_commits_over_jittery_duplicating_reordering_links() {
     h.join(a, "duel");
     h.join(b, "duel");
     h.run_until(300, |h| matched(h, &[a, b]));
-    let outcomes = h.server_recorded::<MatchmakingOutcome>();
+    let outcomes = h.server_recorded::<AtomicMatchOutcome>();
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].status.is_success(), "{:?}", outcomes[0]);
 }
@@ -328,7 +326,7 @@ fn a_held_link_delivers_late_but_in_order() {
     assert_eq!(h.stats().total_queued(), 1, "a's join is held");
     h.run_until(300, |h| matched(h, &[a, b]));
     assert!(
-        h.server_recorded::<MatchmakingOutcome>()[0]
+        h.server_recorded::<AtomicMatchOutcome>()[0]
             .status
             .is_success()
     );
@@ -342,13 +340,13 @@ fn a_reconnect_mid_match_rolls_back_and_the_new_session_starts_idle() {
     h.run_until(50, |h| h.stats().matches_in_flight == 1);
     h.reconnect(a);
     assert!(!h.is_connected(a) && h.is_reconnecting(a));
-    h.run_until(50, |h| h.client_state(a) == MatchmakingClientState::Idle);
-    let outcome = h.server_recorded::<MatchmakingOutcome>()[0].clone();
+    h.run_until(50, |h| h.client_state(a) == AtomicClientState::Idle);
+    let outcome = h.server_recorded::<AtomicMatchOutcome>()[0].clone();
     assert!(!outcome.status.is_success());
     assert_eq!(outcome.requeued, vec![b]);
     assert_eq!(
         h.server_state().location(a),
-        Some(MatchmakingPlayerLocation::Idle)
+        Some(AtomicPlayerLocation::Idle)
     );
     // the new session queues and matches like any other
     h.join(a, "duel");
@@ -365,7 +363,7 @@ fn a_server_stall_keeps_healthy_players() {
     h.run_until(50, |h| h.stats().matches_in_flight == 1);
     h.stall_server(SERVER_STALL);
     h.run_until(300, |h| h.stats().matches_in_flight == 0);
-    let outcome = &h.server_recorded::<MatchmakingOutcome>()[0];
+    let outcome = &h.server_recorded::<AtomicMatchOutcome>()[0];
     assert!(outcome.status.is_success(), "{outcome:?}");
 }
 
@@ -384,7 +382,7 @@ fn joins_in_one_frame_queue_in_id_order() {
         h.join(a, "duel");
         h.run_until(50, |h| h.stats().matches_formed == 1);
         let world = h.server.world_mut();
-        let mut matches = world.query::<&MatchmakingMatch>();
+        let mut matches = world.query::<&AtomicMatch>();
         let order: Vec<PlayerId> = matches.single(world).unwrap().players().collect();
         assert_eq!(order, vec![a, b]);
     }

@@ -2,24 +2,24 @@
 //! oversized bytes, and clients trying to act for another player. The server answers
 //! with a clear error, disconnects repeat offenders and keeps serving everyone else.
 
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::{errors, harness};
 use bevy_atomic_matchmaking::shared::codec::MAX_MESSAGE_BYTES;
 
-fn hello(h: &mut MatchmakingTestHarness, p: PlayerId) {
+fn hello(h: &mut AtomicTestHarness, p: PlayerId) {
     h.send_message(
         p,
-        &ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
+        &AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
         },
     );
     h.run(2);
     assert!(matches!(
         h.take_messages(p)[..],
-        [ServerMessage::Welcome { player, .. }] if player == p
+        [AtomicServerMessage::Welcome { player, .. }] if player == p
     ));
 }
 
@@ -29,18 +29,18 @@ fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
     let p = h.add_raw_client();
     h.send_message(
         p,
-        &ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION + 1,
+        &AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION + 1,
         },
     );
     h.run(2);
     let received = h.take_messages(p);
-    let [ServerMessage::Error { kind, message }] = &received[..] else {
+    let [AtomicServerMessage::Error { kind, message }] = &received[..] else {
         panic!("expected one error, got {received:?}")
     };
-    assert_eq!(*kind, MatchmakingErrorKind::VersionMismatch);
+    assert_eq!(*kind, AtomicErrorKind::VersionMismatch);
     assert!(
-        message.contains(&format!("{}", PROTOCOL_VERSION + 1)),
+        message.contains(&format!("{}", ATOMIC_PROTOCOL_VERSION + 1)),
         "{message}"
     );
     h.run_for(std::time::Duration::from_millis(400));
@@ -60,14 +60,14 @@ fn messages_before_hello_are_refused() {
     let p = h.add_raw_client();
     h.send_message(
         p,
-        &ClientMessage::JoinQueue {
+        &AtomicClientMessage::JoinQueue {
             category: "duel".into(),
         },
     );
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(p)),
-        vec![MatchmakingErrorKind::HelloRequired]
+        vec![AtomicErrorKind::HelloRequired]
     );
     assert_eq!(h.stats().total_queued(), 0);
 }
@@ -86,7 +86,7 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(evil)),
-        vec![MatchmakingErrorKind::Malformed]
+        vec![AtomicErrorKind::Malformed]
     );
     assert!(h.is_connected(evil), "one bad message is not abuse");
 
@@ -94,18 +94,19 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(evil)),
-        vec![MatchmakingErrorKind::TooLarge]
+        vec![AtomicErrorKind::TooLarge]
     );
 
     // a valid message with trailing bytes is malformed too
-    let mut trailing = bevy_atomic_matchmaking::shared::codec::encode(&ClientMessage::LeaveQueue);
+    let mut trailing =
+        bevy_atomic_matchmaking::shared::codec::encode(&AtomicClientMessage::LeaveQueue);
     trailing.push(0);
     h.join(b, "duel");
     h.send_raw(evil, trailing);
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(evil)),
-        vec![MatchmakingErrorKind::Malformed, MatchmakingErrorKind::Abuse]
+        vec![AtomicErrorKind::Malformed, AtomicErrorKind::Abuse]
     );
     h.run_for(std::time::Duration::from_millis(400));
     assert!(
@@ -115,10 +116,10 @@ fn garbage_and_oversized_bytes_get_errors_then_a_disconnect_while_others_are_ser
 
     // meanwhile a and b were matched as if nothing happened
     h.run_until(100, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
-    assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
-    assert_eq!(h.client_state(b), MatchmakingClientState::Matched);
+    assert_eq!(h.client_state(a), AtomicClientState::Matched);
+    assert_eq!(h.client_state(b), AtomicClientState::Matched);
 }
 
 #[test]
@@ -134,42 +135,40 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     h.join(a, "duel");
     h.run(2);
     h.join(b, "duel");
-    h.run_until(50, |h| {
-        !h.recorded::<MatchmakingMatchProposed>(b).is_empty()
-    });
-    let proposal = h.recorded::<MatchmakingMatchProposed>(b)[0].clone();
+    h.run_until(50, |h| !h.recorded::<AtomicMatchProposed>(b).is_empty());
+    let proposal = h.recorded::<AtomicMatchProposed>(b)[0].clone();
 
     h.send_message(
         evil,
-        &ClientMessage::Acknowledge {
+        &AtomicClientMessage::Acknowledge {
             match_id: proposal.match_id,
             lobby_id: proposal.lobby_id,
         },
     );
     h.send_message(
         evil,
-        &ClientMessage::LeaveLobby {
+        &AtomicClientMessage::LeaveLobby {
             lobby_id: proposal.lobby_id,
         },
     );
-    h.send_message(evil, &ClientMessage::LeaveQueue);
+    h.send_message(evil, &AtomicClientMessage::LeaveQueue);
     h.run(2);
     // each refused request is a strike: the third gets the attacker disconnected
     assert_eq!(
         errors(&h.take_messages(evil)),
         vec![
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::NotQueued,
-            MatchmakingErrorKind::Abuse
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::NotQueued,
+            AtomicErrorKind::Abuse
         ]
     );
     // b's acknowledgement is still missing: the forged one did not count
     h.run_until(1000, |h| {
-        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+        !h.server_recorded::<AtomicMatchOutcome>().is_empty()
     });
-    let o = &h.server_recorded::<MatchmakingOutcome>()[0];
-    assert_eq!(o.status, MatchStatus::NotificationFailed);
+    let o = &h.server_recorded::<AtomicMatchOutcome>()[0];
+    assert_eq!(o.status, AtomicMatchStatus::NotificationFailed);
     assert!(!o.players[1].acknowledged);
 
     // a real member acknowledging the wrong lobby id is refused as well
@@ -180,11 +179,9 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     h.join(c, "other");
     h.run(2);
     h.join(d, "other");
-    h.run_until(50, |h| {
-        !h.recorded::<MatchmakingMatchProposed>(d).is_empty()
-    });
-    let p = h.recorded::<MatchmakingMatchProposed>(d)[0].clone();
-    let wrong_lobby = ClientMessage::Acknowledge {
+    h.run_until(50, |h| !h.recorded::<AtomicMatchProposed>(d).is_empty());
+    let p = h.recorded::<AtomicMatchProposed>(d)[0].clone();
+    let wrong_lobby = AtomicClientMessage::Acknowledge {
         match_id: p.match_id,
         lobby_id: p.lobby_id ^ 1,
     };
@@ -195,10 +192,8 @@ fn nobody_can_acknowledge_or_leave_for_another_player() {
     );
     h.run(3);
     assert_eq!(
-        h.recorded::<MatchmakingClientError>(d)
-            .last()
-            .map(|e| e.kind),
-        Some(MatchmakingErrorKind::NotAMember)
+        h.recorded::<AtomicClientError>(d).last().map(|e| e.kind),
+        Some(AtomicErrorKind::NotAMember)
     );
 }
 
@@ -207,18 +202,18 @@ fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
     let mut h = harness();
     let p = h.add_raw_client();
     hello(&mut h, p);
-    h.send_message(p, &ClientMessage::Pong { nonce: 42 });
+    h.send_message(p, &AtomicClientMessage::Pong { nonce: 42 });
     h.send_message(
         p,
-        &ClientMessage::Acknowledge {
+        &AtomicClientMessage::Acknowledge {
             match_id: 1,
             lobby_id: 1,
         },
     );
     h.send_message(
         p,
-        &ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
+        &AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
         },
     );
     h.run(2);
@@ -227,9 +222,9 @@ fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
     assert_eq!(
         errors(&h.take_messages(p)),
         vec![
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::Unexpected
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::Unexpected
         ]
     );
     assert!(h.is_connected(p), "two strikes are not yet abuse");

@@ -12,7 +12,7 @@ use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::clock::unix_now;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, connect_token_from_bytes,
     insert_secure_netcode_client,
 };
@@ -31,20 +31,20 @@ fn backend(key: &MatchmakingPrivateKey) -> MatchmakingTokenIssuer {
 }
 
 fn client(token: ConnectToken) -> App {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .add_plugins(StatesPlugin)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
     insert_secure_netcode_client(&mut app, token, channel.connection_config())
         .expect("client socket");
-    app.add_plugins(MatchmakingClientPlugin { channel });
+    app.add_plugins(AtomicClientPlugin { channel });
     app
 }
 
 /// The id the server welcomed this client as (after its hello).
 fn welcomed(app: &App) -> Option<PlayerId> {
-    app.world().resource::<MatchmakingClientStatus>().player
+    app.world().resource::<AtomicClientStatus>().player
 }
 
 fn gave_up(app: &App) -> Option<NetcodeDisconnectReason> {
@@ -122,8 +122,8 @@ fn the_player_id_is_the_one_inside_the_token() {
         4242
     );
     assert_eq!(server_clients(&server), vec![4242]);
-    let state = server.world().resource::<MatchmakingServerState>();
-    assert_eq!(state.location(4242), Some(MatchmakingPlayerLocation::Idle));
+    let state = server.world().resource::<AtomicServerState>();
+    assert_eq!(state.location(4242), Some(AtomicPlayerLocation::Idle));
     let user_data = server
         .world()
         .resource::<NetcodeServerTransport>()
@@ -228,10 +228,7 @@ fn a_second_connection_with_a_live_players_id_is_refused() {
         &mut [],
         issuer.issue(21, VALID, &[addr], &[]).unwrap(),
     );
-    let session = server
-        .world()
-        .resource::<MatchmakingServerState>()
-        .session(21);
+    let session = server.world().resource::<AtomicServerState>().session(21);
     // a valid, distinct token for the same player (a second login, or a leaked key used
     // to impersonate): netcode refuses it while the first connection lives
     let mut second = client(issuer.issue(21, VALID, &[addr], &[]).unwrap());
@@ -240,10 +237,7 @@ fn a_second_connection_with_a_live_players_id_is_refused() {
     assert_eq!(welcomed(&first), Some(21));
     assert_eq!(server_clients(&server), vec![21]);
     assert_eq!(
-        server
-            .world()
-            .resource::<MatchmakingServerState>()
-            .session(21),
+        server.world().resource::<AtomicServerState>().session(21),
         session,
         "the server kept the first connection's session"
     );

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::shared::harness::{server_app, single_threaded};
+use bevy_atomic_matchmaking::testing::harness::{server_app, single_threaded};
 use bevy_renet::RenetServer;
 use bevy_renet::renet::RenetClient;
 
@@ -16,9 +16,9 @@ const STEP: Duration = Duration::from_millis(10);
 
 /// A server app with an inbox, and a local client it does not hear of.
 fn setup() -> (App, RenetClient) {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let mut app = server_app(STEP, channel.connection_config());
-    app.add_plugins(MatchmakingServerPlugin {
+    app.add_plugins(AtomicServerPlugin {
         channel,
         ..default()
     });
@@ -38,9 +38,9 @@ fn frames_until(
     app: &mut App,
     client: &mut RenetClient,
     max: usize,
-    wanted: impl Fn(&ServerMessage) -> bool,
+    wanted: impl Fn(&AtomicServerMessage) -> bool,
 ) -> Option<usize> {
-    let channel = MatchmakingChannel::default().id;
+    let channel = AtomicChannel::default().id;
     for frame in 1..=max {
         client.update(STEP);
         // renet's own exchange: the inbox hears nothing of these packets
@@ -54,7 +54,7 @@ fn frames_until(
             .resource_mut::<RenetServer>()
             .process_local_client(7, client);
         while let Some(bytes) = client.receive_message(channel) {
-            if codec::decode::<ServerMessage>(&bytes).is_ok_and(|m| wanted(&m)) {
+            if codec::decode::<AtomicServerMessage>(&bytes).is_ok_and(|m| wanted(&m)) {
                 return Some(frame);
             }
         }
@@ -65,9 +65,9 @@ fn frames_until(
 #[test]
 fn an_unreported_connection_is_read_by_the_sweep_and_the_inbox_says_so() {
     let (mut app, mut client) = setup();
-    let channel = MatchmakingChannel::default().id;
-    let hello = ClientMessage::Hello {
-        protocol_version: PROTOCOL_VERSION,
+    let channel = AtomicChannel::default().id;
+    let hello = AtomicClientMessage::Hello {
+        protocol_version: ATOMIC_PROTOCOL_VERSION,
     };
     // let the first sweep (at the first read) go by, then speak
     for _ in 0..5 {
@@ -77,14 +77,14 @@ fn an_unreported_connection_is_read_by_the_sweep_and_the_inbox_says_so() {
     let sweep = Duration::from_secs(1);
     let max = (sweep.as_millis() / STEP.as_millis()) as usize + 5;
     let welcomed = frames_until(&mut app, &mut client, max, |m| {
-        matches!(m, ServerMessage::Welcome { .. })
+        matches!(m, AtomicServerMessage::Welcome { .. })
     });
     let frames = welcomed.expect("welcomed by the sweep within its interval");
     assert!(frames > 50, "not read before the sweep: frame {frames}");
     assert!(app.world().resource::<MatchmakingInbox>().unreported_seen());
 
     // reported, the next message is read in the frame it arrives
-    let join = ClientMessage::JoinQueue {
+    let join = AtomicClientMessage::JoinQueue {
         category: "duel".into(),
     };
     client.send_message(channel, codec::encode(&join));
@@ -92,13 +92,13 @@ fn an_unreported_connection_is_read_by_the_sweep_and_the_inbox_says_so() {
     exchange_reported(&mut app, &mut client);
     app.update();
     exchange_reported(&mut app, &mut client);
-    let replies: Vec<ServerMessage> = std::iter::from_fn(|| client.receive_message(channel))
+    let replies: Vec<AtomicServerMessage> = std::iter::from_fn(|| client.receive_message(channel))
         .filter_map(|bytes| codec::decode(&bytes).ok())
         .collect();
     assert!(
         replies
             .iter()
-            .any(|m| matches!(m, ServerMessage::QueueJoined { .. })),
+            .any(|m| matches!(m, AtomicServerMessage::QueueJoined { .. })),
         "queued in the same frame: {replies:?}"
     );
 }

@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -109,14 +109,14 @@ struct Formed {
 /// The server's entities: (match entity, match id, players, lobby) and lobbies.
 struct Snapshot {
     matches: Vec<(Entity, u64, Vec<PlayerId>, Option<Entity>)>,
-    lobbies: Vec<(Entity, MatchmakingLobby)>,
+    lobbies: Vec<(Entity, AtomicLobby)>,
 }
 
 impl Snapshot {
-    fn take(h: &mut MatchmakingTestHarness) -> Self {
+    fn take(h: &mut AtomicTestHarness) -> Self {
         let world = h.server.world_mut();
-        let mut query = world.query::<(Entity, &MatchmakingMatch)>();
-        let state = world.resource::<MatchmakingServerState>();
+        let mut query = world.query::<(Entity, &AtomicMatch)>();
+        let state = world.resource::<AtomicServerState>();
         // a player counts as in a match only on the session it was taken in with: after a
         // reconnection under the same id, the old match still lists the old session
         let matches = query
@@ -130,7 +130,7 @@ impl Snapshot {
             })
             .collect();
         let lobbies = world
-            .query::<(Entity, &MatchmakingLobby)>()
+            .query::<(Entity, &AtomicLobby)>()
             .iter(world)
             .map(|(e, l)| (e, l.clone()))
             .collect();
@@ -176,7 +176,7 @@ impl Checker {
         self.players.iter().position(|q| *q == p).expect("a player")
     }
 
-    pub fn check(&mut self, h: &mut MatchmakingTestHarness) -> Result<(), TestCaseError> {
+    pub fn check(&mut self, h: &mut AtomicTestHarness) -> Result<(), TestCaseError> {
         self.taint.now = h.now();
         let snap = Snapshot::take(h);
         check_places(h, &snap)?;
@@ -197,8 +197,8 @@ impl Checker {
     /// found healthy and not failing to acknowledge, and those the test kept healthy,
     /// when still connected on the connection they were matched on. A player the test
     /// kept healthy is reported healthy.
-    fn check_outcomes(&mut self, h: &MatchmakingTestHarness) -> Result<(), TestCaseError> {
-        let outcomes = h.server_recorded::<MatchmakingOutcome>().to_vec();
+    fn check_outcomes(&mut self, h: &AtomicTestHarness) -> Result<(), TestCaseError> {
+        let outcomes = h.server_recorded::<AtomicMatchOutcome>().to_vec();
         let state = h.server_state();
         for o in &outcomes[self.outcomes_seen..] {
             let formed = self.formed.remove(&o.match_id);
@@ -211,7 +211,7 @@ impl Checker {
                 let same = session.is_some_and(|(_, s)| *s == self.taint.session[i]);
                 // requests the server refused are strikes: a player that reached the limit
                 // was refused for abuse (and withdrawn from its match), not dropped
-                let max_strikes = h.server_resource::<MatchmakingServerSettings>().max_strikes;
+                let max_strikes = h.server_resource::<AtomicServerSettings>().max_strikes;
                 let refused = h
                     .server_state()
                     .strikes(r.player)
@@ -222,8 +222,9 @@ impl Checker {
                 // a player whose proposal timed out (or who was lost in phase 2) failed the
                 // match and is not re-queued; one whose acknowledgement was still on its
                 // way when another player withdrew did not fail it
-                let failed_ack =
-                    o.status == MatchStatus::NotificationFailed && !r.acknowledged && !r.requeued;
+                let failed_ack = o.status == AtomicMatchStatus::NotificationFailed
+                    && !r.acknowledged
+                    && !r.requeued;
                 let healthy = formed
                     .as_ref()
                     .is_some_and(|f| self.taint.healthy_since(i, f.at));
@@ -253,10 +254,7 @@ impl Checker {
                 prop_assert!(
                     matches!(
                         location,
-                        Some(
-                            MatchmakingPlayerLocation::Queued
-                                | MatchmakingPlayerLocation::Matching(_)
-                        )
+                        Some(AtomicPlayerLocation::Queued | AtomicPlayerLocation::Matching(_))
                     ),
                     "re-queued player {} is at {:?}",
                     p,
@@ -273,7 +271,7 @@ impl Checker {
 
     /// Re-queued tickets stand ahead of the others, by original enqueue time; the others
     /// in arrival order.
-    fn check_seniority(&mut self, h: &MatchmakingTestHarness) -> Result<(), TestCaseError> {
+    fn check_seniority(&mut self, h: &AtomicTestHarness) -> Result<(), TestCaseError> {
         let state = h.server_state();
         self.requeued.retain(|p, at| ticket(state, *p) == Some(*at));
         for category in ["a", "b"] {
@@ -300,7 +298,7 @@ impl Checker {
 }
 
 /// The enqueue time of a player's ticket, if it holds one.
-fn ticket(state: &MatchmakingServerState, p: PlayerId) -> Option<Duration> {
+fn ticket(state: &AtomicServerState, p: PlayerId) -> Option<Duration> {
     let category = state.queue().category_of(&p)?;
     let tickets = state.queue().tickets(category);
     tickets
@@ -312,7 +310,7 @@ fn ticket(state: &MatchmakingServerState, p: PlayerId) -> Option<Duration> {
 /// Each player is in at most one match or lobby, the server's location of each player
 /// agrees with the matches and lobbies, and an uncommitted lobby exists only while its
 /// match is in flight.
-fn check_places(h: &MatchmakingTestHarness, snap: &Snapshot) -> Result<(), TestCaseError> {
+fn check_places(h: &AtomicTestHarness, snap: &Snapshot) -> Result<(), TestCaseError> {
     let state = h.server_state();
     let mut seen: HashMap<PlayerId, Entity> = HashMap::new();
     for (entity, _, players, lobby) in &snap.matches {
@@ -349,15 +347,15 @@ fn check_places(h: &MatchmakingTestHarness, snap: &Snapshot) -> Result<(), TestC
     for c in &h.clients {
         let location = state.location(c.id);
         let agrees = match location {
-            Some(MatchmakingPlayerLocation::Matching(e)) => snap.in_match(e, c.id),
-            Some(MatchmakingPlayerLocation::InLobby(e)) => snap.in_lobby(e, c.id),
+            Some(AtomicPlayerLocation::Matching(e)) => snap.in_match(e, c.id),
+            Some(AtomicPlayerLocation::InLobby(e)) => snap.in_lobby(e, c.id),
             _ => true,
         };
         prop_assert!(agrees, "player {} is at {:?}", c.id, location);
         if let Some(e) = seen.get(&c.id) {
             let here = [
-                MatchmakingPlayerLocation::Matching(*e),
-                MatchmakingPlayerLocation::InLobby(*e),
+                AtomicPlayerLocation::Matching(*e),
+                AtomicPlayerLocation::InLobby(*e),
             ];
             // a player that left stays listed in its match until the match notices
             prop_assert!(
@@ -374,7 +372,7 @@ fn check_places(h: &MatchmakingTestHarness, snap: &Snapshot) -> Result<(), TestC
 
 /// Stats agree with the entities and the queue: every match formed is committed, rolled
 /// back or in flight; tickets and locations agree.
-fn check_counts(h: &MatchmakingTestHarness, snap: &Snapshot) -> Result<(), TestCaseError> {
+fn check_counts(h: &AtomicTestHarness, snap: &Snapshot) -> Result<(), TestCaseError> {
     let state = h.server_state();
     let stats = h.stats();
     prop_assert_eq!(stats.lobbies_open, snap.lobbies.len());
@@ -391,7 +389,7 @@ fn check_counts(h: &MatchmakingTestHarness, snap: &Snapshot) -> Result<(), TestC
         let location = state.location(c.id);
         prop_assert_eq!(
             queue.contains(&c.id),
-            location == Some(MatchmakingPlayerLocation::Queued),
+            location == Some(AtomicPlayerLocation::Queued),
             "player {} ticket vs location {:?}",
             c.id,
             location

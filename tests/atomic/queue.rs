@@ -2,13 +2,13 @@
 //! while queued, a full queue, categories kept apart, matches of more than two, and
 //! settings changed at run time.
 
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::harness;
 
-fn last_error(h: &MatchmakingTestHarness, p: PlayerId) -> MatchmakingErrorKind {
-    h.recorded::<MatchmakingClientError>(p)
+fn last_error(h: &AtomicTestHarness, p: PlayerId) -> AtomicErrorKind {
+    h.recorded::<AtomicClientError>(p)
         .last()
         .expect("an error")
         .kind
@@ -24,13 +24,13 @@ fn one_ticket_per_player() {
     h.run(3);
     h.join(a, "duel");
     h.run(3);
-    assert_eq!(last_error(&h, a), MatchmakingErrorKind::AlreadyQueued);
+    assert_eq!(last_error(&h, a), AtomicErrorKind::AlreadyQueued);
     h.join(a, "ranked");
     h.run(3);
-    assert_eq!(last_error(&h, a), MatchmakingErrorKind::AlreadyQueued);
+    assert_eq!(last_error(&h, a), AtomicErrorKind::AlreadyQueued);
     assert_eq!(h.stats().total_queued(), 1);
     assert_eq!(h.stats().players_queued.get("ranked"), None);
-    assert_eq!(h.client_state(a), MatchmakingClientState::Queued);
+    assert_eq!(h.client_state(a), AtomicClientState::Queued);
 }
 
 #[test]
@@ -41,19 +41,19 @@ fn leaving_the_queue() {
     };
     h.join(a, "duel");
     h.run(3);
-    h.send(a, MatchmakingLeaveQueue);
+    h.send(a, AtomicLeaveQueue);
     h.run(3);
-    assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
-    assert_eq!(h.recorded::<MatchmakingQueueLeft>(a)[0].category, "duel");
+    assert_eq!(h.client_state(a), AtomicClientState::Idle);
+    assert_eq!(h.recorded::<AtomicQueueLeft>(a)[0].category, "duel");
     assert_eq!(h.stats().total_queued(), 0);
     // leaving again is refused clearly
-    h.send(a, MatchmakingLeaveQueue);
+    h.send(a, AtomicLeaveQueue);
     h.run(3);
-    assert_eq!(last_error(&h, a), MatchmakingErrorKind::NotQueued);
+    assert_eq!(last_error(&h, a), AtomicErrorKind::NotQueued);
     // b alone does not match with the departed a
     h.join(b, "duel");
     h.run(10);
-    assert_eq!(h.client_state(b), MatchmakingClientState::Queued);
+    assert_eq!(h.client_state(b), AtomicClientState::Queued);
     assert_eq!(h.stats().matches_formed, 0);
 }
 
@@ -72,9 +72,9 @@ fn disconnecting_while_queued_removes_the_ticket() {
     h.run(2);
     h.join(c, "duel");
     h.run_until(50, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
-    let players: Vec<PlayerId> = h.server_recorded::<MatchmakingMatchCommitted>()[0]
+    let players: Vec<PlayerId> = h.server_recorded::<AtomicMatchCommitted>()[0]
         .players
         .iter()
         .map(|p| p.player)
@@ -85,7 +85,7 @@ fn disconnecting_while_queued_removes_the_ticket() {
 
 #[test]
 fn a_full_queue_says_so() {
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+    let mut h = AtomicTestHarness::new(AtomicServerSettings {
         players_per_match: 3,
         queue_capacity: 2,
         ..Default::default()
@@ -98,17 +98,17 @@ fn a_full_queue_says_so() {
     h.run(3);
     h.join(c, "duel");
     h.run(3);
-    assert_eq!(last_error(&h, c), MatchmakingErrorKind::QueueFull);
+    assert_eq!(last_error(&h, c), AtomicErrorKind::QueueFull);
     assert!(
-        h.recorded::<MatchmakingClientError>(c)[0]
+        h.recorded::<AtomicClientError>(c)[0]
             .message
             .contains("full")
     );
-    assert_eq!(h.client_state(c), MatchmakingClientState::Idle);
+    assert_eq!(h.client_state(c), AtomicClientState::Idle);
     // other categories are not affected
     h.join(c, "other");
     h.run(3);
-    assert_eq!(h.client_state(c), MatchmakingClientState::Queued);
+    assert_eq!(h.client_state(c), AtomicClientState::Queued);
 }
 
 #[test]
@@ -120,9 +120,9 @@ fn invalid_categories_are_refused() {
     for bad in ["", "has space", &"x".repeat(33), &"y".repeat(5_000)] {
         h.join(a, bad);
         h.run(3);
-        assert_eq!(last_error(&h, a), MatchmakingErrorKind::InvalidCategory);
+        assert_eq!(last_error(&h, a), AtomicErrorKind::InvalidCategory);
     }
-    assert_eq!(h.client_state(a), MatchmakingClientState::Idle);
+    assert_eq!(h.client_state(a), AtomicClientState::Idle);
     // the client plugin checks the name as the server would and never sends it: no strike
     assert_eq!(h.server_state().strikes(a), Some(0));
     assert!(h.is_connected(a));
@@ -139,15 +139,15 @@ fn three_categories_are_kept_apart() {
         h.run(1);
     }
     h.run_until(100, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 3
+        h.server_recorded::<AtomicMatchCommitted>().len() == 3
     });
-    for m in h.server_recorded::<MatchmakingMatchCommitted>() {
+    for m in h.server_recorded::<AtomicMatchCommitted>() {
         let ids: Vec<PlayerId> = m.players.iter().map(|p| p.player).collect();
         let cat_of = |p: PlayerId| categories[players.iter().position(|x| *x == p).unwrap() % 3];
         assert!(ids.iter().all(|p| cat_of(*p) == m.category), "{m:?}");
     }
     let mut seen: Vec<PlayerId> = h
-        .server_recorded::<MatchmakingMatchCommitted>()
+        .server_recorded::<AtomicMatchCommitted>()
         .iter()
         .flat_map(|m| m.players.iter().map(|p| p.player))
         .collect();
@@ -157,7 +157,7 @@ fn three_categories_are_kept_apart() {
 
 #[test]
 fn a_four_player_match() {
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+    let mut h = AtomicTestHarness::new(AtomicServerSettings {
         players_per_match: 4,
         ..Default::default()
     });
@@ -171,26 +171,26 @@ fn a_four_player_match() {
     h.run_until(100, |h| {
         players
             .iter()
-            .all(|p| h.client_state(*p) == MatchmakingClientState::Matched)
+            .all(|p| h.client_state(*p) == AtomicClientState::Matched)
     });
-    let code = h.recorded::<MatchmakingMatchFound>(players[0])[0]
+    let code = h.recorded::<AtomicMatchFound>(players[0])[0]
         .lobby_code
         .clone();
     for p in &players {
-        let found = &h.recorded::<MatchmakingMatchFound>(*p)[0];
+        let found = &h.recorded::<AtomicMatchFound>(*p)[0];
         assert_eq!(found.lobby_code, code);
         assert_eq!(found.others.len(), 3);
         assert!(found.others.iter().all(|o| o.player != *p));
     }
     assert_eq!(
-        h.server_recorded::<MatchmakingOutcome>()[0].status,
-        MatchStatus::Success
+        h.server_recorded::<AtomicMatchOutcome>()[0].status,
+        AtomicMatchStatus::Success
     );
 }
 
 #[test]
 fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+    let mut h = AtomicTestHarness::new(AtomicServerSettings {
         players_per_match: 4,
         ..Default::default()
     });
@@ -202,17 +202,17 @@ fn a_four_player_rollback_names_who_failed_and_requeues_the_rest_in_order() {
     h.run_until(20, |h| {
         matches!(
             h.server_state().location(players[0]),
-            Some(MatchmakingPlayerLocation::Matching(_))
+            Some(AtomicPlayerLocation::Matching(_))
         )
     });
     h.disconnect(players[2]);
     h.run_until(300, |h| {
-        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+        !h.server_recorded::<AtomicMatchOutcome>().is_empty()
     });
-    let o = &h.server_recorded::<MatchmakingOutcome>()[0];
+    let o = &h.server_recorded::<AtomicMatchOutcome>()[0];
     assert_eq!(
         o.status,
-        MatchStatus::PlayersDisconnected { indices: vec![2] }
+        AtomicMatchStatus::PlayersDisconnected { indices: vec![2] }
     );
     assert_eq!(o.requeued, vec![players[0], players[1], players[3]]);
     let q = h.server_state().queue().tickets("squad");
@@ -226,7 +226,7 @@ fn settings_change_at_run_time() {
     let players = h.add_clients(3);
     h.server
         .world_mut()
-        .resource_mut::<MatchmakingServerSettings>()
+        .resource_mut::<AtomicServerSettings>()
         .players_per_match = 3;
     h.join(players[0], "trio");
     h.join(players[1], "trio");
@@ -234,19 +234,17 @@ fn settings_change_at_run_time() {
     assert_eq!(h.stats().matches_formed, 0, "now three are needed");
     h.join(players[2], "trio");
     h.run_until(100, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
     assert_eq!(
-        h.server_recorded::<MatchmakingMatchCommitted>()[0]
-            .players
-            .len(),
+        h.server_recorded::<AtomicMatchCommitted>()[0].players.len(),
         3
     );
 }
 
 #[test]
 fn categories_stop_at_the_limit_whatever_names_clients_send() {
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+    let mut h = AtomicTestHarness::new(AtomicServerSettings {
         max_categories: 2,
         ..Default::default()
     });
@@ -258,9 +256,9 @@ fn categories_stop_at_the_limit_whatever_names_clients_send() {
     h.run(3);
     h.join(c, "three");
     h.run(3);
-    assert_eq!(last_error(&h, c), MatchmakingErrorKind::QueueFull);
+    assert_eq!(last_error(&h, c), AtomicErrorKind::QueueFull);
     assert!(
-        h.recorded::<MatchmakingClientError>(c)[0]
+        h.recorded::<AtomicClientError>(c)[0]
             .message
             .contains("2 queues open")
     );
@@ -268,7 +266,7 @@ fn categories_stop_at_the_limit_whatever_names_clients_send() {
     // an open category still takes players, and is free again once empty
     h.join(c, "one");
     h.run_until(100, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
     assert_eq!(h.server_state().queue().categories(), 1);
 }

@@ -8,7 +8,7 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingAckPolicy, MatchmakingPrivateKey, MatchmakingQuietClientTransport,
     MatchmakingQuietServerTransport, MatchmakingTokenIssuer, insert_quiet_secure_client,
     insert_quiet_secure_server, insert_secure_netcode_client,
@@ -23,13 +23,13 @@ fn manual(app: &mut App) {
 /// A quiet server with `policy`, a quiet client (600) and a renet_netcode client (601),
 /// both queued in "duel".
 fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     let key = MatchmakingPrivateKey::generate();
     let issuer = MatchmakingTokenIssuer::new(key.clone());
     let mut server = App::new();
     server
         .add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin {
+        .add_plugins(AtomicServerPlugin {
             channel,
             ..default()
         });
@@ -60,8 +60,8 @@ fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
                 insert_secure_netcode_client(&mut app, token, config)
             }
             .expect("client socket");
-            app.add_plugins(MatchmakingClientPlugin { channel });
-            app.world_mut().write_message(MatchmakingJoinQueue {
+            app.add_plugins(AtomicClientPlugin { channel });
+            app.world_mut().write_message(AtomicJoinQueue {
                 category: "duel".into(),
             });
             app
@@ -78,10 +78,8 @@ fn update(server: &mut App, clients: &mut [App]) {
     std::thread::sleep(Duration::from_millis(1));
 }
 
-fn state(app: &App) -> MatchmakingClientState {
-    *app.world()
-        .resource::<State<MatchmakingClientState>>()
-        .get()
+fn state(app: &App) -> AtomicClientState {
+    *app.world().resource::<State<AtomicClientState>>().get()
 }
 
 /// How long the idle window lasts.
@@ -93,7 +91,7 @@ fn idle_window(policy: MatchmakingAckPolicy) -> Idle {
     for _ in 0..2_000 {
         if clients
             .iter()
-            .all(|c| state(c) == MatchmakingClientState::Matched)
+            .all(|c| state(c) == AtomicClientState::Matched)
         {
             break;
         }
@@ -102,7 +100,7 @@ fn idle_window(policy: MatchmakingAckPolicy) -> Idle {
     assert!(
         clients
             .iter()
-            .all(|c| state(c) == MatchmakingClientState::Matched),
+            .all(|c| state(c) == AtomicClientState::Matched),
         "both matched: {:?}",
         clients.iter().map(state).collect::<Vec<_>>()
     );

@@ -4,35 +4,35 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::{errors, harness};
 
 /// Joins the "flood" queue (even `i`) or leaves it (odd `i`): valid, in turn.
-fn join_or_leave(i: u64) -> ClientMessage {
+fn join_or_leave(i: u64) -> AtomicClientMessage {
     if i.is_multiple_of(2) {
-        ClientMessage::JoinQueue {
+        AtomicClientMessage::JoinQueue {
             category: "flood".into(),
         }
     } else {
-        ClientMessage::LeaveQueue
+        AtomicClientMessage::LeaveQueue
     }
 }
 
 #[test]
 fn a_flood_of_valid_messages_is_cut_off_within_a_second_while_others_are_served() {
     let mut h = harness();
-    let limit = h.server_resource::<MatchmakingServerSettings>().rate_limit;
+    let limit = h.server_resource::<AtomicServerSettings>().rate_limit;
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
     let flooder = h.add_raw_client();
     h.send_message(
         flooder,
-        &ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
+        &AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
         },
     );
     h.join(a, "duel");
@@ -46,17 +46,17 @@ fn a_flood_of_valid_messages_is_cut_off_within_a_second_while_others_are_served(
     let errors = errors(&h.take_messages(flooder));
     // the burst went through (the hello took one token); the next three were struck
     assert!(limit.burst < 500);
-    use MatchmakingErrorKind::{Abuse, RateLimited};
+    use AtomicErrorKind::{Abuse, RateLimited};
     assert_eq!(errors, vec![RateLimited, RateLimited, RateLimited, Abuse]);
     h.run_until(100, |h| !h.is_connected(flooder));
     assert!(h.now() - flood_started <= Duration::from_secs(1));
     assert_eq!(h.stats().connections_refused, 1);
 
     h.run_until(100, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
-    assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
-    assert_eq!(h.client_state(b), MatchmakingClientState::Matched);
+    assert_eq!(h.client_state(a), AtomicClientState::Matched);
+    assert_eq!(h.client_state(b), AtomicClientState::Matched);
 }
 
 #[test]
@@ -65,8 +65,8 @@ fn a_client_that_stays_within_the_limit_is_never_struck() {
     let p = h.add_raw_client();
     h.send_message(
         p,
-        &ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
+        &AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
         },
     );
     // 10 messages a second for 5 seconds, well under 30 a second
@@ -86,12 +86,12 @@ fn a_client_that_stays_within_the_limit_is_never_struck() {
 #[test]
 fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
     let cooldown = Duration::from_secs(5);
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+    let mut h = AtomicTestHarness::new(AtomicServerSettings {
         abuse_cooldown: cooldown,
-        ..MatchmakingServerSettings::default()
+        ..AtomicServerSettings::default()
     });
-    let hello = ClientMessage::Hello {
-        protocol_version: PROTOCOL_VERSION,
+    let hello = AtomicClientMessage::Hello {
+        protocol_version: ATOMIC_PROTOCOL_VERSION,
     };
     let flooder = h.add_raw_client();
     h.send_message(flooder, &hello);
@@ -102,7 +102,7 @@ fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
     let cut_off = h.now();
     assert_eq!(
         errors(&h.take_messages(flooder)).last(),
-        Some(&MatchmakingErrorKind::Abuse)
+        Some(&AtomicErrorKind::Abuse)
     );
     h.run_until(100, |h| !h.is_connected(flooder));
     assert!(!h.is_connected(flooder), "closed");
@@ -115,11 +115,11 @@ fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
     let messages = h.take_messages(flooder);
     h.run_until(100, |h| !h.is_connected(flooder));
     assert!(!h.is_connected(flooder), "closed");
-    assert_eq!(errors(&messages), vec![MatchmakingErrorKind::Abuse]);
+    assert_eq!(errors(&messages), vec![AtomicErrorKind::Abuse]);
     assert!(
         !messages
             .iter()
-            .any(|m| matches!(m, ServerMessage::Welcome { .. })),
+            .any(|m| matches!(m, AtomicServerMessage::Welcome { .. })),
         "not welcomed: {messages:?}"
     );
     assert_eq!(h.stats().connections_refused, 2);
@@ -135,7 +135,7 @@ fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
     assert!(
         messages
             .iter()
-            .any(|m| matches!(m, ServerMessage::Welcome { .. })),
+            .any(|m| matches!(m, AtomicServerMessage::Welcome { .. })),
         "welcomed after the cooldown: {messages:?}"
     );
     assert!(h.is_connected(flooder));

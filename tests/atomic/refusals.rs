@@ -5,35 +5,35 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::atomic::core::protocol::{ClientMessage, ServerMessage};
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
+use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::{errors, harness};
 
 /// A raw client that said hello.
-fn raw_client(h: &mut MatchmakingTestHarness) -> PlayerId {
+fn raw_client(h: &mut AtomicTestHarness) -> PlayerId {
     let p = h.add_raw_client();
-    let hello = ClientMessage::Hello {
-        protocol_version: PROTOCOL_VERSION,
+    let hello = AtomicClientMessage::Hello {
+        protocol_version: ATOMIC_PROTOCOL_VERSION,
     };
     h.send_message(p, &hello);
     h.run(2);
     assert!(matches!(
         h.take_messages(p)[..],
-        [ServerMessage::Welcome { .. }]
+        [AtomicServerMessage::Welcome { .. }]
     ));
     p
 }
 
-fn join(h: &mut MatchmakingTestHarness, p: PlayerId) {
-    let join = ClientMessage::JoinQueue {
+fn join(h: &mut AtomicTestHarness, p: PlayerId) {
+    let join = AtomicClientMessage::JoinQueue {
         category: "duel".into(),
     };
     h.send_message(p, &join);
 }
 
-fn garbage(h: &mut MatchmakingTestHarness, p: PlayerId, times: usize) {
+fn garbage(h: &mut AtomicTestHarness, p: PlayerId, times: usize) {
     for _ in 0..times {
         h.send_raw(p, vec![0xFF; 5]);
     }
@@ -44,16 +44,16 @@ fn refused_requests_strike_until_the_connection_is_closed() {
     let mut h = harness();
     let p = raw_client(&mut h);
     for _ in 0..3 {
-        h.send_message(p, &ClientMessage::LeaveQueue);
+        h.send_message(p, &AtomicClientMessage::LeaveQueue);
     }
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(p)),
         vec![
-            MatchmakingErrorKind::NotQueued,
-            MatchmakingErrorKind::NotQueued,
-            MatchmakingErrorKind::NotQueued,
-            MatchmakingErrorKind::Abuse
+            AtomicErrorKind::NotQueued,
+            AtomicErrorKind::NotQueued,
+            AtomicErrorKind::NotQueued,
+            AtomicErrorKind::Abuse
         ]
     );
     assert_eq!(h.stats().connections_refused, 1);
@@ -67,28 +67,28 @@ fn forged_ids_and_u64_max_strike_too() {
     let p = raw_client(&mut h);
     h.send_message(
         p,
-        &ClientMessage::Acknowledge {
+        &AtomicClientMessage::Acknowledge {
             match_id: u64::MAX,
             lobby_id: u64::MAX,
         },
     );
-    h.send_message(p, &ClientMessage::Pong { nonce: u64::MAX });
-    h.send_message(p, &ClientMessage::LeaveLobby { lobby_id: u64::MAX });
+    h.send_message(p, &AtomicClientMessage::Pong { nonce: u64::MAX });
+    h.send_message(p, &AtomicClientMessage::LeaveLobby { lobby_id: u64::MAX });
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(p)),
         vec![
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::NotAMember,
-            MatchmakingErrorKind::Abuse
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::NotAMember,
+            AtomicErrorKind::Abuse
         ]
     );
 }
 
 #[test]
 fn a_full_queue_costs_no_strike() {
-    let mut h = MatchmakingTestHarness::new(MatchmakingServerSettings {
+    let mut h = AtomicTestHarness::new(AtomicServerSettings {
         players_per_match: 3,
         queue_capacity: 1,
         ..Default::default()
@@ -105,7 +105,7 @@ fn a_full_queue_costs_no_strike() {
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(p)),
-        vec![MatchmakingErrorKind::QueueFull; 5]
+        vec![AtomicErrorKind::QueueFull; 5]
     );
     assert!(h.is_connected(p));
 }
@@ -127,13 +127,13 @@ fn a_refused_player_loses_its_ticket_at_once() {
     assert_eq!(h.stats().total_queued(), 0);
     assert_eq!(
         h.server_state().location(evil),
-        Some(MatchmakingPlayerLocation::Idle)
+        Some(AtomicPlayerLocation::Idle)
     );
     // so b is not matched with it
     h.join(b, "duel");
     h.run(5);
     assert_eq!(h.stats().matches_formed, 0);
-    assert_eq!(h.client_state(b), MatchmakingClientState::Queued);
+    assert_eq!(h.client_state(b), AtomicClientState::Queued);
 }
 
 #[test]
@@ -150,26 +150,26 @@ fn a_refused_player_withdraws_from_its_forming_match_at_once() {
     // the raw client never answers the ping; it gets itself refused instead
     garbage(&mut h, evil, 3);
     // the match rolls back now, not after the 2 s ping timeout
-    h.run_until(5, |h| !h.server_recorded::<MatchmakingOutcome>().is_empty());
-    let o = h.server_recorded::<MatchmakingOutcome>()[0].clone();
-    assert_eq!(o.players[0].health, HealthCheck::Withdrew);
+    h.run_until(5, |h| !h.server_recorded::<AtomicMatchOutcome>().is_empty());
+    let o = h.server_recorded::<AtomicMatchOutcome>()[0].clone();
+    assert_eq!(o.players[0].health, AtomicHealthCheck::Withdrew);
     assert_eq!(o.requeued, vec![b]);
     assert_eq!(h.stats().healthy_players_dropped, 0);
 }
 
 /// Plays the raw client's side of a match until the proposal: answers the ping, returns
 /// (match id, lobby id, nonce).
-fn answer_until_proposed(h: &mut MatchmakingTestHarness, p: PlayerId) -> (u64, u64, u64) {
+fn answer_until_proposed(h: &mut AtomicTestHarness, p: PlayerId) -> (u64, u64, u64) {
     let mut nonce = None;
     for _ in 0..20 {
         h.run(1);
         for m in h.take_messages(p) {
             match m {
-                ServerMessage::Ping { nonce: n } => {
+                AtomicServerMessage::Ping { nonce: n } => {
                     nonce = Some(n);
-                    h.send_message(p, &ClientMessage::Pong { nonce: n });
+                    h.send_message(p, &AtomicClientMessage::Pong { nonce: n });
                 }
-                ServerMessage::MatchProposed {
+                AtomicServerMessage::MatchProposed {
                     match_id, lobby_id, ..
                 } => return (match_id, lobby_id, nonce.unwrap()),
                 _ => {}
@@ -197,30 +197,30 @@ fn a_late_acknowledgement_crossing_a_rollback_is_ignored_and_a_forged_one_is_not
     h.join(c, "duel");
     h.run_until(10, |h| h.stats().matches_formed == 2);
     let seen = h.take_messages(a);
+    assert!(seen.iter().any(|m| matches!(
+        m,
+        AtomicServerMessage::MatchCancelled { requeued: true, .. }
+    )));
     assert!(
         seen.iter()
-            .any(|m| matches!(m, ServerMessage::MatchCancelled { requeued: true, .. }))
-    );
-    assert!(
-        seen.iter()
-            .any(|m| matches!(m, ServerMessage::MatchChecking { .. }))
+            .any(|m| matches!(m, AtomicServerMessage::MatchChecking { .. }))
     );
     // now a's acknowledgement of M1 (and a duplicate pong) arrive: ignored, no error
     h.send_message(
         a,
-        &ClientMessage::Acknowledge {
+        &AtomicClientMessage::Acknowledge {
             match_id: m1,
             lobby_id: l1,
         },
     );
-    h.send_message(a, &ClientMessage::Pong { nonce: old_nonce });
+    h.send_message(a, &AtomicClientMessage::Pong { nonce: old_nonce });
     h.run(2);
     assert_eq!(errors(&h.take_messages(a)), vec![]);
     assert_eq!(h.server_state().strikes(a), Some(0));
     // a forged one (M1 in another lobby) is refused
     h.send_message(
         a,
-        &ClientMessage::Acknowledge {
+        &AtomicClientMessage::Acknowledge {
             match_id: m1,
             lobby_id: l1 ^ 1,
         },
@@ -228,7 +228,7 @@ fn a_late_acknowledgement_crossing_a_rollback_is_ignored_and_a_forged_one_is_not
     h.run(2);
     assert_eq!(
         errors(&h.take_messages(a)),
-        vec![MatchmakingErrorKind::NotAMember]
+        vec![AtomicErrorKind::NotAMember]
     );
 }
 
@@ -237,13 +237,13 @@ fn an_invalid_category_from_a_raw_client_is_refused_with_a_strike() {
     let mut h = harness();
     let p = raw_client(&mut h);
     for bad in ["", "has space", &"x".repeat(33)] {
-        let join = ClientMessage::JoinQueue {
+        let join = AtomicClientMessage::JoinQueue {
             category: bad.into(),
         };
         h.send_message(p, &join);
     }
     h.run(2);
-    use MatchmakingErrorKind::{Abuse, InvalidCategory};
+    use AtomicErrorKind::{Abuse, InvalidCategory};
     assert_eq!(
         errors(&h.take_messages(p)),
         vec![InvalidCategory, InvalidCategory, InvalidCategory, Abuse]

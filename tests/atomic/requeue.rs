@@ -3,22 +3,22 @@
 //! processed in), each told its true position; a re-queued player's wait is sampled once;
 //! and no healthy player is ever dropped.
 
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::harness;
 
-fn is_matching(h: &MatchmakingTestHarness, p: PlayerId) -> bool {
+fn is_matching(h: &AtomicTestHarness, p: PlayerId) -> bool {
     matches!(
         h.server_state().location(p),
-        Some(MatchmakingPlayerLocation::Matching(_))
+        Some(AtomicPlayerLocation::Matching(_))
     )
 }
 
 /// p1..p4 join one after another; M1 = (p1, p2) and M2 = (p3, p4) form, where p2 and p4
 /// never answer the ping. Then p2 and p4 disconnect in the same update: both matches
 /// roll back in the same frame.
-fn two_rollbacks_in_one_frame(h: &mut MatchmakingTestHarness) -> [PlayerId; 4] {
+fn two_rollbacks_in_one_frame(h: &mut AtomicTestHarness) -> [PlayerId; 4] {
     let [p1, p2, p3, p4] = h.add_clients(4)[..] else {
         unreachable!()
     };
@@ -26,7 +26,7 @@ fn two_rollbacks_in_one_frame(h: &mut MatchmakingTestHarness) -> [PlayerId; 4] {
     roll_back_both(h, [p1, p2, p3, p4])
 }
 
-fn two_forming_matches(h: &mut MatchmakingTestHarness, [p1, p2, p3, p4]: [PlayerId; 4]) {
+fn two_forming_matches(h: &mut AtomicTestHarness, [p1, p2, p3, p4]: [PlayerId; 4]) {
     for p in [p2, p4] {
         h.faults(p).ignore_pings = true;
     }
@@ -38,16 +38,13 @@ fn two_forming_matches(h: &mut MatchmakingTestHarness, [p1, p2, p3, p4]: [Player
     assert!(is_matching(h, p1));
 }
 
-fn roll_back_both(
-    h: &mut MatchmakingTestHarness,
-    [p1, p2, p3, p4]: [PlayerId; 4],
-) -> [PlayerId; 4] {
+fn roll_back_both(h: &mut AtomicTestHarness, [p1, p2, p3, p4]: [PlayerId; 4]) -> [PlayerId; 4] {
     assert_eq!(h.stats().matches_in_flight, 2);
-    let before = h.server_recorded::<MatchmakingOutcome>().len();
+    let before = h.server_recorded::<AtomicMatchOutcome>().len();
     h.disconnect(p2);
     h.disconnect(p4);
     h.run_until(5, |h| {
-        h.server_recorded::<MatchmakingOutcome>().len() == before + 2
+        h.server_recorded::<AtomicMatchOutcome>().len() == before + 2
     });
     [p1, p2, p3, p4]
 }
@@ -65,24 +62,20 @@ fn simultaneous_rollbacks_requeue_by_seniority_with_true_positions() {
         .map(|t| t.player)
         .collect();
     assert_eq!(front, vec![p1, p3]);
-    let outcomes = h.server_recorded::<MatchmakingOutcome>().to_vec();
+    let outcomes = h.server_recorded::<AtomicMatchOutcome>().to_vec();
     assert_eq!(outcomes[0].requeued, vec![p1]);
     assert_eq!(outcomes[1].requeued, vec![p3]);
     h.run(2);
     for (p, position) in [(p1, 1), (p3, 2)] {
-        let joined = h
-            .recorded::<MatchmakingQueueJoined>(p)
-            .last()
-            .unwrap()
-            .clone();
+        let joined = h.recorded::<AtomicQueueJoined>(p).last().unwrap().clone();
         assert!(joined.requeued);
         assert_eq!(joined.position, position, "player {p}");
     }
     // and the next match takes them in that order (p1 hosts)
     h.run_until(50, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
-    let committed = &h.server_recorded::<MatchmakingMatchCommitted>()[0];
+    let committed = &h.server_recorded::<AtomicMatchCommitted>()[0];
     let order: Vec<PlayerId> = committed.players.iter().map(|p| p.player).collect();
     assert_eq!(order, vec![p1, p3]);
     assert_eq!(h.stats().healthy_players_dropped, 0);
@@ -112,10 +105,10 @@ fn rollbacks_processed_younger_first_still_report_true_positions() {
         "the warm-up match is still forming"
     );
     h.run_until(50, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
     roll_back_both(&mut h, [p1, p2, p3, p4]);
-    let outcomes = h.server_recorded::<MatchmakingOutcome>().to_vec();
+    let outcomes = h.server_recorded::<AtomicMatchOutcome>().to_vec();
     let order: Vec<u64> = outcomes[1..].iter().map(|o| o.match_id).collect();
     h.run(2);
     let front: Vec<PlayerId> = h
@@ -125,12 +118,7 @@ fn rollbacks_processed_younger_first_still_report_true_positions() {
         .iter()
         .map(|t| t.player)
         .collect();
-    let joined = |p| {
-        h.recorded::<MatchmakingQueueJoined>(p)
-            .last()
-            .unwrap()
-            .position
-    };
+    let joined = |p| h.recorded::<AtomicQueueJoined>(p).last().unwrap().position;
     assert_eq!(
         (joined(p1), joined(p3)),
         (1, 2),
@@ -144,7 +132,7 @@ fn a_requeued_players_wait_is_sampled_once() {
     two_rollbacks_in_one_frame(&mut h);
     assert_eq!(h.stats().time_in_queue.count(), 4);
     h.run_until(50, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
     // p1 and p3 were taken into a match again, with their old tickets: not sampled again
     assert_eq!(h.stats().matches_formed, 3);
@@ -165,7 +153,7 @@ fn healthy_players_dropped_stays_zero_through_every_kind_of_rollback() {
     h.run(5);
     h.disconnect(players[5]);
     h.run_until(2_000, |h| {
-        h.server_recorded::<MatchmakingOutcome>().len() >= 3 && h.stats().matches_in_flight == 0
+        h.server_recorded::<AtomicMatchOutcome>().len() >= 3 && h.stats().matches_in_flight == 0
     });
     let stats = h.stats();
     assert!(stats.players_requeued >= 2, "{stats:#?}");

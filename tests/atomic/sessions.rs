@@ -6,30 +6,30 @@
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::harness;
 
 /// Where the server has a player (panics if nowhere).
-fn location(h: &MatchmakingTestHarness, p: PlayerId) -> MatchmakingPlayerLocation {
+fn location(h: &AtomicTestHarness, p: PlayerId) -> AtomicPlayerLocation {
     h.server_state().location(p).expect("connected")
 }
 
-fn matching(h: &MatchmakingTestHarness, p: PlayerId) -> Option<Entity> {
+fn matching(h: &AtomicTestHarness, p: PlayerId) -> Option<Entity> {
     match h.server_state().location(p) {
-        Some(MatchmakingPlayerLocation::Matching(e)) => Some(e),
+        Some(AtomicPlayerLocation::Matching(e)) => Some(e),
         _ => None,
     }
 }
 
-fn server_time(h: &MatchmakingTestHarness) -> Duration {
+fn server_time(h: &AtomicTestHarness) -> Duration {
     h.server_resource::<Time<Real>>().elapsed()
 }
 
 /// `a` and `b` form M1, where `b` never answers the ping (M1 waits out its 2 s); `a`
 /// drops and reconnects under the same id. Returns M1's entity.
-fn old_match_then_reconnect(h: &mut MatchmakingTestHarness, a: PlayerId, b: PlayerId) -> Entity {
+fn old_match_then_reconnect(h: &mut AtomicTestHarness, a: PlayerId, b: PlayerId) -> Entity {
     h.faults(b).ignore_pings = true;
     h.join(a, "duel");
     h.run(2);
@@ -39,14 +39,14 @@ fn old_match_then_reconnect(h: &mut MatchmakingTestHarness, a: PlayerId, b: Play
     let old_session = h.server_state().session(a).unwrap();
     h.run(3);
     h.reconnect_fresh(a);
-    h.run_until(20, |h| h.client_state(a) == MatchmakingClientState::Idle);
+    h.run_until(20, |h| h.client_state(a) == AtomicClientState::Idle);
     assert_ne!(h.server_state().session(a), Some(old_session));
-    assert_eq!(location(h, a), MatchmakingPlayerLocation::Idle);
+    assert_eq!(location(h, a), AtomicPlayerLocation::Idle);
     m1
 }
 
-fn m1_outcome(h: &MatchmakingTestHarness) -> Option<MatchmakingOutcome> {
-    h.server_recorded::<MatchmakingOutcome>()
+fn m1_outcome(h: &AtomicTestHarness) -> Option<AtomicMatchOutcome> {
+    h.server_recorded::<AtomicMatchOutcome>()
         .iter()
         .find(|o| o.match_id == 1)
         .cloned()
@@ -64,25 +64,25 @@ fn the_old_match_rolling_back_leaves_the_new_lobby_alone() {
     h.run(2);
     h.join(a, "duel");
     h.run_until(50, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
     assert!(m1_outcome(&h).is_none(), "M1 is still waiting for b");
-    let committed = h.server_recorded::<MatchmakingMatchCommitted>()[0].clone();
-    let lobby = MatchmakingPlayerLocation::InLobby(committed.lobby);
+    let committed = h.server_recorded::<AtomicMatchCommitted>()[0].clone();
+    let lobby = AtomicPlayerLocation::InLobby(committed.lobby);
     assert_eq!(location(&h, a), lobby);
 
     h.run_until(300, |h| m1_outcome(h).is_some());
     let o = m1_outcome(&h).unwrap();
-    assert_eq!(o.status, MatchStatus::BothDisconnected);
+    assert_eq!(o.status, AtomicMatchStatus::BothDisconnected);
     assert!(o.requeued.is_empty());
     h.run(3);
     // a's new session is untouched: still in M2's lobby, not queued, told nothing of M1
     assert_eq!(location(&h, a), lobby);
     assert!(!h.server_state().queue().contains(&a));
-    assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
-    assert!(h.recorded::<MatchmakingMatchCancelled>(a).is_empty());
+    assert_eq!(h.client_state(a), AtomicClientState::Matched);
+    assert!(h.recorded::<AtomicMatchCancelled>(a).is_empty());
     assert_eq!(
-        h.recorded::<MatchmakingMatchFound>(a)[0].match_id,
+        h.recorded::<AtomicMatchFound>(a)[0].match_id,
         committed.match_id
     );
     assert_eq!(h.stats().healthy_players_dropped, 0);
@@ -109,20 +109,20 @@ fn the_old_match_rolling_back_leaves_the_new_match_still_committing_alone() {
     assert_ne!(m1, m2);
 
     h.run_until(100, |h| m1_outcome(h).is_some());
-    assert!(h.server_recorded::<MatchmakingMatchCommitted>().is_empty());
+    assert!(h.server_recorded::<AtomicMatchCommitted>().is_empty());
     // M1 rolled back while M2 was forming: a is still in M2, in its new session
-    assert_eq!(location(&h, a), MatchmakingPlayerLocation::Matching(m2));
+    assert_eq!(location(&h, a), AtomicPlayerLocation::Matching(m2));
     assert!(!h.server_state().queue().contains(&a));
     h.run_until(100, |h| {
-        h.server_recorded::<MatchmakingMatchCommitted>().len() == 1
+        h.server_recorded::<AtomicMatchCommitted>().len() == 1
     });
-    let committed = h.server_recorded::<MatchmakingMatchCommitted>()[0].clone();
+    let committed = h.server_recorded::<AtomicMatchCommitted>()[0].clone();
     assert_eq!(
         location(&h, a),
-        MatchmakingPlayerLocation::InLobby(committed.lobby)
+        AtomicPlayerLocation::InLobby(committed.lobby)
     );
     h.run(3);
-    assert_eq!(h.client_state(a), MatchmakingClientState::Matched);
-    assert!(h.recorded::<MatchmakingMatchCancelled>(a).is_empty());
+    assert_eq!(h.client_state(a), AtomicClientState::Matched);
+    assert!(h.recorded::<AtomicMatchCancelled>(a).is_empty());
     assert_eq!(h.stats().healthy_players_dropped, 0);
 }

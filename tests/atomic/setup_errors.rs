@@ -12,7 +12,7 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
     insert_secure_netcode_client,
 };
@@ -24,9 +24,9 @@ const VALID: Duration = Duration::from_secs(60);
 
 /// Every client error the game saw, in order.
 #[derive(Resource, Default)]
-struct SeenErrors(Vec<MatchmakingClientError>);
+struct SeenErrors(Vec<AtomicClientError>);
 
-fn collect_errors(mut read: MessageReader<MatchmakingClientError>, mut seen: ResMut<SeenErrors>) {
+fn collect_errors(mut read: MessageReader<AtomicClientError>, mut seen: ResMut<SeenErrors>) {
     seen.0.extend(read.read().cloned());
 }
 
@@ -35,13 +35,13 @@ fn game() -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(MatchmakingClientPlugin::default())
+        .add_plugins(AtomicClientPlugin::default())
         .init_resource::<SeenErrors>()
         .add_systems(Update, collect_errors);
     app
 }
 
-fn errors_of(app: &App, kind: MatchmakingErrorKind) -> Vec<MatchmakingClientError> {
+fn errors_of(app: &App, kind: AtomicErrorKind) -> Vec<AtomicClientError> {
     let seen = &app.world().resource::<SeenErrors>().0;
     seen.iter().filter(|e| e.kind == kind).cloned().collect()
 }
@@ -54,7 +54,7 @@ fn steps_to_connect_failed(game: &mut App, server: Option<&mut App>, limit: u32)
             server.update();
         }
         game.update();
-        if !errors_of(game, MatchmakingErrorKind::ConnectFailed).is_empty() {
+        if !errors_of(game, AtomicErrorKind::ConnectFailed).is_empty() {
             return step;
         }
         if server.is_some() {
@@ -76,7 +76,7 @@ fn a_server_that_is_down_is_one_connect_failed_error_at_the_timeout() {
         .issue(7, VALID, &[addr], &[])
         .unwrap();
     let mut game = game();
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
     let steps = steps_to_connect_failed(&mut game, None, 2 * TIMEOUT_STEPS);
     assert!(
@@ -86,7 +86,7 @@ fn a_server_that_is_down_is_one_connect_failed_error_at_the_timeout() {
     for _ in 0..600 {
         game.update();
     }
-    let failed = errors_of(&game, MatchmakingErrorKind::ConnectFailed);
+    let failed = errors_of(&game, AtomicErrorKind::ConnectFailed);
     assert_eq!(failed.len(), 1, "written once, not every frame: {failed:?}");
     let message = &failed[0].message;
     assert!(
@@ -101,19 +101,16 @@ fn a_server_that_is_down_is_one_connect_failed_error_at_the_timeout() {
         message.contains("down"),
         "names the likely cause: {message}"
     );
-    let status = game.world().resource::<MatchmakingClientStatus>();
+    let status = game.world().resource::<AtomicClientStatus>();
     assert_eq!(
         status.last_error.as_ref().map(|e| e.kind),
-        Some(MatchmakingErrorKind::ConnectFailed)
+        Some(AtomicErrorKind::ConnectFailed)
     );
     assert_eq!(
-        *game
-            .world()
-            .resource::<State<MatchmakingClientState>>()
-            .get(),
-        MatchmakingClientState::Disconnected
+        *game.world().resource::<State<AtomicClientState>>().get(),
+        AtomicClientState::Disconnected
     );
-    assert!(errors_of(&game, MatchmakingErrorKind::Connection).is_empty());
+    assert!(errors_of(&game, AtomicErrorKind::Connection).is_empty());
     assert_eq!(
         game.world()
             .resource::<bevy_renet::netcode::NetcodeClientTransport>()
@@ -130,14 +127,14 @@ fn a_token_minted_with_another_key_is_a_connect_failed_error() {
         .issue(8, VALID, &[addr], &[])
         .unwrap();
     let mut game = game();
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
     let steps = steps_to_connect_failed(&mut game, Some(&mut server), 2 * TIMEOUT_STEPS);
     assert!(
         steps <= TIMEOUT_STEPS + 2,
         "bounded by the timeout: {steps} steps"
     );
-    let message = &errors_of(&game, MatchmakingErrorKind::ConnectFailed)[0].message;
+    let message = &errors_of(&game, AtomicErrorKind::ConnectFailed)[0].message;
     assert!(
         message.contains("another key"),
         "names the likely cause: {message}"
@@ -152,14 +149,14 @@ fn a_token_minted_with_another_key_is_a_connect_failed_error() {
 fn an_insecure_client_against_a_secure_server_is_a_connect_failed_error() {
     let (mut server, addr) = secure_udp_server(&MatchmakingPrivateKey::generate(), STEP);
     let mut game = game();
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     insert_insecure_netcode_client(&mut game, addr, 9, channel.connection_config()).unwrap();
     let steps = steps_to_connect_failed(&mut game, Some(&mut server), 2 * TIMEOUT_STEPS);
     assert!(
         steps <= TIMEOUT_STEPS + 2,
         "bounded by the timeout: {steps} steps"
     );
-    let message = &errors_of(&game, MatchmakingErrorKind::ConnectFailed)[0].message;
+    let message = &errors_of(&game, AtomicErrorKind::ConnectFailed)[0].message;
     assert!(
         message.contains("insecure"),
         "says what was tried: {message}"
@@ -177,16 +174,16 @@ fn a_new_attempt_after_a_failure_is_reported_again() {
     let issuer = MatchmakingTokenIssuer::new(MatchmakingPrivateKey::generate());
     let mut game = game();
     game.world_mut()
-        .resource_mut::<MatchmakingClientSettings>()
+        .resource_mut::<AtomicClientSettings>()
         .connect_timeout = Duration::from_secs(1);
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     for attempt in 1..=2 {
         let token = issuer.issue(10, VALID, &[addr], &[]).unwrap();
         insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
         for _ in 0..150 {
             game.update();
         }
-        let failed = errors_of(&game, MatchmakingErrorKind::ConnectFailed);
+        let failed = errors_of(&game, AtomicErrorKind::ConnectFailed);
         assert_eq!(failed.len(), attempt, "one error per attempt: {failed:?}");
         assert!(failed[attempt - 1].message.contains("1.0 s"), "{failed:?}");
     }
@@ -201,7 +198,7 @@ fn a_connection_lost_after_it_opened_is_connection_not_connect_failed() {
         .issue(11, VALID, &[addr], &[])
         .unwrap();
     let mut game = game();
-    let channel = MatchmakingChannel::default();
+    let channel = AtomicChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
     let mut welcomed = false;
     for _ in 0..300 {
@@ -210,7 +207,7 @@ fn a_connection_lost_after_it_opened_is_connection_not_connect_failed() {
         std::thread::sleep(Duration::from_micros(200));
         if game
             .world()
-            .resource::<MatchmakingClientStatus>()
+            .resource::<AtomicClientStatus>()
             .player
             .is_some()
         {
@@ -223,9 +220,9 @@ fn a_connection_lost_after_it_opened_is_connection_not_connect_failed() {
     for _ in 0..300 {
         game.update();
     }
-    assert_eq!(errors_of(&game, MatchmakingErrorKind::Connection).len(), 1);
+    assert_eq!(errors_of(&game, AtomicErrorKind::Connection).len(), 1);
     assert!(
-        errors_of(&game, MatchmakingErrorKind::ConnectFailed).is_empty(),
+        errors_of(&game, AtomicErrorKind::ConnectFailed).is_empty(),
         "it did connect: the loss is not a failure to connect"
     );
 }

@@ -4,37 +4,41 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::atomic::testing::MatchmakingTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 
 use crate::common::harness;
 
 /// Queues `a` then `b` and runs until the server took both into a match: the pings left
 /// in that update.
-fn form_pair(h: &mut MatchmakingTestHarness, a: PlayerId, b: PlayerId) {
+fn form_pair(h: &mut AtomicTestHarness, a: PlayerId, b: PlayerId) {
     h.join(a, "duel");
     h.run(2);
     h.join(b, "duel");
     h.run_until(20, |h| {
         matches!(
             h.server_state().location(b),
-            Some(MatchmakingPlayerLocation::Matching(_))
+            Some(AtomicPlayerLocation::Matching(_))
         )
     });
 }
 
-fn outcome(h: &mut MatchmakingTestHarness) -> MatchmakingOutcome {
+fn outcome(h: &mut AtomicTestHarness) -> AtomicMatchOutcome {
     h.run_until(1_000, |h| {
-        !h.server_recorded::<MatchmakingOutcome>().is_empty()
+        !h.server_recorded::<AtomicMatchOutcome>().is_empty()
     });
-    h.server_recorded::<MatchmakingOutcome>()[0].clone()
+    h.server_recorded::<AtomicMatchOutcome>()[0].clone()
 }
 
-fn assert_healthy_commit(o: &MatchmakingOutcome, h: &MatchmakingTestHarness) {
-    assert_eq!(o.status, MatchStatus::Success, "{o:#?}");
+fn assert_healthy_commit(o: &AtomicMatchOutcome, h: &AtomicTestHarness) {
+    assert_eq!(o.status, AtomicMatchStatus::Success, "{o:#?}");
     for p in &o.players {
         // measured on the new ping: one update each way, not the stall
-        assert_eq!(p.health, HealthCheck::Healthy { latency: h.step }, "{o:#?}");
+        assert_eq!(
+            p.health,
+            AtomicHealthCheck::Healthy { latency: h.step },
+            "{o:#?}"
+        );
     }
 }
 
@@ -49,7 +53,7 @@ fn a_600_ms_server_frame_between_ping_and_pong_does_not_fail_healthy_players() {
     h.stall_server(Duration::from_millis(600));
     let o = outcome(&mut h);
     assert_healthy_commit(&o, &h);
-    assert!(h.recorded::<MatchmakingMatchCancelled>(a).is_empty());
+    assert!(h.recorded::<AtomicMatchCancelled>(a).is_empty());
 }
 
 #[test]
@@ -74,8 +78,8 @@ fn a_stall_does_not_hide_a_slow_player() {
     form_pair(&mut h, a, b);
     h.stall_server(Duration::from_millis(600));
     let o = outcome(&mut h);
-    assert_eq!(o.status, MatchStatus::Player1Disconnected);
-    let HealthCheck::TooSlow { latency } = o.players[0].health else {
+    assert_eq!(o.status, AtomicMatchStatus::Player1Disconnected);
+    let AtomicHealthCheck::TooSlow { latency } = o.players[0].health else {
         panic!("{o:#?}")
     };
     assert!(latency >= Duration::from_millis(700), "{latency:?}");

@@ -6,17 +6,17 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     insert_insecure_netcode_client, insert_insecure_netcode_server,
 };
 
 #[test]
 fn a_pair_is_matched_over_udp_on_loopback() {
-    let channel = MatchmakingChannel::new(7);
+    let channel = AtomicChannel::new(7);
     let mut server = App::new();
     server
         .add_plugins(MinimalPlugins)
-        .add_plugins(MatchmakingServerPlugin {
+        .add_plugins(AtomicServerPlugin {
             channel,
             ..default()
         });
@@ -35,24 +35,20 @@ fn a_pair_is_matched_over_udp_on_loopback() {
             app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
             insert_insecure_netcode_client(&mut app, addr, 500 + i, channel.connection_config())
                 .expect("client socket");
-            app.add_plugins(MatchmakingClientPlugin { channel });
+            app.add_plugins(AtomicClientPlugin { channel });
             // ask before the connection is up: the plugin joins once welcomed
-            app.world_mut().write_message(MatchmakingJoinQueue {
+            app.world_mut().write_message(AtomicJoinQueue {
                 category: "udp".into(),
             });
             app
         })
         .collect();
 
-    let state = |app: &App| {
-        *app.world()
-            .resource::<State<MatchmakingClientState>>()
-            .get()
-    };
+    let state = |app: &App| *app.world().resource::<State<AtomicClientState>>().get();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !clients
         .iter()
-        .all(|c| state(c) == MatchmakingClientState::Matched)
+        .all(|c| state(c) == AtomicClientState::Matched)
     {
         assert!(
             Instant::now() < deadline,
@@ -65,11 +61,11 @@ fn a_pair_is_matched_over_udp_on_loopback() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let found: Vec<MatchmakingMatchFound> = clients
+    let found: Vec<AtomicMatchFound> = clients
         .iter()
         .map(|c| {
             c.world()
-                .resource::<MatchmakingClientStatus>()
+                .resource::<AtomicClientStatus>()
                 .found
                 .clone()
                 .expect("found")
@@ -78,7 +74,7 @@ fn a_pair_is_matched_over_udp_on_loopback() {
     assert_eq!(found[0].lobby_code, found[1].lobby_code);
     assert_eq!(found[0].others[0].player, 501);
     assert_eq!(found[1].others[0].player, 500);
-    let stats = server.world().resource::<MatchmakingServerStats>();
+    let stats = server.world().resource::<AtomicServerStats>();
     assert_eq!(stats.matches_committed, 1);
     assert_eq!(stats.lobbies_open, 1);
 }

@@ -7,9 +7,9 @@ use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedRelayMessage,
 };
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec::{self, MAX_MESSAGE_BYTES};
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 use bevy_renet::RenetServer;
 
 use crate::common::{harness, hello};

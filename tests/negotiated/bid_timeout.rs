@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::core::store::NegotiatedAnswer;
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 use crate::common::post_request;
 

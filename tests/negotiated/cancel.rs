@@ -7,8 +7,8 @@ use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedClientMessage, NegotiatedRelayMessage,
 };
 use bevy_atomic_matchmaking::negotiated::core::store::NegotiatedFactStore;
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 use crate::common::{harness, hello, post_request};
 

@@ -6,8 +6,8 @@ use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedClientMessage, NegotiatedRelayMessage,
 };
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 use crate::common::hello;
 
@@ -16,8 +16,8 @@ fn clocks_skewed_by_two_seconds_still_pair() {
     // 1 s frames: uncorrected, the two clocks would be four frames apart
     let frame = Duration::from_secs(1);
     let mut h = NegotiatedTestHarness::with_frames(frame, Duration::from_millis(500));
-    let fast = h.add_client_with(|s| s.clock_skew_ms = 2_000);
-    let slow = h.add_client_with(|s| s.clock_skew_ms = -2_000);
+    let fast = h.add_skewed_client(2_000);
+    let slow = h.add_skewed_client(-2_000);
     h.run_until(50, |h| {
         h.state(fast) == NegotiatedClientState::Idle && h.state(slow) == NegotiatedClientState::Idle
     });
@@ -73,7 +73,7 @@ fn skewed_clocks_keep_pairing_across_many_frames() {
     let mut h = NegotiatedTestHarness::with_frames(frame, Duration::from_millis(500));
     let ids: Vec<PlayerId> = [-2_000, -1_300, -400, 0, 700, 2_000]
         .into_iter()
-        .map(|skew| h.add_client_with(|s| s.clock_skew_ms = skew))
+        .map(|skew| h.add_skewed_client(skew))
         .collect();
     h.run_until(50, |h| {
         ids.iter()

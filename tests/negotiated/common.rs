@@ -5,8 +5,8 @@ use std::time::Duration;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage,
 };
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 /// A harness with 30 s frames and a 2 s bid timeout.
 pub fn harness() -> NegotiatedTestHarness {

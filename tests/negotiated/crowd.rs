@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 /// Checks that the matches of `ids` form disjoint, mutual pairs; returns the pairs.
 fn pairs(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> BTreeSet<(PlayerId, PlayerId)> {

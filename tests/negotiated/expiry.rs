@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 #[test]
 fn a_request_without_bids_expires_after_one_to_two_frames() {

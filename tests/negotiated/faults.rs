@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::local_link::LinkFaults;
+use bevy_atomic_matchmaking::testing::local_link::LinkFaults;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 use bevy_renet::RenetServer;
 use proptest::prelude::*;
 

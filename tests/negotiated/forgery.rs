@@ -6,8 +6,8 @@ use bevy_atomic_matchmaking::negotiated::core::fact::*;
 use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NegotiatedClientMessage, NegotiatedRelayMessage,
 };
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 use crate::common::{hello, post_request};
 

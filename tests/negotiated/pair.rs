@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 #[test]
 fn two_clients_pair() {

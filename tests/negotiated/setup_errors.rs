@@ -9,7 +9,7 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
     insert_secure_netcode_client,
 };

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::negotiated::testing::NegotiatedTestHarness;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
 
 #[test]
 fn simultaneous_requests_resolve_through_the_tie_break() {

@@ -10,7 +10,7 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::negotiated::core::relay_core::NegotiatedRelayCore;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::shared::transport::{
+use bevy_atomic_matchmaking::transport::{
     MatchmakingPrivateKey, MatchmakingTokenIssuer, insert_insecure_netcode_client,
     insert_insecure_netcode_server, insert_secure_netcode_client, insert_secure_netcode_server,
 };

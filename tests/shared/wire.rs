@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bevy_atomic_matchmaking::shared::local_link::DirectionFaults;
+use bevy_atomic_matchmaking::testing::local_link::DirectionFaults;
 
 /// One direction of a link as a test case states it (percentages and milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

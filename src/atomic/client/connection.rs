@@ -3,27 +3,27 @@
 use bevy::prelude::*;
 use bevy_renet::RenetClient;
 
-use super::messages::MatchmakingClientError;
+use super::messages::AtomicClientError;
 use super::send::send_to_server;
-use super::state::{
-    ClientSession, MatchmakingClientSettings, MatchmakingClientState, MatchmakingClientStatus,
+use super::state::{AtomicClientSettings, AtomicClientState, AtomicClientStatus, ClientSession};
+use crate::atomic::AtomicChannel;
+use crate::atomic::core::protocol::{
+    ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind,
 };
-use crate::atomic::MatchmakingChannel;
-use crate::atomic::core::protocol::{ClientMessage, MatchmakingErrorKind, PROTOCOL_VERSION};
 use crate::shared::connect::{ConnectWatch, ConnectionView, lost_connection};
 
-/// Reports a connection that never opens: one [`MatchmakingErrorKind::ConnectFailed`]
-/// error per attempt, also kept in [`MatchmakingClientStatus::last_error`].
+/// Reports a connection that never opens: one [`AtomicErrorKind::ConnectFailed`]
+/// error per attempt, also kept in [`AtomicClientStatus::last_error`].
 pub(super) fn watch_connect(
     mut view: ConnectionView,
-    settings: Res<MatchmakingClientSettings>,
+    settings: Res<AtomicClientSettings>,
     mut watch: Local<ConnectWatch>,
-    mut status: ResMut<MatchmakingClientStatus>,
-    mut errors: MessageWriter<MatchmakingClientError>,
+    mut status: ResMut<AtomicClientStatus>,
+    mut errors: MessageWriter<AtomicClientError>,
 ) {
     if let Some(message) = watch.check(&mut view, settings.connect_timeout) {
-        let error = MatchmakingClientError {
-            kind: MatchmakingErrorKind::ConnectFailed,
+        let error = AtomicClientError {
+            kind: AtomicErrorKind::ConnectFailed,
             message,
         };
         warn!("matchmaking: {}", error.message);
@@ -34,21 +34,21 @@ pub(super) fn watch_connect(
 
 /// Says hello when the connection opens; when it closes, forgets the session (but keeps a
 /// join the game asked for), resets the status, goes to
-/// [`MatchmakingClientState::Disconnected`] and reports the loss.
+/// [`AtomicClientState::Disconnected`] and reports the loss.
 pub(super) fn track_connection(
     client: Option<ResMut<RenetClient>>,
-    channel: Res<MatchmakingChannel>,
+    channel: Res<AtomicChannel>,
     mut session: ResMut<ClientSession>,
-    mut status: ResMut<MatchmakingClientStatus>,
-    state: Res<State<MatchmakingClientState>>,
-    mut next: ResMut<NextState<MatchmakingClientState>>,
-    mut errors: MessageWriter<MatchmakingClientError>,
+    mut status: ResMut<AtomicClientStatus>,
+    state: Res<State<AtomicClientState>>,
+    mut next: ResMut<NextState<AtomicClientState>>,
+    mut errors: MessageWriter<AtomicClientError>,
 ) {
     let connected = client.as_ref().is_some_and(|c| c.is_connected());
     if connected && !session.connected {
         let mut client = client.expect("connected");
-        let hello = ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
+        let hello = AtomicClientMessage::Hello {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
         };
         send_to_server(&mut client, &channel, &hello);
     } else if !connected && session.connected {
@@ -57,12 +57,12 @@ pub(super) fn track_connection(
             pending_join,
             ..default()
         };
-        *status = MatchmakingClientStatus::default();
-        if *state.get() != MatchmakingClientState::Disconnected {
-            next.set(MatchmakingClientState::Disconnected);
+        *status = AtomicClientStatus::default();
+        if *state.get() != AtomicClientState::Disconnected {
+            next.set(AtomicClientState::Disconnected);
         }
-        errors.write(MatchmakingClientError {
-            kind: MatchmakingErrorKind::Connection,
+        errors.write(AtomicClientError {
+            kind: AtomicErrorKind::Connection,
             message: lost_connection("matchmaking server", client.as_deref()),
         });
     }

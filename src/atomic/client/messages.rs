@@ -1,38 +1,40 @@
 //! The Bevy messages between the game and the plugin: the requests the game writes
-//! ([`MatchmakingJoinQueue`], [`MatchmakingLeaveQueue`], [`MatchmakingLeaveLobby`]) and
+//! ([`AtomicJoinQueue`], [`AtomicLeaveQueue`], [`AtomicLeaveLobby`]) and
 //! the reports it reads.
 
 use bevy::prelude::*;
 
-use crate::atomic::core::commit::MatchStatus;
-use crate::atomic::core::protocol::{MatchCancelReason, MatchedPlayer, MatchmakingErrorKind};
+use crate::atomic::core::commit::AtomicMatchStatus;
+use crate::atomic::core::protocol::{
+    AtomicErrorKind, AtomicMatchCancelReason, AtomicMatchedPlayer,
+};
 use crate::shared::player::PlayerId;
 
 /// Game → plugin: take a ticket in this category (sent once the server welcomed us).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingJoinQueue {
+pub struct AtomicJoinQueue {
     /// The category.
     pub category: String,
 }
 
 /// Game → plugin: give up the ticket, or withdraw from a match still forming.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MatchmakingLeaveQueue;
+pub struct AtomicLeaveQueue;
 
 /// Game → plugin: leave the lobby of the committed match.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MatchmakingLeaveLobby;
+pub struct AtomicLeaveLobby;
 
 /// The server accepted our hello.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingConnected {
+pub struct AtomicConnected {
     /// Our player id.
     pub player: PlayerId,
 }
 
 /// We hold a ticket.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingQueueJoined {
+pub struct AtomicQueueJoined {
     /// The category.
     pub category: String,
     /// 1-based position.
@@ -43,14 +45,14 @@ pub struct MatchmakingQueueJoined {
 
 /// Our ticket is gone without a match (we asked).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingQueueLeft {
+pub struct AtomicQueueLeft {
     /// The category.
     pub category: String,
 }
 
 /// We were taken into a forming match: the server is checking every player.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingMatchChecking {
+pub struct AtomicMatchChecking {
     /// The match.
     pub match_id: u64,
     /// The category.
@@ -61,7 +63,7 @@ pub struct MatchmakingMatchChecking {
 
 /// Phase 2: the server proposed the match (the plugin acknowledges it).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingMatchProposed {
+pub struct AtomicMatchProposed {
     /// The match.
     pub match_id: u64,
     /// The lobby.
@@ -74,7 +76,7 @@ pub struct MatchmakingMatchProposed {
 
 /// The match is committed: every player acknowledged.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingMatchFound {
+pub struct AtomicMatchFound {
     /// The match.
     pub match_id: u64,
     /// The lobby.
@@ -84,36 +86,36 @@ pub struct MatchmakingMatchFound {
     /// The category.
     pub category: String,
     /// Our own entry (with our measured latency).
-    pub me: MatchedPlayer,
+    pub me: AtomicMatchedPlayer,
     /// The other players, in match order.
-    pub others: Vec<MatchedPlayer>,
+    pub others: Vec<AtomicMatchedPlayer>,
 }
 
 /// The match was rolled back.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingMatchCancelled {
+pub struct AtomicMatchCancelled {
     /// The match.
     pub match_id: u64,
     /// The rollback status.
-    pub status: MatchStatus,
+    pub status: AtomicMatchStatus,
     /// Why, for us.
-    pub reason: MatchCancelReason,
+    pub reason: AtomicMatchCancelReason,
     /// Whether we are back at the front of the queue.
     pub requeued: bool,
 }
 
 /// We left the lobby.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingLobbyLeft {
+pub struct AtomicLobbyLeft {
     /// The lobby.
     pub lobby_id: u64,
 }
 
 /// Something went wrong: refused by the server, or a local problem.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingClientError {
+pub struct AtomicClientError {
     /// What.
-    pub kind: MatchmakingErrorKind,
+    pub kind: AtomicErrorKind,
     /// For humans.
     pub message: String,
 }

@@ -1,8 +1,8 @@
-//! The client side of atomic matchmaking: [`MatchmakingClientPlugin`].
+//! The client side of atomic matchmaking: [`AtomicClientPlugin`].
 //!
-//! The game writes [`MatchmakingJoinQueue`], [`MatchmakingLeaveQueue`] and
-//! [`MatchmakingLeaveLobby`] messages; the plugin says hello, answers health pings,
-//! acknowledges proposals, keeps [`MatchmakingClientState`] and [`MatchmakingClientStatus`]
+//! The game writes [`AtomicJoinQueue`], [`AtomicLeaveQueue`] and
+//! [`AtomicLeaveLobby`] messages; the plugin says hello, answers health pings,
+//! acknowledges proposals, keeps [`AtomicClientState`] and [`AtomicClientStatus`]
 //! current and reports what happens as Bevy messages.
 //!
 //! Inside: `messages` (the Bevy messages), `state` (state, status, faults and the
@@ -20,22 +20,20 @@ use bevy::state::app::StatesPlugin;
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive};
 
 pub use self::messages::{
-    MatchmakingClientError, MatchmakingConnected, MatchmakingJoinQueue, MatchmakingLeaveLobby,
-    MatchmakingLeaveQueue, MatchmakingLobbyLeft, MatchmakingMatchCancelled,
-    MatchmakingMatchChecking, MatchmakingMatchFound, MatchmakingMatchProposed,
-    MatchmakingQueueJoined, MatchmakingQueueLeft,
+    AtomicClientError, AtomicConnected, AtomicJoinQueue, AtomicLeaveLobby, AtomicLeaveQueue,
+    AtomicLobbyLeft, AtomicMatchCancelled, AtomicMatchChecking, AtomicMatchFound,
+    AtomicMatchProposed, AtomicQueueJoined, AtomicQueueLeft,
 };
-pub use self::state::{
-    MatchmakingClientFaults, MatchmakingClientSettings, MatchmakingClientState,
-    MatchmakingClientStatus,
-};
+#[cfg(feature = "testing")]
+pub use self::state::AtomicClientFaults;
+pub use self::state::{AtomicClientSettings, AtomicClientState, AtomicClientStatus};
 
-use crate::atomic::MatchmakingChannel;
+use crate::atomic::AtomicChannel;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 
 /// System sets of the client plugin.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MatchmakingClientSystems {
+pub enum AtomicClientSystems {
     /// `PreUpdate`, after [`RenetReceive`]: says hello on connect, decodes server
     /// messages, answers pings and proposals, updates state and writes messages.
     Receive,
@@ -46,15 +44,15 @@ pub enum MatchmakingClientSystems {
 /// The client side of atomic matchmaking.
 ///
 /// Needs a [`RenetClient`] resource (with a transport, or a local client in tests) whose
-/// connection config includes the [`MatchmakingChannel`]. Adds bevy_renet's
+/// connection config includes the [`AtomicChannel`]. Adds bevy_renet's
 /// [`RenetClientPlugin`] and Bevy's `StatesPlugin` if the app has not.
 #[derive(Debug, Clone, Default)]
-pub struct MatchmakingClientPlugin {
+pub struct AtomicClientPlugin {
     /// The channel carrying matchmaking messages.
-    pub channel: MatchmakingChannel,
+    pub channel: AtomicChannel,
 }
 
-impl Plugin for MatchmakingClientPlugin {
+impl Plugin for AtomicClientPlugin {
     fn build(&self, app: &mut App) {
         if !app.is_plugin_added::<RenetClientPlugin>() {
             app.add_plugins(RenetClientPlugin);
@@ -63,36 +61,34 @@ impl Plugin for MatchmakingClientPlugin {
             app.add_plugins(StatesPlugin);
         }
         app.insert_resource(self.channel)
-            .init_state::<MatchmakingClientState>()
-            .init_resource::<MatchmakingClientStatus>()
-            .init_resource::<MatchmakingClientFaults>()
-            .init_resource::<MatchmakingClientSettings>()
+            .init_state::<AtomicClientState>()
+            .init_resource::<AtomicClientStatus>()
+            .init_resource::<AtomicClientSettings>()
             .init_resource::<state::ClientSession>();
         add_messages(app);
-        app.configure_sets(
-            PreUpdate,
-            MatchmakingClientSystems::Receive.after(RenetReceive),
-        )
-        .add_systems(
-            PreUpdate,
-            (
-                connection::watch_connect,
-                connection::track_connection,
-                receive::receive_messages,
+        #[cfg(feature = "testing")]
+        app.init_resource::<AtomicClientFaults>();
+        app.configure_sets(PreUpdate, AtomicClientSystems::Receive.after(RenetReceive))
+            .add_systems(
+                PreUpdate,
+                (
+                    connection::watch_connect,
+                    connection::track_connection,
+                    receive::receive_messages,
+                )
+                    .chain()
+                    .in_set(AtomicClientSystems::Receive),
             )
-                .chain()
-                .in_set(MatchmakingClientSystems::Receive),
-        )
-        .add_systems(
-            Update,
-            (
-                send::send_requests,
-                send::send_due_pongs,
-                state::update_waited,
-            )
-                .in_set(MatchmakingClientSystems::Send)
-                .run_if(resource_exists::<RenetClient>),
-        );
+            .add_systems(
+                Update,
+                (
+                    send::send_requests,
+                    send::send_due_pongs,
+                    state::update_waited,
+                )
+                    .in_set(AtomicClientSystems::Send)
+                    .run_if(resource_exists::<RenetClient>),
+            );
     }
 }
 
@@ -103,16 +99,16 @@ fn add_messages(app: &mut App) {
 
 /// Visits every message type of the client plugin: the game's requests, then the reports.
 pub fn visit_client_messages(visitor: &mut impl MatchmakingMessageVisitor) {
-    visitor.visit::<MatchmakingJoinQueue>();
-    visitor.visit::<MatchmakingLeaveQueue>();
-    visitor.visit::<MatchmakingLeaveLobby>();
-    visitor.visit::<MatchmakingConnected>();
-    visitor.visit::<MatchmakingQueueJoined>();
-    visitor.visit::<MatchmakingQueueLeft>();
-    visitor.visit::<MatchmakingMatchChecking>();
-    visitor.visit::<MatchmakingMatchProposed>();
-    visitor.visit::<MatchmakingMatchFound>();
-    visitor.visit::<MatchmakingMatchCancelled>();
-    visitor.visit::<MatchmakingLobbyLeft>();
-    visitor.visit::<MatchmakingClientError>();
+    visitor.visit::<AtomicJoinQueue>();
+    visitor.visit::<AtomicLeaveQueue>();
+    visitor.visit::<AtomicLeaveLobby>();
+    visitor.visit::<AtomicConnected>();
+    visitor.visit::<AtomicQueueJoined>();
+    visitor.visit::<AtomicQueueLeft>();
+    visitor.visit::<AtomicMatchChecking>();
+    visitor.visit::<AtomicMatchProposed>();
+    visitor.visit::<AtomicMatchFound>();
+    visitor.visit::<AtomicMatchCancelled>();
+    visitor.visit::<AtomicLobbyLeft>();
+    visitor.visit::<AtomicClientError>();
 }

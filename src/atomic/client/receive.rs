@@ -1,5 +1,5 @@
 //! The receive system: decode each message from the server, then hand it to the one
-//! handler for its [`ServerMessage`] variant, which updates the state and status, answers
+//! handler for its [`AtomicServerMessage`] variant, which updates the state and status, answers
 //! the server where the protocol asks for it and reports to the game.
 
 use bevy::ecs::system::SystemParam;
@@ -7,18 +7,16 @@ use bevy::prelude::*;
 use bevy_renet::RenetClient;
 
 use super::messages::{
-    MatchmakingClientError, MatchmakingConnected, MatchmakingLobbyLeft, MatchmakingMatchCancelled,
-    MatchmakingMatchChecking, MatchmakingMatchFound, MatchmakingMatchProposed,
-    MatchmakingQueueJoined, MatchmakingQueueLeft,
+    AtomicClientError, AtomicConnected, AtomicLobbyLeft, AtomicMatchCancelled, AtomicMatchChecking,
+    AtomicMatchFound, AtomicMatchProposed, AtomicQueueJoined, AtomicQueueLeft,
 };
 use super::send::send_to_server;
-use super::state::{
-    ClientSession, MatchmakingClientFaults, MatchmakingClientState, MatchmakingClientStatus,
-};
-use crate::atomic::MatchmakingChannel;
-use crate::atomic::core::commit::MatchStatus;
+use super::state::{AtomicClientFaults, AtomicClientState, AtomicClientStatus, ClientSession};
+use crate::atomic::AtomicChannel;
+use crate::atomic::core::commit::AtomicMatchStatus;
 use crate::atomic::core::protocol::{
-    ClientMessage, MatchCancelReason, MatchedPlayer, MatchmakingErrorKind, ServerMessage,
+    AtomicClientMessage, AtomicErrorKind, AtomicMatchCancelReason, AtomicMatchedPlayer,
+    AtomicServerMessage,
 };
 use crate::shared::codec::{self, CodecError};
 use crate::shared::player::PlayerId;
@@ -26,32 +24,32 @@ use crate::shared::player::PlayerId;
 /// The writers of every message the plugin reports to the game from the server's messages.
 #[derive(SystemParam)]
 struct ReportWriters<'w> {
-    connected: MessageWriter<'w, MatchmakingConnected>,
-    joined: MessageWriter<'w, MatchmakingQueueJoined>,
-    left: MessageWriter<'w, MatchmakingQueueLeft>,
-    checking: MessageWriter<'w, MatchmakingMatchChecking>,
-    proposed: MessageWriter<'w, MatchmakingMatchProposed>,
-    found: MessageWriter<'w, MatchmakingMatchFound>,
-    cancelled: MessageWriter<'w, MatchmakingMatchCancelled>,
-    lobby_left: MessageWriter<'w, MatchmakingLobbyLeft>,
-    errors: MessageWriter<'w, MatchmakingClientError>,
+    connected: MessageWriter<'w, AtomicConnected>,
+    joined: MessageWriter<'w, AtomicQueueJoined>,
+    left: MessageWriter<'w, AtomicQueueLeft>,
+    checking: MessageWriter<'w, AtomicMatchChecking>,
+    proposed: MessageWriter<'w, AtomicMatchProposed>,
+    found: MessageWriter<'w, AtomicMatchFound>,
+    cancelled: MessageWriter<'w, AtomicMatchCancelled>,
+    lobby_left: MessageWriter<'w, AtomicLobbyLeft>,
+    errors: MessageWriter<'w, AtomicClientError>,
 }
 
 /// Everything the handlers of the server's messages read and change, except the renet
 /// client the messages come from.
 #[derive(SystemParam)]
 pub(super) struct ServerMessageHandlers<'w> {
-    channel: Res<'w, MatchmakingChannel>,
-    faults: Res<'w, MatchmakingClientFaults>,
+    channel: Res<'w, AtomicChannel>,
+    faults: Option<Res<'w, AtomicClientFaults>>,
     time: Res<'w, Time<Real>>,
     session: ResMut<'w, ClientSession>,
-    status: ResMut<'w, MatchmakingClientStatus>,
-    next: ResMut<'w, NextState<MatchmakingClientState>>,
+    status: ResMut<'w, AtomicClientStatus>,
+    next: ResMut<'w, NextState<AtomicClientState>>,
     reports: ReportWriters<'w>,
 }
 
 /// Reads every message the server sent on the matchmaking channel this frame and handles
-/// it; an undecodable one is reported as a [`MatchmakingErrorKind::Malformed`] error.
+/// it; an undecodable one is reported as a [`AtomicErrorKind::Malformed`] error.
 pub(super) fn receive_messages(
     client: Option<ResMut<RenetClient>>,
     mut handlers: ServerMessageHandlers,
@@ -60,7 +58,7 @@ pub(super) fn receive_messages(
         return;
     };
     while let Some(bytes) = client.receive_message(handlers.channel.id) {
-        match codec::decode::<ServerMessage>(&bytes) {
+        match codec::decode::<AtomicServerMessage>(&bytes) {
             Ok(message) => handlers.handle(&mut client, message),
             Err(err) => handlers.on_undecodable(&err),
         }
@@ -69,49 +67,49 @@ pub(super) fn receive_messages(
 
 impl ServerMessageHandlers<'_> {
     /// Passes `message` to the handler for its variant.
-    fn handle(&mut self, client: &mut RenetClient, message: ServerMessage) {
+    fn handle(&mut self, client: &mut RenetClient, message: AtomicServerMessage) {
         match message {
-            ServerMessage::Welcome { player, .. } => self.on_welcome(client, player),
-            ServerMessage::QueueJoined {
+            AtomicServerMessage::Welcome { player, .. } => self.on_welcome(client, player),
+            AtomicServerMessage::QueueJoined {
                 category,
                 position,
                 requeued,
             } => self.on_queue_joined(category, position, requeued),
-            ServerMessage::QueueLeft { category, .. } => self.on_queue_left(category),
-            ServerMessage::MatchChecking {
+            AtomicServerMessage::QueueLeft { category, .. } => self.on_queue_left(category),
+            AtomicServerMessage::MatchChecking {
                 match_id,
                 category,
                 players,
             } => self.on_match_checking(match_id, category, players),
-            ServerMessage::Ping { nonce } => self.on_ping(nonce),
-            ServerMessage::MatchProposed {
+            AtomicServerMessage::Ping { nonce } => self.on_ping(nonce),
+            AtomicServerMessage::MatchProposed {
                 match_id,
                 lobby_id,
                 lobby_code,
                 attempt,
             } => self.on_match_proposed(client, match_id, lobby_id, lobby_code, attempt),
-            ServerMessage::MatchFound {
+            AtomicServerMessage::MatchFound {
                 match_id,
                 lobby_id,
                 lobby_code,
                 category,
                 players,
             } => self.on_match_found(match_id, lobby_id, lobby_code, category, players),
-            ServerMessage::MatchCancelled {
+            AtomicServerMessage::MatchCancelled {
                 match_id,
                 status,
                 reason,
                 requeued,
             } => self.on_match_cancelled(match_id, status, reason, requeued),
-            ServerMessage::LobbyLeft { lobby_id } => self.on_lobby_left(lobby_id),
-            ServerMessage::Error { kind, message } => self.on_error(kind, message),
+            AtomicServerMessage::LobbyLeft { lobby_id } => self.on_lobby_left(lobby_id),
+            AtomicServerMessage::Error { kind, message } => self.on_error(kind, message),
         }
     }
 
     /// Bytes from the server that do not decode: report them, go on with the next.
     fn on_undecodable(&mut self, err: &CodecError) {
-        self.reports.errors.write(MatchmakingClientError {
-            kind: MatchmakingErrorKind::Malformed,
+        self.reports.errors.write(AtomicClientError {
+            kind: AtomicErrorKind::Malformed,
             message: format!("undecodable message from the server: {err}"),
         });
     }
@@ -121,15 +119,13 @@ impl ServerMessageHandlers<'_> {
     fn on_welcome(&mut self, client: &mut RenetClient, player: PlayerId) {
         self.session.welcomed = true;
         self.status.player = Some(player);
-        self.next.set(MatchmakingClientState::Idle);
-        self.reports
-            .connected
-            .write(MatchmakingConnected { player });
+        self.next.set(AtomicClientState::Idle);
+        self.reports.connected.write(AtomicConnected { player });
         if let Some(category) = self.session.pending_join.take() {
             send_to_server(
                 client,
                 &self.channel,
-                &ClientMessage::JoinQueue { category },
+                &AtomicClientMessage::JoinQueue { category },
             );
         }
     }
@@ -138,8 +134,8 @@ impl ServerMessageHandlers<'_> {
     fn on_queue_joined(&mut self, category: String, position: u32, requeued: bool) {
         let now = self.time.elapsed();
         self.status.hold_ticket(now, &category, position, requeued);
-        self.next.set(MatchmakingClientState::Queued);
-        self.reports.joined.write(MatchmakingQueueJoined {
+        self.next.set(AtomicClientState::Queued);
+        self.reports.joined.write(AtomicQueueJoined {
             category,
             position,
             requeued,
@@ -149,15 +145,15 @@ impl ServerMessageHandlers<'_> {
     /// `QueueLeft`: the ticket is gone; we are idle.
     fn on_queue_left(&mut self, category: String) {
         self.status.stop_waiting();
-        self.next.set(MatchmakingClientState::Idle);
-        self.reports.left.write(MatchmakingQueueLeft { category });
+        self.next.set(AtomicClientState::Idle);
+        self.reports.left.write(AtomicQueueLeft { category });
     }
 
     /// `MatchChecking`: the ticket went into a forming match.
     fn on_match_checking(&mut self, match_id: u64, category: String, players: u8) {
         self.status.enter_match(match_id);
-        self.next.set(MatchmakingClientState::Matching);
-        self.reports.checking.write(MatchmakingMatchChecking {
+        self.next.set(AtomicClientState::Matching);
+        self.reports.checking.write(AtomicMatchChecking {
             match_id,
             category,
             players,
@@ -166,8 +162,9 @@ impl ServerMessageHandlers<'_> {
 
     /// `Ping`: queue the pong (after the injected delay), unless pings are ignored.
     fn on_ping(&mut self, nonce: u64) {
-        if !self.faults.ignore_pings {
-            let due = self.time.elapsed() + self.faults.pong_delay;
+        let faults = self.faults.as_deref().cloned().unwrap_or_default();
+        if !faults.ignore_pings {
+            let due = self.time.elapsed() + faults.pong_delay;
             self.session.pending_pongs.push((due, nonce));
         }
     }
@@ -181,11 +178,11 @@ impl ServerMessageHandlers<'_> {
         lobby_code: String,
         attempt: u32,
     ) {
-        if self.faults.acknowledge_proposals {
-            let acknowledge = ClientMessage::Acknowledge { match_id, lobby_id };
+        if self.faults.as_ref().is_none_or(|f| f.acknowledge_proposals) {
+            let acknowledge = AtomicClientMessage::Acknowledge { match_id, lobby_id };
             send_to_server(client, &self.channel, &acknowledge);
         }
-        self.reports.proposed.write(MatchmakingMatchProposed {
+        self.reports.proposed.write(AtomicMatchProposed {
             match_id,
             lobby_id,
             lobby_code,
@@ -194,26 +191,26 @@ impl ServerMessageHandlers<'_> {
     }
 
     /// `MatchFound`: the match committed; we are in its lobby. A match without us in it
-    /// is reported as an [`MatchmakingErrorKind::Unexpected`] error and changes nothing.
+    /// is reported as an [`AtomicErrorKind::Unexpected`] error and changes nothing.
     fn on_match_found(
         &mut self,
         match_id: u64,
         lobby_id: u64,
         lobby_code: String,
         category: String,
-        players: Vec<MatchedPlayer>,
+        players: Vec<AtomicMatchedPlayer>,
     ) {
         let me_id = self.status.player;
-        let (mine, others): (Vec<MatchedPlayer>, Vec<MatchedPlayer>) =
+        let (mine, others): (Vec<AtomicMatchedPlayer>, Vec<AtomicMatchedPlayer>) =
             players.into_iter().partition(|p| Some(p.player) == me_id);
         let Some(me) = mine.into_iter().next() else {
-            self.reports.errors.write(MatchmakingClientError {
-                kind: MatchmakingErrorKind::Unexpected,
+            self.reports.errors.write(AtomicClientError {
+                kind: AtomicErrorKind::Unexpected,
                 message: format!("match {match_id} confirmed without us in it"),
             });
             return;
         };
-        let found = MatchmakingMatchFound {
+        let found = AtomicMatchFound {
             match_id,
             lobby_id,
             lobby_code,
@@ -223,7 +220,7 @@ impl ServerMessageHandlers<'_> {
         };
         self.session.lobby_id = Some(lobby_id);
         self.status.commit_match(&found);
-        self.next.set(MatchmakingClientState::Matched);
+        self.next.set(AtomicClientState::Matched);
         self.reports.found.write(found);
     }
 
@@ -231,11 +228,11 @@ impl ServerMessageHandlers<'_> {
     fn on_match_cancelled(
         &mut self,
         match_id: u64,
-        status: MatchStatus,
-        reason: MatchCancelReason,
+        status: AtomicMatchStatus,
+        reason: AtomicMatchCancelReason,
         requeued: bool,
     ) {
-        let cancelled = MatchmakingMatchCancelled {
+        let cancelled = AtomicMatchCancelled {
             match_id,
             status,
             reason,
@@ -243,9 +240,9 @@ impl ServerMessageHandlers<'_> {
         };
         self.status.cancel_match(&cancelled);
         self.next.set(if requeued {
-            MatchmakingClientState::Queued
+            AtomicClientState::Queued
         } else {
-            MatchmakingClientState::Idle
+            AtomicClientState::Idle
         });
         self.reports.cancelled.write(cancelled);
     }
@@ -254,16 +251,14 @@ impl ServerMessageHandlers<'_> {
     fn on_lobby_left(&mut self, lobby_id: u64) {
         self.session.lobby_id = None;
         self.status.leave_lobby();
-        self.next.set(MatchmakingClientState::Idle);
-        self.reports
-            .lobby_left
-            .write(MatchmakingLobbyLeft { lobby_id });
+        self.next.set(AtomicClientState::Idle);
+        self.reports.lobby_left.write(AtomicLobbyLeft { lobby_id });
     }
 
     /// `Error`: the server refused a request; log it, keep it and report it.
-    fn on_error(&mut self, kind: MatchmakingErrorKind, message: String) {
+    fn on_error(&mut self, kind: AtomicErrorKind, message: String) {
         warn!("matchmaking server refused a request ({kind:?}): {message}");
-        let error = MatchmakingClientError { kind, message };
+        let error = AtomicClientError { kind, message };
         self.status.last_error = Some(error.clone());
         self.reports.errors.write(error);
     }

@@ -4,20 +4,18 @@
 use bevy::prelude::*;
 use bevy_renet::RenetClient;
 
-use super::messages::{
-    MatchmakingClientError, MatchmakingJoinQueue, MatchmakingLeaveLobby, MatchmakingLeaveQueue,
-};
+use super::messages::{AtomicClientError, AtomicJoinQueue, AtomicLeaveLobby, AtomicLeaveQueue};
 use super::state::ClientSession;
-use crate::atomic::MatchmakingChannel;
-use crate::atomic::core::protocol::{ClientMessage, MatchmakingErrorKind};
+use crate::atomic::AtomicChannel;
+use crate::atomic::core::protocol::{AtomicClientMessage, AtomicErrorKind};
 use crate::shared::codec;
 use crate::shared::player::validate_category;
 
 /// Encodes `message` and queues it for the server on the matchmaking channel.
 pub(super) fn send_to_server(
     client: &mut RenetClient,
-    channel: &MatchmakingChannel,
-    message: &ClientMessage,
+    channel: &AtomicChannel,
+    message: &AtomicClientMessage,
 ) {
     client.send_message(channel.id, codec::encode(message));
 }
@@ -26,18 +24,18 @@ pub(super) fn send_to_server(
 /// server welcomed us waits in the session until it does).
 pub(super) fn send_requests(
     mut client: ResMut<RenetClient>,
-    channel: Res<MatchmakingChannel>,
+    channel: Res<AtomicChannel>,
     mut session: ResMut<ClientSession>,
-    mut joins: MessageReader<MatchmakingJoinQueue>,
-    mut leaves: MessageReader<MatchmakingLeaveQueue>,
-    mut lobby_leaves: MessageReader<MatchmakingLeaveLobby>,
-    mut errors: MessageWriter<MatchmakingClientError>,
+    mut joins: MessageReader<AtomicJoinQueue>,
+    mut leaves: MessageReader<AtomicLeaveQueue>,
+    mut lobby_leaves: MessageReader<AtomicLeaveLobby>,
+    mut errors: MessageWriter<AtomicClientError>,
 ) {
     for join in joins.read() {
         // checked here as the server would: a name it refuses would cost us a strike
         if let Err(why) = validate_category(&join.category) {
-            errors.write(MatchmakingClientError {
-                kind: MatchmakingErrorKind::InvalidCategory,
+            errors.write(AtomicClientError {
+                kind: AtomicErrorKind::InvalidCategory,
                 message: why,
             });
             continue;
@@ -47,7 +45,7 @@ pub(super) fn send_requests(
             send_to_server(
                 &mut client,
                 &channel,
-                &ClientMessage::JoinQueue { category },
+                &AtomicClientMessage::JoinQueue { category },
             );
         } else {
             // joins as soon as the server welcomes us
@@ -56,7 +54,7 @@ pub(super) fn send_requests(
     }
     for _ in leaves.read() {
         if session.welcomed {
-            send_to_server(&mut client, &channel, &ClientMessage::LeaveQueue);
+            send_to_server(&mut client, &channel, &AtomicClientMessage::LeaveQueue);
         } else {
             session.pending_join = None;
         }
@@ -67,12 +65,12 @@ pub(super) fn send_requests(
                 send_to_server(
                     &mut client,
                     &channel,
-                    &ClientMessage::LeaveLobby { lobby_id },
+                    &AtomicClientMessage::LeaveLobby { lobby_id },
                 );
             }
             _ => {
-                errors.write(MatchmakingClientError {
-                    kind: MatchmakingErrorKind::NotAMember,
+                errors.write(AtomicClientError {
+                    kind: AtomicErrorKind::NotAMember,
                     message: "not in a lobby".into(),
                 });
             }
@@ -83,7 +81,7 @@ pub(super) fn send_requests(
 /// Sends every pending pong whose (fault-injected) delay has passed.
 pub(super) fn send_due_pongs(
     mut client: ResMut<RenetClient>,
-    channel: Res<MatchmakingChannel>,
+    channel: Res<AtomicChannel>,
     time: Res<Time<Real>>,
     mut session: ResMut<ClientSession>,
 ) {
@@ -91,7 +89,7 @@ pub(super) fn send_due_pongs(
     session.pending_pongs.retain(|&(due, nonce)| {
         let is_due = now >= due;
         if is_due {
-            send_to_server(&mut client, &channel, &ClientMessage::Pong { nonce });
+            send_to_server(&mut client, &channel, &AtomicClientMessage::Pong { nonce });
         }
         !is_due
     });

@@ -1,17 +1,17 @@
-//! What the client knows: the public [`MatchmakingClientState`], [`MatchmakingClientStatus`]
-//! and [`MatchmakingClientFaults`], the plugin's own per-connection [`ClientSession`], and the
+//! What the client knows: the public [`AtomicClientState`], [`AtomicClientStatus`]
+//! and [`AtomicClientFaults`], the plugin's own per-connection [`ClientSession`], and the
 //! status changes the server's messages cause.
 
 use std::time::Duration;
 
 use bevy::prelude::*;
 
-use super::messages::{MatchmakingClientError, MatchmakingMatchCancelled, MatchmakingMatchFound};
+use super::messages::{AtomicClientError, AtomicMatchCancelled, AtomicMatchFound};
 use crate::shared::player::PlayerId;
 
 /// Where the client stands; drive the UI from it.
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MatchmakingClientState {
+pub enum AtomicClientState {
     /// No connection, or the server has not accepted the hello yet.
     #[default]
     Disconnected,
@@ -25,9 +25,9 @@ pub enum MatchmakingClientState {
     Matched,
 }
 
-/// Details behind [`MatchmakingClientState`].
+/// Details behind [`AtomicClientState`].
 #[derive(Resource, Debug, Clone, Default)]
-pub struct MatchmakingClientStatus {
+pub struct AtomicClientStatus {
     /// The id the server knows this player by, once welcomed.
     pub player: Option<PlayerId>,
     /// The category queued or matched in.
@@ -40,17 +40,17 @@ pub struct MatchmakingClientStatus {
     /// The match being formed or committed.
     pub match_id: Option<u64>,
     /// The committed match.
-    pub found: Option<MatchmakingMatchFound>,
+    pub found: Option<AtomicMatchFound>,
     /// The last cancellation.
-    pub last_cancel: Option<MatchmakingMatchCancelled>,
+    pub last_cancel: Option<AtomicMatchCancelled>,
     /// The last error.
-    pub last_error: Option<MatchmakingClientError>,
+    pub last_error: Option<AtomicClientError>,
     /// When the player first joined the queue (real time since the app started); kept
     /// across re-queues, `None` when not waiting.
     queued_since: Option<Duration>,
 }
 
-impl MatchmakingClientStatus {
+impl AtomicClientStatus {
     /// We hold a ticket at `position` in `category`: the waiting clock starts at `now`
     /// unless this is a re-queue while it already runs.
     pub(super) fn hold_ticket(
@@ -75,7 +75,7 @@ impl MatchmakingClientStatus {
     }
 
     /// The match committed: we are in its lobby and no longer waiting.
-    pub(super) fn commit_match(&mut self, found: &MatchmakingMatchFound) {
+    pub(super) fn commit_match(&mut self, found: &AtomicMatchFound) {
         self.category = Some(found.category.clone());
         self.match_id = Some(found.match_id);
         self.stop_waiting();
@@ -83,7 +83,7 @@ impl MatchmakingClientStatus {
     }
 
     /// The match was rolled back; unless re-queued we are no longer waiting.
-    pub(super) fn cancel_match(&mut self, cancelled: &MatchmakingMatchCancelled) {
+    pub(super) fn cancel_match(&mut self, cancelled: &AtomicMatchCancelled) {
         self.match_id = None;
         self.last_cancel = Some(cancelled.clone());
         if !cancelled.requeued {
@@ -108,14 +108,14 @@ impl MatchmakingClientStatus {
 /// Settings of the client plugin (a resource: insert your own before adding the plugin, or
 /// change it at run time).
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingClientSettings {
+pub struct AtomicClientSettings {
     /// How long a connection may take to open before the game gets a
-    /// [`MatchmakingErrorKind::ConnectFailed`](crate::atomic::core::protocol::MatchmakingErrorKind::ConnectFailed)
+    /// [`AtomicErrorKind::ConnectFailed`](crate::atomic::core::protocol::AtomicErrorKind::ConnectFailed)
     /// error (sooner when netcode gives up first). Default 5 s, within netcode's own 15 s.
     pub connect_timeout: Duration,
 }
 
-impl Default for MatchmakingClientSettings {
+impl Default for AtomicClientSettings {
     fn default() -> Self {
         Self {
             connect_timeout: crate::shared::connect::DEFAULT_CONNECT_TIMEOUT,
@@ -123,10 +123,11 @@ impl Default for MatchmakingClientSettings {
     }
 }
 
-/// Fault injection for tests and load generation: makes this client misbehave the way
-/// real clients do. Leave at the default in a game.
+/// Fault injection for tests and load generation (feature `testing`): makes this client
+/// misbehave the way real clients do. With the feature, the plugin inserts the default (no
+/// fault); without it, the type is not public and the client never misbehaves.
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingClientFaults {
+pub struct AtomicClientFaults {
     /// Answer health pings this much later.
     pub pong_delay: Duration,
     /// Never answer health pings.
@@ -135,7 +136,7 @@ pub struct MatchmakingClientFaults {
     pub acknowledge_proposals: bool,
 }
 
-impl Default for MatchmakingClientFaults {
+impl Default for AtomicClientFaults {
     fn default() -> Self {
         Self {
             pong_delay: Duration::ZERO,
@@ -160,8 +161,8 @@ pub(super) struct ClientSession {
     pub(super) lobby_id: Option<u64>,
 }
 
-/// Keeps [`MatchmakingClientStatus::waited`] current while the player waits.
-pub(super) fn update_waited(time: Res<Time<Real>>, mut status: ResMut<MatchmakingClientStatus>) {
+/// Keeps [`AtomicClientStatus::waited`] current while the player waits.
+pub(super) fn update_waited(time: Res<Time<Real>>, mut status: ResMut<AtomicClientStatus>) {
     if let Some(since) = status.queued_since {
         let waited = time.elapsed().saturating_sub(since);
         if status.waited != waited {

@@ -6,25 +6,25 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use super::commit::MatchStatus;
+use super::commit::AtomicMatchStatus;
 #[cfg(test)]
 use crate::shared::player::MAX_CATEGORY_LEN;
 use crate::shared::player::PlayerId;
 
 /// Version of the atomic matchmaking protocol; a client with another version is refused.
 ///
-/// 3: the server rate-limits connections ([`MatchmakingErrorKind::RateLimited`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 3: the server rate-limits connections ([`AtomicErrorKind::RateLimited`]).
+pub const ATOMIC_PROTOCOL_VERSION: u32 = 3;
 
 /// Largest match the protocol carries.
-pub const MAX_PLAYERS_PER_MATCH: usize = 16;
+pub const ATOMIC_MAX_PLAYERS_PER_MATCH: usize = 16;
 
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClientMessage {
+pub enum AtomicClientMessage {
     /// First message of a connection.
     Hello {
-        /// The client's [`PROTOCOL_VERSION`].
+        /// The client's [`ATOMIC_PROTOCOL_VERSION`].
         protocol_version: u32,
     },
     /// Take a ticket in a category's queue.
@@ -34,12 +34,12 @@ pub enum ClientMessage {
     },
     /// Give up the ticket (or withdraw from a match still forming).
     LeaveQueue,
-    /// Answer to [`ServerMessage::Ping`].
+    /// Answer to [`AtomicServerMessage::Ping`].
     Pong {
         /// The ping's nonce.
         nonce: u64,
     },
-    /// Acknowledge a [`ServerMessage::MatchProposed`].
+    /// Acknowledge a [`AtomicServerMessage::MatchProposed`].
     Acknowledge {
         /// The proposed match.
         match_id: u64,
@@ -55,7 +55,7 @@ pub enum ClientMessage {
 
 /// Why a client left the queue without a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum QueueLeftReason {
+pub enum AtomicQueueLeftReason {
     /// The client asked to leave.
     Requested,
 }
@@ -63,7 +63,7 @@ pub enum QueueLeftReason {
 /// Why a match in progress was cancelled, from the receiving player's point of view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum MatchCancelReason {
+pub enum AtomicMatchCancelReason {
     /// Another player failed the health check (disconnected, did not answer, too slow).
     OtherPlayerUnavailable,
     /// Another player did not acknowledge the proposal, or left during phase 2.
@@ -85,27 +85,29 @@ pub enum MatchCancelReason {
     MatchAborted,
 }
 
-impl std::fmt::Display for MatchCancelReason {
+impl std::fmt::Display for AtomicMatchCancelReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            MatchCancelReason::OtherPlayerUnavailable => {
+            AtomicMatchCancelReason::OtherPlayerUnavailable => {
                 write!(f, "another player failed the connection check")
             }
-            MatchCancelReason::OtherPlayerDidNotConfirm => {
+            AtomicMatchCancelReason::OtherPlayerDidNotConfirm => {
                 write!(f, "another player did not confirm the match")
             }
-            MatchCancelReason::YourLatencyTooHigh { latency, max } => write!(
+            AtomicMatchCancelReason::YourLatencyTooHigh { latency, max } => write!(
                 f,
                 "your latency {} ms is above the {} ms limit",
                 latency.as_millis(),
                 max.as_millis()
             ),
-            MatchCancelReason::YouDidNotAnswer => write!(f, "you did not answer the health check"),
-            MatchCancelReason::YouDidNotAcknowledge => {
+            AtomicMatchCancelReason::YouDidNotAnswer => {
+                write!(f, "you did not answer the health check")
+            }
+            AtomicMatchCancelReason::YouDidNotAcknowledge => {
                 write!(f, "you did not acknowledge the match")
             }
-            MatchCancelReason::YouWithdrew => write!(f, "you left the queue"),
-            MatchCancelReason::MatchAborted => write!(f, "the server called the match off"),
+            AtomicMatchCancelReason::YouWithdrew => write!(f, "you left the queue"),
+            AtomicMatchCancelReason::MatchAborted => write!(f, "the server called the match off"),
         }
     }
 }
@@ -113,7 +115,7 @@ impl std::fmt::Display for MatchCancelReason {
 /// Kinds of errors the server reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum MatchmakingErrorKind {
+pub enum AtomicErrorKind {
     /// The client speaks another protocol version; the connection is closed.
     VersionMismatch,
     /// A message came before the hello.
@@ -146,7 +148,7 @@ pub enum MatchmakingErrorKind {
     RateLimited,
     /// The connection never opened: a wrong address, a server that is down, a refused,
     /// expired or wrong-key token, or secure against insecure (reported locally by the
-    /// client, once per attempt, after `MatchmakingClientSettings::connect_timeout` or as
+    /// client, once per attempt, after `AtomicClientSettings::connect_timeout` or as
     /// soon as netcode gives up). A connection lost after it opened is
     /// [`Connection`](Self::Connection).
     ConnectFailed,
@@ -154,7 +156,7 @@ pub enum MatchmakingErrorKind {
 
 /// Another player of a match, as the confirmation tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MatchedPlayer {
+pub struct AtomicMatchedPlayer {
     /// The player.
     pub player: PlayerId,
     /// Its round trip measured in the health check.
@@ -165,7 +167,7 @@ pub struct MatchedPlayer {
 
 /// Server to client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ServerMessage {
+pub enum AtomicServerMessage {
     /// The hello was accepted.
     Welcome {
         /// The server's protocol version.
@@ -187,10 +189,10 @@ pub enum ServerMessage {
         /// The category.
         category: String,
         /// Why.
-        reason: QueueLeftReason,
+        reason: AtomicQueueLeftReason,
     },
     /// The player was taken from the queue into a forming match: phase 1, the health
-    /// check, starts (the client reports `MatchmakingMatchChecking`).
+    /// check, starts (the client reports `AtomicMatchChecking`).
     MatchChecking {
         /// The match.
         match_id: u64,
@@ -199,12 +201,12 @@ pub enum ServerMessage {
         /// How many players it has.
         players: u8,
     },
-    /// Health check: answer with [`ClientMessage::Pong`] at once.
+    /// Health check: answer with [`AtomicClientMessage::Pong`] at once.
     Ping {
         /// Echo this.
         nonce: u64,
     },
-    /// Phase 2: the lobby exists; acknowledge with [`ClientMessage::Acknowledge`].
+    /// Phase 2: the lobby exists; acknowledge with [`AtomicClientMessage::Acknowledge`].
     MatchProposed {
         /// The match.
         match_id: u64,
@@ -216,7 +218,7 @@ pub enum ServerMessage {
         attempt: u32,
     },
     /// Every player acknowledged: the match is committed (the client reports
-    /// `MatchmakingMatchFound`, the server app `MatchmakingMatchCommitted`).
+    /// `AtomicMatchFound`, the server app `AtomicMatchCommitted`).
     MatchFound {
         /// The match.
         match_id: u64,
@@ -227,16 +229,16 @@ pub enum ServerMessage {
         /// The category.
         category: String,
         /// Every player including the receiver, in match order (the first hosts).
-        players: Vec<MatchedPlayer>,
+        players: Vec<AtomicMatchedPlayer>,
     },
     /// The match was rolled back.
     MatchCancelled {
         /// The match.
         match_id: u64,
         /// The rollback status.
-        status: MatchStatus,
+        status: AtomicMatchStatus,
         /// Why, for this player.
-        reason: MatchCancelReason,
+        reason: AtomicMatchCancelReason,
         /// Whether this player is back at the front of the queue.
         requeued: bool,
     },
@@ -248,7 +250,7 @@ pub enum ServerMessage {
     /// Something the client sent was refused.
     Error {
         /// What went wrong.
-        kind: MatchmakingErrorKind,
+        kind: AtomicErrorKind,
         /// A message for humans.
         message: String,
     },
@@ -261,13 +263,13 @@ mod tests {
 
     #[test]
     fn largest_confirmation_fits_the_codec() {
-        let m = ServerMessage::MatchFound {
+        let m = AtomicServerMessage::MatchFound {
             match_id: u64::MAX,
             lobby_id: u64::MAX,
             lobby_code: "ABCDEFGH".into(),
             category: "x".repeat(MAX_CATEGORY_LEN),
-            players: (0..MAX_PLAYERS_PER_MATCH as u64)
-                .map(|p| MatchedPlayer {
+            players: (0..ATOMIC_MAX_PLAYERS_PER_MATCH as u64)
+                .map(|p| AtomicMatchedPlayer {
                     player: u64::MAX - p,
                     latency: Duration::new(u64::MAX, 999_999_999),
                     host: p == 0,
@@ -276,6 +278,6 @@ mod tests {
         };
         let bytes = encode(&m);
         assert!(bytes.len() <= MAX_MESSAGE_BYTES);
-        assert_eq!(decode::<ServerMessage>(&bytes).unwrap(), m);
+        assert_eq!(decode::<AtomicServerMessage>(&bytes).unwrap(), m);
     }
 }

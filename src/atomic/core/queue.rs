@@ -1,8 +1,8 @@
 //! Per-category FIFO matchmaking queue with priority re-queue at the front.
 //!
 //! Every operation is O(1) or O(log n) in the size of one category (except
-//! [`MatchQueue::position`], which counts the tickets ahead), and forming matches only looks
-//! at categories that hold enough players ([`MatchQueue::ready_categories`]), so a server
+//! [`AtomicQueue::position`], which counts the tickets ahead), and forming matches only looks
+//! at categories that hold enough players ([`AtomicQueue::ready_categories`]), so a server
 //! frame costs nothing for players who are merely waiting.
 //!
 //! Re-queued tickets (after a rollback) go to the front, ahead of every ticket that joined
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// One player's place in a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueTicket<P> {
+pub struct AtomicQueueTicket<P> {
     /// The player holding the ticket.
     pub player: P,
     /// The category it queues for.
@@ -29,7 +29,7 @@ pub struct QueueTicket<P> {
 /// Why a ticket was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum QueueError {
+pub enum AtomicQueueError {
     /// The player already holds a ticket (in this or another category).
     #[error("player already holds a ticket")]
     AlreadyQueued,
@@ -64,8 +64,8 @@ struct Waiting<P> {
 }
 
 impl<P: Copy> Waiting<P> {
-    fn ticket(&self, category: &str) -> QueueTicket<P> {
-        QueueTicket {
+    fn ticket(&self, category: &str) -> AtomicQueueTicket<P> {
+        AtomicQueueTicket {
             player: self.player,
             category: category.to_owned(),
             enqueued_at: self.enqueued_at,
@@ -92,7 +92,7 @@ impl<P> Default for CategoryQueue<P> {
 /// A category's name is stored once and shared by its tickets (about 200 bytes per
 /// queued ticket in all, see the `frame` benchmark).
 #[derive(Debug)]
-pub struct MatchQueue<P> {
+pub struct AtomicQueue<P> {
     categories: HashMap<Arc<str>, CategoryQueue<P>>,
     /// player -> (category, order key)
     index: HashMap<P, (Arc<str>, OrderKey)>,
@@ -106,7 +106,7 @@ pub struct MatchQueue<P> {
     max_categories: usize,
 }
 
-impl<P: Copy + Eq + Hash> MatchQueue<P> {
+impl<P: Copy + Eq + Hash> AtomicQueue<P> {
     /// An empty queue forming groups of `group_size` with at most `capacity` tickets per category.
     pub fn new(group_size: usize, capacity: usize) -> Self {
         Self {
@@ -162,18 +162,18 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
     }
 
     /// Adds a ticket at the back of its category. Returns the 1-based position.
-    pub fn enqueue(&mut self, ticket: QueueTicket<P>) -> Result<usize, QueueError> {
+    pub fn enqueue(&mut self, ticket: AtomicQueueTicket<P>) -> Result<usize, AtomicQueueError> {
         if self.index.contains_key(&ticket.player) {
-            return Err(QueueError::AlreadyQueued);
+            return Err(AtomicQueueError::AlreadyQueued);
         }
         let len = self.len(&ticket.category);
         if len >= self.capacity {
-            return Err(QueueError::Full {
+            return Err(AtomicQueueError::Full {
                 capacity: self.capacity,
             });
         }
         if len == 0 && self.categories.len() >= self.max_categories {
-            return Err(QueueError::TooManyCategories {
+            return Err(AtomicQueueError::TooManyCategories {
                 max: self.max_categories,
             });
         }
@@ -189,9 +189,12 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
     /// must never be lost, so this ignores the capacity. Returns the 1-based position now
     /// (a later re-queue of an older ticket moves it back), or `AlreadyQueued` if the player
     /// holds a ticket already.
-    pub fn requeue_front(&mut self, ticket: QueueTicket<P>) -> Result<usize, QueueError> {
+    pub fn requeue_front(
+        &mut self,
+        ticket: AtomicQueueTicket<P>,
+    ) -> Result<usize, AtomicQueueError> {
         if self.index.contains_key(&ticket.player) {
-            return Err(QueueError::AlreadyQueued);
+            return Err(AtomicQueueError::AlreadyQueued);
         }
         let key = self.key(0, ticket.enqueued_at);
         let player = ticket.player;
@@ -209,7 +212,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
         }
     }
 
-    fn insert(&mut self, key: OrderKey, ticket: QueueTicket<P>) {
+    fn insert(&mut self, key: OrderKey, ticket: AtomicQueueTicket<P>) {
         let category = match self.categories.get_key_value(ticket.category.as_str()) {
             Some((name, _)) => name.clone(),
             None => Arc::from(ticket.category),
@@ -227,7 +230,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
     }
 
     /// Removes a player's ticket, wherever it is.
-    pub fn remove(&mut self, player: &P) -> Option<QueueTicket<P>> {
+    pub fn remove(&mut self, player: &P) -> Option<AtomicQueueTicket<P>> {
         let (category, key) = self.index.remove(player)?;
         let queue = self.categories.get_mut(&category)?;
         let ticket = queue.entries.remove(&key);
@@ -242,7 +245,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
     }
 
     /// Takes the first `group_size` tickets of a category, if it holds that many.
-    pub fn pop_group(&mut self, category: &str) -> Option<Vec<QueueTicket<P>>> {
+    pub fn pop_group(&mut self, category: &str) -> Option<Vec<AtomicQueueTicket<P>>> {
         let n = self.group_size;
         let queue = self.categories.get_mut(category)?;
         if queue.entries.len() < n {
@@ -315,7 +318,7 @@ impl<P: Copy + Eq + Hash> MatchQueue<P> {
     }
 
     /// The tickets of one category, front first (O(len); for inspection and tests).
-    pub fn tickets(&self, category: &str) -> Vec<QueueTicket<P>> {
+    pub fn tickets(&self, category: &str) -> Vec<AtomicQueueTicket<P>> {
         let Some((name, queue)) = self.categories.get_key_value(category) else {
             return Vec::new();
         };
@@ -328,8 +331,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ticket(player: u64, category: &str, at: u64) -> QueueTicket<u64> {
-        QueueTicket {
+    fn ticket(player: u64, category: &str, at: u64) -> AtomicQueueTicket<u64> {
+        AtomicQueueTicket {
             player,
             category: category.into(),
             enqueued_at: Duration::from_millis(at),
@@ -341,13 +344,13 @@ mod tests {
     #[test]
     fn requeues_order_by_enqueue_time_beyond_u64_nanoseconds() {
         let far = Duration::from_secs(u64::MAX / 2);
-        let mut q = MatchQueue::new(2, 10);
-        let late = QueueTicket {
+        let mut q = AtomicQueue::new(2, 10);
+        let late = AtomicQueueTicket {
             player: 1,
             category: "a".into(),
             enqueued_at: far + Duration::from_secs(1),
         };
-        let early = QueueTicket {
+        let early = AtomicQueueTicket {
             enqueued_at: far,
             player: 2,
             ..late.clone()
@@ -363,7 +366,7 @@ mod tests {
 
     #[test]
     fn fifo_per_category() {
-        let mut q = MatchQueue::new(2, 10);
+        let mut q = AtomicQueue::new(2, 10);
         assert_eq!(q.enqueue(ticket(1, "a", 0)), Ok(1));
         assert_eq!(q.enqueue(ticket(2, "b", 0)), Ok(1));
         assert_eq!(q.enqueue(ticket(3, "a", 0)), Ok(2));
@@ -378,23 +381,26 @@ mod tests {
 
     #[test]
     fn one_ticket_per_player() {
-        let mut q = MatchQueue::new(2, 10);
+        let mut q = AtomicQueue::new(2, 10);
         q.enqueue(ticket(1, "a", 0)).unwrap();
-        assert_eq!(q.enqueue(ticket(1, "b", 0)), Err(QueueError::AlreadyQueued));
+        assert_eq!(
+            q.enqueue(ticket(1, "b", 0)),
+            Err(AtomicQueueError::AlreadyQueued)
+        );
         assert_eq!(
             q.requeue_front(ticket(1, "a", 0)),
-            Err(QueueError::AlreadyQueued)
+            Err(AtomicQueueError::AlreadyQueued)
         );
     }
 
     #[test]
     fn requeue_goes_to_front_and_keeps_time() {
-        let mut q = MatchQueue::new(2, 2);
+        let mut q = AtomicQueue::new(2, 2);
         q.enqueue(ticket(1, "a", 10)).unwrap();
         q.enqueue(ticket(2, "a", 20)).unwrap();
         assert_eq!(
             q.enqueue(ticket(3, "a", 30)),
-            Err(QueueError::Full { capacity: 2 })
+            Err(AtomicQueueError::Full { capacity: 2 })
         );
         // priority re-queue ignores capacity
         q.requeue_front(ticket(9, "a", 5)).unwrap();
@@ -406,13 +412,13 @@ mod tests {
 
     #[test]
     fn new_categories_stop_at_the_limit_but_requeues_and_known_ones_do_not() {
-        let mut q = MatchQueue::new(2, 10);
+        let mut q = AtomicQueue::new(2, 10);
         q.set_max_categories(2);
         q.enqueue(ticket(1, "a", 0)).unwrap();
         q.enqueue(ticket(2, "b", 0)).unwrap();
         assert_eq!(
             q.enqueue(ticket(3, "c", 0)),
-            Err(QueueError::TooManyCategories { max: 2 })
+            Err(AtomicQueueError::TooManyCategories { max: 2 })
         );
         // a known category still takes tickets
         assert_eq!(q.enqueue(ticket(3, "a", 0)), Ok(2));
@@ -427,7 +433,7 @@ mod tests {
 
     #[test]
     fn remove_and_set_group_size() {
-        let mut q = MatchQueue::new(3, 10);
+        let mut q = AtomicQueue::new(3, 10);
         for p in 0..3 {
             q.enqueue(ticket(p, "a", p)).unwrap();
         }
@@ -447,7 +453,7 @@ mod tests {
     /// original enqueue time and each re-queue reports the position it really has.
     #[test]
     fn requeues_keep_seniority_whatever_the_order() {
-        let mut q = MatchQueue::new(2, 10);
+        let mut q = AtomicQueue::new(2, 10);
         q.enqueue(ticket(7, "a", 50)).unwrap();
         // match 2 (enqueued at 30 and 40) rolls back first, then match 1 (10 and 20)
         assert_eq!(q.requeue_front(ticket(3, "a", 30)), Ok(1));
@@ -460,7 +466,7 @@ mod tests {
         assert_eq!(positions, [1, 2, 3, 4, 5]);
         assert_eq!(q.position(&99), None);
         // ties keep the order of the calls (match order)
-        let mut q = MatchQueue::new(2, 10);
+        let mut q = AtomicQueue::new(2, 10);
         q.requeue_front(ticket(5, "b", 0)).unwrap();
         q.requeue_front(ticket(6, "b", 0)).unwrap();
         let group = q.pop_group("b").unwrap();
@@ -497,7 +503,7 @@ mod tests {
         /// reports every re-queue's true position.
         #[test]
         fn matches_model(ops in proptest::collection::vec(op(), 0..200), size in 1usize..5) {
-            let mut q = MatchQueue::new(size, 8);
+            let mut q = AtomicQueue::new(size, 8);
             let mut model = Model::new();
             let mut seq = 0u64;
             for op in ops {
@@ -507,9 +513,9 @@ mod tests {
                         let len = model.get(&c).map_or(0, Vec::len);
                         let r = q.enqueue(ticket(p as u64, &c.to_string(), 0));
                         if held(&model, p) {
-                            prop_assert_eq!(r, Err(QueueError::AlreadyQueued));
+                            prop_assert_eq!(r, Err(AtomicQueueError::AlreadyQueued));
                         } else if len >= 8 {
-                            prop_assert_eq!(r, Err(QueueError::Full { capacity: 8 }));
+                            prop_assert_eq!(r, Err(AtomicQueueError::Full { capacity: 8 }));
                         } else {
                             prop_assert_eq!(r, Ok(len + 1));
                             seq += 1;

@@ -6,21 +6,22 @@ use std::time::Duration;
 use bevy::prelude::*;
 
 use crate::atomic::core::commit::{
-    CommitMachine, CommitOutcome, HealthCheck, MatchStatus, PlayerReport,
+    AtomicCommitMachine, AtomicCommitOutcome, AtomicHealthCheck, AtomicMatchStatus,
+    AtomicPlayerReport,
 };
-use crate::atomic::core::protocol::{MatchCancelReason, MatchedPlayer};
-use crate::atomic::core::queue::QueueTicket;
+use crate::atomic::core::protocol::{AtomicMatchCancelReason, AtomicMatchedPlayer};
+use crate::atomic::core::queue::AtomicQueueTicket;
 use crate::shared::player::PlayerId;
 
 /// A match being formed: its entity lives from formation until commit or rollback.
 #[derive(Component, Debug)]
-pub struct MatchmakingMatch {
+pub struct AtomicMatch {
     pub(super) match_id: u64,
     pub(super) category: String,
-    pub(super) tickets: Vec<QueueTicket<PlayerId>>,
+    pub(super) tickets: Vec<AtomicQueueTicket<PlayerId>>,
     /// The session each player was taken in with: the match touches no other.
     pub(super) sessions: HashMap<PlayerId, u64>,
-    pub(super) machine: CommitMachine<PlayerId>,
+    pub(super) machine: AtomicCommitMachine<PlayerId>,
     pub(super) formed_at: Duration,
     pub(super) lobby: Option<MatchLobby>,
 }
@@ -33,7 +34,7 @@ pub(super) struct MatchLobby {
     pub(super) code: String,
 }
 
-impl MatchmakingMatch {
+impl AtomicMatch {
     /// The match id.
     pub fn match_id(&self) -> u64 {
         self.match_id
@@ -50,7 +51,7 @@ impl MatchmakingMatch {
     }
 
     /// The commit state machine (read only).
-    pub fn machine(&self) -> &CommitMachine<PlayerId> {
+    pub fn machine(&self) -> &AtomicCommitMachine<PlayerId> {
         &self.machine
     }
 
@@ -60,34 +61,34 @@ impl MatchmakingMatch {
     }
 
     /// The session (connection) a player was taken into the match with; compare it with
-    /// [`MatchmakingServerState::session`](crate::atomic::server::MatchmakingServerState::session) to tell whether the player is still on it.
+    /// [`AtomicServerState::session`](crate::atomic::server::AtomicServerState::session) to tell whether the player is still on it.
     pub fn session(&self, player: PlayerId) -> Option<u64> {
         self.sessions.get(&player).copied()
     }
 
     /// The ticket a player was taken out of the queue with.
-    pub(super) fn ticket(&self, player: PlayerId) -> Option<&QueueTicket<PlayerId>> {
+    pub(super) fn ticket(&self, player: PlayerId) -> Option<&AtomicQueueTicket<PlayerId>> {
         self.tickets.iter().find(|t| t.player == player)
     }
 
     /// The report of the match's end for the server app.
     pub(super) fn outcome(
         &self,
-        outcome: &CommitOutcome<PlayerId>,
+        outcome: &AtomicCommitOutcome<PlayerId>,
         requeued: Vec<PlayerId>,
         elapsed: Duration,
-    ) -> MatchmakingOutcome {
+    ) -> AtomicMatchOutcome {
         let players = outcome
             .players
             .iter()
-            .map(|r| MatchmakingPlayerHealth {
+            .map(|r| AtomicPlayerHealth {
                 player: r.player,
                 health: r.health,
                 acknowledged: r.acknowledged,
                 requeued: r.requeued && requeued.contains(&r.player),
             })
             .collect();
-        MatchmakingOutcome {
+        AtomicMatchOutcome {
             match_id: self.match_id,
             category: self.category.clone(),
             status: outcome.status.clone(),
@@ -104,7 +105,7 @@ impl MatchmakingMatch {
 /// member leaves. Despawn the entity to close it: members are freed (and told with
 /// `LobbyLeft`); despawning the lobby of a match still in phase 2 rolls that match back.
 #[derive(Component, Debug, Clone)]
-pub struct MatchmakingLobby {
+pub struct AtomicLobby {
     /// Unique id.
     pub lobby_id: u64,
     /// Short human-readable code, unique among open lobbies.
@@ -123,7 +124,7 @@ pub struct MatchmakingLobby {
     pub(super) sessions: HashMap<PlayerId, u64>,
 }
 
-impl MatchmakingLobby {
+impl AtomicLobby {
     /// Takes a member out; true if the lobby is now empty (and should be despawned).
     pub(super) fn remove_member(&mut self, player: PlayerId) -> bool {
         self.members.retain(|p| *p != player);
@@ -131,13 +132,13 @@ impl MatchmakingLobby {
     }
 }
 
-/// One player's part in a [`MatchmakingOutcome`].
+/// One player's part in a [`AtomicMatchOutcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingPlayerHealth {
+pub struct AtomicPlayerHealth {
     /// The player.
     pub player: PlayerId,
     /// What the health check (or a later disconnect) found.
-    pub health: HealthCheck,
+    pub health: AtomicHealthCheck,
     /// Whether it acknowledged the proposal.
     pub acknowledged: bool,
     /// Whether it went back to the front of its queue.
@@ -146,19 +147,19 @@ pub struct MatchmakingPlayerHealth {
 
 /// How one match attempt ended: written once per match, on commit or rollback.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingOutcome {
+pub struct AtomicMatchOutcome {
     /// The match.
     pub match_id: u64,
     /// The category.
     pub category: String,
     /// Success or why it rolled back (for a pair, one of the seed's five).
-    pub status: MatchStatus,
+    pub status: AtomicMatchStatus,
     /// The lobby id, if phase 2 created one (on rollback it no longer exists).
     pub lobby_id: Option<u64>,
     /// The lobby code, if phase 2 created one.
     pub lobby_code: Option<String>,
     /// Every player in match order.
-    pub players: Vec<MatchmakingPlayerHealth>,
+    pub players: Vec<AtomicPlayerHealth>,
     /// Players re-queued at the front, in match order.
     pub requeued: Vec<PlayerId>,
     /// From formation to the end.
@@ -167,7 +168,7 @@ pub struct MatchmakingOutcome {
 
 /// A committed match: start the game from this.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MatchmakingMatchCommitted {
+pub struct AtomicMatchCommitted {
     /// The match.
     pub match_id: u64,
     /// The lobby entity.
@@ -179,29 +180,31 @@ pub struct MatchmakingMatchCommitted {
     /// The category.
     pub category: String,
     /// The players in match order with their measured latency (the first hosts).
-    pub players: Vec<MatchedPlayer>,
+    pub players: Vec<AtomicMatchedPlayer>,
 }
 
 /// Why the match was cancelled, from this player's point of view.
 pub fn cancel_reason(
-    status: &MatchStatus,
-    report: &PlayerReport<PlayerId>,
+    status: &AtomicMatchStatus,
+    report: &AtomicPlayerReport<PlayerId>,
     max_latency: Duration,
-) -> MatchCancelReason {
-    if *status == MatchStatus::Aborted && report.requeued {
-        return MatchCancelReason::MatchAborted;
+) -> AtomicMatchCancelReason {
+    if *status == AtomicMatchStatus::Aborted && report.requeued {
+        return AtomicMatchCancelReason::MatchAborted;
     }
     match report.health {
-        HealthCheck::TooSlow { latency } => MatchCancelReason::YourLatencyTooHigh {
+        AtomicHealthCheck::TooSlow { latency } => AtomicMatchCancelReason::YourLatencyTooHigh {
             latency,
             max: max_latency,
         },
-        HealthCheck::NoAnswer => MatchCancelReason::YouDidNotAnswer,
-        HealthCheck::Withdrew => MatchCancelReason::YouWithdrew,
-        HealthCheck::Healthy { .. } if !report.requeued => MatchCancelReason::YouDidNotAcknowledge,
-        _ if *status == MatchStatus::NotificationFailed => {
-            MatchCancelReason::OtherPlayerDidNotConfirm
+        AtomicHealthCheck::NoAnswer => AtomicMatchCancelReason::YouDidNotAnswer,
+        AtomicHealthCheck::Withdrew => AtomicMatchCancelReason::YouWithdrew,
+        AtomicHealthCheck::Healthy { .. } if !report.requeued => {
+            AtomicMatchCancelReason::YouDidNotAcknowledge
         }
-        _ => MatchCancelReason::OtherPlayerUnavailable,
+        _ if *status == AtomicMatchStatus::NotificationFailed => {
+            AtomicMatchCancelReason::OtherPlayerDidNotConfirm
+        }
+        _ => AtomicMatchCancelReason::OtherPlayerUnavailable,
     }
 }

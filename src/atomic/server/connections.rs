@@ -5,24 +5,24 @@ use bevy::prelude::*;
 use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetServer, RenetServerEvent};
 
-use crate::atomic::MatchmakingChannel;
-use crate::atomic::core::protocol::ServerMessage;
+use crate::atomic::AtomicChannel;
+use crate::atomic::core::protocol::AtomicServerMessage;
 use crate::shared::codec;
 use crate::shared::player::PlayerId;
 
-use super::components::{MatchmakingLobby, MatchmakingMatch};
+use super::components::{AtomicLobby, AtomicMatch};
 use super::matches::MatchEffects;
-use super::settings::MatchmakingServerStats;
-use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
+use super::settings::AtomicServerStats;
+use super::state::{AtomicPlayerLocation, AtomicServerState};
 
 /// Registers new connections (each a new session) and takes departed players out of
 /// wherever they were.
 pub(super) fn on_server_event(
     event: On<RenetServerEvent>,
-    mut state: ResMut<MatchmakingServerState>,
-    mut stats: ResMut<MatchmakingServerStats>,
-    mut matches: Query<&mut MatchmakingMatch>,
-    mut lobbies: Query<&mut MatchmakingLobby>,
+    mut state: ResMut<AtomicServerState>,
+    mut stats: ResMut<AtomicServerStats>,
+    mut matches: Query<&mut AtomicMatch>,
+    mut lobbies: Query<&mut AtomicLobby>,
     mut commands: Commands,
 ) {
     let (client_id, connected) = match event.event().0 {
@@ -35,19 +35,19 @@ pub(super) fn on_server_event(
     // a connection under an id whose old one was never seen closing ends the old session
     if let Some(location) = state.disconnect(client_id) {
         match location {
-            MatchmakingPlayerLocation::Idle => {}
-            MatchmakingPlayerLocation::Queued => {
+            AtomicPlayerLocation::Idle => {}
+            AtomicPlayerLocation::Queued => {
                 if let Some(ticket) = state.queue.remove(&client_id) {
                     stats.sync_queued(&state.queue, &ticket.category);
                 }
             }
-            MatchmakingPlayerLocation::Matching(entity) => {
+            AtomicPlayerLocation::Matching(entity) => {
                 // the match rolls back at its next advance
                 if let Ok(mut m) = matches.get_mut(entity) {
                     let _ = m.machine.disconnected(client_id);
                 }
             }
-            MatchmakingPlayerLocation::InLobby(entity) => {
+            AtomicPlayerLocation::InLobby(entity) => {
                 leave_lobby(&mut lobbies, &mut commands, entity, client_id);
             }
         }
@@ -59,7 +59,7 @@ pub(super) fn on_server_event(
 
 /// Takes a member out of a lobby; the last one out closes it.
 pub(super) fn leave_lobby(
-    lobbies: &mut Query<&mut MatchmakingLobby>,
+    lobbies: &mut Query<&mut AtomicLobby>,
     commands: &mut Commands,
     entity: Entity,
     player: PlayerId,
@@ -76,13 +76,13 @@ pub(super) fn leave_lobby(
 /// Members still in a committed lobby the game closed are told they left it; a lobby
 /// still in phase 2 calls its match off (it rolls back at its next advance).
 pub(super) fn on_lobby_removed(
-    event: On<Remove, MatchmakingLobby>,
-    lobbies: Query<&MatchmakingLobby>,
-    mut matches: Query<&mut MatchmakingMatch>,
-    mut state: ResMut<MatchmakingServerState>,
-    mut stats: ResMut<MatchmakingServerStats>,
+    event: On<Remove, AtomicLobby>,
+    lobbies: Query<&AtomicLobby>,
+    mut matches: Query<&mut AtomicMatch>,
+    mut state: ResMut<AtomicServerState>,
+    mut stats: ResMut<AtomicServerStats>,
     mut server: Option<ResMut<RenetServer>>,
-    channel: Res<MatchmakingChannel>,
+    channel: Res<AtomicChannel>,
 ) {
     let entity = event.event().entity;
     let Ok(lobby) = lobbies.get(entity) else {
@@ -98,7 +98,7 @@ pub(super) fn on_lobby_removed(
         }
         return;
     }
-    let left = codec::encode(&ServerMessage::LobbyLeft {
+    let left = codec::encode(&AtomicServerMessage::LobbyLeft {
         lobby_id: lobby.lobby_id,
     });
     for member in &lobby.members {
@@ -106,8 +106,8 @@ pub(super) fn on_lobby_removed(
             continue;
         };
         let (from, to) = (
-            MatchmakingPlayerLocation::InLobby(entity),
-            MatchmakingPlayerLocation::Idle,
+            AtomicPlayerLocation::InLobby(entity),
+            AtomicPlayerLocation::Idle,
         );
         if state.move_player(*member, session, from, to)
             && let Some(server) = server.as_deref_mut()
@@ -122,9 +122,9 @@ pub(super) fn on_lobby_removed(
 /// it back at once, like any rollback (players told, healthy ones re-queued at the front,
 /// lobby deleted, counted).
 pub(super) fn on_match_removed(
-    event: On<Remove, MatchmakingMatch>,
+    event: On<Remove, AtomicMatch>,
     time: Res<Time<Real>>,
-    mut matches: Query<&mut MatchmakingMatch>,
+    mut matches: Query<&mut AtomicMatch>,
     mut effects: MatchEffects,
 ) {
     let entity = event.event().entity;
@@ -146,7 +146,7 @@ pub(super) fn on_match_removed(
 /// period is over.
 pub(super) fn close_refused_connections(
     mut server: ResMut<RenetServer>,
-    mut state: ResMut<MatchmakingServerState>,
+    mut state: ResMut<AtomicServerState>,
     time: Res<Time<Real>>,
 ) {
     for client in state.gate.take_due(time.elapsed()) {

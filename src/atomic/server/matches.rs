@@ -7,17 +7,18 @@ use std::time::Duration;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 
-use crate::atomic::core::commit::{CommitAction, CommitMachine, CommitOutcome, PlayerReport};
-use crate::atomic::core::protocol::{MatchedPlayer, ServerMessage};
-use crate::atomic::core::queue::QueueTicket;
+use crate::atomic::core::commit::{
+    AtomicCommitAction, AtomicCommitMachine, AtomicCommitOutcome, AtomicPlayerReport,
+};
+use crate::atomic::core::protocol::{AtomicMatchedPlayer, AtomicServerMessage};
+use crate::atomic::core::queue::AtomicQueueTicket;
 use crate::shared::player::PlayerId;
 
 use super::components::{
-    MatchLobby, MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
-    cancel_reason,
+    AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, MatchLobby, cancel_reason,
 };
-use super::settings::{MatchmakingServerSettings, MatchmakingServerStats};
-use super::state::{MatchmakingPlayerLocation, MatchmakingServerState};
+use super::settings::{AtomicServerSettings, AtomicServerStats};
+use super::state::{AtomicPlayerLocation, AtomicServerState};
 use super::{ServerLink, TransportClock};
 
 /// A player a rollback put back in the queue, told its position once every rollback of
@@ -33,11 +34,11 @@ pub(super) struct Requeued {
 #[derive(SystemParam)]
 pub(super) struct MatchEffects<'w, 's> {
     pub(super) link: ServerLink<'w>,
-    pub(super) state: ResMut<'w, MatchmakingServerState>,
-    pub(super) stats: ResMut<'w, MatchmakingServerStats>,
-    pub(super) lobbies: Query<'w, 's, &'static mut MatchmakingLobby>,
-    outcomes: MessageWriter<'w, MatchmakingOutcome>,
-    committed: MessageWriter<'w, MatchmakingMatchCommitted>,
+    pub(super) state: ResMut<'w, AtomicServerState>,
+    pub(super) stats: ResMut<'w, AtomicServerStats>,
+    pub(super) lobbies: Query<'w, 's, &'static mut AtomicLobby>,
+    outcomes: MessageWriter<'w, AtomicMatchOutcome>,
+    committed: MessageWriter<'w, AtomicMatchCommitted>,
     pub(super) commands: Commands<'w, 's>,
     requeued: Local<'s, Vec<Requeued>>,
     unstamped: ResMut<'w, UnstampedPings>,
@@ -49,7 +50,7 @@ pub(super) struct UnstampedPings(Vec<Entity>);
 
 /// Spawns a match entity for every full group in the queues.
 pub(super) fn form_matches(
-    settings: Res<MatchmakingServerSettings>,
+    settings: Res<AtomicServerSettings>,
     time: Res<Time<Real>>,
     mut effects: MatchEffects,
 ) {
@@ -62,7 +63,7 @@ pub(super) fn form_matches(
 /// Polls every match's commit machine and carries out its actions.
 pub(super) fn advance_matches(
     time: Res<Time<Real>>,
-    mut matches: Query<(Entity, &mut MatchmakingMatch)>,
+    mut matches: Query<(Entity, &mut AtomicMatch)>,
     mut effects: MatchEffects,
 ) {
     let now = time.elapsed();
@@ -88,7 +89,7 @@ pub(super) fn advance_matches(
 pub(super) fn stamp_sent_pings(
     clock: TransportClock,
     mut unstamped: ResMut<UnstampedPings>,
-    mut matches: Query<&mut MatchmakingMatch>,
+    mut matches: Query<&mut AtomicMatch>,
 ) {
     let now = clock.now();
     for entity in unstamped.0.drain(..) {
@@ -105,8 +106,8 @@ impl MatchEffects<'_, '_> {
     fn form(
         &mut self,
         category: String,
-        tickets: Vec<QueueTicket<PlayerId>>,
-        settings: &MatchmakingServerSettings,
+        tickets: Vec<AtomicQueueTicket<PlayerId>>,
+        settings: &AtomicServerSettings,
         now: Duration,
     ) {
         self.stats.sync_queued(&self.state.queue, &category);
@@ -120,7 +121,7 @@ impl MatchEffects<'_, '_> {
             }
         }
         let entity = self.commands.spawn_empty().id();
-        let checking = ServerMessage::MatchChecking {
+        let checking = AtomicServerMessage::MatchChecking {
             match_id,
             category: category.clone(),
             players: players.len() as u8,
@@ -132,10 +133,10 @@ impl MatchEffects<'_, '_> {
                 self.link.send(*player, &checking);
             }
         }
-        self.commands.entity(entity).insert(MatchmakingMatch {
+        self.commands.entity(entity).insert(AtomicMatch {
             match_id,
             category: category.clone(),
-            machine: CommitMachine::new(&players, &nonces, settings.timings()),
+            machine: AtomicCommitMachine::new(&players, &nonces, settings.timings()),
             tickets,
             sessions,
             formed_at: now,
@@ -150,33 +151,33 @@ impl MatchEffects<'_, '_> {
     fn carry_out(
         &mut self,
         entity: Entity,
-        m: &mut MatchmakingMatch,
-        action: CommitAction<PlayerId>,
+        m: &mut AtomicMatch,
+        action: AtomicCommitAction<PlayerId>,
         now: Duration,
     ) {
         match action {
-            CommitAction::Ping { player, nonce } => {
+            AtomicCommitAction::Ping { player, nonce } => {
                 if let Some(session) = self.session_in(m, player) {
                     self.state.note_ping(player, session, nonce);
-                    self.link.send(player, &ServerMessage::Ping { nonce });
+                    self.link.send(player, &AtomicServerMessage::Ping { nonce });
                 }
                 self.unstamped.0.push(entity);
             }
-            CommitAction::CreateLobby => self.create_lobby(m),
-            CommitAction::Propose { player, attempt } => self.propose(m, player, attempt),
-            CommitAction::Finish(outcome) => self.finish(entity, m, &outcome, now),
+            AtomicCommitAction::CreateLobby => self.create_lobby(m),
+            AtomicCommitAction::Propose { player, attempt } => self.propose(m, player, attempt),
+            AtomicCommitAction::Finish(outcome) => self.finish(entity, m, &outcome, now),
         }
     }
 
     /// The session a player of the match `m` is still connected in, if it is the one the
     /// match took (the match talks to no other).
-    fn session_in(&self, m: &MatchmakingMatch, player: PlayerId) -> Option<u64> {
+    fn session_in(&self, m: &AtomicMatch, player: PlayerId) -> Option<u64> {
         let session = m.session(player)?;
         (self.state.session(player) == Some(session)).then_some(session)
     }
 
     /// Phase 2 begins: spawns the match's lobby with a fresh id and code.
-    fn create_lobby(&mut self, m: &mut MatchmakingMatch) {
+    fn create_lobby(&mut self, m: &mut AtomicMatch) {
         let (lobby_id, code) = self.state.new_lobby();
         let members: Vec<PlayerId> = m.machine.players().collect();
         for (player, session) in &m.sessions {
@@ -185,7 +186,7 @@ impl MatchEffects<'_, '_> {
         }
         let lobby = self
             .commands
-            .spawn(MatchmakingLobby {
+            .spawn(AtomicLobby {
                 lobby_id,
                 code: code.clone(),
                 category: m.category.clone(),
@@ -206,9 +207,9 @@ impl MatchEffects<'_, '_> {
     }
 
     /// Sends (or resends) the proposal to a player.
-    fn propose(&mut self, m: &MatchmakingMatch, player: PlayerId, attempt: u32) {
+    fn propose(&mut self, m: &AtomicMatch, player: PlayerId, attempt: u32) {
         let lobby = m.lobby.as_ref().expect("lobby created before proposals");
-        let proposed = ServerMessage::MatchProposed {
+        let proposed = AtomicServerMessage::MatchProposed {
             match_id: m.match_id,
             lobby_id: lobby.lobby_id,
             lobby_code: lobby.code.clone(),
@@ -223,8 +224,8 @@ impl MatchEffects<'_, '_> {
     pub(super) fn finish(
         &mut self,
         entity: Entity,
-        m: &MatchmakingMatch,
-        outcome: &CommitOutcome<PlayerId>,
+        m: &AtomicMatch,
+        outcome: &AtomicCommitOutcome<PlayerId>,
         now: Duration,
     ) {
         let elapsed = now.saturating_sub(m.formed_at);
@@ -245,8 +246,8 @@ impl MatchEffects<'_, '_> {
     fn commit(
         &mut self,
         entity: Entity,
-        m: &MatchmakingMatch,
-        outcome: &CommitOutcome<PlayerId>,
+        m: &AtomicMatch,
+        outcome: &AtomicCommitOutcome<PlayerId>,
         elapsed: Duration,
     ) {
         let lobby = m.lobby.as_ref().expect("committed matches have a lobby");
@@ -254,7 +255,7 @@ impl MatchEffects<'_, '_> {
             l.committed = true;
         }
         let players = matched_players(outcome);
-        let found = ServerMessage::MatchFound {
+        let found = AtomicServerMessage::MatchFound {
             match_id: m.match_id,
             lobby_id: lobby.lobby_id,
             lobby_code: lobby.code.clone(),
@@ -262,8 +263,8 @@ impl MatchEffects<'_, '_> {
             players: players.clone(),
         };
         let (from, to) = (
-            MatchmakingPlayerLocation::Matching(entity),
-            MatchmakingPlayerLocation::InLobby(lobby.entity),
+            AtomicPlayerLocation::Matching(entity),
+            AtomicPlayerLocation::InLobby(lobby.entity),
         );
         for report in &outcome.players {
             if let Some(session) = m.session(report.player)
@@ -279,7 +280,7 @@ impl MatchEffects<'_, '_> {
             "matchmaking: match {} committed in {}: lobby {} {ids:?}",
             m.match_id, m.category, lobby.code
         );
-        self.committed.write(MatchmakingMatchCommitted {
+        self.committed.write(AtomicMatchCommitted {
             match_id: m.match_id,
             lobby: lobby.entity,
             lobby_id: lobby.lobby_id,
@@ -295,8 +296,8 @@ impl MatchEffects<'_, '_> {
     fn roll_back(
         &mut self,
         entity: Entity,
-        m: &MatchmakingMatch,
-        outcome: &CommitOutcome<PlayerId>,
+        m: &AtomicMatch,
+        outcome: &AtomicCommitOutcome<PlayerId>,
     ) -> Vec<PlayerId> {
         if let Some(lobby) = &m.lobby {
             // the removal observer frees the id, the code and the members (the app may
@@ -306,10 +307,10 @@ impl MatchEffects<'_, '_> {
         let requeued = self.requeue(entity, m, outcome.requeue());
         self.count_dropped(m, outcome, &requeued);
         self.stats.sync_queued(&self.state.queue, &m.category);
-        let from = MatchmakingPlayerLocation::Matching(entity);
+        let from = AtomicPlayerLocation::Matching(entity);
         for report in &outcome.players {
             let back = requeued.contains(&report.player);
-            let idle = MatchmakingPlayerLocation::Idle;
+            let idle = AtomicPlayerLocation::Idle;
             let session = m.session(report.player);
             if back || session.is_some_and(|s| self.state.move_player(report.player, s, from, idle))
             {
@@ -330,7 +331,7 @@ impl MatchEffects<'_, '_> {
     fn requeue(
         &mut self,
         entity: Entity,
-        m: &MatchmakingMatch,
+        m: &AtomicMatch,
         players: Vec<PlayerId>,
     ) -> Vec<PlayerId> {
         let mut requeued = Vec::new();
@@ -354,8 +355,8 @@ impl MatchEffects<'_, '_> {
     /// dropped, which must never happen.
     fn count_dropped(
         &mut self,
-        m: &MatchmakingMatch,
-        outcome: &CommitOutcome<PlayerId>,
+        m: &AtomicMatch,
+        outcome: &AtomicCommitOutcome<PlayerId>,
         requeued: &[PlayerId],
     ) {
         for player in outcome.requeue() {
@@ -383,13 +384,13 @@ impl MatchEffects<'_, '_> {
     /// position follows once the frame's rollbacks are done).
     fn cancelled(
         &mut self,
-        m: &MatchmakingMatch,
-        outcome: &CommitOutcome<PlayerId>,
-        report: &PlayerReport<PlayerId>,
+        m: &AtomicMatch,
+        outcome: &AtomicCommitOutcome<PlayerId>,
+        report: &AtomicPlayerReport<PlayerId>,
         requeued: bool,
     ) {
         let max_latency = m.machine.timings().max_latency;
-        let cancelled = ServerMessage::MatchCancelled {
+        let cancelled = AtomicServerMessage::MatchCancelled {
             match_id: m.match_id,
             status: outcome.status.clone(),
             reason: cancel_reason(&outcome.status, report, max_latency),
@@ -408,7 +409,7 @@ impl MatchEffects<'_, '_> {
             let Some(position) = self.state.queue.position(&r.player) else {
                 continue;
             };
-            let joined = ServerMessage::QueueJoined {
+            let joined = AtomicServerMessage::QueueJoined {
                 category: r.category,
                 position: position as u32,
                 requeued: true,
@@ -419,12 +420,12 @@ impl MatchEffects<'_, '_> {
 }
 
 /// The players of a committed match in match order with their latency (the first hosts).
-fn matched_players(outcome: &CommitOutcome<PlayerId>) -> Vec<MatchedPlayer> {
+fn matched_players(outcome: &AtomicCommitOutcome<PlayerId>) -> Vec<AtomicMatchedPlayer> {
     outcome
         .players
         .iter()
         .enumerate()
-        .map(|(i, r)| MatchedPlayer {
+        .map(|(i, r)| AtomicMatchedPlayer {
             player: r.player,
             latency: r.health.latency().unwrap_or_default(),
             host: i == 0,

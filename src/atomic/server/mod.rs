@@ -1,14 +1,14 @@
-//! Server-authoritative atomic matchmaking: [`MatchmakingServerPlugin`].
+//! Server-authoritative atomic matchmaking: [`AtomicServerPlugin`].
 //!
 //! The plugin reads the matchmaking channel of every connection, keeps the per-category
-//! queues, forms a match entity ([`MatchmakingMatch`]) whenever a category holds enough
+//! queues, forms a match entity ([`AtomicMatch`]) whenever a category holds enough
 //! players and advances each match's two-phase commit every frame. Committed matches leave
-//! a lobby entity ([`MatchmakingLobby`]) that lives until its last member leaves or the game
+//! a lobby entity ([`AtomicLobby`]) that lives until its last member leaves or the game
 //! despawns it.
 //!
 //! By concern:
-//! - `settings`: [`MatchmakingServerSettings`] and [`MatchmakingServerStats`];
-//! - `state`: [`MatchmakingServerState`], where each player is; every location change goes
+//! - `settings`: [`AtomicServerSettings`] and [`AtomicServerStats`];
+//! - `state`: [`AtomicServerState`], where each player is; every location change goes
 //!   through its one `move_player`;
 //! - `components`: the match and lobby entities and the messages the server app reads;
 //! - `connections`: connects (each connection is a new session), disconnects, lobbies and
@@ -33,21 +33,21 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
 
-use crate::atomic::MatchmakingChannel;
-use crate::atomic::core::protocol::{MatchmakingErrorKind, ServerMessage};
+use crate::atomic::AtomicChannel;
+use crate::atomic::core::protocol::{AtomicErrorKind, AtomicServerMessage};
 use crate::shared::codec;
 use crate::shared::player::PlayerId;
 
 pub use components::{
-    MatchmakingLobby, MatchmakingMatch, MatchmakingMatchCommitted, MatchmakingOutcome,
-    MatchmakingPlayerHealth, cancel_reason,
+    AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, AtomicPlayerHealth,
+    cancel_reason,
 };
-pub use settings::{MatchmakingServerSettings, MatchmakingServerStats};
-pub use state::{MatchmakingPlayerLocation, MatchmakingServerState};
+pub use settings::{AtomicServerSettings, AtomicServerStats};
+pub use state::{AtomicPlayerLocation, AtomicServerState};
 
 /// System sets of the server plugin.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MatchmakingServerSystems {
+pub enum AtomicServerSystems {
     /// `PreUpdate`, after [`RenetReceive`]: decodes and applies client messages.
     Receive,
     /// `Update`: applies settings, forms matches from ready categories, advances every
@@ -58,17 +58,17 @@ pub enum MatchmakingServerSystems {
 /// The server side of atomic matchmaking.
 ///
 /// Needs a [`RenetServer`] resource (with a transport, or local clients in tests) whose
-/// connection config includes the [`MatchmakingChannel`]. Adds bevy_renet's
+/// connection config includes the [`AtomicChannel`]. Adds bevy_renet's
 /// [`RenetServerPlugin`] if the app has not.
 #[derive(Debug, Clone, Default)]
-pub struct MatchmakingServerPlugin {
+pub struct AtomicServerPlugin {
     /// Where matchmaking messages travel.
-    pub channel: MatchmakingChannel,
+    pub channel: AtomicChannel,
     /// The settings to start with; an app that inserted its own resource first keeps it.
-    pub settings: MatchmakingServerSettings,
+    pub settings: AtomicServerSettings,
 }
 
-impl Plugin for MatchmakingServerPlugin {
+impl Plugin for AtomicServerPlugin {
     fn build(&self, app: &mut App) {
         app.world_mut()
             .get_resource_or_insert_with(|| self.settings.clone());
@@ -77,22 +77,19 @@ impl Plugin for MatchmakingServerPlugin {
         }
         let serving = resource_exists::<RenetServer>;
         app.insert_resource(self.channel)
-            .init_resource::<MatchmakingServerState>()
-            .init_resource::<MatchmakingServerStats>()
+            .init_resource::<AtomicServerState>()
+            .init_resource::<AtomicServerStats>()
             .init_resource::<matches::UnstampedPings>()
-            .add_message::<MatchmakingOutcome>()
-            .add_message::<MatchmakingMatchCommitted>()
+            .add_message::<AtomicMatchOutcome>()
+            .add_message::<AtomicMatchCommitted>()
             .add_observer(connections::on_server_event)
             .add_observer(connections::on_lobby_removed)
             .add_observer(connections::on_match_removed)
-            .configure_sets(
-                PreUpdate,
-                MatchmakingServerSystems::Receive.after(RenetReceive),
-            )
+            .configure_sets(PreUpdate, AtomicServerSystems::Receive.after(RenetReceive))
             .add_systems(
                 PreUpdate,
                 receive::receive_messages
-                    .in_set(MatchmakingServerSystems::Receive)
+                    .in_set(AtomicServerSystems::Receive)
                     .run_if(serving),
             );
         let advance = (
@@ -105,7 +102,7 @@ impl Plugin for MatchmakingServerPlugin {
             Update,
             advance
                 .chain()
-                .in_set(MatchmakingServerSystems::Advance)
+                .in_set(AtomicServerSystems::Advance)
                 .run_if(serving),
         )
         .add_systems(
@@ -146,12 +143,12 @@ impl TransportClock<'_> {
 #[derive(SystemParam)]
 struct ServerLink<'w> {
     server: ResMut<'w, RenetServer>,
-    channel: Res<'w, MatchmakingChannel>,
+    channel: Res<'w, AtomicChannel>,
 }
 
 impl ServerLink<'_> {
     /// Sends a message to a player if it is connected.
-    fn send(&mut self, to: PlayerId, message: &ServerMessage) {
+    fn send(&mut self, to: PlayerId, message: &AtomicServerMessage) {
         if self.server.is_connected(to) {
             self.server
                 .send_message(to, self.channel.id, codec::encode(message));
@@ -159,8 +156,8 @@ impl ServerLink<'_> {
     }
 
     /// Sends an error to a player.
-    fn send_error(&mut self, to: PlayerId, kind: MatchmakingErrorKind, message: impl Into<String>) {
+    fn send_error(&mut self, to: PlayerId, kind: AtomicErrorKind, message: impl Into<String>) {
         let message = message.into();
-        self.send(to, &ServerMessage::Error { kind, message });
+        self.send(to, &AtomicServerMessage::Error { kind, message });
     }
 }

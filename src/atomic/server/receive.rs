@@ -1,5 +1,5 @@
 //! Receiving: every message passes the connection gate, then goes to the handler of its
-//! [`ClientMessage`] variant.
+//! [`AtomicClientMessage`] variant.
 //!
 //! A request the handlers refuse (`NotQueued`, `NotAMember`, `AlreadyQueued`, ...) is
 //! answered with its error and costs the connection a strike at the gate, like a message
@@ -15,9 +15,10 @@ use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 
 use crate::atomic::core::protocol::{
-    ClientMessage, MatchmakingErrorKind, PROTOCOL_VERSION, QueueLeftReason, ServerMessage,
+    ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind, AtomicQueueLeftReason,
+    AtomicServerMessage,
 };
-use crate::atomic::core::queue::{QueueError, QueueTicket};
+use crate::atomic::core::queue::{AtomicQueueError, AtomicQueueTicket};
 use crate::shared::gate::{
     ConnectionGate, ConnectionsToRead, GatePolicy, GateProtocol, GateReply, GatedService,
     gate_protocol,
@@ -27,19 +28,19 @@ use crate::shared::inbox::InboxReader;
 use crate::shared::player::{PlayerId, validate_category};
 
 use super::TransportClock;
-use super::components::MatchmakingMatch;
+use super::components::AtomicMatch;
 use super::connections::leave_lobby;
 use super::matches::MatchEffects;
-use super::settings::MatchmakingServerSettings;
-use super::state::MatchmakingPlayerLocation;
+use super::settings::AtomicServerSettings;
+use super::state::AtomicPlayerLocation;
 
 gate_protocol!(
-    ClientMessage,
-    MatchmakingErrorKind,
+    AtomicClientMessage,
+    AtomicErrorKind,
     GateProtocol {
         name: "matchmaking",
         speaker: "server",
-        version: PROTOCOL_VERSION,
+        version: ATOMIC_PROTOCOL_VERSION,
     }
 );
 
@@ -49,8 +50,8 @@ pub(super) struct Receiver<'w, 's> {
     /// The link, the state, the stats, the lobbies and the commands: what forming and
     /// finishing matches write to as well.
     effects: MatchEffects<'w, 's>,
-    settings: Res<'w, MatchmakingServerSettings>,
-    matches: Query<'w, 's, &'static mut MatchmakingMatch>,
+    settings: Res<'w, AtomicServerSettings>,
+    matches: Query<'w, 's, &'static mut AtomicMatch>,
     clock: TransportClock<'w>,
     inbox: InboxReader<'w>,
 }
@@ -62,7 +63,7 @@ pub(super) fn receive_messages(mut receiver: Receiver) {
 }
 
 impl GatedService for Receiver<'_, '_> {
-    type Message = ClientMessage;
+    type Message = AtomicClientMessage;
 
     fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy) {
         (&mut self.effects.state.gate, self.settings.gate_policy())
@@ -94,8 +95,8 @@ impl GatedService for Receiver<'_, '_> {
     }
 
     fn welcome(&mut self, client: PlayerId) {
-        let welcome = ServerMessage::Welcome {
-            protocol_version: PROTOCOL_VERSION,
+        let welcome = AtomicServerMessage::Welcome {
+            protocol_version: ATOMIC_PROTOCOL_VERSION,
             player: client,
         };
         self.effects.link.send(client, &welcome);
@@ -108,7 +109,7 @@ impl GatedService for Receiver<'_, '_> {
         self.act_on(client, reply);
     }
 
-    fn deliver(&mut self, client: PlayerId, message: ClientMessage, now: Duration) {
+    fn deliver(&mut self, client: PlayerId, message: AtomicClientMessage, now: Duration) {
         let Some((location, session)) = self.effects.state.seat(client) else {
             return;
         };
@@ -119,14 +120,16 @@ impl GatedService for Receiver<'_, '_> {
         };
         match message {
             // the gate answers every hello
-            ClientMessage::Hello { .. } => {}
-            ClientMessage::JoinQueue { category } => self.join_queue(seat, category, now),
-            ClientMessage::LeaveQueue => self.leave_queue(seat, now),
-            ClientMessage::Pong { nonce } => self.pong(seat, nonce, now),
-            ClientMessage::Acknowledge { match_id, lobby_id } => {
-                self.acknowledge(seat, match_id, lobby_id, now);
+            AtomicClientMessage::Hello { .. } => {}
+            AtomicClientMessage::JoinQueue { category } => self.on_join_queue(seat, category, now),
+            AtomicClientMessage::LeaveQueue => self.on_leave_queue(seat, now),
+            AtomicClientMessage::Pong { nonce } => self.on_pong(seat, nonce, now),
+            AtomicClientMessage::Acknowledge { match_id, lobby_id } => {
+                self.on_acknowledge(seat, match_id, lobby_id, now);
             }
-            ClientMessage::LeaveLobby { lobby_id } => self.leave_lobby(seat, lobby_id, now),
+            AtomicClientMessage::LeaveLobby { lobby_id } => {
+                self.on_leave_lobby(seat, lobby_id, now)
+            }
         }
     }
 }
@@ -136,7 +139,7 @@ impl GatedService for Receiver<'_, '_> {
 struct Seat {
     client: PlayerId,
     session: u64,
-    location: MatchmakingPlayerLocation,
+    location: AtomicPlayerLocation,
 }
 
 impl Receiver<'_, '_> {
@@ -159,7 +162,7 @@ impl Receiver<'_, '_> {
     fn refuse(
         &mut self,
         client: PlayerId,
-        kind: MatchmakingErrorKind,
+        kind: AtomicErrorKind,
         message: impl Into<String>,
         now: Duration,
     ) {
@@ -179,17 +182,18 @@ impl Receiver<'_, '_> {
     }
 
     /// Takes a queued player's ticket out of its queue and makes the player idle.
-    fn take_ticket(&mut self, client: PlayerId, session: u64) -> Option<QueueTicket<PlayerId>> {
+    fn take_ticket(
+        &mut self,
+        client: PlayerId,
+        session: u64,
+    ) -> Option<AtomicQueueTicket<PlayerId>> {
         let ticket = self.effects.state.queue.remove(&client);
         if let Some(ticket) = &ticket {
             self.effects
                 .stats
                 .sync_queued(&self.effects.state.queue, &ticket.category);
         }
-        let (queued, idle) = (
-            MatchmakingPlayerLocation::Queued,
-            MatchmakingPlayerLocation::Idle,
-        );
+        let (queued, idle) = (AtomicPlayerLocation::Queued, AtomicPlayerLocation::Idle);
         let _ = self
             .effects
             .state
@@ -205,29 +209,29 @@ impl Receiver<'_, '_> {
             return;
         };
         match location {
-            MatchmakingPlayerLocation::Queued => {
+            AtomicPlayerLocation::Queued => {
                 let _ = self.take_ticket(client, session);
             }
-            MatchmakingPlayerLocation::Matching(entity) => {
+            AtomicPlayerLocation::Matching(entity) => {
                 if let Ok(mut m) = self.matches.get_mut(entity) {
                     let _ = m.machine.withdrew(client);
                 }
             }
             // its lobby loses it when the connection closes
-            MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::InLobby(_) => {}
+            AtomicPlayerLocation::Idle | AtomicPlayerLocation::InLobby(_) => {}
         }
     }
 
-    /// [`ClientMessage::JoinQueue`]: takes a ticket for an idle player.
-    fn join_queue(&mut self, seat: Seat, category: String, now: Duration) {
+    /// [`AtomicClientMessage::JoinQueue`]: takes a ticket for an idle player.
+    fn on_join_queue(&mut self, seat: Seat, category: String, now: Duration) {
         let client = seat.client;
         if let Some((kind, message)) = self.join_refusal(client, seat.location) {
             return self.refuse(client, kind, message, now);
         }
         if let Err(why) = validate_category(&category) {
-            return self.refuse(client, MatchmakingErrorKind::InvalidCategory, why, now);
+            return self.refuse(client, AtomicErrorKind::InvalidCategory, why, now);
         }
-        let ticket = QueueTicket {
+        let ticket = AtomicQueueTicket {
             player: client,
             category: category.clone(),
             enqueued_at: now,
@@ -235,19 +239,19 @@ impl Receiver<'_, '_> {
         match self.effects.state.queue.enqueue(ticket) {
             Ok(position) => self.queued(seat, category, position),
             // the server's state, not the client's fault: no strike
-            Err(QueueError::Full { capacity }) => self.effects.link.send_error(
+            Err(AtomicQueueError::Full { capacity }) => self.effects.link.send_error(
                 client,
-                MatchmakingErrorKind::QueueFull,
+                AtomicErrorKind::QueueFull,
                 format!("the {category} queue is full ({capacity} players); try again later"),
             ),
-            Err(QueueError::TooManyCategories { max }) => self.effects.link.send_error(
+            Err(AtomicQueueError::TooManyCategories { max }) => self.effects.link.send_error(
                 client,
-                MatchmakingErrorKind::QueueFull,
+                AtomicErrorKind::QueueFull,
                 format!("the server has {max} queues open; join one of them or try again later"),
             ),
-            Err(QueueError::AlreadyQueued) => self.refuse(
+            Err(AtomicQueueError::AlreadyQueued) => self.refuse(
                 client,
-                MatchmakingErrorKind::AlreadyQueued,
+                AtomicErrorKind::AlreadyQueued,
                 "you already hold a ticket",
                 now,
             ),
@@ -258,12 +262,12 @@ impl Receiver<'_, '_> {
     fn join_refusal(
         &self,
         client: PlayerId,
-        location: MatchmakingPlayerLocation,
-    ) -> Option<(MatchmakingErrorKind, String)> {
+        location: AtomicPlayerLocation,
+    ) -> Option<(AtomicErrorKind, String)> {
         match location {
-            MatchmakingPlayerLocation::Idle => None,
-            MatchmakingPlayerLocation::Queued => Some((
-                MatchmakingErrorKind::AlreadyQueued,
+            AtomicPlayerLocation::Idle => None,
+            AtomicPlayerLocation::Queued => Some((
+                AtomicErrorKind::AlreadyQueued,
                 format!(
                     "you already hold a ticket in {}",
                     self.effects
@@ -273,12 +277,12 @@ impl Receiver<'_, '_> {
                         .unwrap_or("a queue")
                 ),
             )),
-            MatchmakingPlayerLocation::Matching(_) => Some((
-                MatchmakingErrorKind::AlreadyMatching,
+            AtomicPlayerLocation::Matching(_) => Some((
+                AtomicErrorKind::AlreadyMatching,
                 "your match is being formed".to_owned(),
             )),
-            MatchmakingPlayerLocation::InLobby(_) => Some((
-                MatchmakingErrorKind::AlreadyInLobby,
+            AtomicPlayerLocation::InLobby(_) => Some((
+                AtomicErrorKind::AlreadyInLobby,
                 "leave your lobby before queueing again".to_owned(),
             )),
         }
@@ -290,7 +294,7 @@ impl Receiver<'_, '_> {
             .stats
             .sync_queued(&self.effects.state.queue, &category);
         let _ = self.effects.state.join(seat.client, seat.session);
-        let joined = ServerMessage::QueueJoined {
+        let joined = AtomicServerMessage::QueueJoined {
             category,
             position: position as u32,
             requeued: false,
@@ -298,57 +302,57 @@ impl Receiver<'_, '_> {
         self.effects.link.send(seat.client, &joined);
     }
 
-    /// [`ClientMessage::LeaveQueue`]: gives the ticket up, or withdraws from a match that
+    /// [`AtomicClientMessage::LeaveQueue`]: gives the ticket up, or withdraws from a match that
     /// is still forming (it rolls back at the next advance).
-    fn leave_queue(&mut self, seat: Seat, now: Duration) {
+    fn on_leave_queue(&mut self, seat: Seat, now: Duration) {
         let client = seat.client;
         match seat.location {
-            MatchmakingPlayerLocation::Queued => {
+            AtomicPlayerLocation::Queued => {
                 let Some(ticket) = self.take_ticket(client, seat.session) else {
                     return;
                 };
-                let left = ServerMessage::QueueLeft {
+                let left = AtomicServerMessage::QueueLeft {
                     category: ticket.category,
-                    reason: QueueLeftReason::Requested,
+                    reason: AtomicQueueLeftReason::Requested,
                 };
                 self.effects.link.send(client, &left);
             }
-            MatchmakingPlayerLocation::Matching(entity) => {
+            AtomicPlayerLocation::Matching(entity) => {
                 if let Ok(mut m) = self.matches.get_mut(entity) {
                     let _ = m.machine.withdrew(client);
                 }
             }
-            MatchmakingPlayerLocation::Idle | MatchmakingPlayerLocation::InLobby(_) => {
-                let kind = MatchmakingErrorKind::NotQueued;
+            AtomicPlayerLocation::Idle | AtomicPlayerLocation::InLobby(_) => {
+                let kind = AtomicErrorKind::NotQueued;
                 self.refuse(client, kind, "you hold no ticket", now);
             }
         }
     }
 
-    /// [`ClientMessage::Pong`]: the health check's answer, timed where it arrived. A pong
+    /// [`AtomicClientMessage::Pong`]: the health check's answer, timed where it arrived. A pong
     /// with one of the player's recent nonces that its match no longer waits for (it
     /// crossed a new ping or a rollback) is ignored; any other nonce is refused.
-    fn pong(&mut self, seat: Seat, nonce: u64, now: Duration) {
+    fn on_pong(&mut self, seat: Seat, nonce: u64, now: Duration) {
         let arrived = self.clock.now();
-        if let MatchmakingPlayerLocation::Matching(entity) = seat.location
+        if let AtomicPlayerLocation::Matching(entity) = seat.location
             && let Ok(mut m) = self.matches.get_mut(entity)
             && m.machine.pong(seat.client, nonce, arrived).is_ok()
         {
             return;
         }
         if !self.effects.state.was_pinged(seat.client, nonce) {
-            let kind = MatchmakingErrorKind::NotAMember;
+            let kind = AtomicErrorKind::NotAMember;
             self.refuse(seat.client, kind, "that ping was not sent to you", now);
         }
     }
 
-    /// [`ClientMessage::Acknowledge`]: the answer to a proposal. A duplicate (of a
+    /// [`AtomicClientMessage::Acknowledge`]: the answer to a proposal. A duplicate (of a
     /// resent proposal) is fine, and so is a late one for one of the player's recent
     /// proposals that crossed a rollback on the wire, even when the player is in a new
     /// match by now. Any other is refused.
-    fn acknowledge(&mut self, seat: Seat, match_id: u64, lobby_id: u64, now: Duration) {
+    fn on_acknowledge(&mut self, seat: Seat, match_id: u64, lobby_id: u64, now: Duration) {
         let client = seat.client;
-        if let MatchmakingPlayerLocation::Matching(entity) = seat.location
+        if let AtomicPlayerLocation::Matching(entity) = seat.location
             && let Ok(mut m) = self.matches.get_mut(entity)
             && m.match_id == match_id
             && m.lobby.as_ref().is_some_and(|l| l.lobby_id == lobby_id)
@@ -359,15 +363,15 @@ impl Receiver<'_, '_> {
         if self.effects.state.was_proposed(client, match_id, lobby_id) {
             return;
         }
-        let kind = MatchmakingErrorKind::NotAMember;
+        let kind = AtomicErrorKind::NotAMember;
         let message = format!("match {match_id} / lobby {lobby_id} is not proposed to you");
         self.refuse(client, kind, message, now);
     }
 
-    /// [`ClientMessage::LeaveLobby`]: leaves a committed lobby.
-    fn leave_lobby(&mut self, seat: Seat, lobby_id: u64, now: Duration) {
+    /// [`AtomicClientMessage::LeaveLobby`]: leaves a committed lobby.
+    fn on_leave_lobby(&mut self, seat: Seat, lobby_id: u64, now: Duration) {
         let client = seat.client;
-        if let MatchmakingPlayerLocation::InLobby(entity) = seat.location
+        if let AtomicPlayerLocation::InLobby(entity) = seat.location
             && self
                 .effects
                 .lobbies
@@ -380,17 +384,17 @@ impl Receiver<'_, '_> {
                 entity,
                 client,
             );
-            let idle = MatchmakingPlayerLocation::Idle;
+            let idle = AtomicPlayerLocation::Idle;
             let _ = self
                 .effects
                 .state
                 .move_player(client, seat.session, seat.location, idle);
             self.effects
                 .link
-                .send(client, &ServerMessage::LobbyLeft { lobby_id });
+                .send(client, &AtomicServerMessage::LobbyLeft { lobby_id });
             return;
         }
-        let kind = MatchmakingErrorKind::NotAMember;
+        let kind = AtomicErrorKind::NotAMember;
         let message = format!("you are not in lobby {lobby_id}");
         self.refuse(client, kind, message, now);
     }

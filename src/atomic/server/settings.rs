@@ -5,23 +5,23 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 
-use crate::atomic::core::commit::{CommitTimings, MatchStatus};
-use crate::atomic::core::protocol::MAX_PLAYERS_PER_MATCH;
-use crate::atomic::core::queue::MatchQueue;
+use crate::atomic::core::commit::{AtomicCommitTimings, AtomicMatchStatus};
+use crate::atomic::core::protocol::ATOMIC_MAX_PLAYERS_PER_MATCH;
+use crate::atomic::core::queue::AtomicQueue;
 use crate::atomic::core::stats::DurationWindow;
 use crate::shared::gate::{GatePolicy, MatchmakingRateLimit};
 use crate::shared::player::PlayerId;
 
-use super::state::MatchmakingServerState;
+use super::state::AtomicServerState;
 
 /// Server settings. Change the resource at run time: new matches use the new values,
 /// matches already forming keep the timings they started with.
 ///
-/// [`MatchmakingServerSettings::validate`] says what is wrong with a set of values; the
+/// [`AtomicServerSettings::validate`] says what is wrong with a set of values; the
 /// plugin checks the resource whenever it changes and replaces values below the minimums
 /// with the minimums (with a warning), so a `ping_timeout` of zero never drops everyone.
 #[derive(Resource, Debug, Clone, PartialEq)]
-pub struct MatchmakingServerSettings {
+pub struct AtomicServerSettings {
     /// How long a player has to answer the health ping (seed: 2 s; at least 100 ms).
     pub ping_timeout: Duration,
     /// Highest acceptable health-ping round trip (seed: 500 ms; at least 10 ms, at most
@@ -62,9 +62,9 @@ pub struct MatchmakingServerSettings {
     pub stall_threshold: Duration,
 }
 
-impl Default for MatchmakingServerSettings {
+impl Default for AtomicServerSettings {
     fn default() -> Self {
-        let timings = CommitTimings::default();
+        let timings = AtomicCommitTimings::default();
         Self {
             ping_timeout: timings.ping_timeout,
             max_latency: timings.max_latency,
@@ -83,7 +83,7 @@ impl Default for MatchmakingServerSettings {
     }
 }
 
-impl MatchmakingServerSettings {
+impl AtomicServerSettings {
     /// The smallest health-ping timeout the server accepts.
     pub const MIN_PING_TIMEOUT: Duration = Duration::from_millis(100);
     /// The smallest maximum latency the server accepts.
@@ -130,7 +130,7 @@ impl MatchmakingServerSettings {
                 "players_per_match",
                 self.players_per_match,
                 2,
-                MAX_PLAYERS_PER_MATCH,
+                ATOMIC_MAX_PLAYERS_PER_MATCH,
             ),
             ("queue_capacity", self.queue_capacity, 1, usize::MAX),
             ("max_categories", self.max_categories, 1, usize::MAX),
@@ -171,7 +171,9 @@ impl MatchmakingServerSettings {
                 .max(Self::MIN_NOTIFICATION_TIMEOUT),
             notification_attempts: self.notification_attempts.max(1),
             notification_backoff: self.notification_backoff,
-            players_per_match: self.players_per_match.clamp(2, MAX_PLAYERS_PER_MATCH),
+            players_per_match: self
+                .players_per_match
+                .clamp(2, ATOMIC_MAX_PLAYERS_PER_MATCH),
             queue_capacity: self.queue_capacity.max(1),
             max_categories: self.max_categories.max(1),
             max_strikes: self.max_strikes.max(1),
@@ -186,9 +188,9 @@ impl MatchmakingServerSettings {
     }
 
     /// The commit timings a new match snapshots (within bounds).
-    pub fn timings(&self) -> CommitTimings {
+    pub fn timings(&self) -> AtomicCommitTimings {
         let s = self.clamped();
-        CommitTimings {
+        AtomicCommitTimings {
             ping_timeout: s.ping_timeout,
             max_latency: s.max_latency,
             notification_timeout: s.notification_timeout,
@@ -200,7 +202,8 @@ impl MatchmakingServerSettings {
 
     /// Players per match, clamped to 2..=16.
     pub fn group_size(&self) -> usize {
-        self.players_per_match.clamp(2, MAX_PLAYERS_PER_MATCH)
+        self.players_per_match
+            .clamp(2, ATOMIC_MAX_PLAYERS_PER_MATCH)
     }
 
     /// The limits the connection gate enforces (within bounds).
@@ -217,7 +220,7 @@ impl MatchmakingServerSettings {
 
 /// Live numbers about the server. Updated as things happen; percentiles on demand.
 #[derive(Resource, Debug, Clone, Default)]
-pub struct MatchmakingServerStats {
+pub struct AtomicServerStats {
     /// Tickets per category (only non-empty categories).
     pub players_queued: BTreeMap<String, usize>,
     /// Match entities in phase 1 or 2.
@@ -230,7 +233,7 @@ pub struct MatchmakingServerStats {
     pub matches_committed: u64,
     /// Matches rolled back since start.
     pub matches_rolled_back: u64,
-    /// Rollbacks by [`MatchStatus::as_str`].
+    /// Rollbacks by [`AtomicMatchStatus::as_str`].
     pub rollbacks_by_status: BTreeMap<&'static str, u64>,
     /// Players put back at the front of a queue since start.
     pub players_requeued: u64,
@@ -247,14 +250,14 @@ pub struct MatchmakingServerStats {
     pub time_to_commit: DurationWindow,
 }
 
-impl MatchmakingServerStats {
+impl AtomicServerStats {
     /// Tickets over all categories.
     pub fn total_queued(&self) -> usize {
         self.players_queued.values().sum()
     }
 
     /// Copies a category's queue length after it changed.
-    pub(super) fn sync_queued(&mut self, queue: &MatchQueue<PlayerId>, category: &str) {
+    pub(super) fn sync_queued(&mut self, queue: &AtomicQueue<PlayerId>, category: &str) {
         match queue.len(category) {
             0 => {
                 self.players_queued.remove(category);
@@ -266,7 +269,7 @@ impl MatchmakingServerStats {
     }
 
     /// Counts a rollback and the players it put back in a queue.
-    pub(super) fn rolled_back(&mut self, status: &MatchStatus, requeued: usize) {
+    pub(super) fn rolled_back(&mut self, status: &AtomicMatchStatus, requeued: usize) {
         self.matches_rolled_back += 1;
         *self.rollbacks_by_status.entry(status.as_str()).or_default() += 1;
         self.players_requeued += requeued as u64;
@@ -276,8 +279,8 @@ impl MatchmakingServerStats {
 /// Checks changed settings (values out of bounds are replaced by the bound, with a
 /// warning) and applies the queue settings (group size, capacity).
 pub(super) fn apply_settings(
-    mut settings: ResMut<MatchmakingServerSettings>,
-    mut state: ResMut<MatchmakingServerState>,
+    mut settings: ResMut<AtomicServerSettings>,
+    mut state: ResMut<AtomicServerState>,
 ) {
     if !settings.is_changed() {
         return;
@@ -300,14 +303,14 @@ mod tests {
 
     #[test]
     fn the_defaults_are_valid() {
-        let defaults = MatchmakingServerSettings::default();
+        let defaults = AtomicServerSettings::default();
         assert_eq!(defaults.validate(), Ok(()));
         assert_eq!(defaults.clamped(), defaults);
     }
 
     #[test]
     fn bad_values_are_named_and_clamped() {
-        let bad = MatchmakingServerSettings {
+        let bad = AtomicServerSettings {
             ping_timeout: Duration::ZERO,
             max_latency: Duration::from_secs(5),
             notification_timeout: Duration::ZERO,
@@ -333,30 +336,21 @@ mod tests {
         }
         let fixed = bad.clamped();
         assert_eq!(fixed.validate(), Ok(()));
-        assert_eq!(
-            fixed.ping_timeout,
-            MatchmakingServerSettings::MIN_PING_TIMEOUT
-        );
-        assert_eq!(
-            fixed.max_latency,
-            MatchmakingServerSettings::MIN_PING_TIMEOUT
-        );
+        assert_eq!(fixed.ping_timeout, AtomicServerSettings::MIN_PING_TIMEOUT);
+        assert_eq!(fixed.max_latency, AtomicServerSettings::MIN_PING_TIMEOUT);
         assert_eq!(
             fixed.notification_timeout,
-            MatchmakingServerSettings::MIN_NOTIFICATION_TIMEOUT
+            AtomicServerSettings::MIN_NOTIFICATION_TIMEOUT
         );
         assert_eq!(fixed.notification_attempts, 1);
-        assert_eq!(fixed.players_per_match, MAX_PLAYERS_PER_MATCH);
+        assert_eq!(fixed.players_per_match, ATOMIC_MAX_PLAYERS_PER_MATCH);
         assert_eq!((fixed.queue_capacity, fixed.max_strikes), (1, 1));
         assert_eq!(
             fixed.stall_threshold,
-            MatchmakingServerSettings::MIN_STALL_THRESHOLD
+            AtomicServerSettings::MIN_STALL_THRESHOLD
         );
         let timings = bad.timings();
-        assert_eq!(
-            timings.ping_timeout,
-            MatchmakingServerSettings::MIN_PING_TIMEOUT
-        );
+        assert_eq!(timings.ping_timeout, AtomicServerSettings::MIN_PING_TIMEOUT);
         assert_eq!(bad.gate_policy().max_strikes, 1);
     }
 }

@@ -1,6 +1,6 @@
 //! Where every connected player stands, the queues and the open lobbies.
 //!
-//! [`MatchmakingServerState::move_player`] is the only place a player's location changes,
+//! [`AtomicServerState::move_player`] is the only place a player's location changes,
 //! and it checks the player's session as well as its location: every connection is a new
 //! session, and a match or lobby touches only the sessions that were taken into it.
 
@@ -9,15 +9,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use bevy::prelude::*;
 
 use crate::atomic::core::lobby_code::generate_lobby_code;
-use crate::atomic::core::queue::{MatchQueue, QueueTicket};
+use crate::atomic::core::queue::{AtomicQueue, AtomicQueueTicket};
 use crate::shared::gate::ConnectionGate;
 use crate::shared::player::PlayerId;
 
 /// Where each connected player stands, and the queues. Read it for inspection; the
 /// plugin's systems are the only writers.
 #[derive(Resource, Debug)]
-pub struct MatchmakingServerState {
-    pub(super) queue: MatchQueue<PlayerId>,
+pub struct AtomicServerState {
+    pub(super) queue: AtomicQueue<PlayerId>,
     players: HashMap<PlayerId, PlayerEntry>,
     lobbies: HashMap<u64, Entity>,
     codes: HashSet<String>,
@@ -28,10 +28,10 @@ pub struct MatchmakingServerState {
     rng: fastrand::Rng,
 }
 
-impl Default for MatchmakingServerState {
+impl Default for AtomicServerState {
     fn default() -> Self {
         Self {
-            queue: MatchQueue::new(2, usize::MAX),
+            queue: AtomicQueue::new(2, usize::MAX),
             players: HashMap::new(),
             lobbies: HashMap::new(),
             codes: HashSet::new(),
@@ -45,7 +45,7 @@ impl Default for MatchmakingServerState {
 
 /// Where a connected player is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchmakingPlayerLocation {
+pub enum AtomicPlayerLocation {
     /// Connected, not queued.
     Idle,
     /// Holds a ticket.
@@ -63,7 +63,7 @@ const RECENT: usize = 8;
 
 #[derive(Debug, Clone)]
 struct PlayerEntry {
-    location: MatchmakingPlayerLocation,
+    location: AtomicPlayerLocation,
     /// The connection: a reconnection under the same id is a new session.
     session: u64,
     /// (match id, lobby id) of the last proposals this session was sent, newest last.
@@ -81,9 +81,9 @@ fn remember<T>(list: &mut VecDeque<T>, item: T) {
     list.push_back(item);
 }
 
-impl MatchmakingServerState {
+impl AtomicServerState {
     /// Where a connected player is (`None` if unknown or disconnected).
-    pub fn location(&self, player: PlayerId) -> Option<MatchmakingPlayerLocation> {
+    pub fn location(&self, player: PlayerId) -> Option<AtomicPlayerLocation> {
         self.players.get(&player).map(|e| e.location)
     }
 
@@ -100,12 +100,12 @@ impl MatchmakingServerState {
     }
 
     /// Where a connected player is and its session.
-    pub(super) fn seat(&self, player: PlayerId) -> Option<(MatchmakingPlayerLocation, u64)> {
+    pub(super) fn seat(&self, player: PlayerId) -> Option<(AtomicPlayerLocation, u64)> {
         self.players.get(&player).map(|e| (e.location, e.session))
     }
 
     /// The queue (read only).
-    pub fn queue(&self) -> &MatchQueue<PlayerId> {
+    pub fn queue(&self) -> &AtomicQueue<PlayerId> {
         &self.queue
     }
 
@@ -125,7 +125,7 @@ impl MatchmakingServerState {
         let session = self.next_session;
         self.next_session += 1;
         let entry = PlayerEntry {
-            location: MatchmakingPlayerLocation::Idle,
+            location: AtomicPlayerLocation::Idle,
             session,
             proposals: VecDeque::new(),
             nonces: VecDeque::new(),
@@ -136,7 +136,7 @@ impl MatchmakingServerState {
     }
 
     /// A connection closed: forgets the player and returns where it was.
-    pub(super) fn disconnect(&mut self, player: PlayerId) -> Option<MatchmakingPlayerLocation> {
+    pub(super) fn disconnect(&mut self, player: PlayerId) -> Option<AtomicPlayerLocation> {
         let entry = self.players.remove(&player)?;
         self.gate.disconnect(player);
         Some(entry.location)
@@ -153,8 +153,8 @@ impl MatchmakingServerState {
         &mut self,
         player: PlayerId,
         session: u64,
-        from: MatchmakingPlayerLocation,
-        to: MatchmakingPlayerLocation,
+        from: AtomicPlayerLocation,
+        to: AtomicPlayerLocation,
     ) -> bool {
         match self.players.get_mut(&player) {
             Some(entry) if entry.session == session && entry.location == from => {
@@ -168,10 +168,7 @@ impl MatchmakingServerState {
     /// An idle player took a ticket (a new wait begins). False if it was not idle.
     #[must_use]
     pub(super) fn join(&mut self, player: PlayerId, session: u64) -> bool {
-        let (idle, queued) = (
-            MatchmakingPlayerLocation::Idle,
-            MatchmakingPlayerLocation::Queued,
-        );
+        let (idle, queued) = (AtomicPlayerLocation::Idle, AtomicPlayerLocation::Queued);
         if !self.move_player(player, session, idle, queued) {
             return false;
         }
@@ -186,8 +183,8 @@ impl MatchmakingServerState {
     #[must_use]
     pub(super) fn enter_match(&mut self, player: PlayerId, entity: Entity) -> Option<u64> {
         let session = self.session(player)?;
-        let to = MatchmakingPlayerLocation::Matching(entity);
-        self.move_player(player, session, MatchmakingPlayerLocation::Queued, to)
+        let to = AtomicPlayerLocation::Matching(entity);
+        self.move_player(player, session, AtomicPlayerLocation::Queued, to)
             .then_some(session)
     }
 
@@ -205,13 +202,13 @@ impl MatchmakingServerState {
     #[must_use]
     pub(super) fn requeue(
         &mut self,
-        ticket: QueueTicket<PlayerId>,
+        ticket: AtomicQueueTicket<PlayerId>,
         session: u64,
         entity: Entity,
     ) -> bool {
         let player = ticket.player;
-        let from = MatchmakingPlayerLocation::Matching(entity);
-        if !self.move_player(player, session, from, MatchmakingPlayerLocation::Queued) {
+        let from = AtomicPlayerLocation::Matching(entity);
+        if !self.move_player(player, session, from, AtomicPlayerLocation::Queued) {
             return false;
         }
         if self.queue.requeue_front(ticket).is_ok() {
@@ -219,7 +216,7 @@ impl MatchmakingServerState {
         }
         // unreachable while a player in a match holds no ticket; never queued without one
         warn!("matchmaking: player {player} already held a ticket; not re-queued");
-        let _ = self.move_player(player, session, MatchmakingPlayerLocation::Queued, from);
+        let _ = self.move_player(player, session, AtomicPlayerLocation::Queued, from);
         false
     }
 
@@ -268,7 +265,7 @@ impl MatchmakingServerState {
     }
 
     /// Takes the tickets of the first category that holds a full group.
-    pub(super) fn pop_ready_group(&mut self) -> Option<(String, Vec<QueueTicket<PlayerId>>)> {
+    pub(super) fn pop_ready_group(&mut self) -> Option<(String, Vec<AtomicQueueTicket<PlayerId>>)> {
         let category = self.queue.first_ready()?.to_owned();
         let tickets = self.queue.pop_group(&category)?;
         Some((category, tickets))
@@ -283,7 +280,7 @@ impl MatchmakingServerState {
     }
 
     /// An unused lobby id and an unused code (reserved until
-    /// [`MatchmakingServerState::close_lobby`]).
+    /// [`AtomicServerState::close_lobby`]).
     pub(super) fn new_lobby(&mut self) -> (u64, String) {
         let lobby_id = loop {
             let id = self.rng.u64(1..);

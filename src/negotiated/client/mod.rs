@@ -31,6 +31,8 @@ pub use messages::{
     NegotiatedConnected, NegotiatedMatchFound, NegotiatedRequestPosted, NegotiatedRestarted,
     NegotiatedSearch,
 };
+#[cfg(feature = "testing")]
+pub use session::NegotiatedClockSkew;
 pub use state::{NegotiatedClientState, NegotiatedClientStatus};
 
 use session::NegotiatedSession;
@@ -48,12 +50,9 @@ pub struct NegotiatedClientSettings {
     /// How often to ask the relay for its time again (the estimate keeps the sample
     /// with the shortest round trip among the last few). Default 10 s.
     pub time_sync_interval: Duration,
-    /// The local clock = epoch + time since the app started (+ `clock_skew_ms`).
-    /// `None`: the Unix time when the plugin was built.
+    /// The local clock = epoch + time since the app started. `None`: the Unix time when the
+    /// plugin was built.
     pub epoch: Option<Duration>,
-    /// Added to the local clock, in milliseconds: simulates a badly set clock in tests.
-    /// Leave at zero in a game.
-    pub clock_skew_ms: i64,
     /// Seed of the random choice among open requests (`None`: random).
     pub seed: Option<u64>,
     /// How long a connection to the relay may take to open before the game gets a
@@ -68,7 +67,6 @@ impl Default for NegotiatedClientSettings {
             bid_timeout: Duration::from_secs(3),
             time_sync_interval: Duration::from_secs(10),
             epoch: None,
-            clock_skew_ms: 0,
             seed: None,
             connect_timeout: crate::shared::connect::DEFAULT_CONNECT_TIMEOUT,
         }

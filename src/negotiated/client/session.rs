@@ -141,13 +141,25 @@ pub(super) struct SessionContext<'w> {
     pub(super) settings: Res<'w, NegotiatedClientSettings>,
     pub(super) time: Res<'w, Time<Real>>,
     pub(super) session: ResMut<'w, NegotiatedSession>,
+    pub(super) skew: Option<Res<'w, NegotiatedClockSkew>>,
+}
+
+/// A badly set local clock, for tests (feature `testing`): this many milliseconds are added
+/// to the client's clock. Insert it into a client app; without the feature the type is not
+/// public and the clock is never skewed.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NegotiatedClockSkew {
+    /// Added to the local clock, in milliseconds (negative: behind).
+    pub millis: i64,
 }
 
 impl SessionContext<'_> {
     /// The local clock now.
     pub(super) fn local_now(&self) -> Duration {
-        self.session
-            .local_now(self.time.elapsed(), self.settings.clock_skew_ms)
+        self.session.local_now(
+            self.time.elapsed(),
+            self.skew.as_ref().map_or(0, |s| s.millis),
+        )
     }
 }
 

@@ -431,7 +431,8 @@ impl ConnectionGate {
 /// message enum (whose hello is `Hello { protocol_version }`) and maps [`GateErrorKind`]
 /// to its error enum (which names the gate's errors alike).
 ///
-/// `gate_protocol!(ClientMessage, ErrorKind, GateProtocol { .. })`
+/// `gate_protocol!(AtomicClientMessage, ErrorKind, GateProtocol { .. })`
+#[cfg(any(feature = "server", feature = "negotiated"))]
 macro_rules! gate_protocol {
     ($message:ident, $error:ident, $protocol:expr) => {
         impl $crate::shared::gate::GateMessage for $message {
@@ -461,6 +462,7 @@ macro_rules! gate_protocol {
         }
     };
 }
+#[cfg(any(feature = "server", feature = "negotiated"))]
 pub(crate) use gate_protocol;
 
 /// Which connections a [`GatedService`] reads in one frame.

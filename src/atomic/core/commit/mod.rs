@@ -1,18 +1,18 @@
 //! The two-phase commit of one match, as a state machine advanced by time and events.
 //!
 //! It never blocks: the caller feeds it pongs, acknowledgements and disconnects as they
-//! arrive and calls [`CommitMachine::poll`] every frame with the current time; `poll` returns
-//! the [`CommitAction`]s to carry out (send a ping, create the lobby, send a proposal,
+//! arrive and calls [`AtomicCommitMachine::poll`] every frame with the current time; `poll` returns
+//! the [`AtomicCommitAction`]s to carry out (send a ping, create the lobby, send a proposal,
 //! finish). Time is a monotonic [`Duration`] chosen by the caller.
 //!
 //! Phase 1 (health) pings every player at once and waits until each has answered,
 //! disconnected or timed out. A player is healthy when it is connected and answered with a
 //! round trip at or under the maximum latency. The round trip runs from when the ping really
-//! left ([`CommitMachine::pings_sent`], called after the transport sent the frame's packets)
-//! to when the pong arrived (the time given to [`CommitMachine::pong`]); the answer is judged
+//! left ([`AtomicCommitMachine::pings_sent`], called after the transport sent the frame's packets)
+//! to when the pong arrived (the time given to [`AtomicCommitMachine::pong`]); the answer is judged
 //! at the next poll. A gap between two polls longer than the stall threshold is a stall of
 //! the caller: a pong or a timeout that a stall may have delayed is not held against the
-//! player, who is pinged again with a fresh nonce (at most [`MAX_HEALTH_PINGS`] pings).
+//! player, who is pinged again with a fresh nonce (at most [`ATOMIC_MAX_HEALTH_PINGS`] pings).
 //! Phase 2 (commit) runs only when all are
 //! healthy: the caller creates the lobby, then every player is sent the proposal and must
 //! acknowledge it; an unacknowledged proposal is resent after the notification timeout plus
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 /// Timings of one commit, snapshotted when the match forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommitTimings {
+pub struct AtomicCommitTimings {
     /// How long a player has to answer the health ping.
     pub ping_timeout: Duration,
     /// Highest acceptable round trip for the health ping.
@@ -41,9 +41,9 @@ pub struct CommitTimings {
 
 /// Health pings a player gets at most: the first, and new ones after stalls of the caller.
 /// The answer to the last is judged whatever happened.
-pub const MAX_HEALTH_PINGS: u32 = 4;
+pub const ATOMIC_MAX_HEALTH_PINGS: u32 = 4;
 
-impl Default for CommitTimings {
+impl Default for AtomicCommitTimings {
     /// The seed's numbers: 2 s ping timeout, 500 ms latency, 2 s per attempt, 3 attempts,
     /// 100 ms apart; a poll gap over 200 ms is a stall.
     fn default() -> Self {
@@ -60,7 +60,7 @@ impl Default for CommitTimings {
 
 /// What phase 1 found out about one player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum HealthCheck {
+pub enum AtomicHealthCheck {
     /// Still waiting for the pong.
     Pending,
     /// Connected and answered in time.
@@ -81,16 +81,18 @@ pub enum HealthCheck {
     Withdrew,
 }
 
-impl HealthCheck {
+impl AtomicHealthCheck {
     /// Whether the player passed the health check.
     pub fn is_healthy(&self) -> bool {
-        matches!(self, HealthCheck::Healthy { .. })
+        matches!(self, AtomicHealthCheck::Healthy { .. })
     }
 
     /// The measured round trip, when there was one.
     pub fn latency(&self) -> Option<Duration> {
         match self {
-            HealthCheck::Healthy { latency } | HealthCheck::TooSlow { latency } => Some(*latency),
+            AtomicHealthCheck::Healthy { latency } | AtomicHealthCheck::TooSlow { latency } => {
+                Some(*latency)
+            }
             _ => None,
         }
     }
@@ -98,7 +100,7 @@ impl HealthCheck {
 
 /// The result of a match attempt. For a pair it is exactly one of the seed's five.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum MatchStatus {
+pub enum AtomicMatchStatus {
     /// Every player was healthy and acknowledged: the match is committed.
     Success,
     /// Pair only: the first player failed the health check, the second passed.
@@ -123,9 +125,9 @@ pub enum MatchStatus {
     Aborted,
 }
 
-impl MatchStatus {
+impl AtomicMatchStatus {
     /// The status for a failed health check, given each player's health in match order.
-    pub fn from_health(healthy: &[bool]) -> MatchStatus {
+    pub fn from_health(healthy: &[bool]) -> AtomicMatchStatus {
         let unhealthy: Vec<u8> = healthy
             .iter()
             .enumerate()
@@ -133,36 +135,36 @@ impl MatchStatus {
             .map(|(i, _)| i as u8)
             .collect();
         match (healthy.len(), unhealthy.as_slice()) {
-            (_, []) => MatchStatus::Success,
-            (2, [0]) => MatchStatus::Player1Disconnected,
-            (2, [1]) => MatchStatus::Player2Disconnected,
-            (2, _) => MatchStatus::BothDisconnected,
-            (n, u) if u.len() == n => MatchStatus::AllDisconnected,
-            _ => MatchStatus::PlayersDisconnected { indices: unhealthy },
+            (_, []) => AtomicMatchStatus::Success,
+            (2, [0]) => AtomicMatchStatus::Player1Disconnected,
+            (2, [1]) => AtomicMatchStatus::Player2Disconnected,
+            (2, _) => AtomicMatchStatus::BothDisconnected,
+            (n, u) if u.len() == n => AtomicMatchStatus::AllDisconnected,
+            _ => AtomicMatchStatus::PlayersDisconnected { indices: unhealthy },
         }
     }
 
     /// The seed's snake-case name (`"success"`, `"player1_disconnected"`, ...).
     pub fn as_str(&self) -> &'static str {
         match self {
-            MatchStatus::Success => "success",
-            MatchStatus::Player1Disconnected => "player1_disconnected",
-            MatchStatus::Player2Disconnected => "player2_disconnected",
-            MatchStatus::BothDisconnected => "both_disconnected",
-            MatchStatus::PlayersDisconnected { .. } => "players_disconnected",
-            MatchStatus::AllDisconnected => "all_disconnected",
-            MatchStatus::NotificationFailed => "notification_failed",
-            MatchStatus::Aborted => "aborted",
+            AtomicMatchStatus::Success => "success",
+            AtomicMatchStatus::Player1Disconnected => "player1_disconnected",
+            AtomicMatchStatus::Player2Disconnected => "player2_disconnected",
+            AtomicMatchStatus::BothDisconnected => "both_disconnected",
+            AtomicMatchStatus::PlayersDisconnected { .. } => "players_disconnected",
+            AtomicMatchStatus::AllDisconnected => "all_disconnected",
+            AtomicMatchStatus::NotificationFailed => "notification_failed",
+            AtomicMatchStatus::Aborted => "aborted",
         }
     }
 
     /// Whether the match was committed.
     pub fn is_success(&self) -> bool {
-        *self == MatchStatus::Success
+        *self == AtomicMatchStatus::Success
     }
 }
 
-impl std::fmt::Display for MatchStatus {
+impl std::fmt::Display for AtomicMatchStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -170,7 +172,7 @@ impl std::fmt::Display for MatchStatus {
 
 /// Where a player's proposal stands in phase 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckState {
+pub enum AtomicAckState {
     /// Phase 2 has not started.
     NotProposed,
     /// Proposal `attempt` was sent; waiting for the acknowledgement until `deadline`.
@@ -193,13 +195,13 @@ pub enum AckState {
     Failed,
 }
 
-/// One player's final report in a [`CommitOutcome`].
+/// One player's final report in a [`AtomicCommitOutcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlayerReport<P> {
+pub struct AtomicPlayerReport<P> {
     /// The player.
     pub player: P,
     /// Its health as phase 1 (or a later disconnect) left it.
-    pub health: HealthCheck,
+    pub health: AtomicHealthCheck,
     /// Whether it acknowledged the proposal.
     pub acknowledged: bool,
     /// Whether it goes back to the front of the queue.
@@ -208,14 +210,14 @@ pub struct PlayerReport<P> {
 
 /// How a match attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitOutcome<P> {
+pub struct AtomicCommitOutcome<P> {
     /// Success or the reason for the rollback.
-    pub status: MatchStatus,
+    pub status: AtomicMatchStatus,
     /// Every player, in match order.
-    pub players: Vec<PlayerReport<P>>,
+    pub players: Vec<AtomicPlayerReport<P>>,
 }
 
-impl<P: Copy> CommitOutcome<P> {
+impl<P: Copy> AtomicCommitOutcome<P> {
     /// Players to put back at the front of the queue, in match order.
     pub fn requeue(&self) -> Vec<P> {
         self.players
@@ -228,7 +230,7 @@ impl<P: Copy> CommitOutcome<P> {
 
 /// Something the caller must do for the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitAction<P> {
+pub enum AtomicCommitAction<P> {
     /// Send the health ping with this nonce to the player (phase 1 start).
     Ping {
         /// Who to ping.
@@ -247,12 +249,12 @@ pub enum CommitAction<P> {
     },
     /// The match is over: commit on success, otherwise roll back (delete the lobby if
     /// one was created, re-queue the players marked `requeued`).
-    Finish(CommitOutcome<P>),
+    Finish(AtomicCommitOutcome<P>),
 }
 
 /// Why an event from a player was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitEventError {
+pub enum AtomicCommitEventError {
     /// The player is not part of this match.
     NotAMember,
     /// The pong's nonce is not the one this player was sent.
@@ -277,23 +279,23 @@ struct Slot<P> {
     pings: u32,
     /// When the last ping left: the poll that asked for it until the caller stamps it.
     ping_sent_at: Duration,
-    /// Whether the last ping still waits for [`CommitMachine::pings_sent`].
+    /// Whether the last ping still waits for [`AtomicCommitMachine::pings_sent`].
     ping_unstamped: bool,
     /// When the pong arrived; judged at the next poll.
     answered_at: Option<Duration>,
-    health: HealthCheck,
-    ack: AckState,
+    health: AtomicHealthCheck,
+    ack: AtomicAckState,
 }
 
 impl<P: Copy> Slot<P> {
     /// (Re)pings the player with `nonce` at `now`.
-    fn ping(&mut self, nonce: u64, now: Duration) -> CommitAction<P> {
+    fn ping(&mut self, nonce: u64, now: Duration) -> AtomicCommitAction<P> {
         self.nonce = nonce;
         self.pings += 1;
         self.ping_sent_at = now;
         self.ping_unstamped = true;
         self.answered_at = None;
-        CommitAction::Ping {
+        AtomicCommitAction::Ping {
             player: self.player,
             nonce,
         }
@@ -302,11 +304,11 @@ impl<P: Copy> Slot<P> {
 
 /// The two-phase commit of one match.
 #[derive(Debug, Clone)]
-pub struct CommitMachine<P> {
-    timings: CommitTimings,
+pub struct AtomicCommitMachine<P> {
+    timings: AtomicCommitTimings,
     slots: Vec<Slot<P>>,
     phase: Phase,
-    outcome: Option<CommitOutcome<P>>,
+    outcome: Option<AtomicCommitOutcome<P>>,
     /// The previous poll, to see stalls.
     last_poll: Option<Duration>,
     /// The end of the last stall (the poll after the gap).
@@ -323,12 +325,12 @@ pub struct CommitMachine<P> {
     rng: fastrand::Rng,
 }
 
-impl<P: Copy + Eq> CommitMachine<P> {
+impl<P: Copy + Eq> AtomicCommitMachine<P> {
     /// A machine for these players (match order; the first is the host) with one nonce each.
     ///
     /// # Panics
     /// If `players` and `nonces` differ in length.
-    pub fn new(players: &[P], nonces: &[u64], timings: CommitTimings) -> Self {
+    pub fn new(players: &[P], nonces: &[u64], timings: AtomicCommitTimings) -> Self {
         assert_eq!(players.len(), nonces.len(), "one nonce per player");
         let seed = nonces
             .iter()
@@ -345,8 +347,8 @@ impl<P: Copy + Eq> CommitMachine<P> {
                     ping_sent_at: Duration::ZERO,
                     ping_unstamped: false,
                     answered_at: None,
-                    health: HealthCheck::Pending,
-                    ack: AckState::NotProposed,
+                    health: AtomicHealthCheck::Pending,
+                    ack: AtomicAckState::NotProposed,
                 })
                 .collect(),
             phase: Phase::NotStarted,
@@ -362,7 +364,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
     }
 
     /// The timings this machine runs with.
-    pub fn timings(&self) -> CommitTimings {
+    pub fn timings(&self) -> AtomicCommitTimings {
         self.timings
     }
 
@@ -372,12 +374,12 @@ impl<P: Copy + Eq> CommitMachine<P> {
     }
 
     /// A player's current health.
-    pub fn health(&self, player: P) -> Option<HealthCheck> {
+    pub fn health(&self, player: P) -> Option<AtomicHealthCheck> {
         self.slot(player).map(|s| s.health)
     }
 
     /// A player's proposal state.
-    pub fn ack_state(&self, player: P) -> Option<AckState> {
+    pub fn ack_state(&self, player: P) -> Option<AtomicAckState> {
         self.slot(player).map(|s| s.ack)
     }
 
@@ -397,7 +399,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
     }
 
     /// The outcome, once finished.
-    pub fn outcome(&self) -> Option<&CommitOutcome<P>> {
+    pub fn outcome(&self) -> Option<&AtomicCommitOutcome<P>> {
         self.outcome.as_ref()
     }
 
@@ -405,11 +407,11 @@ impl<P: Copy + Eq> CommitMachine<P> {
         self.slots.iter().find(|s| s.player == player)
     }
 
-    fn slot_mut(&mut self, player: P) -> Result<&mut Slot<P>, CommitEventError> {
+    fn slot_mut(&mut self, player: P) -> Result<&mut Slot<P>, AtomicCommitEventError> {
         self.slots
             .iter_mut()
             .find(|s| s.player == player)
-            .ok_or(CommitEventError::NotAMember)
+            .ok_or(AtomicCommitEventError::NotAMember)
     }
 
     /// The pings asked for since the last call really left at `at` (call it after the
@@ -428,14 +430,19 @@ impl<P: Copy + Eq> CommitMachine<P> {
     }
 
     /// A pong from `player` arrived at `at`; it is judged at the next poll.
-    pub fn pong(&mut self, player: P, nonce: u64, at: Duration) -> Result<(), CommitEventError> {
+    pub fn pong(
+        &mut self,
+        player: P,
+        nonce: u64,
+        at: Duration,
+    ) -> Result<(), AtomicCommitEventError> {
         let in_health = self.phase == Phase::Health;
         let slot = self.slot_mut(player)?;
         if slot.nonce != nonce {
-            return Err(CommitEventError::WrongNonce);
+            return Err(AtomicCommitEventError::WrongNonce);
         }
-        if !in_health || slot.health != HealthCheck::Pending || slot.answered_at.is_some() {
-            return Err(CommitEventError::Unexpected);
+        if !in_health || slot.health != AtomicHealthCheck::Pending || slot.answered_at.is_some() {
+            return Err(AtomicCommitEventError::Unexpected);
         }
         slot.answered_at = Some(at);
         self.quiet_until = Duration::ZERO;
@@ -443,62 +450,62 @@ impl<P: Copy + Eq> CommitMachine<P> {
     }
 
     /// `player` acknowledged the proposal.
-    pub fn acknowledge(&mut self, player: P) -> Result<(), CommitEventError> {
+    pub fn acknowledge(&mut self, player: P) -> Result<(), AtomicCommitEventError> {
         let in_commit = self.phase == Phase::Commit;
         let slot = self.slot_mut(player)?;
         match slot.ack {
-            AckState::Waiting { .. } | AckState::Backoff { .. } if in_commit => {
-                slot.ack = AckState::Acknowledged;
+            AtomicAckState::Waiting { .. } | AtomicAckState::Backoff { .. } if in_commit => {
+                slot.ack = AtomicAckState::Acknowledged;
                 self.quiet_until = Duration::ZERO;
                 Ok(())
             }
-            _ => Err(CommitEventError::Unexpected),
+            _ => Err(AtomicCommitEventError::Unexpected),
         }
     }
 
     /// `player` lost its connection.
-    pub fn disconnected(&mut self, player: P) -> Result<(), CommitEventError> {
-        self.lose(player, HealthCheck::Disconnected)
+    pub fn disconnected(&mut self, player: P) -> Result<(), AtomicCommitEventError> {
+        self.lose(player, AtomicHealthCheck::Disconnected)
     }
 
     /// `player` left the queue while the match was forming.
-    pub fn withdrew(&mut self, player: P) -> Result<(), CommitEventError> {
-        self.lose(player, HealthCheck::Withdrew)
+    pub fn withdrew(&mut self, player: P) -> Result<(), AtomicCommitEventError> {
+        self.lose(player, AtomicHealthCheck::Withdrew)
     }
 
-    fn lose(&mut self, player: P, health: HealthCheck) -> Result<(), CommitEventError> {
+    fn lose(&mut self, player: P, health: AtomicHealthCheck) -> Result<(), AtomicCommitEventError> {
         if self.phase == Phase::Finished {
-            return Err(CommitEventError::Unexpected);
+            return Err(AtomicCommitEventError::Unexpected);
         }
         let slot = self.slot_mut(player)?;
         slot.health = health;
         slot.answered_at = None;
-        if slot.ack != AckState::NotProposed {
-            slot.ack = AckState::Failed;
+        if slot.ack != AtomicAckState::NotProposed {
+            slot.ack = AtomicAckState::Failed;
         }
         self.quiet_until = Duration::ZERO;
         Ok(())
     }
 
     /// Calls the match off from outside (its lobby is gone): the next poll finishes it
-    /// with [`MatchStatus::Aborted`].
-    pub fn cancel(&mut self) -> Result<(), CommitEventError> {
+    /// with [`AtomicMatchStatus::Aborted`].
+    pub fn cancel(&mut self) -> Result<(), AtomicCommitEventError> {
         if self.phase == Phase::Finished {
-            return Err(CommitEventError::Unexpected);
+            return Err(AtomicCommitEventError::Unexpected);
         }
         self.cancelled = true;
         self.quiet_until = Duration::ZERO;
         Ok(())
     }
 
-    /// Calls the match off from outside and finishes it now with [`MatchStatus::Aborted`]
+    /// Calls the match off from outside and finishes it now with [`AtomicMatchStatus::Aborted`]
     /// (the match itself is going away). `None` if it had finished already.
-    pub fn abort(&mut self) -> Option<CommitOutcome<P>> {
+    pub fn abort(&mut self) -> Option<AtomicCommitOutcome<P>> {
         if self.phase == Phase::Finished {
             return None;
         }
-        match self.finish(MatchStatus::Aborted) {
-            CommitAction::Finish(outcome) => Some(outcome),
+        match self.finish(AtomicMatchStatus::Aborted) {
+            AtomicCommitAction::Finish(outcome) => Some(outcome),
             _ => None,
         }
     }
@@ -507,7 +514,7 @@ impl<P: Copy + Eq> CommitMachine<P> {
     ///
     /// Cheap when nothing is due: a poll before the earliest deadline with no event since
     /// the last poll only notes the time (to see stalls) and returns no action.
-    pub fn poll(&mut self, now: Duration) -> Vec<CommitAction<P>> {
+    pub fn poll(&mut self, now: Duration) -> Vec<AtomicCommitAction<P>> {
         if let Some(previous) = self.last_poll
             && now.saturating_sub(previous) > self.timings.stall_threshold
         {
@@ -519,13 +526,13 @@ impl<P: Copy + Eq> CommitMachine<P> {
             return actions;
         }
         if self.cancelled {
-            actions.push(self.finish(MatchStatus::Aborted));
+            actions.push(self.finish(AtomicMatchStatus::Aborted));
             return actions;
         }
         if self.phase == Phase::NotStarted {
             self.phase = Phase::Health;
             for slot in self.slots.iter_mut() {
-                if slot.health == HealthCheck::Pending {
+                if slot.health == AtomicHealthCheck::Pending {
                     let nonce = slot.nonce;
                     actions.push(slot.ping(nonce, now));
                 }
@@ -556,12 +563,14 @@ impl<P: Copy + Eq> CommitMachine<P> {
     /// for only makes a poll at this moment find nothing due.
     fn next_deadline(&self) -> Duration {
         let deadline = |slot: &Slot<P>| match (self.phase, slot.ack) {
-            (Phase::Health, _) if slot.health == HealthCheck::Pending => match slot.answered_at {
-                Some(_) => Duration::ZERO,
-                None => slot.ping_sent_at.saturating_add(self.timings.ping_timeout),
-            },
-            (Phase::Commit, AckState::Backoff { at, .. }) => at,
-            (Phase::Commit, AckState::Waiting { deadline, .. }) => deadline,
+            (Phase::Health, _) if slot.health == AtomicHealthCheck::Pending => {
+                match slot.answered_at {
+                    Some(_) => Duration::ZERO,
+                    None => slot.ping_sent_at.saturating_add(self.timings.ping_timeout),
+                }
+            }
+            (Phase::Commit, AtomicAckState::Backoff { at, .. }) => at,
+            (Phase::Commit, AtomicAckState::Waiting { deadline, .. }) => deadline,
             _ => Duration::MAX,
         };
         match self.phase {
@@ -584,11 +593,11 @@ impl<P: Copy + Eq> CommitMachine<P> {
 
     /// Phase 1: judges the answers and timeouts, pings again after a stall, and ends the
     /// phase (lobby or rollback) once everyone is judged.
-    fn advance_health(&mut self, now: Duration, actions: &mut Vec<CommitAction<P>>) {
+    fn advance_health(&mut self, now: Duration, actions: &mut Vec<AtomicCommitAction<P>>) {
         let timings = self.timings;
         for i in 0..self.slots.len() {
             let slot = &self.slots[i];
-            if slot.health != HealthCheck::Pending {
+            if slot.health != AtomicHealthCheck::Pending {
                 continue;
             }
             let sent = slot.ping_sent_at;
@@ -597,98 +606,106 @@ impl<P: Copy + Eq> CommitMachine<P> {
                 None if now >= sent.saturating_add(timings.ping_timeout) => (now, true),
                 None => continue,
             };
-            if slot.pings < MAX_HEALTH_PINGS && self.stalled_between(sent, judged_at) {
+            if slot.pings < ATOMIC_MAX_HEALTH_PINGS && self.stalled_between(sent, judged_at) {
                 let nonce = self.rng.u64(..);
                 actions.push(self.slots[i].ping(nonce, now));
                 continue;
             }
             let latency = judged_at.saturating_sub(sent);
             self.slots[i].health = match timed_out {
-                true => HealthCheck::NoAnswer,
-                false if latency <= timings.max_latency => HealthCheck::Healthy { latency },
-                false => HealthCheck::TooSlow { latency },
+                true => AtomicHealthCheck::NoAnswer,
+                false if latency <= timings.max_latency => AtomicHealthCheck::Healthy { latency },
+                false => AtomicHealthCheck::TooSlow { latency },
             };
         }
-        if self.slots.iter().any(|s| s.health == HealthCheck::Pending) {
+        if self
+            .slots
+            .iter()
+            .any(|s| s.health == AtomicHealthCheck::Pending)
+        {
             return;
         }
         let healthy: Vec<bool> = self.slots.iter().map(|s| s.health.is_healthy()).collect();
         if healthy.iter().all(|h| *h) {
             self.phase = Phase::Commit;
-            actions.push(CommitAction::CreateLobby);
+            actions.push(AtomicCommitAction::CreateLobby);
             for slot in &mut self.slots {
-                slot.ack = AckState::Backoff {
+                slot.ack = AtomicAckState::Backoff {
                     attempt: 1,
                     at: now,
                 };
             }
         } else {
-            let status = MatchStatus::from_health(&healthy);
+            let status = AtomicMatchStatus::from_health(&healthy);
             actions.push(self.finish(status));
         }
     }
 
     /// Phase 2: sends due proposals, times out unanswered ones, and commits or rolls back.
-    fn advance_commit(&mut self, now: Duration, actions: &mut Vec<CommitAction<P>>) {
+    fn advance_commit(&mut self, now: Duration, actions: &mut Vec<AtomicCommitAction<P>>) {
         let timings = self.timings;
         for slot in &mut self.slots {
             loop {
                 match slot.ack {
-                    AckState::Backoff { attempt, at } if now >= at => {
-                        actions.push(CommitAction::Propose {
+                    AtomicAckState::Backoff { attempt, at } if now >= at => {
+                        actions.push(AtomicCommitAction::Propose {
                             player: slot.player,
                             attempt,
                         });
-                        slot.ack = AckState::Waiting {
+                        slot.ack = AtomicAckState::Waiting {
                             attempt,
                             deadline: now.saturating_add(timings.notification_timeout),
                         };
                     }
-                    AckState::Waiting { attempt, deadline } if now >= deadline => {
+                    AtomicAckState::Waiting { attempt, deadline } if now >= deadline => {
                         slot.ack = if attempt < timings.notification_attempts {
-                            AckState::Backoff {
+                            AtomicAckState::Backoff {
                                 attempt: attempt + 1,
                                 at: deadline.saturating_add(timings.notification_backoff),
                             }
                         } else {
-                            AckState::Failed
+                            AtomicAckState::Failed
                         };
                     }
                     _ => break,
                 }
             }
         }
-        if self.slots.iter().any(|s| s.ack == AckState::Failed) {
-            actions.push(self.finish(MatchStatus::NotificationFailed));
-        } else if self.slots.iter().all(|s| s.ack == AckState::Acknowledged) {
-            actions.push(self.finish(MatchStatus::Success));
+        if self.slots.iter().any(|s| s.ack == AtomicAckState::Failed) {
+            actions.push(self.finish(AtomicMatchStatus::NotificationFailed));
+        } else if self
+            .slots
+            .iter()
+            .all(|s| s.ack == AtomicAckState::Acknowledged)
+        {
+            actions.push(self.finish(AtomicMatchStatus::Success));
         }
     }
 
-    fn finish(&mut self, status: MatchStatus) -> CommitAction<P> {
+    fn finish(&mut self, status: AtomicMatchStatus) -> AtomicCommitAction<P> {
         self.phase = Phase::Finished;
-        let aborted = status == MatchStatus::Aborted;
+        let aborted = status == AtomicMatchStatus::Aborted;
         let success = status.is_success();
-        let outcome = CommitOutcome {
+        let outcome = AtomicCommitOutcome {
             status,
             players: self
                 .slots
                 .iter()
                 .map(|s| {
                     // an aborted match holds nothing against a player still pending
-                    let fit =
-                        s.health.is_healthy() || (aborted && s.health == HealthCheck::Pending);
-                    PlayerReport {
+                    let fit = s.health.is_healthy()
+                        || (aborted && s.health == AtomicHealthCheck::Pending);
+                    AtomicPlayerReport {
                         player: s.player,
                         health: s.health,
-                        acknowledged: s.ack == AckState::Acknowledged,
-                        requeued: !success && fit && s.ack != AckState::Failed,
+                        acknowledged: s.ack == AtomicAckState::Acknowledged,
+                        requeued: !success && fit && s.ack != AtomicAckState::Failed,
                     }
                 })
                 .collect(),
         };
         self.outcome = Some(outcome.clone());
-        CommitAction::Finish(outcome)
+        AtomicCommitAction::Finish(outcome)
     }
 }
 

@@ -7,27 +7,31 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// A machine polled sparsely by these tests: no gap between polls counts as a stall
 /// (stalls have their own tests, with [`stalling_machine`]).
-fn machine(n: usize) -> CommitMachine<u32> {
-    let timings = CommitTimings {
+fn machine(n: usize) -> AtomicCommitMachine<u32> {
+    let timings = AtomicCommitTimings {
         stall_threshold: Duration::MAX,
-        ..CommitTimings::default()
+        ..AtomicCommitTimings::default()
     };
     machine_with(n, timings)
 }
 
 /// A machine with the default timings: a poll gap over 200 ms is a stall.
-fn stalling_machine(n: usize) -> CommitMachine<u32> {
-    machine_with(n, CommitTimings::default())
+fn stalling_machine(n: usize) -> AtomicCommitMachine<u32> {
+    machine_with(n, AtomicCommitTimings::default())
 }
 
-fn machine_with(n: usize, timings: CommitTimings) -> CommitMachine<u32> {
+fn machine_with(n: usize, timings: AtomicCommitTimings) -> AtomicCommitMachine<u32> {
     let players: Vec<u32> = (1..=n as u32).collect();
     let nonces: Vec<u64> = players.iter().map(|p| *p as u64 * 100).collect();
-    CommitMachine::new(&players, &nonces, timings)
+    AtomicCommitMachine::new(&players, &nonces, timings)
 }
 
 /// Polls every 10 ms from `from` (exclusive) to `to` (inclusive), collecting the actions.
-fn poll_through(m: &mut CommitMachine<u32>, from: u64, to: u64) -> Vec<CommitAction<u32>> {
+fn poll_through(
+    m: &mut AtomicCommitMachine<u32>,
+    from: u64,
+    to: u64,
+) -> Vec<AtomicCommitAction<u32>> {
     let mut actions = Vec::new();
     let mut t = from;
     while t < to {
@@ -38,15 +42,15 @@ fn poll_through(m: &mut CommitMachine<u32>, from: u64, to: u64) -> Vec<CommitAct
 }
 
 /// Starts the health check at 0 ms; player 1 answers at `at` ms and the machine is polled.
-fn first_answers(m: &mut CommitMachine<u32>, at: u64) {
+fn first_answers(m: &mut AtomicCommitMachine<u32>, at: u64) {
     m.poll(MS(0));
     m.pong(1, 100, MS(at)).unwrap();
     m.poll(MS(at));
 }
 
-fn pinged(actions: &[CommitAction<u32>], player: u32) -> Option<u64> {
+fn pinged(actions: &[AtomicCommitAction<u32>], player: u32) -> Option<u64> {
     actions.iter().find_map(|a| match a {
-        CommitAction::Ping { player: p, nonce } if *p == player => Some(*nonce),
+        AtomicCommitAction::Ping { player: p, nonce } if *p == player => Some(*nonce),
         _ => None,
     })
 }
@@ -63,12 +67,21 @@ fn latency_is_measured_from_the_stamped_send() {
     m.pong(1, 100, MS(27)).unwrap();
     m.pong(2, 200, MS(12)).unwrap();
     // judged at the next poll
-    assert_eq!(m.health(1), Some(HealthCheck::Pending));
+    assert_eq!(m.health(1), Some(AtomicHealthCheck::Pending));
     let a = m.poll(MS(30));
-    assert_eq!(a[0], CommitAction::CreateLobby);
-    assert_eq!(m.health(1), Some(HealthCheck::Healthy { latency: MS(20) }));
-    assert_eq!(m.health(2), Some(HealthCheck::Healthy { latency: MS(5) }));
-    assert_eq!(m.pong(1, 100, MS(31)), Err(CommitEventError::Unexpected));
+    assert_eq!(a[0], AtomicCommitAction::CreateLobby);
+    assert_eq!(
+        m.health(1),
+        Some(AtomicHealthCheck::Healthy { latency: MS(20) })
+    );
+    assert_eq!(
+        m.health(2),
+        Some(AtomicHealthCheck::Healthy { latency: MS(5) })
+    );
+    assert_eq!(
+        m.pong(1, 100, MS(31)),
+        Err(AtomicCommitEventError::Unexpected)
+    );
 }
 
 /// A 600 ms frame between the ping and the pong: the pong waited for the server, not the
@@ -85,16 +98,22 @@ fn a_stall_between_ping_and_pong_pings_again() {
     let a = m.poll(MS(610));
     let (n1, n2) = (pinged(&a, 1).unwrap(), pinged(&a, 2).unwrap());
     assert!(n1 != 100 && n2 != 200 && n1 != n2, "fresh nonces");
-    assert_eq!(m.health(1), Some(HealthCheck::Pending));
+    assert_eq!(m.health(1), Some(AtomicHealthCheck::Pending));
     assert_eq!(m.pings(1), Some(2));
     // the old nonce no longer answers
-    assert_eq!(m.pong(1, 100, MS(611)), Err(CommitEventError::WrongNonce));
+    assert_eq!(
+        m.pong(1, 100, MS(611)),
+        Err(AtomicCommitEventError::WrongNonce)
+    );
     m.pings_sent(MS(611));
     m.pong(1, n1, MS(620)).unwrap();
     m.pong(2, n2, MS(620)).unwrap();
     let a = m.poll(MS(620));
-    assert_eq!(a[0], CommitAction::CreateLobby);
-    assert_eq!(m.health(1), Some(HealthCheck::Healthy { latency: MS(9) }));
+    assert_eq!(a[0], AtomicCommitAction::CreateLobby);
+    assert_eq!(
+        m.health(1),
+        Some(AtomicHealthCheck::Healthy { latency: MS(9) })
+    );
 }
 
 /// A stall longer than the ping timeout: the timeout fired while the server slept, so the
@@ -109,7 +128,7 @@ fn a_stall_past_the_ping_timeout_pings_again_before_no_answer() {
     assert!(finish(&a).is_none());
     m.pong(2, n2, MS(3_020)).unwrap();
     let a = poll_through(&mut m, 3_000, 3_020);
-    assert_eq!(a[0], CommitAction::CreateLobby);
+    assert_eq!(a[0], AtomicCommitAction::CreateLobby);
     // a player that really is silent is still judged, one timeout after the stall
     let mut m = stalling_machine(2);
     first_answers(&mut m, 10);
@@ -118,13 +137,13 @@ fn a_stall_past_the_ping_timeout_pings_again_before_no_answer() {
     assert!(finish(&a).is_none());
     let a = poll_through(&mut m, 4_990, 5_000);
     let o = finish(&a).unwrap();
-    assert_eq!(o.status, MatchStatus::Player2Disconnected);
-    assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
+    assert_eq!(o.status, AtomicMatchStatus::Player2Disconnected);
+    assert_eq!(o.players[1].health, AtomicHealthCheck::NoAnswer);
     assert_eq!(o.requeue(), vec![1]);
 }
 
 /// A slow player stays slow across a stall, and a caller that stalls on every frame still
-/// gets a verdict after [`MAX_HEALTH_PINGS`] pings.
+/// gets a verdict after [`ATOMIC_MAX_HEALTH_PINGS`] pings.
 #[test]
 fn stalls_do_not_hide_a_slow_player_forever() {
     let mut m = stalling_machine(2);
@@ -141,11 +160,11 @@ fn stalls_do_not_hide_a_slow_player_forever() {
         }
         nonce = pinged(&a, 2).expect("pinged again");
     };
-    assert_eq!(m.pings(2), Some(MAX_HEALTH_PINGS));
-    assert_eq!(outcome.status, MatchStatus::Player2Disconnected);
+    assert_eq!(m.pings(2), Some(ATOMIC_MAX_HEALTH_PINGS));
+    assert_eq!(outcome.status, AtomicMatchStatus::Player2Disconnected);
     assert_eq!(
         outcome.players[1].health,
-        HealthCheck::TooSlow { latency: MS(700) }
+        AtomicHealthCheck::TooSlow { latency: MS(700) }
     );
     assert!(outcome.players[0].health.is_healthy());
 }
@@ -158,12 +177,12 @@ fn aborted_matches_requeue_everyone_still_in_them() {
     first_answers(&mut m, 5);
     m.withdrew(3).unwrap();
     let o = m.abort().unwrap();
-    assert_eq!(o.status, MatchStatus::Aborted);
+    assert_eq!(o.status, AtomicMatchStatus::Aborted);
     assert_eq!(o.status.as_str(), "aborted");
     assert_eq!(o.requeue(), vec![1, 2]);
     assert!(m.is_finished());
     assert!(m.abort().is_none());
-    assert_eq!(m.cancel(), Err(CommitEventError::Unexpected));
+    assert_eq!(m.cancel(), Err(AtomicCommitEventError::Unexpected));
     // cancel: the next poll finishes it (here in phase 2)
     let mut m = machine(2);
     m.poll(MS(0));
@@ -174,14 +193,14 @@ fn aborted_matches_requeue_everyone_still_in_them() {
     m.cancel().unwrap();
     m.acknowledge(2).unwrap();
     let o = finish(&m.poll(MS(6))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::Aborted);
+    assert_eq!(o.status, AtomicMatchStatus::Aborted);
     assert_eq!(o.requeue(), vec![1, 2]);
     assert!(m.poll(MS(7)).is_empty());
 }
 
-fn finish(actions: &[CommitAction<u32>]) -> Option<&CommitOutcome<u32>> {
+fn finish(actions: &[AtomicCommitAction<u32>]) -> Option<&AtomicCommitOutcome<u32>> {
     actions.iter().find_map(|a| match a {
-        CommitAction::Finish(o) => Some(o),
+        AtomicCommitAction::Finish(o) => Some(o),
         _ => None,
     })
 }
@@ -193,11 +212,11 @@ fn success_path() {
     assert_eq!(
         a,
         vec![
-            CommitAction::Ping {
+            AtomicCommitAction::Ping {
                 player: 1,
                 nonce: 100
             },
-            CommitAction::Ping {
+            AtomicCommitAction::Ping {
                 player: 2,
                 nonce: 200
             }
@@ -207,17 +226,17 @@ fn success_path() {
     assert!(m.poll(MS(30)).is_empty());
     m.pong(2, 200, MS(40)).unwrap();
     let a = m.poll(MS(40));
-    assert_eq!(a[0], CommitAction::CreateLobby);
+    assert_eq!(a[0], AtomicCommitAction::CreateLobby);
     assert_eq!(
         a[1],
-        CommitAction::Propose {
+        AtomicCommitAction::Propose {
             player: 1,
             attempt: 1
         }
     );
     assert_eq!(
         a[2],
-        CommitAction::Propose {
+        AtomicCommitAction::Propose {
             player: 2,
             attempt: 1
         }
@@ -225,20 +244,20 @@ fn success_path() {
     m.acknowledge(1).unwrap();
     m.acknowledge(2).unwrap();
     let o = finish(&m.poll(MS(60))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::Success);
+    assert_eq!(o.status, AtomicMatchStatus::Success);
     assert!(o.requeue().is_empty());
     assert_eq!(
         o.players[0].health,
-        HealthCheck::Healthy { latency: MS(30) }
+        AtomicHealthCheck::Healthy { latency: MS(30) }
     );
 }
 
 #[test]
 fn seed_statuses_for_health_failures() {
     for (fail, status) in [
-        (vec![1], MatchStatus::Player1Disconnected),
-        (vec![2], MatchStatus::Player2Disconnected),
-        (vec![1, 2], MatchStatus::BothDisconnected),
+        (vec![1], AtomicMatchStatus::Player1Disconnected),
+        (vec![2], AtomicMatchStatus::Player2Disconnected),
+        (vec![1, 2], AtomicMatchStatus::BothDisconnected),
     ] {
         let mut m = machine(2);
         m.poll(MS(0));
@@ -263,24 +282,33 @@ fn slow_pong_and_no_answer_are_unhealthy() {
     m.pong(1, 100, MS(501)).unwrap();
     assert!(m.poll(MS(1999)).is_empty());
     let o = finish(&m.poll(MS(2000))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::BothDisconnected);
+    assert_eq!(o.status, AtomicMatchStatus::BothDisconnected);
     assert_eq!(
         o.players[0].health,
-        HealthCheck::TooSlow { latency: MS(501) }
+        AtomicHealthCheck::TooSlow { latency: MS(501) }
     );
-    assert_eq!(o.players[1].health, HealthCheck::NoAnswer);
+    assert_eq!(o.players[1].health, AtomicHealthCheck::NoAnswer);
     assert!(o.requeue().is_empty());
-    assert_eq!(m.pong(2, 200, MS(2100)), Err(CommitEventError::Unexpected));
+    assert_eq!(
+        m.pong(2, 200, MS(2100)),
+        Err(AtomicCommitEventError::Unexpected)
+    );
 }
 
 #[test]
 fn wrong_nonce_and_strangers_are_refused() {
     let mut m = machine(2);
     m.poll(MS(0));
-    assert_eq!(m.pong(2, 100, MS(1)), Err(CommitEventError::WrongNonce));
-    assert_eq!(m.pong(7, 100, MS(1)), Err(CommitEventError::NotAMember));
-    assert_eq!(m.acknowledge(1), Err(CommitEventError::Unexpected));
-    assert_eq!(m.health(2), Some(HealthCheck::Pending));
+    assert_eq!(
+        m.pong(2, 100, MS(1)),
+        Err(AtomicCommitEventError::WrongNonce)
+    );
+    assert_eq!(
+        m.pong(7, 100, MS(1)),
+        Err(AtomicCommitEventError::NotAMember)
+    );
+    assert_eq!(m.acknowledge(1), Err(AtomicCommitEventError::Unexpected));
+    assert_eq!(m.health(2), Some(AtomicHealthCheck::Pending));
 }
 
 #[test]
@@ -295,20 +323,20 @@ fn notification_retries_then_fails() {
     assert!(m.poll(MS(2010)).is_empty()); // timed out, backoff until 2110
     assert_eq!(
         m.poll(MS(2110)),
-        vec![CommitAction::Propose {
+        vec![AtomicCommitAction::Propose {
             player: 2,
             attempt: 2
         }]
     );
     assert_eq!(
         m.poll(MS(4210)),
-        vec![CommitAction::Propose {
+        vec![AtomicCommitAction::Propose {
             player: 2,
             attempt: 3
         }]
     );
     let o = finish(&m.poll(MS(6210))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::NotificationFailed);
+    assert_eq!(o.status, AtomicMatchStatus::NotificationFailed);
     assert_eq!(o.requeue(), vec![1]);
     assert!(o.players[0].acknowledged);
     assert!(!o.players[1].acknowledged);
@@ -325,7 +353,7 @@ fn a_stalled_frame_still_gives_each_attempt_its_full_timeout() {
     // the server stalls for a minute: attempt 2 goes out when it wakes up, not never
     assert_eq!(
         m.poll(MS(60_000)),
-        vec![CommitAction::Propose {
+        vec![AtomicCommitAction::Propose {
             player: 2,
             attempt: 2
         }]
@@ -333,7 +361,7 @@ fn a_stalled_frame_still_gives_each_attempt_its_full_timeout() {
     // and player 2 can still confirm within that attempt's timeout
     m.acknowledge(2).unwrap();
     let o = finish(&m.poll(MS(61_000))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::Success);
+    assert_eq!(o.status, AtomicMatchStatus::Success);
 }
 
 #[test]
@@ -347,28 +375,31 @@ fn disconnect_in_phase_two_rolls_back_without_waiting() {
     m.acknowledge(1).unwrap();
     m.disconnected(3).unwrap();
     let o = finish(&m.poll(MS(6))).unwrap().clone();
-    assert_eq!(o.status, MatchStatus::NotificationFailed);
+    assert_eq!(o.status, AtomicMatchStatus::NotificationFailed);
     // player 2 had not acknowledged yet but is healthy: it is re-queued too
     assert_eq!(o.requeue(), vec![1, 2]);
     assert!(m.poll(MS(7)).is_empty());
-    assert_eq!(m.disconnected(1), Err(CommitEventError::Unexpected));
+    assert_eq!(m.disconnected(1), Err(AtomicCommitEventError::Unexpected));
 }
 
 #[test]
 fn n_player_statuses() {
     assert_eq!(
-        MatchStatus::from_health(&[true, false, true, false]),
-        MatchStatus::PlayersDisconnected {
+        AtomicMatchStatus::from_health(&[true, false, true, false]),
+        AtomicMatchStatus::PlayersDisconnected {
             indices: vec![1, 3]
         }
     );
     assert_eq!(
-        MatchStatus::from_health(&[false; 3]),
-        MatchStatus::AllDisconnected
+        AtomicMatchStatus::from_health(&[false; 3]),
+        AtomicMatchStatus::AllDisconnected
     );
-    assert_eq!(MatchStatus::from_health(&[true; 5]), MatchStatus::Success);
     assert_eq!(
-        MatchStatus::Player2Disconnected.as_str(),
+        AtomicMatchStatus::from_health(&[true; 5]),
+        AtomicMatchStatus::Success
+    );
+    assert_eq!(
+        AtomicMatchStatus::Player2Disconnected.as_str(),
         "player2_disconnected"
     );
 }
@@ -402,19 +433,19 @@ proptest! {
         let players: Vec<u32> = (0..n as u32).collect();
         let nonces: Vec<u64> = (0..n as u64).collect();
         // the events' time jumps are stalls: pongs and timeouts they span are measured again
-        let t = CommitTimings::default();
-        let mut m = CommitMachine::new(&players, &nonces, t);
+        let t = AtomicCommitTimings::default();
+        let mut m = AtomicCommitMachine::new(&players, &nonces, t);
         let mut now = Duration::ZERO;
         let mut lobbies = 0;
         let mut outcome = None;
-        let mut take = |actions: Vec<CommitAction<u32>>, m: &CommitMachine<u32>, outcome: &mut Option<CommitOutcome<u32>>| {
+        let mut take = |actions: Vec<AtomicCommitAction<u32>>, m: &AtomicCommitMachine<u32>, outcome: &mut Option<AtomicCommitOutcome<u32>>| {
             for a in actions {
                 match a {
-                    CommitAction::CreateLobby => {
+                    AtomicCommitAction::CreateLobby => {
                         lobbies += 1;
                         assert!(players.iter().all(|p| m.health(*p).unwrap().is_healthy()));
                     }
-                    CommitAction::Finish(o) => {
+                    AtomicCommitAction::Finish(o) => {
                         assert!(outcome.is_none(), "finished twice");
                         *outcome = Some(o);
                     }
@@ -457,12 +488,12 @@ proptest! {
             prop_assert!(o.players.iter().all(|r| r.health.is_healthy() && r.acknowledged && !r.requeued));
         } else {
             for r in &o.players {
-                prop_assert_eq!(r.requeued, r.health.is_healthy() && m.ack_state(r.player) != Some(AckState::Failed));
+                prop_assert_eq!(r.requeued, r.health.is_healthy() && m.ack_state(r.player) != Some(AtomicAckState::Failed));
             }
             if lobbies == 0 {
-                prop_assert_eq!(o.status, MatchStatus::from_health(&o.players.iter().map(|r| r.health.is_healthy()).collect::<Vec<_>>()));
+                prop_assert_eq!(o.status, AtomicMatchStatus::from_health(&o.players.iter().map(|r| r.health.is_healthy()).collect::<Vec<_>>()));
             } else {
-                prop_assert_eq!(o.status, MatchStatus::NotificationFailed);
+                prop_assert_eq!(o.status, AtomicMatchStatus::NotificationFailed);
             }
         }
     }
@@ -505,7 +536,7 @@ proptest! {
     ) {
         let players: Vec<u32> = (0..n as u32).collect();
         let nonces: Vec<u64> = (0..n as u64).collect();
-        let mut lazy = CommitMachine::new(&players, &nonces, CommitTimings::default());
+        let mut lazy = AtomicCommitMachine::new(&players, &nonces, AtomicCommitTimings::default());
         let mut eager = lazy.clone();
         eager.eager = true;
         let mut now = Duration::ZERO;
@@ -529,7 +560,7 @@ proptest! {
                 }
                 Step::Pong(p, d) if p < n => {
                     let nonce = sent.iter().rev().find_map(|a| match a {
-                        CommitAction::Ping { player, nonce } if *player == p as u32 => Some(*nonce),
+                        AtomicCommitAction::Ping { player, nonce } if *player == p as u32 => Some(*nonce),
                         _ => None,
                     });
                     let nonce = nonce.unwrap_or(p as u64);
@@ -562,14 +593,14 @@ proptest! {
 /// the first poll of the first match. It now means never.
 #[test]
 fn timeouts_of_duration_max_never_expire() {
-    let timings = CommitTimings {
+    let timings = AtomicCommitTimings {
         ping_timeout: Duration::MAX,
         max_latency: Duration::MAX,
         notification_timeout: Duration::MAX,
         notification_backoff: Duration::MAX,
         // these sparse polls are not stalls
         stall_threshold: Duration::MAX,
-        ..CommitTimings::default()
+        ..AtomicCommitTimings::default()
     };
     let mut m = machine_with(2, timings);
     assert_eq!(m.poll(MS(0)).len(), 2, "both pinged");
@@ -580,7 +611,7 @@ fn timeouts_of_duration_max_never_expire() {
     m.pong(1, 100, MS(3_600_000)).unwrap();
     m.pong(2, 200, MS(3_600_000)).unwrap();
     let actions = m.poll(Duration::from_secs(3600));
-    assert_eq!(actions[0], CommitAction::CreateLobby);
+    assert_eq!(actions[0], AtomicCommitAction::CreateLobby);
     assert_eq!(actions.len(), 3, "the lobby and two proposals: {actions:?}");
     let year = Duration::from_secs(365 * 86_400);
     assert!(m.poll(year).is_empty(), "no proposal times out");
@@ -588,7 +619,7 @@ fn timeouts_of_duration_max_never_expire() {
     m.acknowledge(2).unwrap();
     let finished = m.poll(year);
     assert!(
-        matches!(&finished[..], [CommitAction::Finish(o)] if o.status == MatchStatus::Success),
+        matches!(&finished[..], [AtomicCommitAction::Finish(o)] if o.status == AtomicMatchStatus::Success),
         "{finished:?}"
     );
 }

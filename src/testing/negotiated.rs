@@ -13,22 +13,26 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 
-use crate::shared::harness::{
+use crate::shared::player::PlayerId;
+use crate::testing::harness::{
     DEFAULT_STEP, HarnessMode, HarnessSystems, RecordClock, TestHarness, server_app,
 };
-use crate::shared::player::PlayerId;
 
-use super::channel::NegotiatedChannel;
-use super::client::*;
-use super::core::protocol::{NegotiatedClientMessage, NegotiatedRelayMessage};
-use super::relay::{NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState};
+use crate::negotiated::channel::NegotiatedChannel;
+use crate::negotiated::client::*;
+/// The clock skew [`NegotiatedTestHarness::add_skewed_client`] sets, here beside it.
+pub use crate::negotiated::client::NegotiatedClockSkew;
+use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedRelayMessage};
+use crate::negotiated::relay::{
+    NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,
+};
 
 /// The relay epoch the harness uses unless the settings name one (any fixed value).
 pub const NEGOTIATED_TEST_EPOCH: Duration = Duration::from_secs(1_000_000);
 
 /// The negotiated mode of the shared harness.
 #[derive(Debug, Clone)]
-pub struct NegotiatedMode {
+pub struct NegotiatedHarnessMode {
     /// The channel both sides use.
     pub channel: NegotiatedChannel,
     /// Settings of the relay (its epoch is set).
@@ -37,13 +41,13 @@ pub struct NegotiatedMode {
     pub client_settings: NegotiatedClientSettings,
 }
 
-impl HarnessMode for NegotiatedMode {
-    type ClientMessage = NegotiatedClientMessage;
-    type ServerMessage = NegotiatedRelayMessage;
+impl HarnessMode for NegotiatedHarnessMode {
+    type AtomicClientMessage = NegotiatedClientMessage;
+    type AtomicServerMessage = NegotiatedRelayMessage;
 }
 
 /// A relay app and client apps in one process.
-pub type NegotiatedTestHarness = TestHarness<NegotiatedMode>;
+pub type NegotiatedTestHarness = TestHarness<NegotiatedHarnessMode>;
 
 /// A started relay app.
 fn relay_app(channel: NegotiatedChannel, step: Duration, settings: NegotiatedRelaySettings) -> App {
@@ -60,7 +64,7 @@ fn stamp_relay_time(status: Res<NegotiatedClientStatus>, mut clock: ResMut<Recor
     clock.0 = status.relay_time.unwrap_or_default();
 }
 
-impl TestHarness<NegotiatedMode> {
+impl TestHarness<NegotiatedHarnessMode> {
     /// A relay with these settings (epoch [`NEGOTIATED_TEST_EPOCH`] unless set) and
     /// clients with these, stepping 10 ms per update, recording every message the client
     /// plugins write.
@@ -71,7 +75,7 @@ impl TestHarness<NegotiatedMode> {
         relay_settings.epoch.get_or_insert(NEGOTIATED_TEST_EPOCH);
         let channel = NegotiatedChannel::default();
         let relay = relay_app(channel, DEFAULT_STEP, relay_settings.clone());
-        let mode = NegotiatedMode {
+        let mode = NegotiatedHarnessMode {
             channel,
             relay_settings,
             client_settings,
@@ -112,12 +116,21 @@ impl TestHarness<NegotiatedMode> {
         self.add_client_with(|_| {})
     }
 
-    /// Adds a client whose settings `tweak` changes (for example a clock skew). Its clock
+    /// Adds a client whose settings `tweak` changes (for example its bid timeout). Its clock
     /// epoch is the relay's time now (so it reads relay time plus its skew) and its seed
     /// its id, unless the tweak sets them.
     pub fn add_client_with(
         &mut self,
         tweak: impl FnOnce(&mut NegotiatedClientSettings),
+    ) -> PlayerId {
+        self.add_client_to(tweak, None)
+    }
+
+    /// Adds a client with tweaked settings and, if given, a skewed clock from its first frame.
+    fn add_client_to(
+        &mut self,
+        tweak: impl FnOnce(&mut NegotiatedClientSettings),
+        skew: Option<NegotiatedClockSkew>,
     ) -> PlayerId {
         let mut settings = self.mode.client_settings.clone();
         settings.epoch = Some(self.relay_now());
@@ -125,10 +138,19 @@ impl TestHarness<NegotiatedMode> {
         self.add_local_client(|app, id| {
             settings.seed = Some(id);
             tweak(&mut settings);
+            if let Some(skew) = skew {
+                app.insert_resource(skew);
+            }
             app.add_plugins(NegotiatedClientPlugin { channel, settings })
                 .init_resource::<RecordClock>()
                 .add_systems(Last, stamp_relay_time.before(HarnessSystems::Record));
         })
+    }
+
+    /// Adds a client whose local clock is `millis` ahead of the relay's (behind when
+    /// negative): a badly set clock.
+    pub fn add_skewed_client(&mut self, millis: i64) -> PlayerId {
+        self.add_client_to(|_| {}, Some(NegotiatedClockSkew { millis }))
     }
 
     /// Adds `n` clients and runs until all are synced and idle.

@@ -1,56 +1,63 @@
 //! An in-process harness for atomic matchmaking: one server [`App`] and N client [`App`]s
 //! connected with renet's local clients, all driven by manual time.
 //!
-//! [`MatchmakingTestHarness`] is the shared [`TestHarness`] (updates, links, raw clients,
+//! [`AtomicTestHarness`] is the shared [`TestHarness`] (updates, links, raw clients,
 //! recording) with the server and client plugins and helpers for this mode. Everything the
 //! plugins report is recorded: read it with
 //! [`server_recorded`](TestHarness::server_recorded) (for example
-//! [`MatchmakingOutcome`]) and [`recorded`](TestHarness::recorded) (for example
-//! [`MatchmakingMatchFound`] of a client).
+//! [`AtomicMatchOutcome`]) and [`recorded`](TestHarness::recorded) (for example
+//! [`AtomicMatchFound`] of a client).
 
 use bevy::prelude::*;
 use bevy_renet::{RenetClient, RenetServer};
 
-use crate::atomic::MatchmakingChannel;
+use crate::atomic::AtomicChannel;
 use crate::atomic::client::*;
-use crate::atomic::core::protocol::{ClientMessage, ServerMessage};
+/// The client faults the harness drives, here beside it.
+pub use crate::atomic::client::AtomicClientFaults;
+use crate::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use crate::atomic::server::*;
-use crate::shared::harness::{DEFAULT_STEP, HarnessMode, TestHarness, manual_app, server_app};
-use crate::shared::local_link::LocalLink;
 use crate::shared::player::PlayerId;
+use crate::testing::harness::{DEFAULT_STEP, HarnessMode, TestHarness, manual_app, server_app};
+use crate::testing::local_link::LocalLink;
 
 /// The atomic mode of the shared harness.
 #[derive(Debug, Clone, Copy)]
-pub struct AtomicMode {
+pub struct AtomicHarnessMode {
     /// The channel both sides use.
-    pub channel: MatchmakingChannel,
+    pub channel: AtomicChannel,
 }
 
-impl HarnessMode for AtomicMode {
-    type ClientMessage = ClientMessage;
-    type ServerMessage = ServerMessage;
+impl HarnessMode for AtomicHarnessMode {
+    type AtomicClientMessage = AtomicClientMessage;
+    type AtomicServerMessage = AtomicServerMessage;
 }
 
 /// A matchmaking server app and client apps in one process.
-pub type MatchmakingTestHarness = TestHarness<AtomicMode>;
+pub type AtomicTestHarness = TestHarness<AtomicHarnessMode>;
 
-impl TestHarness<AtomicMode> {
+impl TestHarness<AtomicHarnessMode> {
     /// A server with these settings, stepping 10 ms per frame, recording every message
     /// the server and client plugins write.
-    pub fn new(settings: MatchmakingServerSettings) -> Self {
-        let channel = MatchmakingChannel::default();
+    pub fn new(settings: AtomicServerSettings) -> Self {
+        let channel = AtomicChannel::default();
         let mut server = server_app(DEFAULT_STEP, channel.connection_config());
         server
             .insert_resource(settings)
-            .add_plugins(MatchmakingServerPlugin {
+            .add_plugins(AtomicServerPlugin {
                 channel,
                 ..default()
             });
         server
             .world_mut()
-            .resource_mut::<MatchmakingServerState>()
+            .resource_mut::<AtomicServerState>()
             .seed(7);
-        let mut h = Self::from_server(AtomicMode { channel }, server, channel.id, DEFAULT_STEP);
+        let mut h = Self::from_server(
+            AtomicHarnessMode { channel },
+            server,
+            channel.id,
+            DEFAULT_STEP,
+        );
         h.record_all();
         // the first update only starts the clock
         h.server.update();
@@ -60,8 +67,8 @@ impl TestHarness<AtomicMode> {
     /// Records every message of the server and client plugins (in every app that has it
     /// and has no recorder for it yet).
     fn record_all(&mut self) {
-        self.record::<MatchmakingOutcome>()
-            .record::<MatchmakingMatchCommitted>();
+        self.record::<AtomicMatchOutcome>()
+            .record::<AtomicMatchCommitted>();
         visit_client_messages(&mut self.recorder());
     }
 
@@ -80,7 +87,7 @@ impl TestHarness<AtomicMode> {
             .new_local_client(player);
         let mut app = manual_app(self.step);
         app.insert_resource(RenetClient(renet))
-            .add_plugins(MatchmakingClientPlugin { channel });
+            .add_plugins(AtomicClientPlugin { channel });
         let client = self
             .clients
             .iter_mut()
@@ -95,7 +102,7 @@ impl TestHarness<AtomicMode> {
     pub fn add_client(&mut self) -> PlayerId {
         let channel = self.mode.channel;
         self.add_local_client(|app, _| {
-            app.add_plugins(MatchmakingClientPlugin { channel });
+            app.add_plugins(AtomicClientPlugin { channel });
         })
     }
 
@@ -105,38 +112,38 @@ impl TestHarness<AtomicMode> {
         self.run_until(100, |h| {
             players
                 .iter()
-                .all(|p| h.client_state(*p) != MatchmakingClientState::Disconnected)
+                .all(|p| h.client_state(*p) != AtomicClientState::Disconnected)
         });
         players
     }
 
     /// A client's state.
-    pub fn client_state(&self, player: PlayerId) -> MatchmakingClientState {
-        *self.resource::<State<MatchmakingClientState>>(player).get()
+    pub fn client_state(&self, player: PlayerId) -> AtomicClientState {
+        *self.resource::<State<AtomicClientState>>(player).get()
     }
 
     /// A client's faults, to make it misbehave.
-    pub fn faults(&mut self, player: PlayerId) -> Mut<'_, MatchmakingClientFaults> {
+    pub fn faults(&mut self, player: PlayerId) -> Mut<'_, AtomicClientFaults> {
         self.client(player)
             .world_mut()
-            .resource_mut::<MatchmakingClientFaults>()
+            .resource_mut::<AtomicClientFaults>()
     }
 
     /// The server's stats.
-    pub fn stats(&self) -> &MatchmakingServerStats {
-        self.server_resource::<MatchmakingServerStats>()
+    pub fn stats(&self) -> &AtomicServerStats {
+        self.server_resource::<AtomicServerStats>()
     }
 
     /// The server's state.
-    pub fn server_state(&self) -> &MatchmakingServerState {
-        self.server_resource::<MatchmakingServerState>()
+    pub fn server_state(&self) -> &AtomicServerState {
+        self.server_resource::<AtomicServerState>()
     }
 
     /// Makes a client join a category's queue.
     pub fn join(&mut self, player: PlayerId, category: &str) {
         self.send(
             player,
-            MatchmakingJoinQueue {
+            AtomicJoinQueue {
                 category: category.into(),
             },
         );

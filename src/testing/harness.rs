@@ -32,8 +32,8 @@
 //! reach it in the same frame, the server should sort the ids it reads.
 //!
 //! Each mode adds its plugins and helpers on top, as inherent methods of
-//! `TestHarness<ItsMode>`: `atomic::testing::MatchmakingTestHarness` and
-//! `negotiated::testing::NegotiatedTestHarness`.
+//! `TestHarness<ItsMode>`: [`AtomicTestHarness`](crate::testing::atomic::AtomicTestHarness) and
+//! [`NegotiatedTestHarness`](crate::testing::negotiated::NegotiatedTestHarness).
 //!
 //! # Recording
 //!
@@ -56,11 +56,11 @@ use bevy_renet::{RenetClient, RenetClientPlugin, RenetServer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec;
-use super::inbox::MatchmakingInbox;
 use super::local_link::{LinkFaults, LocalLink};
-use super::messages::MatchmakingMessageVisitor;
-use super::player::PlayerId;
+use crate::shared::codec;
+use crate::shared::inbox::MatchmakingInbox;
+use crate::shared::messages::MatchmakingMessageVisitor;
+use crate::shared::player::PlayerId;
 
 /// The manual time step of the harnesses unless they say otherwise.
 pub const DEFAULT_STEP: Duration = Duration::from_millis(10);
@@ -68,9 +68,9 @@ pub const DEFAULT_STEP: Duration = Duration::from_millis(10);
 /// What a mode tells the shared harness: the messages its raw clients speak.
 pub trait HarnessMode: Sized + 'static {
     /// What a client sends the server on the mode's channel.
-    type ClientMessage: Serialize;
+    type AtomicClientMessage: Serialize;
     /// What the server sends a client on the mode's channel.
-    type ServerMessage: DeserializeOwned;
+    type AtomicServerMessage: DeserializeOwned;
 }
 
 /// One client of a [`TestHarness`].
@@ -363,7 +363,7 @@ impl<M: HarnessMode> TestHarness<M> {
     }
 
     /// Encodes and sends a protocol message from a (raw) client.
-    pub fn send_message(&mut self, id: PlayerId, message: &M::ClientMessage) {
+    pub fn send_message(&mut self, id: PlayerId, message: &M::AtomicClientMessage) {
         self.send_raw(id, codec::encode(message));
     }
 
@@ -371,7 +371,7 @@ impl<M: HarnessMode> TestHarness<M> {
     ///
     /// # Panics
     /// If the server sent undecodable bytes.
-    pub fn take_messages(&mut self, id: PlayerId) -> Vec<M::ServerMessage> {
+    pub fn take_messages(&mut self, id: PlayerId) -> Vec<M::AtomicServerMessage> {
         let channel = self.channel_id;
         let mut renet = self.client(id).world_mut().resource_mut::<RenetClient>();
         let mut messages = Vec::new();

@@ -53,8 +53,8 @@ pub use tokens::{
     connect_token_to_bytes,
 };
 
-use super::clock::unix_now;
-use super::connect::MatchmakingConnectTarget;
+use crate::shared::clock::unix_now;
+use crate::shared::connect::MatchmakingConnectTarget;
 use std::net::{SocketAddr, UdpSocket};
 
 use bevy::prelude::*;

@@ -68,7 +68,7 @@ pub enum TokenError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use bevy_atomic_matchmaking::shared::transport::{
+/// use bevy_atomic_matchmaking::transport::{
 ///     MatchmakingPrivateKey, MatchmakingTokenIssuer, connect_token_from_bytes,
 /// };
 ///

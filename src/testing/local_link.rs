@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bevy_renet::renet::{ClientId, RenetClient, RenetServer};
 
-use super::inbox::{MatchmakingInbox, matchmaking_process_local_client};
+use crate::shared::inbox::{MatchmakingInbox, matchmaking_process_local_client};
 
 /// How one direction of a link misbehaves. The default is a perfect wire.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,0 +1,19 @@
+//! Test support (feature `testing`): everything a test or a fault-injecting tool needs and a
+//! game never does.
+//!
+//! - [`harness`]: the in-process harness both modes build on (one server app and N client
+//!   apps over renet's local connections, manual time, seeded faults, recording);
+//! - [`local_link`]: the in-process link with its fault model (loss, delay, jitter,
+//!   duplication, reordering, stalls), which the `conditioner` example reuses over UDP;
+//! - [`atomic`]: [`AtomicTestHarness`](atomic::AtomicTestHarness) and the client faults
+//!   ([`AtomicClientFaults`](crate::atomic::client::AtomicClientFaults)) it drives (features
+//!   `server` and `client`);
+//! - [`negotiated`]: [`NegotiatedTestHarness`](negotiated::NegotiatedTestHarness) and the
+//!   client clock skew (feature `negotiated`).
+
+#[cfg(all(feature = "server", feature = "client"))]
+pub mod atomic;
+pub mod harness;
+pub mod local_link;
+#[cfg(feature = "negotiated")]
+pub mod negotiated;
