@@ -10,6 +10,7 @@ pub use bevy_renet;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
 pub mod shared;
+pub use shared::plugins::MatchmakingPlugins;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "transport")]
@@ -26,7 +27,9 @@ pub mod prelude {
         AtomicMatchChecking, AtomicMatchFound, AtomicMatchProposed, AtomicQueueJoined,
         AtomicQueueLeft,
     };
-    pub use crate::atomic::core::commit::{AtomicHealthCheck, AtomicMatchStatus};
+    pub use crate::atomic::core::commit::{
+        AtomicCommitTimings, AtomicHealthCheck, AtomicMatchStatus,
+    };
     pub use crate::atomic::core::protocol::{
         ATOMIC_PROTOCOL_VERSION, AtomicErrorKind, AtomicMatchCancelReason, AtomicMatchedPlayer,
     };
@@ -34,7 +37,7 @@ pub mod prelude {
     pub use crate::atomic::server::{
         AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, AtomicPlayerHealth,
         AtomicPlayerLocation, AtomicServerPlugin, AtomicServerSettings, AtomicServerState,
-        AtomicServerStats, AtomicServerSystems,
+        AtomicServerStats, AtomicServerSystems, AtomicSettingsError,
     };
     #[cfg(feature = "negotiated")]
     pub use crate::negotiated::{
@@ -50,13 +53,16 @@ pub mod prelude {
         core::journal::NegotiatedRelayJournal,
         core::machine::{NegotiatedRestartReason, NegotiatedRole},
         core::protocol::{NEGOTIATED_PROTOCOL_VERSION, NegotiatedErrorKind},
+        core::relay_core::NegotiatedRelayLimits,
         relay::{
             NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,
             NegotiatedRelaySystems,
         },
     };
+    pub use crate::shared::conditions::{client_exists, server_exists};
     pub use crate::shared::connect::MatchmakingConnectTarget;
-    pub use crate::shared::gate::MatchmakingRateLimit;
+    pub use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
     pub use crate::shared::inbox::{MatchmakingInbox, matchmaking_process_local_client};
     pub use crate::shared::player::PlayerId;
+    pub use crate::shared::plugins::MatchmakingPlugins;
 }

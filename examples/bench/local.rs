@@ -171,7 +171,10 @@ pub fn in_memory(args: &Args) -> Value {
         burst: 1_000,
     };
     let settings = AtomicServerSettings {
-        rate_limit,
+        gate: MatchmakingGatePolicy {
+            rate_limit,
+            ..default()
+        },
         ..default()
     };
     let mut app = local_server(step, settings);
@@ -269,7 +272,10 @@ pub fn frame(args: &Args) -> Value {
     let matches = args.frame_matches;
     let settings = AtomicServerSettings {
         // the matches in flight wait for health pongs that never come
-        ping_timeout: Duration::from_secs(3_600),
+        commit: AtomicCommitTimings {
+            ping_timeout: Duration::from_secs(3_600),
+            ..default()
+        },
         max_categories: args.frame_queued / 15 + 64,
         queue_capacity: 2 * matches + 64,
         ..default()

@@ -113,7 +113,10 @@ fn throughput(args: &Args) -> Value {
     };
     let relay = NegotiatedRelaySettings {
         frame_duration: FRAME,
-        rate_limit,
+        gate: MatchmakingGatePolicy {
+            rate_limit,
+            ..default()
+        },
         ..default()
     };
     let clients = NegotiatedClientSettings {

@@ -273,15 +273,18 @@ fn timings() -> impl Strategy<Value = AtomicCommitTimings> {
     )
         .prop_map(|(ping, latency, notify, attempts, backoff, stall)| {
             AtomicServerSettings {
-                ping_timeout: ping,
-                max_latency: latency,
-                notification_timeout: notify,
-                notification_attempts: attempts,
-                notification_backoff: backoff,
-                stall_threshold: stall,
+                commit: AtomicCommitTimings {
+                    ping_timeout: ping,
+                    max_latency: latency,
+                    notification_timeout: notify,
+                    notification_attempts: attempts,
+                    notification_backoff: backoff,
+                    stall_threshold: stall,
+                },
                 ..AtomicServerSettings::default()
             }
-            .timings()
+            .clamped()
+            .commit
         })
 }
 

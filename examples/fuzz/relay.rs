@@ -15,8 +15,10 @@ use bevy_atomic_matchmaking::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
     NegotiatedRelayMessage,
 };
+use bevy_atomic_matchmaking::negotiated::core::relay_core::NegotiatedRelayLimits;
 use bevy_atomic_matchmaking::negotiated::relay::NegotiatedRelaySettings;
 use bevy_atomic_matchmaking::shared::codec;
+use bevy_atomic_matchmaking::shared::gate::MatchmakingGatePolicy;
 use bevy_atomic_matchmaking::shared::player::PlayerId;
 use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, LinkFaults};
 use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
@@ -133,16 +135,21 @@ fn relay_settings(rng: &mut fastrand::Rng) -> NegotiatedRelaySettings {
     };
     let mut settings = NegotiatedRelaySettings {
         frame_duration: Duration::from_millis(rng.u64(10..3_000)),
-        max_facts_per_frame: small(rng, 256),
-        max_facts: small(rng, 100_000),
-        max_departed: small(rng, 10_000),
-        max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
+        limits: NegotiatedRelayLimits {
+            max_facts_per_frame: small(rng, 256),
+            max_facts: small(rng, 100_000),
+            max_departed: small(rng, 10_000),
+        },
+        gate: MatchmakingGatePolicy {
+            max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
+            ..MatchmakingGatePolicy::default()
+        },
         ..NegotiatedRelaySettings::default()
     };
     match rng.u8(..16) {
         0 => settings.frame_duration = Duration::ZERO,
         1 => settings.frame_duration = Duration::MAX,
-        2 => settings.disconnect_grace = Duration::MAX,
+        2 => settings.gate.disconnect_grace = Duration::MAX,
         3 => settings.epoch = Some(Duration::ZERO),
         4 => settings.epoch = Some(Duration::from_micros(u64::MAX)),
         5 => settings.epoch = Some(Duration::MAX),
@@ -249,8 +256,8 @@ impl RelayRun {
             h,
             raw,
             plugins,
-            max_facts: input.settings.max_facts,
-            max_departed: input.settings.max_departed,
+            max_facts: input.settings.limits.max_facts,
+            max_departed: input.settings.limits.max_departed,
         };
         for (i, hello) in input.raw_hello.iter().enumerate() {
             match hello {

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::atomic::client::{AtomicLeaveLobby, AtomicLeaveQueue};
+use bevy_atomic_matchmaking::atomic::core::commit::AtomicCommitTimings;
 use bevy_atomic_matchmaking::atomic::core::protocol::{
     ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicServerMessage,
 };
 use bevy_atomic_matchmaking::atomic::server::{
     AtomicLobby, AtomicMatch, AtomicPlayerLocation, AtomicServerSettings,
 };
+use bevy_atomic_matchmaking::shared::gate::MatchmakingGatePolicy;
 use bevy_atomic_matchmaking::shared::player::PlayerId;
 use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
 use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, LinkFaults};
@@ -149,20 +151,26 @@ fn draw_settings(rng: &mut fastrand::Rng) -> AtomicServerSettings {
     let ping_timeout = Duration::from_millis(rng.u64(100..2_000));
     let mut settings = AtomicServerSettings {
         players_per_match: [2, 2, 3, 4][rng.usize(..4)],
-        max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
+        gate: MatchmakingGatePolicy {
+            max_strikes: [1, 3, 3, 1000][rng.usize(..4)],
+            ..MatchmakingGatePolicy::default()
+        },
         queue_capacity: [1, 3, 10_000, 10_000][rng.usize(..4)],
-        ping_timeout,
-        max_latency: ping_timeout.min(Duration::from_millis(500)),
-        notification_timeout: Duration::from_millis(rng.u64(100..2_000)),
-        notification_attempts: rng.u32(1..4),
+        commit: AtomicCommitTimings {
+            ping_timeout,
+            max_latency: ping_timeout.min(Duration::from_millis(500)),
+            notification_timeout: Duration::from_millis(rng.u64(100..2_000)),
+            notification_attempts: rng.u32(1..4),
+            ..AtomicCommitTimings::default()
+        },
         ..AtomicServerSettings::default()
     };
     match rng.u8(..16) {
-        0 => settings.ping_timeout = Duration::MAX,
-        1 => settings.notification_timeout = Duration::MAX,
-        2 => settings.notification_backoff = Duration::MAX,
-        3 => settings.disconnect_grace = Duration::MAX,
-        4 => settings.stall_threshold = Duration::MAX,
+        0 => settings.commit.ping_timeout = Duration::MAX,
+        1 => settings.commit.notification_timeout = Duration::MAX,
+        2 => settings.commit.notification_backoff = Duration::MAX,
+        3 => settings.gate.disconnect_grace = Duration::MAX,
+        4 => settings.commit.stall_threshold = Duration::MAX,
         _ => {}
     }
     settings

@@ -31,6 +31,12 @@ pub(crate) fn add_reliable_channel(config: &mut ConnectionConfig, id: u8, owner:
     }
 }
 
+/// A mode's channel resource: what the shared systems need to know of it.
+pub trait MatchmakingChannelId: bevy::prelude::Resource {
+    /// The renet channel id.
+    fn channel_id(&self) -> u8;
+}
+
 /// Defines a mode's channel resource: an id with a default, its renet configuration and
 /// the helpers that add it to a connection config.
 macro_rules! define_channel {
@@ -45,6 +51,12 @@ macro_rules! define_channel {
         impl Default for $name {
             fn default() -> Self {
                 Self { id: $default }
+            }
+        }
+
+        impl $crate::shared::channel::MatchmakingChannelId for $name {
+            fn channel_id(&self) -> u8 {
+                self.id
             }
         }
 

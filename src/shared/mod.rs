@@ -10,11 +10,9 @@
 pub mod channel;
 pub mod clock;
 pub mod codec;
+pub mod conditions;
 // the connection watch is the client plugins'; a server-only build keeps the target type
-#[cfg_attr(
-    not(any(feature = "client", feature = "negotiated")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(any(feature = "client", feature = "negotiated")), allow(dead_code))]
 pub mod connect;
 pub mod gate;
 pub mod guard;
@@ -23,3 +21,5 @@ pub mod guard;
 pub mod inbox;
 pub mod messages;
 pub mod player;
+pub mod plugins;
+pub(crate) mod server_link;

@@ -12,9 +12,9 @@ use bevy::prelude::*;
 use bevy_renet::{RenetClient, RenetServer};
 
 use crate::atomic::AtomicChannel;
-use crate::atomic::client::*;
 /// The client faults the harness drives, here beside it.
 pub use crate::atomic::client::AtomicClientFaults;
+use crate::atomic::client::*;
 use crate::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use crate::atomic::server::*;
 use crate::shared::player::PlayerId;

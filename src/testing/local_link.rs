@@ -11,6 +11,7 @@
 //! resend what is lost, as on a real network.
 
 use std::collections::BTreeMap;
+use std::ops::Add;
 use std::time::Duration;
 
 use bevy_renet::renet::{ClientId, RenetClient, RenetServer};
@@ -90,6 +91,89 @@ impl LinkFaults {
     /// Whether both directions are perfect.
     pub fn is_perfect(&self) -> bool {
         self.up.is_perfect() && self.down.is_perfect()
+    }
+}
+
+/// What the faults of one direction make of one packet: lost, or delivered once or twice,
+/// each copy after its own latency. The fault model itself, shared by [`LocalLink`] and
+/// the `conditioner` example (which forwards UDP datagrams through it).
+///
+/// The draws come from the caller's random source, in a fixed order (loss, duplication,
+/// then each copy's jitter and reordering), and only for the faults that are on: the same
+/// seed and the same packets give the same fates.
+///
+/// ```
+/// use std::time::Duration;
+/// use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, PacketFate};
+///
+/// let faults = DirectionFaults {
+///     delay: Duration::from_millis(50),
+///     jitter: Duration::from_millis(20),
+///     ..DirectionFaults::default()
+/// };
+/// let mut rng = fastrand::Rng::with_seed(1);
+/// let fate = PacketFate::draw(&faults, &mut rng);
+/// let sent = Duration::from_secs(1);
+/// for at in fate.deliveries(sent) {
+///     assert!(at >= sent + Duration::from_millis(50) && at <= sent + Duration::from_millis(70));
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketFate {
+    latencies: [Duration; 2],
+    copies: usize,
+}
+
+impl PacketFate {
+    /// Draws the fate of one packet through `faults` from `rng`.
+    pub fn draw(faults: &DirectionFaults, rng: &mut fastrand::Rng) -> Self {
+        if faults.loss > 0.0 && rng.f64() < faults.loss {
+            return Self {
+                latencies: [Duration::ZERO; 2],
+                copies: 0,
+            };
+        }
+        let copies = if faults.duplicate > 0.0 && rng.f64() < faults.duplicate {
+            2
+        } else {
+            1
+        };
+        let mut latencies = [Duration::ZERO; 2];
+        for latency in &mut latencies[..copies] {
+            *latency = faults.delay + random_up_to(rng, faults.jitter);
+            if faults.reorder > 0.0 && rng.f64() < faults.reorder {
+                *latency += random_up_to(rng, faults.reorder_window);
+            }
+        }
+        Self { latencies, copies }
+    }
+
+    /// Whether the packet is lost (no copy arrives).
+    pub fn is_lost(&self) -> bool {
+        self.copies == 0
+    }
+
+    /// Whether the packet arrives twice.
+    pub fn is_duplicated(&self) -> bool {
+        self.copies == 2
+    }
+
+    /// How long each copy takes, in sending order (empty if lost).
+    pub fn latencies(&self) -> &[Duration] {
+        &self.latencies[..self.copies]
+    }
+
+    /// When each copy of a packet sent at `sent` arrives, in sending order: `sent` is link
+    /// time (a [`Duration`]) for [`LocalLink`], an [`Instant`](std::time::Instant) for a
+    /// real socket.
+    pub fn deliveries<T>(&self, sent: T) -> impl Iterator<Item = T> + use<T>
+    where
+        T: Copy + Add<Duration, Output = T>,
+    {
+        self.latencies
+            .into_iter()
+            .take(self.copies)
+            .map(move |latency| sent + latency)
     }
 }
 
@@ -215,33 +299,16 @@ impl LocalLink {
         } else {
             self.faults.down
         };
-        if faults.loss > 0.0 && self.rng.f64() < faults.loss {
-            return;
-        }
-        let copies = if faults.duplicate > 0.0 && self.rng.f64() < faults.duplicate {
-            2
+        let fate = PacketFate::draw(&faults, &mut self.rng);
+        let queue = if to_server {
+            &mut self.to_server
         } else {
-            1
+            &mut self.to_client
         };
-        for _ in 0..copies {
-            let at = now + self.latency(&faults);
+        for at in fate.deliveries(now) {
             self.sent += 1;
-            let queue = if to_server {
-                &mut self.to_server
-            } else {
-                &mut self.to_client
-            };
             queue.packets.insert((at, self.sent), packet.clone());
         }
-    }
-
-    /// How long one packet takes.
-    fn latency(&mut self, faults: &DirectionFaults) -> Duration {
-        let mut latency = faults.delay + random_up_to(&mut self.rng, faults.jitter);
-        if faults.reorder > 0.0 && self.rng.f64() < faults.reorder {
-            latency += random_up_to(&mut self.rng, faults.reorder_window);
-        }
-        latency
     }
 
     /// Moves packets both ways at link time `now`, if the link is up: takes what renet
@@ -426,5 +493,54 @@ mod tests {
                 .receive_message(1, DefaultChannel::ReliableOrdered)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn tmp_trace_fingerprint() {
+        let faults = LinkFaults {
+            up: DirectionFaults {
+                loss: 0.2,
+                delay: MS(10),
+                jitter: MS(25),
+                duplicate: 0.2,
+                reorder: 0.3,
+                ..DirectionFaults::default()
+            },
+            down: DirectionFaults {
+                loss: 0.1,
+                delay: MS(5),
+                jitter: MS(7),
+                duplicate: 0.4,
+                reorder: 0.5,
+                reorder_window: MS(13),
+            },
+        };
+        let mut out = Vec::new();
+        for seed in 0..5 {
+            let (mut server, mut client) = pair();
+            let mut link = LocalLink::seeded(seed);
+            link.set_faults(faults);
+            for t in 0..600u64 {
+                if t % 7 == 0 {
+                    client.send_message(DefaultChannel::ReliableOrdered, vec![t as u8]);
+                    client.send_message(DefaultChannel::Unreliable, vec![t as u8]);
+                    server.send_message(1, DefaultChannel::Unreliable, vec![t as u8]);
+                }
+                client.update(MS(1));
+                server.update(MS(1));
+                link.exchange(&mut server, None, 1, &mut client, MS(t));
+                while let Some(m) = server.receive_message(1, DefaultChannel::ReliableOrdered) {
+                    out.push((seed, t, 0u8, m[0]));
+                }
+                while let Some(m) = server.receive_message(1, DefaultChannel::Unreliable) {
+                    out.push((seed, t, 1u8, m[0]));
+                }
+                while let Some(m) = client.receive_message(DefaultChannel::Unreliable) {
+                    out.push((seed, t, 2u8, m[0]));
+                }
+                out.push((seed, t, 3u8, link.in_flight() as u8));
+            }
+        }
+        std::fs::write("/tmp/link_trace.txt", format!("{out:?}")).unwrap();
     }
 }

@@ -19,9 +19,9 @@ use crate::testing::harness::{
 };
 
 use crate::negotiated::channel::NegotiatedChannel;
-use crate::negotiated::client::*;
 /// The clock skew [`NegotiatedTestHarness::add_skewed_client`] sets, here beside it.
 pub use crate::negotiated::client::NegotiatedClockSkew;
+use crate::negotiated::client::*;
 use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedRelayMessage};
 use crate::negotiated::relay::{
     NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,

@@ -205,7 +205,7 @@ impl AtomicRun {
     pub fn drain_bound(&self) -> usize {
         let settings = self.h.server_resource::<AtomicServerSettings>();
         let group = settings.group_size();
-        let t = settings.timings();
+        let t = settings.clamped().commit;
         let slack = self.h.step * 10;
         let per_match = t.ping_timeout
             + (t.notification_timeout + t.notification_backoff) * t.notification_attempts

@@ -211,7 +211,7 @@ impl Checker {
                 let same = session.is_some_and(|(_, s)| *s == self.taint.session[i]);
                 // requests the server refused are strikes: a player that reached the limit
                 // was refused for abuse (and withdrawn from its match), not dropped
-                let max_strikes = h.server_resource::<AtomicServerSettings>().max_strikes;
+                let max_strikes = h.server_resource::<AtomicServerSettings>().gate.max_strikes;
                 let refused = h
                     .server_state()
                     .strikes(r.player)

@@ -24,7 +24,7 @@ fn join_or_leave(i: u64) -> AtomicClientMessage {
 #[test]
 fn a_flood_of_valid_messages_is_cut_off_within_a_second_while_others_are_served() {
     let mut h = harness();
-    let limit = h.server_resource::<AtomicServerSettings>().rate_limit;
+    let limit = h.server_resource::<AtomicServerSettings>().gate.rate_limit;
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
@@ -87,7 +87,10 @@ fn a_client_that_stays_within_the_limit_is_never_struck() {
 fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
     let cooldown = Duration::from_secs(5);
     let mut h = AtomicTestHarness::new(AtomicServerSettings {
-        abuse_cooldown: cooldown,
+        gate: MatchmakingGatePolicy {
+            abuse_cooldown: cooldown,
+            ..Default::default()
+        },
         ..AtomicServerSettings::default()
     });
     let hello = AtomicClientMessage::Hello {

@@ -23,9 +23,12 @@ fn pair_commits(h: &mut AtomicTestHarness, category: &str) -> AtomicMatchOutcome
 #[test]
 fn zero_timeouts_at_start_are_raised_to_the_minimums() {
     let mut h = AtomicTestHarness::new(AtomicServerSettings {
-        ping_timeout: Duration::ZERO,
-        max_latency: Duration::ZERO,
-        notification_timeout: Duration::ZERO,
+        commit: AtomicCommitTimings {
+            ping_timeout: Duration::ZERO,
+            max_latency: Duration::ZERO,
+            notification_timeout: Duration::ZERO,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let o = pair_commits(&mut h, "duel");
@@ -33,10 +36,13 @@ fn zero_timeouts_at_start_are_raised_to_the_minimums() {
     let settings = h.server_resource::<AtomicServerSettings>();
     assert_eq!(settings.validate(), Ok(()));
     assert_eq!(
-        settings.ping_timeout,
+        settings.commit.ping_timeout,
         AtomicServerSettings::MIN_PING_TIMEOUT
     );
-    assert_eq!(settings.max_latency, AtomicServerSettings::MIN_MAX_LATENCY);
+    assert_eq!(
+        settings.commit.max_latency,
+        AtomicServerSettings::MIN_MAX_LATENCY
+    );
 }
 
 #[test]
@@ -45,14 +51,14 @@ fn a_zero_ping_timeout_set_at_run_time_is_raised_too() {
     h.run(2);
     {
         let mut settings = h.server.world_mut().resource_mut::<AtomicServerSettings>();
-        settings.ping_timeout = Duration::ZERO;
+        settings.commit.ping_timeout = Duration::ZERO;
         settings.players_per_match = 0;
         settings.queue_capacity = 0;
     }
     h.run(1);
     let settings = h.server_resource::<AtomicServerSettings>().clone();
     assert_eq!(
-        settings.ping_timeout,
+        settings.commit.ping_timeout,
         AtomicServerSettings::MIN_PING_TIMEOUT
     );
     assert_eq!(

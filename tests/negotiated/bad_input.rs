@@ -223,7 +223,10 @@ fn too_many_facts_in_a_frame_are_refused() {
     let mut h = NegotiatedTestHarness::new(
         NegotiatedRelaySettings {
             frame_duration: Duration::from_secs(30),
-            max_facts_per_frame: 3,
+            limits: NegotiatedRelayLimits {
+                max_facts_per_frame: 3,
+                ..Default::default()
+            },
             ..Default::default()
         },
         NegotiatedClientSettings::default(),

@@ -313,7 +313,7 @@ fn check_relay(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> Result<(), TestCa
     let server = h.server_resource::<RenetServer>();
     let now = h.relay_now();
     let frames = relay.frames();
-    let max = h.mode.relay_settings.max_facts_per_frame;
+    let max = h.mode.relay_settings.limits.max_facts_per_frame;
     let (oldest, current) = (frames.oldest_kept(now), frames.frame_of(now));
     let store = relay.store();
     let mut kept = BTreeMap::new();

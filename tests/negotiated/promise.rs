@@ -92,7 +92,10 @@ fn a_requester_whose_accept_is_refused_is_not_matched() {
     let mut h = NegotiatedTestHarness::new(
         NegotiatedRelaySettings {
             frame_duration: Duration::from_secs(30),
-            max_facts_per_frame: 3,
+            limits: NegotiatedRelayLimits {
+                max_facts_per_frame: 3,
+                ..Default::default()
+            },
             ..Default::default()
         },
         NegotiatedClientSettings {
@@ -120,7 +123,10 @@ fn a_refused_request_reaches_the_client_at_once() {
     let mut h = NegotiatedTestHarness::new(
         NegotiatedRelaySettings {
             frame_duration: Duration::from_secs(30),
-            max_facts_per_frame: 1,
+            limits: NegotiatedRelayLimits {
+                max_facts_per_frame: 1,
+                ..Default::default()
+            },
             ..Default::default()
         },
         NegotiatedClientSettings {
@@ -152,8 +158,11 @@ fn the_relay_holds_no_more_facts_than_its_cap() {
     let mut h = NegotiatedTestHarness::new(
         NegotiatedRelaySettings {
             frame_duration: Duration::from_secs(30),
-            max_facts: 3,
-            max_departed: 1,
+            limits: NegotiatedRelayLimits {
+                max_facts: 3,
+                max_departed: 1,
+                ..Default::default()
+            },
             ..Default::default()
         },
         NegotiatedClientSettings {

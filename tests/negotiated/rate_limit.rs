@@ -14,7 +14,10 @@ use crate::common::{harness, hello};
 #[test]
 fn a_flood_of_time_requests_is_cut_off_within_a_second_while_others_pair() {
     let mut h = harness();
-    let limit = h.server_resource::<NegotiatedRelaySettings>().rate_limit;
+    let limit = h
+        .server_resource::<NegotiatedRelaySettings>()
+        .gate
+        .rate_limit;
     let [a, b] = h.add_clients(2)[..] else {
         unreachable!()
     };
@@ -60,6 +63,7 @@ fn a_flooder_that_comes_back_under_its_id_is_refused_by_the_relay_until_its_cool
     let mut h = harness();
     let cooldown = h
         .server_resource::<NegotiatedRelaySettings>()
+        .gate
         .abuse_cooldown;
     assert_eq!(cooldown, Duration::from_secs(60), "the default");
     let flooder = h.add_raw_client();

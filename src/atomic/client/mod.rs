@@ -16,8 +16,7 @@ mod send;
 mod state;
 
 use bevy::prelude::*;
-use bevy::state::app::StatesPlugin;
-use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive};
+use bevy_renet::{RenetReceive, RenetSend};
 
 pub use self::messages::{
     AtomicClientError, AtomicConnected, AtomicJoinQueue, AtomicLeaveLobby, AtomicLeaveQueue,
@@ -29,23 +28,30 @@ pub use self::state::AtomicClientFaults;
 pub use self::state::{AtomicClientSettings, AtomicClientState, AtomicClientStatus};
 
 use crate::atomic::AtomicChannel;
+use crate::shared::conditions::client_exists;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
+use crate::shared::plugins::add_client_dependencies;
 
-/// System sets of the client plugin.
+/// System sets of the client plugin, in frame order. Every system of the plugin is in one
+/// of them.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AtomicClientSystems {
-    /// `PreUpdate`, after [`RenetReceive`]: says hello on connect, decodes server
-    /// messages, answers pings and proposals, updates state and writes messages.
+    /// `PreUpdate`, after [`RenetReceive`]: watches the connection attempt, says hello on
+    /// connect, decodes server messages, answers pings and proposals, updates state and
+    /// writes the reports. Game systems in `Update` read the frame's reports.
     Receive,
-    /// `Update`: sends the game's requests and delayed pongs, updates the waited time.
+    /// `PostUpdate`, before [`RenetSend`], while a [`RenetClient`](bevy_renet::RenetClient) exists
+    /// ([`client_exists`]): sends the requests the game wrote this frame (in any
+    /// schedule before it) and the due pongs, so they leave in this frame's packets, and
+    /// updates the waited time.
     Send,
 }
 
 /// The client side of atomic matchmaking.
 ///
-/// Needs a [`RenetClient`] resource (with a transport, or a local client in tests) whose
+/// Needs a [`RenetClient`](bevy_renet::RenetClient) resource (with a transport, or a local client in tests) whose
 /// connection config includes the [`AtomicChannel`]. Adds bevy_renet's
-/// [`RenetClientPlugin`] and Bevy's `StatesPlugin` if the app has not.
+/// [`RenetClientPlugin`](bevy_renet::RenetClientPlugin) and Bevy's `StatesPlugin` if the app has not.
 #[derive(Debug, Clone, Default)]
 pub struct AtomicClientPlugin {
     /// The channel carrying matchmaking messages.
@@ -54,12 +60,7 @@ pub struct AtomicClientPlugin {
 
 impl Plugin for AtomicClientPlugin {
     fn build(&self, app: &mut App) {
-        if !app.is_plugin_added::<RenetClientPlugin>() {
-            app.add_plugins(RenetClientPlugin);
-        }
-        if !app.is_plugin_added::<StatesPlugin>() {
-            app.add_plugins(StatesPlugin);
-        }
+        add_client_dependencies(app);
         app.insert_resource(self.channel)
             .init_state::<AtomicClientState>()
             .init_resource::<AtomicClientStatus>()
@@ -69,6 +70,12 @@ impl Plugin for AtomicClientPlugin {
         #[cfg(feature = "testing")]
         app.init_resource::<AtomicClientFaults>();
         app.configure_sets(PreUpdate, AtomicClientSystems::Receive.after(RenetReceive))
+            .configure_sets(
+                PostUpdate,
+                AtomicClientSystems::Send
+                    .before(RenetSend)
+                    .run_if(client_exists),
+            )
             .add_systems(
                 PreUpdate,
                 (
@@ -80,14 +87,13 @@ impl Plugin for AtomicClientPlugin {
                     .in_set(AtomicClientSystems::Receive),
             )
             .add_systems(
-                Update,
+                PostUpdate,
                 (
                     send::send_requests,
                     send::send_due_pongs,
                     state::update_waited,
                 )
-                    .in_set(AtomicClientSystems::Send)
-                    .run_if(resource_exists::<RenetClient>),
+                    .in_set(AtomicClientSystems::Send),
             );
     }
 }

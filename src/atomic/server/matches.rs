@@ -17,9 +17,9 @@ use crate::shared::player::PlayerId;
 use super::components::{
     AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, MatchLobby, cancel_reason,
 };
-use super::settings::{AtomicServerSettings, AtomicServerStats};
+use super::settings::{ActiveSettings, AtomicServerSettings, AtomicServerStats};
 use super::state::{AtomicPlayerLocation, AtomicServerState};
-use super::{ServerLink, TransportClock};
+use super::{AtomicServerLink, TransportClock};
 
 /// A player a rollback put back in the queue, told its position once every rollback of
 /// the frame is done (a later one may put an older ticket ahead of it).
@@ -33,7 +33,7 @@ pub(super) struct Requeued {
 /// Everything forming and finishing matches writes to.
 #[derive(SystemParam)]
 pub(super) struct MatchEffects<'w, 's> {
-    pub(super) link: ServerLink<'w>,
+    pub(super) link: AtomicServerLink<'w>,
     pub(super) state: ResMut<'w, AtomicServerState>,
     pub(super) stats: ResMut<'w, AtomicServerStats>,
     pub(super) lobbies: Query<'w, 's, &'static mut AtomicLobby>,
@@ -50,13 +50,13 @@ pub(super) struct UnstampedPings(Vec<Entity>);
 
 /// Spawns a match entity for every full group in the queues.
 pub(super) fn form_matches(
-    settings: Res<AtomicServerSettings>,
+    settings: Res<ActiveSettings>,
     time: Res<Time<Real>>,
     mut effects: MatchEffects,
 ) {
     let now = time.elapsed();
     while let Some((category, tickets)) = effects.state.pop_ready_group() {
-        effects.form(category, tickets, &settings, now);
+        effects.form(category, tickets, &settings.0, now);
     }
 }
 
@@ -136,7 +136,7 @@ impl MatchEffects<'_, '_> {
         self.commands.entity(entity).insert(AtomicMatch {
             match_id,
             category: category.clone(),
-            machine: AtomicCommitMachine::new(&players, &nonces, settings.timings()),
+            machine: AtomicCommitMachine::new(&players, &nonces, settings.commit),
             tickets,
             sessions,
             formed_at: now,

@@ -31,35 +31,62 @@ use bevy::ecs::system::SystemParam;
 use bevy::platform::time::Instant;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
-use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
+use bevy_renet::{RenetReceive, RenetSend, RenetServerPlugin};
 
 use crate::atomic::AtomicChannel;
 use crate::atomic::core::protocol::{AtomicErrorKind, AtomicServerMessage};
-use crate::shared::codec;
+use crate::shared::conditions::server_exists;
 use crate::shared::player::PlayerId;
+use crate::shared::server_link::ServerLink;
 
 pub use components::{
     AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, AtomicPlayerHealth,
     cancel_reason,
 };
-pub use settings::{AtomicServerSettings, AtomicServerStats};
+pub use settings::{AtomicServerSettings, AtomicServerStats, AtomicSettingsError};
 pub use state::{AtomicPlayerLocation, AtomicServerState};
 
-/// System sets of the server plugin.
+/// System sets of the server plugin, in frame order. Every system of the plugin is in one
+/// of them; each runs only while a [`RenetServer`](bevy_renet::RenetServer) exists
+/// ([`server_exists`](crate::shared::conditions::server_exists)).
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AtomicServerSystems {
-    /// `PreUpdate`, after [`RenetReceive`]: decodes and applies client messages.
+    /// `PreUpdate`, after [`RenetReceive`]: validates changed settings, then decodes and
+    /// applies client messages.
     Receive,
-    /// `Update`: applies settings, forms matches from ready categories, advances every
-    /// match's state machine and carries out its actions, closes refused connections.
+    /// `Update`: validates settings changed since, forms matches from ready categories,
+    /// advances every match's state machine and carries out its actions, closes refused
+    /// connections. Read the frame's [`AtomicMatchOutcome`]s after it.
     Advance,
+    /// `PostUpdate`, after [`RenetSend`]: stamps the health pings of the frame with the
+    /// moment the transport really sent them (round trips are measured from there).
+    StampPings,
 }
 
 /// The server side of atomic matchmaking.
 ///
-/// Needs a [`RenetServer`] resource (with a transport, or local clients in tests) whose
+/// Needs a [`RenetServer`](bevy_renet::RenetServer) resource (with a transport, or local clients in tests) whose
 /// connection config includes the [`AtomicChannel`]. Adds bevy_renet's
-/// [`RenetServerPlugin`] if the app has not.
+/// [`RenetServerPlugin`] if the app has not ([`MatchmakingPlugins`](crate::MatchmakingPlugins)
+/// adds it too).
+///
+/// ```
+/// use bevy::prelude::*;
+/// use bevy_atomic_matchmaking::prelude::*;
+///
+/// let mut app = App::new();
+/// app.add_plugins(MinimalPlugins).add_plugins(AtomicServerPlugin {
+///     channel: AtomicChannel::new(7),
+///     settings: AtomicServerSettings {
+///         players_per_match: 2,
+///         ..Default::default()
+///     },
+/// });
+/// // then insert a RenetServer and its transport, for example with
+/// // `transport::insert_secure_netcode_server`, and run the app
+/// app.update();
+/// assert_eq!(app.world().resource::<AtomicServerStats>().matches_formed, 0);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct AtomicServerPlugin {
     /// Where matchmaking messages travel.
@@ -70,13 +97,16 @@ pub struct AtomicServerPlugin {
 
 impl Plugin for AtomicServerPlugin {
     fn build(&self, app: &mut App) {
-        app.world_mut()
-            .get_resource_or_insert_with(|| self.settings.clone());
+        let settings = app
+            .world_mut()
+            .get_resource_or_insert_with(|| self.settings.clone())
+            .clamped();
         if !app.is_plugin_added::<RenetServerPlugin>() {
             app.add_plugins(RenetServerPlugin);
         }
-        let serving = resource_exists::<RenetServer>;
+        let changed = resource_changed::<AtomicServerSettings>;
         app.insert_resource(self.channel)
+            .insert_resource(settings::ActiveSettings(settings))
             .init_resource::<AtomicServerState>()
             .init_resource::<AtomicServerStats>()
             .init_resource::<matches::UnstampedPings>()
@@ -85,30 +115,43 @@ impl Plugin for AtomicServerPlugin {
             .add_observer(connections::on_server_event)
             .add_observer(connections::on_lobby_removed)
             .add_observer(connections::on_match_removed)
-            .configure_sets(PreUpdate, AtomicServerSystems::Receive.after(RenetReceive))
+            .configure_sets(
+                PreUpdate,
+                AtomicServerSystems::Receive
+                    .after(RenetReceive)
+                    .run_if(server_exists),
+            )
+            .configure_sets(Update, AtomicServerSystems::Advance.run_if(server_exists))
+            .configure_sets(
+                PostUpdate,
+                AtomicServerSystems::StampPings
+                    .after(RenetSend)
+                    .run_if(server_exists),
+            )
             .add_systems(
                 PreUpdate,
-                receive::receive_messages
-                    .in_set(AtomicServerSystems::Receive)
-                    .run_if(serving),
+                (
+                    settings::apply_settings.run_if(changed),
+                    receive::receive_messages,
+                )
+                    .chain()
+                    .in_set(AtomicServerSystems::Receive),
+            )
+            .add_systems(
+                Update,
+                (
+                    settings::apply_settings.run_if(changed),
+                    matches::form_matches,
+                    matches::advance_matches,
+                    connections::close_refused_connections,
+                )
+                    .chain()
+                    .in_set(AtomicServerSystems::Advance),
+            )
+            .add_systems(
+                PostUpdate,
+                matches::stamp_sent_pings.in_set(AtomicServerSystems::StampPings),
             );
-        let advance = (
-            settings::apply_settings,
-            matches::form_matches,
-            matches::advance_matches,
-            connections::close_refused_connections,
-        );
-        app.add_systems(
-            Update,
-            advance
-                .chain()
-                .in_set(AtomicServerSystems::Advance)
-                .run_if(serving),
-        )
-        .add_systems(
-            PostUpdate,
-            matches::stamp_sent_pings.after(RenetSend).run_if(serving),
-        );
     }
 }
 
@@ -138,23 +181,10 @@ impl TransportClock<'_> {
     }
 }
 
-/// The server and the matchmaking channel: how every system of the plugin talks to
-/// players.
-#[derive(SystemParam)]
-struct ServerLink<'w> {
-    server: ResMut<'w, RenetServer>,
-    channel: Res<'w, AtomicChannel>,
-}
+/// The server and the atomic channel: how every system of the plugin talks to players.
+type AtomicServerLink<'w> = ServerLink<'w, AtomicChannel>;
 
-impl ServerLink<'_> {
-    /// Sends a message to a player if it is connected.
-    fn send(&mut self, to: PlayerId, message: &AtomicServerMessage) {
-        if self.server.is_connected(to) {
-            self.server
-                .send_message(to, self.channel.id, codec::encode(message));
-        }
-    }
-
+impl AtomicServerLink<'_> {
     /// Sends an error to a player.
     fn send_error(&mut self, to: PlayerId, kind: AtomicErrorKind, message: impl Into<String>) {
         let message = message.into();

@@ -20,19 +20,17 @@ use crate::atomic::core::protocol::{
 };
 use crate::atomic::core::queue::{AtomicQueueError, AtomicQueueTicket};
 use crate::shared::gate::{
-    ConnectionGate, ConnectionsToRead, GatePolicy, GateProtocol, GateReply, GatedService,
-    gate_protocol,
+    ConnectionGate, GateProtocol, GateReply, GatedService, MatchmakingGatePolicy, gate_protocol,
 };
 use crate::shared::guard::StrikeVerdict;
-use crate::shared::inbox::InboxReader;
 use crate::shared::player::{PlayerId, validate_category};
 
-use super::TransportClock;
 use super::components::AtomicMatch;
 use super::connections::leave_lobby;
 use super::matches::MatchEffects;
-use super::settings::AtomicServerSettings;
+use super::settings::ActiveSettings;
 use super::state::AtomicPlayerLocation;
+use super::{AtomicServerLink, TransportClock};
 
 gate_protocol!(
     AtomicClientMessage,
@@ -50,10 +48,9 @@ pub(super) struct Receiver<'w, 's> {
     /// The link, the state, the stats, the lobbies and the commands: what forming and
     /// finishing matches write to as well.
     effects: MatchEffects<'w, 's>,
-    settings: Res<'w, AtomicServerSettings>,
+    settings: Res<'w, ActiveSettings>,
     matches: Query<'w, 's, &'static mut AtomicMatch>,
     clock: TransportClock<'w>,
-    inbox: InboxReader<'w>,
 }
 
 /// Reads every connection's matchmaking channel through the gate.
@@ -62,36 +59,17 @@ pub(super) fn receive_messages(mut receiver: Receiver) {
     receiver.receive_all(now);
 }
 
-impl GatedService for Receiver<'_, '_> {
+impl<'w> GatedService for Receiver<'w, '_> {
     type Message = AtomicClientMessage;
 
-    fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy) {
-        (&mut self.effects.state.gate, self.settings.gate_policy())
+    type Transport = AtomicServerLink<'w>;
+
+    fn gate(&mut self) -> (&mut ConnectionGate, MatchmakingGatePolicy) {
+        (&mut self.effects.state.gate, self.settings.0.gate)
     }
 
-    fn clients(&self) -> Vec<PlayerId> {
-        self.effects.link.server.clients_id()
-    }
-
-    fn to_read(&mut self, now: Duration) -> ConnectionsToRead {
-        self.inbox.connections_to_read(now)
-    }
-
-    fn unreported(&mut self, client: PlayerId) {
-        self.inbox.unreported(client);
-    }
-
-    fn read_again(&mut self, client: PlayerId) {
-        self.inbox.read_again(client, &self.effects.link.server);
-    }
-
-    fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
-        let channel = self.effects.link.channel.id;
-        self.effects
-            .link
-            .server
-            .receive_message(client, channel)
-            .map(Vec::from)
+    fn transport(&mut self) -> &mut AtomicServerLink<'w> {
+        &mut self.effects.link
     }
 
     fn welcome(&mut self, client: PlayerId) {
@@ -167,7 +145,7 @@ impl Receiver<'_, '_> {
         now: Duration,
     ) {
         let message = message.into();
-        let policy = self.settings.gate_policy();
+        let policy = self.settings.0.gate;
         let reply = self.effects.state.gate.strike_refused(client, policy, now);
         match reply.strike {
             Some(StrikeVerdict::Refused(n)) => {

@@ -9,7 +9,7 @@ use crate::atomic::core::commit::{AtomicCommitTimings, AtomicMatchStatus};
 use crate::atomic::core::protocol::ATOMIC_MAX_PLAYERS_PER_MATCH;
 use crate::atomic::core::queue::AtomicQueue;
 use crate::atomic::core::stats::DurationWindow;
-use crate::shared::gate::{GatePolicy, MatchmakingRateLimit};
+use crate::shared::gate::MatchmakingGatePolicy;
 use crate::shared::player::PlayerId;
 
 use super::state::AtomicServerState;
@@ -18,21 +18,40 @@ use super::state::AtomicServerState;
 /// matches already forming keep the timings they started with.
 ///
 /// [`AtomicServerSettings::validate`] says what is wrong with a set of values; the
-/// plugin checks the resource whenever it changes and replaces values below the minimums
-/// with the minimums (with a warning), so a `ping_timeout` of zero never drops everyone.
+/// plugin checks the resource once whenever it changes, replaces values out of bounds with
+/// the bounds (with a warning), so a `ping_timeout` of zero never drops everyone, and runs
+/// on that validated copy.
+///
+/// ```
+/// use std::time::Duration;
+/// use bevy_atomic_matchmaking::prelude::*;
+///
+/// let settings = AtomicServerSettings {
+///     players_per_match: 4,
+///     commit: AtomicCommitTimings {
+///         ping_timeout: Duration::from_secs(1),
+///         ..Default::default()
+///     },
+///     gate: MatchmakingGatePolicy {
+///         max_strikes: 5,
+///         ..Default::default()
+///     },
+///     ..Default::default()
+/// };
+/// assert!(settings.validate().is_ok());
+/// let plugin = AtomicServerPlugin {
+///     settings,
+///     ..Default::default()
+/// };
+/// # let _ = plugin;
+/// ```
 #[derive(Resource, Debug, Clone, PartialEq)]
 pub struct AtomicServerSettings {
-    /// How long a player has to answer the health ping (seed: 2 s; at least 100 ms).
-    pub ping_timeout: Duration,
-    /// Highest acceptable health-ping round trip (seed: 500 ms; at least 10 ms, at most
-    /// `ping_timeout`).
-    pub max_latency: Duration,
-    /// How long to wait for each proposal acknowledgement (seed: 2 s; at least 100 ms).
-    pub notification_timeout: Duration,
-    /// Proposal attempts per player (seed: 3; at least 1).
-    pub notification_attempts: u32,
-    /// Pause between a timed-out proposal and the next attempt (seed: 100 ms).
-    pub notification_backoff: Duration,
+    /// The two-phase commit's timings (the design's numbers by default: a 2 s ping timeout
+    /// of at least 100 ms, a 500 ms round trip of at least 10 ms and at most the ping
+    /// timeout, proposals of 2 s (at least 100 ms), 3 attempts (at least 1) 100 ms apart,
+    /// and a stall threshold of 200 ms, at least 20 ms).
+    pub commit: AtomicCommitTimings,
     /// Players per match, 2..=16 (default 2). Values outside are clamped.
     pub players_per_match: usize,
     /// Most tickets one category holds (at least 1); joins beyond it get `QueueFull`.
@@ -42,45 +61,31 @@ pub struct AtomicServerSettings {
     /// would open one more gets `QueueFull`. With `queue_capacity` it bounds the queues'
     /// memory whatever names clients send. Priority re-queues always fit.
     pub max_categories: usize,
-    /// Bad messages (undecodable, oversized, before hello) and refused requests a
-    /// connection may send before it is disconnected (at least 1; one strike is forgiven
-    /// per minute without a new one).
-    pub max_strikes: u32,
-    /// How long a connection refused for a version mismatch or abuse stays open so that
-    /// the error reaches it.
-    pub disconnect_grace: Duration,
-    /// How fast one connection may send (default 30 messages a second, 60 at once); a
-    /// message past it is dropped and earns a strike.
-    pub rate_limit: MatchmakingRateLimit,
-    /// How long a player refused for abuse (strikes) is refused again, at its first
-    /// message, when it connects anew under the same id (default 60 s; zero: not at all).
-    /// A refusal outlives the connection, so reconnecting does not buy a fresh budget.
-    pub abuse_cooldown: Duration,
-    /// A server frame longer than this is a stall (at least 20 ms, default 200 ms): a
-    /// health ping whose answer or timeout it may have delayed is sent again instead of
-    /// failing the player.
-    pub stall_threshold: Duration,
+    /// The connection gate: strikes (bad messages and refused requests, at least 1; one
+    /// is forgiven per minute without a new one), the grace a refused connection gets, the
+    /// rate limit (at least 1 a second and a burst of 1) and the abuse cooldown (a refusal
+    /// outlives the connection, so reconnecting does not buy a fresh budget).
+    pub gate: MatchmakingGatePolicy,
 }
 
 impl Default for AtomicServerSettings {
     fn default() -> Self {
-        let timings = AtomicCommitTimings::default();
         Self {
-            ping_timeout: timings.ping_timeout,
-            max_latency: timings.max_latency,
-            notification_timeout: timings.notification_timeout,
-            notification_attempts: timings.notification_attempts,
-            notification_backoff: timings.notification_backoff,
+            commit: AtomicCommitTimings::default(),
             players_per_match: 2,
             queue_capacity: 10_000,
             max_categories: 1_000,
-            max_strikes: 3,
-            disconnect_grace: Duration::from_millis(250),
-            rate_limit: MatchmakingRateLimit::default(),
-            abuse_cooldown: Duration::from_secs(60),
-            stall_threshold: timings.stall_threshold,
+            gate: MatchmakingGatePolicy::default(),
         }
     }
+}
+
+/// What is wrong with a set of [`AtomicServerSettings`]: one line per bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct AtomicSettingsError {
+    /// Each bad value, named by its field path, with its bound.
+    pub problems: Vec<String>,
 }
 
 impl AtomicServerSettings {
@@ -94,35 +99,41 @@ impl AtomicServerSettings {
     pub const MIN_STALL_THRESHOLD: Duration = Duration::from_millis(20);
 
     /// `Ok` if every value is usable, otherwise what is wrong with each bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), AtomicSettingsError> {
         let mut problems = Vec::new();
+        let c = &self.commit;
         let mut below = |name: &str, value: Duration, min: Duration| {
             if value < min {
                 problems.push(format!("{name} {value:?} is below the minimum {min:?}"));
             }
         };
-        below("ping_timeout", self.ping_timeout, Self::MIN_PING_TIMEOUT);
-        below("max_latency", self.max_latency, Self::MIN_MAX_LATENCY);
         below(
-            "notification_timeout",
-            self.notification_timeout,
+            "commit.ping_timeout",
+            c.ping_timeout,
+            Self::MIN_PING_TIMEOUT,
+        );
+        below("commit.max_latency", c.max_latency, Self::MIN_MAX_LATENCY);
+        below(
+            "commit.notification_timeout",
+            c.notification_timeout,
             Self::MIN_NOTIFICATION_TIMEOUT,
         );
         below(
-            "stall_threshold",
-            self.stall_threshold,
+            "commit.stall_threshold",
+            c.stall_threshold,
             Self::MIN_STALL_THRESHOLD,
         );
-        if self.max_latency > self.ping_timeout.max(Self::MIN_PING_TIMEOUT) {
+        if c.max_latency > c.ping_timeout.max(Self::MIN_PING_TIMEOUT) {
             problems.push(format!(
-                "max_latency {:?} is above ping_timeout {:?}: no answer can be that late",
-                self.max_latency, self.ping_timeout
+                "commit.max_latency {:?} is above ping_timeout {:?}: no answer can be that late",
+                c.max_latency, c.ping_timeout
             ));
         }
+        let g = &self.gate;
         let counts = [
             (
-                "notification_attempts",
-                self.notification_attempts as usize,
+                "commit.notification_attempts",
+                c.notification_attempts as usize,
                 1,
                 usize::MAX,
             ),
@@ -134,16 +145,16 @@ impl AtomicServerSettings {
             ),
             ("queue_capacity", self.queue_capacity, 1, usize::MAX),
             ("max_categories", self.max_categories, 1, usize::MAX),
-            ("max_strikes", self.max_strikes as usize, 1, usize::MAX),
+            ("gate.max_strikes", g.max_strikes as usize, 1, usize::MAX),
             (
-                "rate_limit.messages_per_second",
-                self.rate_limit.messages_per_second as usize,
+                "gate.rate_limit.messages_per_second",
+                g.rate_limit.messages_per_second as usize,
                 1,
                 usize::MAX,
             ),
             (
-                "rate_limit.burst",
-                self.rate_limit.burst as usize,
+                "gate.rate_limit.burst",
+                g.rate_limit.burst as usize,
                 1,
                 usize::MAX,
             ),
@@ -155,48 +166,28 @@ impl AtomicServerSettings {
         }
         match problems.is_empty() {
             true => Ok(()),
-            false => Err(problems.join("; ")),
+            false => Err(AtomicSettingsError { problems }),
         }
     }
 
     /// These settings with every value brought within its bounds (what the server runs
     /// with).
     pub fn clamped(&self) -> Self {
-        let ping_timeout = self.ping_timeout.max(Self::MIN_PING_TIMEOUT);
+        let c = &self.commit;
+        let ping_timeout = c.ping_timeout.max(Self::MIN_PING_TIMEOUT);
         Self {
-            ping_timeout,
-            max_latency: self.max_latency.clamp(Self::MIN_MAX_LATENCY, ping_timeout),
-            notification_timeout: self
-                .notification_timeout
-                .max(Self::MIN_NOTIFICATION_TIMEOUT),
-            notification_attempts: self.notification_attempts.max(1),
-            notification_backoff: self.notification_backoff,
-            players_per_match: self
-                .players_per_match
-                .clamp(2, ATOMIC_MAX_PLAYERS_PER_MATCH),
+            commit: AtomicCommitTimings {
+                ping_timeout,
+                max_latency: c.max_latency.clamp(Self::MIN_MAX_LATENCY, ping_timeout),
+                notification_timeout: c.notification_timeout.max(Self::MIN_NOTIFICATION_TIMEOUT),
+                notification_attempts: c.notification_attempts.max(1),
+                notification_backoff: c.notification_backoff,
+                stall_threshold: c.stall_threshold.max(Self::MIN_STALL_THRESHOLD),
+            },
+            players_per_match: self.group_size(),
             queue_capacity: self.queue_capacity.max(1),
             max_categories: self.max_categories.max(1),
-            max_strikes: self.max_strikes.max(1),
-            disconnect_grace: self.disconnect_grace,
-            rate_limit: MatchmakingRateLimit {
-                messages_per_second: self.rate_limit.messages_per_second.max(1),
-                burst: self.rate_limit.burst.max(1),
-            },
-            abuse_cooldown: self.abuse_cooldown,
-            stall_threshold: self.stall_threshold.max(Self::MIN_STALL_THRESHOLD),
-        }
-    }
-
-    /// The commit timings a new match snapshots (within bounds).
-    pub fn timings(&self) -> AtomicCommitTimings {
-        let s = self.clamped();
-        AtomicCommitTimings {
-            ping_timeout: s.ping_timeout,
-            max_latency: s.max_latency,
-            notification_timeout: s.notification_timeout,
-            notification_attempts: s.notification_attempts,
-            notification_backoff: s.notification_backoff,
-            stall_threshold: s.stall_threshold,
+            gate: self.gate.clamped(),
         }
     }
 
@@ -205,18 +196,12 @@ impl AtomicServerSettings {
         self.players_per_match
             .clamp(2, ATOMIC_MAX_PLAYERS_PER_MATCH)
     }
-
-    /// The limits the connection gate enforces (within bounds).
-    pub(super) fn gate_policy(&self) -> GatePolicy {
-        let s = self.clamped();
-        GatePolicy {
-            max_strikes: s.max_strikes,
-            disconnect_grace: s.disconnect_grace,
-            rate_limit: s.rate_limit,
-            abuse_cooldown: s.abuse_cooldown,
-        }
-    }
 }
+
+/// The settings the server runs on: [`AtomicServerSettings`] as last validated (within
+/// bounds), refreshed only when the resource changes.
+#[derive(Resource, Debug, Clone)]
+pub(super) struct ActiveSettings(pub(super) AtomicServerSettings);
 
 /// Live numbers about the server. Updated as things happen; percentiles on demand.
 #[derive(Resource, Debug, Clone, Default)]
@@ -276,20 +261,20 @@ impl AtomicServerStats {
     }
 }
 
-/// Checks changed settings (values out of bounds are replaced by the bound, with a
-/// warning) and applies the queue settings (group size, capacity).
+/// Validates changed settings once (values out of bounds are replaced by the bound in the
+/// resource, with a warning), keeps the validated copy the plugin runs on and applies the
+/// queue settings (group size, capacity). Runs only when the resource changed.
 pub(super) fn apply_settings(
     mut settings: ResMut<AtomicServerSettings>,
+    mut active: ResMut<ActiveSettings>,
     mut state: ResMut<AtomicServerState>,
 ) {
-    if !settings.is_changed() {
-        return;
-    }
     if let Err(problems) = settings.validate() {
         let clamped = settings.clamped();
         warn!("matchmaking: invalid server settings ({problems}); using {clamped:?}");
         *settings = clamped;
     }
+    active.0 = settings.clone();
     state.configure_queue(
         settings.group_size(),
         settings.queue_capacity,
@@ -311,17 +296,23 @@ mod tests {
     #[test]
     fn bad_values_are_named_and_clamped() {
         let bad = AtomicServerSettings {
-            ping_timeout: Duration::ZERO,
-            max_latency: Duration::from_secs(5),
-            notification_timeout: Duration::ZERO,
-            notification_attempts: 0,
+            commit: AtomicCommitTimings {
+                ping_timeout: Duration::ZERO,
+                max_latency: Duration::from_secs(5),
+                notification_timeout: Duration::ZERO,
+                notification_attempts: 0,
+                stall_threshold: Duration::ZERO,
+                ..Default::default()
+            },
             players_per_match: 40,
             queue_capacity: 0,
-            max_strikes: 0,
-            stall_threshold: Duration::ZERO,
+            gate: MatchmakingGatePolicy {
+                max_strikes: 0,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let problems = bad.validate().unwrap_err();
+        let problems = bad.validate().unwrap_err().to_string();
         for name in [
             "ping_timeout 0ns is below the minimum 100ms",
             "max_latency 5s is above ping_timeout",
@@ -336,21 +327,27 @@ mod tests {
         }
         let fixed = bad.clamped();
         assert_eq!(fixed.validate(), Ok(()));
-        assert_eq!(fixed.ping_timeout, AtomicServerSettings::MIN_PING_TIMEOUT);
-        assert_eq!(fixed.max_latency, AtomicServerSettings::MIN_PING_TIMEOUT);
         assert_eq!(
-            fixed.notification_timeout,
+            fixed.commit.ping_timeout,
+            AtomicServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(
+            fixed.commit.max_latency,
+            AtomicServerSettings::MIN_PING_TIMEOUT
+        );
+        assert_eq!(
+            fixed.commit.notification_timeout,
             AtomicServerSettings::MIN_NOTIFICATION_TIMEOUT
         );
-        assert_eq!(fixed.notification_attempts, 1);
+        assert_eq!(fixed.commit.notification_attempts, 1);
         assert_eq!(fixed.players_per_match, ATOMIC_MAX_PLAYERS_PER_MATCH);
-        assert_eq!((fixed.queue_capacity, fixed.max_strikes), (1, 1));
+        assert_eq!((fixed.queue_capacity, fixed.gate.max_strikes), (1, 1));
         assert_eq!(
-            fixed.stall_threshold,
+            fixed.commit.stall_threshold,
             AtomicServerSettings::MIN_STALL_THRESHOLD
         );
-        let timings = bad.timings();
+        let timings = bad.clamped().commit;
         assert_eq!(timings.ping_timeout, AtomicServerSettings::MIN_PING_TIMEOUT);
-        assert_eq!(bad.gate_policy().max_strikes, 1);
+        assert_eq!(bad.clamped().gate.max_strikes, 1);
     }
 }

@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use bevy::prelude::*;
-use bevy::state::app::StatesPlugin;
-use bevy_renet::{RenetClientPlugin, RenetReceive};
+use bevy_renet::RenetReceive;
 
 use crate::shared::clock::unix_now;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
+use crate::shared::plugins::add_client_dependencies;
 
 use super::channel::NegotiatedChannel;
 
@@ -73,21 +73,24 @@ impl Default for NegotiatedClientSettings {
     }
 }
 
-/// System sets of the client plugin.
+/// System sets of the client plugin, in frame order. Every system of the plugin is in one
+/// of them.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NegotiatedClientSystems {
     /// `PreUpdate`, after [`RenetReceive`]: says hello on connect, decodes relay
     /// messages, feeds the clock and the machine.
     Receive,
-    /// `Update`: takes the game's requests, asks for the time, advances the machine,
-    /// sends its messages, writes Bevy messages and the state.
+    /// `PostUpdate`, before [`RenetSend`](bevy_renet::RenetSend): takes the requests the
+    /// game wrote this frame (in any schedule before it), asks for the time, advances the
+    /// machine, sends its messages so they leave in this frame's packets, writes the
+    /// reports and the state (game systems read them next frame).
     Drive,
 }
 
 /// The client of negotiated matchmaking.
 ///
 /// Needs a [`RenetClient`](bevy_renet::RenetClient) resource whose connection config
-/// includes the [`NegotiatedChannel`]. Adds bevy_renet's [`RenetClientPlugin`] and Bevy's
+/// includes the [`NegotiatedChannel`]. Adds bevy_renet's [`RenetClientPlugin`](bevy_renet::RenetClientPlugin) and Bevy's
 /// `StatesPlugin` if the app has not.
 #[derive(Debug, Clone, Default)]
 pub struct NegotiatedClientPlugin {
@@ -99,12 +102,7 @@ pub struct NegotiatedClientPlugin {
 
 impl Plugin for NegotiatedClientPlugin {
     fn build(&self, app: &mut App) {
-        if !app.is_plugin_added::<RenetClientPlugin>() {
-            app.add_plugins(RenetClientPlugin);
-        }
-        if !app.is_plugin_added::<StatesPlugin>() {
-            app.add_plugins(StatesPlugin);
-        }
+        add_client_dependencies(app);
         if !app.world().contains_resource::<NegotiatedClientSettings>() {
             app.insert_resource(self.settings.clone());
         }
@@ -128,7 +126,14 @@ impl Plugin for NegotiatedClientPlugin {
                 .chain()
                 .in_set(NegotiatedClientSystems::Receive),
         )
-        .add_systems(Update, drive::drive.in_set(NegotiatedClientSystems::Drive));
+        .configure_sets(
+            PostUpdate,
+            NegotiatedClientSystems::Drive.before(bevy_renet::RenetSend),
+        )
+        .add_systems(
+            PostUpdate,
+            drive::drive.in_set(NegotiatedClientSystems::Drive),
+        );
     }
 }
 

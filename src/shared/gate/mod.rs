@@ -82,10 +82,11 @@ impl Default for MatchmakingRateLimit {
     }
 }
 
-/// The limits the gate enforces, read from the mode's settings at every call (settings
-/// may change at run time).
+/// The limits the connection gate enforces, in both modes: the `gate` field of
+/// `AtomicServerSettings` and of `NegotiatedRelaySettings` (settings may change at run
+/// time; the gate reads the current value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GatePolicy {
+pub struct MatchmakingGatePolicy {
     /// Bad messages a connection may send; the one that reaches this number refuses it.
     pub max_strikes: u32,
     /// How long a refused connection stays open so that the error reaches it.
@@ -95,6 +96,33 @@ pub struct GatePolicy {
     /// How long a player refused for abuse is refused again when it connects anew (zero:
     /// not at all).
     pub abuse_cooldown: Duration,
+}
+
+impl Default for MatchmakingGatePolicy {
+    /// 3 strikes, 250 ms of grace, 30 messages a second (60 at once), 60 s of abuse
+    /// cooldown.
+    fn default() -> Self {
+        Self {
+            max_strikes: 3,
+            disconnect_grace: Duration::from_millis(250),
+            rate_limit: MatchmakingRateLimit::default(),
+            abuse_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+impl MatchmakingGatePolicy {
+    /// This policy with every count at least 1 (strikes, rate and burst).
+    pub fn clamped(&self) -> Self {
+        Self {
+            max_strikes: self.max_strikes.max(1),
+            rate_limit: MatchmakingRateLimit {
+                messages_per_second: self.rate_limit.messages_per_second.max(1),
+                burst: self.rate_limit.burst.max(1),
+            },
+            ..*self
+        }
+    }
 }
 
 /// The errors the gate reports; each mode maps them to its own error kind.
@@ -272,7 +300,7 @@ impl ConnectionGate {
     pub fn strike_refused(
         &mut self,
         client: PlayerId,
-        policy: GatePolicy,
+        policy: MatchmakingGatePolicy,
         now: Duration,
     ) -> GateReply {
         let mut reply = GateReply {
@@ -292,7 +320,7 @@ impl ConnectionGate {
         &mut self,
         client: PlayerId,
         bytes: &[u8],
-        policy: GatePolicy,
+        policy: MatchmakingGatePolicy,
         now: Duration,
     ) -> Admission<M> {
         let Some(connection) = self.connections.get_mut(&client) else {
@@ -347,7 +375,7 @@ impl ConnectionGate {
         &mut self,
         client: PlayerId,
         version: u32,
-        policy: GatePolicy,
+        policy: MatchmakingGatePolicy,
         now: Duration,
     ) -> Admission<M> {
         let ours = M::PROTOCOL;
@@ -370,7 +398,7 @@ impl ConnectionGate {
         &mut self,
         client: PlayerId,
         error: GateError,
-        policy: GatePolicy,
+        policy: MatchmakingGatePolicy,
         now: Duration,
     ) -> Admission<M> {
         let mut reply = GateReply::error(error);
@@ -383,7 +411,7 @@ impl ConnectionGate {
         &mut self,
         client: PlayerId,
         reply: &mut GateReply,
-        policy: GatePolicy,
+        policy: MatchmakingGatePolicy,
         now: Duration,
     ) {
         let verdict = self
@@ -411,7 +439,7 @@ impl ConnectionGate {
         &mut self,
         client: PlayerId,
         until: Duration,
-        policy: GatePolicy,
+        policy: MatchmakingGatePolicy,
         now: Duration,
     ) -> Admission<M> {
         let left = until.saturating_sub(now).as_secs() + 1;
@@ -479,16 +507,9 @@ pub enum ConnectionsToRead {
     },
 }
 
-/// A server that reads its clients through a [`ConnectionGate`]: the atomic server and the
-/// negotiated relay each implement the transport and their replies, and share the loop
-/// ([`GatedService::receive_all`]).
-pub trait GatedService {
-    /// What clients send.
-    type Message: GateMessage;
-
-    /// The gate, and the limits it enforces now.
-    fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy);
-
+/// Where a [`GatedService`] reads its clients' messages: its transport's connections.
+/// Both modes read through the same implementation (`shared::server_link`).
+pub trait GateTransport {
     /// Every connection of the transport.
     fn clients(&self) -> Vec<PlayerId>;
 
@@ -505,6 +526,22 @@ pub trait GatedService {
 
     /// The next waiting message of a connection.
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>>;
+}
+
+/// A server that reads its clients through a [`ConnectionGate`]: the atomic server and the
+/// negotiated relay each implement their replies over one [`GateTransport`], and share the
+/// loop ([`GatedService::receive_all`]).
+pub trait GatedService {
+    /// What clients send.
+    type Message: GateMessage;
+    /// Where the messages come from.
+    type Transport: GateTransport;
+
+    /// The gate, and the limits it enforces now.
+    fn gate(&mut self) -> (&mut ConnectionGate, MatchmakingGatePolicy);
+
+    /// The transport the messages come from.
+    fn transport(&mut self) -> &mut Self::Transport;
 
     /// The hello was accepted: send the mode's welcome.
     fn welcome(&mut self, client: PlayerId);
@@ -526,17 +563,17 @@ pub trait GatedService {
     /// connect event comes later in the frame) keeps its messages (none is taken) and is
     /// read again next frame.
     fn receive_all(&mut self, now: Duration) {
-        let (clients, reported) = match self.to_read(now) {
+        let (clients, reported) = match self.transport().to_read(now) {
             ConnectionsToRead::Reported(clients) => (clients, None),
             ConnectionsToRead::Every { reported } => {
-                let mut clients = self.clients();
+                let mut clients = self.transport().clients();
                 clients.sort_unstable();
                 (clients, reported)
             }
         };
         for client in clients {
             if !self.gate().0.is_connected(client) {
-                self.read_again(client);
+                self.transport().read_again(client);
                 continue;
             }
             let had_messages = self.read_messages(client, now);
@@ -544,7 +581,7 @@ pub trait GatedService {
                 .as_ref()
                 .is_none_or(|r| r.binary_search(&client).is_ok());
             if had_messages && !announced {
-                self.unreported(client);
+                self.transport().unreported(client);
             }
         }
     }
@@ -552,7 +589,7 @@ pub trait GatedService {
     /// Reads every waiting message of one connection through the gate; true if it had any.
     fn read_messages(&mut self, client: PlayerId, now: Duration) -> bool {
         let mut any = false;
-        while let Some(bytes) = self.next_message(client) {
+        while let Some(bytes) = self.transport().next_message(client) {
             any = true;
             let (gate, policy) = self.gate();
             match gate.admit::<Self::Message>(client, &bytes, policy, now) {

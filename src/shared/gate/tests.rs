@@ -59,7 +59,7 @@ fn the_macro_finds_the_hello_and_maps_the_kinds() {
 }
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
-const POLICY: GatePolicy = GatePolicy {
+const POLICY: MatchmakingGatePolicy = MatchmakingGatePolicy {
     max_strikes: 3,
     disconnect_grace: Duration::from_millis(250),
     rate_limit: MatchmakingRateLimit {
@@ -191,7 +191,7 @@ fn bad_messages_strike_until_refused() {
 
 #[test]
 fn a_player_refused_for_abuse_is_refused_again_until_its_cooldown_ends() {
-    let policy = GatePolicy {
+    let policy = MatchmakingGatePolicy {
         abuse_cooldown: Duration::from_secs(60),
         ..POLICY
     };
@@ -295,11 +295,32 @@ struct Fake {
 
 impl GatedService for Fake {
     type Message = Sample;
+    type Transport = Self;
 
-    fn gate(&mut self) -> (&mut ConnectionGate, GatePolicy) {
+    fn gate(&mut self) -> (&mut ConnectionGate, MatchmakingGatePolicy) {
         (&mut self.gate, POLICY)
     }
 
+    fn transport(&mut self) -> &mut Self {
+        self
+    }
+
+    fn welcome(&mut self, client: PlayerId) {
+        self.log.push(format!("{client} welcome"));
+    }
+
+    fn reply(&mut self, client: PlayerId, reply: GateReply) {
+        let kinds: Vec<_> = reply.errors.iter().map(|e| e.kind).collect();
+        self.log
+            .push(format!("{client} {kinds:?} refused={}", reply.refused));
+    }
+
+    fn deliver(&mut self, client: PlayerId, message: Sample, _now: Duration) {
+        self.log.push(format!("{client} {message:?}"));
+    }
+}
+
+impl GateTransport for Fake {
     fn clients(&self) -> Vec<PlayerId> {
         self.inbox.iter().map(|(c, _)| *c).collect()
     }
@@ -321,20 +342,6 @@ impl GatedService for Fake {
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
         let (_, queue) = self.inbox.iter_mut().find(|(c, _)| *c == client)?;
         queue.pop_front()
-    }
-
-    fn welcome(&mut self, client: PlayerId) {
-        self.log.push(format!("{client} welcome"));
-    }
-
-    fn reply(&mut self, client: PlayerId, reply: GateReply) {
-        let kinds: Vec<_> = reply.errors.iter().map(|e| e.kind).collect();
-        self.log
-            .push(format!("{client} {kinds:?} refused={}", reply.refused));
-    }
-
-    fn deliver(&mut self, client: PlayerId, message: Sample, _now: Duration) {
-        self.log.push(format!("{client} {message:?}"));
     }
 }
 

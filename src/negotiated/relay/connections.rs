@@ -1,0 +1,58 @@
+//! Connections coming and going, refused connections closing, and frames expiring.
+
+use bevy::prelude::*;
+use bevy_renet::renet::ServerEvent;
+use bevy_renet::{RenetServer, RenetServerEvent};
+
+use super::NegotiatedRelayLink;
+use super::state::NegotiatedRelayState;
+
+/// A connection opened (the gate and the core learn of it) or closed (its departure is
+/// forwarded to the clients watching its frames).
+pub(super) fn on_server_event(
+    event: On<RenetServerEvent>,
+    mut state: ResMut<NegotiatedRelayState>,
+    link: Option<NegotiatedRelayLink>,
+) {
+    match event.event().0 {
+        ServerEvent::ClientConnected { client_id } => {
+            state.gate.connect(client_id);
+            state.core.connect(client_id);
+        }
+        ServerEvent::ClientDisconnected { client_id, reason } => {
+            debug!("negotiated relay: client {client_id} disconnected ({reason})");
+            state.gate.disconnect(client_id);
+            let out = state.core.disconnect(client_id);
+            if let Some(mut link) = link {
+                link.send_all(out);
+            }
+        }
+    }
+}
+
+/// Drops the frames that are too old to read, when there are any.
+pub(super) fn expire_frames(time: Res<Time<Real>>, mut state: ResMut<NegotiatedRelayState>) {
+    let now = state.relay_time(time.elapsed());
+    let oldest = state.core.frames().oldest_kept(now);
+    if state
+        .core
+        .store()
+        .frames()
+        .next()
+        .is_some_and(|(f, _)| f < oldest)
+    {
+        let dropped = state.core.expire(now);
+        debug!("negotiated relay: dropped {dropped} expired facts");
+    }
+}
+
+/// Closes the connections the gate refused, once their grace is over.
+pub(super) fn close_refused_connections(
+    mut server: ResMut<RenetServer>,
+    mut state: ResMut<NegotiatedRelayState>,
+    time: Res<Time<Real>>,
+) {
+    for client in state.gate.take_due(time.elapsed()) {
+        server.disconnect(client);
+    }
+}
