@@ -52,6 +52,28 @@ pub enum AtomicClientSystems {
 /// Needs a [`RenetClient`](bevy_renet::RenetClient) resource (with a transport, or a local client in tests) whose
 /// connection config includes the [`AtomicChannel`]. Adds bevy_renet's
 /// [`RenetClientPlugin`](bevy_renet::RenetClientPlugin) and Bevy's `StatesPlugin` if the app has not.
+///
+/// ```
+/// use bevy::prelude::*;
+/// use bevy_atomic_matchmaking::prelude::*;
+///
+/// let mut game = App::new();
+/// game.add_plugins(MinimalPlugins)
+///     .add_plugins(AtomicClientPlugin::default())
+///     // join when the player clicks "Find match" (here: at once)
+///     .add_systems(Startup, |mut join: MessageWriter<AtomicJoinQueue>| {
+///         join.write(AtomicJoinQueue { category: "duel".into() });
+///     })
+///     .add_systems(Update, |mut found: MessageReader<AtomicMatchFound>| {
+///         for f in found.read() {
+///             println!("play in lobby {}", f.lobby_code);
+///         }
+///     });
+/// // then connect, for example with `transport::insert_secure_netcode_client`
+/// game.update();
+/// let state = game.world().resource::<State<AtomicClientState>>();
+/// assert_eq!(*state.get(), AtomicClientState::Disconnected);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct AtomicClientPlugin {
     /// The channel carrying matchmaking messages.

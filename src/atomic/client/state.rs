@@ -107,6 +107,19 @@ impl AtomicClientStatus {
 
 /// Settings of the client plugin (a resource: insert your own before adding the plugin, or
 /// change it at run time).
+///
+/// ```
+/// use std::time::Duration;
+/// use bevy::prelude::*;
+/// use bevy_atomic_matchmaking::prelude::*;
+///
+/// let mut game = App::new();
+/// game.add_plugins(MinimalPlugins)
+///     .insert_resource(AtomicClientSettings {
+///         connect_timeout: Duration::from_secs(3),
+///     })
+///     .add_plugins(AtomicClientPlugin::default());
+/// ```
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub struct AtomicClientSettings {
     /// How long a connection may take to open before the game gets a

@@ -152,7 +152,7 @@ pub struct AtomicMatchOutcome {
     pub match_id: u64,
     /// The category.
     pub category: String,
-    /// Success or why it rolled back (for a pair, one of the seed's five).
+    /// Success or why it rolled back (for a pair, one of the five of `docs/design.md`, "Match statuses").
     pub status: AtomicMatchStatus,
     /// The lobby id, if phase 2 created one (on rollback it no longer exists).
     pub lobby_id: Option<u64>,

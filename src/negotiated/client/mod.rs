@@ -39,6 +39,18 @@ use session::NegotiatedSession;
 
 /// Client settings, read when the relay welcomes the client (a change applies from the
 /// next connection), except `time_sync_interval`, read every frame.
+///
+/// ```
+/// use std::time::Duration;
+/// use bevy_atomic_matchmaking::prelude::*;
+///
+/// let settings = NegotiatedClientSettings {
+///     bid_timeout: Duration::from_secs(2),
+///     connect_timeout: Duration::from_secs(3),
+///     ..Default::default()
+/// };
+/// assert_eq!(settings.time_sync_interval, Duration::from_secs(10));
+/// ```
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub struct NegotiatedClientSettings {
     /// How long a bid waits for the requester's answer: its deadline (relay time) is this
@@ -92,6 +104,32 @@ pub enum NegotiatedClientSystems {
 /// Needs a [`RenetClient`](bevy_renet::RenetClient) resource whose connection config
 /// includes the [`NegotiatedChannel`]. Adds bevy_renet's [`RenetClientPlugin`](bevy_renet::RenetClientPlugin) and Bevy's
 /// `StatesPlugin` if the app has not.
+///
+/// ```
+/// use std::time::Duration;
+/// use bevy::prelude::*;
+/// use bevy_atomic_matchmaking::prelude::*;
+///
+/// let mut game = App::new();
+/// game.add_plugins(MinimalPlugins)
+///     .add_plugins(NegotiatedClientPlugin {
+///         settings: NegotiatedClientSettings {
+///             bid_timeout: Duration::from_secs(2),
+///             ..Default::default()
+///         },
+///         ..Default::default()
+///     })
+///     .add_systems(Startup, |mut search: MessageWriter<NegotiatedSearch>| {
+///         search.write(NegotiatedSearch { category: "duel".into() });
+///     })
+///     .add_systems(Update, |mut found: MessageReader<NegotiatedMatchFound>| {
+///         for f in found.read() {
+///             println!("matched with player {}", f.other);
+///         }
+///     });
+/// // then connect to a relay, for example with `transport::insert_secure_netcode_client`
+/// game.update();
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct NegotiatedClientPlugin {
     /// The channel carrying negotiated messages.

@@ -26,7 +26,7 @@ pub struct AtomicCommitTimings {
 pub const ATOMIC_MAX_HEALTH_PINGS: u32 = 4;
 
 impl Default for AtomicCommitTimings {
-    /// The seed's numbers: 2 s ping timeout, 500 ms latency, 2 s per attempt, 3 attempts,
+    /// The design's numbers (`docs/design.md`, "Two-phase commit"): 2 s ping timeout, 500 ms latency, 2 s per attempt, 3 attempts,
     /// 100 ms apart; a poll gap over 200 ms is a stall.
     fn default() -> Self {
         Self {
@@ -80,7 +80,8 @@ impl AtomicHealthCheck {
     }
 }
 
-/// The result of a match attempt. For a pair it is exactly one of the seed's five.
+/// The result of a match attempt. For a pair it is exactly one of the five statuses of
+/// `docs/design.md` ("Match statuses").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AtomicMatchStatus {
     /// Every player was healthy and acknowledged: the match is committed.
@@ -126,7 +127,7 @@ impl AtomicMatchStatus {
         }
     }
 
-    /// The seed's snake-case name (`"success"`, `"player1_disconnected"`, ...).
+    /// The design's snake-case name (`"success"`, `"player1_disconnected"`, ...).
     pub fn as_str(&self) -> &'static str {
         match self {
             AtomicMatchStatus::Success => "success",

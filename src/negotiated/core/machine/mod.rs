@@ -4,8 +4,8 @@
 //! [`NegotiatedClientPlugin`](crate::negotiated::client::NegotiatedClientPlugin) drives it,
 //! and tests drive it directly.
 //!
-//! The algorithm (the seed's, plus a tie-break, plus relay verdicts that make every
-//! match mutual):
+//! The algorithm (the one of `docs/design.md`, "Client state machine": the negotiated
+//! design plus a tie-break, plus relay verdicts that make every match mutual):
 //!
 //! 1. **Looking**: once the relay has sent everything it holds for the current and the
 //!    prior frame, pick an open request (not accepted, not cancelled, not expired, not

@@ -1,5 +1,5 @@
-//! The relay's logic without the engine: store facts by frame and route them along the seed's
-//! pivots. No matchmaking happens here.
+//! The relay's logic without the engine: store facts by frame and route them along the
+//! facts' pivots (`docs/design.md`, "The relay"). No matchmaking happens here.
 //!
 //! - A request goes to everyone watching its category and frame.
 //! - A bid goes to the requester.
