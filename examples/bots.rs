@@ -26,73 +26,55 @@ use std::time::{Duration, Instant};
 
 use bevy::app::App;
 use bot::{Bot, Flaw, bot_app, drained, percentile_ms, report_never_connected};
-use identity::{IDENTITY_USAGE, Identity, IdentityArgs};
+use clap::Parser;
+use identity::{Identity, IdentityArgs};
 use serde_json::json;
 
+/// N headless bots in one process, each with its own UDP connection to a matchmaking
+/// server, printing one JSON object per line.
+#[derive(Parser)]
+#[command(name = "bots", args_override_self = true)]
 struct Args {
+    /// The matchmaking server's UDP address
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
     server: SocketAddr,
+    /// How many bots to run
+    #[arg(long, value_name = "N", default_value_t = 10)]
     count: usize,
+    /// The queue category every bot joins
+    #[arg(long, value_name = "NAME", default_value = "duel")]
     category: String,
+    /// How long the bots queue and play, in seconds (then they drain and disconnect)
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
     duration: Duration,
+    /// The probability (0..=1) that a bot turns flaky at a random point in the first half of the run
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0, value_parser = fraction)]
     flaky: f64,
+    /// The seed of the bots' ids, flaws and timings
+    #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Close each bot's connection as soon as its first match is found, instead of queueing again
+    #[arg(long = "no-rematch", action = clap::ArgAction::SetFalse)]
     rematch: bool,
+    #[command(flatten)]
     identity: IdentityArgs,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        server: "127.0.0.1:5000".parse().expect("valid"),
-        count: 10,
-        category: "duel".into(),
-        duration: Duration::from_secs(30),
-        flaky: 0.0,
-        seed: 1,
-        rematch: true,
-        identity: IdentityArgs::default(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        if args.identity.take(&flag, &mut value)? {
-            continue;
-        }
-        match flag.as_str() {
-            "--server" => args.server = value()?.parse().map_err(|e| format!("--server: {e}"))?,
-            "--count" => args.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
-            "--category" => args.category = value()?,
-            "--duration" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--duration: {e}"))?;
-                args.duration = Duration::from_secs_f64(secs);
-            }
-            "--flaky" => {
-                args.flaky = value()?.parse().map_err(|e| format!("--flaky: {e}"))?;
-                if !(0.0..=1.0).contains(&args.flaky) {
-                    return Err("--flaky must be between 0 and 1".into());
-                }
-            }
-            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--no-rematch" => args.rematch = false,
-            "-h" | "--help" => {
-                println!(
-                    "usage: bots --server ADDR --count N [--category NAME] [--duration SECONDS] [--flaky FRACTION] [--seed N] [--no-rematch] {IDENTITY_USAGE}"
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
+fn seconds(v: &str) -> Result<Duration, String> {
+    let secs: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn fraction(v: &str) -> Result<f64, String> {
+    let f: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    if !(0.0..=1.0).contains(&f) {
+        return Err("must be between 0 and 1".into());
     }
-    Ok(args)
+    Ok(f)
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("bots: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     let identity = args.identity.load("bots").unwrap_or_else(|e| {
         eprintln!("bots: {e}");
         std::process::exit(1);

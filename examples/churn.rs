@@ -31,38 +31,67 @@ use bevy_atomic_matchmaking::shared::codec;
 use bevy_atomic_matchmaking::testing::harness::server_app;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::RenetClient;
+use clap::Parser;
+use serde::Serialize;
 
 const STEP: Duration = Duration::from_millis(16);
 
+/// Memory under churn: fresh ids connect, join a queue (atomic) or post a request
+/// (negotiated) and disconnect; prints resident memory per mode as JSON.
+#[derive(Parser)]
+#[command(name = "churn", args_override_self = true)]
 struct Args {
+    /// How long each mode churns, in seconds of wall-clock time
+    #[arg(long, value_name = "N", default_value_t = 60)]
     seconds: u64,
+    /// Which server churns: the atomic server, the negotiated relay, or both (each in its own process)
+    #[arg(long, value_name = "MODE", default_value = "both", value_parser = ["atomic", "negotiated", "both"])]
     mode: String,
+    /// New connections opened every frame
+    #[arg(long, value_name = "N", default_value_t = 20)]
     per_frame: usize,
+    /// How many frames each connection lives before it closes
+    #[arg(long, value_name = "FRAMES", default_value_t = 30)]
     life: usize,
+    /// Also write the JSON lines to this file
+    #[arg(long, value_name = "PATH")]
     json: Option<String>,
 }
 
-fn parse_args() -> Args {
-    let mut args = Args {
-        seconds: 60,
-        mode: "both".into(),
-        per_frame: 20,
-        life: 30,
-        json: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--seconds" => args.seconds = value().parse().expect("--seconds N"),
-            "--mode" => args.mode = value(),
-            "--per-frame" => args.per_frame = value().parse().expect("--per-frame N"),
-            "--life" => args.life = value().parse().expect("--life FRAMES"),
-            "--json" => args.json = Some(value()),
-            other => panic!("unknown flag {other}; see examples/README.md"),
-        }
-    }
-    args
+/// One mode's report: one JSON line.
+#[derive(Serialize)]
+struct Report {
+    mode: &'static str,
+    seconds: u64,
+    connections: u64,
+    frames: u64,
+    live_at_end: usize,
+    rss_after_warmup_kb: u64,
+    rss_end_kb: u64,
+    rss_peak_kb: u64,
+    rss_growth_percent: f64,
+    #[serde(flatten)]
+    counters: Counters,
+}
+
+/// The server's counters at the end of a run (fields of the report).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Counters {
+    Atomic {
+        matches_committed: u64,
+        matches_rolled_back: u64,
+        players_queued: usize,
+        categories_open: usize,
+        lobbies_open: usize,
+    },
+    Negotiated {
+        facts_stored: u64,
+        facts_expired: u64,
+        facts_held: usize,
+        departed_held: usize,
+        watching: usize,
+    },
 }
 
 /// One churning connection: its id, renet client and the frame it leaves at.
@@ -81,8 +110,8 @@ trait ChurnMode {
     fn greet(&mut self, server: &App, id: PlayerId) -> Vec<Vec<u8>>;
     /// What a connection answers to one received message.
     fn answer(&mut self, bytes: &[u8]) -> Option<Vec<u8>>;
-    /// The server's counters, as JSON fields.
-    fn counters(&self, server: &App) -> String;
+    /// The server's counters.
+    fn counters(&self, server: &App) -> Counters;
 }
 
 struct Atomic;
@@ -124,17 +153,16 @@ impl ChurnMode for Atomic {
         };
         Some(codec::encode(&reply))
     }
-    fn counters(&self, server: &App) -> String {
+    fn counters(&self, server: &App) -> Counters {
         let stats = server.world().resource::<AtomicServerStats>();
         let state = server.world().resource::<AtomicServerState>();
-        format!(
-            "\"matches_committed\":{},\"matches_rolled_back\":{},\"players_queued\":{},\"categories_open\":{},\"lobbies_open\":{}",
-            stats.matches_committed,
-            stats.matches_rolled_back,
-            stats.total_queued(),
-            state.queue().categories(),
-            stats.lobbies_open,
-        )
+        Counters::Atomic {
+            matches_committed: stats.matches_committed,
+            matches_rolled_back: stats.matches_rolled_back,
+            players_queued: stats.total_queued(),
+            categories_open: state.queue().categories(),
+            lobbies_open: stats.lobbies_open,
+        }
     }
 }
 
@@ -186,17 +214,16 @@ impl ChurnMode for Negotiated {
     fn answer(&mut self, _: &[u8]) -> Option<Vec<u8>> {
         None
     }
-    fn counters(&self, relay: &App) -> String {
+    fn counters(&self, relay: &App) -> Counters {
         let state = relay.world().resource::<NegotiatedRelayState>();
         let stats = state.stats();
-        format!(
-            "\"facts_stored\":{},\"facts_expired\":{},\"facts_held\":{},\"departed_held\":{},\"watching\":{}",
-            stats.facts_stored,
-            stats.facts_expired,
-            state.store().len(),
-            state.core().departed().len(),
-            state.core().watching(),
-        )
+        Counters::Negotiated {
+            facts_stored: stats.facts_stored,
+            facts_expired: stats.facts_expired,
+            facts_held: state.store().len(),
+            departed_held: state.core().departed().len(),
+            watching: state.core().watching(),
+        }
     }
 }
 
@@ -265,33 +292,31 @@ fn churn(mode: &mut dyn ChurnMode, args: &Args) -> String {
     }
     let end = measure::status_kb("VmRSS:");
     let start = warm_rss.unwrap_or(end);
-    format!(
-        "{{\"mode\":\"{}\",\"seconds\":{},\"connections\":{},\"frames\":{frame},\
-         \"live_at_end\":{},\"rss_after_warmup_kb\":{start},\"rss_end_kb\":{end},\
-         \"rss_peak_kb\":{},\"rss_growth_percent\":{:.1},{}}}",
-        mode.name(),
-        args.seconds,
-        next_id - 1,
-        live.len(),
-        measure::status_kb("VmHWM:"),
-        (end as f64 - start as f64) * 100.0 / start.max(1) as f64,
-        mode.counters(&app),
-    )
+    let growth = (end as f64 - start as f64) * 100.0 / start.max(1) as f64;
+    let report = Report {
+        mode: mode.name(),
+        seconds: args.seconds,
+        connections: next_id - 1,
+        frames: frame,
+        live_at_end: live.len(),
+        rss_after_warmup_kb: start,
+        rss_end_kb: end,
+        rss_peak_kb: measure::status_kb("VmHWM:"),
+        // one decimal, as the report always had
+        rss_growth_percent: format!("{growth:.1}").parse().expect("a formatted f64"),
+        counters: mode.counters(&app),
+    };
+    serde_json::to_string(&report).expect("a report serializes")
 }
 
 /// Runs this program again for one mode (each mode's memory measured in its own
 /// process); returns its report line.
-fn run_child(mode: &str) -> String {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--mode") {
-        args.drain(i..(i + 2).min(args.len()));
-    }
-    if let Some(i) = args.iter().position(|a| a == "--json") {
-        args.drain(i..(i + 2).min(args.len()));
-    }
+fn run_child(mode: &str, args: &Args) -> String {
     let exe = std::env::current_exe().expect("own path");
     let out = std::process::Command::new(exe)
-        .args(&args)
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--per-frame", &args.per_frame.to_string()])
+        .args(["--life", &args.life.to_string()])
         .args(["--mode", mode])
         .output()
         .expect("run the churn for one mode");
@@ -300,11 +325,11 @@ fn run_child(mode: &str) -> String {
 }
 
 fn main() {
-    let args = parse_args();
+    let args = Args::parse();
     let lines = match args.mode.as_str() {
         "atomic" => vec![churn(&mut Atomic, &args)],
         "negotiated" => vec![churn(&mut Negotiated, &args)],
-        "both" => vec![run_child("atomic"), run_child("negotiated")],
+        "both" => vec![run_child("atomic", &args), run_child("negotiated", &args)],
         other => panic!("--mode atomic|negotiated|both, not {other}"),
     };
     for line in &lines {

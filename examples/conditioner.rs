@@ -10,9 +10,14 @@
 //! Clients send to `--listen`; the conditioner keeps one upstream socket per client address,
 //! so the server still sees distinct clients (and netcode's per-address checks hold). Every
 //! datagram, in either direction, is dropped with probability `--loss`, otherwise delayed by
-//! `--delay-ms` ± a uniform `--jitter-ms` (so packets reorder when the jitter exceeds their
-//! spacing), and sent twice with probability `--duplicate`. The delay applies one way: a
-//! round trip gets it twice. A client silent for 60 s loses its upstream socket.
+//! `--delay-ms` ± a uniform `--jitter-ms` (never below zero; so packets reorder when the
+//! jitter exceeds their spacing), and sent twice with probability `--duplicate`, each copy
+//! with its own delay. The delay applies one way: a round trip gets it twice. A client
+//! silent for 60 s loses its upstream socket.
+//!
+//! The faults are the in-process link's own fault model
+//! ([`PacketFate`] drawn from [`DirectionFaults`], seeded by `--seed`), the one the test
+//! harnesses use, applied here to real datagrams.
 //!
 //! Prints a stats line every `--stats-every` seconds (default 5) and at exit: datagrams
 //! each way, dropped, duplicated, clients. Runs until killed, or for `--run-for` seconds.
@@ -25,85 +30,84 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use bevy_atomic_matchmaking::testing::local_link::{DirectionFaults, PacketFate};
+use clap::Parser;
+
 const FLOW_IDLE: Duration = Duration::from_secs(60);
 const MAX_DATAGRAM: usize = 1500;
 
-#[derive(Debug, Clone)]
+/// A UDP proxy that loses, delays (with jitter) and duplicates datagrams both ways.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "conditioner")]
 struct Args {
+    /// Address the clients send to.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6000")]
     listen: SocketAddr,
+    /// Address of the server the datagrams are forwarded to.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
     upstream: SocketAddr,
+    /// Probability that a datagram is dropped (0 to 1).
+    #[arg(long, value_name = "FRACTION", default_value = "0", value_parser = fraction)]
     loss: f64,
+    /// One-way delay of every datagram, in milliseconds (0 to 60000).
+    #[arg(long = "delay-ms", value_name = "MS", default_value = "0", value_parser = millis)]
     delay: Duration,
+    /// Uniform jitter around the delay, ± this many milliseconds (0 to 60000).
+    #[arg(long = "jitter-ms", value_name = "MS", default_value = "0", value_parser = millis)]
     jitter: Duration,
+    /// Probability that a datagram is sent twice (0 to 1).
+    #[arg(long, value_name = "FRACTION", default_value = "0", value_parser = fraction)]
     duplicate: f64,
+    /// Seed of the random draws.
+    #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long = "run-for", value_name = "SECONDS", value_parser = seconds)]
     run_for: Option<Duration>,
+    /// Print a stats line every this many seconds (at least 0.1).
+    #[arg(long = "stats-every", value_name = "SECONDS", default_value = "5", value_parser = stats_every)]
     stats_every: Duration,
 }
 
-fn fraction(flag: &str, value: String) -> Result<f64, String> {
-    let f: f64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+impl Args {
+    /// The fault model of each direction: the base delay ± a uniform jitter, never below
+    /// zero, is the model's delay plus a jitter drawn from zero up.
+    fn faults(&self) -> DirectionFaults {
+        let delay = self.delay.saturating_sub(self.jitter);
+        DirectionFaults {
+            loss: self.loss,
+            delay,
+            jitter: self.delay + self.jitter - delay,
+            duplicate: self.duplicate,
+            ..DirectionFaults::default()
+        }
+    }
+}
+
+fn fraction(value: &str) -> Result<f64, String> {
+    let f: f64 = value.parse().map_err(|e| format!("{e}"))?;
     if !(0.0..=1.0).contains(&f) {
-        return Err(format!("{flag} must be between 0 and 1"));
+        return Err("must be between 0 and 1".into());
     }
     Ok(f)
 }
 
-fn millis(flag: &str, value: String) -> Result<Duration, String> {
-    let ms: f64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+fn millis(value: &str) -> Result<Duration, String> {
+    let ms: f64 = value.parse().map_err(|e| format!("{e}"))?;
     if !(0.0..=60_000.0).contains(&ms) {
-        return Err(format!("{flag} must be between 0 and 60000"));
+        return Err("must be between 0 and 60000".into());
     }
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        listen: "127.0.0.1:6000".parse().expect("valid"),
-        upstream: "127.0.0.1:5000".parse().expect("valid"),
-        loss: 0.0,
-        delay: Duration::ZERO,
-        jitter: Duration::ZERO,
-        duplicate: 0.0,
-        seed: 1,
-        run_for: None,
-        stats_every: Duration::from_secs(5),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
-            "--upstream" => {
-                args.upstream = value()?.parse().map_err(|e| format!("--upstream: {e}"))?
-            }
-            "--loss" => args.loss = fraction(&flag, value()?)?,
-            "--duplicate" => args.duplicate = fraction(&flag, value()?)?,
-            "--delay-ms" => args.delay = millis(&flag, value()?)?,
-            "--jitter-ms" => args.jitter = millis(&flag, value()?)?,
-            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--run-for" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--run-for: {e}"))?;
-                args.run_for = Some(Duration::from_secs_f64(secs));
-            }
-            "--stats-every" => {
-                let secs: f64 = value()?
-                    .parse()
-                    .map_err(|e| format!("--stats-every: {e}"))?;
-                args.stats_every = Duration::from_secs_f64(secs.max(0.1));
-            }
-            "-h" | "--help" => {
-                return Err(
-                    "usage: conditioner --listen ADDR --upstream ADDR [--loss FRACTION] \
-                     [--delay-ms MS] [--jitter-ms MS] [--duplicate FRACTION] [--seed N] \
-                     [--run-for SECONDS] [--stats-every SECONDS]"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unknown flag {other}; see --help")),
-        }
-    }
-    Ok(args)
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"))
+}
+
+fn stats_every(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs.max(0.1)).map_err(|e| format!("{e}"))
 }
 
 /// A datagram that arrived, and from which side.
@@ -156,6 +160,7 @@ struct Counters {
 
 struct Conditioner {
     args: Args,
+    faults: DirectionFaults,
     listen: UdpSocket,
     flows: HashMap<SocketAddr, Flow>,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -166,27 +171,18 @@ struct Conditioner {
 }
 
 impl Conditioner {
-    /// The one-way delay of one datagram: the base delay ± a uniform jitter, never negative.
-    fn delay(&mut self) -> Duration {
-        let base = self.args.delay.as_secs_f64();
-        let jitter = self.args.jitter.as_secs_f64();
-        let offset = (self.rng.f64() * 2.0 - 1.0) * jitter;
-        Duration::from_secs_f64((base + offset).max(0.0))
-    }
-
+    /// Puts a datagram through the fault model: dropped, or queued once or twice, each
+    /// copy at its own delivery time.
     fn schedule(&mut self, to_server: bool, client: SocketAddr, data: Vec<u8>, now: Instant) {
-        if self.rng.f64() < self.args.loss {
+        let fate = PacketFate::draw(&self.faults, &mut self.rng);
+        if fate.is_lost() {
             self.counters.dropped += 1;
             return;
         }
-        let copies = if self.rng.f64() < self.args.duplicate {
+        if fate.is_duplicated() {
             self.counters.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let due = now + self.delay();
+        }
+        for due in fate.deliveries(now) {
             self.seq += 1;
             let seq = self.seq;
             self.queue.push(Reverse(Scheduled {
@@ -358,6 +354,7 @@ fn run(args: Args) -> std::io::Result<()> {
     let mut next_stats = started + args.stats_every;
     let mut c = Conditioner {
         rng: fastrand::Rng::with_seed(args.seed),
+        faults: args.faults(),
         args,
         listen,
         flows: HashMap::new(),
@@ -398,13 +395,7 @@ fn run(args: Args) -> std::io::Result<()> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("conditioner: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     if let Err(e) = run(args) {
         eprintln!("conditioner: {e}");
         std::process::exit(1);

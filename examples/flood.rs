@@ -29,6 +29,7 @@ use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
 use bevy_renet::RenetClient;
 use bot::{Bot, bot_app, percentile_ms};
+use clap::Parser;
 use identity::Identity;
 use serde_json::json;
 
@@ -36,29 +37,20 @@ const FRAME: Duration = Duration::from_micros(16_667);
 /// The flooder's player id (bots are 1000 and up).
 const FLOODER: u64 = 1;
 
+/// The rate limit under load: bots play over UDP once alone and once while one client
+/// floods the server; prints both runs and a verdict as JSON.
+#[derive(Parser)]
+#[command(name = "flood", args_override_self = true)]
 struct Args {
+    /// How many bots play in each run
+    #[arg(long, value_name = "N", default_value_t = 200)]
     bots: usize,
+    /// How long each run lasts, in seconds
+    #[arg(long, value_name = "N", default_value_t = 15)]
     seconds: u64,
+    /// Also write both runs and the verdict to this file as one JSON object
+    #[arg(long, value_name = "PATH")]
     json: Option<String>,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        bots: 200,
-        seconds: 15,
-        json: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--bots" => args.bots = value().parse().expect("--bots N"),
-            "--seconds" => args.seconds = value().parse().expect("--seconds N"),
-            "--json" => args.json = Some(value()),
-            other => panic!("unknown flag {other}; see examples/README.md"),
-        }
-    }
-    args
 }
 
 /// The flooding client: hello, then every frame as many join/leave messages as renet
@@ -241,7 +233,7 @@ fn report(
 }
 
 fn main() {
-    let args = parse_args();
+    let args = Args::parse();
     let baseline = run(&args, false);
     println!("{baseline}");
     let flood = run(&args, true);

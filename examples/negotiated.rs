@@ -30,6 +30,7 @@ use bevy_atomic_matchmaking::prelude::*;
 
 #[path = "common/identity.rs"]
 mod identity;
+use clap::Parser;
 use identity::{Identity, IdentityArgs};
 
 const TICK: Duration = Duration::from_millis(5);
@@ -53,79 +54,82 @@ struct Args {
     identity: IdentityArgs,
 }
 
-const USAGE: &str = "usage: negotiated [--clients N] [--frame SECONDS] [--timeout SECONDS] [--insecure]
-       negotiated --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS] [--key-file PATH] [--insecure] [--netcode]
-       negotiated --client ADDR [--category NAME] [--timeout SECONDS] [--verbose] [--key-file PATH] [--insecure] [--netcode]";
+/// Serverless negotiated matchmaking over UDP: without a mode flag, a relay and N clients
+/// in one process; --relay-only runs just the relay; --client ADDR runs one client.
+#[derive(Parser)]
+#[command(name = "negotiated", args_override_self = true)]
+struct Cli {
+    /// One-process mode: how many clients to run (1..=512)
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clients)]
+    clients: usize,
+    /// Run just the relay, until Ctrl-C or --run-for
+    #[arg(long, conflicts_with = "client")]
+    relay_only: bool,
+    /// --relay-only: the relay's UDP address
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5001")]
+    addr: SocketAddr,
+    /// Run one client of the relay at this address
+    #[arg(long, value_name = "ADDR")]
+    client: Option<SocketAddr>,
+    /// The relay's frame duration, in seconds
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = seconds)]
+    frame: Duration,
+    /// Exit 1 after this many seconds if not everyone who can pair did (--client: if it found no match)
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
+    timeout: Duration,
+    /// --relay-only: stop after this many seconds (default: until Ctrl-C)
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    run_for: Option<Duration>,
+    /// --client: the category to search
+    #[arg(long, value_name = "NAME", default_value = "duel")]
+    category: String,
+    /// --client: print each state change
+    #[arg(long)]
+    verbose: bool,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
 
-fn seconds(flag: &str, value: String) -> Result<Duration, String> {
-    let secs: f64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value.parse().map_err(|e| format!("{e}"))?;
     if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("{flag} must be a positive number of seconds"));
+        return Err("must be a positive number of seconds".into());
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        mode: Mode::Together { clients: 10 },
-        addr: "127.0.0.1:5001".parse().expect("valid"),
-        frame: Duration::from_secs(2),
-        timeout: Duration::from_secs(20),
-        category: "duel".into(),
-        verbose: false,
-        identity: IdentityArgs::default(),
-    };
-    let mut relay_only = false;
-    let mut run_for = None;
-    let mut client = None;
-    let mut clients = 10;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        if args.identity.take(&flag, &mut value)? {
-            continue;
-        }
-        match flag.as_str() {
-            "--clients" => {
-                clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?;
-                if !(1..=512).contains(&clients) {
-                    return Err("--clients must be 1..=512".into());
-                }
-            }
-            "--relay-only" => relay_only = true,
-            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
-            "--client" => {
-                client = Some(value()?.parse().map_err(|e| format!("--client: {e}"))?);
-            }
-            "--frame" => args.frame = seconds("--frame", value()?)?,
-            "--timeout" => args.timeout = seconds("--timeout", value()?)?,
-            "--run-for" => run_for = Some(seconds("--run-for", value()?)?),
-            "--category" => args.category = value()?,
-            "--verbose" => args.verbose = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
+fn clients(value: &str) -> Result<usize, String> {
+    let n: usize = value.parse().map_err(|e| format!("{e}"))?;
+    if !(1..=512).contains(&n) {
+        return Err("must be 1..=512".into());
     }
-    args.mode = match (relay_only, client) {
-        (true, Some(_)) => return Err("--relay-only and --client exclude each other".into()),
-        (true, None) => Mode::Relay { run_for },
+    Ok(n)
+}
+
+fn parse_args() -> Args {
+    let cli = Cli::parse();
+    let mode = match (cli.relay_only, cli.client) {
+        (true, _) => Mode::Relay {
+            run_for: cli.run_for,
+        },
         (false, Some(relay)) => Mode::Client { relay },
-        (false, None) => Mode::Together { clients },
+        (false, None) => Mode::Together {
+            clients: cli.clients,
+        },
     };
-    Ok(args)
+    Args {
+        mode,
+        addr: cli.addr,
+        frame: cli.frame,
+        timeout: cli.timeout,
+        category: cli.category,
+        verbose: cli.verbose,
+        identity: cli.identity,
+    }
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("negotiated: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = parse_args();
     let code = match args.mode {
         Mode::Together { clients } => together(&args, clients),
         Mode::Relay { run_for } => relay_only(&args, run_for),

@@ -25,81 +25,66 @@ use bevy_atomic_matchmaking::transport::{NETCODE_MAX_CLIENTS, matchmaking_wake_r
 
 #[path = "common/identity.rs"]
 mod identity;
-use identity::{IDENTITY_USAGE, IdentityArgs};
+use clap::Parser;
+use identity::IdentityArgs;
 
+/// A dedicated headless matchmaking server over UDP, accepting only connect tokens minted
+/// with its key file (unless --insecure).
+#[derive(Parser)]
+#[command(name = "server", args_override_self = true)]
 struct Args {
+    /// The UDP address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
     addr: SocketAddr,
+    /// Players in each match (2..=16)
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = players_per_match)]
     players_per_match: usize,
+    /// Stop after this many seconds, printing and writing the final stats (default: until SIGINT/SIGTERM)
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     run_for: Option<Duration>,
+    /// Write the final stats to this file as one JSON object
+    #[arg(long, value_name = "PATH")]
     stats_json: Option<String>,
+    /// Print a stats line every this many seconds (at least 0.1)
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = stats_every)]
     stats_every: Duration,
-    identity: IdentityArgs,
-    public_addrs: Vec<SocketAddr>,
+    /// The server's update rate, in updates per second (1..=1000)
+    #[arg(long, value_name = "HZ", default_value_t = 60.0, value_parser = tick_hz)]
     tick_hz: f64,
+    /// Update when a datagram arrives (at most at --tick-hz) and at least every 50 ms (quiet transport only)
+    #[arg(long)]
     wake: bool,
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// Another address clients reach the server through (a proxy), accepted in tokens; repeatable
+    #[arg(long = "public-addr", value_name = "ADDR")]
+    public_addrs: Vec<SocketAddr>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: "127.0.0.1:5000".parse().expect("valid"),
-        players_per_match: 2,
-        run_for: None,
-        stats_json: None,
-        stats_every: Duration::from_secs(5),
-        identity: IdentityArgs::default(),
-        public_addrs: Vec::new(),
-        tick_hz: 60.0,
-        wake: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        if args.identity.take(&flag, &mut value)? {
-            continue;
-        }
-        match flag.as_str() {
-            "--public-addr" => args.public_addrs.push(
-                value()?
-                    .parse()
-                    .map_err(|e| format!("--public-addr: {e}"))?,
-            ),
-            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
-            "--players-per-match" => {
-                args.players_per_match = value()?
-                    .parse()
-                    .map_err(|e| format!("--players-per-match: {e}"))?;
-                if !(2..=16).contains(&args.players_per_match) {
-                    return Err("--players-per-match must be 2..=16".into());
-                }
-            }
-            "--run-for" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--run-for: {e}"))?;
-                args.run_for = Some(Duration::from_secs_f64(secs));
-            }
-            "--stats-json" => args.stats_json = Some(value()?),
-            "--wake" => args.wake = true,
-            "--tick-hz" => {
-                args.tick_hz = value()?.parse().map_err(|e| format!("--tick-hz: {e}"))?;
-                if !(1.0..=1000.0).contains(&args.tick_hz) {
-                    return Err("--tick-hz must be 1..=1000".into());
-                }
-            }
-            "--stats-every" => {
-                let secs: f64 = value()?
-                    .parse()
-                    .map_err(|e| format!("--stats-every: {e}"))?;
-                args.stats_every = Duration::from_secs_f64(secs.max(0.1));
-            }
-            "-h" | "--help" => {
-                println!(
-                    "usage: server [--addr ADDR] [--players-per-match N] [--run-for SECONDS] [--stats-json PATH] [--stats-every SECONDS] [--tick-hz 60] [--wake] {IDENTITY_USAGE} [--public-addr ADDR]..."
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
+fn seconds(v: &str) -> Result<Duration, String> {
+    let secs: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn stats_every(v: &str) -> Result<Duration, String> {
+    let secs: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs.max(0.1)).map_err(|e| e.to_string())
+}
+
+fn players_per_match(v: &str) -> Result<usize, String> {
+    let n: usize = v.parse().map_err(|e| format!("{e}"))?;
+    if !(2..=16).contains(&n) {
+        return Err("must be 2..=16".into());
     }
-    Ok(args)
+    Ok(n)
+}
+
+fn tick_hz(v: &str) -> Result<f64, String> {
+    let hz: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    if !(1.0..=1000.0).contains(&hz) {
+        return Err("must be 1..=1000".into());
+    }
+    Ok(hz)
 }
 
 #[derive(Resource)]
@@ -112,13 +97,7 @@ struct ServerRun {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("server: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     let identity = args.identity.load("server").unwrap_or_else(|e| {
         eprintln!("server: {e}");
         std::process::exit(1);

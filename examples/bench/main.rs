@@ -33,6 +33,8 @@ mod stages;
 mod udp;
 mod window;
 
+use clap::Parser;
+use identity::TransportArgs;
 use serde_json::{Value, json};
 
 /// Every scenario, in the order they run.
@@ -46,37 +48,92 @@ const SCENARIOS: [&str; 7] = [
     "relay",
 ];
 
-const USAGE: &str = "bench [--json PATH] [--only NAME,...] [--players N] [--seconds S] \
-    [--server-hz 60] [--client-hz 60] [--frame-queued 100000] [--frame-matches 10000] \
-    [--udp-rcvbuf 4194304] [--netcode] [--wake]";
-
-/// The command line.
-#[derive(Debug, Clone)]
+/// The benchmark of issue #10: every scenario in its own child process, one JSON object
+/// per scenario on stdout, the whole report in --json.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "bench", args_override_self = true)]
 pub struct Args {
+    /// Write the whole report (the command, the machine, every scenario) to this file
+    #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
+    /// Run only these scenarios (comma-separated: burst, idle, sustained, in_memory, frame, latency, relay)
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = scenario)]
     pub only: Vec<String>,
-    /// Overrides each scenario's own number of players (or clients).
+    /// Replace each scenario's own number of players (or clients)
+    #[arg(long, value_name = "N")]
     pub players: Option<usize>,
+    /// The measured window of idle, sustained, in_memory and relay, in seconds
+    #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = positive)]
     pub seconds: f64,
+    /// The server's update rate, in updates per second
+    #[arg(long, value_name = "HZ", default_value_t = 60.0, value_parser = positive)]
     pub server_hz: f64,
+    /// The most rounds a second the clients run
+    #[arg(long, value_name = "HZ", default_value_t = 60.0, value_parser = positive)]
     pub client_hz: f64,
+    /// The frame scenario: players queued
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub frame_queued: usize,
+    /// The frame scenario: matches in flight
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub frame_matches: usize,
-    /// The receive buffer of the UDP servers' sockets, in bytes (0: the system's default).
+    /// The receive buffer of the UDP servers' sockets, in bytes (0: the system's default)
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub udp_rcvbuf: usize,
-    /// The crate's quiet transports on the server and the clients (the default), or
-    /// renet_netcode's with `--netcode` (the baseline).
-    pub quiet: bool,
-    /// `--wake`: the server updates when a datagram arrives (quiet transport only).
+    // --netcode (renet_netcode's transports, the baseline) or the quiet ones (the default)
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// The server updates when a datagram arrives (at most at --server-hz, at least every 50 ms; quiet transport only)
+    #[arg(long)]
     pub wake: bool,
-    /// Internal: run this one scenario here and print its JSON.
+    /// Internal: run this one scenario here and print its JSON
+    #[arg(long, value_name = "NAME", hide = true)]
     child: Option<String>,
+}
+
+fn scenario(v: &str) -> Result<String, String> {
+    let name = v.trim();
+    if !SCENARIOS.contains(&name) {
+        return Err(format!("no scenario {name}; scenarios: {SCENARIOS:?}"));
+    }
+    Ok(name.to_owned())
+}
+
+fn positive(v: &str) -> Result<f64, String> {
+    let x: f64 = v.parse().map_err(|_| format!("not a number: {v}"))?;
+    if x <= 0.0 {
+        return Err("must be positive".into());
+    }
+    Ok(x)
 }
 
 impl Args {
     /// The number of players of a scenario: `--players`, or the scenario's default.
     pub fn players_or(&self, default: usize) -> usize {
         self.players.unwrap_or(default)
+    }
+
+    /// The flags a scenario's child process gets: every setting, not --json or --only.
+    fn child_args(&self, name: &str) -> Vec<String> {
+        let mut args = vec![
+            format!("--seconds={}", self.seconds),
+            format!("--server-hz={}", self.server_hz),
+            format!("--client-hz={}", self.client_hz),
+            format!("--frame-queued={}", self.frame_queued),
+            format!("--frame-matches={}", self.frame_matches),
+            format!("--udp-rcvbuf={}", self.udp_rcvbuf),
+            format!("--child={name}"),
+        ];
+        if let Some(players) = self.players {
+            args.push(format!("--players={players}"));
+        }
+        if !self.transport.quiet() {
+            args.push("--netcode".into());
+        }
+        if self.wake {
+            args.push("--wake".into());
+        }
+        args
     }
 
     /// The settings every scenario's report carries.
@@ -89,57 +146,6 @@ impl Args {
             "udp_rcvbuf_requested": self.udp_rcvbuf,
         })
     }
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        json: None,
-        only: Vec::new(),
-        players: None,
-        seconds: 10.0,
-        server_hz: 60.0,
-        client_hz: 60.0,
-        frame_queued: 100_000,
-        frame_matches: 10_000,
-        udp_rcvbuf: 4 << 20,
-        child: None,
-        quiet: true,
-        wake: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
-        }
-        match flag.as_str() {
-            "--json" => args.json = Some(value()?),
-            "--only" => args.only = value()?.split(',').map(|s| s.trim().to_owned()).collect(),
-            "--players" => args.players = Some(num(&flag, value()?)?),
-            "--seconds" => args.seconds = num(&flag, value()?)?,
-            "--server-hz" => args.server_hz = num(&flag, value()?)?,
-            "--client-hz" => args.client_hz = num(&flag, value()?)?,
-            "--frame-queued" => args.frame_queued = num(&flag, value()?)?,
-            "--frame-matches" => args.frame_matches = num(&flag, value()?)?,
-            "--udp-rcvbuf" => args.udp_rcvbuf = num(&flag, value()?)?,
-            "--child" => args.child = Some(value()?),
-            // both recorded in `plug` (every UDP scenario builds its apps there)
-            "--quiet" => args.quiet = true,
-            "--netcode" => args.quiet = false,
-            "--wake" => args.wake = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\nusage: {USAGE}")),
-        }
-    }
-    if let Some(bad) = args.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
-        return Err(format!(
-            "--only: no scenario {bad}; scenarios: {SCENARIOS:?}"
-        ));
-    }
-    if args.seconds <= 0.0 || args.server_hz <= 0.0 || args.client_hz <= 0.0 {
-        return Err("--seconds, --server-hz and --client-hz must be positive".into());
-    }
-    Ok(args)
 }
 
 /// Runs one scenario in this process.
@@ -168,21 +174,10 @@ fn run_here(name: &str, args: &Args) -> Value {
 }
 
 /// Runs one scenario in a child process (this program again); returns its report.
-fn run_child(name: &str) -> Value {
-    let mut forwarded: Vec<String> = Vec::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--json" | "--only" => {
-                it.next();
-            }
-            _ => forwarded.push(flag),
-        }
-    }
+fn run_child(name: &str, args: &Args) -> Value {
     let exe = std::env::current_exe().expect("own path");
     let out = std::process::Command::new(exe)
-        .args(&forwarded)
-        .args(["--child", name])
+        .args(args.child_args(name))
         .stderr(std::process::Stdio::inherit())
         .output();
     let error = |e: String| json!({"scenario": name, "error": e, "machine": measure::machine()});
@@ -197,11 +192,8 @@ fn run_child(name: &str) -> Value {
 }
 
 fn main() {
-    let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("bench: {e}");
-        std::process::exit(2);
-    });
-    plug::choose(args.quiet, args.wake);
+    let args = Args::parse();
+    plug::choose(args.transport.quiet(), args.wake);
     if let Some(name) = &args.child {
         println!("{}", run_here(name, &args));
         return;
@@ -214,7 +206,7 @@ fn main() {
     let mut scenarios = Vec::new();
     for name in selected {
         eprintln!("bench: {name}...");
-        let report = run_child(name);
+        let report = run_child(name, &args);
         println!("{report}");
         scenarios.push(report);
     }

@@ -20,7 +20,7 @@ use bevy_atomic_matchmaking::transport::{
 };
 use bevy_atomic_matchmaking::transport::{
     MatchmakingAckPolicy, MatchmakingQuietClientTransport, insert_quiet_secure_client,
-    insert_quiet_secure_server,
+    insert_quiet_secure_server_with_addresses,
 };
 use bevy_renet::netcode::{NetcodeClientTransport, NetcodeDisconnectReason};
 use bevy_renet::renet::ConnectionConfig;
@@ -31,49 +31,39 @@ use bevy_renet::renet::ConnectionConfig;
 pub const DEFAULT_KEY_FILE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/target/matchmaking-dev.key");
 
-/// The identity flags, for usage lines.
-pub const IDENTITY_USAGE: &str = "[--key-file PATH] [--insecure] [--netcode]";
-
-/// `--key-file PATH`, `--insecure` and `--netcode`.
-pub struct IdentityArgs {
-    /// The private key file (read, or created when missing).
-    pub key_file: PathBuf,
-    /// `--insecure`: netcode's unsecure mode (clients pick their own ids).
-    pub insecure: bool,
-    /// The crate's quiet transports (the default; secure only), or renet_netcode's with
-    /// `--netcode` (every ack and keep-alive sent: the baseline the benchmarks compare with).
-    pub quiet: bool,
+/// `--netcode` and `--quiet`: which UDP transport the example's server and clients use.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TransportArgs {
+    /// Use renet_netcode's transport instead of the crate's quiet one (the benchmarks' baseline)
+    #[arg(long, overrides_with = "quiet")]
+    pub netcode: bool,
+    /// Use the crate's quiet transport (the default; accepted for older command lines)
+    #[arg(long, overrides_with = "netcode")]
+    quiet: bool,
 }
 
-impl Default for IdentityArgs {
-    fn default() -> Self {
-        Self {
-            key_file: PathBuf::from(DEFAULT_KEY_FILE),
-            insecure: false,
-            quiet: true,
-        }
+impl TransportArgs {
+    /// The crate's quiet transports (the default; secure only), or renet_netcode's with
+    /// `--netcode` (every ack and keep-alive sent: the baseline the benchmarks compare with).
+    pub fn quiet(&self) -> bool {
+        !self.netcode
     }
+}
+
+/// `--key-file PATH`, `--insecure`, and the transport flags (`--netcode`, `--quiet`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityArgs {
+    /// The private key file that checks or mints connect tokens (read, or created when missing)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_KEY_FILE)]
+    pub key_file: PathBuf,
+    /// netcode's unsecure mode: every client picks its own player id (local experiments only)
+    #[arg(long)]
+    pub insecure: bool,
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 impl IdentityArgs {
-    /// Takes `flag` if it is `--key-file` (reading its value), `--insecure`, `--netcode` or
-    /// `--quiet` (the default, accepted for older command lines); returns whether it was
-    /// one of them.
-    pub fn take(
-        &mut self,
-        flag: &str,
-        value: impl FnOnce() -> Result<String, String>,
-    ) -> Result<bool, String> {
-        match flag {
-            "--key-file" => self.key_file = PathBuf::from(value()?),
-            "--insecure" => self.insecure = true,
-            "--quiet" => self.quiet = true,
-            "--netcode" => self.quiet = false,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
     /// The identity these flags ask for: the key file's key (read or created), or insecure
     /// (with a warning on stderr, prefixed with `who`).
     pub fn load(&self, who: &str) -> Result<Identity, String> {
@@ -87,7 +77,7 @@ impl IdentityArgs {
         let key = MatchmakingPrivateKey::load_or_create(&self.key_file)
             .map_err(|e| format!("key file {}: {e}", self.key_file.display()))?;
         let issuer = MatchmakingTokenIssuer::new(key);
-        Ok(if self.quiet {
+        Ok(if self.transport.quiet() {
             Identity::QuietTokens(issuer)
         } else {
             Identity::Tokens(issuer)
@@ -157,14 +147,13 @@ impl Identity {
                 config,
                 issuer.key(),
             ),
-            Identity::QuietTokens(issuer) => insert_quiet_secure_server(
+            Identity::QuietTokens(issuer) => insert_quiet_secure_server_with_addresses(
                 app,
-                issuer.key(),
-                MatchmakingAckPolicy::default(),
                 addr,
                 public,
                 max_clients,
                 config,
+                issuer.key(),
             ),
             Identity::Insecure => insert_insecure_netcode_server(app, addr, max_clients, config),
         }
@@ -182,12 +171,9 @@ impl Identity {
             Identity::Tokens(issuer) => {
                 insert_secure_netcode_client(app, mint(issuer, server, player)?, config)
             }
-            Identity::QuietTokens(issuer) => insert_quiet_secure_client(
-                app,
-                mint(issuer, server, player)?,
-                config,
-                MatchmakingAckPolicy::default(),
-            ),
+            Identity::QuietTokens(issuer) => {
+                insert_quiet_secure_client(app, mint(issuer, server, player)?, config)
+            }
             Identity::Insecure => insert_insecure_netcode_client(app, server, player, config),
         }
     }

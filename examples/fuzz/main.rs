@@ -40,6 +40,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use target::{DynTarget, Failure, target};
 
 /// Every target, with its share of the run's time.
@@ -58,7 +59,7 @@ fn targets() -> Vec<(Box<dyn DynTarget>, u32)> {
     ]
 }
 
-/// The command line.
+/// The command line, resolved (the seed drawn when not given).
 #[derive(Debug)]
 struct Args {
     seconds: f64,
@@ -69,37 +70,52 @@ struct Args {
     list: bool,
 }
 
+/// Fuzzing that keeps running: every decoder, the pure cores, the server and the relay in
+/// process, and the client plugins; prints one JSON line, exits 1 on a panic.
+#[derive(Parser, Debug)]
+#[command(name = "fuzz", args_override_self = true)]
+struct Cli {
+    /// How long to run, in seconds, shared among the targets by weight
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
+    seconds: f64,
+    /// The run's seed: every case's input depends only on it (default: random, printed)
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Run only these targets (comma-separated; see --list)
+    #[arg(long, value_name = "T1,T2", value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Save each failing case in this directory
+    #[arg(long, value_name = "DIR")]
+    out: Option<String>,
+    /// Run one case alone: its target and case seed, as a failing case prints them
+    #[arg(long, value_name = "TARGET:CASE_SEED", value_parser = parse_replay)]
+    replay: Option<(String, u64)>,
+    /// List the targets with their weights
+    #[arg(long)]
+    list: bool,
+}
+
+fn parse_replay(v: &str) -> Result<(String, u64), String> {
+    let (name, seed) = v.split_once(':').ok_or("expected TARGET:CASE_SEED")?;
+    let seed = seed.parse().map_err(|e| format!("the case seed: {e}"))?;
+    Ok((name.to_owned(), seed))
+}
+
 fn parse_args() -> Args {
-    let mut args = Args {
-        seconds: 60.0,
-        seed: fastrand::u64(..),
-        only: None,
-        replay: None,
-        out: None,
-        list: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .unwrap_or_else(|| fail(&format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "--seconds" => args.seconds = value().parse().unwrap_or_else(|_| fail("--seconds N")),
-            "--seed" => args.seed = value().parse().unwrap_or_else(|_| fail("--seed S (a u64)")),
-            "--only" => args.only = Some(value().split(',').map(String::from).collect()),
-            "--out" => args.out = Some(value()),
-            "--replay" => {
-                let v = value();
-                let (name, seed) = v.split_once(':').unwrap_or_else(|| fail("--replay T:SEED"));
-                let seed = seed.parse().unwrap_or_else(|_| fail("--replay T:SEED"));
-                args.replay = Some((name.to_owned(), seed));
-            }
-            "--list" => args.list = true,
-            other => fail(&format!("unknown argument {other}")),
-        }
+    let cli = Cli::parse();
+    Args {
+        seconds: cli.seconds,
+        seed: cli.seed.unwrap_or_else(|| fastrand::u64(..)),
+        only: cli.only,
+        replay: cli.replay,
+        out: cli.out,
+        list: cli.list,
     }
-    args
 }
 
 fn fail(why: &str) -> ! {

@@ -79,10 +79,7 @@ use ui::{
 };
 
 fn main() {
-    let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("lobby: {e}");
-        std::process::exit(2);
-    });
+    let args = parse_args();
     let client_id = args.client_id.unwrap_or_else(random_client_id);
     let title = args
         .title

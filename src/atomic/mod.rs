@@ -13,6 +13,7 @@ pub mod channel;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod core;
+mod reflect;
 #[cfg(feature = "server")]
 pub mod server;
 

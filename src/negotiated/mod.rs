@@ -98,6 +98,7 @@
 pub mod channel;
 pub mod client;
 pub mod core;
+mod reflect;
 pub mod relay;
 
 pub use channel::{DEFAULT_NEGOTIATED_CHANNEL_ID, NegotiatedChannel};

@@ -22,4 +22,5 @@ pub mod inbox;
 pub mod messages;
 pub mod player;
 pub mod plugins;
+mod reflect;
 pub(crate) mod server_link;

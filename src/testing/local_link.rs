@@ -496,51 +496,51 @@ mod tests {
     }
 
     #[test]
-    fn tmp_trace_fingerprint() {
-        let faults = LinkFaults {
-            up: DirectionFaults {
-                loss: 0.2,
-                delay: MS(10),
-                jitter: MS(25),
-                duplicate: 0.2,
-                reorder: 0.3,
-                ..DirectionFaults::default()
-            },
-            down: DirectionFaults {
-                loss: 0.1,
-                delay: MS(5),
-                jitter: MS(7),
-                duplicate: 0.4,
-                reorder: 0.5,
-                reorder_window: MS(13),
-            },
+    fn packet_fates_follow_their_faults() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let sent = MS(1_000);
+        let perfect = PacketFate::draw(&DirectionFaults::default(), &mut rng);
+        assert_eq!(perfect.deliveries(sent).collect::<Vec<_>>(), [sent]);
+        let lost = DirectionFaults {
+            loss: 1.0,
+            ..DirectionFaults::default()
         };
-        let mut out = Vec::new();
-        for seed in 0..5 {
-            let (mut server, mut client) = pair();
-            let mut link = LocalLink::seeded(seed);
-            link.set_faults(faults);
-            for t in 0..600u64 {
-                if t % 7 == 0 {
-                    client.send_message(DefaultChannel::ReliableOrdered, vec![t as u8]);
-                    client.send_message(DefaultChannel::Unreliable, vec![t as u8]);
-                    server.send_message(1, DefaultChannel::Unreliable, vec![t as u8]);
-                }
-                client.update(MS(1));
-                server.update(MS(1));
-                link.exchange(&mut server, None, 1, &mut client, MS(t));
-                while let Some(m) = server.receive_message(1, DefaultChannel::ReliableOrdered) {
-                    out.push((seed, t, 0u8, m[0]));
-                }
-                while let Some(m) = server.receive_message(1, DefaultChannel::Unreliable) {
-                    out.push((seed, t, 1u8, m[0]));
-                }
-                while let Some(m) = client.receive_message(DefaultChannel::Unreliable) {
-                    out.push((seed, t, 2u8, m[0]));
-                }
-                out.push((seed, t, 3u8, link.in_flight() as u8));
+        assert!(PacketFate::draw(&lost, &mut rng).is_lost());
+        assert_eq!(
+            PacketFate::draw(&lost, &mut rng).deliveries(sent).count(),
+            0
+        );
+        let faults = DirectionFaults {
+            delay: MS(50),
+            jitter: MS(20),
+            duplicate: 1.0,
+            ..DirectionFaults::default()
+        };
+        for _ in 0..100 {
+            let fate = PacketFate::draw(&faults, &mut rng);
+            assert!(fate.is_duplicated() && !fate.is_lost());
+            for at in fate.deliveries(sent) {
+                assert!(at >= sent + MS(50) && at <= sent + MS(70));
             }
         }
-        std::fs::write("/tmp/link_trace.txt", format!("{out:?}")).unwrap();
+    }
+
+    #[test]
+    fn packet_fates_are_deterministic_per_seed() {
+        let faults = DirectionFaults {
+            loss: 0.2,
+            jitter: MS(30),
+            duplicate: 0.2,
+            reorder: 0.3,
+            ..DirectionFaults::default()
+        };
+        let fates = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..200)
+                .map(|_| PacketFate::draw(&faults, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fates(9), fates(9));
+        assert_ne!(fates(9), fates(10));
     }
 }

@@ -177,22 +177,35 @@ fn bind_server(
     Ok((socket, local, config))
 }
 
-/// Binds a UDP server that accepts connect tokens minted with `key`, like
-/// [`insert_secure_netcode_server_with_addresses`], with the [quiet transport](quiet) and
-/// its acknowledgement `policy` instead of renet_netcode's transport: inserts the [`RenetServer`] and
-/// [`MatchmakingQuietServerTransport`] resources (adding [`MatchmakingQuietServerPlugin`]
-/// if needed). Returns the bound address.
+/// [`insert_secure_netcode_server`] with the [quiet transport](quiet) instead of
+/// renet_netcode's: the same arguments, so either is a drop-in for the other. Inserts the
+/// [`RenetServer`] and [`MatchmakingQuietServerTransport`] resources (adding
+/// [`MatchmakingQuietServerPlugin`] if needed), acknowledging by the app's
+/// [`MatchmakingAckPolicy`] resource if it has one (insert it first), else the default.
+/// Returns the bound address.
 pub fn insert_quiet_secure_server(
     app: &mut App,
+    addr: SocketAddr,
+    max_clients: usize,
+    connection_config: ConnectionConfig,
     key: &MatchmakingPrivateKey,
-    policy: MatchmakingAckPolicy,
+) -> std::io::Result<SocketAddr> {
+    insert_quiet_secure_server_with_addresses(app, addr, &[], max_clients, connection_config, key)
+}
+
+/// [`insert_secure_netcode_server_with_addresses`] with the [quiet transport](quiet), as
+/// [`insert_quiet_secure_server`] is [`insert_secure_netcode_server`]'s.
+pub fn insert_quiet_secure_server_with_addresses(
+    app: &mut App,
     addr: SocketAddr,
     public_addresses: &[SocketAddr],
     max_clients: usize,
     connection_config: ConnectionConfig,
+    key: &MatchmakingPrivateKey,
 ) -> std::io::Result<SocketAddr> {
     let authentication = secure(key);
     let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
+    let policy = ack_policy(app);
     let transport =
         MatchmakingQuietServerTransport::new(config, &connection_config, socket, policy)?;
     if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {
@@ -203,21 +216,29 @@ pub fn insert_quiet_secure_server(
     Ok(local)
 }
 
-/// Connects a UDP client with a connect token like [`insert_secure_netcode_client`], with
-/// the [quiet transport](quiet): inserts the [`RenetClient`] and
-/// [`MatchmakingQuietClientTransport`] resources (adding [`MatchmakingQuietClientPlugin`]
-/// if needed).
+/// The app's acknowledgement policy for a quiet transport, or the default.
+fn ack_policy(app: &App) -> MatchmakingAckPolicy {
+    app.world()
+        .get_resource::<MatchmakingAckPolicy>()
+        .copied()
+        .unwrap_or_default()
+}
+
+/// [`insert_secure_netcode_client`] with the [quiet transport](quiet): the same
+/// arguments. Inserts the [`RenetClient`] and [`MatchmakingQuietClientTransport`] resources
+/// (adding [`MatchmakingQuietClientPlugin`] if needed), acknowledging by the app's
+/// [`MatchmakingAckPolicy`] resource if it has one, else the default.
 pub fn insert_quiet_secure_client(
     app: &mut App,
     token: ConnectToken,
     connection_config: ConnectionConfig,
-    policy: MatchmakingAckPolicy,
 ) -> std::io::Result<()> {
     let target = token_target(&token)?;
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     let authentication = ClientAuthentication::Secure {
         connect_token: token,
     };
+    let policy = ack_policy(app);
     let transport =
         MatchmakingQuietClientTransport::new(unix_now(), authentication, socket, policy)
             .map_err(std::io::Error::other)?;

@@ -35,16 +35,9 @@ fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
         });
     manual(&mut server);
     let any = "127.0.0.1:0".parse().unwrap();
-    let addr = insert_quiet_secure_server(
-        &mut server,
-        &key,
-        policy,
-        any,
-        &[],
-        8,
-        channel.connection_config(),
-    )
-    .expect("bind 127.0.0.1:0");
+    server.insert_resource(policy);
+    let addr = insert_quiet_secure_server(&mut server, any, 8, channel.connection_config(), &key)
+        .expect("bind 127.0.0.1:0");
     let clients = (600..602u64)
         .map(|id| {
             let mut app = App::new();
@@ -55,7 +48,8 @@ fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
                 .expect("mint");
             let config = channel.connection_config();
             if id == 600 {
-                insert_quiet_secure_client(&mut app, token, config, policy)
+                app.insert_resource(policy);
+                insert_quiet_secure_client(&mut app, token, config)
             } else {
                 insert_secure_netcode_client(&mut app, token, config)
             }

@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use bevy::prelude::Resource;
+
 use crate::shared::inbox::RENET_ACK_PACKET;
 
 /// How quiet a connection is when no message flows.
+///
+/// As a resource of the app, it is the policy the quiet helpers of [`crate::transport`] use.
 ///
 /// renet acknowledges every packet, acknowledgements included, on every update; netcode
 /// sends a keep-alive whenever nothing went out for 250 ms. A quiet transport sends an
@@ -12,7 +16,7 @@ use crate::shared::inbox::RENET_ACK_PACKET;
 /// are acknowledged as fast as before and never resent for want of one), and otherwise
 /// one packet per [`idle_interval`](Self::idle_interval) to each peer: an ack-only packet
 /// if renet has one, else netcode's keep-alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatchmakingAckPolicy {
     /// Time between two idle packets to one peer. Default 1 s: a connection stays open
     /// as long as a packet arrives within the token's timeout (15 s by default), and
