@@ -41,8 +41,12 @@ pub trait MatchmakingChannelId: bevy::prelude::Resource {
 /// the helpers that add it to a connection config.
 macro_rules! define_channel {
     ($(#[$meta:meta])* $name:ident, $default:ident) => {
+        // the reflect attribute below names these type data: in scope where the macro runs
+        use bevy::prelude::{ReflectDefault, ReflectResource};
+
         $(#[$meta])*
-        #[derive(bevy::prelude::Resource, Debug, Clone, Copy, PartialEq, Eq)]
+        #[derive(bevy::prelude::Resource, bevy::reflect::Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+        #[reflect(Resource, Debug, Clone, PartialEq, Default)]
         pub struct $name {
             /// The channel id, unique among the game's own channels in each direction.
             pub id: u8,

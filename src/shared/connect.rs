@@ -28,7 +28,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// it, so that a failed connection names the address and the kind of authentication tried.
 /// A game that builds its own transport may insert it too; without it the error says "the
 /// server".
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+#[reflect(Resource, Debug, Clone, PartialEq)]
 pub struct MatchmakingConnectTarget {
     /// The server (or relay) address the client sends to.
     pub server: SocketAddr,

@@ -39,7 +39,8 @@ pub(crate) const RENET_ACK_PACKET: u8 = 4;
 /// 0.8 µs per connection (under a millisecond for the 1,024 clients a netcode server takes
 /// at most; the `frame` benchmark turns it off for its 120,000 local connections and times
 /// it apart).
-#[derive(Resource, Debug)]
+#[derive(Resource, Reflect, Debug)]
+#[reflect(Resource, Debug, Default)]
 pub struct MatchmakingInbox {
     /// Connections to read, in arrival order, possibly repeated.
     waiting: Vec<ClientId>,

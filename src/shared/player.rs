@@ -6,21 +6,34 @@ pub const MAX_CATEGORY_LEN: usize = 32;
 /// A player, as a server or relay identifies it: the transport client id of its connection.
 pub type PlayerId = u64;
 
+/// Why a category name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CategoryError {
+    /// Empty or longer than [`MAX_CATEGORY_LEN`] bytes.
+    #[error("category must be 1 to {MAX_CATEGORY_LEN} bytes long, got {0}")]
+    Length(usize),
+    /// A character other than an ASCII letter, a digit, `-`, `_` or `.`.
+    #[error("category contains {0:?}; use letters, digits, '-', '_' or '.'")]
+    Character(char),
+}
+
+impl From<CategoryError> for String {
+    fn from(error: CategoryError) -> Self {
+        error.to_string()
+    }
+}
+
 /// Checks a category name: 1 to [`MAX_CATEGORY_LEN`] bytes of ASCII letters, digits, `-`, `_`, `.`.
-pub fn validate_category(category: &str) -> Result<(), String> {
+pub fn validate_category(category: &str) -> Result<(), CategoryError> {
     if category.is_empty() || category.len() > MAX_CATEGORY_LEN {
-        return Err(format!(
-            "category must be 1 to {MAX_CATEGORY_LEN} bytes long, got {}",
-            category.len()
-        ));
+        return Err(CategoryError::Length(category.len()));
     }
     if let Some(c) = category
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!(
-            "category contains {c:?}; use letters, digits, '-', '_' or '.'"
-        ));
+        return Err(CategoryError::Character(c));
     }
     Ok(())
 }

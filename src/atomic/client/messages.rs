@@ -11,29 +11,34 @@ use crate::atomic::core::protocol::{
 use crate::shared::player::PlayerId;
 
 /// Game → plugin: take a ticket in this category (sent once the server welcomed us).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicJoinQueue {
     /// The category.
     pub category: String,
 }
 
 /// Game → plugin: give up the ticket, or withdraw from a match still forming.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Message, Reflect, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[reflect(Message, Debug, Clone, PartialEq, Default)]
 pub struct AtomicLeaveQueue;
 
 /// Game → plugin: leave the lobby of the committed match.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Message, Reflect, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[reflect(Message, Debug, Clone, PartialEq, Default)]
 pub struct AtomicLeaveLobby;
 
 /// The server accepted our hello.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicConnected {
     /// Our player id.
     pub player: PlayerId,
 }
 
 /// We hold a ticket.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicQueueJoined {
     /// The category.
     pub category: String,
@@ -44,14 +49,16 @@ pub struct AtomicQueueJoined {
 }
 
 /// Our ticket is gone without a match (we asked).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicQueueLeft {
     /// The category.
     pub category: String,
 }
 
 /// We were taken into a forming match: the server is checking every player.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicMatchChecking {
     /// The match.
     pub match_id: u64,
@@ -62,7 +69,8 @@ pub struct AtomicMatchChecking {
 }
 
 /// Phase 2: the server proposed the match (the plugin acknowledges it).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicMatchProposed {
     /// The match.
     pub match_id: u64,
@@ -75,7 +83,8 @@ pub struct AtomicMatchProposed {
 }
 
 /// The match is committed: every player acknowledged.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicMatchFound {
     /// The match.
     pub match_id: u64,
@@ -92,7 +101,8 @@ pub struct AtomicMatchFound {
 }
 
 /// The match was rolled back.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicMatchCancelled {
     /// The match.
     pub match_id: u64,
@@ -105,14 +115,16 @@ pub struct AtomicMatchCancelled {
 }
 
 /// We left the lobby.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicLobbyLeft {
     /// The lobby.
     pub lobby_id: u64,
 }
 
 /// Something went wrong: refused by the server, or a local problem.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicClientError {
     /// What.
     pub kind: AtomicErrorKind,

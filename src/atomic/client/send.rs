@@ -36,7 +36,7 @@ pub(super) fn send_requests(
         if let Err(why) = validate_category(&join.category) {
             errors.write(AtomicClientError {
                 kind: AtomicErrorKind::InvalidCategory,
-                message: why,
+                message: why.to_string(),
             });
             continue;
         }

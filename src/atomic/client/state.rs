@@ -10,7 +10,8 @@ use super::messages::{AtomicClientError, AtomicMatchCancelled, AtomicMatchFound}
 use crate::shared::player::PlayerId;
 
 /// Where the client stands; drive the UI from it.
-#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(States, Reflect, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[reflect(Debug, Clone, PartialEq, Hash, Default)]
 pub enum AtomicClientState {
     /// No connection, or the server has not accepted the hello yet.
     #[default]
@@ -26,7 +27,8 @@ pub enum AtomicClientState {
 }
 
 /// Details behind [`AtomicClientState`].
-#[derive(Resource, Debug, Clone, Default)]
+#[derive(Resource, Reflect, Debug, Clone, Default)]
+#[reflect(Resource, Debug, Clone, Default)]
 pub struct AtomicClientStatus {
     /// The id the server knows this player by, once welcomed.
     pub player: Option<PlayerId>,
@@ -120,7 +122,8 @@ impl AtomicClientStatus {
 ///     })
 ///     .add_plugins(AtomicClientPlugin::default());
 /// ```
-#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Resource, Debug, Clone, PartialEq, Default)]
 pub struct AtomicClientSettings {
     /// How long a connection may take to open before the game gets a
     /// [`AtomicErrorKind::ConnectFailed`](crate::atomic::core::protocol::AtomicErrorKind::ConnectFailed)
@@ -139,7 +142,8 @@ impl Default for AtomicClientSettings {
 /// Fault injection for tests and load generation (feature `testing`): makes this client
 /// misbehave the way real clients do. With the feature, the plugin inserts the default (no
 /// fault); without it, the type is not public and the client never misbehaves.
-#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Resource, Debug, Clone, PartialEq, Default)]
 pub struct AtomicClientFaults {
     /// Answer health pings this much later.
     pub pong_delay: Duration,

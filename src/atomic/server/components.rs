@@ -14,20 +14,27 @@ use crate::atomic::core::queue::AtomicQueueTicket;
 use crate::shared::player::PlayerId;
 
 /// A match being formed: its entity lives from formation until commit or rollback.
-#[derive(Component, Debug)]
+///
+/// Reflects its id, category, sessions, formation time and lobby; the tickets and the
+/// commit machine are internal and not reflected (read them with [`machine`](Self::machine)).
+#[derive(Component, Reflect, Debug)]
+#[reflect(Component, Debug, from_reflect = false)]
 pub struct AtomicMatch {
     pub(super) match_id: u64,
     pub(super) category: String,
+    #[reflect(ignore)]
     pub(super) tickets: Vec<AtomicQueueTicket<PlayerId>>,
     /// The session each player was taken in with: the match touches no other.
     pub(super) sessions: HashMap<PlayerId, u64>,
+    #[reflect(ignore)]
     pub(super) machine: AtomicCommitMachine<PlayerId>,
     pub(super) formed_at: Duration,
     pub(super) lobby: Option<MatchLobby>,
 }
 
 /// The lobby phase 2 created for a match.
-#[derive(Debug, Clone)]
+#[derive(Reflect, Debug, Clone)]
+#[reflect(Debug, Clone)]
 pub(super) struct MatchLobby {
     pub(super) entity: Entity,
     pub(super) lobby_id: u64,
@@ -104,7 +111,8 @@ impl AtomicMatch {
 /// A lobby: created in phase 2, deleted on rollback, kept after commit until its last
 /// member leaves. Despawn the entity to close it: members are freed (and told with
 /// `LobbyLeft`); despawning the lobby of a match still in phase 2 rolls that match back.
-#[derive(Component, Debug, Clone)]
+#[derive(Component, Reflect, Debug, Clone)]
+#[reflect(Component, Debug, Clone)]
 pub struct AtomicLobby {
     /// Unique id.
     pub lobby_id: u64,
@@ -133,7 +141,8 @@ impl AtomicLobby {
 }
 
 /// One player's part in a [`AtomicMatchOutcome`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Debug, Clone, PartialEq)]
 pub struct AtomicPlayerHealth {
     /// The player.
     pub player: PlayerId,
@@ -146,7 +155,8 @@ pub struct AtomicPlayerHealth {
 }
 
 /// How one match attempt ended: written once per match, on commit or rollback.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicMatchOutcome {
     /// The match.
     pub match_id: u64,
@@ -167,7 +177,8 @@ pub struct AtomicMatchOutcome {
 }
 
 /// A committed match: start the game from this.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct AtomicMatchCommitted {
     /// The match.
     pub match_id: u64,

@@ -45,7 +45,8 @@ use super::state::AtomicServerState;
 /// };
 /// # let _ = plugin;
 /// ```
-#[derive(Resource, Debug, Clone, PartialEq)]
+#[derive(Resource, Reflect, Debug, Clone, PartialEq)]
+#[reflect(Resource, Debug, Clone, PartialEq, Default)]
 pub struct AtomicServerSettings {
     /// The two-phase commit's timings (the design's numbers by default: a 2 s ping timeout
     /// of at least 100 ms, a 500 ms round trip of at least 10 ms and at most the ping
@@ -204,7 +205,8 @@ impl AtomicServerSettings {
 pub(super) struct ActiveSettings(pub(super) AtomicServerSettings);
 
 /// Live numbers about the server. Updated as things happen; percentiles on demand.
-#[derive(Resource, Debug, Clone, Default)]
+#[derive(Resource, Reflect, Debug, Clone, Default)]
+#[reflect(Resource, Debug, Clone, Default)]
 pub struct AtomicServerStats {
     /// Tickets per category (only non-empty categories).
     pub players_queued: BTreeMap<String, usize>,

@@ -15,16 +15,24 @@ use crate::shared::player::PlayerId;
 
 /// Where each connected player stands, and the queues. Read it for inspection; the
 /// plugin's systems are the only writers.
-#[derive(Resource, Debug)]
+///
+/// Reflects where each player is, the open lobbies and codes and the id counters; the
+/// queue (read it with [`queue`](Self::queue)), the connection gate and the random source
+/// are internal and not reflected.
+#[derive(Resource, Reflect, Debug)]
+#[reflect(Resource, Debug, Default)]
 pub struct AtomicServerState {
+    #[reflect(ignore)]
     pub(super) queue: AtomicQueue<PlayerId>,
     players: HashMap<PlayerId, PlayerEntry>,
     lobbies: HashMap<u64, Entity>,
     codes: HashSet<String>,
     /// Hello flags, strikes and refusals of every connection.
+    #[reflect(ignore)]
     pub(super) gate: ConnectionGate,
     next_match_id: u64,
     next_session: u64,
+    #[reflect(ignore)]
     rng: fastrand::Rng,
 }
 
@@ -44,7 +52,8 @@ impl Default for AtomicServerState {
 }
 
 /// Where a connected player is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+#[reflect(Debug, Clone, PartialEq)]
 pub enum AtomicPlayerLocation {
     /// Connected, not queued.
     Idle,
@@ -61,7 +70,8 @@ pub enum AtomicPlayerLocation {
 /// than taken for forgeries.
 const RECENT: usize = 8;
 
-#[derive(Debug, Clone)]
+#[derive(Reflect, Debug, Clone)]
+#[reflect(Debug, Clone)]
 struct PlayerEntry {
     location: AtomicPlayerLocation,
     /// The connection: a reconnection under the same id is a new session.

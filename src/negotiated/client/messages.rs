@@ -11,18 +11,21 @@ use crate::negotiated::core::protocol::NegotiatedErrorKind;
 use crate::shared::player::PlayerId;
 
 /// Game → plugin: start searching in this category (kept until connected and synced).
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedSearch {
     /// The category.
     pub category: String,
 }
 
 /// Game → plugin: abandon the search (cancels our open request).
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Message, Reflect, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[reflect(Message, Debug, Clone, PartialEq, Default)]
 pub struct NegotiatedCancelSearch;
 
 /// The relay welcomed us.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedConnected {
     /// Our id.
     pub client_id: PlayerId,
@@ -31,7 +34,8 @@ pub struct NegotiatedConnected {
 }
 
 /// We posted a request.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedRequestPosted {
     /// The request.
     pub request: NegotiatedFactId,
@@ -42,7 +46,8 @@ pub struct NegotiatedRequestPosted {
 }
 
 /// We bid on a request.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedBidPlaced {
     /// The bid.
     pub bid: NegotiatedFactId,
@@ -53,7 +58,8 @@ pub struct NegotiatedBidPlaced {
 }
 
 /// Paired: start the game with `other`.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedMatchFound {
     /// The category.
     pub category: String,
@@ -87,7 +93,8 @@ impl NegotiatedMatchFound {
 }
 
 /// The search was abandoned.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedCancelled {
     /// The category.
     pub category: String,
@@ -96,14 +103,16 @@ pub struct NegotiatedCancelled {
 }
 
 /// The search went back to looking.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, Copy, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedRestarted {
     /// Why.
     pub reason: NegotiatedRestartReason,
 }
 
 /// Something went wrong: refused by the relay, an ignored fact, or a local problem.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
 pub struct NegotiatedClientError {
     /// What.
     pub kind: NegotiatedErrorKind,

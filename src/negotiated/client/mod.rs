@@ -51,7 +51,8 @@ use session::NegotiatedSession;
 /// };
 /// assert_eq!(settings.time_sync_interval, Duration::from_secs(10));
 /// ```
-#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Resource, Debug, Clone, PartialEq, Default)]
 pub struct NegotiatedClientSettings {
     /// How long a bid waits for the requester's answer: its deadline (relay time) is this
     /// long after it is placed; then it is withdrawn, and the search goes on once the

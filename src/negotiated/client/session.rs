@@ -147,7 +147,8 @@ pub(super) struct SessionContext<'w> {
 /// A badly set local clock, for tests (feature `testing`): this many milliseconds are added
 /// to the client's clock. Insert it into a client app; without the feature the type is not
 /// public and the clock is never skewed.
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[reflect(Resource, Debug, Clone, PartialEq, Default)]
 pub struct NegotiatedClockSkew {
     /// Added to the local clock, in milliseconds (negative: behind).
     pub millis: i64,

@@ -12,7 +12,8 @@ use super::messages::{NegotiatedClientError, NegotiatedMatchFound};
 use super::session::NegotiatedSession;
 
 /// Where the client stands; drive the UI from it.
-#[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(States, Reflect, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[reflect(Debug, Clone, PartialEq, Hash, Default)]
 pub enum NegotiatedClientState {
     /// No connection to the relay.
     #[default]
@@ -32,7 +33,8 @@ pub enum NegotiatedClientState {
 }
 
 /// Details behind [`NegotiatedClientState`].
-#[derive(Resource, Debug, Clone, Default)]
+#[derive(Resource, Reflect, Debug, Clone, Default)]
+#[reflect(Resource, Debug, Clone, Default)]
 pub struct NegotiatedClientStatus {
     /// The id the relay stamps on our facts, once welcomed.
     pub client_id: Option<PlayerId>,

@@ -36,7 +36,8 @@ use super::state::NegotiatedRelayState;
 /// };
 /// # let _ = plugin;
 /// ```
-#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+#[derive(Resource, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Resource, Debug, Clone, PartialEq, Default)]
 pub struct NegotiatedRelaySettings {
     /// Length of one frame of the rolling queue: requests expire one to two frames after
     /// they were posted (the design's example is 15 minutes: `docs/design.md`, "Time
@@ -61,7 +62,9 @@ pub struct NegotiatedRelaySettings {
     /// back when it starts, so that a restart keeps every match mutual (see
     /// [`NegotiatedRelayJournal`]). `None` (the default): facts live in memory only, and
     /// a restart between storing an accept and telling the bidder can leave the bidder
-    /// unaware of its match. Read when the plugin is built.
+    /// unaware of its match. Read when the plugin is built. Not reflected (a handle to
+    /// storage).
+    #[reflect(ignore)]
     pub journal: Option<NegotiatedRelayJournal>,
 }
 

@@ -15,13 +15,30 @@ use super::settings::NegotiatedRelaySettings;
 
 /// The relay's facts, subscriptions and connections. Read it for inspection; the plugin's
 /// systems are the only writers.
-#[derive(Resource, Debug)]
+///
+/// Reflects the relay clock's epoch and the count of refused connections; the store and
+/// routing (read them with [`core`](Self::core)) and the connection gate are internal and
+/// not reflected.
+#[derive(Resource, Reflect, Debug)]
+#[reflect(Resource, Debug)]
 pub struct NegotiatedRelayState {
+    #[reflect(ignore, default = "unreflected_core")]
     pub(super) core: NegotiatedRelayCore,
     /// Hello flags, strikes and refusals of every connection.
+    #[reflect(ignore)]
     pub(super) gate: ConnectionGate,
     epoch: Duration,
     connections_refused: u64,
+}
+
+/// The core of a relay state made from a reflected value (which carries no facts): empty,
+/// with the default settings' frames and limits.
+fn unreflected_core() -> NegotiatedRelayCore {
+    let settings = NegotiatedRelaySettings::default();
+    NegotiatedRelayCore::with_limits(
+        NegotiatedFrames::new(settings.frame_duration),
+        settings.limits,
+    )
 }
 
 impl NegotiatedRelayState {

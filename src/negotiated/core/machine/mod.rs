@@ -233,7 +233,7 @@ impl NegotiatedMachine {
                 ),
             );
         } else if let Err(why) = validate_category(category) {
-            self.error(NegotiatedErrorKind::InvalidCategory, why);
+            self.error(NegotiatedErrorKind::InvalidCategory, why.to_string());
         } else {
             self.category = Some(category.to_owned());
             self.phase = NegotiatedPhase::Looking;
