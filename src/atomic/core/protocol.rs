@@ -55,6 +55,7 @@ pub enum AtomicClientMessage {
 
 /// Why a client left the queue without a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum AtomicQueueLeftReason {
     /// The client asked to leave.
     Requested,

@@ -236,12 +236,16 @@ pub enum AtomicCommitAction<P> {
 }
 
 /// Why an event from a player was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AtomicCommitEventError {
     /// The player is not part of this match.
+    #[error("the player is not part of this match")]
     NotAMember,
     /// The pong's nonce is not the one this player was sent.
+    #[error("the pong's nonce is not the one this player was sent")]
     WrongNonce,
     /// The event does not fit the current phase (a late or duplicate pong or acknowledgement).
+    #[error("the event does not fit the match's phase (late or duplicate)")]
     Unexpected,
 }
