@@ -25,7 +25,7 @@ pub mod prelude {
         AtomicClientStatus, AtomicClientSystems, AtomicConnected, AtomicJoinQueue,
         AtomicLeaveLobby, AtomicLeaveQueue, AtomicLobbyLeft, AtomicMatchCancelled,
         AtomicMatchChecking, AtomicMatchFound, AtomicMatchProposed, AtomicQueueJoined,
-        AtomicQueueLeft,
+        AtomicQueueLeft, AtomicServerClosing,
     };
     pub use crate::atomic::core::commit::{
         AtomicCommitTimings, AtomicHealthCheck, AtomicMatchStatus,
@@ -35,9 +35,10 @@ pub mod prelude {
     };
     #[cfg(feature = "server")]
     pub use crate::atomic::server::{
-        AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, AtomicPlayerHealth,
-        AtomicPlayerLocation, AtomicServerPlugin, AtomicServerSettings, AtomicServerState,
-        AtomicServerStats, AtomicServerSystems, AtomicSettingsError,
+        AtomicDrain, AtomicDrainFinished, AtomicLobby, AtomicMatch, AtomicMatchCommitted,
+        AtomicMatchOutcome, AtomicPlayerHealth, AtomicPlayerLocation, AtomicServerPlugin,
+        AtomicServerSettings, AtomicServerState, AtomicServerStats, AtomicServerSystems,
+        AtomicSettingsError,
     };
     #[cfg(feature = "negotiated")]
     pub use crate::negotiated::{

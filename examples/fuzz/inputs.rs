@@ -136,6 +136,9 @@ fn matchmaking_error_kind() -> impl Strategy<Value = AtomicErrorKind> + Clone {
         Unexpected,
         Abuse,
         Connection,
+        RateLimited,
+        ConnectFailed,
+        ServerClosing,
     ])
 }
 
@@ -290,6 +293,8 @@ pub fn server_message() -> impl Strategy<Value = AtomicServerMessage> + Clone {
             }
         ),
         edge_u64().prop_map(|lobby_id| AtomicServerMessage::LobbyLeft { lobby_id }),
+        any::<bool>()
+            .prop_map(|retry_elsewhere| AtomicServerMessage::ServerClosing { retry_elsewhere }),
         (matchmaking_error_kind(), text())
             .prop_map(|(kind, message)| AtomicServerMessage::Error { kind, message }),
     ]

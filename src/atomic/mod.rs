@@ -7,7 +7,15 @@
 //! - [`client`]: [`AtomicClientPlugin`](client::AtomicClientPlugin) for the game
 //!   (feature `client`).
 //!
-//! The in-process test harness of this mode is [`crate::testing::atomic`] (feature `testing`).
+//! The in-process test harness of this mode is
+#![cfg_attr(
+    feature = "testing",
+    doc = "[`crate::testing::atomic`] (feature `testing`)."
+)]
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "`crate::testing::atomic` (feature `testing`)."
+)]
 
 pub mod channel;
 #[cfg(feature = "client")]

@@ -15,7 +15,14 @@
 //! - Bevy: [`NegotiatedRelayPlugin`](relay::NegotiatedRelayPlugin) on the relay,
 //!   [`NegotiatedClientPlugin`](client::NegotiatedClientPlugin) in the game, both over
 //!   bevy_renet on the [`NegotiatedChannel`].
-//! - [`testing`]: an in-process harness with manual time.
+#![cfg_attr(
+    feature = "testing",
+    doc = "- [`testing`](crate::testing::negotiated): an in-process harness with manual time."
+)]
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "- `testing::negotiated` (feature `testing`): an in-process harness with manual time."
+)]
 //!
 //! The promise: every match is mutual and nobody is matched twice in one search. The
 //! relay stores at most one of an accept and a withdrawal of a bid (the first; an accept

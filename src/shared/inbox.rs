@@ -22,7 +22,7 @@ pub(crate) const RENET_ACK_PACKET: u8 = 4;
 /// frame. With it they read only the connections listed here, in id order.
 ///
 /// The crate's quiet server transport
-/// ([`MatchmakingQuietServerPlugin`](super::transport::MatchmakingQuietServerPlugin)) adds
+/// ([`MatchmakingQuietServerPlugin`](crate::transport::MatchmakingQuietServerPlugin)) adds
 /// it and reports every packet it gives renet, and so does the test harness's local link.
 /// renet_netcode's transport cannot report, so a server on it keeps reading every
 /// connection.

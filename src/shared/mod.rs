@@ -5,7 +5,14 @@
 //! [`codec`], [`gate`], [`guard`], [`player`] and [`clock`] are plain Rust with no engine in
 //! them; [`channel`], [`connect`], [`inbox`] and [`messages`] work with Bevy and renet. The
 //! UDP transports live in [`crate::transport`] (feature `transport`), the in-process test
-//! support in [`crate::testing`] (feature `testing`).
+#![cfg_attr(
+    feature = "testing",
+    doc = "support in [`crate::testing`] (feature `testing`)."
+)]
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "support in `crate::testing` (feature `testing`)."
+)]
 
 pub mod channel;
 pub mod clock;
@@ -23,4 +30,6 @@ pub mod messages;
 pub mod player;
 pub mod plugins;
 mod reflect;
+// the server's and the relay's; a client-only build has neither
+#[cfg_attr(not(any(feature = "server", feature = "negotiated")), allow(dead_code))]
 pub(crate) mod server_link;

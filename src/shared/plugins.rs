@@ -8,6 +8,7 @@ use bevy_renet::RenetClientPlugin;
 
 /// Adds the plugins a client plugin needs and the app has not: bevy_renet's
 /// [`RenetClientPlugin`] and Bevy's [`StatesPlugin`] (which `MinimalPlugins` lacks).
+#[cfg_attr(not(any(feature = "client", feature = "negotiated")), allow(dead_code))]
 pub(crate) fn add_client_dependencies(app: &mut App) {
     if !app.is_plugin_added::<RenetClientPlugin>() {
         app.add_plugins(RenetClientPlugin);

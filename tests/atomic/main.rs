@@ -4,6 +4,7 @@
 #[path = "../shared/cases.rs"]
 mod cases;
 mod common;
+mod drain;
 mod faults;
 mod hostile;
 mod identity;
@@ -14,6 +15,9 @@ mod queue;
 mod quickstart;
 mod quiet;
 mod rate_limit;
+mod reflect;
+#[path = "../shared/reflection.rs"]
+mod reflection;
 mod refusals;
 mod removal;
 mod requeue;

@@ -17,6 +17,9 @@ mod pair;
 mod promise;
 mod properties;
 mod rate_limit;
+mod reflect;
+#[path = "../shared/reflection.rs"]
+mod reflection;
 mod reject;
 mod relay_restart;
 mod setup_errors;

@@ -122,6 +122,16 @@ pub struct AtomicLobbyLeft {
     pub lobby_id: u64,
 }
 
+/// The server is closing (draining): our ticket is gone, a lobby we are in stays until the
+/// connection closes. Reconnect to another server (a connect token may list several) and
+/// queue again.
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
+pub struct AtomicServerClosing {
+    /// Another server of the same game takes players.
+    pub retry_elsewhere: bool,
+}
+
 /// Something went wrong: refused by the server, or a local problem.
 #[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
 #[reflect(Message, Debug, Clone, PartialEq)]

@@ -21,14 +21,19 @@ use bevy_renet::{RenetReceive, RenetSend};
 pub use self::messages::{
     AtomicClientError, AtomicConnected, AtomicJoinQueue, AtomicLeaveLobby, AtomicLeaveQueue,
     AtomicLobbyLeft, AtomicMatchCancelled, AtomicMatchChecking, AtomicMatchFound,
-    AtomicMatchProposed, AtomicQueueJoined, AtomicQueueLeft,
+    AtomicMatchProposed, AtomicQueueJoined, AtomicQueueLeft, AtomicServerClosing,
 };
 #[cfg(feature = "testing")]
 pub use self::state::AtomicClientFaults;
 pub use self::state::{AtomicClientSettings, AtomicClientState, AtomicClientStatus};
 
 use crate::atomic::AtomicChannel;
+use crate::atomic::core::commit::AtomicMatchStatus;
+use crate::atomic::core::protocol::{
+    AtomicErrorKind, AtomicMatchCancelReason, AtomicMatchedPlayer,
+};
 use crate::shared::conditions::client_exists;
+use crate::shared::connect::MatchmakingConnectTarget;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 use crate::shared::plugins::add_client_dependencies;
 
@@ -91,6 +96,7 @@ impl Plugin for AtomicClientPlugin {
         add_messages(app);
         #[cfg(feature = "testing")]
         app.init_resource::<AtomicClientFaults>();
+        register_types(app);
         app.configure_sets(PreUpdate, AtomicClientSystems::Receive.after(RenetReceive))
             .configure_sets(
                 PostUpdate,
@@ -120,6 +126,35 @@ impl Plugin for AtomicClientPlugin {
     }
 }
 
+/// Registers the reflected types of the client (its state, resources and messages, and the
+/// core values they hold), so the Bevy inspector can show them.
+fn register_types(app: &mut App) {
+    app.register_type::<AtomicChannel>()
+        .register_type_mutable_state::<AtomicClientState>()
+        .register_type::<AtomicClientStatus>()
+        .register_type::<AtomicClientSettings>()
+        .register_type::<MatchmakingConnectTarget>()
+        .register_type::<AtomicJoinQueue>()
+        .register_type::<AtomicLeaveQueue>()
+        .register_type::<AtomicLeaveLobby>()
+        .register_type::<AtomicConnected>()
+        .register_type::<AtomicQueueJoined>()
+        .register_type::<AtomicQueueLeft>()
+        .register_type::<AtomicMatchChecking>()
+        .register_type::<AtomicMatchProposed>()
+        .register_type::<AtomicMatchFound>()
+        .register_type::<AtomicMatchCancelled>()
+        .register_type::<AtomicLobbyLeft>()
+        .register_type::<AtomicServerClosing>()
+        .register_type::<AtomicClientError>()
+        .register_type::<AtomicMatchedPlayer>()
+        .register_type::<AtomicMatchStatus>()
+        .register_type::<AtomicMatchCancelReason>()
+        .register_type::<AtomicErrorKind>();
+    #[cfg(feature = "testing")]
+    app.register_type::<AtomicClientFaults>();
+}
+
 /// Registers the game's requests and the plugin's reports.
 fn add_messages(app: &mut App) {
     visit_client_messages(&mut AddMessages(app));
@@ -138,5 +173,6 @@ pub fn visit_client_messages(visitor: &mut impl MatchmakingMessageVisitor) {
     visitor.visit::<AtomicMatchFound>();
     visitor.visit::<AtomicMatchCancelled>();
     visitor.visit::<AtomicLobbyLeft>();
+    visitor.visit::<AtomicServerClosing>();
     visitor.visit::<AtomicClientError>();
 }

@@ -8,7 +8,7 @@ use bevy_renet::RenetClient;
 
 use super::messages::{
     AtomicClientError, AtomicConnected, AtomicLobbyLeft, AtomicMatchCancelled, AtomicMatchChecking,
-    AtomicMatchFound, AtomicMatchProposed, AtomicQueueJoined, AtomicQueueLeft,
+    AtomicMatchFound, AtomicMatchProposed, AtomicQueueJoined, AtomicQueueLeft, AtomicServerClosing,
 };
 use super::send::send_to_server;
 use super::state::{AtomicClientFaults, AtomicClientState, AtomicClientStatus, ClientSession};
@@ -33,6 +33,7 @@ struct ReportWriters<'w> {
     cancelled: MessageWriter<'w, AtomicMatchCancelled>,
     lobby_left: MessageWriter<'w, AtomicLobbyLeft>,
     errors: MessageWriter<'w, AtomicClientError>,
+    closing: MessageWriter<'w, AtomicServerClosing>,
 }
 
 /// Everything the handlers of the server's messages read and change, except the renet
@@ -102,6 +103,9 @@ impl ServerMessageHandlers<'_> {
                 requeued,
             } => self.on_match_cancelled(match_id, status, reason, requeued),
             AtomicServerMessage::LobbyLeft { lobby_id } => self.on_lobby_left(lobby_id),
+            AtomicServerMessage::ServerClosing { retry_elsewhere } => {
+                self.on_server_closing(retry_elsewhere)
+            }
             AtomicServerMessage::Error { kind, message } => self.on_error(kind, message),
         }
     }
@@ -253,6 +257,17 @@ impl ServerMessageHandlers<'_> {
         self.status.leave_lobby();
         self.next.set(AtomicClientState::Idle);
         self.reports.lobby_left.write(AtomicLobbyLeft { lobby_id });
+    }
+
+    /// `ServerClosing`: the server drains; our ticket is gone (a match we were in was
+    /// cancelled or found first).
+    fn on_server_closing(&mut self, retry_elsewhere: bool) {
+        info!("matchmaking server is closing (retry elsewhere: {retry_elsewhere})");
+        self.status.stop_waiting();
+        self.next.set(AtomicClientState::ServerClosing);
+        self.reports
+            .closing
+            .write(AtomicServerClosing { retry_elsewhere });
     }
 
     /// `Error`: the server refused a request; log it, keep it and report it.

@@ -24,6 +24,10 @@ pub enum AtomicClientState {
     Matching,
     /// In the lobby of a committed match.
     Matched,
+    /// The server said it is closing (it drains): no ticket, and none will be taken.
+    /// Reconnect elsewhere; the state goes back to `Disconnected` when the connection
+    /// closes.
+    ServerClosing,
 }
 
 /// Details behind [`AtomicClientState`].

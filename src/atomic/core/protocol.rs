@@ -14,7 +14,9 @@ use crate::shared::player::PlayerId;
 /// Version of the atomic matchmaking protocol; a client with another version is refused.
 ///
 /// 3: the server rate-limits connections ([`AtomicErrorKind::RateLimited`]).
-pub const ATOMIC_PROTOCOL_VERSION: u32 = 3;
+/// 4: the server drains ([`AtomicServerMessage::ServerClosing`],
+/// [`AtomicErrorKind::ServerClosing`]).
+pub const ATOMIC_PROTOCOL_VERSION: u32 = 4;
 
 /// Largest match the protocol carries.
 pub const ATOMIC_MAX_PLAYERS_PER_MATCH: usize = 16;
@@ -153,6 +155,8 @@ pub enum AtomicErrorKind {
     /// soon as netcode gives up). A connection lost after it opened is
     /// [`Connection`](Self::Connection).
     ConnectFailed,
+    /// The server is draining (closing): it takes no new tickets. Reconnect elsewhere.
+    ServerClosing,
 }
 
 /// Another player of a match, as the confirmation tells it.
@@ -247,6 +251,14 @@ pub enum AtomicServerMessage {
     LobbyLeft {
         /// The lobby.
         lobby_id: u64,
+    },
+    /// The server is closing (draining): the player's ticket is gone, a match in flight
+    /// finishes or is cancelled first, a lobby stays until the connection closes. Sent once
+    /// per connection.
+    ServerClosing {
+        /// Another server of the same game takes players: reconnect there (a connect token
+        /// can list several server addresses) and queue again.
+        retry_elsewhere: bool,
     },
     /// Something the client sent was refused.
     Error {

@@ -20,6 +20,7 @@
 
 mod components;
 mod connections;
+mod drain;
 mod matches;
 mod receive;
 mod settings;
@@ -34,8 +35,12 @@ use bevy::time::TimeUpdateStrategy;
 use bevy_renet::{RenetReceive, RenetSend, RenetServerPlugin};
 
 use crate::atomic::AtomicChannel;
-use crate::atomic::core::protocol::{AtomicErrorKind, AtomicServerMessage};
+use crate::atomic::core::commit::{AtomicCommitTimings, AtomicHealthCheck, AtomicMatchStatus};
+use crate::atomic::core::protocol::{AtomicErrorKind, AtomicMatchedPlayer, AtomicServerMessage};
+use crate::atomic::core::stats::DurationWindow;
 use crate::shared::conditions::server_exists;
+use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
+use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::player::PlayerId;
 use crate::shared::server_link::ServerLink;
 
@@ -43,20 +48,21 @@ pub use components::{
     AtomicLobby, AtomicMatch, AtomicMatchCommitted, AtomicMatchOutcome, AtomicPlayerHealth,
     cancel_reason,
 };
+pub use drain::{AtomicDrain, AtomicDrainFinished};
 pub use settings::{AtomicServerSettings, AtomicServerStats, AtomicSettingsError};
 pub use state::{AtomicPlayerLocation, AtomicServerState};
 
 /// System sets of the server plugin, in frame order. Every system of the plugin is in one
 /// of them; each runs only while a [`RenetServer`](bevy_renet::RenetServer) exists
-/// ([`server_exists`](crate::shared::conditions::server_exists)).
+/// ([`server_exists`]).
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AtomicServerSystems {
     /// `PreUpdate`, after [`RenetReceive`]: validates changed settings, then decodes and
     /// applies client messages.
     Receive,
-    /// `Update`: validates settings changed since, forms matches from ready categories,
-    /// advances every match's state machine and carries out its actions, closes refused
-    /// connections. Read the frame's [`AtomicMatchOutcome`]s after it.
+    /// `Update`: validates settings changed since, starts a drain ([`AtomicDrain`]), forms
+    /// matches from ready categories, advances every match's state machine and carries out
+    /// its actions, advances the drain, closes refused connections. Read the frame's [`AtomicMatchOutcome`]s after it.
     Advance,
     /// `PostUpdate`, after [`RenetSend`]: stamps the health pings of the frame with the
     /// moment the transport really sent them (round trips are measured from there).
@@ -112,6 +118,8 @@ impl Plugin for AtomicServerPlugin {
             .init_resource::<matches::UnstampedPings>()
             .add_message::<AtomicMatchOutcome>()
             .add_message::<AtomicMatchCommitted>()
+            .add_message::<AtomicDrain>()
+            .add_message::<AtomicDrainFinished>()
             .add_observer(connections::on_server_event)
             .add_observer(connections::on_lobby_removed)
             .add_observer(connections::on_match_removed)
@@ -141,8 +149,10 @@ impl Plugin for AtomicServerPlugin {
                 Update,
                 (
                     settings::apply_settings.run_if(changed),
+                    drain::start_drain,
                     matches::form_matches,
                     matches::advance_matches,
+                    drain::advance_drain,
                     connections::close_refused_connections,
                 )
                     .chain()
@@ -152,7 +162,33 @@ impl Plugin for AtomicServerPlugin {
                 PostUpdate,
                 matches::stamp_sent_pings.in_set(AtomicServerSystems::StampPings),
             );
+        register_types(app);
     }
+}
+
+/// Registers the reflected types of the server (its resources, components and messages,
+/// and the core values they hold), so the Bevy inspector can show them.
+fn register_types(app: &mut App) {
+    app.register_type::<AtomicChannel>()
+        .register_type::<AtomicServerSettings>()
+        .register_type::<AtomicServerStats>()
+        .register_type::<AtomicServerState>()
+        .register_type::<AtomicPlayerLocation>()
+        .register_type::<AtomicMatch>()
+        .register_type::<AtomicLobby>()
+        .register_type::<AtomicPlayerHealth>()
+        .register_type::<AtomicMatchOutcome>()
+        .register_type::<AtomicMatchCommitted>()
+        .register_type::<AtomicDrain>()
+        .register_type::<AtomicDrainFinished>()
+        .register_type::<MatchmakingInbox>()
+        .register_type::<AtomicCommitTimings>()
+        .register_type::<AtomicHealthCheck>()
+        .register_type::<AtomicMatchStatus>()
+        .register_type::<AtomicMatchedPlayer>()
+        .register_type::<DurationWindow>()
+        .register_type::<MatchmakingGatePolicy>()
+        .register_type::<MatchmakingRateLimit>();
 }
 
 /// The server's clocks: the frame's time, which every deadline is measured in, and the

@@ -203,6 +203,14 @@ impl Receiver<'_, '_> {
     /// [`AtomicClientMessage::JoinQueue`]: takes a ticket for an idle player.
     fn on_join_queue(&mut self, seat: Seat, category: String, now: Duration) {
         let client = seat.client;
+        if self.effects.state.is_draining() {
+            // the server's state, not the client's fault: no strike
+            let message = "the server is closing: queue on another server";
+            return self
+                .effects
+                .link
+                .send_error(client, AtomicErrorKind::ServerClosing, message);
+        }
         if let Some((kind, message)) = self.join_refusal(client, seat.location) {
             return self.refuse(client, kind, message, now);
         }

@@ -5,6 +5,7 @@
 //! session, and a match or lobby touches only the sessions that were taken into it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use bevy::prelude::*;
 
@@ -34,6 +35,21 @@ pub struct AtomicServerState {
     next_session: u64,
     #[reflect(ignore)]
     rng: fastrand::Rng,
+    /// The drain under way, if any.
+    #[reflect(ignore)]
+    pub(super) drain: Option<Drain>,
+}
+
+/// A drain under way: its deadline, who was told the server is closing, and whether it
+/// finished.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Drain {
+    /// When matches still in flight are called off.
+    pub(super) deadline: Duration,
+    /// The sessions told the server is closing (each is told once).
+    pub(super) told: HashSet<u64>,
+    /// `AtomicDrainFinished` was written.
+    pub(super) finished: bool,
 }
 
 impl Default for AtomicServerState {
@@ -47,6 +63,7 @@ impl Default for AtomicServerState {
             next_match_id: 1,
             next_session: 1,
             rng: fastrand::Rng::new(),
+            drain: None,
         }
     }
 }
@@ -112,6 +129,27 @@ impl AtomicServerState {
     /// Where a connected player is and its session.
     pub(super) fn seat(&self, player: PlayerId) -> Option<(AtomicPlayerLocation, u64)> {
         self.players.get(&player).map(|e| (e.location, e.session))
+    }
+
+    /// Whether the server is draining: it takes no new tickets and tells every player it
+    /// is closing (see `AtomicDrain`).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    /// Every connected player not in a match still forming, with its session.
+    pub(super) fn settled_players(&self) -> Vec<(PlayerId, u64, AtomicPlayerLocation)> {
+        let mut players: Vec<_> = self
+            .players
+            .iter()
+            .filter(|(p, e)| {
+                self.gate.is_welcomed(**p)
+                    && !matches!(e.location, AtomicPlayerLocation::Matching(_))
+            })
+            .map(|(p, e)| (*p, e.session, e.location))
+            .collect();
+        players.sort_unstable_by_key(|(p, _, _)| *p);
+        players
     }
 
     /// The queue (read only).

@@ -11,7 +11,11 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy_renet::RenetReceive;
 
+use crate::negotiated::core::fact::NegotiatedFactId;
+use crate::negotiated::core::machine::{NegotiatedRestartReason, NegotiatedRole};
+use crate::negotiated::core::protocol::NegotiatedErrorKind;
 use crate::shared::clock::unix_now;
+use crate::shared::connect::MatchmakingConnectTarget;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 use crate::shared::plugins::add_client_dependencies;
 
@@ -69,7 +73,7 @@ pub struct NegotiatedClientSettings {
     /// Seed of the random choice among open requests (`None`: random).
     pub seed: Option<u64>,
     /// How long a connection to the relay may take to open before the game gets a
-    /// [`NegotiatedErrorKind::ConnectFailed`](crate::negotiated::core::protocol::NegotiatedErrorKind::ConnectFailed)
+    /// [`NegotiatedErrorKind::ConnectFailed`]
     /// error (sooner when netcode gives up first). Default 5 s, within netcode's own 15 s.
     pub connect_timeout: Duration,
 }
@@ -155,6 +159,7 @@ impl Plugin for NegotiatedClientPlugin {
             .init_state::<NegotiatedClientState>()
             .init_resource::<NegotiatedClientStatus>();
         visit_client_messages(&mut AddMessages(app));
+        register_types(app);
         app.configure_sets(
             PreUpdate,
             NegotiatedClientSystems::Receive.after(RenetReceive),
@@ -174,6 +179,31 @@ impl Plugin for NegotiatedClientPlugin {
             drive::drive.in_set(NegotiatedClientSystems::Drive),
         );
     }
+}
+
+/// Registers the reflected types of the client (its state, resources and messages, and the
+/// core values they hold), so the Bevy inspector can show them.
+fn register_types(app: &mut App) {
+    app.register_type::<NegotiatedChannel>()
+        .register_type_mutable_state::<NegotiatedClientState>()
+        .register_type::<NegotiatedClientStatus>()
+        .register_type::<NegotiatedClientSettings>()
+        .register_type::<MatchmakingConnectTarget>()
+        .register_type::<NegotiatedSearch>()
+        .register_type::<NegotiatedCancelSearch>()
+        .register_type::<NegotiatedConnected>()
+        .register_type::<NegotiatedRequestPosted>()
+        .register_type::<NegotiatedBidPlaced>()
+        .register_type::<NegotiatedMatchFound>()
+        .register_type::<NegotiatedCancelled>()
+        .register_type::<NegotiatedRestarted>()
+        .register_type::<NegotiatedClientError>()
+        .register_type::<NegotiatedFactId>()
+        .register_type::<NegotiatedRole>()
+        .register_type::<NegotiatedRestartReason>()
+        .register_type::<NegotiatedErrorKind>();
+    #[cfg(feature = "testing")]
+    app.register_type::<NegotiatedClockSkew>();
 }
 
 /// Visits every message type of the negotiated client plugin: the game's requests, then the

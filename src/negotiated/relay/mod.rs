@@ -22,8 +22,10 @@ use bevy_renet::{RenetReceive, RenetServerPlugin};
 
 use crate::negotiated::channel::NegotiatedChannel;
 use crate::negotiated::core::protocol::NegotiatedRelayMessage;
-use crate::negotiated::core::relay_core::NegotiatedOutbox;
+use crate::negotiated::core::relay_core::{NegotiatedOutbox, NegotiatedRelayLimits};
 use crate::shared::conditions::server_exists;
+use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
+use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::server_link::ServerLink;
 
 pub use settings::NegotiatedRelaySettings;
@@ -115,7 +117,20 @@ impl Plugin for NegotiatedRelayPlugin {
                     .chain()
                     .in_set(NegotiatedRelaySystems::Maintain),
             );
+        register_types(app);
     }
+}
+
+/// Registers the reflected types of the relay (its resources and the core values they
+/// hold), so the Bevy inspector can show them.
+fn register_types(app: &mut App) {
+    app.register_type::<NegotiatedChannel>()
+        .register_type::<NegotiatedRelaySettings>()
+        .register_type::<NegotiatedRelayState>()
+        .register_type::<MatchmakingInbox>()
+        .register_type::<NegotiatedRelayLimits>()
+        .register_type::<MatchmakingGatePolicy>()
+        .register_type::<MatchmakingRateLimit>();
 }
 
 /// The server and the negotiated channel: how the relay's systems talk to clients.
