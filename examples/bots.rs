@@ -61,12 +61,12 @@ struct Args {
 }
 
 fn seconds(v: &str) -> Result<Duration, String> {
-    let secs: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    let secs = v.parse::<f64>().map_err(|e| e.to_string())?;
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
 fn fraction(v: &str) -> Result<f64, String> {
-    let f: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    let f = v.parse::<f64>().map_err(|e| e.to_string())?;
     if !(0.0..=1.0).contains(&f) {
         return Err("must be between 0 and 1".into());
     }

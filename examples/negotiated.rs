@@ -91,7 +91,7 @@ struct Cli {
 }
 
 fn seconds(value: &str) -> Result<Duration, String> {
-    let secs: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    let secs = value.parse::<f64>().map_err(|e| e.to_string())?;
     if !(secs.is_finite() && secs > 0.0) {
         return Err("must be a positive number of seconds".into());
     }
@@ -99,7 +99,7 @@ fn seconds(value: &str) -> Result<Duration, String> {
 }
 
 fn clients(value: &str) -> Result<usize, String> {
-    let n: usize = value.parse().map_err(|e| format!("{e}"))?;
+    let n = value.parse::<usize>().map_err(|e| e.to_string())?;
     if !(1..=512).contains(&n) {
         return Err("must be 1..=512".into());
     }

@@ -62,17 +62,17 @@ struct Args {
 }
 
 fn seconds(v: &str) -> Result<Duration, String> {
-    let secs: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    let secs = v.parse::<f64>().map_err(|e| e.to_string())?;
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
 fn stats_every(v: &str) -> Result<Duration, String> {
-    let secs: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    let secs = v.parse::<f64>().map_err(|e| e.to_string())?;
     Duration::try_from_secs_f64(secs.max(0.1)).map_err(|e| e.to_string())
 }
 
 fn players_per_match(v: &str) -> Result<usize, String> {
-    let n: usize = v.parse().map_err(|e| format!("{e}"))?;
+    let n = v.parse::<usize>().map_err(|e| e.to_string())?;
     if !(2..=16).contains(&n) {
         return Err("must be 2..=16".into());
     }
@@ -80,7 +80,7 @@ fn players_per_match(v: &str) -> Result<usize, String> {
 }
 
 fn tick_hz(v: &str) -> Result<f64, String> {
-    let hz: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    let hz = v.parse::<f64>().map_err(|e| e.to_string())?;
     if !(1.0..=1000.0).contains(&hz) {
         return Err("must be 1..=1000".into());
     }

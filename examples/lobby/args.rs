@@ -56,7 +56,7 @@ fn parse_category(v: &str) -> Result<String, String> {
 }
 
 fn parse_client_id(v: &str) -> Result<u64, String> {
-    let id: u64 = v.parse().map_err(|e| format!("{e}"))?;
+    let id = v.parse::<u64>().map_err(|e| e.to_string())?;
     if id == 0 || id == BOT_ID {
         return Err(format!("{id} is reserved"));
     }
@@ -65,13 +65,13 @@ fn parse_client_id(v: &str) -> Result<u64, String> {
 
 fn parse_position(v: &str) -> Result<IVec2, String> {
     let (x, y) = v.split_once(',').ok_or(format!("expected X,Y, got {v}"))?;
-    let x = x.trim().parse().map_err(|e| format!("{e}"))?;
-    let y = y.trim().parse().map_err(|e| format!("{e}"))?;
+    let x = x.trim().parse::<i32>().map_err(|e| e.to_string())?;
+    let y = y.trim().parse::<i32>().map_err(|e| e.to_string())?;
     Ok(IVec2::new(x, y))
 }
 
 fn parse_fps(v: &str) -> Result<f64, String> {
-    let fps: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    let fps = v.parse::<f64>().map_err(|e| e.to_string())?;
     if !(1.0..=1000.0).contains(&fps) {
         return Err("must be 1..=1000".into());
     }
