@@ -91,6 +91,7 @@ pub fn compute_view(
         S::Queued => queued_view(config, status),
         S::Idle | S::Disconnected if screen.searching => connecting_view(config, state),
         S::Idle | S::Disconnected => home_view(config),
+        S::ServerClosing => closing_view(),
     };
     if let Some((text, color)) = &screen.notice {
         view.push(text.clone(), *color, 18.0);
@@ -101,6 +102,17 @@ pub fn compute_view(
         format!("Server {}", config.server)
     };
     view.push(mode, DIM, 14.0);
+    view
+}
+
+/// The server drains: nothing to do here but wait for another server.
+fn closing_view() -> View {
+    let mut view = View::new(
+        Screen::Home,
+        line("The server is closing", TEXT, 30.0),
+        None,
+    );
+    view.push("Reconnect to another server to play.", TEXT, 20.0);
     view
 }
 
