@@ -58,7 +58,10 @@ pub(crate) struct TransportView<'w> {
 /// Without the `transport` feature the game brings its own transport: the watch sees only
 /// the [`RenetClient`] (an attempt that does not open within the timeout still fails).
 #[cfg(not(feature = "transport"))]
-pub(crate) type TransportView<'w> = std::marker::PhantomData<&'w ()>;
+#[derive(SystemParam)]
+pub(crate) struct TransportView<'w> {
+    marker: std::marker::PhantomData<&'w ()>,
+}
 
 /// How a transport ended an attempt before the connection opened.
 #[cfg_attr(not(feature = "transport"), allow(dead_code))]
@@ -111,18 +114,17 @@ impl TransportView<'_> {
 }
 
 #[cfg(not(feature = "transport"))]
-trait NoTransport {
+impl TransportView<'_> {
     fn restarted(&self) -> bool {
         false
     }
+
     fn give_up(&mut self) {}
+
     fn end(&self) -> Option<(AttemptEnd, String)> {
         None
     }
 }
-
-#[cfg(not(feature = "transport"))]
-impl NoTransport for TransportView<'_> {}
 
 impl ConnectionView<'_> {
     /// A new client or transport was inserted this frame: a new attempt.

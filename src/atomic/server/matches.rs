@@ -305,13 +305,13 @@ impl MatchEffects<'_, '_> {
             self.commands.entity(lobby.entity).try_despawn();
         }
         // a draining server re-queues nobody: its players are told to go elsewhere
-        let requeued = match self.state.is_draining() {
-            true => Vec::new(),
-            false => self.requeue(entity, m, outcome.requeue()),
-        };
-        if !self.state.is_draining() {
+        let requeued = if self.state.is_draining() {
+            Vec::new()
+        } else {
+            let requeued = self.requeue(entity, m, outcome.requeue());
             self.count_dropped(m, outcome, &requeued);
-        }
+            requeued
+        };
         self.stats.sync_queued(&self.state.queue, &m.category);
         let from = AtomicPlayerLocation::Matching(entity);
         for report in &outcome.players {
