@@ -257,6 +257,8 @@ fn step_connections(
 /// Runs one mode for `seconds`; returns its JSON report.
 fn churn(mode: &mut dyn ChurnMode, args: &Args) -> String {
     let mut app = mode.app();
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     app.update();
     let (mut live, mut next_id, mut frame) = (VecDeque::new(), 1u64, 0u64);
     let started = Instant::now();

@@ -60,6 +60,8 @@ fn main() {
         "demo: bot 0 drops its connection when proposed a match; bot 1 answers health pings 800 ms late\n"
     );
 
+    server.finish(); // the loop below drives it by update(), so finish its set-up here
+    server.cleanup();
     let mut bots = spawn_bots(addr, &identity);
 
     let started = Instant::now();

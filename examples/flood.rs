@@ -153,6 +153,8 @@ fn server(identity: &Identity, bots: usize) -> (App, SocketAddr) {
             channel.dedicated_connection_config(),
         )
         .expect("bind a UDP port on 127.0.0.1");
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     (app, addr)
 }
 

@@ -160,6 +160,8 @@ fn relay_app(
             ..default()
         },
     });
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     Ok((app, bound))
 }
 
@@ -185,6 +187,8 @@ fn client_app(
     app.world_mut().write_message(NegotiatedSearch {
         category: category.to_owned(),
     });
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     Ok(app)
 }
 

@@ -55,6 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         games.push(game);
     }
 
+    // `App::run()` would finish the plugins' set-up; these three apps run by `update()`.
+    for app in std::iter::once(&mut server).chain(&mut games) {
+        app.finish();
+        app.cleanup();
+    }
+
     // Run the three apps until both games are in the match.
     let matched = |game: &App| {
         *game.world().resource::<State<AtomicClientState>>().get() == AtomicClientState::Matched

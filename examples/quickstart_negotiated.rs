@@ -64,6 +64,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         games.push(game);
     }
 
+    // `App::run()` would finish the plugins' set-up; these three apps run by `update()`.
+    for app in std::iter::once(&mut relay).chain(&mut games) {
+        app.finish();
+        app.cleanup();
+    }
+
     // Run the three apps until both games are matched.
     let matched = |game: &App| {
         *game

@@ -30,6 +30,8 @@ pub fn local_server(step: Duration, settings: AtomicServerSettings) -> App {
     let channel = AtomicChannel::default();
     let mut app = server_app(step, channel.dedicated_connection_config());
     app.add_plugins(AtomicServerPlugin { channel, settings });
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     single_threaded(&mut app);
     app.update();
     app

@@ -184,6 +184,8 @@ pub fn server_app(
         .add_plugins(AtomicServerPlugin { channel, settings });
     let config = channel.dedicated_connection_config();
     let addr = insert_server(&mut app, identity, players + 8, config, rcvbuf)?;
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     Ok((app, addr))
 }
 
@@ -200,6 +202,8 @@ pub fn relay_app(
         .add_plugins(NegotiatedRelayPlugin { channel, settings });
     let config = channel.dedicated_connection_config();
     let addr = insert_server(&mut app, identity, clients + 8, config, rcvbuf)?;
+    app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
+    app.cleanup();
     Ok((app, addr))
 }
 

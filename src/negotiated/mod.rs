@@ -66,7 +66,7 @@
 //!     },
 //! });
 //! let addr = insert_secure_netcode_server(&mut relay, "127.0.0.1:0".parse()?, 64, channel.connection_config(), &key)?;
-//! let backend = MatchmakingTokenIssuer::new(key);
+//! let backend = MatchmakingTokenIssuer::new(&key);
 //!
 //! // Two games: search, then react to the match.
 //! let mut games: Vec<App> = (1..=2)
@@ -88,7 +88,12 @@
 //!     })
 //!     .collect::<Result<_, Box<dyn std::error::Error>>>()?;
 //!
-//! // Run until both are matched (a real game just calls `app.run()`).
+//! // Run until both are matched (a real game just calls `app.run()`, which also finishes
+//! // the plugins' set-up).
+//! for app in std::iter::once(&mut relay).chain(&mut games) {
+//!     app.finish();
+//!     app.cleanup();
+//! }
 //! let matched = |g: &App| *g.world().resource::<State<NegotiatedClientState>>().get() == NegotiatedClientState::Matched;
 //! let started = std::time::Instant::now();
 //! while !games.iter().all(matched) {

@@ -18,7 +18,9 @@ use crate::atomic::client::*;
 use crate::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use crate::atomic::server::*;
 use crate::shared::player::PlayerId;
-use crate::testing::harness::{DEFAULT_STEP, HarnessMode, TestHarness, manual_app, server_app};
+use crate::testing::harness::{
+    DEFAULT_STEP, HarnessMode, TestHarness, finish_plugins, manual_app, server_app,
+};
 use crate::testing::local_link::LocalLink;
 
 /// The atomic mode of the shared harness.
@@ -88,6 +90,7 @@ impl TestHarness<AtomicHarnessMode> {
         let mut app = manual_app(self.step);
         app.insert_resource(RenetClient(renet))
             .add_plugins(AtomicClientPlugin { channel });
+        finish_plugins(&mut app);
         let client = self
             .clients
             .iter_mut()

@@ -180,6 +180,24 @@ pub fn manual_app(step: Duration) -> App {
     app
 }
 
+/// Finishes an app's plugins as `App::run` would ([`Plugin::finish`], then
+/// [`Plugin::cleanup`]), for an app the caller drives with `App::update`. The crate's plugins
+/// add what they need from bevy_renet and Bevy there, if the app has not. Does nothing to an
+/// app already finished.
+pub fn finish_plugins(app: &mut App) {
+    use bevy::app::PluginsState;
+    if app.plugins_state() == PluginsState::Cleaned {
+        return;
+    }
+    while app.plugins_state() == PluginsState::Adding {
+        std::thread::yield_now();
+    }
+    if app.plugins_state() == PluginsState::Ready {
+        app.finish();
+    }
+    app.cleanup();
+}
+
 /// A [`manual_app`] with a renet server for local clients: what a mode adds its server
 /// plugin to.
 pub fn server_app(step: Duration, config: ConnectionConfig) -> App {
@@ -232,7 +250,8 @@ impl<M: HarnessMode> TestHarness<M> {
     /// A harness around `server` (made with [`server_app`] and the mode's plugin), with
     /// no clients yet. The server is not updated: the mode runs its first update (which
     /// only starts the clock) once it registered what it records.
-    pub fn from_server(mode: M, server: App, channel_id: u8, step: Duration) -> Self {
+    pub fn from_server(mode: M, mut server: App, channel_id: u8, step: Duration) -> Self {
+        finish_plugins(&mut server);
         Self {
             server,
             clients: Vec::new(),
@@ -293,6 +312,7 @@ impl<M: HarnessMode> TestHarness<M> {
         let mut app = manual_app(self.step);
         app.insert_resource(self.connect(id));
         setup(&mut app, id);
+        finish_plugins(&mut app);
         for install in &self.recorders {
             install(&mut app);
         }

@@ -15,7 +15,7 @@ use bevy::prelude::*;
 
 use crate::shared::player::PlayerId;
 use crate::testing::harness::{
-    DEFAULT_STEP, HarnessMode, HarnessSystems, RecordClock, TestHarness, server_app,
+    DEFAULT_STEP, HarnessMode, HarnessSystems, RecordClock, TestHarness, finish_plugins, server_app,
 };
 
 use crate::negotiated::channel::NegotiatedChannel;
@@ -53,6 +53,7 @@ pub type NegotiatedTestHarness = TestHarness<NegotiatedHarnessMode>;
 fn relay_app(channel: NegotiatedChannel, step: Duration, settings: NegotiatedRelaySettings) -> App {
     let mut relay = server_app(step, channel.connection_config());
     relay.add_plugins(NegotiatedRelayPlugin { channel, settings });
+    finish_plugins(&mut relay);
     // the first update only starts the clock
     relay.update();
     relay

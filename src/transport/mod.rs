@@ -140,12 +140,30 @@ fn insert_server(
 ) -> std::io::Result<SocketAddr> {
     let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
     let transport = NetcodeServerTransport::new(config, socket)?;
-    if !app.is_plugin_added::<NetcodeServerPlugin>() {
-        app.add_plugins(NetcodeServerPlugin);
-    }
+    add_transport_plugin(app, NetcodeServerPlugin)?;
     app.insert_resource(RenetServer::new(connection_config))
         .insert_resource(transport);
     Ok(local)
+}
+
+/// Adds a transport's plugin unless the app has it. An app already finished (running)
+/// cannot take plugins any more: that is an error naming the plugin, not a panic.
+fn add_transport_plugin<P: Plugin>(app: &mut App, plugin: P) -> std::io::Result<()> {
+    if app.is_plugin_added::<P>() {
+        return Ok(());
+    }
+    if matches!(
+        app.plugins_state(),
+        bevy::app::PluginsState::Finished | bevy::app::PluginsState::Cleaned
+    ) {
+        return Err(std::io::Error::other(format!(
+            "the app is already finished, so {} cannot be added now: add it before \
+             App::finish() or App::run() (or insert the transport earlier)",
+            std::any::type_name::<P>()
+        )));
+    }
+    app.add_plugins(plugin);
+    Ok(())
 }
 
 /// netcode's secure authentication with `key`.
@@ -208,9 +226,7 @@ pub fn insert_quiet_secure_server_with_addresses(
     let policy = ack_policy(app);
     let transport =
         MatchmakingQuietServerTransport::new(config, &connection_config, socket, policy)?;
-    if !app.is_plugin_added::<MatchmakingQuietServerPlugin>() {
-        app.add_plugins(MatchmakingQuietServerPlugin);
-    }
+    add_transport_plugin(app, MatchmakingQuietServerPlugin)?;
     app.insert_resource(RenetServer::new(connection_config))
         .insert_resource(transport);
     Ok(local)
@@ -242,9 +258,7 @@ pub fn insert_quiet_secure_client(
     let transport =
         MatchmakingQuietClientTransport::new(unix_now(), authentication, socket, policy)
             .map_err(std::io::Error::other)?;
-    if !app.is_plugin_added::<MatchmakingQuietClientPlugin>() {
-        app.add_plugins(MatchmakingQuietClientPlugin);
-    }
+    add_transport_plugin(app, MatchmakingQuietClientPlugin)?;
     remove_client(app.world_mut());
     app.insert_resource(RenetClient::new(connection_config))
         .insert_resource(transport)
@@ -263,8 +277,7 @@ pub fn insert_secure_netcode_client(
 ) -> std::io::Result<()> {
     let target = token_target(&token)?;
     let transport = secure_netcode_client_transport(token)?;
-    insert_client(app, transport, connection_config, target);
-    Ok(())
+    insert_client(app, transport, connection_config, target)
 }
 
 /// Builds the UDP client transport that [`insert_secure_netcode_client`] inserts (a socket
@@ -297,8 +310,7 @@ pub fn insert_insecure_netcode_client(
         server,
         secure: false,
     };
-    insert_client(app, transport, connection_config, target);
-    Ok(())
+    insert_client(app, transport, connection_config, target)
 }
 
 /// Builds the UDP client transport that [`insert_insecure_netcode_client`] inserts (a
@@ -353,14 +365,13 @@ fn insert_client(
     transport: NetcodeClientTransport,
     connection_config: ConnectionConfig,
     target: MatchmakingConnectTarget,
-) {
-    if !app.is_plugin_added::<NetcodeClientPlugin>() {
-        app.add_plugins(NetcodeClientPlugin);
-    }
+) -> std::io::Result<()> {
+    add_transport_plugin(app, NetcodeClientPlugin)?;
     remove_client(app.world_mut());
     app.insert_resource(RenetClient::new(connection_config))
         .insert_resource(transport)
         .insert_resource(target);
+    Ok(())
 }
 
 /// A socket on a free local port of `server`'s address family, and the transport over it.

@@ -3,6 +3,7 @@
 use bevy_atomic_matchmaking::atomic::core::protocol::AtomicServerMessage;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::testing::atomic::AtomicTestHarness;
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 
 /// A harness around a server with the default settings.
 pub fn harness() -> AtomicTestHarness {
@@ -43,5 +44,6 @@ pub fn secure_udp_server(
         key,
     )
     .expect("bind 127.0.0.1:0");
+    finish_plugins(&mut app);
     (app, addr)
 }

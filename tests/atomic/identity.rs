@@ -5,6 +5,7 @@
 //! The apps run on manual time (10 ms a step) and the loop sleeps briefly so the kernel can
 //! deliver; tokens carry a 1 s timeout, so a refused client gives up within ~100 steps.
 
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::time::Duration;
 
 use bevy::prelude::*;
@@ -39,6 +40,7 @@ fn client(token: ConnectToken) -> App {
     insert_secure_netcode_client(&mut app, token, channel.connection_config())
         .expect("client socket");
     app.add_plugins(AtomicClientPlugin { channel });
+    finish_plugins(&mut app);
     app
 }
 

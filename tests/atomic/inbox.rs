@@ -8,7 +8,7 @@ use bevy::prelude::*;
 use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicClientMessage, AtomicServerMessage};
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::shared::codec;
-use bevy_atomic_matchmaking::testing::harness::{server_app, single_threaded};
+use bevy_atomic_matchmaking::testing::harness::{finish_plugins, server_app, single_threaded};
 use bevy_renet::RenetServer;
 use bevy_renet::renet::RenetClient;
 
@@ -23,6 +23,7 @@ fn setup() -> (App, RenetClient) {
         ..default()
     });
     single_threaded(&mut app);
+    finish_plugins(&mut app);
     assert!(app.world().contains_resource::<MatchmakingInbox>());
     app.update();
     let client = app

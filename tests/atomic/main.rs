@@ -11,6 +11,7 @@ mod identity;
 mod inbox;
 mod invariants;
 mod pair;
+mod plugin_order;
 mod queue;
 mod quickstart;
 mod quiet;

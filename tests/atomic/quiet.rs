@@ -2,6 +2,7 @@
 //! commits between a quiet client and a renet_netcode client (the protocol is netcode's),
 //! and idle connections stop the ack ping-pong that renet keeps up every frame.
 
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::time::Duration;
 
 use bevy::prelude::*;
@@ -38,6 +39,7 @@ fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
     server.insert_resource(policy);
     let addr = insert_quiet_secure_server(&mut server, any, 8, channel.connection_config(), &key)
         .expect("bind 127.0.0.1:0");
+    finish_plugins(&mut server);
     let clients = (600..602u64)
         .map(|id| {
             let mut app = App::new();
@@ -55,6 +57,7 @@ fn setup(policy: MatchmakingAckPolicy) -> (App, Vec<App>) {
             }
             .expect("client socket");
             app.add_plugins(AtomicClientPlugin { channel });
+            finish_plugins(&mut app);
             app.world_mut().write_message(AtomicJoinQueue {
                 category: "duel".into(),
             });

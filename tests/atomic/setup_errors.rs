@@ -6,6 +6,7 @@
 //! The apps run on manual time (10 ms a step), so the time to each error is counted in
 //! steps, not measured on the wall clock.
 
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -78,6 +79,7 @@ fn a_server_that_is_down_is_one_connect_failed_error_at_the_timeout() {
     let mut game = game();
     let channel = AtomicChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
     let steps = steps_to_connect_failed(&mut game, None, 2 * TIMEOUT_STEPS);
     assert!(
         (TIMEOUT_STEPS..=TIMEOUT_STEPS + 2).contains(&steps),
@@ -129,6 +131,7 @@ fn a_token_minted_with_another_key_is_a_connect_failed_error() {
     let mut game = game();
     let channel = AtomicChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
     let steps = steps_to_connect_failed(&mut game, Some(&mut server), 2 * TIMEOUT_STEPS);
     assert!(
         steps <= TIMEOUT_STEPS + 2,
@@ -151,6 +154,7 @@ fn an_insecure_client_against_a_secure_server_is_a_connect_failed_error() {
     let mut game = game();
     let channel = AtomicChannel::default();
     insert_insecure_netcode_client(&mut game, addr, 9, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
     let steps = steps_to_connect_failed(&mut game, Some(&mut server), 2 * TIMEOUT_STEPS);
     assert!(
         steps <= TIMEOUT_STEPS + 2,
@@ -180,6 +184,7 @@ fn a_new_attempt_after_a_failure_is_reported_again() {
     for attempt in 1..=2 {
         let token = issuer.issue(10, VALID, &[addr], &[]).unwrap();
         insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
+        finish_plugins(&mut game);
         for _ in 0..150 {
             game.update();
         }
@@ -200,6 +205,7 @@ fn a_connection_lost_after_it_opened_is_connection_not_connect_failed() {
     let mut game = game();
     let channel = AtomicChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
     let mut welcomed = false;
     for _ in 0..300 {
         server.update();

@@ -1,6 +1,7 @@
 //! The real UDP transport (renet_netcode) on 127.0.0.1 with port 0: a server app and two
 //! client apps in one process, wall-clock time, matched end to end.
 
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -27,6 +28,7 @@ fn a_pair_is_matched_over_udp_on_loopback() {
         channel.connection_config(),
     )
     .expect("bind 127.0.0.1:0");
+    finish_plugins(&mut server);
     assert_ne!(addr.port(), 0);
 
     let mut clients: Vec<App> = (0..2u64)
@@ -36,6 +38,7 @@ fn a_pair_is_matched_over_udp_on_loopback() {
             insert_insecure_netcode_client(&mut app, addr, 500 + i, channel.connection_config())
                 .expect("client socket");
             app.add_plugins(AtomicClientPlugin { channel });
+            finish_plugins(&mut app);
             // ask before the connection is up: the plugin joins once welcomed
             app.world_mut().write_message(AtomicJoinQueue {
                 category: "udp".into(),

@@ -3,6 +3,7 @@
 //! naming the address and the likely cause, at the connect timeout (counted in steps of
 //! manual time); a connection that opened and was lost stays `Connection`.
 
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ fn a_relay_that_is_down_is_one_connect_failed_error_at_the_timeout() {
     let mut game = game();
     let channel = NegotiatedChannel::default();
     insert_secure_netcode_client(&mut game, token, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
     let mut first = None;
     for step in 1..=1200u32 {
         game.update();
@@ -84,6 +86,7 @@ fn an_insecure_client_with_a_short_timeout_fails_at_that_timeout() {
         .connect_timeout = Duration::from_millis(500);
     let channel = NegotiatedChannel::default();
     insert_insecure_netcode_client(&mut game, addr, 2, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
     for _ in 0..49 {
         game.update();
     }

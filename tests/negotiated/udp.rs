@@ -3,6 +3,7 @@
 //! Packets really travel through sockets; the apps still run on manual time, and the
 //! loop only sleeps briefly so the kernel can deliver. No wall-clock assertions.
 
+use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ fn relay_with(key: Option<&MatchmakingPrivateKey>) -> (App, SocketAddr) {
             ..default()
         },
     });
+    finish_plugins(&mut app);
     (app, addr)
 }
 
@@ -73,6 +75,7 @@ fn client_with(relay: SocketAddr, id: u64, backend: Option<&MatchmakingTokenIssu
             ..default()
         },
     });
+    finish_plugins(&mut app);
     app
 }
 
@@ -272,4 +275,53 @@ fn search_and_pair(
         c.iter().all(|c| found(c).is_some())
     });
     (found(&clients[0]).unwrap(), found(&clients[1]).unwrap())
+}
+
+/// Plugin order does not matter: the relay and the clients get bevy_renet's plugins,
+/// `MinimalPlugins` and `StatesPlugin` after the negotiated plugins, and still pair.
+#[test]
+fn dependencies_added_after_the_plugins_do_not_panic_and_clients_pair() {
+    use bevy::state::app::StatesPlugin;
+    use bevy_renet::{RenetClientPlugin, RenetServerPlugin};
+    let channel = NegotiatedChannel::default();
+    let mut relay = App::new();
+    relay
+        .add_plugins(NegotiatedRelayPlugin {
+            channel,
+            settings: NegotiatedRelaySettings {
+                frame_duration: Duration::from_secs(10),
+                ..default()
+            },
+        })
+        .add_plugins((MinimalPlugins, RenetServerPlugin))
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+    let any = "127.0.0.1:0".parse().unwrap();
+    let addr = insert_insecure_netcode_server(&mut relay, any, 8, channel.connection_config())
+        .expect("bind a UDP port on 127.0.0.1");
+    finish_plugins(&mut relay);
+    let mut clients: Vec<App> = [303u64, 404]
+        .into_iter()
+        .map(|id| {
+            let mut app = App::new();
+            app.add_plugins(NegotiatedClientPlugin {
+                channel,
+                settings: NegotiatedClientSettings {
+                    seed: Some(id),
+                    ..default()
+                },
+            })
+            .add_plugins((MinimalPlugins, StatesPlugin, RenetClientPlugin))
+            .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+            insert_insecure_netcode_client(&mut app, addr, id, channel.connection_config())
+                .expect("UDP client");
+            finish_plugins(&mut app);
+            app
+        })
+        .collect();
+    run_until(&mut relay, &mut clients, 2000, |c| {
+        c.iter().all(|c| state(c) == NegotiatedClientState::Idle)
+    });
+    let (a, b) = search_and_pair(&mut relay, &mut clients);
+    assert_eq!((a.me, a.other), (303, 404));
+    assert_eq!((b.me, b.other), (404, 303));
 }

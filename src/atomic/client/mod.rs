@@ -35,7 +35,7 @@ use crate::atomic::core::protocol::{
 use crate::shared::conditions::client_exists;
 use crate::shared::connect::MatchmakingConnectTarget;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
-use crate::shared::plugins::add_client_dependencies;
+use crate::shared::plugins::Dependencies;
 
 /// System sets of the client plugin, in frame order. Every system of the plugin is in one
 /// of them.
@@ -74,7 +74,10 @@ pub enum AtomicClientSystems {
 ///             println!("play in lobby {}", f.lobby_code);
 ///         }
 ///     });
-/// // then connect, for example with `transport::insert_secure_netcode_client`
+/// // then connect, for example with `transport::insert_secure_netcode_client`;
+/// // App::run() finishes the plugins, a test driving App::update() does it itself
+/// game.finish();
+/// game.cleanup();
 /// game.update();
 /// let state = game.world().resource::<State<AtomicClientState>>();
 /// assert_eq!(*state.get(), AtomicClientState::Disconnected);
@@ -87,9 +90,7 @@ pub struct AtomicClientPlugin {
 
 impl Plugin for AtomicClientPlugin {
     fn build(&self, app: &mut App) {
-        add_client_dependencies(app);
         app.insert_resource(self.channel)
-            .init_state::<AtomicClientState>()
             .init_resource::<AtomicClientStatus>()
             .init_resource::<AtomicClientSettings>()
             .init_resource::<state::ClientSession>();
@@ -97,32 +98,41 @@ impl Plugin for AtomicClientPlugin {
         #[cfg(feature = "testing")]
         app.init_resource::<AtomicClientFaults>();
         register_types(app);
-        app.configure_sets(PreUpdate, AtomicClientSystems::Receive.after(RenetReceive))
-            .configure_sets(
-                PostUpdate,
-                AtomicClientSystems::Send
-                    .before(RenetSend)
-                    .run_if(client_exists),
+        let set_up = resource_exists::<State<AtomicClientState>>;
+        app.configure_sets(
+            PreUpdate,
+            AtomicClientSystems::Receive
+                .after(RenetReceive)
+                .run_if(set_up),
+        )
+        .configure_sets(
+            PostUpdate,
+            AtomicClientSystems::Send
+                .before(RenetSend)
+                .run_if(client_exists.and_then(set_up)),
+        )
+        .add_systems(
+            PreUpdate,
+            (
+                connection::watch_connect,
+                connection::track_connection,
+                receive::receive_messages,
             )
-            .add_systems(
-                PreUpdate,
-                (
-                    connection::watch_connect,
-                    connection::track_connection,
-                    receive::receive_messages,
-                )
-                    .chain()
-                    .in_set(AtomicClientSystems::Receive),
+                .chain()
+                .in_set(AtomicClientSystems::Receive),
+        )
+        .add_systems(
+            PostUpdate,
+            (
+                send::send_requests,
+                send::send_due_pongs,
+                state::update_waited,
             )
-            .add_systems(
-                PostUpdate,
-                (
-                    send::send_requests,
-                    send::send_due_pongs,
-                    state::update_waited,
-                )
-                    .in_set(AtomicClientSystems::Send),
-            );
+                .in_set(AtomicClientSystems::Send),
+        );
+        Dependencies::client("AtomicClientPlugin").then(app, |app| {
+            app.init_state::<AtomicClientState>();
+        });
     }
 }
 

@@ -28,11 +28,12 @@ mod state;
 
 use std::time::Duration;
 
+use crate::shared::plugins::Dependencies;
 use bevy::ecs::system::SystemParam;
 use bevy::platform::time::Instant;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
-use bevy_renet::{RenetReceive, RenetSend, RenetServerPlugin};
+use bevy_renet::{RenetReceive, RenetSend};
 
 use crate::atomic::AtomicChannel;
 use crate::atomic::core::commit::{AtomicCommitTimings, AtomicHealthCheck, AtomicMatchStatus};
@@ -90,6 +91,8 @@ pub enum AtomicServerSystems {
 /// });
 /// // then insert a RenetServer and its transport, for example with
 /// // `transport::insert_secure_netcode_server`, and run the app
+/// app.finish(); // App::run() does this; a test driving App::update() does it itself
+/// app.cleanup();
 /// app.update();
 /// assert_eq!(app.world().resource::<AtomicServerStats>().matches_formed, 0);
 /// ```
@@ -107,9 +110,8 @@ impl Plugin for AtomicServerPlugin {
             .world_mut()
             .get_resource_or_insert_with(|| self.settings.clone())
             .clamped();
-        if !app.is_plugin_added::<RenetServerPlugin>() {
-            app.add_plugins(RenetServerPlugin);
-        }
+        // bevy_renet's server plugin now, or in `finish` if the game adds it later
+        Dependencies::server("AtomicServerPlugin").then(app, |_| {});
         let changed = resource_changed::<AtomicServerSettings>;
         app.insert_resource(self.channel)
             .insert_resource(settings::ActiveSettings(settings))

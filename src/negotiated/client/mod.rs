@@ -17,7 +17,7 @@ use crate::negotiated::core::protocol::NegotiatedErrorKind;
 use crate::shared::clock::unix_now;
 use crate::shared::connect::MatchmakingConnectTarget;
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
-use crate::shared::plugins::add_client_dependencies;
+use crate::shared::plugins::Dependencies;
 
 use super::channel::NegotiatedChannel;
 
@@ -133,6 +133,8 @@ pub enum NegotiatedClientSystems {
 ///         }
 ///     });
 /// // then connect to a relay, for example with `transport::insert_secure_netcode_client`
+/// game.finish(); // App::run() does this; a test driving App::update() does it itself
+/// game.cleanup();
 /// game.update();
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -145,7 +147,6 @@ pub struct NegotiatedClientPlugin {
 
 impl Plugin for NegotiatedClientPlugin {
     fn build(&self, app: &mut App) {
-        add_client_dependencies(app);
         if !app.world().contains_resource::<NegotiatedClientSettings>() {
             app.insert_resource(self.settings.clone());
         }
@@ -156,13 +157,15 @@ impl Plugin for NegotiatedClientPlugin {
             .unwrap_or_else(unix_now);
         app.insert_resource(self.channel)
             .insert_resource(NegotiatedSession::new(epoch))
-            .init_state::<NegotiatedClientState>()
             .init_resource::<NegotiatedClientStatus>();
         visit_client_messages(&mut AddMessages(app));
         register_types(app);
+        let set_up = resource_exists::<State<NegotiatedClientState>>;
         app.configure_sets(
             PreUpdate,
-            NegotiatedClientSystems::Receive.after(RenetReceive),
+            NegotiatedClientSystems::Receive
+                .after(RenetReceive)
+                .run_if(set_up),
         )
         .add_systems(
             PreUpdate,
@@ -172,12 +175,17 @@ impl Plugin for NegotiatedClientPlugin {
         )
         .configure_sets(
             PostUpdate,
-            NegotiatedClientSystems::Drive.before(bevy_renet::RenetSend),
+            NegotiatedClientSystems::Drive
+                .before(bevy_renet::RenetSend)
+                .run_if(set_up),
         )
         .add_systems(
             PostUpdate,
             drive::drive.in_set(NegotiatedClientSystems::Drive),
         );
+        Dependencies::client("NegotiatedClientPlugin").then(app, |app| {
+            app.init_state::<NegotiatedClientState>();
+        });
     }
 }
 

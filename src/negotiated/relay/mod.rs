@@ -17,8 +17,9 @@ mod receive;
 mod settings;
 mod state;
 
+use crate::shared::plugins::Dependencies;
 use bevy::prelude::*;
-use bevy_renet::{RenetReceive, RenetServerPlugin};
+use bevy_renet::RenetReceive;
 
 use crate::negotiated::channel::NegotiatedChannel;
 use crate::negotiated::core::protocol::NegotiatedRelayMessage;
@@ -64,6 +65,8 @@ pub enum NegotiatedRelaySystems {
 /// });
 /// // then insert a RenetServer and its transport, for example with
 /// // `transport::insert_secure_netcode_server`, and run the app
+/// app.finish(); // App::run() does this; a test driving App::update() does it itself
+/// app.cleanup();
 /// app.update();
 /// let state = app.world().resource::<NegotiatedRelayState>();
 /// assert_eq!(state.frames().duration(), Duration::from_secs(30));
@@ -82,9 +85,8 @@ impl Plugin for NegotiatedRelayPlugin {
             .world_mut()
             .get_resource_or_insert_with(|| self.settings.clone());
         let state = NegotiatedRelayState::new(&settings);
-        if !app.is_plugin_added::<RenetServerPlugin>() {
-            app.add_plugins(RenetServerPlugin);
-        }
+        // bevy_renet's server plugin now, or in `finish` if the game adds it later
+        Dependencies::server("NegotiatedRelayPlugin").then(app, |_| {});
         let changed = resource_changed::<NegotiatedRelaySettings>;
         app.insert_resource(self.channel)
             .insert_resource(state)
