@@ -135,6 +135,7 @@ impl ChurnMode for Atomic {
     fn greet(&mut self, _: &App, id: PlayerId) -> Vec<Vec<u8>> {
         let hello = AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION,
+            config_fingerprint: 0,
         };
         // many categories, so that per-category state churns too
         let join = AtomicClientMessage::JoinQueue {
@@ -196,6 +197,7 @@ impl ChurnMode for Negotiated {
         let messages = [
             NegotiatedClientMessage::Hello {
                 protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+                config_fingerprint: 0,
             },
             NegotiatedClientMessage::Subscribe {
                 category: category.clone(),

@@ -117,6 +117,7 @@ impl Flooder {
         if self.sent == 0 {
             let hello = AtomicClientMessage::Hello {
                 protocol_version: ATOMIC_PROTOCOL_VERSION,
+                config_fingerprint: 0,
             };
             client.send_message(self.channel, codec::encode(&hello));
             self.sent = 1;

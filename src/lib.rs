@@ -62,6 +62,9 @@ pub mod prelude {
     };
     pub use crate::shared::conditions::{client_exists, server_exists};
     pub use crate::shared::connect::MatchmakingConnectTarget;
+    pub use crate::shared::connection_config::{
+        MatchmakingConfigError, MatchmakingConnectionConfig,
+    };
     pub use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
     pub use crate::shared::inbox::{MatchmakingInbox, matchmaking_process_local_client};
     pub use crate::shared::player::PlayerId;

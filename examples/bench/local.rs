@@ -58,6 +58,7 @@ fn connect(
 fn hello() -> AtomicClientMessage {
     AtomicClientMessage::Hello {
         protocol_version: ATOMIC_PROTOCOL_VERSION,
+        config_fingerprint: 0,
     }
 }
 

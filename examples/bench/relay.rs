@@ -178,6 +178,7 @@ fn idle_script() -> Script {
         greet: Box::new(|_| {
             let hello = NegotiatedClientMessage::Hello {
                 protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+                config_fingerprint: 0,
             };
             vec![codec::encode(&hello)]
         }),

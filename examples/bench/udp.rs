@@ -166,6 +166,7 @@ fn idle_script() -> Script {
         greet: Box::new(move |i| {
             let hello = AtomicClientMessage::Hello {
                 protocol_version: ATOMIC_PROTOCOL_VERSION,
+                config_fingerprint: 0,
             };
             let join = AtomicClientMessage::JoinQueue {
                 category: format!("idle-{i}"),

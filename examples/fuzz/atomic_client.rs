@@ -320,6 +320,7 @@ impl ClientRun {
                 let hello = message
                     == AtomicClientMessage::Hello {
                         protocol_version: ATOMIC_PROTOCOL_VERSION,
+                        config_fingerprint: 0,
                     };
                 assert!(
                     self.greeted[i] || hello,

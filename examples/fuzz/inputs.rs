@@ -177,8 +177,11 @@ pub fn version(right: u32) -> impl Strategy<Value = u32> + Clone {
 /// Any atomic client message.
 pub fn client_message() -> impl Strategy<Value = AtomicClientMessage> + Clone {
     prop_oneof![
-        version(ATOMIC_PROTOCOL_VERSION).prop_map(|v| AtomicClientMessage::Hello {
-            protocol_version: v
+        (version(ATOMIC_PROTOCOL_VERSION), edge_u64()).prop_map(|(v, config_fingerprint)| {
+            AtomicClientMessage::Hello {
+                protocol_version: v,
+                config_fingerprint,
+            }
         }),
         category().prop_map(|category| AtomicClientMessage::JoinQueue { category }),
         Just(AtomicClientMessage::LeaveQueue),
@@ -338,8 +341,11 @@ pub fn signed_fact() -> impl Strategy<Value = NegotiatedSignedFact> + Clone {
 /// Any negotiated client message.
 pub fn negotiated_client_message() -> impl Strategy<Value = NegotiatedClientMessage> + Clone {
     prop_oneof![
-        version(NEGOTIATED_PROTOCOL_VERSION).prop_map(|v| NegotiatedClientMessage::Hello {
-            protocol_version: v
+        (version(NEGOTIATED_PROTOCOL_VERSION), edge_u64()).prop_map(|(v, config_fingerprint)| {
+            NegotiatedClientMessage::Hello {
+                protocol_version: v,
+                config_fingerprint,
+            }
         }),
         edge_u64()
             .prop_map(|client_sent_us| NegotiatedClientMessage::TimeRequest { client_sent_us }),

@@ -293,6 +293,7 @@ impl RelayRun {
         match shape {
             RelayShape::Hello(v) => NegotiatedClientMessage::Hello {
                 protocol_version: *v,
+                config_fingerprint: 0,
             },
             RelayShape::Time(t) => NegotiatedClientMessage::TimeRequest { client_sent_us: *t },
             RelayShape::Subscribe {

@@ -282,6 +282,7 @@ impl ServerRun {
         match shape {
             ClientShape::Hello(v) => AtomicClientMessage::Hello {
                 protocol_version: *v,
+                config_fingerprint: 0,
             },
             ClientShape::Join(category) => AtomicClientMessage::JoinQueue {
                 category: category.clone(),

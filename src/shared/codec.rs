@@ -59,6 +59,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(message)
 }
 
+/// Decodes the start of a message, ignoring what follows: for reading the fields every
+/// version of a message begins with (a hello's protocol version) from a newer or older peer.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(CodecError::TooLarge { len: bytes.len() });
+    }
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(message, _)| message)
+        .map_err(|e| CodecError::Malformed(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,8 +236,41 @@ fn connect_failure(
 
 /// The message of a connection that opened and was lost later, naming renet's reason when
 /// it says more than "the transport closed" (a channel the two sides' configs disagree on).
-pub(crate) fn lost_connection(peer: &str, client: Option<&RenetClient>) -> String {
-    match client.and_then(|c| c.disconnect_reason()) {
+///
+/// `unwelcomed` describes this client's channel and config when the connection closed
+/// before the hello was answered: the likely cause then is a config the peer does not
+/// share (it closes a connection that sends on a channel it lacks).
+/// What an unwelcomed client says of itself in [`lost_connection`]: its channel and
+/// config fingerprint.
+pub(crate) fn describe_own_config(
+    channel_id: u8,
+    config: Option<&crate::shared::connection_config::MatchmakingConnectionConfig>,
+) -> String {
+    match config {
+        Some(config) => format!(
+            "channel {channel_id}, config fingerprint {:016x}",
+            config.fingerprint
+        ),
+        None => format!("channel {channel_id}"),
+    }
+}
+
+pub(crate) fn lost_connection(
+    peer: &str,
+    client: Option<&RenetClient>,
+    unwelcomed: Option<String>,
+) -> String {
+    let reason = client.and_then(|c| c.disconnect_reason());
+    if let Some(ours) = unwelcomed
+        && !matches!(reason, Some(DisconnectReason::ReceivedInvalidChannelId(_)))
+    {
+        return format!(
+            "the {peer} closed the connection before answering the hello: most likely its \
+             connection config differs from this client's ({ours}); give both sides the same \
+             channel id and the same connection config"
+        );
+    }
+    match reason {
         Some(DisconnectReason::ReceivedInvalidChannelId(id)) => format!(
             "lost the connection to the {peer}: it sent on channel id {id}, which this \
              client's connection config lacks (client and server must be given the same \

@@ -3,7 +3,7 @@
 //! client plugins, the inbox of connections with news, and the wall clock.
 //!
 //! [`codec`], [`gate`], [`guard`], [`player`] and [`clock`] are plain Rust with no engine in
-//! them; [`channel`], [`connect`], [`inbox`] and [`messages`] work with Bevy and renet. The
+//! them; [`channel`], [`connect`], [`connection_config`], [`inbox`] and [`messages`] work with Bevy and renet. The
 //! UDP transports live in [`crate::transport`] (feature `transport`), the in-process test
 #![cfg_attr(
     feature = "testing",
@@ -21,6 +21,7 @@ pub mod conditions;
 // the connection watch is the client plugins'; a server-only build keeps the target type
 #[cfg_attr(not(any(feature = "client", feature = "negotiated")), allow(dead_code))]
 pub mod connect;
+pub mod connection_config;
 pub mod gate;
 pub mod guard;
 // read by the server and the relay; a client-only build keeps the type its transports fill

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::shared::channel::MatchmakingChannelId;
 use crate::shared::codec;
+use crate::shared::connection_config::MatchmakingConnectionConfig;
 use crate::shared::gate::{ConnectionsToRead, GateTransport};
 use crate::shared::inbox::InboxReader;
 use crate::shared::player::PlayerId;
@@ -23,12 +24,23 @@ pub(crate) struct ServerLink<'w, C: MatchmakingChannelId> {
     /// The mode's channel.
     pub(crate) channel: Res<'w, C>,
     inbox: InboxReader<'w>,
+    /// The recorded connection config: a channel it lacks is never handed to renet (which
+    /// would panic).
+    config: Option<Res<'w, MatchmakingConnectionConfig>>,
 }
 
 impl<C: MatchmakingChannelId> ServerLink<'_, C> {
+    /// Whether renet may be called on the mode's channel: the recorded config carries it,
+    /// or no config is recorded.
+    fn carried(&self) -> bool {
+        self.config
+            .as_ref()
+            .is_none_or(|c| c.carries(self.channel.channel_id()))
+    }
+
     /// Sends a message on the mode's channel to a player, if it is connected.
     pub(crate) fn send<M: Serialize>(&mut self, to: PlayerId, message: &M) {
-        if self.server.is_connected(to) {
+        if self.server.is_connected(to) && self.carried() {
             let id = self.channel.channel_id();
             self.server.send_message(to, id, codec::encode(message));
         }
@@ -53,6 +65,9 @@ impl<C: MatchmakingChannelId> GateTransport for ServerLink<'_, C> {
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
+        if !self.carried() {
+            return None;
+        }
         let id = self.channel.channel_id();
         self.server.receive_message(client, id).map(Vec::from)
     }

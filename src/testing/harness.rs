@@ -53,6 +53,8 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_renet::renet::ConnectionConfig;
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetServer};
+
+use crate::shared::connection_config::MatchmakingConnectionConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -202,7 +204,8 @@ pub fn finish_plugins(app: &mut App) {
 /// plugin to.
 pub fn server_app(step: Duration, config: ConnectionConfig) -> App {
     let mut app = manual_app(step);
-    app.insert_resource(RenetServer::new(config))
+    app.insert_resource(MatchmakingConnectionConfig::new(&config))
+        .insert_resource(RenetServer::new(config))
         .init_resource::<MatchmakingInbox>();
     app
 }
@@ -311,6 +314,14 @@ impl<M: HarnessMode> TestHarness<M> {
         self.next_id += 1;
         let mut app = manual_app(self.step);
         app.insert_resource(self.connect(id));
+        if let Some(config) = self
+            .server
+            .world()
+            .get_resource::<MatchmakingConnectionConfig>()
+        {
+            // the local client runs on the server's config
+            app.insert_resource(config.clone());
+        }
         setup(&mut app, id);
         finish_plugins(&mut app);
         for install in &self.recorders {

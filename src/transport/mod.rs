@@ -55,6 +55,7 @@ pub use tokens::{
 
 use crate::shared::clock::unix_now;
 use crate::shared::connect::MatchmakingConnectTarget;
+use crate::shared::connection_config::MatchmakingConnectionConfig;
 use std::net::{SocketAddr, UdpSocket};
 
 use bevy::prelude::*;
@@ -138,12 +139,43 @@ fn insert_server(
     connection_config: ConnectionConfig,
     authentication: ServerAuthentication,
 ) -> std::io::Result<SocketAddr> {
+    record_config(app, &connection_config)?;
     let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
     let transport = NetcodeServerTransport::new(config, socket)?;
     add_transport_plugin(app, NetcodeServerPlugin)?;
     app.insert_resource(RenetServer::new(connection_config))
         .insert_resource(transport);
     Ok(local)
+}
+
+/// Checks that `config` carries the channel of every matchmaking plugin the app has
+/// (added before this call), then records it beside the server or client
+/// ([`MatchmakingConnectionConfig`]): the plugins check it again, and a client sends its
+/// fingerprint in the hello. A config that cannot carry a plugin's messages is an error
+/// naming both, before anything is bound or inserted.
+fn record_config(app: &mut App, config: &ConnectionConfig) -> std::io::Result<()> {
+    let record = MatchmakingConnectionConfig::new(config);
+    let world = app.world();
+    let mut problems = Vec::new();
+    if let Some(channel) = world.get_resource::<crate::atomic::AtomicChannel>()
+        && let Err(e) = record.check(channel.id, "the atomic matchmaking plugin")
+    {
+        problems.push(e.message);
+    }
+    #[cfg(feature = "negotiated")]
+    if let Some(channel) = world.get_resource::<crate::negotiated::NegotiatedChannel>()
+        && let Err(e) = record.check(channel.id, "the negotiated matchmaking plugin")
+    {
+        problems.push(e.message);
+    }
+    if !problems.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            problems.join("; "),
+        ));
+    }
+    app.insert_resource(record);
+    Ok(())
 }
 
 /// Adds a transport's plugin unless the app has it. An app already finished (running)
@@ -221,6 +253,7 @@ pub fn insert_quiet_secure_server_with_addresses(
     connection_config: ConnectionConfig,
     key: &MatchmakingPrivateKey,
 ) -> std::io::Result<SocketAddr> {
+    record_config(app, &connection_config)?;
     let authentication = secure(key);
     let (socket, local, config) = bind_server(addr, public_addresses, max_clients, authentication)?;
     let policy = ack_policy(app);
@@ -250,6 +283,7 @@ pub fn insert_quiet_secure_client(
     connection_config: ConnectionConfig,
 ) -> std::io::Result<()> {
     let target = token_target(&token)?;
+    record_config(app, &connection_config)?;
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     let authentication = ClientAuthentication::Secure {
         connect_token: token,
@@ -366,6 +400,7 @@ fn insert_client(
     connection_config: ConnectionConfig,
     target: MatchmakingConnectTarget,
 ) -> std::io::Result<()> {
+    record_config(app, &connection_config)?;
     add_transport_plugin(app, NetcodeClientPlugin)?;
     remove_client(app.world_mut());
     app.insert_resource(RenetClient::new(connection_config))

@@ -14,6 +14,7 @@ fn hello(h: &mut AtomicTestHarness, p: PlayerId) {
         p,
         &AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION,
+            config_fingerprint: 0,
         },
     );
     h.run(2);
@@ -31,6 +32,7 @@ fn a_version_mismatch_gets_a_clear_error_and_the_connection_is_closed() {
         p,
         &AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION + 1,
+            config_fingerprint: 0,
         },
     );
     h.run(2);
@@ -214,6 +216,7 @@ fn pongs_and_acknowledgements_outside_a_match_are_harmless() {
         p,
         &AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION,
+            config_fingerprint: 0,
         },
     );
     h.run(2);

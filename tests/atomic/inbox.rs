@@ -69,6 +69,7 @@ fn an_unreported_connection_is_read_by_the_sweep_and_the_inbox_says_so() {
     let channel = AtomicChannel::default().id;
     let hello = AtomicClientMessage::Hello {
         protocol_version: ATOMIC_PROTOCOL_VERSION,
+        config_fingerprint: 0,
     };
     // let the first sweep (at the first read) go by, then speak
     for _ in 0..5 {

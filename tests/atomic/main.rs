@@ -4,6 +4,7 @@
 #[path = "../shared/cases.rs"]
 mod cases;
 mod common;
+mod config_errors;
 mod drain;
 mod faults;
 mod hostile;

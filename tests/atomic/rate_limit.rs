@@ -33,6 +33,7 @@ fn a_flood_of_valid_messages_is_cut_off_within_a_second_while_others_are_served(
         flooder,
         &AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION,
+            config_fingerprint: 0,
         },
     );
     h.join(a, "duel");
@@ -67,6 +68,7 @@ fn a_client_that_stays_within_the_limit_is_never_struck() {
         p,
         &AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION,
+            config_fingerprint: 0,
         },
     );
     // 10 messages a second for 5 seconds, well under 30 a second
@@ -95,6 +97,7 @@ fn a_flooder_that_comes_back_under_its_id_is_refused_until_its_cooldown_ends() {
     });
     let hello = AtomicClientMessage::Hello {
         protocol_version: ATOMIC_PROTOCOL_VERSION,
+        config_fingerprint: 0,
     };
     let flooder = h.add_raw_client();
     h.send_message(flooder, &hello);

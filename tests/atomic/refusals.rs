@@ -16,6 +16,7 @@ fn raw_client(h: &mut AtomicTestHarness) -> PlayerId {
     let p = h.add_raw_client();
     let hello = AtomicClientMessage::Hello {
         protocol_version: ATOMIC_PROTOCOL_VERSION,
+        config_fingerprint: 0,
     };
     h.send_message(p, &hello);
     h.run(2);

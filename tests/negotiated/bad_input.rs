@@ -108,6 +108,7 @@ fn hello_comes_first_and_versions_must_match() {
         old,
         &NegotiatedClientMessage::Hello {
             protocol_version: NEGOTIATED_PROTOCOL_VERSION + 1,
+            config_fingerprint: 0,
         },
     );
     h.run(2);

@@ -19,6 +19,7 @@ pub fn hello(h: &mut NegotiatedTestHarness, id: PlayerId) {
         id,
         &NegotiatedClientMessage::Hello {
             protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+            config_fingerprint: 0,
         },
     );
 }

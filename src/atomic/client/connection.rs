@@ -10,7 +10,10 @@ use crate::atomic::AtomicChannel;
 use crate::atomic::core::protocol::{
     ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind,
 };
-use crate::shared::connect::{ConnectWatch, ConnectionView, lost_connection};
+use crate::shared::connect::{ConnectWatch, ConnectionView, describe_own_config, lost_connection};
+use crate::shared::connection_config::{
+    MatchmakingConnectionConfig, config_problem, hello_fingerprint,
+};
 
 /// Reports a connection that never opens: one [`AtomicErrorKind::ConnectFailed`]
 /// error per attempt, also kept in [`AtomicClientStatus::last_error`].
@@ -43,15 +46,25 @@ pub(super) fn track_connection(
     state: Res<State<AtomicClientState>>,
     mut next: ResMut<NextState<AtomicClientState>>,
     mut errors: MessageWriter<AtomicClientError>,
+    config: Option<Res<MatchmakingConnectionConfig>>,
 ) {
     let connected = client.as_ref().is_some_and(|c| c.is_connected());
     if connected && !session.connected {
         let mut client = client.expect("connected");
         let hello = AtomicClientMessage::Hello {
             protocol_version: ATOMIC_PROTOCOL_VERSION,
+            config_fingerprint: hello_fingerprint(config.as_deref()),
         };
         send_to_server(&mut client, &channel, &hello);
     } else if !connected && session.connected {
+        let refused = status.last_error.as_ref().is_some_and(|e| {
+            matches!(
+                e.kind,
+                AtomicErrorKind::VersionMismatch | AtomicErrorKind::ConfigMismatch
+            )
+        });
+        let unwelcomed = (status.player.is_none() && !refused)
+            .then(|| describe_own_config(channel.id, config.as_deref()));
         let pending_join = session.pending_join.take();
         *session = ClientSession {
             pending_join,
@@ -63,8 +76,28 @@ pub(super) fn track_connection(
         }
         errors.write(AtomicClientError {
             kind: AtomicErrorKind::Connection,
-            message: lost_connection("matchmaking server", client.as_deref()),
+            message: lost_connection("matchmaking server", client.as_deref(), unwelcomed),
         });
     }
     session.connected = connected;
+}
+
+/// Checks the recorded connection config when it is inserted or changed: one
+/// [`AtomicErrorKind::ConfigMismatch`] error if it lacks the plugin's channel (the plugin
+/// then leaves renet alone until the config is fixed).
+pub(super) fn check_config(
+    channel: Res<AtomicChannel>,
+    config: Option<Res<MatchmakingConnectionConfig>>,
+    mut status: ResMut<AtomicClientStatus>,
+    mut errors: MessageWriter<AtomicClientError>,
+) {
+    if let Some(problem) = config_problem(&*channel, config.as_deref(), "AtomicClientPlugin") {
+        let error = AtomicClientError {
+            kind: AtomicErrorKind::ConfigMismatch,
+            message: problem.message,
+        };
+        error!("matchmaking: {}", error.message);
+        status.last_error = Some(error.clone());
+        errors.write(error);
+    }
 }

@@ -34,6 +34,7 @@ use crate::atomic::core::protocol::{
 };
 use crate::shared::conditions::client_exists;
 use crate::shared::connect::MatchmakingConnectTarget;
+use crate::shared::connection_config::{MatchmakingConnectionConfig, channel_carried};
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 use crate::shared::plugins::Dependencies;
 
@@ -99,17 +100,24 @@ impl Plugin for AtomicClientPlugin {
         app.init_resource::<AtomicClientFaults>();
         register_types(app);
         let set_up = resource_exists::<State<AtomicClientState>>;
+        let carried = channel_carried::<AtomicChannel>;
         app.configure_sets(
             PreUpdate,
             AtomicClientSystems::Receive
                 .after(RenetReceive)
-                .run_if(set_up),
+                .run_if(set_up.and_then(carried)),
         )
         .configure_sets(
             PostUpdate,
             AtomicClientSystems::Send
                 .before(RenetSend)
-                .run_if(client_exists.and_then(set_up)),
+                .run_if(client_exists.and_then(set_up).and_then(carried)),
+        )
+        .add_systems(
+            PreUpdate,
+            connection::check_config
+                .run_if(resource_exists_and_changed::<MatchmakingConnectionConfig>)
+                .before(AtomicClientSystems::Receive),
         )
         .add_systems(
             PreUpdate,

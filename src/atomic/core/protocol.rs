@@ -16,7 +16,9 @@ use crate::shared::player::PlayerId;
 /// 3: the server rate-limits connections ([`AtomicErrorKind::RateLimited`]).
 /// 4: the server drains ([`AtomicServerMessage::ServerClosing`],
 /// [`AtomicErrorKind::ServerClosing`]).
-pub const ATOMIC_PROTOCOL_VERSION: u32 = 4;
+/// 5: the hello carries the connection config's fingerprint
+/// ([`AtomicErrorKind::ConfigMismatch`]).
+pub const ATOMIC_PROTOCOL_VERSION: u32 = 5;
 
 /// Largest match the protocol carries.
 pub const ATOMIC_MAX_PLAYERS_PER_MATCH: usize = 16;
@@ -28,6 +30,9 @@ pub enum AtomicClientMessage {
     Hello {
         /// The client's [`ATOMIC_PROTOCOL_VERSION`].
         protocol_version: u32,
+        /// The fingerprint of the client's connection config (0: unknown); see
+        /// `MatchmakingConnectionConfig`.
+        config_fingerprint: u64,
     },
     /// Take a ticket in a category's queue.
     JoinQueue {
@@ -157,6 +162,10 @@ pub enum AtomicErrorKind {
     ConnectFailed,
     /// The server is draining (closing): it takes no new tickets. Reconnect elsewhere.
     ServerClosing,
+    /// The client's connection config differs from the server's (another channel id, the
+    /// other mode's config, a dedicated config against a shared one): the connection is
+    /// closed. Also reported locally when the client's own config lacks its channel.
+    ConfigMismatch,
 }
 
 /// Another player of a match, as the confirmation tells it.

@@ -2,6 +2,8 @@
 //! closing.
 
 use bevy::prelude::*;
+
+use crate::shared::connection_config::config_disagreement;
 use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetServer, RenetServerEvent};
 
@@ -28,7 +30,12 @@ pub(super) fn on_server_event(
     let (client_id, connected) = match event.event().0 {
         ServerEvent::ClientConnected { client_id } => (client_id, true),
         ServerEvent::ClientDisconnected { client_id, reason } => {
-            debug!("matchmaking: player {client_id} disconnected ({reason})");
+            if let Some(why) = config_disagreement(reason) {
+                stats.connections_refused += 1;
+                warn!("matchmaking: player {client_id} refused: {why}");
+            } else {
+                debug!("matchmaking: player {client_id} disconnected ({reason})");
+            }
             (client_id, false)
         }
     };

@@ -40,6 +40,9 @@ use crate::atomic::core::commit::{AtomicCommitTimings, AtomicHealthCheck, Atomic
 use crate::atomic::core::protocol::{AtomicErrorKind, AtomicMatchedPlayer, AtomicServerMessage};
 use crate::atomic::core::stats::DurationWindow;
 use crate::shared::conditions::server_exists;
+use crate::shared::connection_config::{
+    MatchmakingConnectionConfig, channel_carried, report_server_config,
+};
 use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
 use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::player::PlayerId;
@@ -113,6 +116,7 @@ impl Plugin for AtomicServerPlugin {
         // bevy_renet's server plugin now, or in `finish` if the game adds it later
         Dependencies::server("AtomicServerPlugin").then(app, |_| {});
         let changed = resource_changed::<AtomicServerSettings>;
+        let carried = channel_carried::<AtomicChannel>;
         app.insert_resource(self.channel)
             .insert_resource(settings::ActiveSettings(settings))
             .init_resource::<AtomicServerState>()
@@ -129,14 +133,23 @@ impl Plugin for AtomicServerPlugin {
                 PreUpdate,
                 AtomicServerSystems::Receive
                     .after(RenetReceive)
-                    .run_if(server_exists),
+                    .run_if(server_exists.and_then(carried)),
             )
-            .configure_sets(Update, AtomicServerSystems::Advance.run_if(server_exists))
+            .configure_sets(
+                Update,
+                AtomicServerSystems::Advance.run_if(server_exists.and_then(carried)),
+            )
             .configure_sets(
                 PostUpdate,
                 AtomicServerSystems::StampPings
                     .after(RenetSend)
-                    .run_if(server_exists),
+                    .run_if(server_exists.and_then(carried)),
+            )
+            .add_systems(
+                PreUpdate,
+                report_server_config::<AtomicChannel>
+                    .run_if(resource_exists_and_changed::<MatchmakingConnectionConfig>)
+                    .before(AtomicServerSystems::Receive),
             )
             .add_systems(
                 PreUpdate,

@@ -19,6 +19,7 @@ use crate::atomic::core::protocol::{
     AtomicServerMessage,
 };
 use crate::atomic::core::queue::{AtomicQueueError, AtomicQueueTicket};
+use crate::shared::connection_config::MatchmakingConnectionConfig;
 use crate::shared::gate::{
     ConnectionGate, GateProtocol, GateReply, GatedService, MatchmakingGatePolicy, gate_protocol,
 };
@@ -54,7 +55,15 @@ pub(super) struct Receiver<'w, 's> {
 }
 
 /// Reads every connection's matchmaking channel through the gate.
-pub(super) fn receive_messages(mut receiver: Receiver) {
+pub(super) fn receive_messages(
+    config: Option<Res<MatchmakingConnectionConfig>>,
+    mut receiver: Receiver,
+) {
+    receiver
+        .effects
+        .state
+        .gate
+        .expect_config(config.map(|c| c.fingerprint));
     let now = receiver.clock.time.elapsed();
     receiver.receive_all(now);
 }

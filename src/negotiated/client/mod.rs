@@ -16,6 +16,7 @@ use crate::negotiated::core::machine::{NegotiatedRestartReason, NegotiatedRole};
 use crate::negotiated::core::protocol::NegotiatedErrorKind;
 use crate::shared::clock::unix_now;
 use crate::shared::connect::MatchmakingConnectTarget;
+use crate::shared::connection_config::{MatchmakingConnectionConfig, channel_carried};
 use crate::shared::messages::{AddMessages, MatchmakingMessageVisitor};
 use crate::shared::plugins::Dependencies;
 
@@ -161,11 +162,18 @@ impl Plugin for NegotiatedClientPlugin {
         visit_client_messages(&mut AddMessages(app));
         register_types(app);
         let set_up = resource_exists::<State<NegotiatedClientState>>;
+        let carried = channel_carried::<NegotiatedChannel>;
         app.configure_sets(
             PreUpdate,
             NegotiatedClientSystems::Receive
                 .after(RenetReceive)
-                .run_if(set_up),
+                .run_if(set_up.and_then(carried)),
+        )
+        .add_systems(
+            PreUpdate,
+            session::check_config
+                .run_if(resource_exists_and_changed::<MatchmakingConnectionConfig>)
+                .before(NegotiatedClientSystems::Receive),
         )
         .add_systems(
             PreUpdate,
@@ -177,7 +185,7 @@ impl Plugin for NegotiatedClientPlugin {
             PostUpdate,
             NegotiatedClientSystems::Drive
                 .before(bevy_renet::RenetSend)
-                .run_if(set_up),
+                .run_if(set_up.and_then(carried)),
         )
         .add_systems(
             PostUpdate,

@@ -21,17 +21,21 @@ use crate::shared::player::PlayerId;
 use super::NegotiatedClientSettings;
 use super::messages::{NegotiatedClientError, NegotiatedConnected};
 use super::session::{NegotiatedSession, SessionContext, send};
+use crate::shared::connect::describe_own_config;
+use crate::shared::connection_config::hello_fingerprint;
 
 /// Says hello on connect, notes a lost connection, and handles every relay message.
 pub(super) fn receive_messages(mut context: SessionContext) {
     let local = context.local_now();
     let session = &mut *context.session;
     let Some(client) = context.client.as_mut().filter(|c| c.is_connected()) else {
-        session.lose_connection(context.client.as_deref());
+        let ours = describe_own_config(context.channel.id, context.config.as_deref());
+        session.lose_connection(context.client.as_deref(), ours);
         return;
     };
     if !session.connected {
-        greet_relay(client, &context.channel, session, local);
+        let fingerprint = hello_fingerprint(context.config.as_deref());
+        greet_relay(client, &context.channel, session, local, fingerprint);
     }
     // time first: what expired by now ends before this batch of messages is judged
     if let Some(now) = session.relay_now(local) {
@@ -57,10 +61,12 @@ fn greet_relay(
     channel: &NegotiatedChannel,
     session: &mut NegotiatedSession,
     local: Duration,
+    config_fingerprint: u64,
 ) {
     session.connected = true;
     let hello = NegotiatedClientMessage::Hello {
         protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+        config_fingerprint,
     };
     send(client, channel, &hello);
     send(client, channel, &session.time_request(local));
@@ -247,6 +253,12 @@ fn on_refused(
 /// The relay refused something we sent.
 fn on_relay_error(session: &mut NegotiatedSession, kind: NegotiatedErrorKind, message: String) {
     warn!("negotiated relay refused a message ({kind:?}): {message}");
+    if matches!(
+        kind,
+        NegotiatedErrorKind::VersionMismatch | NegotiatedErrorKind::ConfigMismatch
+    ) {
+        session.hello_refused = true;
+    }
     session
         .errors
         .push(NegotiatedClientError::new(kind, message));

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
+
+use crate::shared::connection_config::{MatchmakingConnectionConfig, config_problem};
 use bevy_renet::RenetClient;
 
 use crate::negotiated::channel::NegotiatedChannel;
@@ -16,6 +18,7 @@ use crate::shared::player::PlayerId;
 
 use super::NegotiatedClientSettings;
 use super::messages::{NegotiatedClientError, NegotiatedConnected};
+use super::state::NegotiatedClientStatus;
 
 /// Per-connection bookkeeping, and the machine.
 #[derive(Resource, Debug, Default)]
@@ -26,6 +29,8 @@ pub(super) struct NegotiatedSession {
     pub(super) connected: bool,
     /// Whether the relay welcomed us on this connection.
     pub(super) welcomed: bool,
+    /// Whether the relay refused this connection's hello (another version or config).
+    pub(super) hello_refused: bool,
     /// Our id, once welcomed.
     pub(super) client_id: Option<PlayerId>,
     /// The relay-clock estimate.
@@ -98,18 +103,20 @@ impl NegotiatedSession {
 
     /// The renet connection closed: forget the relay (and its clock) until it is back.
     /// `client` says why, for the error.
-    pub(super) fn lose_connection(&mut self, client: Option<&RenetClient>) {
+    pub(super) fn lose_connection(&mut self, client: Option<&RenetClient>, unwelcomed: String) {
         if !self.connected {
             return;
         }
+        let unwelcomed = (!self.welcomed && !self.hello_refused).then_some(unwelcomed);
         self.connected = false;
+        self.hello_refused = false;
         self.welcomed = false;
         self.clock.reset();
         self.last_time_request = None;
         self.run_machine(NegotiatedMachine::offline);
         self.errors.push(NegotiatedClientError::new(
             NegotiatedErrorKind::Connection,
-            lost_connection("relay", client),
+            lost_connection("relay", client, unwelcomed),
         ));
     }
 }
@@ -142,6 +149,7 @@ pub(super) struct SessionContext<'w> {
     pub(super) time: Res<'w, Time<Real>>,
     pub(super) session: ResMut<'w, NegotiatedSession>,
     pub(super) skew: Option<Res<'w, NegotiatedClockSkew>>,
+    pub(super) config: Option<Res<'w, MatchmakingConnectionConfig>>,
 }
 
 /// A badly set local clock, for tests (feature `testing`): this many milliseconds are added
@@ -171,4 +179,23 @@ pub(super) fn send(
     message: &NegotiatedClientMessage,
 ) {
     client.send_message(channel.id, codec::encode(message));
+}
+
+/// Checks the recorded connection config when it is inserted or changed: one
+/// [`NegotiatedErrorKind::ConfigMismatch`] error if it lacks the plugin's channel (the
+/// plugin then leaves renet alone until the config is fixed).
+pub(super) fn check_config(
+    channel: Res<NegotiatedChannel>,
+    config: Option<Res<MatchmakingConnectionConfig>>,
+    mut status: ResMut<NegotiatedClientStatus>,
+    mut errors: MessageWriter<NegotiatedClientError>,
+) {
+    let who = "NegotiatedClientPlugin";
+    if let Some(problem) = config_problem(&*channel, config.as_deref(), who) {
+        let error =
+            NegotiatedClientError::new(NegotiatedErrorKind::ConfigMismatch, problem.message);
+        error!("negotiated matchmaking: {}", error.message);
+        status.last_error = Some(error.clone());
+        errors.write(error);
+    }
 }

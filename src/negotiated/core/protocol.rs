@@ -20,7 +20,9 @@ use super::fact::{NegotiatedFact, NegotiatedFactId};
 /// 2: bids carry a deadline, a cancel may name a bid (a withdrawal), and every post gets
 /// a verdict ([`NegotiatedRelayMessage::Stored`] or [`NegotiatedRelayMessage::Refused`]).
 /// 3: the relay rate-limits connections ([`NegotiatedErrorKind::RateLimited`]).
-pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 3;
+/// 4: the hello carries the connection config's fingerprint
+/// ([`NegotiatedErrorKind::ConfigMismatch`]).
+pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 4;
 
 /// Most frames one subscription may name.
 pub const NEGOTIATED_MAX_WATCHED_FRAMES: usize = 4;
@@ -32,6 +34,9 @@ pub enum NegotiatedClientMessage {
     Hello {
         /// The client's [`NEGOTIATED_PROTOCOL_VERSION`].
         protocol_version: u32,
+        /// The fingerprint of the client's connection config (0: unknown); see
+        /// `MatchmakingConnectionConfig`.
+        config_fingerprint: u64,
     },
     /// Asks the relay for its time.
     TimeRequest {
@@ -111,6 +116,10 @@ pub enum NegotiatedErrorKind {
     /// netcode gives up). A connection lost after it opened is
     /// [`Connection`](Self::Connection).
     ConnectFailed,
+    /// The client's connection config differs from the relay's (another channel id, the
+    /// other mode's config, a dedicated config against a shared one): the connection is
+    /// closed. Also reported locally when the client's own config lacks its channel.
+    ConfigMismatch,
 }
 
 /// Longest human-readable text in an error message, in bytes; longer text is cut.
@@ -206,6 +215,7 @@ mod tests {
         let messages = vec![
             NegotiatedClientMessage::Hello {
                 protocol_version: NEGOTIATED_PROTOCOL_VERSION,
+                config_fingerprint: 0,
             },
             NegotiatedClientMessage::Subscribe {
                 category: "duel".into(),

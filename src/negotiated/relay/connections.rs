@@ -1,6 +1,8 @@
 //! Connections coming and going, refused connections closing, and frames expiring.
 
 use bevy::prelude::*;
+
+use crate::shared::connection_config::config_disagreement;
 use bevy_renet::renet::ServerEvent;
 use bevy_renet::{RenetServer, RenetServerEvent};
 
@@ -20,7 +22,11 @@ pub(super) fn on_server_event(
             state.core.connect(client_id);
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
-            debug!("negotiated relay: client {client_id} disconnected ({reason})");
+            if let Some(why) = config_disagreement(reason) {
+                warn!("negotiated relay: client {client_id} refused: {why}");
+            } else {
+                debug!("negotiated relay: client {client_id} disconnected ({reason})");
+            }
             state.gate.disconnect(client_id);
             let out = state.core.disconnect(client_id);
             if let Some(mut link) = link {

@@ -25,6 +25,9 @@ use crate::negotiated::channel::NegotiatedChannel;
 use crate::negotiated::core::protocol::NegotiatedRelayMessage;
 use crate::negotiated::core::relay_core::{NegotiatedOutbox, NegotiatedRelayLimits};
 use crate::shared::conditions::server_exists;
+use crate::shared::connection_config::{
+    MatchmakingConnectionConfig, channel_carried, report_server_config,
+};
 use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
 use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::server_link::ServerLink;
@@ -88,6 +91,7 @@ impl Plugin for NegotiatedRelayPlugin {
         // bevy_renet's server plugin now, or in `finish` if the game adds it later
         Dependencies::server("NegotiatedRelayPlugin").then(app, |_| {});
         let changed = resource_changed::<NegotiatedRelaySettings>;
+        let carried = channel_carried::<NegotiatedChannel>;
         app.insert_resource(self.channel)
             .insert_resource(state)
             .add_observer(connections::on_server_event)
@@ -95,11 +99,17 @@ impl Plugin for NegotiatedRelayPlugin {
                 PreUpdate,
                 NegotiatedRelaySystems::Receive
                     .after(RenetReceive)
-                    .run_if(server_exists),
+                    .run_if(server_exists.and_then(carried)),
             )
             .configure_sets(
                 Update,
-                NegotiatedRelaySystems::Maintain.run_if(server_exists),
+                NegotiatedRelaySystems::Maintain.run_if(server_exists.and_then(carried)),
+            )
+            .add_systems(
+                PreUpdate,
+                report_server_config::<NegotiatedChannel>
+                    .run_if(resource_exists_and_changed::<MatchmakingConnectionConfig>)
+                    .before(NegotiatedRelaySystems::Receive),
             )
             .add_systems(
                 PreUpdate,

@@ -12,6 +12,7 @@ use crate::negotiated::core::protocol::{
     NEGOTIATED_PROTOCOL_VERSION, NegotiatedClientMessage, NegotiatedErrorKind,
     NegotiatedRelayMessage, bounded_error_text,
 };
+use crate::shared::connection_config::MatchmakingConnectionConfig;
 use crate::shared::gate::{
     ConnectionGate, GateProtocol, GateReply, GatedService, MatchmakingGatePolicy, gate_protocol,
 };
@@ -40,7 +41,15 @@ pub(super) struct Relay<'w> {
 }
 
 /// Reads every connection's negotiated channel through the gate.
-pub(super) fn receive_messages(time: Res<Time<Real>>, mut relay: Relay) {
+pub(super) fn receive_messages(
+    time: Res<Time<Real>>,
+    config: Option<Res<MatchmakingConnectionConfig>>,
+    mut relay: Relay,
+) {
+    relay
+        .state
+        .gate
+        .expect_config(config.map(|c| c.fingerprint));
     relay.receive_all(time.elapsed());
 }
 

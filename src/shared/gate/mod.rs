@@ -50,14 +50,32 @@ pub struct GateProtocol {
     pub version: u32,
 }
 
+/// What a hello announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateHello {
+    /// The client's protocol version.
+    pub version: u32,
+    /// The fingerprint of the client's connection config (0: unknown).
+    pub config_fingerprint: u64,
+}
+
 /// A client-to-server message enum the gate can admit: it decodes with the codec and
-/// says which of its variants is the hello.
+/// says which of its variants is the hello. The hello is the enum's first variant and
+/// begins with the protocol version in every version of the protocol, so the gate can read
+/// the version of a hello it cannot decode (an older or newer client's).
 pub trait GateMessage: DeserializeOwned {
     /// The protocol these messages belong to.
     const PROTOCOL: GateProtocol;
 
-    /// The protocol version the message announces if it is the hello, `None` otherwise.
-    fn hello_version(&self) -> Option<u32>;
+    /// What the message announces if it is the hello, `None` otherwise.
+    fn hello(&self) -> Option<GateHello>;
+}
+
+/// The fields every version of a hello begins with: the variant index (0) and the version.
+#[derive(serde::Deserialize)]
+struct HelloPrefix {
+    variant: u32,
+    version: u32,
 }
 
 /// How fast one connection may send: a token bucket of `burst` messages, refilled at
@@ -131,6 +149,8 @@ impl MatchmakingGatePolicy {
 pub enum GateErrorKind {
     /// The hello announced another protocol version; the connection is refused.
     VersionMismatch,
+    /// The hello announced another connection config; the connection is refused.
+    ConfigMismatch,
     /// A message other than the hello came before the hello (a strike).
     HelloRequired,
     /// Bytes that do not decode, or a message with trailing bytes (a strike).
@@ -248,6 +268,8 @@ pub struct ConnectionGate {
     guard: StrikeGuard,
     /// Players refused for abuse, refused again until their cooldown ends.
     cooldowns: AbuseCooldowns,
+    /// The fingerprint of the connection config behind the gate, when known.
+    config_fingerprint: Option<u64>,
 }
 
 impl ConnectionGate {
@@ -260,6 +282,13 @@ impl ConnectionGate {
     pub fn disconnect(&mut self, client: PlayerId) -> bool {
         self.guard.forget(client);
         self.connections.remove(&client).is_some()
+    }
+
+    /// The fingerprint of the connection config the gate's side runs on (`None`: unknown).
+    /// A hello announcing another one (not 0) is refused with
+    /// [`GateErrorKind::ConfigMismatch`].
+    pub fn expect_config(&mut self, fingerprint: Option<u64>) {
+        self.config_fingerprint = fingerprint;
     }
 
     /// Whether the connection is open.
@@ -346,6 +375,9 @@ impl ConnectionGate {
         }
         let message = match codec::decode::<M>(bytes) {
             Ok(message) => message,
+            Err(_) if !welcomed && let Some(version) = other_version_hello::<M>(bytes) => {
+                return self.hello::<M>(client, version, policy, now);
+            }
             Err(err) => {
                 let kind = match err {
                     CodecError::TooLarge { .. } => GateErrorKind::TooLarge,
@@ -354,7 +386,7 @@ impl ConnectionGate {
                 return self.strike(client, GateError::new(kind, err.to_string()), policy, now);
             }
         };
-        match (message.hello_version(), welcomed) {
+        match (message.hello(), welcomed) {
             (None, true) => Admission::Deliver(message),
             (None, false) => {
                 let error = GateError::new(
@@ -367,29 +399,47 @@ impl ConnectionGate {
                 GateErrorKind::Unexpected,
                 "hello was already accepted",
             ))),
-            (Some(version), false) => self.hello::<M>(client, version, policy, now),
+            (Some(hello), false) => self.hello::<M>(client, hello, policy, now),
         }
     }
 
     fn hello<M: GateMessage>(
         &mut self,
         client: PlayerId,
-        version: u32,
+        hello: GateHello,
         policy: MatchmakingGatePolicy,
         now: Duration,
     ) -> Admission<M> {
         let ours = M::PROTOCOL;
-        if version == ours.version {
+        let theirs = hello.config_fingerprint;
+        let error = if hello.version != ours.version {
+            GateError::new(
+                GateErrorKind::VersionMismatch,
+                format!(
+                    "client speaks {} protocol {}, {} speaks {}; update the game",
+                    ours.name, hello.version, ours.speaker, ours.version
+                ),
+            )
+        } else if let Some(expected) = self.config_fingerprint
+            && theirs != 0
+            && theirs != expected
+        {
+            GateError::new(
+                GateErrorKind::ConfigMismatch,
+                format!(
+                    "the client's connection config (fingerprint {theirs:016x}) differs from \
+                     the {}'s ({expected:016x}): build both from the same channel, both with \
+                     connection_config() or both with dedicated_connection_config()",
+                    ours.speaker
+                ),
+            )
+        } else {
             if let Some(connection) = self.connections.get_mut(&client) {
                 connection.welcomed = true;
             }
             return Admission::Welcome;
-        }
-        let text = format!(
-            "client speaks {} protocol {version}, {} speaks {}; update the game",
-            ours.name, ours.speaker, ours.version
-        );
-        let mut reply = GateReply::error(GateError::new(GateErrorKind::VersionMismatch, text));
+        };
+        let mut reply = GateReply::error(error);
         reply.refused = self.guard.refuse(client, policy.disconnect_grace, now);
         Admission::Reply(reply)
     }
@@ -455,8 +505,19 @@ impl ConnectionGate {
     }
 }
 
+/// The hello of another protocol version, which does not decode as ours: its version (with
+/// an unknown config), if the bytes begin like a hello of a version other than ours.
+fn other_version_hello<M: GateMessage>(bytes: &[u8]) -> Option<GateHello> {
+    let prefix = codec::decode_prefix::<HelloPrefix>(bytes).ok()?;
+    (prefix.variant == 0 && prefix.version != M::PROTOCOL.version).then_some(GateHello {
+        version: prefix.version,
+        config_fingerprint: 0,
+    })
+}
+
 /// Puts a mode's protocol behind the gate: implements [`GateMessage`] for its client
-/// message enum (whose hello is `Hello { protocol_version }`) and maps [`GateErrorKind`]
+/// message enum (whose hello is `Hello { protocol_version, config_fingerprint }`, its first
+/// variant) and maps [`GateErrorKind`]
 /// to its error enum (which names the gate's errors alike).
 ///
 /// `gate_protocol!(AtomicClientMessage, ErrorKind, GateProtocol { .. })`
@@ -466,9 +527,15 @@ macro_rules! gate_protocol {
         impl $crate::shared::gate::GateMessage for $message {
             const PROTOCOL: $crate::shared::gate::GateProtocol = $protocol;
 
-            fn hello_version(&self) -> Option<u32> {
+            fn hello(&self) -> Option<$crate::shared::gate::GateHello> {
                 match self {
-                    $message::Hello { protocol_version } => Some(*protocol_version),
+                    $message::Hello {
+                        protocol_version,
+                        config_fingerprint,
+                    } => Some($crate::shared::gate::GateHello {
+                        version: *protocol_version,
+                        config_fingerprint: *config_fingerprint,
+                    }),
                     _ => None,
                 }
             }
@@ -479,6 +546,7 @@ macro_rules! gate_protocol {
                 use $crate::shared::gate::GateErrorKind as Gate;
                 match kind {
                     Gate::VersionMismatch => $error::VersionMismatch,
+                    Gate::ConfigMismatch => $error::ConfigMismatch,
                     Gate::HelloRequired => $error::HelloRequired,
                     Gate::Malformed => $error::Malformed,
                     Gate::TooLarge => $error::TooLarge,

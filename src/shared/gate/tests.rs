@@ -8,14 +8,17 @@ use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Sample {
-    Hello { protocol_version: u32 },
+    Hello {
+        protocol_version: u32,
+        config_fingerprint: u64,
+    },
     Ask(String),
 }
 
 /// A mode's error enum: the gate's kinds and one of its own.
 #[rustfmt::skip]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SampleError { VersionMismatch, HelloRequired, Malformed, TooLarge, Unexpected, Abuse, RateLimited, #[allow(dead_code)] Other }
+enum SampleError { VersionMismatch, ConfigMismatch, HelloRequired, Malformed, TooLarge, Unexpected, Abuse, RateLimited, #[allow(dead_code)] Other }
 
 gate_protocol!(
     Sample,
@@ -31,18 +34,23 @@ gate_protocol!(
 fn the_macro_finds_the_hello_and_maps_the_kinds() {
     assert_eq!(
         Sample::Hello {
-            protocol_version: 3
+            protocol_version: 3,
+            config_fingerprint: 9,
         }
-        .hello_version(),
-        Some(3)
+        .hello(),
+        Some(GateHello {
+            version: 3,
+            config_fingerprint: 9
+        })
     );
-    assert_eq!(Sample::Ask("x".into()).hello_version(), None);
+    assert_eq!(Sample::Ask("x".into()).hello(), None);
     assert_eq!(
         SampleError::from(GateErrorKind::HelloRequired),
         SampleError::HelloRequired
     );
     let all = [
         GateErrorKind::VersionMismatch,
+        GateErrorKind::ConfigMismatch,
         GateErrorKind::HelloRequired,
         GateErrorKind::Malformed,
         GateErrorKind::TooLarge,
@@ -82,6 +90,7 @@ fn kinds(admission: Admission<Sample>) -> Vec<GateErrorKind> {
 
 const HELLO: Sample = Sample::Hello {
     protocol_version: 7,
+    config_fingerprint: 0,
 };
 
 #[test]
@@ -108,6 +117,54 @@ fn hello_then_delivery() {
 }
 
 #[test]
+fn a_hello_with_another_config_is_refused_naming_both_fingerprints() {
+    let mut gate = ConnectionGate::default();
+    gate.expect_config(Some(0xabc));
+    gate.connect(1);
+    gate.connect(2);
+    gate.connect(3);
+    let hello = |config_fingerprint| Sample::Hello {
+        protocol_version: 7,
+        config_fingerprint,
+    };
+    let Admission::Reply(reply) = admit(&mut gate, 1, &hello(0xdef)) else {
+        panic!("another config is answered");
+    };
+    assert_eq!(reply.errors[0].kind, GateErrorKind::ConfigMismatch);
+    let text = &reply.errors[0].message;
+    assert!(
+        text.contains("0000000000000def") && text.contains("0000000000000abc"),
+        "{text}"
+    );
+    assert!(text.contains("host"), "{text}");
+    assert!(reply.refused);
+    assert_eq!(admit(&mut gate, 2, &hello(0xabc)), Admission::Welcome);
+    // a client that does not know its config is let in
+    assert_eq!(admit(&mut gate, 3, &hello(0)), Admission::Welcome);
+}
+
+#[test]
+fn an_older_hello_that_does_not_decode_is_still_a_version_mismatch() {
+    /// A hello of an older protocol: the version only.
+    #[derive(Serialize)]
+    enum Older {
+        Hello { protocol_version: u32 },
+    }
+    let mut gate = ConnectionGate::default();
+    gate.connect(1);
+    let bytes = codec::encode(&Older::Hello {
+        protocol_version: 6,
+    });
+    let Admission::Reply(reply) = gate.admit::<Sample>(1, &bytes, POLICY, MS(0)) else {
+        panic!("an older hello is answered");
+    };
+    assert_eq!(reply.errors[0].kind, GateErrorKind::VersionMismatch);
+    assert!(reply.errors[0].message.contains("protocol 6"), "{reply:?}");
+    assert!(reply.refused);
+    assert_eq!(reply.strike, None, "a version mismatch is no strike");
+}
+
+#[test]
 fn unknown_connections_are_not_read() {
     let mut gate = ConnectionGate::default();
     assert_eq!(admit(&mut gate, 9, &HELLO), Admission::Unknown);
@@ -128,6 +185,7 @@ fn version_mismatch_refuses_with_a_clear_text() {
         2,
         &Sample::Hello {
             protocol_version: 8,
+            config_fingerprint: 0,
         },
     ) else {
         panic!("a wrong version is answered");
@@ -353,6 +411,7 @@ fn the_loop_reads_each_client_in_order() {
     let bytes = |m: &Sample| codec::encode(m);
     let wrong = Sample::Hello {
         protocol_version: 1,
+        config_fingerprint: 0,
     };
     fake.inbox = vec![
         (
