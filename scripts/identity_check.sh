@@ -11,7 +11,7 @@ rm -rf "$out" && mkdir -p "$out"
 cargo build --release --example server --example bots
 bin="${CARGO_TARGET_DIR:-target}/release/examples"
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin/server" --addr "127.0.0.1:$port" --key-file "$out/server.key" --run-for 40 \
+"$bin/server" --addr "127.0.0.1:$port" --key-file "$out/server.key" --create-key --run-for 40 \
     --stats-json "$out/stats.json" --stats-every 100 > "$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

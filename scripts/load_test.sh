@@ -40,9 +40,12 @@ fi
 # the bots drain for up to 12 s after --duration; the server outlives that by 20 s, more
 # than netcode's 15 s connection timeout, so even a client whose disconnect packet was
 # lost must be gone, and its lobby with it, by the end
+# the server logs each commit at debug, as `server: match N committed: ...` in the plain
+# format (scripts/check_load.py reads them)
 # shellcheck disable=SC2086
-"$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) --key-file "$key" ${TRANSPORT_FLAGS:-} \
-    "${public[@]}" --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
+RUST_LOG=info,server=debug "$bin"/server --addr "127.0.0.1:$port" --run-for $((duration + 32)) \
+    --key-file "$key" --create-key ${TRANSPORT_FLAGS:-} "${public[@]}" --log-format plain \
+    --stats-every 5 --stats-json "$out/stats.json" > "$out/server.log" 2>&1 &
 server=$!
 pids+=("$server")
 if [ "$conditioned" -gt 0 ]; then

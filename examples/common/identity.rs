@@ -53,7 +53,8 @@ impl TransportArgs {
 /// `--key-file PATH`, `--insecure`, and the transport flags (`--netcode`, `--quiet`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct IdentityArgs {
-    /// The private key file that checks or mints connect tokens (read, or created when missing)
+    /// The private key file that checks or mints connect tokens (`server` creates a missing
+    /// one only with --create-key, or for this development default)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_KEY_FILE)]
     pub key_file: PathBuf,
     /// netcode's unsecure mode: every client picks its own player id (local experiments only)
@@ -85,6 +86,66 @@ impl IdentityArgs {
     }
 }
 
+/// Reads the key file at `path` for a server. A missing file is created only when `create`
+/// (the operator asked) or when `path` is [`DEFAULT_KEY_FILE`] (the development key, so
+/// `cargo run --example server` works on a fresh clone), with a note on stderr; otherwise it
+/// is an error, so that a typo in the path is not a fresh key that refuses every client. A
+/// file readable by group or others gets a warning on stderr (unix).
+pub fn load_server_key(
+    path: &std::path::Path,
+    create: bool,
+    who: &str,
+) -> Result<MatchmakingPrivateKey, String> {
+    let development = path == std::path::Path::new(DEFAULT_KEY_FILE);
+    let key = match MatchmakingPrivateKey::load(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && (create || development) => {
+            let key = MatchmakingPrivateKey::load_or_create(path)
+                .map_err(|e| format!("cannot create key file {}: {e}", path.display()))?;
+            let what = if development {
+                "the development key file"
+            } else {
+                "the key file"
+            };
+            eprintln!(
+                "{who}: note: created {what} {} (owner-only); clients mint their tokens \
+                 from the same file",
+                path.display()
+            );
+            key
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "key file {} does not exist (a typo?); give --create-key to create it",
+                path.display()
+            ));
+        }
+        Err(e) => return Err(format!("key file {}: {e}", path.display())),
+        Ok(key) => key,
+    };
+    warn_if_readable_by_others(path, who);
+    Ok(key)
+}
+
+/// A warning on stderr when the key file at `path` is readable by group or others (unix).
+fn warn_if_readable_by_others(path: &std::path::Path, who: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "{who}: WARNING: key file {} is readable by group or others (mode {:o}): anyone \
+                 who reads it can mint tokens as any player; chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, who);
+}
+
 /// How an example's clients connect, and how its server checks them.
 #[derive(Clone, Debug)]
 pub enum Identity {
@@ -103,6 +164,15 @@ impl Identity {
         Identity::QuietTokens(MatchmakingTokenIssuer::new(
             MatchmakingPrivateKey::generate(),
         ))
+    }
+
+    /// Secure, with `key`, over the quiet transports or (`quiet` false) renet_netcode's.
+    pub fn secure(key: MatchmakingPrivateKey, quiet: bool) -> Self {
+        let issuer = MatchmakingTokenIssuer::new(key);
+        match quiet {
+            true => Identity::QuietTokens(issuer),
+            false => Identity::Tokens(issuer),
+        }
     }
 
     /// Whether clients connect with tokens.

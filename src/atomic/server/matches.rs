@@ -276,7 +276,7 @@ impl MatchEffects<'_, '_> {
         self.stats.matches_committed += 1;
         self.stats.time_to_commit.record(elapsed);
         let ids: Vec<PlayerId> = players.iter().map(|p| p.player).collect();
-        info!(
+        debug!(
             "matchmaking: match {} committed in {}: lobby {} {ids:?}",
             m.match_id, m.category, lobby.code
         );
@@ -324,7 +324,7 @@ impl MatchEffects<'_, '_> {
             }
         }
         self.stats.rolled_back(&outcome.status, requeued.len());
-        info!(
+        debug!(
             "matchmaking: match {} rolled back ({}), re-queued {:?}",
             m.match_id, outcome.status, requeued
         );
