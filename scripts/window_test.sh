@@ -233,7 +233,9 @@ PY
 # start_server NAME: starts a dedicated server on a free port; sets SERVER_PID, SERVER_ADDR.
 start_server() {
     local log=$OUT/$1-server.log
-    "$SERVER_BIN" --addr 127.0.0.1:0 --players-per-match 2 --run-for 600 >"$log" 2>&1 &
+    # the per-match lines are debug events of target `server`, in the plain format
+    RUST_LOG=info,server=debug "$SERVER_BIN" --addr 127.0.0.1:0 --players-per-match 2 --run-for 600 \
+        --log-format plain >"$log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     LAST_LOGS+=("$log")

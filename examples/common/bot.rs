@@ -1,20 +1,28 @@
 //! A load-generating bot: one headless Bevy client app with its own UDP connection.
-//! Shared by the `bots` and `demo` examples (each also includes `identity.rs`, as
-//! `crate::identity`).
+//! Shared by the `bots`, `demo`, `flood` and `bench` examples (each also includes
+//! `identity.rs`, as `crate::identity`).
+//!
+//! A bot with [`Bot::reconnect`] set (the `bots` example) comes back on its own: on the
+//! server's closing notice, or a lost connection, it reconnects with backoff to the next
+//! server of its list and queues again ([`reconnect_if_due`] opens the connection).
 
 // each example that includes this module uses a different part of it
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::testing::atomic::AtomicClientFaults;
+use bevy_atomic_matchmaking::transport::{
+    DEFAULT_TOKEN_VALIDITY, insert_insecure_netcode_client, insert_quiet_secure_client,
+    insert_secure_netcode_client,
+};
 use bevy_renet::RenetClient;
 use bevy_renet::netcode::NetcodeDisconnectReason;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::identity::{ClientTransport, Identity};
 
@@ -65,8 +73,9 @@ pub struct Bot {
     pub cancelled: u64,
     pub errors: u64,
     pub waits: Vec<Duration>,
-    /// Matches this bot was found in, as (match id, sorted players).
-    pub matches: Vec<(u64, Vec<u64>)>,
+    /// Matches this bot was found in, as (match id, lobby code, sorted players): match ids
+    /// start again on a restarted server, lobby codes tell its matches apart.
+    pub matches: Vec<(u64, String, Vec<u64>)>,
     joined_at: Option<Duration>,
     leave_lobby_at: Option<Duration>,
     rejoin_at: Option<Duration>,
@@ -74,11 +83,62 @@ pub struct Bot {
     pub gone: bool,
     /// The connection opened at least once.
     pub connected_once: bool,
-    /// The server and identity it connects with (set by [`bot_app`]), to explain a refusal.
-    link: Option<(SocketAddr, Identity)>,
+    /// The servers and identity it connects with (set by [`bot_app`]), to explain a refusal
+    /// and to reconnect.
+    link: Option<Link>,
     /// A connection that never opened was reported.
     refusal_reported: bool,
+    /// Reconnect (with backoff, to the next server) after the server's closing notice or a
+    /// lost connection, until [`Bot::stopping`]. Off unless set (the `bots` example).
+    pub reconnect: bool,
+    /// Closing notices received (`server_closing` lines).
+    pub server_closing: u64,
+    /// Connections that opened again after a notice or a loss (`reconnect` lines).
+    pub reconnects: u64,
+    /// Where the bot stands with its connection.
+    conn: Conn,
     rng: fastrand::Rng,
+}
+
+/// The servers a bot may connect to, the one it uses, and how it proves who it is.
+#[derive(Debug)]
+struct Link {
+    servers: Vec<SocketAddr>,
+    current: usize,
+    identity: Identity,
+}
+
+impl Link {
+    fn server(&self) -> SocketAddr {
+        self.servers[self.current]
+    }
+
+    /// The servers in the order a new token lists them: the current one first, then the
+    /// ones after it (netcode tries a token's addresses in order).
+    fn in_order(&self) -> Vec<SocketAddr> {
+        let (before, from) = self.servers.split_at(self.current);
+        from.iter().chain(before).copied().collect()
+    }
+}
+
+/// A bot's connection, as far as reconnecting goes.
+#[derive(Debug, Default)]
+struct Conn {
+    /// The current connection has opened (and was not closed since).
+    open: bool,
+    /// The bot closed the current connection itself, after a closing notice: the
+    /// plugin's "connection lost" error that follows is not news.
+    closed_by_us: bool,
+    /// A new connection is being opened after a notice or a loss.
+    reconnecting: bool,
+    /// When to open the next connection (real time of the app), while reconnecting.
+    due: Option<Duration>,
+    /// When the last connection closed, while reconnecting.
+    lost_at: Option<Duration>,
+    /// Connections tried since the last one closed.
+    tries: u32,
+    /// The backoff's exponent: failed or closed connections since the bot last queued.
+    backoff: u32,
 }
 
 impl Bot {
@@ -112,6 +172,10 @@ impl Bot {
             connected_once: false,
             link: None,
             refusal_reported: false,
+            reconnect: false,
+            server_closing: 0,
+            reconnects: 0,
+            conn: Conn::default(),
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -119,21 +183,163 @@ impl Bot {
 
 /// A client app for one bot, connected over UDP to `server` as its player (with a connect
 /// token minted for it, unless `identity` is insecure).
-pub fn bot_app(server: SocketAddr, mut bot: Bot, identity: &Identity) -> std::io::Result<App> {
+pub fn bot_app(server: SocketAddr, bot: Bot, identity: &Identity) -> std::io::Result<App> {
+    bot_app_to(&[server], bot, identity)
+}
+
+/// [`bot_app`] with a list of servers: the token lists them all (netcode tries them in
+/// order), and a reconnecting bot moves on to the next one.
+pub fn bot_app_to(
+    servers: &[SocketAddr],
+    mut bot: Bot,
+    identity: &Identity,
+) -> std::io::Result<App> {
     let channel = AtomicChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
-    identity.insert_client(
+    connect(
         &mut app,
-        server,
+        identity,
+        servers,
         bot.player,
         channel.dedicated_connection_config(),
     )?;
-    bot.link = Some((server, identity.clone()));
+    bot.link = Some(Link {
+        servers: servers.to_vec(),
+        current: 0,
+        identity: identity.clone(),
+    });
     app.add_plugins(AtomicClientPlugin { channel })
         .insert_resource(bot)
-        .add_systems(Update, brain.after(AtomicClientSystems::Send));
+        .add_systems(
+            Update,
+            (follow_link, brain)
+                .chain()
+                .after(AtomicClientSystems::Send),
+        );
+    // the bots' loop drives the app by update(): finish the plugins' set-up as run() would
+    app.finish();
+    app.cleanup();
     Ok(app)
+}
+
+/// Connects `app` to `servers` (the first one first) as `player`, replacing the connection
+/// it had: a token listing every server when secure, else an insecure connection to the
+/// first. (What a game's backend does when it hands out a token for several servers.)
+fn connect(
+    app: &mut App,
+    identity: &Identity,
+    servers: &[SocketAddr],
+    player: u64,
+    config: bevy_renet::renet::ConnectionConfig,
+) -> std::io::Result<()> {
+    let mint = |issuer: &bevy_atomic_matchmaking::transport::MatchmakingTokenIssuer| {
+        issuer
+            .issue(player, DEFAULT_TOKEN_VALIDITY, servers, &[])
+            .map_err(std::io::Error::other)
+    };
+    match identity {
+        Identity::Tokens(issuer) => insert_secure_netcode_client(app, mint(issuer)?, config),
+        Identity::QuietTokens(issuer) => insert_quiet_secure_client(app, mint(issuer)?, config),
+        Identity::Insecure => insert_insecure_netcode_client(app, servers[0], player, config),
+    }
+}
+
+/// Opens a reconnecting bot's next connection once its backoff is over (it needs the whole
+/// app, so the frame loop calls it after each update). Never after [`Bot::stopping`].
+pub fn reconnect_if_due(app: &mut App) {
+    let now = app.world().resource::<Time<Real>>().elapsed();
+    let mut bot = app.world_mut().resource_mut::<Bot>();
+    let Some(due) = bot.conn.due else {
+        return;
+    };
+    if bot.stopping || bot.gone {
+        bot.conn.due = None;
+        return;
+    }
+    if now < due {
+        return;
+    }
+    bot.conn.due = None;
+    bot.conn.tries += 1;
+    let player = bot.player;
+    let Some((servers, identity)) = bot
+        .link
+        .as_ref()
+        .map(|l| (l.in_order(), l.identity.clone()))
+    else {
+        return;
+    };
+    let config = app
+        .world()
+        .resource::<AtomicChannel>()
+        .dedicated_connection_config();
+    if let Err(e) = connect(app, &identity, &servers, player, config) {
+        let mut bot = app.world_mut().resource_mut::<Bot>();
+        let (index, server) = (bot.index, servers[0]);
+        bot.say(json!({"event": "error", "bot": index, "player": player, "kind": "Reconnect", "message": format!("cannot reconnect to {server}: {e}")}));
+        bot.errors += 1;
+        bot.schedule_reconnect(now);
+    }
+}
+
+/// Follows the connection of a bot: the server's closing notices (a `server_closing` line
+/// each), a connection that opened again (a `reconnect` line), one that was lost or never
+/// opened; a reconnecting bot schedules its next attempt.
+fn follow_link(
+    time: Res<Time<Real>>,
+    mut bot: ResMut<Bot>,
+    client: Res<RenetClient>,
+    mut transport: ClientTransport,
+    state: Res<State<AtomicClientState>>,
+    mut closing: MessageReader<AtomicServerClosing>,
+) {
+    let now = time.elapsed();
+    let bot = &mut *bot;
+    if bot.gone {
+        closing.clear();
+        return;
+    }
+    let connected = client.is_connected();
+    if connected && !bot.conn.open && bot.conn.due.is_none() {
+        bot.conn.open = true;
+        if bot.conn.reconnecting {
+            bot.reopened(now);
+        }
+    }
+    if *state.get() == AtomicClientState::Queued {
+        bot.conn.backoff = 0;
+    }
+    for notice in closing.read() {
+        let server = bot.link.as_ref().map(|l| l.server().to_string());
+        let (index, player) = (bot.index, bot.player);
+        bot.say(json!({"event": "server_closing", "bot": index, "player": player, "server": server, "retry_elsewhere": notice.retry_elsewhere}));
+        bot.server_closing += 1;
+        if bot.reconnect && !bot.stopping && bot.conn.open {
+            // nothing of ours is left there: go now, and come back elsewhere
+            transport.disconnect();
+            bot.conn.closed_by_us = true;
+            bot.schedule_reconnect(now);
+        }
+    }
+    if !bot.reconnect || bot.stopping || bot.conn.due.is_some() {
+        return;
+    }
+    let lost = bot.conn.open && !connected;
+    // an attempt that netcode or the plugin gave up on (no server there yet): a bot that
+    // was never connected tries each of its servers once, then reports the refusal
+    let servers = bot.link.as_ref().map_or(0, |l| l.servers.len());
+    let untried = servers > bot.conn.tries as usize + 1;
+    let failed = !bot.conn.open
+        && if bot.connected_once {
+            bot.conn.reconnecting
+        } else {
+            untried
+        }
+        && transport.disconnect_reason().is_some();
+    if lost || failed {
+        bot.schedule_reconnect(now);
+    }
 }
 
 fn brain(
@@ -157,7 +363,7 @@ fn brain(
         return;
     }
     bot.connected_once |= client.is_connected();
-    if !bot.connected_once {
+    if !bot.connected_once && bot.conn.due.is_none() {
         // the plugin's own report of a connection that never opened: that is the refusal
         if let Some(e) = errors
             .read()
@@ -175,9 +381,8 @@ fn brain(
     bot.activate_flaw(now, &mut faults);
     for p in proposed.read() {
         if bot.flaw_active && bot.flaw.map(|f| f.0) == Some(Flaw::DisconnectWhenProposed) {
-            bot.lines.push(
-                json!({"event": "disconnect", "bot": bot.index, "player": bot.player, "match": p.match_id, "flaw": Flaw::DisconnectWhenProposed.name()})
-                    .to_string(),
+            bot.say(
+                json!({"event": "disconnect", "bot": bot.index, "player": bot.player, "match": p.match_id, "flaw": Flaw::DisconnectWhenProposed.name()}),
             );
             transport.disconnect();
             bot.gone = true;
@@ -188,9 +393,8 @@ fn brain(
     if !bot.rematch && bot.matched > 0 {
         // one match is all it came for: close the connection now (the server sees the
         // disconnect, ends the bot's lobby membership and stops paying for the connection)
-        bot.lines.push(
-            json!({"event": "leave", "bot": bot.index, "player": bot.player, "after_matches": bot.matched})
-                .to_string(),
+        bot.say(
+            json!({"event": "leave", "bot": bot.index, "player": bot.player, "after_matches": bot.matched}),
         );
         transport.disconnect();
         bot.gone = true;
@@ -198,9 +402,11 @@ fn brain(
     }
     cancelled.read().for_each(|c| bot.record_cancelled(c, now));
     for e in errors.read() {
-        bot.lines.push(
-            json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message})
-                .to_string(),
+        if e.kind == AtomicErrorKind::Connection && std::mem::take(&mut bot.conn.closed_by_us) {
+            continue; // we closed it ourselves, after the server's closing notice
+        }
+        bot.say(
+            json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message}),
         );
         bot.errors += 1;
     }
@@ -230,10 +436,61 @@ fn brain(
 }
 
 impl Bot {
+    /// Queues one JSON line for printing, stamped with the Unix time in milliseconds
+    /// (`at_ms`), so lines of several processes can be put in order.
+    fn say(&mut self, mut line: Value) {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |t| t.as_millis() as u64);
+        if let Value::Object(fields) = &mut line {
+            fields.insert("at_ms".into(), at_ms.into());
+        }
+        self.lines.push(line.to_string());
+    }
+
+    /// The connection is closed or lost, or an attempt failed: forget what was planned on
+    /// it and, unless the run is over, try the next server after a backoff of 250 ms
+    /// doubling to 4 s, with jitter.
+    fn schedule_reconnect(&mut self, now: Duration) {
+        self.conn.open = false;
+        self.conn.lost_at.get_or_insert(now);
+        self.rejoin_at = None;
+        self.leave_lobby_at = None;
+        self.joined_at = None;
+        if !self.reconnect || self.stopping {
+            return;
+        }
+        let base = Duration::from_millis(250 << self.conn.backoff.min(4));
+        let delay = base.mul_f64(0.75 + 0.5 * self.rng.f64());
+        self.conn.backoff += 1;
+        self.conn.due = Some(now + delay);
+        self.conn.reconnecting = true;
+        if let Some(link) = &mut self.link {
+            link.current = (link.current + 1) % link.servers.len();
+        }
+    }
+
+    /// A connection opened again: say so, and queue again soon.
+    fn reopened(&mut self, now: Duration) {
+        let after = self
+            .conn
+            .lost_at
+            .take()
+            .map_or(0, |t| now.saturating_sub(t).as_millis() as u64);
+        let tries = std::mem::take(&mut self.conn.tries);
+        self.conn.reconnecting = false;
+        self.conn.closed_by_us = false;
+        self.reconnects += 1;
+        let server = self.link.as_ref().map(|l| l.server().to_string());
+        let (index, player) = (self.index, self.player);
+        self.say(json!({"event": "reconnect", "bot": index, "player": player, "server": server, "tries": tries, "after_ms": after}));
+        self.rejoin_at = Some(now + Duration::from_millis(self.rng.u64(50..500)));
+    }
+
     /// Reports, once, that the connection never opened, and gives up.
     fn report_refused(&mut self, reason: Option<NetcodeDisconnectReason>) {
         let message = match &self.link {
-            Some((server, identity)) => identity.refusal(*server, reason),
+            Some(link) => link.identity.refusal(link.server(), reason),
             None => "the connection never opened".into(),
         };
         self.report_refused_with(message);
@@ -246,9 +503,8 @@ impl Bot {
             return;
         }
         self.refusal_reported = true;
-        self.lines.push(
-            json!({"event": "error", "bot": self.index, "player": self.player, "kind": "Refused", "message": message})
-                .to_string(),
+        self.say(
+            json!({"event": "error", "bot": self.index, "player": self.player, "kind": "Refused", "message": message}),
         );
         self.errors += 1;
     }
@@ -276,29 +532,26 @@ impl Bot {
             .chain(f.others.iter().map(|o| o.player))
             .collect();
         players.sort_unstable();
-        self.lines.push(
-            json!({
-                "event": "match_found", "bot": self.index, "player": self.player, "match": f.match_id,
-                "lobby": f.lobby_code, "category": f.category, "players": players,
-                "wait_ms": wait.as_millis() as u64,
-            })
-            .to_string(),
-        );
+        self.say(json!({
+            "event": "match_found", "bot": self.index, "player": self.player, "match": f.match_id,
+            "lobby": f.lobby_code, "category": f.category, "players": players,
+            "wait_ms": wait.as_millis() as u64,
+        }));
         self.matched += 1;
         self.waits.push(wait);
-        self.matches.push((f.match_id, players));
+        self.matches
+            .push((f.match_id, f.lobby_code.clone(), players));
         self.joined_at = None;
         // "play" for a moment, then leave the lobby
         self.leave_lobby_at = Some(now + Duration::from_millis(self.rng.u64(300..1500)));
     }
 
     fn record_cancelled(&mut self, c: &AtomicMatchCancelled, now: Duration) {
-        self.lines.push(
+        self.say(
             json!({
                 "event": "match_cancelled", "bot": self.index, "player": self.player, "match": c.match_id,
                 "status": c.status.as_str(), "reason": c.reason.to_string(), "requeued": c.requeued,
-            })
-            .to_string(),
+            }),
         );
         self.cancelled += 1;
         if !c.requeued {
@@ -323,12 +576,14 @@ impl Bot {
 }
 
 /// Whether a stopping bot has nothing left in flight: not queued, not in a forming
-/// match, not in a lobby (or it left the server).
+/// match, not in a lobby (or it left the server, or the server is closing).
 pub fn drained(app: &App) -> bool {
     app.world().resource::<Bot>().gone
         || matches!(
             app.world().resource::<State<AtomicClientState>>().get(),
-            AtomicClientState::Idle | AtomicClientState::Disconnected
+            AtomicClientState::Idle
+                | AtomicClientState::Disconnected
+                | AtomicClientState::ServerClosing
         )
 }
 

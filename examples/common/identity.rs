@@ -248,6 +248,26 @@ impl Identity {
         }
     }
 
+    /// The request that connects `player` to `server` from a running system (the game
+    /// writes it as a message; the client plugins carry it out).
+    pub fn connect_request(
+        &self,
+        server: SocketAddr,
+        player: u64,
+        config: ConnectionConfig,
+    ) -> std::io::Result<bevy_atomic_matchmaking::transport::MatchmakingConnect> {
+        use bevy_atomic_matchmaking::transport::MatchmakingConnect;
+        Ok(match self {
+            Identity::Tokens(issuer) => {
+                MatchmakingConnect::secure(mint(issuer, server, player)?, config)
+            }
+            Identity::QuietTokens(issuer) => {
+                MatchmakingConnect::secure(mint(issuer, server, player)?, config).quiet()
+            }
+            Identity::Insecure => MatchmakingConnect::insecure(server, player, config),
+        })
+    }
+
     /// The client transport for `player` to `server`, not inserted (to connect from a
     /// running system).
     pub fn client_transport(

@@ -62,7 +62,6 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::window::{WindowPosition, WindowResolution};
 use bevy::winit::{UpdateMode, WinitSettings};
-use bevy_renet::netcode::NetcodeClientPlugin;
 
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::testing::atomic::AtomicClientFaults;
@@ -71,7 +70,7 @@ use args::{Args, parse_args, random_client_id};
 use assets::{UiAssets, check_assets, watch_assets};
 use embedded::start_embedded_server;
 use identity::Identity;
-use network::{ensure_connection, follow_matchmaking, say_goodbye, watch_connection};
+use network::{ensure_connection, follow_matchmaking, say_goodbye};
 use state::{Connection, LobbyConfig, ScreenState};
 use ui::{
     BACKGROUND, ViewCache, WINDOW_HEIGHT, WINDOW_WIDTH, color_buttons, press_buttons, setup,
@@ -116,6 +115,7 @@ fn main() {
         client_id,
         connecting: false,
         join_pending: false,
+        attempts: 0,
     };
     build_app(&args, config, connection, assets).run();
 }
@@ -138,7 +138,6 @@ fn build_app(args: &Args, config: LobbyConfig, connection: Connection, assets: U
     .add_plugins(AtomicClientPlugin {
         channel: AtomicChannel::default(),
     })
-    .add_plugins(NetcodeClientPlugin)
     .insert_resource(AtomicClientFaults {
         acknowledge_proposals: !args.hold_proposal,
         ..default()
@@ -160,7 +159,6 @@ fn build_app(args: &Args, config: LobbyConfig, connection: Connection, assets: U
             watch_assets,
             press_buttons,
             ensure_connection,
-            watch_connection,
             follow_matchmaking,
             show_view,
         )

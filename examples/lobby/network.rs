@@ -2,45 +2,48 @@
 //! connection, saying goodbye when the window closes, and following the matchmaking
 //! messages of the client plugin.
 
-use crate::identity::ClientTransport;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
-use bevy_renet::RenetClient;
 
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::transport::{MatchmakingConnect, matchmaking_disconnect_now};
 
 use crate::args::random_client_id;
 use crate::state::{Connection, LobbyConfig, ScreenState};
 use crate::ui::{BAD, WARN};
 
-/// Connects on the first Find match (and again after a lost connection), then asks to
-/// join the queue; the client plugin sends the join as soon as the server welcomes us.
+/// Connects on Find match when there is no connection (the first click, or after the
+/// connection was lost), then asks to join the queue; the client plugin sends the join as
+/// soon as the server welcomes us. A connection that does not open comes back as the
+/// plugin's `ConnectFailed` error (see [`follow_matchmaking`]).
 pub fn ensure_connection(
-    mut commands: Commands,
     config: Res<LobbyConfig>,
     mut connection: ResMut<Connection>,
     mut screen: ResMut<ScreenState>,
     channel: Res<AtomicChannel>,
-    client: Option<Res<RenetClient>>,
+    state: Res<State<AtomicClientState>>,
+    mut connect: MessageWriter<MatchmakingConnect>,
     mut join: MessageWriter<AtomicJoinQueue>,
 ) {
     if !connection.join_pending {
         return;
     }
     connection.join_pending = false;
-    if client.as_ref().is_none_or(|c| c.is_disconnected()) {
-        if !config.fixed_client_id && client.is_some() {
+    if *state.get() == AtomicClientState::Disconnected && !connection.connecting {
+        if !config.fixed_client_id && connection.attempts > 0 {
             // reconnecting: a fresh id, in case the server still holds the old connection
             connection.client_id = random_client_id();
         }
-        match config
-            .identity
-            .client_transport(config.server, connection.client_id)
-        {
-            Ok(transport) => {
-                commands.insert_resource(RenetClient::new(channel.dedicated_connection_config()));
-                commands.insert_resource(transport);
+        let request = config.identity.connect_request(
+            config.server,
+            connection.client_id,
+            channel.dedicated_connection_config(),
+        );
+        match request {
+            Ok(request) => {
+                connect.write(request);
                 connection.connecting = true;
+                connection.attempts += 1;
                 println!(
                     "LOBBY connecting server={} client_id={}",
                     config.server, connection.client_id
@@ -59,46 +62,15 @@ pub fn ensure_connection(
     });
 }
 
-/// Reports a connection attempt that failed before the server welcomed us.
-pub fn watch_connection(
-    config: Res<LobbyConfig>,
-    mut connection: ResMut<Connection>,
-    mut screen: ResMut<ScreenState>,
-    client: Option<Res<RenetClient>>,
-    transport: ClientTransport,
-) {
-    if !connection.connecting {
-        return;
-    }
-    let Some(client) = client else {
-        return;
-    };
-    if !client.is_disconnected() {
-        return;
-    }
-    let netcode = transport.disconnect_reason();
-    let reason = match (netcode, client.disconnect_reason()) {
-        // netcode gave up before the connection opened: the token was not accepted
-        (Some(netcode), _) => config.identity.refusal(config.server, Some(netcode)),
-        (None, Some(renet)) => format!("connection to {} closed: {renet}", config.server),
-        (None, None) => config.identity.refusal(config.server, None),
-    };
-    connection.connecting = false;
-    screen.searching = false;
-    screen.notice = Some((format!("Could not connect: {reason}"), BAD));
-    println!(
-        "LOBBY error kind=connect server={} message=\"{reason}\"",
-        config.server
-    );
-}
-
 /// Tells the server right away when the player closes the window, so a match that is
-/// forming is rolled back at once instead of after a timeout. (bevy_renet's own
-/// `disconnect_on_exit` is not ordered after Bevy's window-close exit in `Last`, so it can
-/// miss the exit frame.)
-pub fn say_goodbye(exit: MessageReader<AppExit>, mut transport: ClientTransport) {
-    if !exit.is_empty() {
-        transport.disconnect();
+/// forming is rolled back at once instead of after a timeout (a `MatchmakingDisconnect`
+/// would be read next frame, which never comes).
+pub fn say_goodbye(world: &mut World) {
+    let exiting = world
+        .get_resource::<Messages<AppExit>>()
+        .is_some_and(|m| !m.is_empty());
+    if exiting {
+        matchmaking_disconnect_now(world);
         println!("LOBBY exiting");
     }
 }
@@ -159,6 +131,13 @@ pub fn follow_matchmaking(
         println!("LOBBY lobby_left lobby_id={}", l.lobby_id);
     }
     for e in messages.errors.read() {
+        if matches!(
+            e.kind,
+            AtomicErrorKind::ConnectFailed | AtomicErrorKind::Connection
+        ) {
+            // the attempt is over: the next Find match connects again
+            connection.connecting = false;
+        }
         on_error(&mut screen, *state.get(), e);
     }
 }

@@ -35,6 +35,8 @@ pub struct Connection {
     pub connecting: bool,
     /// A join request must be written (after connecting if needed).
     pub join_pending: bool,
+    /// Connection attempts so far (the first is made on the first Find match).
+    pub attempts: u32,
 }
 
 /// What the screens show besides the client plugin's state: whether the player is

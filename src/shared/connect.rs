@@ -240,6 +240,11 @@ fn connect_failure(
 /// `unwelcomed` describes this client's channel and config when the connection closed
 /// before the hello was answered: the likely cause then is a config the peer does not
 /// share (it closes a connection that sends on a channel it lacks).
+/// Set while the connection is closed because the game asked (`MatchmakingDisconnect`):
+/// the client plugins then report no `Connection` error. A new connection clears it.
+#[derive(Resource, Debug, Default)]
+pub(crate) struct ClosedByGame;
+
 /// What an unwelcomed client says of itself in [`lost_connection`]: its channel and
 /// config fingerprint.
 pub(crate) fn describe_own_config(

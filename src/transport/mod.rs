@@ -37,10 +37,15 @@
 //! [`insecure_netcode_client_transport`] use netcode's unsecure mode: the client picks its
 //! own id and anyone can connect as anyone. Use them for tests and local experiments only.
 
+mod connect;
 mod key;
 pub mod quiet;
 mod tokens;
 
+pub use connect::{
+    MatchmakingClientAuthentication, MatchmakingClientTransportKind, MatchmakingConnect,
+    MatchmakingConnectPlugin, MatchmakingDisconnect, matchmaking_disconnect_now,
+};
 pub use key::MatchmakingPrivateKey;
 pub use quiet::{
     MatchmakingAckPolicy, MatchmakingQuietClientPlugin, MatchmakingQuietClientTransport,
@@ -154,8 +159,12 @@ fn insert_server(
 /// fingerprint in the hello. A config that cannot carry a plugin's messages is an error
 /// naming both, before anything is bound or inserted.
 fn record_config(app: &mut App, config: &ConnectionConfig) -> std::io::Result<()> {
+    record_config_in(app.world_mut(), config)
+}
+
+/// [`record_config`] on a world (a running app).
+fn record_config_in(world: &mut World, config: &ConnectionConfig) -> std::io::Result<()> {
     let record = MatchmakingConnectionConfig::new(config);
-    let world = app.world();
     let mut problems = Vec::new();
     if let Some(channel) = world.get_resource::<crate::atomic::AtomicChannel>()
         && let Err(e) = record.check(channel.id, "the atomic matchmaking plugin")
@@ -174,7 +183,7 @@ fn record_config(app: &mut App, config: &ConnectionConfig) -> std::io::Result<()
             problems.join("; "),
         ));
     }
-    app.insert_resource(record);
+    world.insert_resource(record);
     Ok(())
 }
 
@@ -284,20 +293,26 @@ pub fn insert_quiet_secure_client(
 ) -> std::io::Result<()> {
     let target = token_target(&token)?;
     record_config(app, &connection_config)?;
-    let socket = UdpSocket::bind("0.0.0.0:0")?;
-    let authentication = ClientAuthentication::Secure {
-        connect_token: token,
-    };
-    let policy = ack_policy(app);
-    let transport =
-        MatchmakingQuietClientTransport::new(unix_now(), authentication, socket, policy)
-            .map_err(std::io::Error::other)?;
+    let transport = quiet_secure_client_transport(token, ack_policy(app))?;
     add_transport_plugin(app, MatchmakingQuietClientPlugin)?;
     remove_client(app.world_mut());
     app.insert_resource(RenetClient::new(connection_config))
         .insert_resource(transport)
         .insert_resource(target);
     Ok(())
+}
+
+/// The quiet client transport over a socket on a free local port, connecting with `token`.
+fn quiet_secure_client_transport(
+    token: ConnectToken,
+    policy: MatchmakingAckPolicy,
+) -> std::io::Result<MatchmakingQuietClientTransport> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    let authentication = ClientAuthentication::Secure {
+        connect_token: token,
+    };
+    MatchmakingQuietClientTransport::new(unix_now(), authentication, socket, policy)
+        .map_err(std::io::Error::other)
 }
 
 /// Connects a UDP client with a connect token (from the game's backend, or a
@@ -370,6 +385,7 @@ pub fn insecure_netcode_client_transport(
 /// Takes out a client connection the app had (closing it, so the server hears of it), so the
 /// one inserted next is a new one: the client plugins see a new attempt.
 fn remove_client(world: &mut World) {
+    world.remove_resource::<crate::shared::connect::ClosedByGame>();
     if let Some(mut transport) = world.remove_resource::<NetcodeClientTransport>() {
         transport.disconnect();
     }

@@ -5,6 +5,7 @@
 mod cases;
 mod common;
 mod config_errors;
+mod connect_on_click;
 mod drain;
 mod faults;
 mod hostile;

@@ -325,3 +325,48 @@ fn dependencies_added_after_the_plugins_do_not_panic_and_clients_pair() {
     assert_eq!((a.me, a.other), (303, 404));
     assert_eq!((b.me, b.other), (404, 303));
 }
+
+/// Connecting when the player clicks: no connection at launch, `MatchmakingConnect` from
+/// the game, `MatchmakingDisconnect` without an error, then a new connection.
+#[test]
+fn a_client_connects_on_click_leaves_and_connects_again() {
+    use bevy_atomic_matchmaking::transport::{MatchmakingConnect, MatchmakingDisconnect};
+    let (mut relay, addr) = relay();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
+        .add_plugins(NegotiatedClientPlugin::default());
+    finish_plugins(&mut app);
+    let mut clients = vec![app];
+    // the main menu: frames pass with no connection and no error
+    for _ in 0..20 {
+        relay.update();
+        clients[0].update();
+    }
+    assert_eq!(
+        clients[0]
+            .world()
+            .resource::<NegotiatedClientStatus>()
+            .last_error,
+        None
+    );
+    assert_eq!(state(&clients[0]), NegotiatedClientState::Disconnected);
+    let config = NegotiatedChannel::default().connection_config();
+    for round in 0..2 {
+        clients[0]
+            .world_mut()
+            .write_message(MatchmakingConnect::insecure(addr, 505, config.clone()));
+        run_until(&mut relay, &mut clients, 2000, |c| {
+            state(&c[0]) == NegotiatedClientState::Idle
+        });
+        clients[0].world_mut().write_message(MatchmakingDisconnect);
+        run_until(&mut relay, &mut clients, 2000, |c| {
+            state(&c[0]) == NegotiatedClientState::Disconnected
+        });
+        let status = clients[0].world().resource::<NegotiatedClientStatus>();
+        assert_eq!(
+            status.last_error, None,
+            "round {round}: leaving is no error"
+        );
+    }
+}

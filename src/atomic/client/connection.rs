@@ -10,7 +10,9 @@ use crate::atomic::AtomicChannel;
 use crate::atomic::core::protocol::{
     ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind,
 };
-use crate::shared::connect::{ConnectWatch, ConnectionView, describe_own_config, lost_connection};
+use crate::shared::connect::{
+    ClosedByGame, ConnectWatch, ConnectionView, describe_own_config, lost_connection,
+};
 use crate::shared::connection_config::{
     MatchmakingConnectionConfig, config_problem, hello_fingerprint,
 };
@@ -47,6 +49,7 @@ pub(super) fn track_connection(
     mut next: ResMut<NextState<AtomicClientState>>,
     mut errors: MessageWriter<AtomicClientError>,
     config: Option<Res<MatchmakingConnectionConfig>>,
+    closed_by_game: Option<Res<ClosedByGame>>,
 ) {
     let connected = client.as_ref().is_some_and(|c| c.is_connected());
     if connected && !session.connected {
@@ -74,10 +77,13 @@ pub(super) fn track_connection(
         if *state.get() != AtomicClientState::Disconnected {
             next.set(AtomicClientState::Disconnected);
         }
-        errors.write(AtomicClientError {
-            kind: AtomicErrorKind::Connection,
-            message: lost_connection("matchmaking server", client.as_deref(), unwelcomed),
-        });
+        // the game closed it (MatchmakingDisconnect): no error
+        if closed_by_game.is_none() {
+            errors.write(AtomicClientError {
+                kind: AtomicErrorKind::Connection,
+                message: lost_connection("matchmaking server", client.as_deref(), unwelcomed),
+            });
+        }
     }
     session.connected = connected;
 }

@@ -138,6 +138,10 @@ impl Plugin for AtomicClientPlugin {
             )
                 .in_set(AtomicClientSystems::Send),
         );
+        #[cfg(feature = "transport")]
+        if !app.is_plugin_added::<crate::transport::MatchmakingConnectPlugin>() {
+            app.add_plugins(crate::transport::MatchmakingConnectPlugin);
+        }
         Dependencies::client("AtomicClientPlugin").then(app, |app| {
             app.init_state::<AtomicClientState>();
         });

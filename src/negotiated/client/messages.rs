@@ -122,7 +122,7 @@ pub struct NegotiatedClientError {
 
 impl NegotiatedClientError {
     /// An error of this kind.
-    pub(super) fn new(kind: NegotiatedErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: NegotiatedErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),

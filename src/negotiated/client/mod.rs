@@ -191,6 +191,10 @@ impl Plugin for NegotiatedClientPlugin {
             PostUpdate,
             drive::drive.in_set(NegotiatedClientSystems::Drive),
         );
+        #[cfg(feature = "transport")]
+        if !app.is_plugin_added::<crate::transport::MatchmakingConnectPlugin>() {
+            app.add_plugins(crate::transport::MatchmakingConnectPlugin);
+        }
         Dependencies::client("NegotiatedClientPlugin").then(app, |app| {
             app.init_state::<NegotiatedClientState>();
         });

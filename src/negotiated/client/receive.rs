@@ -30,7 +30,8 @@ pub(super) fn receive_messages(mut context: SessionContext) {
     let session = &mut *context.session;
     let Some(client) = context.client.as_mut().filter(|c| c.is_connected()) else {
         let ours = describe_own_config(context.channel.id, context.config.as_deref());
-        session.lose_connection(context.client.as_deref(), ours);
+        let by_game = context.closed_by_game.is_some();
+        session.lose_connection(context.client.as_deref(), ours, by_game);
         return;
     };
     if !session.connected {

@@ -13,7 +13,7 @@ use crate::negotiated::core::clock::{NegotiatedClock, apply_offset, as_us};
 use crate::negotiated::core::machine::{NegotiatedMachine, NegotiatedOutput};
 use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedErrorKind};
 use crate::shared::codec;
-use crate::shared::connect::{ConnectWatch, ConnectionView, lost_connection};
+use crate::shared::connect::{ClosedByGame, ConnectWatch, ConnectionView, lost_connection};
 use crate::shared::player::PlayerId;
 
 use super::NegotiatedClientSettings;
@@ -103,7 +103,13 @@ impl NegotiatedSession {
 
     /// The renet connection closed: forget the relay (and its clock) until it is back.
     /// `client` says why, for the error.
-    pub(super) fn lose_connection(&mut self, client: Option<&RenetClient>, unwelcomed: String) {
+    /// `by_game`: the game closed it (`MatchmakingDisconnect`), so it is no error.
+    pub(super) fn lose_connection(
+        &mut self,
+        client: Option<&RenetClient>,
+        unwelcomed: String,
+        by_game: bool,
+    ) {
         if !self.connected {
             return;
         }
@@ -114,10 +120,13 @@ impl NegotiatedSession {
         self.clock.reset();
         self.last_time_request = None;
         self.run_machine(NegotiatedMachine::offline);
-        self.errors.push(NegotiatedClientError::new(
-            NegotiatedErrorKind::Connection,
-            lost_connection("relay", client, unwelcomed),
-        ));
+        // the game closed it (MatchmakingDisconnect): no error
+        if !by_game {
+            self.errors.push(NegotiatedClientError::new(
+                NegotiatedErrorKind::Connection,
+                lost_connection("relay", client, unwelcomed),
+            ));
+        }
     }
 }
 
@@ -150,6 +159,7 @@ pub(super) struct SessionContext<'w> {
     pub(super) session: ResMut<'w, NegotiatedSession>,
     pub(super) skew: Option<Res<'w, NegotiatedClockSkew>>,
     pub(super) config: Option<Res<'w, MatchmakingConnectionConfig>>,
+    pub(super) closed_by_game: Option<Res<'w, ClosedByGame>>,
 }
 
 /// A badly set local clock, for tests (feature `testing`): this many milliseconds are added
