@@ -381,7 +381,19 @@ fn finish_drain(
     mut finished: MessageReader<AtomicDrainFinished>,
     mut exit: MessageWriter<AppExit>,
     mut done: Local<bool>,
+    mut pending: Local<Option<(AppExit, u8)>>,
+    server: Option<ResMut<RenetServer>>,
 ) {
+    // the stats are written: close every connection, and exit once the transport sent the
+    // disconnect packets (a client that connected during the drain hears it at once)
+    if let Some((code, frames)) = pending.as_mut() {
+        if *frames == 0 {
+            exit.write(code.clone());
+        } else {
+            *frames -= 1;
+        }
+        return;
+    }
     let Some(started) = run.drain_started else {
         return;
     };
@@ -408,7 +420,10 @@ fn finish_drain(
         eprintln!("server: cannot write --stats-json {}: {e}", path.display());
         code = AppExit::from_code(1);
     }
-    exit.write(code);
+    if let Some(mut server) = server {
+        server.disconnect_all();
+    }
+    *pending = Some((code, 3));
 }
 
 /// renet_netcode's transport (`--netcode`) reports socket errors as an event; at most one

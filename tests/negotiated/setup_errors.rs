@@ -98,3 +98,56 @@ fn an_insecure_client_with_a_short_timeout_fails_at_that_timeout() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].message.contains("insecure"), "{failed:?}");
 }
+
+/// The relay given the atomic mode's config: the transport helper refuses it when the relay
+/// plugin is there first, and when the transport came first the relay reports it and never
+/// calls renet on its missing channel (renet would panic), even with a client sending to it.
+#[test]
+fn the_relay_on_the_atomic_config_is_an_error_never_a_panic() {
+    use bevy_atomic_matchmaking::transport::insert_insecure_netcode_server;
+    let atomic = AtomicChannel::default().connection_config();
+    let any = "127.0.0.1:0".parse().unwrap();
+
+    let mut relay = App::new();
+    relay
+        .add_plugins(MinimalPlugins)
+        .add_plugins(NegotiatedRelayPlugin::default());
+    let err = insert_insecure_netcode_server(&mut relay, any, 8, atomic.clone())
+        .expect_err("the relay's channel 4 is missing");
+    assert!(
+        err.to_string()
+            .contains("negotiated matchmaking plugin uses channel 4"),
+        "{err}"
+    );
+
+    // the transport first: nothing to check against yet
+    let mut relay = App::new();
+    relay
+        .add_plugins(MinimalPlugins)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+    let addr = insert_insecure_netcode_server(&mut relay, any, 8, atomic).expect("bind");
+    relay.add_plugins(NegotiatedRelayPlugin::default());
+    finish_plugins(&mut relay);
+    let mut game = game();
+    let channel = NegotiatedChannel::default();
+    insert_insecure_netcode_client(&mut game, addr, 3, channel.connection_config()).unwrap();
+    finish_plugins(&mut game);
+    for _ in 0..200 {
+        relay.update();
+        game.update();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let status = game.world().resource::<NegotiatedClientStatus>();
+    assert_eq!(status.client_id, None, "never welcomed");
+    let seen = &game.world().resource::<SeenErrors>().0;
+    let lost: Vec<_> = seen
+        .iter()
+        .filter(|e| e.kind == NegotiatedErrorKind::Connection)
+        .collect();
+    assert_eq!(lost.len(), 1, "{seen:?}");
+    assert!(
+        lost[0].message.contains("before answering the hello")
+            && lost[0].message.contains("channel 4"),
+        "{lost:?}"
+    );
+}
