@@ -6,6 +6,7 @@
 //!     a relay and N clients (default 10) in one process over UDP loopback; prints each
 //!     pair and a summary, exits 0 once everyone who can pair did
 //! cargo run --example negotiated -- --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS]
+//!     [--drain-timeout SECONDS]
 //!     [--key-file PATH] [--insecure]
 //!     just the relay (default 127.0.0.1:5001), until Ctrl-C
 //! cargo run --example negotiated -- --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]
@@ -22,7 +23,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -39,7 +40,10 @@ enum Mode {
     /// Relay and clients in one process.
     Together { clients: usize },
     /// Only the relay.
-    Relay { run_for: Option<Duration> },
+    Relay {
+        run_for: Option<Duration>,
+        drain_timeout: Duration,
+    },
     /// One client of a relay elsewhere.
     Client { relay: SocketAddr },
 }
@@ -80,6 +84,10 @@ struct Cli {
     /// --relay-only: stop after this many seconds (default: until Ctrl-C)
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     run_for: Option<Duration>,
+    /// --relay-only: on SIGTERM or Ctrl-C, how long the negotiations under way may go on
+    /// before the relay exits (a second signal exits at once)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    drain_timeout: Duration,
     /// --client: the category to search
     #[arg(long, value_name = "NAME", default_value = "duel")]
     category: String,
@@ -111,6 +119,7 @@ fn parse_args() -> Args {
     let mode = match (cli.relay_only, cli.client) {
         (true, _) => Mode::Relay {
             run_for: cli.run_for,
+            drain_timeout: cli.drain_timeout,
         },
         (false, Some(relay)) => Mode::Client { relay },
         (false, None) => Mode::Together {
@@ -132,7 +141,10 @@ fn main() {
     let args = parse_args();
     let code = match args.mode {
         Mode::Together { clients } => together(&args, clients),
-        Mode::Relay { run_for } => relay_only(&args, run_for),
+        Mode::Relay {
+            run_for,
+            drain_timeout,
+        } => relay_only(&args, run_for, drain_timeout),
         Mode::Client { relay } => client_only(&args, relay),
     };
     std::process::exit(code);
@@ -286,7 +298,7 @@ fn together(args: &Args, n: usize) -> i32 {
 }
 
 /// Just the relay, until Ctrl-C or `--run-for`.
-fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
+fn relay_only(args: &Args, run_for: Option<Duration>, drain_timeout: Duration) -> i32 {
     let identity = match args.identity.load("negotiated") {
         Ok(identity) => identity,
         Err(e) => {
@@ -301,10 +313,12 @@ fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
             return 1;
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let signals = Arc::new(AtomicUsize::new(0));
     {
-        let stop = stop.clone();
-        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
+        let signals = signals.clone();
+        if let Err(e) = ctrlc::set_handler(move || {
+            signals.fetch_add(1, Ordering::SeqCst);
+        }) {
             eprintln!("negotiated: no Ctrl-C handler ({e}); stop with --run-for");
         }
     }
@@ -315,8 +329,34 @@ fn relay_only(args: &Args, run_for: Option<Duration>) -> i32 {
     );
     let started = Instant::now();
     let mut last_print = Instant::now();
-    while !stop.load(Ordering::SeqCst) && run_for.is_none_or(|d| started.elapsed() < d) {
+    let mut draining = false;
+    loop {
+        let signalled = signals.load(Ordering::SeqCst);
+        if signalled >= 2 {
+            println!("relay: second signal: exiting at once");
+            return 130;
+        }
+        let ended = run_for.is_some_and(|d| started.elapsed() >= d);
+        if !draining && (signalled == 1 || ended) {
+            draining = true;
+            println!("relay: draining: telling clients the relay is closing ({drain_timeout:?})");
+            relay.world_mut().write_message(NegotiatedRelayDrain {
+                timeout: drain_timeout,
+            });
+        }
         relay.update();
+        let finished = relay
+            .world_mut()
+            .resource_mut::<Messages<NegotiatedRelayDrainFinished>>()
+            .drain()
+            .next();
+        if let Some(finished) = finished {
+            println!(
+                "relay: drained: {} clients told, {} posts refused",
+                finished.clients_told, finished.posts_refused
+            );
+            break;
+        }
         if last_print.elapsed() >= Duration::from_secs(5) {
             last_print = Instant::now();
             let state = relay.world().resource::<NegotiatedRelayState>();

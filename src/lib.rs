@@ -47,8 +47,8 @@ pub mod prelude {
             NegotiatedBidPlaced, NegotiatedCancelSearch, NegotiatedCancelled,
             NegotiatedClientError, NegotiatedClientPlugin, NegotiatedClientSettings,
             NegotiatedClientState, NegotiatedClientStatus, NegotiatedClientSystems,
-            NegotiatedConnected, NegotiatedMatchFound, NegotiatedRequestPosted,
-            NegotiatedRestarted, NegotiatedSearch,
+            NegotiatedConnected, NegotiatedMatchFound, NegotiatedRelayClosing,
+            NegotiatedRequestPosted, NegotiatedRestarted, NegotiatedSearch,
         },
         core::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact},
         core::journal::NegotiatedRelayJournal,
@@ -56,8 +56,8 @@ pub mod prelude {
         core::protocol::{NEGOTIATED_PROTOCOL_VERSION, NegotiatedErrorKind},
         core::relay_core::NegotiatedRelayLimits,
         relay::{
-            NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,
-            NegotiatedRelaySystems,
+            NegotiatedRelayDrain, NegotiatedRelayDrainFinished, NegotiatedRelayPlugin,
+            NegotiatedRelaySettings, NegotiatedRelayState, NegotiatedRelaySystems,
         },
     };
     pub use crate::shared::conditions::{client_exists, server_exists};

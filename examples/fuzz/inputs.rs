@@ -139,6 +139,7 @@ fn matchmaking_error_kind() -> impl Strategy<Value = AtomicErrorKind> + Clone {
         RateLimited,
         ConnectFailed,
         ServerClosing,
+        ConfigMismatch,
     ])
 }
 
@@ -166,6 +167,10 @@ pub fn negotiated_error_kind() -> impl Strategy<Value = NegotiatedErrorKind> + C
         NotEntitled,
         Connection,
         Unexpected,
+        RateLimited,
+        ConnectFailed,
+        ConfigMismatch,
+        RelayClosing,
     ])
 }
 
@@ -374,6 +379,7 @@ pub fn negotiated_relay_message() -> impl Strategy<Value = NegotiatedRelayMessag
         }),
         (edge_u64(), fact()).prop_map(|(author, fact)| M::Fact { author, fact }),
         edge_u64().prop_map(|author| M::Departed { author }),
+        any::<bool>().prop_map(|retry_elsewhere| M::RelayClosing { retry_elsewhere }),
         fact_id().prop_map(|fact| M::Stored { fact }),
         (fact_id(), negotiated_error_kind(), text()).prop_map(|(fact, kind, message)| M::Refused {
             fact,

@@ -382,7 +382,7 @@ fn finish_drain(
     mut exit: MessageWriter<AppExit>,
     mut done: Local<bool>,
     mut pending: Local<Option<(AppExit, u8)>>,
-    server: Option<ResMut<RenetServer>>,
+    mut commands: Commands,
 ) {
     // the stats are written: close every connection, and exit once the transport sent the
     // disconnect packets (a client that connected during the drain hears it at once)
@@ -420,9 +420,11 @@ fn finish_drain(
         eprintln!("server: cannot write --stats-json {}: {e}", path.display());
         code = AppExit::from_code(1);
     }
-    if let Some(mut server) = server {
-        server.disconnect_all();
-    }
+    commands.queue(|world: &mut World| {
+        if let Some(mut server) = world.get_resource_mut::<RenetServer>() {
+            server.disconnect_all();
+        }
+    });
     *pending = Some((code, 3));
 }
 

@@ -9,6 +9,7 @@ mod cases;
 mod clock_skew;
 mod common;
 mod crowd;
+mod drain;
 mod expiry;
 mod faults;
 mod forgery;

@@ -116,6 +116,9 @@ fn flush(
     for connected in session.connected_events.drain(..) {
         reports.connected.write(connected);
     }
+    for closing in session.closing_events.drain(..) {
+        reports.closing.write(closing);
+    }
     for output in std::mem::take(&mut session.outbox) {
         match output {
             NegotiatedOutput::Send(message) => {

@@ -33,6 +33,15 @@ pub struct NegotiatedConnected {
     pub frame_duration: Duration,
 }
 
+/// The relay is draining: it stores no new request or bid. A game reconnects to another
+/// relay (the client's state is `RelayClosing` until the connection closes).
+#[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
+#[reflect(Message, Debug, Clone, PartialEq)]
+pub struct NegotiatedRelayClosing {
+    /// Whether another relay may take the client.
+    pub retry_elsewhere: bool,
+}
+
 /// We posted a request.
 #[derive(Message, Reflect, Debug, Clone, PartialEq, Eq)]
 #[reflect(Message, Debug, Clone, PartialEq)]
@@ -143,6 +152,7 @@ pub(super) struct GameRequests<'w, 's> {
 #[derive(SystemParam)]
 pub(super) struct ClientReports<'w> {
     pub(super) connected: MessageWriter<'w, NegotiatedConnected>,
+    pub(super) closing: MessageWriter<'w, NegotiatedRelayClosing>,
     pub(super) posted: MessageWriter<'w, NegotiatedRequestPosted>,
     pub(super) bid: MessageWriter<'w, NegotiatedBidPlaced>,
     pub(super) found: MessageWriter<'w, NegotiatedMatchFound>,

@@ -33,8 +33,8 @@ mod state;
 
 pub use messages::{
     NegotiatedBidPlaced, NegotiatedCancelSearch, NegotiatedCancelled, NegotiatedClientError,
-    NegotiatedConnected, NegotiatedMatchFound, NegotiatedRequestPosted, NegotiatedRestarted,
-    NegotiatedSearch,
+    NegotiatedConnected, NegotiatedMatchFound, NegotiatedRelayClosing, NegotiatedRequestPosted,
+    NegotiatedRestarted, NegotiatedSearch,
 };
 #[cfg(feature = "testing")]
 pub use session::NegotiatedClockSkew;
@@ -212,6 +212,7 @@ fn register_types(app: &mut App) {
         .register_type::<NegotiatedSearch>()
         .register_type::<NegotiatedCancelSearch>()
         .register_type::<NegotiatedConnected>()
+        .register_type::<NegotiatedRelayClosing>()
         .register_type::<NegotiatedRequestPosted>()
         .register_type::<NegotiatedBidPlaced>()
         .register_type::<NegotiatedMatchFound>()
@@ -232,6 +233,7 @@ pub fn visit_client_messages(visitor: &mut impl MatchmakingMessageVisitor) {
     visitor.visit::<NegotiatedSearch>();
     visitor.visit::<NegotiatedCancelSearch>();
     visitor.visit::<NegotiatedConnected>();
+    visitor.visit::<NegotiatedRelayClosing>();
     visitor.visit::<NegotiatedRequestPosted>();
     visitor.visit::<NegotiatedBidPlaced>();
     visitor.visit::<NegotiatedMatchFound>();

@@ -19,7 +19,7 @@ use crate::shared::codec::{self, CodecError};
 use crate::shared::player::PlayerId;
 
 use super::NegotiatedClientSettings;
-use super::messages::{NegotiatedClientError, NegotiatedConnected};
+use super::messages::{NegotiatedClientError, NegotiatedConnected, NegotiatedRelayClosing};
 use super::session::{NegotiatedSession, SessionContext, send};
 use crate::shared::connect::describe_own_config;
 use crate::shared::connection_config::hello_fingerprint;
@@ -125,6 +125,9 @@ fn handle_relay_message(
             kind,
             message,
         } => on_refused(session, fact, kind, message),
+        NegotiatedRelayMessage::RelayClosing { retry_elsewhere } => {
+            on_relay_closing(session, retry_elsewhere);
+        }
         NegotiatedRelayMessage::Error { kind, message } => on_relay_error(session, kind, message),
     }
 }
@@ -263,4 +266,17 @@ fn on_relay_error(session: &mut NegotiatedSession, kind: NegotiatedErrorKind, me
     session
         .errors
         .push(NegotiatedClientError::new(kind, message));
+}
+
+/// `RelayClosing`: the relay drains. Noted once per connection; the search goes on (an
+/// accept under way may still complete) until the game reconnects elsewhere.
+fn on_relay_closing(session: &mut NegotiatedSession, retry_elsewhere: bool) {
+    if session.relay_closing {
+        return;
+    }
+    warn!("negotiated relay is closing (retry elsewhere: {retry_elsewhere})");
+    session.relay_closing = true;
+    session
+        .closing_events
+        .push(NegotiatedRelayClosing { retry_elsewhere });
 }

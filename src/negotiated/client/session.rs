@@ -17,7 +17,7 @@ use crate::shared::connect::{ClosedByGame, ConnectWatch, ConnectionView, lost_co
 use crate::shared::player::PlayerId;
 
 use super::NegotiatedClientSettings;
-use super::messages::{NegotiatedClientError, NegotiatedConnected};
+use super::messages::{NegotiatedClientError, NegotiatedConnected, NegotiatedRelayClosing};
 use super::state::NegotiatedClientStatus;
 
 /// Per-connection bookkeeping, and the machine.
@@ -31,6 +31,10 @@ pub(super) struct NegotiatedSession {
     pub(super) welcomed: bool,
     /// Whether the relay refused this connection's hello (another version or config).
     pub(super) hello_refused: bool,
+    /// Whether the relay said it is closing (on this connection).
+    pub(super) relay_closing: bool,
+    /// Closing notices to report.
+    pub(super) closing_events: Vec<NegotiatedRelayClosing>,
     /// Our id, once welcomed.
     pub(super) client_id: Option<PlayerId>,
     /// The relay-clock estimate.
@@ -116,6 +120,7 @@ impl NegotiatedSession {
         let unwelcomed = (!self.welcomed && !self.hello_refused).then_some(unwelcomed);
         self.connected = false;
         self.hello_refused = false;
+        self.relay_closing = false;
         self.welcomed = false;
         self.clock.reset();
         self.last_time_request = None;

@@ -22,6 +22,9 @@ pub enum NegotiatedClientState {
     Syncing,
     /// Ready, not searching.
     Idle,
+    /// The relay said it is closing (draining): reconnect to another relay. A match that
+    /// completes meanwhile is still `Matched`.
+    RelayClosing,
     /// Searching: reading the current frames.
     Looking,
     /// Our request is open, waiting for a bid.
@@ -90,7 +93,13 @@ impl NegotiatedClientStatus {
 pub(super) fn client_state(session: &NegotiatedSession) -> NegotiatedClientState {
     match session.machine.as_ref() {
         _ if !session.connected => NegotiatedClientState::Disconnected,
-        Some(machine) if session.welcomed && machine.is_online() => phase_state(machine.phase()),
+        Some(machine) if session.welcomed && machine.is_online() => {
+            match phase_state(machine.phase()) {
+                NegotiatedClientState::Matched => NegotiatedClientState::Matched,
+                _ if session.relay_closing => NegotiatedClientState::RelayClosing,
+                state => state,
+            }
+        }
         _ => NegotiatedClientState::Syncing,
     }
 }

@@ -21,7 +21,8 @@ use super::fact::{NegotiatedFact, NegotiatedFactId};
 /// a verdict ([`NegotiatedRelayMessage::Stored`] or [`NegotiatedRelayMessage::Refused`]).
 /// 3: the relay rate-limits connections ([`NegotiatedErrorKind::RateLimited`]).
 /// 4: the hello carries the connection config's fingerprint
-/// ([`NegotiatedErrorKind::ConfigMismatch`]).
+/// ([`NegotiatedErrorKind::ConfigMismatch`]); the relay drains
+/// ([`NegotiatedRelayMessage::RelayClosing`], [`NegotiatedErrorKind::RelayClosing`]).
 pub const NEGOTIATED_PROTOCOL_VERSION: u32 = 4;
 
 /// Most frames one subscription may name.
@@ -120,6 +121,9 @@ pub enum NegotiatedErrorKind {
     /// other mode's config, a dedicated config against a shared one): the connection is
     /// closed. Also reported locally when the client's own config lacks its channel.
     ConfigMismatch,
+    /// The relay is draining (closing): it stores no new request or bid. Reconnect to
+    /// another relay.
+    RelayClosing,
 }
 
 /// Longest human-readable text in an error message, in bytes; longer text is cut.
@@ -193,6 +197,12 @@ pub enum NegotiatedRelayMessage {
         category: String,
         /// The frame.
         frame: u64,
+    },
+    /// The relay is draining (closing): it stores no new request or bid, lets the
+    /// negotiations under way finish for a while, then closes. Sent once per connection.
+    RelayClosing {
+        /// Whether another relay may take the client (always true from this crate's relay).
+        retry_elsewhere: bool,
     },
     /// Something was refused.
     Error {

@@ -13,6 +13,7 @@
 //! - `receive`: the connection gate, then one handler per client message.
 
 mod connections;
+mod drain;
 mod receive;
 mod settings;
 mod state;
@@ -32,6 +33,7 @@ use crate::shared::gate::{MatchmakingGatePolicy, MatchmakingRateLimit};
 use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::server_link::ServerLink;
 
+pub use drain::{NegotiatedRelayDrain, NegotiatedRelayDrainFinished};
 pub use settings::NegotiatedRelaySettings;
 pub use state::NegotiatedRelayState;
 
@@ -94,6 +96,8 @@ impl Plugin for NegotiatedRelayPlugin {
         let carried = channel_carried::<NegotiatedChannel>;
         app.insert_resource(self.channel)
             .insert_resource(state)
+            .add_message::<NegotiatedRelayDrain>()
+            .add_message::<NegotiatedRelayDrainFinished>()
             .add_observer(connections::on_server_event)
             .configure_sets(
                 PreUpdate,
@@ -123,7 +127,9 @@ impl Plugin for NegotiatedRelayPlugin {
             .add_systems(
                 Update,
                 (
+                    drain::start_drain,
                     connections::expire_frames,
+                    drain::advance_drain,
                     connections::close_refused_connections,
                 )
                     .chain()
@@ -139,6 +145,8 @@ fn register_types(app: &mut App) {
     app.register_type::<NegotiatedChannel>()
         .register_type::<NegotiatedRelaySettings>()
         .register_type::<NegotiatedRelayState>()
+        .register_type::<NegotiatedRelayDrain>()
+        .register_type::<NegotiatedRelayDrainFinished>()
         .register_type::<MatchmakingInbox>()
         .register_type::<NegotiatedRelayLimits>()
         .register_type::<MatchmakingGatePolicy>()

@@ -13,6 +13,8 @@ use crate::negotiated::core::protocol::{
     NegotiatedRelayMessage, bounded_error_text,
 };
 use crate::shared::connection_config::MatchmakingConnectionConfig;
+
+use super::drain::refuse_while_draining;
 use crate::shared::gate::{
     ConnectionGate, GateProtocol, GateReply, GatedService, MatchmakingGatePolicy, gate_protocol,
 };
@@ -141,6 +143,10 @@ impl Relay<'_> {
     /// [`NegotiatedClientMessage::Post`]: stores a fact and forwards it, or refuses it;
     /// either way the poster gets the verdict.
     fn on_post(&mut self, client: PlayerId, fact: NegotiatedFact, now: Duration) {
+        if let Some(refusal) = refuse_while_draining(&mut self.state, client, &fact) {
+            self.send(client, &refusal);
+            return;
+        }
         let out = self.state.core.post(client, fact, now);
         for (_, message) in &out {
             if let NegotiatedRelayMessage::Refused { kind, message, .. } = message {

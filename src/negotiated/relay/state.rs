@@ -29,6 +29,9 @@ pub struct NegotiatedRelayState {
     pub(super) gate: ConnectionGate,
     epoch: Duration,
     connections_refused: u64,
+    /// The drain, once started.
+    #[reflect(ignore)]
+    pub(super) drain: Option<super::drain::RelayDrain>,
 }
 
 /// The core of a relay state made from a reflected value (which carries no facts): empty,
@@ -68,6 +71,7 @@ impl NegotiatedRelayState {
             gate: ConnectionGate::default(),
             epoch,
             connections_refused: 0,
+            drain: None,
         }
     }
 
@@ -99,6 +103,11 @@ impl NegotiatedRelayState {
     /// The relay clock's epoch.
     pub fn epoch(&self) -> Duration {
         self.epoch
+    }
+
+    /// Whether the relay is draining ([`NegotiatedRelayDrain`](super::NegotiatedRelayDrain)).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
     }
 
     /// Strikes of a connected client.
