@@ -44,6 +44,8 @@ pub enum Op {
     Reconnect(usize),
     /// One server frame of [`SERVER_STALL`].
     ServerStall,
+    /// The server starts draining, giving matches in flight this many milliseconds.
+    Drain(u16),
 }
 
 /// The operations of the original property test (kept as they were, so that its saved
@@ -81,6 +83,7 @@ pub fn fault_op(n: usize) -> impl Strategy<Value = Op> {
         1 => (0..n, 50u16..MAX_HOLD_MS).prop_map(|(p, ms)| Op::Hold(p, ms)),
         reconnects => (0..n).prop_map(Op::Reconnect),
         stalls => Just(Op::ServerStall),
+        1 => (0u16..6000).prop_map(Op::Drain),
     ]
 }
 
@@ -180,6 +183,11 @@ impl AtomicRun {
                 h.reconnect(self.players[p]);
             }
             Op::ServerStall => return self.server_stall(),
+            Op::Drain(ms) => {
+                h.server.world_mut().write_message(AtomicDrain {
+                    timeout: Duration::from_millis(ms.into()),
+                });
+            }
         }
         self.frame()
     }
@@ -257,6 +265,38 @@ impl AtomicRun {
             bound
         );
         prop_assert!(!self.busy(), "still busy after a drain of {} frames", bound);
+        self.check_told_closing()
+    }
+
+    /// After a drain of the server, every player still connected and welcomed was told
+    /// the server is closing (within a few frames of a network now clean).
+    fn check_told_closing(&mut self) -> Result<(), TestCaseError> {
+        if !self.h.server_state().is_draining() {
+            return Ok(());
+        }
+        let untold = |run: &Self| -> Vec<PlayerId> {
+            run.players
+                .iter()
+                .copied()
+                .filter(|p| {
+                    run.h.is_connected(*p)
+                        && run.h.server_state().is_welcomed(*p)
+                        && run.h.recorded::<AtomicServerClosing>(*p).is_empty()
+                })
+                .collect()
+        };
+        for _ in 0..50 {
+            if untold(self).is_empty() {
+                return Ok(());
+            }
+            self.frame()?;
+        }
+        let left = untold(self);
+        prop_assert!(
+            left.is_empty(),
+            "not told the server is closing: {:?}",
+            left
+        );
         Ok(())
     }
 }

@@ -159,6 +159,8 @@ pub struct Checker {
     formed: HashMap<u64, Formed>,
     /// Players holding a ticket a rollback gave back, with its original enqueue time.
     requeued: BTreeMap<PlayerId, Duration>,
+    /// Matches formed when the server was first seen draining.
+    formed_at_drain: Option<u64>,
 }
 
 impl Checker {
@@ -169,6 +171,7 @@ impl Checker {
             outcomes_seen: 0,
             formed: HashMap::new(),
             requeued: BTreeMap::new(),
+            formed_at_drain: None,
         }
     }
 
@@ -181,6 +184,12 @@ impl Checker {
         let snap = Snapshot::take(h);
         check_places(h, &snap)?;
         check_counts(h, &snap)?;
+        // a draining server forms no match
+        let formed = h.stats().matches_formed;
+        if h.server_state().is_draining() {
+            let at_start = *self.formed_at_drain.get_or_insert(formed);
+            prop_assert_eq!(formed, at_start, "a match formed while draining");
+        }
         for (_, id, players, _) in &snap.matches {
             let sessions = players
                 .iter()
@@ -238,7 +247,10 @@ impl Checker {
                     );
                 }
                 let machine_requeues = r.health.is_healthy() && !failed_ack;
-                if rollback && (machine_requeues || healthy) {
+                // a draining server re-queues nobody: its players are told it is closing
+                // (checked at the end of the run)
+                let draining = h.server_state().is_draining();
+                if rollback && (machine_requeues || healthy) && !draining {
                     prop_assert!(
                         o.requeued.contains(&r.player),
                         "healthy player {} dropped by match {}: {:?}",

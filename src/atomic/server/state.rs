@@ -152,6 +152,11 @@ impl AtomicServerState {
         players
     }
 
+    /// Whether a connected player's hello was accepted.
+    pub fn is_welcomed(&self, player: PlayerId) -> bool {
+        self.gate.is_welcomed(player)
+    }
+
     /// The queue (read only).
     pub fn queue(&self) -> &AtomicQueue<PlayerId> {
         &self.queue
