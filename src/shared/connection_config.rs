@@ -115,6 +115,7 @@ pub(crate) fn channel_carried<C: MatchmakingChannelId>(
 
 /// The problem with the recorded config, if it does not carry `channel`: checked when the
 /// config is inserted or changed.
+#[cfg_attr(not(any(feature = "client", feature = "negotiated")), allow(dead_code))]
 pub(crate) fn config_problem<C: MatchmakingChannelId>(
     channel: &C,
     config: Option<&MatchmakingConnectionConfig>,
@@ -124,11 +125,13 @@ pub(crate) fn config_problem<C: MatchmakingChannelId>(
 }
 
 /// The fingerprint a hello carries: the recorded config's, or 0 (unknown).
+#[cfg_attr(not(any(feature = "client", feature = "negotiated")), allow(dead_code))]
 pub(crate) fn hello_fingerprint(config: Option<&MatchmakingConnectionConfig>) -> u64 {
     config.map_or(0, |c| c.fingerprint)
 }
 
 /// A server's or relay's check of its recorded config: logs the problem once per change.
+#[cfg_attr(not(any(feature = "server", feature = "negotiated")), allow(dead_code))]
 pub(crate) fn report_server_config<C: MatchmakingChannelId>(
     channel: Res<C>,
     config: Option<Res<MatchmakingConnectionConfig>>,
@@ -144,6 +147,7 @@ pub(crate) fn report_server_config<C: MatchmakingChannelId>(
 
 /// Why renet closed a connection, when the reason shows the two sides' configs differ (the
 /// peer sent on a channel this side lacks).
+#[cfg_attr(not(any(feature = "server", feature = "negotiated")), allow(dead_code))]
 pub(crate) fn config_disagreement(reason: DisconnectReason) -> Option<String> {
     match reason {
         DisconnectReason::ReceivedInvalidChannelId(id) => Some(format!(

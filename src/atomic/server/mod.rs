@@ -77,7 +77,7 @@ pub enum AtomicServerSystems {
 ///
 /// Needs a [`RenetServer`](bevy_renet::RenetServer) resource (with a transport, or local clients in tests) whose
 /// connection config includes the [`AtomicChannel`]. Adds bevy_renet's
-/// [`RenetServerPlugin`] if the app has not ([`MatchmakingPlugins`](crate::MatchmakingPlugins)
+/// [`RenetServerPlugin`](bevy_renet::RenetServerPlugin) if the app has not ([`MatchmakingPlugins`](crate::MatchmakingPlugins)
 /// adds it too).
 ///
 /// ```

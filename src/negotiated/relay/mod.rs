@@ -52,7 +52,7 @@ pub enum NegotiatedRelaySystems {
 /// The relay of negotiated matchmaking.
 ///
 /// Needs a [`RenetServer`](bevy_renet::RenetServer) resource whose connection config
-/// includes the [`NegotiatedChannel`]. Adds bevy_renet's [`RenetServerPlugin`] if the app
+/// includes the [`NegotiatedChannel`]. Adds bevy_renet's [`RenetServerPlugin`](bevy_renet::RenetServerPlugin) if the app
 /// has not.
 ///
 /// ```

@@ -5,10 +5,11 @@
 //! cargo run --example negotiated -- [--clients N] [--frame SECONDS] [--timeout SECONDS] [--insecure]
 //!     a relay and N clients (default 10) in one process over UDP loopback; prints each
 //!     pair and a summary, exits 0 once everyone who can pair did
-//! cargo run --example negotiated -- --relay-only [--addr ADDR] [--frame SECONDS] [--run-for SECONDS]
-//!     [--drain-timeout SECONDS]
-//!     [--key-file PATH] [--insecure]
-//!     just the relay (default 127.0.0.1:5001), until Ctrl-C
+//! cargo run --example negotiated -- --relay-only [--config relay.toml] [--addr ADDR]
+//!     [--frame SECONDS] [--run-for SECONDS] [--drain-timeout SECONDS] [--journal DIR]
+//!     [--key-file PATH] [--insecure] [--print-config] ...
+//!     just the relay (default 127.0.0.1:5001), until SIGTERM or Ctrl-C, then a drain;
+//!     `--help` lists every relay setting (limits, connection gate) with its default
 //! cargo run --example negotiated -- --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]
 //!     [--key-file PATH] [--insecure]
 //!     one client (default timeout 20 s): prints its match and exits 0, or exits 1 after
@@ -20,131 +21,52 @@
 //! (default `target/matchmaking-dev.key` of this crate) and `--client` mints its token from
 //! the same file, standing in for a game's backend. `--insecure` uses netcode's unsecure
 //! mode instead (clients pick their own ids): local experiments only.
+//!
+//! Exit codes: 0 done (or drained); 1 no match in time, a socket could not be bound, or a
+//! key file could not be read; 2 a setting was refused at start (a bad flag, an unknown or
+//! bad key in `--config`, a journal that cannot be opened); 130 a second signal.
+//!
+//! Files: `config.rs` (flags, the relay's config file, checks), `relay.rs` (`--relay-only`).
+
+mod config;
+mod relay;
+
+#[path = "../common/identity.rs"]
+mod identity;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
 
-#[path = "common/identity.rs"]
-mod identity;
-use clap::Parser;
-use identity::{Identity, IdentityArgs};
+use config::{Args, Mode};
+use identity::Identity;
 
 const TICK: Duration = Duration::from_millis(5);
 
-enum Mode {
-    /// Relay and clients in one process.
-    Together { clients: usize },
-    /// Only the relay.
-    Relay {
-        run_for: Option<Duration>,
-        drain_timeout: Duration,
-    },
-    /// One client of a relay elsewhere.
-    Client { relay: SocketAddr },
-}
+/// The exit code for settings refused at start.
+const EXIT_CONFIG: i32 = 2;
+/// The exit code after a second signal.
+const EXIT_SECOND_SIGNAL: i32 = 130;
 
-struct Args {
-    mode: Mode,
-    addr: SocketAddr,
-    frame: Duration,
-    timeout: Duration,
-    category: String,
-    verbose: bool,
-    identity: IdentityArgs,
-}
-
-/// Serverless negotiated matchmaking over UDP: without a mode flag, a relay and N clients
-/// in one process; --relay-only runs just the relay; --client ADDR runs one client.
-#[derive(Parser)]
-#[command(name = "negotiated", args_override_self = true)]
-struct Cli {
-    /// One-process mode: how many clients to run (1..=512)
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clients)]
-    clients: usize,
-    /// Run just the relay, until Ctrl-C or --run-for
-    #[arg(long, conflicts_with = "client")]
-    relay_only: bool,
-    /// --relay-only: the relay's UDP address
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5001")]
-    addr: SocketAddr,
-    /// Run one client of the relay at this address
-    #[arg(long, value_name = "ADDR")]
-    client: Option<SocketAddr>,
-    /// The relay's frame duration, in seconds
-    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = seconds)]
-    frame: Duration,
-    /// Exit 1 after this many seconds if not everyone who can pair did (--client: if it found no match)
-    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
-    timeout: Duration,
-    /// --relay-only: stop after this many seconds (default: until Ctrl-C)
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
-    run_for: Option<Duration>,
-    /// --relay-only: on SIGTERM or Ctrl-C, how long the negotiations under way may go on
-    /// before the relay exits (a second signal exits at once)
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
-    drain_timeout: Duration,
-    /// --client: the category to search
-    #[arg(long, value_name = "NAME", default_value = "duel")]
-    category: String,
-    /// --client: print each state change
-    #[arg(long)]
-    verbose: bool,
-    #[command(flatten)]
-    identity: IdentityArgs,
-}
-
-fn seconds(value: &str) -> Result<Duration, String> {
-    let secs = value.parse::<f64>().map_err(|e| e.to_string())?;
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err("must be a positive number of seconds".into());
+fn refuse(problems: &[String]) -> ! {
+    for problem in problems {
+        eprintln!("negotiated: {problem}");
     }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn clients(value: &str) -> Result<usize, String> {
-    let n = value.parse::<usize>().map_err(|e| e.to_string())?;
-    if !(1..=512).contains(&n) {
-        return Err("must be 1..=512".into());
-    }
-    Ok(n)
-}
-
-fn parse_args() -> Args {
-    let cli = Cli::parse();
-    let mode = match (cli.relay_only, cli.client) {
-        (true, _) => Mode::Relay {
-            run_for: cli.run_for,
-            drain_timeout: cli.drain_timeout,
-        },
-        (false, Some(relay)) => Mode::Client { relay },
-        (false, None) => Mode::Together {
-            clients: cli.clients,
-        },
-    };
-    Args {
-        mode,
-        addr: cli.addr,
-        frame: cli.frame,
-        timeout: cli.timeout,
-        category: cli.category,
-        verbose: cli.verbose,
-        identity: cli.identity,
-    }
+    eprintln!("negotiated: refusing to start (see negotiated --help)");
+    std::process::exit(EXIT_CONFIG);
 }
 
 fn main() {
-    let args = parse_args();
+    let args = config::load().unwrap_or_else(|problems| refuse(&problems));
+    if args.print_config {
+        print!("{}", config::to_toml(&args.config));
+        return;
+    }
     let code = match args.mode {
         Mode::Together { clients } => together(&args, clients),
-        Mode::Relay {
-            run_for,
-            drain_timeout,
-        } => relay_only(&args, run_for, drain_timeout),
+        Mode::Relay => relay::relay_only(&args),
         Mode::Client { relay } => client_only(&args, relay),
     };
     std::process::exit(code);
@@ -152,7 +74,7 @@ fn main() {
 
 fn relay_app(
     addr: SocketAddr,
-    frame: Duration,
+    settings: NegotiatedRelaySettings,
     identity: &Identity,
 ) -> std::io::Result<(App, SocketAddr)> {
     let channel = NegotiatedChannel::default();
@@ -165,13 +87,7 @@ fn relay_app(
         1024,
         channel.dedicated_connection_config(),
     )?;
-    app.add_plugins(NegotiatedRelayPlugin {
-        channel,
-        settings: NegotiatedRelaySettings {
-            frame_duration: frame,
-            ..default()
-        },
-    });
+    app.add_plugins(NegotiatedRelayPlugin { channel, settings });
     app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
     app.cleanup();
     Ok((app, bound))
@@ -232,8 +148,13 @@ fn together(args: &Args, n: usize) -> i32 {
     } else {
         Identity::in_memory()
     };
+    let settings = args
+        .config
+        .relay
+        .settings()
+        .unwrap_or_else(|e| refuse(&[e]));
     let any: SocketAddr = "127.0.0.1:0".parse().expect("valid");
-    let (mut relay, addr) = match relay_app(any, args.frame, &identity) {
+    let (mut relay, addr) = match relay_app(any, settings, &identity) {
         Ok(relay) => relay,
         Err(e) => {
             eprintln!("negotiated: cannot bind the relay: {e}");
@@ -243,7 +164,7 @@ fn together(args: &Args, n: usize) -> i32 {
     println!(
         "relay on {addr} ({}), frames of {:?}; {n} clients search for \"{}\" at random moments over 1 s",
         identity.describe(None),
-        args.frame,
+        args.config.relay.frame_duration.0,
         args.category
     );
     let mut rng = fastrand::Rng::new();
@@ -295,86 +216,6 @@ fn together(args: &Args, n: usize) -> i32 {
 
     let mutual = print_summary(&relay, &clients, n, started);
     if mutual { 0 } else { 1 }
-}
-
-/// Just the relay, until Ctrl-C or `--run-for`.
-fn relay_only(args: &Args, run_for: Option<Duration>, drain_timeout: Duration) -> i32 {
-    let identity = match args.identity.load("negotiated") {
-        Ok(identity) => identity,
-        Err(e) => {
-            eprintln!("negotiated: {e}");
-            return 1;
-        }
-    };
-    let (mut relay, addr) = match relay_app(args.addr, args.frame, &identity) {
-        Ok(relay) => relay,
-        Err(e) => {
-            eprintln!("negotiated: cannot bind {}: {e}", args.addr);
-            return 1;
-        }
-    };
-    let signals = Arc::new(AtomicUsize::new(0));
-    {
-        let signals = signals.clone();
-        if let Err(e) = ctrlc::set_handler(move || {
-            signals.fetch_add(1, Ordering::SeqCst);
-        }) {
-            eprintln!("negotiated: no Ctrl-C handler ({e}); stop with --run-for");
-        }
-    }
-    println!(
-        "relay on {addr} ({}), frames of {:?}; Ctrl-C to stop",
-        identity.describe(Some(&args.identity.key_file)),
-        args.frame
-    );
-    let started = Instant::now();
-    let mut last_print = Instant::now();
-    let mut draining = false;
-    loop {
-        let signalled = signals.load(Ordering::SeqCst);
-        if signalled >= 2 {
-            println!("relay: second signal: exiting at once");
-            return 130;
-        }
-        let ended = run_for.is_some_and(|d| started.elapsed() >= d);
-        if !draining && (signalled == 1 || ended) {
-            draining = true;
-            println!("relay: draining: telling clients the relay is closing ({drain_timeout:?})");
-            relay.world_mut().write_message(NegotiatedRelayDrain {
-                timeout: drain_timeout,
-            });
-        }
-        relay.update();
-        let finished = relay
-            .world_mut()
-            .resource_mut::<Messages<NegotiatedRelayDrainFinished>>()
-            .drain()
-            .next();
-        if let Some(finished) = finished {
-            println!(
-                "relay: drained: {} clients told, {} posts refused",
-                finished.clients_told, finished.posts_refused
-            );
-            break;
-        }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            let state = relay.world().resource::<NegotiatedRelayState>();
-            let stats = state.stats();
-            println!(
-                "relay: {} clients, {} facts held, {} stored, {} sent, {} expired, {} refused",
-                state.connected(),
-                state.store().len(),
-                stats.facts_stored,
-                stats.facts_sent,
-                stats.facts_expired,
-                stats.facts_refused,
-            );
-        }
-        std::thread::sleep(TICK);
-    }
-    println!("relay: stopped");
-    0
 }
 
 /// One client: prints its match and exits 0, or gives up after the timeout.
