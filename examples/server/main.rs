@@ -381,16 +381,41 @@ fn finish_drain(
     mut finished: MessageReader<AtomicDrainFinished>,
     mut exit: MessageWriter<AppExit>,
     mut done: Local<bool>,
-    mut pending: Local<Option<(AppExit, u8)>>,
+    mut pending: Local<Option<Closing>>,
     mut commands: Commands,
 ) {
-    // the stats are written: close every connection, and exit once the transport sent the
-    // disconnect packets (a client that connected during the drain hears it at once)
-    if let Some((code, frames)) = pending.as_mut() {
-        if *frames == 0 {
-            exit.write(code.clone());
+    // the stats are written: let the last messages (a commit of the last frame, the last
+    // closing notices) reach their clients, then close every connection, and exit once the
+    // transport sent the disconnect packets (a client that connected late hears it at once)
+    if let Some(closing) = pending.as_mut() {
+        let now = numbers.time.elapsed();
+        if now < closing.flush_until {
+            // a client that connects now is closed at once: there is nothing left to tell it
+            let late: Vec<u64> = numbers.renet.as_ref().map_or_else(Vec::new, |r| {
+                r.clients_id_iter()
+                    .filter(|c| !closing.known.contains(c))
+                    .collect()
+            });
+            if !late.is_empty() {
+                commands.queue(move |world: &mut World| {
+                    if let Some(mut server) = world.get_resource_mut::<RenetServer>() {
+                        late.iter().for_each(|c| server.disconnect(*c));
+                    }
+                });
+            }
+            return;
+        }
+        if closing.frames_left == CLOSE_FRAMES {
+            commands.queue(|world: &mut World| {
+                if let Some(mut server) = world.get_resource_mut::<RenetServer>() {
+                    server.disconnect_all();
+                }
+            });
+        }
+        if closing.frames_left == 0 {
+            exit.write(closing.code.clone());
         } else {
-            *frames -= 1;
+            closing.frames_left -= 1;
         }
         return;
     }
@@ -420,12 +445,30 @@ fn finish_drain(
         eprintln!("server: cannot write --stats-json {}: {e}", path.display());
         code = AppExit::from_code(1);
     }
-    commands.queue(|world: &mut World| {
-        if let Some(mut server) = world.get_resource_mut::<RenetServer>() {
-            server.disconnect_all();
-        }
+    *pending = Some(Closing {
+        known: numbers
+            .renet
+            .as_ref()
+            .map_or_else(Default::default, |r| r.clients_id_iter().collect()),
+        code,
+        flush_until: numbers.time.elapsed() + FLUSH_BEFORE_CLOSING,
+        frames_left: CLOSE_FRAMES,
     });
-    *pending = Some((code, 3));
+}
+
+/// How long the last messages have to reach their clients before the connections close.
+const FLUSH_BEFORE_CLOSING: Duration = Duration::from_millis(300);
+
+/// Frames between closing every connection and exiting (the disconnect packets go out).
+const CLOSE_FRAMES: u8 = 3;
+
+/// The way out after the final stats.
+struct Closing {
+    /// The clients connected when the drain ended (they get their last messages).
+    known: std::collections::HashSet<u64>,
+    code: AppExit,
+    flush_until: Duration,
+    frames_left: u8,
 }
 
 /// renet_netcode's transport (`--netcode`) reports socket errors as an event; at most one

@@ -270,9 +270,9 @@ pub(crate) fn lost_connection(
         && !matches!(reason, Some(DisconnectReason::ReceivedInvalidChannelId(_)))
     {
         return format!(
-            "the {peer} closed the connection before answering the hello: most likely its \
-             connection config differs from this client's ({ours}); give both sides the same \
-             channel id and the same connection config"
+            "the {peer} closed the connection before answering the hello: it is shutting down, \
+             or its connection config differs from this client's ({ours}; give both sides the \
+             same channel id and the same connection config)"
         );
     }
     match reason {
