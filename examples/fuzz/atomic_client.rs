@@ -17,6 +17,7 @@ use bevy_atomic_matchmaking::atomic::core::protocol::{
     AtomicQueueLeftReason, AtomicServerMessage,
 };
 use bevy_atomic_matchmaking::shared::codec;
+use bevy_atomic_matchmaking::shared::connection_config::MatchmakingConnectionConfig;
 use bevy_atomic_matchmaking::shared::player::{MAX_CATEGORY_LEN, PlayerId};
 use bevy_atomic_matchmaking::testing::atomic::AtomicHarnessMode;
 use bevy_atomic_matchmaking::testing::harness::{DEFAULT_STEP, TestHarness, server_app};
@@ -306,6 +307,13 @@ impl ClientRun {
     /// category, see [`client_message`]), the hello first on each connection.
     fn read_clients(&mut self) {
         let channel = self.h.channel_id;
+        // the clients run on the server's config, and say so in their hello
+        let fingerprint = self
+            .h
+            .server
+            .world()
+            .resource::<MatchmakingConnectionConfig>()
+            .fingerprint;
         for (i, id) in self.ids.iter().enumerate() {
             let mut server = self.h.server.world_mut().resource_mut::<RenetServer>();
             while let Some(bytes) = server.receive_message(*id, channel) {
@@ -320,7 +328,7 @@ impl ClientRun {
                 let hello = message
                     == AtomicClientMessage::Hello {
                         protocol_version: ATOMIC_PROTOCOL_VERSION,
-                        config_fingerprint: 0,
+                        config_fingerprint: fingerprint,
                     };
                 assert!(
                     self.greeted[i] || hello,
