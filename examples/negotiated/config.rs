@@ -11,9 +11,8 @@
 //! tests: in a file, every restart would start relay time over at the same value, behind
 //! the frames of the facts already stored and of the clients already connected.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::core::frame::NEGOTIATED_MIN_FRAME;
@@ -23,10 +22,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{DEFAULT_KEY_FILE, IdentityArgs};
-
-/// The longest duration any setting takes: a year (longer is a typo, and would overflow
-/// deadlines).
-const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+pub use crate::settings::Seconds;
+use crate::settings::{GateConfig, read_file};
 
 /// The example's frame duration (the plugin's default is 60 s): short, so that the
 /// one-process mode finishes in a second or two.
@@ -34,73 +31,6 @@ const DEFAULT_FRAME: Duration = Duration::from_secs(2);
 
 /// The relay's address unless `--addr`.
 const DEFAULT_ADDR: &str = "127.0.0.1:5001";
-
-/// A duration given as seconds (`0.25`, `2`, `60`): finite, not negative, at most a year.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Seconds(pub Duration);
-
-impl Seconds {
-    fn from_f64(secs: f64) -> Result<Self, String> {
-        if secs.is_nan() {
-            return Err("NaN is not a duration".into());
-        }
-        if secs.is_infinite() {
-            return Err("an infinite duration is not allowed (give a number of seconds)".into());
-        }
-        if secs < 0.0 {
-            return Err(format!("{secs} s is negative"));
-        }
-        if secs > MAX_SECONDS {
-            return Err(format!("{secs} s is more than a year ({MAX_SECONDS} s)"));
-        }
-        Ok(Self(Duration::from_secs_f64(secs)))
-    }
-}
-
-impl std::str::FromStr for Seconds {
-    type Err = String;
-    fn from_str(v: &str) -> Result<Self, String> {
-        let secs = v
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("{v:?} is not a number of seconds"))?;
-        Self::from_f64(secs)
-    }
-}
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}", self.0.as_secs_f64())
-    }
-}
-
-impl Serialize for Seconds {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.0.as_secs_f64())
-    }
-}
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Seconds;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number of seconds (0.5, 2, 60)")
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
-                Seconds::from_f64(v).map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
-                Seconds::from_f64(v as f64).map_err(E::custom)
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Seconds::from_f64(v as f64).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
 
 fn defaults() -> NegotiatedRelaySettings {
     NegotiatedRelaySettings::default()
@@ -271,24 +201,6 @@ pub struct LimitsConfig {
     pub max_departed: usize,
 }
 
-/// [`MatchmakingGatePolicy`], in the file's units.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct GateConfig {
-    pub max_strikes: u32,
-    pub disconnect_grace: Seconds,
-    pub abuse_cooldown: Seconds,
-    pub rate_limit: RateLimitConfig,
-}
-
-/// [`MatchmakingRateLimit`].
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitConfig {
-    pub messages_per_second: u32,
-    pub burst: u32,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -315,15 +227,7 @@ impl Default for RelayConfig {
                 max_facts: l.max_facts,
                 max_departed: l.max_departed,
             },
-            gate: GateConfig {
-                max_strikes: g.max_strikes,
-                disconnect_grace: Seconds(g.disconnect_grace),
-                abuse_cooldown: Seconds(g.abuse_cooldown),
-                rate_limit: RateLimitConfig {
-                    messages_per_second: g.rate_limit.messages_per_second,
-                    burst: g.rate_limit.burst,
-                },
-            },
+            gate: GateConfig::from(g),
         }
     }
 }
@@ -334,33 +238,7 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for GateConfig {
-    fn default() -> Self {
-        RelayConfig::default().gate
-    }
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RelayConfig::default().gate.rate_limit
-    }
-}
-
 impl RelayConfig {
-    /// The gate policy.
-    fn gate(&self) -> MatchmakingGatePolicy {
-        let g = &self.gate;
-        MatchmakingGatePolicy {
-            max_strikes: g.max_strikes,
-            disconnect_grace: g.disconnect_grace.0,
-            rate_limit: MatchmakingRateLimit {
-                messages_per_second: g.rate_limit.messages_per_second,
-                burst: g.rate_limit.burst,
-            },
-            abuse_cooldown: g.abuse_cooldown.0,
-        }
-    }
-
     /// The plugin's settings, with the journal opened and read once (so that a journal
     /// that cannot be read is an error here, not the plugin's panic at start).
     pub fn settings(&self) -> Result<NegotiatedRelaySettings, String> {
@@ -385,7 +263,7 @@ impl RelayConfig {
                 max_facts: l.max_facts,
                 max_departed: l.max_departed,
             },
-            gate: self.gate(),
+            gate: self.gate.policy(),
             epoch: None,
             journal,
         })
@@ -456,12 +334,6 @@ pub fn load() -> Result<Args, Vec<String>> {
     })
 }
 
-fn read_file(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
-}
-
 /// Copies every flag given on the command line over the file's value.
 fn apply_flags(config: &mut Config, cli: &Cli, matches: &ArgMatches) {
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
@@ -523,7 +395,7 @@ fn check(config: &Config) -> Result<(), Vec<String>> {
         }
     }
     // the gate clamps its counts to at least 1: any count it would change is refused
-    let (gate, clamped) = (relay.gate(), relay.gate().clamped());
+    let (gate, clamped) = (relay.gate.policy(), relay.gate.policy().clamped());
     let counts = [
         (
             "--max-strikes ([relay.gate] max_strikes)",

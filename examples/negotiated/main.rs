@@ -33,6 +33,8 @@ mod relay;
 
 #[path = "../common/identity.rs"]
 mod identity;
+#[path = "../common/settings.rs"]
+mod settings;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -15,77 +15,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{DEFAULT_KEY_FILE, IdentityArgs};
-
-/// The longest duration any setting takes: a year (longer is a typo, and would overflow
-/// deadlines).
-const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
-
-/// A duration given as seconds (`0.25`, `2`, `60`): finite, not negative, at most a year.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Seconds(pub Duration);
-
-impl Seconds {
-    fn from_f64(secs: f64) -> Result<Self, String> {
-        if secs.is_nan() {
-            return Err("NaN is not a duration".into());
-        }
-        if secs.is_infinite() {
-            return Err("an infinite duration is not allowed (give a number of seconds)".into());
-        }
-        if secs < 0.0 {
-            return Err(format!("{secs} s is negative"));
-        }
-        if secs > MAX_SECONDS {
-            return Err(format!("{secs} s is more than a year ({MAX_SECONDS} s)"));
-        }
-        Ok(Self(Duration::from_secs_f64(secs)))
-    }
-}
-
-impl std::str::FromStr for Seconds {
-    type Err = String;
-    fn from_str(v: &str) -> Result<Self, String> {
-        let secs = v
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("{v:?} is not a number of seconds"))?;
-        Self::from_f64(secs)
-    }
-}
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}", self.0.as_secs_f64())
-    }
-}
-
-impl Serialize for Seconds {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.0.as_secs_f64())
-    }
-}
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Seconds;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number of seconds (0.5, 2, 60)")
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
-                Seconds::from_f64(v).map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
-                Seconds::from_f64(v as f64).map_err(E::custom)
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Seconds::from_f64(v as f64).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
+pub use crate::settings::Seconds;
+use crate::settings::{GateConfig, read_file};
 
 /// How log lines look on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -280,24 +211,6 @@ pub struct CommitConfig {
     pub stall_threshold: Seconds,
 }
 
-/// [`MatchmakingGatePolicy`], in the file's units.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct GateConfig {
-    pub max_strikes: u32,
-    pub disconnect_grace: Seconds,
-    pub abuse_cooldown: Seconds,
-    pub rate_limit: RateLimitConfig,
-}
-
-/// [`MatchmakingRateLimit`].
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitConfig {
-    pub messages_per_second: u32,
-    pub burst: u32,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -332,18 +245,6 @@ impl Default for CommitConfig {
     }
 }
 
-impl Default for GateConfig {
-    fn default() -> Self {
-        MatchmakingConfig::default().gate
-    }
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        MatchmakingConfig::default().gate.rate_limit
-    }
-}
-
 impl From<&AtomicServerSettings> for MatchmakingConfig {
     fn from(s: &AtomicServerSettings) -> Self {
         let (c, g) = (&s.commit, &s.gate);
@@ -359,15 +260,7 @@ impl From<&AtomicServerSettings> for MatchmakingConfig {
                 notification_backoff: Seconds(c.notification_backoff),
                 stall_threshold: Seconds(c.stall_threshold),
             },
-            gate: GateConfig {
-                max_strikes: g.max_strikes,
-                disconnect_grace: Seconds(g.disconnect_grace),
-                abuse_cooldown: Seconds(g.abuse_cooldown),
-                rate_limit: RateLimitConfig {
-                    messages_per_second: g.rate_limit.messages_per_second,
-                    burst: g.rate_limit.burst,
-                },
-            },
+            gate: GateConfig::from(g),
         }
     }
 }
@@ -388,15 +281,7 @@ impl MatchmakingConfig {
             players_per_match: self.players_per_match,
             queue_capacity: self.queue_capacity,
             max_categories: self.max_categories,
-            gate: MatchmakingGatePolicy {
-                max_strikes: g.max_strikes,
-                disconnect_grace: g.disconnect_grace.0,
-                rate_limit: MatchmakingRateLimit {
-                    messages_per_second: g.rate_limit.messages_per_second,
-                    burst: g.rate_limit.burst,
-                },
-                abuse_cooldown: g.abuse_cooldown.0,
-            },
+            gate: g.policy(),
         }
     }
 }
@@ -441,12 +326,6 @@ pub fn load() -> Result<Loaded, Vec<String>> {
         print_config: args.print_config,
         key_file_given,
     })
-}
-
-fn read_file(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
 }
 
 /// Copies every flag given on the command line over the file's value.

@@ -29,6 +29,8 @@ mod stats;
 
 #[path = "../common/identity.rs"]
 mod identity;
+#[path = "../common/settings.rs"]
+mod settings;
 
 use std::net::TcpListener;
 use std::sync::Arc;
