@@ -143,6 +143,13 @@ fn record<M: Message + Clone>(
     }
 }
 
+/// Records every `M` the app writes from now on into its [`Recorded<M>`] resource (in
+/// [`Last`]), for an app a test drives without the harness. The app must have the message
+/// already (add the plugin first); recording it twice records once.
+pub fn record_messages<M: Message + Clone>(app: &mut App) {
+    install_recorder::<M>(app);
+}
+
 /// Adds the recorder of `M` to an app that has the message and no recorder for it yet.
 fn install_recorder<M: Message + Clone>(app: &mut App) {
     let world = app.world();

@@ -7,21 +7,13 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::harness::finish_plugins;
+use bevy_atomic_matchmaking::testing::harness::{Recorded, finish_plugins, record_messages};
 use bevy_atomic_matchmaking::transport::{
     insert_insecure_netcode_client, insert_insecure_netcode_server,
 };
 use bevy_renet::renet::ConnectionConfig;
 
 const STEP: Duration = Duration::from_millis(10);
-
-/// Every client error the game saw, in order.
-#[derive(Resource, Default)]
-struct SeenErrors(Vec<AtomicClientError>);
-
-fn collect_errors(mut read: MessageReader<AtomicClientError>, mut seen: ResMut<SeenErrors>) {
-    seen.0.extend(read.read().cloned());
-}
 
 fn server(channel: AtomicChannel, config: ConnectionConfig) -> (App, std::net::SocketAddr) {
     let mut app = App::new();
@@ -41,9 +33,8 @@ fn game(channel: AtomicChannel, addr: std::net::SocketAddr, config: ConnectionCo
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(AtomicClientPlugin { channel })
-        .init_resource::<SeenErrors>()
-        .add_systems(Update, collect_errors);
+        .add_plugins(AtomicClientPlugin { channel });
+    record_messages::<AtomicClientError>(&mut app);
     insert_insecure_netcode_client(&mut app, addr, 40, config).expect("client socket");
     finish_plugins(&mut app);
     app
@@ -59,7 +50,10 @@ fn first_error(
     for step in 1..=limit {
         server.update();
         game.update();
-        let seen = &game.world().resource::<SeenErrors>().0;
+        let seen = &game
+            .world()
+            .resource::<Recorded<AtomicClientError>>()
+            .messages();
         if let Some(error) = seen.iter().find(|e| e.kind == kind) {
             return (error.clone(), step);
         }
@@ -67,7 +61,9 @@ fn first_error(
     }
     panic!(
         "no {kind:?} error in {limit} steps: {:?}",
-        game.world().resource::<SeenErrors>().0
+        game.world()
+            .resource::<Recorded<AtomicClientError>>()
+            .messages()
     );
 }
 
@@ -185,16 +181,18 @@ fn a_client_whose_config_lacks_its_channel_reports_it_and_renet_is_left_alone() 
     .expect("client socket");
     game.add_plugins(AtomicClientPlugin {
         channel: AtomicChannel::new(9),
-    })
-    .init_resource::<SeenErrors>()
-    .add_systems(Update, collect_errors);
+    });
+    record_messages::<AtomicClientError>(&mut game);
     finish_plugins(&mut game);
     for _ in 0..50 {
         server.update();
         game.update();
         std::thread::sleep(Duration::from_micros(300));
     }
-    let seen = &game.world().resource::<SeenErrors>().0;
+    let seen = &game
+        .world()
+        .resource::<Recorded<AtomicClientError>>()
+        .messages();
     let mismatch: Vec<_> = seen
         .iter()
         .filter(|e| e.kind == AtomicErrorKind::ConfigMismatch)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
-use bevy_atomic_matchmaking::testing::harness::finish_plugins;
+use bevy_atomic_matchmaking::testing::harness::{Recorded, finish_plugins, record_messages};
 use bevy_atomic_matchmaking::transport::{
     MatchmakingConnect, MatchmakingDisconnect, MatchmakingPrivateKey, MatchmakingTokenIssuer,
 };
@@ -15,20 +15,12 @@ use crate::common::secure_udp_server;
 
 const STEP: Duration = Duration::from_millis(10);
 
-#[derive(Resource, Default)]
-struct SeenErrors(Vec<AtomicClientError>);
-
-fn collect_errors(mut read: MessageReader<AtomicClientError>, mut seen: ResMut<SeenErrors>) {
-    seen.0.extend(read.read().cloned());
-}
-
 /// A game with the client plugin and no connection: what a game is at its main menu.
 fn game() -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
-        .add_plugins(AtomicClientPlugin::default())
-        .init_resource::<SeenErrors>()
-        .add_systems(Update, collect_errors);
+        .add_plugins(AtomicClientPlugin::default());
+    record_messages::<AtomicClientError>(&mut app);
     finish_plugins(&mut app);
     app
 }
@@ -85,11 +77,12 @@ fn a_game_connects_on_click_leaves_and_connects_again() {
             .iter()
             .all(|g| state(g) == AtomicClientState::Disconnected)
     );
-    assert!(
-        games
-            .iter()
-            .all(|g| g.world().resource::<SeenErrors>().0.is_empty())
-    );
+    assert!(games.iter().all(|g| {
+        g.world()
+            .resource::<Recorded<AtomicClientError>>()
+            .messages()
+            .is_empty()
+    }));
     assert!(
         !games[0]
             .world()
@@ -112,7 +105,10 @@ fn a_game_connects_on_click_leaves_and_connects_again() {
             .all(|g| state(g) == AtomicClientState::Disconnected)
     });
     for game in &games {
-        let errors = &game.world().resource::<SeenErrors>().0;
+        let errors = &game
+            .world()
+            .resource::<Recorded<AtomicClientError>>()
+            .messages();
         assert!(errors.is_empty(), "leaving is no error: {errors:?}");
     }
 
@@ -148,7 +144,10 @@ fn a_connect_request_that_cannot_be_carried_out_is_a_connect_failed_error() {
     ));
     game.update();
     game.update();
-    let errors = &game.world().resource::<SeenErrors>().0;
+    let errors = &game
+        .world()
+        .resource::<Recorded<AtomicClientError>>()
+        .messages();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].kind, AtomicErrorKind::ConnectFailed);
     assert!(errors[0].message.contains("uses channel 3"), "{errors:?}");

@@ -6,7 +6,7 @@
 //! The apps run on manual time (10 ms a step), so the time to each error is counted in
 //! steps, not measured on the wall clock.
 
-use bevy_atomic_matchmaking::testing::harness::finish_plugins;
+use bevy_atomic_matchmaking::testing::harness::{Recorded, finish_plugins, record_messages};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -23,27 +23,21 @@ use crate::common::secure_udp_server;
 const STEP: Duration = Duration::from_millis(10);
 const VALID: Duration = Duration::from_secs(60);
 
-/// Every client error the game saw, in order.
-#[derive(Resource, Default)]
-struct SeenErrors(Vec<AtomicClientError>);
-
-fn collect_errors(mut read: MessageReader<AtomicClientError>, mut seen: ResMut<SeenErrors>) {
-    seen.0.extend(read.read().cloned());
-}
-
 /// A game with the client plugin and no connection yet.
 fn game() -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(AtomicClientPlugin::default())
-        .init_resource::<SeenErrors>()
-        .add_systems(Update, collect_errors);
+        .add_plugins(AtomicClientPlugin::default());
+    record_messages::<AtomicClientError>(&mut app);
     app
 }
 
 fn errors_of(app: &App, kind: AtomicErrorKind) -> Vec<AtomicClientError> {
-    let seen = &app.world().resource::<SeenErrors>().0;
+    let seen = &app
+        .world()
+        .resource::<Recorded<AtomicClientError>>()
+        .messages();
     seen.iter().filter(|e| e.kind == kind).cloned().collect()
 }
 

@@ -3,7 +3,7 @@
 //! naming the address and the likely cause, at the connect timeout (counted in steps of
 //! manual time); a connection that opened and was lost stays `Connection`.
 
-use bevy_atomic_matchmaking::testing::harness::finish_plugins;
+use bevy_atomic_matchmaking::testing::harness::{Recorded, finish_plugins, record_messages};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -17,25 +17,20 @@ use bevy_atomic_matchmaking::transport::{
 
 const STEP: Duration = Duration::from_millis(10);
 
-#[derive(Resource, Default)]
-struct SeenErrors(Vec<NegotiatedClientError>);
-
-fn collect_errors(mut read: MessageReader<NegotiatedClientError>, mut seen: ResMut<SeenErrors>) {
-    seen.0.extend(read.read().cloned());
-}
-
 fn game() -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(TimeUpdateStrategy::ManualDuration(STEP))
-        .add_plugins(NegotiatedClientPlugin::default())
-        .init_resource::<SeenErrors>()
-        .add_systems(Update, collect_errors);
+        .add_plugins(NegotiatedClientPlugin::default());
+    record_messages::<NegotiatedClientError>(&mut app);
     app
 }
 
 fn connect_failures(app: &App) -> Vec<NegotiatedClientError> {
-    let seen = &app.world().resource::<SeenErrors>().0;
+    let seen = &app
+        .world()
+        .resource::<Recorded<NegotiatedClientError>>()
+        .messages();
     seen.iter()
         .filter(|e| e.kind == NegotiatedErrorKind::ConnectFailed)
         .cloned()
@@ -139,7 +134,10 @@ fn the_relay_on_the_atomic_config_is_an_error_never_a_panic() {
     }
     let status = game.world().resource::<NegotiatedClientStatus>();
     assert_eq!(status.client_id, None, "never welcomed");
-    let seen = &game.world().resource::<SeenErrors>().0;
+    let seen = &game
+        .world()
+        .resource::<Recorded<NegotiatedClientError>>()
+        .messages();
     let lost: Vec<_> = seen
         .iter()
         .filter(|e| e.kind == NegotiatedErrorKind::Connection)
