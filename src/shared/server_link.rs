@@ -25,7 +25,8 @@ pub(crate) struct ServerLink<'w, C: MatchmakingChannelId> {
     pub(crate) channel: Res<'w, C>,
     inbox: InboxReader<'w>,
     /// The recorded connection config: a channel it lacks is never handed to renet (which
-    /// would panic).
+    /// would panic). The receive and advance sets run only when it carries the channel; the
+    /// check in [`send`](Self::send) covers the observers, which no set gates.
     config: Option<Res<'w, MatchmakingConnectionConfig>>,
 }
 
@@ -65,9 +66,7 @@ impl<C: MatchmakingChannelId> GateTransport for ServerLink<'_, C> {
     }
 
     fn next_message(&mut self, client: PlayerId) -> Option<Vec<u8>> {
-        if !self.carried() {
-            return None;
-        }
+        // only the receive sets read, and they run only when the channel is carried
         let id = self.channel.channel_id();
         self.server.receive_message(client, id).map(Vec::from)
     }
