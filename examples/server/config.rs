@@ -83,9 +83,13 @@ pub struct Args {
     /// The server's update rate, in updates per second (1..=1000)
     #[arg(long, value_name = "HZ", default_value_t = 60.0)]
     tick_hz: f64,
-    /// Update when a datagram arrives (at most at --tick-hz) and at least every 50 ms (quiet transport only)
-    #[arg(long)]
+    /// Update when a datagram arrives (at most at --tick-hz) and at least every 50 ms: the
+    /// default with the quiet transport (with --netcode the server updates at --tick-hz)
+    #[arg(long, overrides_with = "fixed_rate")]
     wake: bool,
+    /// Update at --tick-hz whether or not a datagram arrived, instead of --wake
+    #[arg(long = "fixed-rate", overrides_with = "wake")]
+    fixed_rate: bool,
     /// Drain and exit after this many seconds, as on SIGTERM (default: run until a signal)
     #[arg(
         long,
@@ -221,7 +225,7 @@ impl Default for Config {
             insecure: false,
             netcode: false,
             tick_hz: 60.0,
-            wake: false,
+            wake: true,
             run_for: None,
             drain_timeout: Seconds(Duration::from_secs(10)),
             stats_json: None,
@@ -345,6 +349,7 @@ fn apply_flags(config: &mut Config, args: &Args, matches: &ArgMatches) {
         "insecure" => config.insecure, id.insecure;
         "tick_hz" => config.tick_hz, args.tick_hz;
         "wake" => config.wake, args.wake;
+        "fixed_rate" => config.wake, !args.fixed_rate;
         "run_for" => config.run_for, args.run_for;
         "drain_timeout" => config.drain_timeout, args.drain_timeout;
         "stats_json" => config.stats_json, args.stats_json;
@@ -403,9 +408,6 @@ fn check(config: &Config) -> Result<(), Vec<String>> {
                 "--public-addr {public} is not an address a client can send to"
             ));
         }
-    }
-    if config.wake && config.netcode {
-        problems.push("--wake works with the quiet transport only, not with --netcode".into());
     }
     if let Err(e) = config.matchmaking.settings().validate() {
         for problem in e.problems {

@@ -211,7 +211,7 @@ fn build_app(config: &Config) -> App {
             )
                 .chain(),
         );
-    if config.wake {
+    if config.wake && !config.netcode {
         // update when a datagram arrives (at most at --tick-hz), at least every 50 ms
         app.set_runner(matchmaking_wake_runner(frame, Duration::from_millis(50)));
     }

@@ -187,6 +187,7 @@ pub fn stats_json(stats: &AtomicServerStats, extra: &Extra) -> serde_json::Value
             "packets_received": t.packets_received,
             "packets_sent": t.packets_sent,
             "acks_damped": t.acks_damped,
+            "acks_bundled": t.acks_bundled,
             "keep_alives_damped": t.keep_alives_damped,
         });
     }

@@ -1,6 +1,7 @@
 //! The quiet transports over real UDP on 127.0.0.1 (port 0), on manual time: a match
 //! commits between a quiet client and a renet_netcode client (the protocol is netcode's),
-//! and idle connections stop the ack ping-pong that renet keeps up every frame.
+//! idle connections stop the ack ping-pong that renet keeps up every frame, and acks ride
+//! along with messages between quiet ends only.
 
 use bevy_atomic_matchmaking::testing::harness::finish_plugins;
 use std::time::Duration;
@@ -111,6 +112,12 @@ fn idle_window(policy: MatchmakingAckPolicy) -> Idle {
             .resource::<MatchmakingQuietClientTransport>()
             .stats()
     };
+    // acks rode along with messages between the quiet ends, never to renet_netcode's client
+    // (which reads only the first packet of a datagram: it still got matched)
+    let quiet = server.world().resource::<MatchmakingQuietServerTransport>();
+    assert!(quiet.bundles_acks_to(600) && !quiet.bundles_acks_to(601));
+    assert!(server_stats(&server).acks_bundled > 0);
+    assert!(client_stats(&clients[0]).acks_bundled > 0);
     let before = (server_stats(&server), client_stats(&clients[0]));
     for _ in 0..(IDLE.as_millis() / STEP.as_millis()) {
         update(&mut server, &mut clients);

@@ -9,6 +9,7 @@ use bevy_renet::netcode::{ClientAuthentication, NetcodeDisconnectReason, Netcode
 use bevy_renet::renet::{self, ClientId};
 use renetcode::{NETCODE_MAX_PACKET_BYTES, NetcodeClient};
 
+use super::bundle;
 use super::idle::{IdleLink, MatchmakingAckPolicy, MatchmakingTransportStats};
 
 /// A client's quiet netcode transport (a resource; see the [module docs](super)).
@@ -105,8 +106,15 @@ impl MatchmakingQuietClientTransport {
                 continue;
             }
             if let Some(payload) = self.netcode.process_packet(&mut self.buffer[..len]) {
-                self.link.received(payload);
-                client.process_packet(payload);
+                let received = bundle::split(payload);
+                self.link.received(received.packet);
+                if received.from_quiet_peer {
+                    self.link.heard_quiet_peer();
+                }
+                client.process_packet(received.packet);
+                if let Some(ack) = received.ack {
+                    client.process_packet(ack);
+                }
             }
         }
         let connected = self.netcode.is_connected();
@@ -132,11 +140,8 @@ impl MatchmakingQuietClientTransport {
         }
         let idle = self.link.idle_due(self.now);
         let mut sent = false;
-        for packet in client.get_packets_to_send() {
-            if !self.link.admit(&packet, idle) {
-                self.stats.acks_damped += 1;
-                continue;
-            }
+        let packets = client.get_packets_to_send();
+        for packet in self.link.outgoing(packets, idle, &mut self.stats) {
             let (addr, payload) = self
                 .netcode
                 .generate_payload_packet(&packet)

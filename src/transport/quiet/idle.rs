@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use bevy::prelude::Resource;
 
+use renetcode::NETCODE_MAX_PAYLOAD_BYTES;
+
+use super::bundle;
 use crate::shared::inbox::RENET_ACK_PACKET;
 
 /// How quiet a connection is when no message flows.
@@ -45,6 +48,9 @@ pub struct MatchmakingTransportStats {
     pub acks_damped: u64,
     /// Keep-alives netcode made that were not sent (something else went out instead).
     pub keep_alives_damped: u64,
+    /// Ack-only packets sent inside the datagram of a packet carrying messages, instead of
+    /// in one of their own (the peer is a quiet transport too).
+    pub acks_bundled: u64,
 }
 
 /// One peer as a quiet transport sees it.
@@ -54,6 +60,9 @@ pub(super) struct IdleLink {
     owes_ack: bool,
     /// When the next idle packet is due (none yet: at once).
     next_idle: Option<Duration>,
+    /// The peer sent a datagram with a quiet transport's trailer: it reads them, so acks
+    /// may ride along with messages to it.
+    quiet_peer: bool,
 }
 
 impl IdleLink {
@@ -62,6 +71,46 @@ impl IdleLink {
         if payload.first() != Some(&RENET_ACK_PACKET) {
             self.owes_ack = true;
         }
+    }
+
+    /// Whether the peer reads a quiet transport's trailers.
+    pub(super) fn is_quiet_peer(&self) -> bool {
+        self.quiet_peer
+    }
+
+    /// The peer showed that it reads a quiet transport's trailers.
+    pub(super) fn heard_quiet_peer(&mut self) {
+        self.quiet_peer = true;
+    }
+
+    /// What goes out to the peer this frame: renet's `packets`, its ack-only packet
+    /// damped, riding along with the last packet carrying messages (to a quiet peer), or
+    /// alone; every datagram with the trailer.
+    pub(super) fn outgoing(
+        &mut self,
+        mut packets: Vec<Vec<u8>>,
+        idle: bool,
+        stats: &mut MatchmakingTransportStats,
+    ) -> Vec<Vec<u8>> {
+        let ack = bundle::take_ack(&mut packets).filter(|ack| {
+            let admitted = self.admit(ack, idle);
+            stats.acks_damped += u64::from(!admitted);
+            admitted
+        });
+        let last = packets.len().checked_sub(1);
+        let mut ack_went = false;
+        for (i, packet) in packets.iter_mut().enumerate() {
+            let ride = ack
+                .as_deref()
+                .filter(|_| self.quiet_peer && Some(i) == last);
+            ack_went |= bundle::attach(packet, ride, NETCODE_MAX_PAYLOAD_BYTES);
+        }
+        stats.acks_bundled += u64::from(ack_went);
+        if let Some(mut ack) = ack.filter(|_| !ack_went) {
+            bundle::attach(&mut ack, None, NETCODE_MAX_PAYLOAD_BYTES);
+            packets.push(ack);
+        }
+        packets
     }
 
     /// Whether a packet carrying messages arrived since the last ack-only packet went out.

@@ -26,6 +26,7 @@
 //! and add [`MatchmakingQuietServerPlugin`] / [`MatchmakingQuietClientPlugin`] instead of
 //! bevy_renet's netcode plugins.
 
+mod bundle;
 mod client;
 mod idle;
 mod server;

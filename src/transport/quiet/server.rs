@@ -10,6 +10,7 @@ use bevy_renet::netcode::{NETCODE_USER_DATA_BYTES, ServerConfig};
 use bevy_renet::renet::{self, ClientId, ConnectionConfig};
 use renetcode::{NETCODE_MAX_PACKET_BYTES, NetcodeServer, ServerResult};
 
+use super::bundle;
 use super::idle::{IdleLink, MatchmakingAckPolicy, MatchmakingTransportStats};
 use super::wait_readable;
 use crate::shared::inbox::MatchmakingInbox;
@@ -81,6 +82,13 @@ impl MatchmakingQuietServerTransport {
         self.stats
     }
 
+    /// Whether acknowledgements ride along with messages to `client`: it is a quiet
+    /// transport too (it sent a datagram with the trailer). Never for a renet_netcode
+    /// client, which reads only the first packet of a datagram.
+    pub fn bundles_acks_to(&self, client: ClientId) -> bool {
+        self.peers.get(&client).is_some_and(IdleLink::is_quiet_peer)
+    }
+
     /// The acknowledgement policy.
     pub fn policy(&self) -> MatchmakingAckPolicy {
         self.policy
@@ -130,9 +138,20 @@ impl MatchmakingQuietServerTransport {
             OwnedServerResult::None => {}
             OwnedServerResult::Send(packet, addr) => self.send_to(&packet, addr),
             OwnedServerResult::Payload(client_id, payload) => {
-                self.peers.entry(client_id).or_default().received(&payload);
-                if server.process_packet_from(&payload, client_id).is_ok() {
-                    self.arrived.packet_arrived(client_id, &payload);
+                let received = bundle::split(&payload);
+                let link = self.peers.entry(client_id).or_default();
+                link.received(received.packet);
+                if received.from_quiet_peer {
+                    link.heard_quiet_peer();
+                }
+                if server
+                    .process_packet_from(received.packet, client_id)
+                    .is_ok()
+                {
+                    self.arrived.packet_arrived(client_id, received.packet);
+                }
+                if let Some(ack) = received.ack {
+                    let _ = server.process_packet_from(ack, client_id);
                 }
             }
             OwnedServerResult::Connected(client_id, addr, packet) => {
@@ -172,11 +191,7 @@ impl MatchmakingQuietServerTransport {
             let Ok(packets) = server.get_packets_to_send(client) else {
                 continue;
             };
-            for packet in packets {
-                if !link.admit(&packet, idle) {
-                    self.stats.acks_damped += 1;
-                    continue;
-                }
+            for packet in link.outgoing(packets, idle, &mut self.stats) {
                 let Ok((addr, payload)) = self.netcode.generate_payload_packet(client, &packet)
                 else {
                     break;
