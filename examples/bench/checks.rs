@@ -1,7 +1,8 @@
 //! What could make a scenario's figures misleading, said in its report: how busy the rest
 //! of the machine was while it ran, and warnings read off the report itself (dropped
 //! datagrams, clients or a server that could not keep their rate, a setup that did not
-//! complete).
+//! complete); and what makes them wrong, which fails the bench ([`failures`]: clients that
+//! reached less than 90 % of the rounds asked measure themselves, not the server).
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,29 @@ impl Quietness {
         let other = busy.as_secs_f64() - own.as_secs_f64();
         round3((other / self.started.elapsed().as_secs_f64()).max(0.0))
     }
+}
+
+/// A share of the client rounds asked below which a scenario fails.
+const CLIENT_KEPT_UP_SHARE: f64 = 0.9;
+
+/// Why `report`'s figures cannot be trusted (the bench exits non-zero): its clients
+/// reached less than 90 % of the rounds a second asked (`client_rounds_per_s_reached`
+/// against `client_rounds_per_s_asked`), so its times and costs are the clients' lag.
+pub fn failures(report: &Value) -> Vec<String> {
+    let field = |key: &str| report.get(key).and_then(Value::as_f64);
+    let (Some(asked), Some(reached)) = (
+        field("client_rounds_per_s_asked"),
+        field("client_rounds_per_s_reached"),
+    ) else {
+        return Vec::new();
+    };
+    if reached >= CLIENT_KEPT_UP_SHARE * asked {
+        return Vec::new();
+    }
+    vec![format!(
+        "the clients reached only {reached} rounds/s of the {asked} asked (below {} %): the figures measure the clients, not the server (fewer --players, more --client-threads, or a lower --client-hz)",
+        CLIENT_KEPT_UP_SHARE * 100.0
+    )]
 }
 
 /// Warnings about `report` (walked recursively), given the flags it ran with.
@@ -74,7 +98,7 @@ fn check(key: &str, v: &Value, at: &str, args: &Args) -> Option<String> {
             "{at} = {number}: UDP datagrams were dropped because a receive buffer was full; with one server socket and one per client, almost all at the server's (see server_socket_receive_buffer_bytes and --udp-rcvbuf); the server spent no CPU on those"
         )),
         "client_rounds_per_s" if number < 0.9 * args.client_hz => Some(format!(
-            "{at} = {number}, below --client-hz {}: the main thread could not update every client that often",
+            "{at} = {number}, below --client-hz {}: the client threads could not check every client that often",
             args.client_hz
         )),
         "server_frames_per_s" if number < 0.9 * args.server_hz => Some(format!(

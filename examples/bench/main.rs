@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--json PATH] [--only NAME,...] [--players N]
-//!     [--seconds S] [--server-hz 60] [--client-hz 60] [--frame-queued 100000]
-//!     [--frame-matches 10000] [--udp-rcvbuf 4194304]
+//!     [--seconds S] [--server-hz 60] [--client-hz 60] [--client-threads N]
+//!     [--client-idle-ms 100] [--frame-queued 100000] [--frame-matches 10000]
+//!     [--udp-rcvbuf 4194304]
 //! ```
 //!
 //! Scenarios (each runs in its own child process, so that one's memory and sockets do not
@@ -15,7 +16,9 @@
 //!
 //! Prints one JSON object per scenario on stdout as it finishes and writes the whole
 //! report (machine, command, every scenario) to `--json`. Progress goes to stderr. A
-//! benchmark, not a test: nothing is asserted; run it on a quiet machine.
+//! benchmark, not a test: nothing is asserted but the clients' pace (a scenario whose
+//! clients reached less than 90 % of `--client-hz` fails: exit code 3, after the report);
+//! run it on a quiet machine.
 
 #[path = "../common/bot.rs"]
 mod bot;
@@ -68,9 +71,15 @@ pub struct Args {
     /// The server's update rate, in updates per second
     #[arg(long, value_name = "HZ", default_value_t = 60.0, value_parser = positive)]
     pub server_hz: f64,
-    /// The most rounds a second the clients run
+    /// The rounds a second the clients aim for (each thread's; a run that reaches less than 90 % fails)
     #[arg(long, value_name = "HZ", default_value_t = 60.0, value_parser = positive)]
     pub client_hz: f64,
+    /// Threads that update the bots of burst and sustained [default: the machine's cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_threads: Option<u64>,
+    /// A bot with nothing to do is updated at least this often, in ms (0: every round)
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub client_idle_ms: u64,
     /// The frame scenario: players queued
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub frame_queued: usize,
@@ -113,12 +122,25 @@ impl Args {
         self.players.unwrap_or(default)
     }
 
+    /// `--client-threads`, or the machine's cores.
+    pub fn client_threads(&self) -> usize {
+        let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.client_threads.map_or_else(cores, |n| n as usize)
+    }
+
+    /// `--client-idle-ms`.
+    pub fn client_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.client_idle_ms)
+    }
+
     /// The flags a scenario's child process gets: every setting, not --json or --only.
     fn child_args(&self, name: &str) -> Vec<String> {
         let mut args = vec![
             format!("--seconds={}", self.seconds),
             format!("--server-hz={}", self.server_hz),
             format!("--client-hz={}", self.client_hz),
+            format!("--client-threads={}", self.client_threads()),
+            format!("--client-idle-ms={}", self.client_idle_ms),
             format!("--frame-queued={}", self.frame_queued),
             format!("--frame-matches={}", self.frame_matches),
             format!("--udp-rcvbuf={}", self.udp_rcvbuf),
@@ -143,6 +165,8 @@ impl Args {
             "seconds": self.seconds,
             "server_hz": self.server_hz,
             "client_hz": self.client_hz,
+            "client_threads": self.client_threads(),
+            "client_idle_ms": self.client_idle_ms,
             "udp_rcvbuf_requested": self.udp_rcvbuf,
         })
     }
@@ -163,12 +187,14 @@ fn run_here(name: &str, args: &Args) -> Value {
     };
     let other_cores = quietness.other_cores();
     let warnings = checks::warnings(&report, args, other_cores);
+    let failures = checks::failures(&report);
     let mut head = json!({"scenario": name});
     if let (Some(head), Some(body)) = (head.as_object_mut(), report.as_object_mut()) {
         head.append(body);
         head.insert("machine".into(), measure::machine());
         head.insert("other_processes_cores".into(), json!(other_cores));
         head.insert("warnings".into(), json!(warnings));
+        head.insert("failures".into(), json!(failures));
     }
     head
 }
@@ -223,5 +249,22 @@ fn main() {
             eprintln!("bench: cannot write {path}: {e}");
             std::process::exit(1);
         });
+    }
+    fail_if_any(&scenarios);
+}
+
+/// Says every scenario's failures loudly on stderr and exits 3 if there is any (after
+/// the report is printed and written).
+fn fail_if_any(scenarios: &[Value]) {
+    let mut failed = false;
+    for report in scenarios {
+        let name = report["scenario"].as_str().unwrap_or("?");
+        for failure in report["failures"].as_array().into_iter().flatten() {
+            eprintln!("bench: FAILED: {name}: {}", failure.as_str().unwrap_or("?"));
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(3);
     }
 }

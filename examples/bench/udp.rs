@@ -1,8 +1,9 @@
 //! The scenarios over UDP loopback: `burst`, `idle` and `sustained`. The server runs in
-//! its own thread ([`ServerThread`]), built by [`plug::server_app`]; the clients run in
-//! the main thread ([`Fleet`] bots for `burst` and `sustained`, bare [`RawFleet`] clients
-//! for `idle`), each with its own UDP socket and a connect token minted from a key made in
-//! memory.
+//! its own thread ([`ServerThread`]), built by [`plug::server_app`]; the clients are
+//! [`Fleet`] bots in threads of their own for `burst` and `sustained`, bare [`RawFleet`]
+//! clients in the main thread for `idle`, each with its own UDP socket and a connect token
+//! minted from a key made in memory. Each report says the client rounds a second asked
+//! and reached (the slowest thread's): below 90 %, the bench fails.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use crate::identity::Identity;
 use crate::measure::{ms, round3};
 use crate::plug;
 use crate::server_thread::{ServerThread, matchmaking_counters};
-use crate::window::Window;
+use crate::window::{Measured, Window};
 
 /// How long `burst` waits for every bot to be matched.
 const BURST_LIMIT: Duration = Duration::from_secs(60);
@@ -106,6 +107,16 @@ fn start(
         .map_err(|e| json!({"error": format!("cannot start the server: {e}")}))
 }
 
+/// The clients' rounds a second over a window: asked (`--client-hz`) and reached (the
+/// slowest client thread's).
+fn client_rounds(args: &Args, measured: &Measured) -> Value {
+    let reached = measured.rounds as f64 / measured.wall.as_secs_f64().max(1e-9);
+    json!({
+        "client_rounds_per_s_asked": args.client_hz,
+        "client_rounds_per_s_reached": round3(reached),
+    })
+}
+
 /// Adds `extra`'s fields to `report`.
 pub fn merge(mut report: Value, extra: Value) -> Value {
     if let (Some(r), Value::Object(extra)) = (report.as_object_mut(), extra) {
@@ -124,20 +135,20 @@ pub fn burst(args: &Args) -> Value {
         Err(e) => return e,
     };
     let duel = |_| "duel".to_string();
-    let mut fleet = match Fleet::new(&server, &identity, n, duel, false, args.client_hz) {
+    let mut fleet = match Fleet::new(&server, &identity, n, duel, false, args) {
         Ok(fleet) => fleet,
         Err(e) => return json!({"error": format!("cannot make the bots: {e}")}),
     };
     eprintln!("bench: burst: {n} bots connect");
-    let window = Window::open(&server, fleet.rounds);
+    let window = Window::open(&server, fleet.rounds());
     let all = fleet.run_until(BURST_LIMIT, true, |f| f.matched() + f.gone() >= n);
-    let measured = window.close(&server, fleet.rounds);
+    let measured = window.close(&server, fleet.rounds());
     // then until the server saw every bot go (their disconnections cost it too)
     let gone = Instant::now();
     while server.counters().connected > 0 && gone.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let with_disconnections = window.close(&server, fleet.rounds);
+    let with_disconnections = window.close(&server, fleet.rounds());
     let stats = server.query(server_stats);
     server.stop();
     let committed = stats["matches_committed"].as_u64().unwrap_or(0);
@@ -154,6 +165,7 @@ pub fn burst(args: &Args) -> Value {
         "bot_wait_ms": fleet.waits(),
         "udp": measured.udp_json(n as u64),
     });
+    let report = merge(report, client_rounds(args, &measured));
     merge(merge(report, measured.json()), stats)
 }
 
@@ -237,6 +249,7 @@ pub fn idle(args: &Args) -> Value {
         "server_socket_receive_buffer_bytes": buffer,
         "server_alone_2s_cpu_percent_of_a_core": round3(alone.server_cpu.as_secs_f64() * 100.0 / alone.wall.as_secs_f64()),
     });
+    let report = merge(report, client_rounds(args, &measured));
     merge(report, measured.json())
 }
 
@@ -271,7 +284,7 @@ pub fn sustained(args: &Args) -> Value {
         Err(e) => return e,
     };
     let duel = |_| "duel".to_string();
-    let mut fleet = match Fleet::new(&server, &identity, n, duel, true, args.client_hz) {
+    let mut fleet = match Fleet::new(&server, &identity, n, duel, true, args) {
         Ok(fleet) => fleet,
         Err(e) => return json!({"error": format!("cannot make the bots: {e}")}),
     };
@@ -280,9 +293,9 @@ pub fn sustained(args: &Args) -> Value {
     fleet.run_until(Duration::from_secs(2), false, |_| false);
     eprintln!("bench: sustained: measuring {} s", args.seconds);
     let before = server.counters();
-    let window = Window::open(&server, fleet.rounds);
+    let window = Window::open(&server, fleet.rounds());
     fleet.run_until(Duration::from_secs_f64(args.seconds), false, |_| false);
-    let measured = window.close(&server, fleet.rounds);
+    let measured = window.close(&server, fleet.rounds());
     let after = server.counters();
     let stats = server.query(server_stats);
     server.stop();
@@ -299,5 +312,6 @@ pub fn sustained(args: &Args) -> Value {
         "udp": measured.udp_json(n as u64),
         "server_stats_note": "the server's counters and percentiles below cover the whole run (time_to_commit keeps the last 1024 samples)",
     });
+    let report = merge(report, client_rounds(args, &measured));
     merge(merge(report, measured.json()), stats)
 }

@@ -5,23 +5,30 @@
 //! A bot with [`Bot::reconnect`] set (the `bots` example) comes back on its own: on the
 //! server's closing notice, or a lost connection, it reconnects with backoff to the next
 //! server of its list and queues again ([`reconnect_if_due`] opens the connection).
+//! A load tool checks each bot once a round with [`tick`] (which updates its app only when
+//! it has something to do, and notes whether the bot's own process kept up: `kept_up`).
 
 // each example that includes this module uses a different part of it
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::ErrorKind::WouldBlock;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bevy::app::{MainScheduleOrder, RunFixedMainLoop, TaskPoolOptions, TaskPoolPlugin};
+use bevy::diagnostic::FrameCountPlugin;
+use bevy::ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::shared::clock::unix_now;
 use bevy_atomic_matchmaking::testing::atomic::AtomicClientFaults;
 use bevy_atomic_matchmaking::transport::{
-    DEFAULT_TOKEN_VALIDITY, insert_insecure_netcode_client, insert_quiet_secure_client,
-    insert_secure_netcode_client,
+    DEFAULT_TOKEN_VALIDITY, MatchmakingAckPolicy, MatchmakingQuietClientTransport,
+    insert_insecure_netcode_client, insert_quiet_secure_client, insert_secure_netcode_client,
 };
 use bevy_renet::RenetClient;
-use bevy_renet::netcode::NetcodeDisconnectReason;
+use bevy_renet::netcode::{ClientAuthentication, NetcodeClientTransport, NetcodeDisconnectReason};
 use serde_json::{Value, json};
 
 use crate::identity::{ClientTransport, Identity};
@@ -56,7 +63,7 @@ impl Flaw {
 }
 
 /// A bot's plan and what it saw.
-#[derive(Resource, Debug)]
+#[derive(Resource, Debug, Default)]
 pub struct Bot {
     pub index: usize,
     pub player: u64,
@@ -95,9 +102,39 @@ pub struct Bot {
     pub server_closing: u64,
     /// Connections that opened again after a notice or a loss (`reconnect` lines).
     pub reconnects: u64,
+    /// Cancelled matches (`match_cancelled` lines) while the bot's own checks kept up
+    /// (`kept_up`), and while they did not: its own process was too slow to answer.
+    pub cancelled_kept_up: u64,
+    pub cancelled_own_lag: u64,
     /// Where the bot stands with its connection.
     conn: Conn,
+    /// When its app needs an update, and how far apart its checks were.
+    pacing: Pacing,
+    /// It wrote a request (or opened a connection) the plugin carries out in the next update.
+    asked: bool,
     rng: fastrand::Rng,
+}
+
+/// Checks ([`tick`]) further apart than this: half the server's 500 ms round-trip limit.
+pub const OWN_LAG_LIMIT: Duration = Duration::from_millis(250);
+/// How far back a cancelled match looks for such a gap (then the bot did not keep up).
+pub const OWN_LAG_WINDOW: Duration = Duration::from_secs(3);
+/// How often a stopping bot leaves the queue at most (again after a rollback re-queued it).
+const LEAVE_EVERY: Duration = Duration::from_millis(500);
+/// Updates in the rounds after one that left something to do (the plugin sends what the
+/// bot wrote in the next update; a state change applies in the next one).
+const FOLLOW_UPS: u8 = 1;
+
+/// When a bot's app needs an update ([`tick`]), and the gaps between its checks.
+#[derive(Debug, Default)]
+struct Pacing {
+    /// The connection's socket (a handle on it), peeked, never read; none when insecure.
+    socket: Option<UdpSocket>,
+    last_update: Option<Instant>,
+    last_check: Option<Instant>,
+    follow_ups: u8,
+    /// When the last gap over [`OWN_LAG_LIMIT`] between two checks ended.
+    lagged_at: Option<Instant>,
 }
 
 /// The servers a bot may connect to, the one it uses, and how it proves who it is.
@@ -156,27 +193,9 @@ impl Bot {
             category,
             flaw,
             rematch,
-            stopping: false,
-            last_leave: None,
-            lines: Vec::new(),
-            matched: 0,
-            cancelled: 0,
-            errors: 0,
-            waits: Vec::new(),
-            matches: Vec::new(),
-            joined_at: None,
-            leave_lobby_at: None,
             rejoin_at: Some(Duration::ZERO),
-            flaw_active: false,
-            gone: false,
-            connected_once: false,
-            link: None,
-            refusal_reported: false,
-            reconnect: false,
-            server_closing: 0,
-            reconnects: 0,
-            conn: Conn::default(),
             rng: fastrand::Rng::with_seed(seed),
+            ..Default::default()
         }
     }
 }
@@ -196,14 +215,17 @@ pub fn bot_app_to(
 ) -> std::io::Result<App> {
     let channel = AtomicChannel::default();
     let mut app = App::new();
-    app.add_plugins(MinimalPlugins).add_plugins(StatesPlugin);
-    connect(
-        &mut app,
-        identity,
-        servers,
-        bot.player,
-        channel.dedicated_connection_config(),
-    )?;
+    // lean: no task-pool ticking in Last (a bot spawns no task; the process's pools are
+    // made here), no frame count, no fixed-timestep schedules (a bot has nothing there)
+    TaskPoolOptions::default().create_default_pools();
+    let plugins = MinimalPlugins.build().disable::<TaskPoolPlugin>();
+    app.add_plugins(plugins.disable::<FrameCountPlugin>())
+        .add_plugins(StatesPlugin);
+    let fixed = RunFixedMainLoop.intern();
+    let mut order = app.world_mut().resource_mut::<MainScheduleOrder>();
+    order.labels.retain(|label| *label != fixed);
+    let config = channel.dedicated_connection_config();
+    bot.pacing.socket = connect(&mut app, identity, servers, bot.player, config)?;
     bot.link = Some(Link {
         servers: servers.to_vec(),
         current: 0,
@@ -217,32 +239,62 @@ pub fn bot_app_to(
                 .chain()
                 .after(AtomicClientSystems::Send),
         );
-    // the bots' loop drives the app by update(): finish the plugins' set-up as run() would
+    // the bots' loop drives the app by update(): finish the plugins' set-up as run() would,
+    // and build the schedules now, not in the first update (a millisecond per bot)
     app.finish();
     app.cleanup();
+    let world = app.world_mut();
+    let schedules = world.resource::<Schedules>().iter();
+    for label in schedules.map(|s| s.1.label()).collect::<Vec<_>>() {
+        world.schedule_scope(label, |world, s| {
+            s.set_executor(SingleThreadedExecutor::new());
+            s.initialize(world).map_err(std::io::Error::other)
+        })?;
+    }
     Ok(app)
 }
 
 /// Connects `app` to `servers` (the first one first) as `player`, replacing the connection
-/// it had: a token listing every server when secure, else an insecure connection to the
-/// first. (What a game's backend does when it hands out a token for several servers.)
+/// it had: a token listing every server when secure (what a game's backend does when it
+/// hands out a token for several servers), else an insecure connection to the first.
+/// Returns a handle on the secure connection's socket, for [`tick`] to peek at.
 fn connect(
     app: &mut App,
     identity: &Identity,
     servers: &[SocketAddr],
     player: u64,
     config: bevy_renet::renet::ConnectionConfig,
-) -> std::io::Result<()> {
-    let mint = |issuer: &bevy_atomic_matchmaking::transport::MatchmakingTokenIssuer| {
-        issuer
-            .issue(player, DEFAULT_TOKEN_VALIDITY, servers, &[])
-            .map_err(std::io::Error::other)
+) -> std::io::Result<Option<UdpSocket>> {
+    let (Identity::Tokens(issuer) | Identity::QuietTokens(issuer)) = identity else {
+        insert_insecure_netcode_client(app, servers[0], player, config)?;
+        return Ok(None);
     };
-    match identity {
-        Identity::Tokens(issuer) => insert_secure_netcode_client(app, mint(issuer)?, config),
-        Identity::QuietTokens(issuer) => insert_quiet_secure_client(app, mint(issuer)?, config),
-        Identity::Insecure => insert_insecure_netcode_client(app, servers[0], player, config),
+    let token = issuer
+        .issue(player, DEFAULT_TOKEN_VALIDITY, servers, &[])
+        .map_err(std::io::Error::other)?;
+    let quiet = matches!(identity, Identity::QuietTokens(_));
+    match quiet {
+        true => insert_quiet_secure_client(app, token.clone(), config)?,
+        false => insert_secure_netcode_client(app, token.clone(), config)?,
     }
+    // the crate's helpers bind their socket out of reach: put the same transport, over a
+    // socket the bot keeps a handle on, in place of theirs (which never sent anything)
+    let wildcard = ["0.0.0.0:0", "[::]:0"][usize::from(servers[0].is_ipv6())];
+    let socket = UdpSocket::bind(wildcard)?;
+    let handle = socket.try_clone()?;
+    let connect_token = token;
+    let (auth, now) = (ClientAuthentication::Secure { connect_token }, unix_now());
+    let policy = app.world().get_resource::<MatchmakingAckPolicy>();
+    let policy = policy.copied().unwrap_or_default();
+    let other = std::io::Error::other;
+    if quiet {
+        let transport = MatchmakingQuietClientTransport::new(now, auth, socket, policy);
+        app.insert_resource(transport.map_err(other)?);
+    } else {
+        app.insert_resource(NetcodeClientTransport::new(now, auth, socket).map_err(other)?);
+    }
+    handle.set_nonblocking(true)?; // (shared with the transport's on unix; said again)
+    Ok(Some(handle))
 }
 
 /// Opens a reconnecting bot's next connection once its backoff is over (it needs the whole
@@ -274,13 +326,44 @@ pub fn reconnect_if_due(app: &mut App) {
         .world()
         .resource::<AtomicChannel>()
         .dedicated_connection_config();
-    if let Err(e) = connect(app, &identity, &servers, player, config) {
-        let mut bot = app.world_mut().resource_mut::<Bot>();
-        let (index, server) = (bot.index, servers[0]);
-        bot.say(json!({"event": "error", "bot": index, "player": player, "kind": "Reconnect", "message": format!("cannot reconnect to {server}: {e}")}));
-        bot.errors += 1;
-        bot.schedule_reconnect(now);
+    let connected = connect(app, &identity, &servers, player, config);
+    let mut bot = app.world_mut().resource_mut::<Bot>();
+    match connected {
+        Ok(socket) => (bot.pacing.socket, bot.asked) = (socket, true),
+        Err(e) => {
+            let (index, server) = (bot.index, servers[0]);
+            bot.say(json!({"event": "error", "bot": index, "player": player, "kind": "Reconnect", "message": format!("cannot reconnect to {server}: {e}")}));
+            bot.errors += 1;
+            bot.schedule_reconnect(now);
+        }
     }
+}
+
+/// Checks a bot once, in a round of a load tool's loop, and updates its app (then runs
+/// [`reconnect_if_due`]) if it needs it: the first time; when a datagram waits on its
+/// socket or a timer of its own is due; in the [`FOLLOW_UPS`] rounds after an update that
+/// left something to do (a request written, a state change pending, a line); else once `every` passed (the
+/// connection's and the plugin's own timers: keep-alives, resends, delayed pongs). `every`
+/// zero: every round. A gone bot is not updated again. Returns whether it updated.
+pub fn tick(app: &mut App, every: Duration) -> bool {
+    let now = Instant::now();
+    let first = app.world().resource::<Time<Real>>().first_update();
+    let queued = *app.world().resource::<State<AtomicClientState>>() == AtomicClientState::Queued;
+    let mut bot = app.world_mut().resource_mut::<Bot>();
+    if !bot.needs_update(now, first, queued, every) {
+        return false;
+    }
+    let lines = bot.lines.len();
+    app.update();
+    reconnect_if_due(app);
+    let next = app.world().resource::<NextState<AtomicClientState>>();
+    let pending = !matches!(next, NextState::Unchanged);
+    let mut bot = app.world_mut().resource_mut::<Bot>();
+    bot.pacing.last_update = Some(now);
+    if std::mem::take(&mut bot.asked) || pending || bot.lines.len() != lines {
+        bot.pacing.follow_ups = FOLLOW_UPS;
+    }
+    true
 }
 
 /// Follows the connection of a bot: the server's closing notices (a `server_closing` line
@@ -414,12 +497,14 @@ fn brain(
     if bot.leave_lobby_at.is_some_and(|t| now >= t) && state == AtomicClientState::Matched {
         bot.leave_lobby_at = None;
         leave_lobby.write(AtomicLeaveLobby);
+        bot.asked = true;
         if bot.rematch {
             bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(100..800)));
         }
     }
     if bot.stopping && bot.should_leave_queue(state, now) {
         leave_queue.write(AtomicLeaveQueue);
+        bot.asked = true;
     }
     if bot.rejoin_at.is_some_and(|t| now >= t)
         && matches!(
@@ -429,6 +514,7 @@ fn brain(
     {
         bot.rejoin_at = None;
         bot.joined_at = Some(now);
+        bot.asked = true;
         join.write(AtomicJoinQueue {
             category: bot.category.clone(),
         });
@@ -488,7 +574,7 @@ impl Bot {
     }
 
     /// Reports, once, that the connection never opened, and gives up.
-    fn report_refused(&mut self, reason: Option<NetcodeDisconnectReason>) {
+    pub fn report_refused(&mut self, reason: Option<NetcodeDisconnectReason>) {
         let message = match &self.link {
             Some(link) => link.identity.refusal(link.server(), reason),
             None => "the connection never opened".into(),
@@ -547,55 +633,78 @@ impl Bot {
     }
 
     fn record_cancelled(&mut self, c: &AtomicMatchCancelled, now: Duration) {
+        // no check came more than OWN_LAG_LIMIT after the one before in the last OWN_LAG_WINDOW
+        let kept_up = (self.pacing.lagged_at).is_none_or(|t| t.elapsed() > OWN_LAG_WINDOW);
+        let flaw = self.flaw.filter(|_| self.flaw_active).map(|f| f.0.name());
         self.say(
             json!({
                 "event": "match_cancelled", "bot": self.index, "player": self.player, "match": c.match_id,
                 "status": c.status.as_str(), "reason": c.reason.to_string(), "requeued": c.requeued,
+                "kept_up": kept_up, "flaw": flaw,
             }),
         );
         self.cancelled += 1;
+        match kept_up {
+            true => self.cancelled_kept_up += 1,
+            false => self.cancelled_own_lag += 1,
+        }
         if !c.requeued {
             self.joined_at = None;
             self.rejoin_at = Some(now + Duration::from_millis(self.rng.u64(200..1000)));
         }
     }
 
+    /// Notes a check at `now` and says whether its app needs an update (see [`tick`]).
+    /// `first` is its app's first update (none yet), the origin of its `Time<Real>` and of
+    /// its timers; a stopping bot that is `queued` leaves the queue again when due.
+    fn needs_update(
+        &mut self,
+        now: Instant,
+        first: Option<Instant>,
+        queued: bool,
+        every: Duration,
+    ) -> bool {
+        let pacing = &mut self.pacing;
+        let last_check = pacing.last_check.replace(now);
+        if last_check.is_some_and(|t| now.saturating_duration_since(t) > OWN_LAG_LIMIT) {
+            pacing.lagged_at = Some(now);
+        }
+        let (Some(first), Some(last), Some(socket), false) =
+            (first, pacing.last_update, &pacing.socket, self.gone)
+        else {
+            return !self.gone;
+        };
+        let flaw = self.flaw.filter(|_| !self.flaw_active).map(|f| f.1);
+        let leave = self.last_leave.map_or(Duration::ZERO, |t| t + LEAVE_EVERY);
+        let leave = (self.stopping && queued).then_some(leave);
+        let own = [self.leave_lobby_at, self.rejoin_at, self.conn.due];
+        let due = own
+            .into_iter()
+            .chain([flaw, leave])
+            .flatten()
+            .any(|t| now >= first + t);
+        // a datagram waiting (peeked, not taken; an error too: the transport will see it)
+        let waiting = !matches!(socket.peek_from(&mut [0; 1]), Err(e) if e.kind() == WouldBlock);
+        if every.is_zero() || due || waiting {
+            return true;
+        }
+        if pacing.follow_ups > 0 {
+            pacing.follow_ups -= 1;
+            return true;
+        }
+        now >= last + every
+    }
+
     /// A stopping bot leaves the queue (again after a rollback re-queued it), at most twice
     /// a second.
     fn should_leave_queue(&mut self, state: AtomicClientState, now: Duration) -> bool {
         self.rejoin_at = None;
-        let due = self
-            .last_leave
-            .is_none_or(|t| now >= t + Duration::from_millis(500));
+        let due = self.last_leave.is_none_or(|t| now >= t + LEAVE_EVERY);
         if state == AtomicClientState::Queued && due {
             self.last_leave = Some(now);
             return true;
         }
         false
-    }
-}
-
-/// Whether a stopping bot has nothing left in flight: not queued, not in a forming
-/// match, not in a lobby (or it left the server, or the server is closing).
-pub fn drained(app: &App) -> bool {
-    app.world().resource::<Bot>().gone
-        || matches!(
-            app.world().resource::<State<AtomicClientState>>().get(),
-            AtomicClientState::Idle
-                | AtomicClientState::Disconnected
-                | AtomicClientState::ServerClosing
-        )
-}
-
-/// Reports every bot whose connection never opened and that has not said so yet (netcode
-/// gives up only after the token's timeout, which a short run may not reach).
-pub fn report_never_connected(apps: &mut [App]) {
-    for app in apps {
-        let reason = crate::identity::client_gave_up(app.world());
-        let mut bot = app.world_mut().resource_mut::<Bot>();
-        if !bot.connected_once {
-            bot.report_refused(reason);
-        }
     }
 }
 
