@@ -342,9 +342,10 @@ pub fn reconnect_if_due(app: &mut App) {
 /// Checks a bot once, in a round of a load tool's loop, and updates its app (then runs
 /// [`reconnect_if_due`]) if it needs it: the first time; when a datagram waits on its
 /// socket or a timer of its own is due; in the [`FOLLOW_UPS`] rounds after an update that
-/// left something to do (a request written, a state change pending, a line); else once `every` passed (the
-/// connection's and the plugin's own timers: keep-alives, resends, delayed pongs). `every`
-/// zero: every round. A gone bot is not updated again. Returns whether it updated.
+/// left something to do (a request written, a state change pending, a line); else once
+/// `every` passed (the connection's and the plugin's own timers: keep-alives, resends,
+/// delayed pongs). `every` zero: every round. A gone bot is not updated again. Returns
+/// whether it updated.
 pub fn tick(app: &mut App, every: Duration) -> bool {
     let now = Instant::now();
     let first = app.world().resource::<Time<Real>>().first_update();
@@ -678,21 +679,13 @@ impl Bot {
         let leave = self.last_leave.map_or(Duration::ZERO, |t| t + LEAVE_EVERY);
         let leave = (self.stopping && queued).then_some(leave);
         let own = [self.leave_lobby_at, self.rejoin_at, self.conn.due];
-        let due = own
-            .into_iter()
-            .chain([flaw, leave])
-            .flatten()
-            .any(|t| now >= first + t);
+        let due_at = |t: Option<Duration>| t.is_some_and(|t| now >= first + t);
+        let due = own.into_iter().chain([flaw, leave]).any(due_at);
         // a datagram waiting (peeked, not taken; an error too: the transport will see it)
         let waiting = !matches!(socket.peek_from(&mut [0; 1]), Err(e) if e.kind() == WouldBlock);
-        if every.is_zero() || due || waiting {
-            return true;
-        }
-        if pacing.follow_ups > 0 {
-            pacing.follow_ups -= 1;
-            return true;
-        }
-        now >= last + every
+        let follow_up = pacing.follow_ups > 0;
+        pacing.follow_ups = pacing.follow_ups.saturating_sub(1);
+        every.is_zero() || due || waiting || follow_up || now >= last + every
     }
 
     /// A stopping bot leaves the queue (again after a rollback re-queued it), at most twice
