@@ -57,7 +57,12 @@ fi
 sleep 1
 # shellcheck disable=SC2086
 "$bin"/bots --server "$target" --count "$count" --flaky 0.2 --key-file "$key" ${TRANSPORT_FLAGS:-} \
-    --duration "$duration" --seed 7 > "$out/bots.jsonl" 2> "$out/bots.err"
+    --duration "$duration" --seed 7 > "$out/bots.jsonl" 2> "$out/bots.err" || {
+    rc=$?
+    echo "load test: the bots exited with code $rc (3: they could not keep up); their stderr:" >&2
+    tail -20 "$out/bots.err" >&2
+    exit "$rc"
+}
 wait "$server"
 python3 scripts/check_load.py "$out"
 [ "$conditioned" -gt 0 ] && tail -1 "$out/conditioner.log"
