@@ -8,6 +8,8 @@
 //! - [`atomic`]: [`AtomicTestHarness`](atomic::AtomicTestHarness) and the client faults
 //!   ([`AtomicClientFaults`](crate::atomic::client::AtomicClientFaults)) it drives (features
 //!   `server` and `client`);
+//! - [`store_suite`]: the suite every atomic store passes, and the interleaving of several
+//!   nodes against one store;
 //! - [`negotiated`]: [`NegotiatedTestHarness`](negotiated::NegotiatedTestHarness) and the
 //!   client clock skew (feature `negotiated`).
 
@@ -17,3 +19,4 @@ pub mod harness;
 pub mod local_link;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
+pub mod store_suite;

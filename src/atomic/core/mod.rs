@@ -8,3 +8,4 @@ pub mod lobby_code;
 pub mod protocol;
 pub mod queue;
 pub mod stats;
+pub mod store;
