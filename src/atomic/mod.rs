@@ -4,6 +4,7 @@
 //!   statistics windows. Plain Rust, no Bevy.
 //! - [`server`]: [`AtomicServerPlugin`](server::AtomicServerPlugin) for the
 //!   dedicated server (feature `server`).
+//! - `cluster`: the store of a cluster of servers on Redis (feature `redis`).
 //! - [`client`]: [`AtomicClientPlugin`](client::AtomicClientPlugin) for the game
 //!   (feature `client`).
 //!
@@ -20,6 +21,8 @@
 pub mod channel;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod core;
 mod reflect;
 #[cfg(feature = "server")]

@@ -10,6 +10,7 @@
 //!   `server` and `client`);
 //! - [`store_suite`]: the suite every atomic store passes, and the interleaving of several
 //!   nodes against one store;
+//! - `redis_server` (feature `redis`): a throwaway `redis-server` for tests;
 //! - [`negotiated`]: [`NegotiatedTestHarness`](negotiated::NegotiatedTestHarness) and the
 //!   client clock skew (feature `negotiated`).
 
@@ -19,4 +20,6 @@ pub mod harness;
 pub mod local_link;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 pub mod store_suite;

@@ -29,6 +29,7 @@ mod settings;
 mod setup_errors;
 mod stalls;
 mod statuses;
+mod store_redis;
 mod udp;
 #[path = "../shared/wire.rs"]
 mod wire;
