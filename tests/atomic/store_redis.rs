@@ -113,3 +113,158 @@ fn an_unreachable_redis_is_unavailable_then_recovers() {
     assert_eq!(store.ready_categories(2).unwrap(), Vec::<String>::new());
     assert!(store.calls() >= 4);
 }
+
+mod bridge {
+    use std::time::{Duration, Instant};
+
+    use bevy_atomic_matchmaking::atomic::core::store::{
+        AtomicBridgeEvent, AtomicBridgeSettings, AtomicStoreAnswer, AtomicStoreBridge,
+        AtomicStoreCommand, AtomicStoreError, AtomicStoreJoin,
+    };
+    use bevy_atomic_matchmaking::testing::redis_server::TestRedis;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn join(player: u64) -> AtomicStoreCommand {
+        AtomicStoreCommand::Join {
+            player,
+            category: "duel".into(),
+            limits: Default::default(),
+            seniority: None,
+        }
+    }
+
+    /// Waits for the event `want` picks, collecting the others.
+    fn until(
+        bridge: &AtomicStoreBridge,
+        seen: &mut Vec<AtomicBridgeEvent>,
+        want: impl Fn(&AtomicBridgeEvent) -> bool,
+    ) -> AtomicBridgeEvent {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(event) = bridge.wait(Duration::from_millis(50)) {
+                if want(&event) {
+                    return event;
+                }
+                seen.push(event);
+            }
+        }
+        panic!("no such event; saw {seen:?}");
+    }
+
+    fn answer_of(event: AtomicBridgeEvent) -> Result<AtomicStoreAnswer, AtomicStoreError> {
+        match event {
+            AtomicBridgeEvent::Answer { result, .. } => result,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn is_answer(tag: u64) -> impl Fn(&AtomicBridgeEvent) -> bool {
+        move |e| matches!(e, AtomicBridgeEvent::Answer { tag: t, .. } if *t == tag)
+    }
+
+    #[test]
+    fn two_bridges_share_one_queue_and_ride_out_a_redis_restart() {
+        let Some(mut redis) =
+            TestRedis::start("two_bridges_share_one_queue_and_ride_out_a_redis_restart")
+        else {
+            return;
+        };
+        let mut settings = AtomicBridgeSettings::new("a");
+        settings.lease_ttl = Duration::from_millis(900);
+        let a = AtomicStoreBridge::start(redis.store("bridge"), settings);
+        let b = AtomicStoreBridge::start(redis.store("bridge"), AtomicBridgeSettings::new("b"));
+        let mut seen = Vec::new();
+        let lease = |e: &AtomicBridgeEvent| matches!(e, AtomicBridgeEvent::LeaseAcquired(_));
+        let AtomicBridgeEvent::LeaseAcquired(first) = until(&a, &mut seen, lease) else {
+            unreachable!()
+        };
+        until(&b, &mut seen, lease);
+        a.send(1, join(1));
+        b.send(2, join(2));
+        assert!(matches!(
+            answer_of(until(&a, &mut seen, is_answer(1))),
+            Ok(AtomicStoreAnswer::Joined(AtomicStoreJoin::Queued { .. }))
+        ));
+        assert!(matches!(
+            answer_of(until(&b, &mut seen, is_answer(2))),
+            Ok(AtomicStoreAnswer::Joined(AtomicStoreJoin::Queued { .. }))
+        ));
+        b.send(3, join(1));
+        let held = answer_of(until(&b, &mut seen, is_answer(3)));
+        assert_eq!(
+            held,
+            Ok(AtomicStoreAnswer::Joined(
+                AtomicStoreJoin::HeldByAnotherNode { node: "a".into() }
+            ))
+        );
+        a.send(
+            4,
+            AtomicStoreCommand::ClaimFifo {
+                group_size: 2,
+                max: 4,
+            },
+        );
+        let Ok(AtomicStoreAnswer::Claimed(groups)) = answer_of(until(&a, &mut seen, is_answer(4)))
+        else {
+            panic!("no claim");
+        };
+        assert_eq!(groups.len(), 1, "one match across the two nodes");
+
+        // Redis goes away: commands are refused at once, never waited on
+        redis.kill();
+        until(&a, &mut seen, |e| {
+            matches!(e, AtomicBridgeEvent::Unavailable(_))
+        });
+        let asked = Instant::now();
+        a.send(5, join(3));
+        let refused = answer_of(until(&a, &mut seen, is_answer(5)));
+        assert!(
+            matches!(refused, Err(AtomicStoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_millis(700),
+            "refused in {:?}",
+            asked.elapsed()
+        );
+
+        // it comes back empty: the old lease is gone, a new one is taken with a higher epoch
+        redis.restart();
+        let lost_or_new = |e: &AtomicBridgeEvent| matches!(e, AtomicBridgeEvent::LeaseAcquired(_));
+        let AtomicBridgeEvent::LeaseAcquired(second) = until(&a, &mut seen, lost_or_new) else {
+            unreachable!()
+        };
+        assert!(second.epoch > first.epoch);
+        assert!(seen.contains(&AtomicBridgeEvent::LeaseLost), "{seen:?}");
+        assert!(seen.contains(&AtomicBridgeEvent::Available), "{seen:?}");
+        a.send(6, join(3));
+        let joined = answer_of(until(&a, &mut seen, is_answer(6)));
+        assert!(
+            matches!(
+                joined,
+                Ok(AtomicStoreAnswer::Joined(AtomicStoreJoin::Queued { .. }))
+            ),
+            "{joined:?}"
+        );
+    }
+
+    #[test]
+    fn a_bridge_that_stops_takes_its_records_with_it() {
+        let Some(redis) = TestRedis::start("a_bridge_that_stops_takes_its_records_with_it") else {
+            return;
+        };
+        let a = AtomicStoreBridge::start(redis.store("stop"), AtomicBridgeSettings::new("a"));
+        let mut seen = Vec::new();
+        until(&a, &mut seen, |e| {
+            matches!(e, AtomicBridgeEvent::LeaseAcquired(_))
+        });
+        for player in 1..=3 {
+            a.send(player, join(player));
+            until(&a, &mut seen, is_answer(player));
+        }
+        drop(a);
+        use bevy_atomic_matchmaking::atomic::core::store::AtomicStore;
+        assert_eq!(redis.store("stop").residue().unwrap(), 0);
+    }
+}

@@ -6,6 +6,9 @@
 //! - `AtomicRedisStore` (feature `redis`): every node of a cluster on one Redis, each
 //!   step one Lua script, so it is atomic across nodes.
 //!
+//! [`AtomicStoreBridge`] runs a store's blocking calls on their own thread, off the frame,
+//! and holds the node's lease.
+//!
 //! Both pass the same suite (`crate::testing::store_suite`, feature `testing`).
 //!
 //! # The rules every store keeps
@@ -32,10 +35,15 @@
 //!   (the players of live nodes go back in front), and its players leave the lobbies they
 //!   were in.
 
+pub mod bridge;
 mod memory;
 
 use std::time::Duration;
 
+pub use bridge::{
+    AtomicBridgeEvent, AtomicBridgeSettings, AtomicStoreAnswer, AtomicStoreBridge,
+    AtomicStoreCommand, claim_fifo,
+};
 pub use memory::AtomicMemoryStore;
 
 use crate::shared::player::PlayerId;
