@@ -7,7 +7,7 @@ use ::redis::{Client, Connection, Script};
 
 use crate::atomic::core::store::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
-    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreMatch, AtomicStorePlayer, AtomicStoreSeat,
+    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer, AtomicStoreSeat,
     AtomicStoreTicket,
 };
 use crate::shared::player::PlayerId;
@@ -484,11 +484,14 @@ impl AtomicStore for AtomicRedisStore {
         }))
     }
 
-    fn lobby_members(&mut self, lobby_id: u64) -> Result<Option<Vec<PlayerId>>, AtomicStoreError> {
+    fn lobby(&mut self, lobby_id: u64) -> Result<Option<AtomicStoreLobby>, AtomicStoreError> {
         let reply = self.run(|s| &s.read, &["lobby", &lobby_id.to_string()])?;
         match reply.split_first() {
             None => Ok(None),
-            Some((_, members)) => players_of(members).map(Some),
+            Some((code, members)) => Ok(Some(AtomicStoreLobby {
+                code: code.clone(),
+                members: players_of(members)?,
+            })),
         }
     }
 

@@ -7,9 +7,8 @@ use bevy::prelude::*;
 
 use crate::atomic::core::commit::{
     AtomicCommitMachine, AtomicCommitOutcome, AtomicHealthCheck, AtomicMatchStatus,
-    AtomicPlayerReport,
 };
-use crate::atomic::core::protocol::{AtomicMatchCancelReason, AtomicMatchedPlayer};
+use crate::atomic::core::protocol::AtomicMatchedPlayer;
 use crate::atomic::core::queue::AtomicQueueTicket;
 use crate::shared::player::PlayerId;
 
@@ -194,28 +193,4 @@ pub struct AtomicMatchCommitted {
     pub players: Vec<AtomicMatchedPlayer>,
 }
 
-/// Why the match was cancelled, from this player's point of view.
-pub fn cancel_reason(
-    status: &AtomicMatchStatus,
-    report: &AtomicPlayerReport<PlayerId>,
-    max_latency: Duration,
-) -> AtomicMatchCancelReason {
-    if *status == AtomicMatchStatus::Aborted && report.requeued {
-        return AtomicMatchCancelReason::MatchAborted;
-    }
-    match report.health {
-        AtomicHealthCheck::TooSlow { latency } => AtomicMatchCancelReason::YourLatencyTooHigh {
-            latency,
-            max: max_latency,
-        },
-        AtomicHealthCheck::NoAnswer => AtomicMatchCancelReason::YouDidNotAnswer,
-        AtomicHealthCheck::Withdrew => AtomicMatchCancelReason::YouWithdrew,
-        AtomicHealthCheck::Healthy { .. } if !report.requeued => {
-            AtomicMatchCancelReason::YouDidNotAcknowledge
-        }
-        _ if *status == AtomicMatchStatus::NotificationFailed => {
-            AtomicMatchCancelReason::OtherPlayerDidNotConfirm
-        }
-        _ => AtomicMatchCancelReason::OtherPlayerUnavailable,
-    }
-}
+pub use crate::atomic::core::commit::cancel_reason;

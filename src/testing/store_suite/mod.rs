@@ -252,12 +252,12 @@ pub fn commit_fills_the_lobby<S: AtomicStoreUnderTest>(store: &mut S) {
         seat(store, 2),
         Some(AtomicStoreSeat::InLobby { lobby_id: 7 })
     );
-    assert_eq!(store.lobby_members(7).unwrap(), Some(vec![1, 2]));
+    assert_eq!(store.lobby(7).unwrap().map(|l| l.members), Some(vec![1, 2]));
     assert_eq!(store.match_record(m).unwrap(), None);
     assert!(!store.leave_lobby(&a, 7, 2).unwrap(), "2 is b's player");
     assert!(store.leave_lobby(&b, 7, 2).unwrap());
     assert!(store.leave_lobby(&a, 7, 1).unwrap());
-    assert_eq!(store.lobby_members(7).unwrap(), None);
+    assert_eq!(store.lobby(7).unwrap(), None);
     store.rollback(&b, other, &[]).unwrap();
     assert_eq!(store.residue().unwrap(), 0);
 }
@@ -273,7 +273,7 @@ pub fn rollback_deletes_lobby_and_requeues<S: AtomicStoreUnderTest>(store: &mut 
     assert_eq!(store.rollback(&a, m, &[2, 2]).unwrap(), vec![2]);
     assert_eq!(front(store, "duel"), vec![2, 3]);
     assert_eq!(store.player(1).unwrap(), None);
-    assert_eq!(store.lobby_members(7).unwrap(), None);
+    assert_eq!(store.lobby(7).unwrap(), None);
     assert_eq!(store.match_record(m).unwrap(), None);
     let again = claimed(store, &a, "duel", &[2, 3]);
     assert!(
@@ -348,8 +348,8 @@ pub fn dead_node_is_reaped<S: AtomicStoreUnderTest>(store: &mut S) {
     assert_eq!(reaped.requeued, vec![(11, "a".to_owned())]);
     assert_eq!(reaped.left_lobbies, 1);
     assert_eq!(front(store, "duel"), vec![11, 13]);
-    assert_eq!(store.lobby_members(6).unwrap(), Some(vec![12]));
-    assert_eq!(store.lobby_members(5).unwrap(), None);
+    assert_eq!(store.lobby(6).unwrap().map(|l| l.members), Some(vec![12]));
+    assert_eq!(store.lobby(5).unwrap(), None);
     for gone in [21, 22, 23] {
         assert_eq!(store.player(gone).unwrap(), None, "{gone}");
     }

@@ -14,7 +14,7 @@ elseif kind == 'match' then
   return out
 else
   if redis.call('EXISTS', P .. ':l:' .. id) == 0 then return {} end
-  local out = {'lobby'}
+  local out = {redis.call('HGET', P .. ':l:' .. id, 'code') or ''}
   for _, p in ipairs(split(redis.call('HGET', P .. ':l:' .. id, 'members'))) do
     table.insert(out, p)
   end

@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use types::{
     ATOMIC_MAX_HEALTH_PINGS, AtomicAckState, AtomicCommitAction, AtomicCommitEventError,
     AtomicCommitOutcome, AtomicCommitTimings, AtomicHealthCheck, AtomicMatchStatus,
-    AtomicPlayerReport,
+    AtomicPlayerReport, cancel_reason,
 };
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -218,6 +218,22 @@ impl<P: Copy + Eq> AtomicCommitMachine<P> {
         slot.answered_at = Some(at);
         self.quiet_until = Duration::ZERO;
         Ok(())
+    }
+
+    /// `player`'s own node measured this ping's round trip as `rtt` (a player on another
+    /// node of a cluster): judged at the next poll as a pong that arrived `rtt` after the
+    /// ping left. A report that comes after the ping timed out is refused like a late pong.
+    pub fn pong_measured(
+        &mut self,
+        player: P,
+        nonce: u64,
+        rtt: Duration,
+    ) -> Result<(), AtomicCommitEventError> {
+        let at = self
+            .slot(player)
+            .map(|s| s.ping_sent_at.saturating_add(rtt))
+            .ok_or(AtomicCommitEventError::NotAMember)?;
+        self.pong(player, nonce, at)
     }
 
     /// `player` acknowledged the proposal.

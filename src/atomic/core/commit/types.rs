@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::atomic::core::protocol::AtomicMatchCancelReason;
+
 /// Timings of one commit, snapshotted when the match forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AtomicCommitTimings {
@@ -248,4 +250,30 @@ pub enum AtomicCommitEventError {
     /// The event does not fit the current phase (a late or duplicate pong or acknowledgement).
     #[error("the event does not fit the match's phase (late or duplicate)")]
     Unexpected,
+}
+
+/// Why the match was cancelled, from this player's point of view.
+pub fn cancel_reason<P>(
+    status: &AtomicMatchStatus,
+    report: &AtomicPlayerReport<P>,
+    max_latency: Duration,
+) -> AtomicMatchCancelReason {
+    if *status == AtomicMatchStatus::Aborted && report.requeued {
+        return AtomicMatchCancelReason::MatchAborted;
+    }
+    match report.health {
+        AtomicHealthCheck::TooSlow { latency } => AtomicMatchCancelReason::YourLatencyTooHigh {
+            latency,
+            max: max_latency,
+        },
+        AtomicHealthCheck::NoAnswer => AtomicMatchCancelReason::YouDidNotAnswer,
+        AtomicHealthCheck::Withdrew => AtomicMatchCancelReason::YouWithdrew,
+        AtomicHealthCheck::Healthy { .. } if !report.requeued => {
+            AtomicMatchCancelReason::YouDidNotAcknowledge
+        }
+        _ if *status == AtomicMatchStatus::NotificationFailed => {
+            AtomicMatchCancelReason::OtherPlayerDidNotConfirm
+        }
+        _ => AtomicMatchCancelReason::OtherPlayerUnavailable,
+    }
 }

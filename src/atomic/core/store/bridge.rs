@@ -294,7 +294,8 @@ impl<S: AtomicStore> Worker<S> {
                 self.retry_at = Some(Instant::now() + self.backoff);
             }
             AtomicStoreError::LeaseLost => {
-                if self.lease.take().is_some() {
+                let held = self.lease.take().is_some();
+                if held {
                     self.emit(AtomicBridgeEvent::LeaseLost);
                 }
             }

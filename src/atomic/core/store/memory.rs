@@ -7,7 +7,7 @@ use crate::shared::player::PlayerId;
 
 use super::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
-    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreMatch, AtomicStorePlayer, AtomicStoreSeat,
+    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer, AtomicStoreSeat,
     AtomicStoreTicket,
 };
 
@@ -519,8 +519,11 @@ impl AtomicStore for AtomicMemoryStore {
         Ok(self.matches.get(&match_id).cloned())
     }
 
-    fn lobby_members(&mut self, lobby_id: u64) -> Result<Option<Vec<PlayerId>>, AtomicStoreError> {
-        Ok(self.lobbies.get(&lobby_id).map(|l| l.members.clone()))
+    fn lobby(&mut self, lobby_id: u64) -> Result<Option<AtomicStoreLobby>, AtomicStoreError> {
+        Ok(self.lobbies.get(&lobby_id).map(|l| AtomicStoreLobby {
+            code: l.code.clone(),
+            members: l.members.clone(),
+        }))
     }
 
     fn residue(&mut self) -> Result<usize, AtomicStoreError> {

@@ -193,6 +193,15 @@ pub struct AtomicStoreMatch {
     pub lobby: Option<(u64, String)>,
 }
 
+/// A committed match's lobby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtomicStoreLobby {
+    /// Its short code, unique in the store.
+    pub code: String,
+    /// Its members, in match order.
+    pub members: Vec<PlayerId>,
+}
+
 /// What reaping a dead node changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AtomicReaped {
@@ -342,8 +351,8 @@ pub trait AtomicStore {
     fn match_record(&mut self, match_id: u64)
     -> Result<Option<AtomicStoreMatch>, AtomicStoreError>;
 
-    /// The members of a lobby (`None` if there is none by that id).
-    fn lobby_members(&mut self, lobby_id: u64) -> Result<Option<Vec<PlayerId>>, AtomicStoreError>;
+    /// A lobby's code and members (`None` if there is none by that id).
+    fn lobby(&mut self, lobby_id: u64) -> Result<Option<AtomicStoreLobby>, AtomicStoreError>;
 
     /// How many records of matchmaking the store holds: tickets, player records,
     /// matches, lobbies and codes (node leases and counters not counted). Zero once
