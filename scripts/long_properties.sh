@@ -2,6 +2,7 @@
 # Runs the property tests of both modes with many cases in a release build:
 #   atomic      tests/atomic/invariants.rs     (server invariants, with and without faults)
 #   negotiated  tests/negotiated/properties.rs (the machine, crowds, matches under faults)
+#   cluster     tests/atomic/cluster.rs        (nodes on one store under faults, seeds 0..CASES)
 #
 # Usage: scripts/long_properties.sh [CASES]    (default 2000 cases per property test)
 #        PROPTEST_RNG_SEED_LONG=N scripts/long_properties.sh [CASES]   (replay a run's seed)
@@ -35,7 +36,7 @@ run() {
     local log="$log_dir/$binary.log"
     local started=$SECONDS
     echo "== $binary: $filter ($cases cases per property test)"
-    PROPTEST_RNG_SEED="$seed" PROPTEST_CASES="$cases" cargo test --release --test "$binary" -- "$filter" >"$log" 2>&1
+    PROPTEST_RNG_SEED="$seed" PROPTEST_CASES="$cases" CLUSTER_SEEDS="$cases" cargo test --release --test "$binary" -- "$filter" >"$log" 2>&1
     local code=$?
     grep -E '^test .* \.\.\. ' "$log" | sed 's/^/   /'
     local passed
@@ -47,6 +48,7 @@ run() {
     fi
 }
 run atomic invariants::
+run atomic cluster::
 run negotiated properties::
 run negotiated faults::
 run negotiated mutual::

@@ -10,12 +10,15 @@
 //!   `server` and `client`);
 //! - [`store_suite`]: the suite every atomic store passes, and the interleaving of several
 //!   nodes against one store;
+//! - [`cluster_sim`]: a cluster of nodes on one store with simulated players and faults,
+//!   its guarantees checked at every step;
 //! - `redis_server` (feature `redis`): a throwaway `redis-server` for tests;
 //! - [`negotiated`]: [`NegotiatedTestHarness`](negotiated::NegotiatedTestHarness) and the
 //!   client clock skew (feature `negotiated`).
 
 #[cfg(all(feature = "server", feature = "client"))]
 pub mod atomic;
+pub mod cluster_sim;
 pub mod harness;
 pub mod local_link;
 #[cfg(feature = "negotiated")]

@@ -3,6 +3,7 @@
 
 #[path = "../shared/cases.rs"]
 mod cases;
+mod cluster;
 mod common;
 mod config_errors;
 mod connect_on_click;

@@ -1,11 +1,15 @@
 //! The Redis store passes the same suite as the in-memory store, and keeps the invariants
 //! when several nodes interleave on it, when Redis restarts empty, and when its scripts are
-//! forgotten. Skipped, with a message, where no `redis-server` is installed.
+//! forgotten, and a cluster of nodes on it keeps every guarantee under faults. Skipped, with
+//! a message, where no `redis-server` is installed.
 
 use std::time::Duration;
 
 use bevy_atomic_matchmaking::atomic::core::store::{
     AtomicStore, AtomicStoreError, AtomicStoreJoin,
+};
+use bevy_atomic_matchmaking::testing::cluster_sim::{
+    AtomicClusterSimRates, AtomicClusterSimSettings, run_cluster_sim,
 };
 use bevy_atomic_matchmaking::testing::redis_server::TestRedis;
 use bevy_atomic_matchmaking::testing::store_suite::{LONG_TTL, interleave::interleave, run_all};
@@ -267,4 +271,36 @@ mod bridge {
         use bevy_atomic_matchmaking::atomic::core::store::AtomicStore;
         assert_eq!(redis.store("stop").residue().unwrap(), 0);
     }
+}
+
+#[test]
+fn a_cluster_on_redis_keeps_every_guarantee_under_faults() {
+    let name = "a_cluster_on_redis_keeps_every_guarantee_under_faults";
+    let Some(mut redis) = TestRedis::start(name) else {
+        return;
+    };
+    let mut store = redis.store("sim");
+    // real time: 15 s of faults (a node killed, stalls past the lease, a Redis restart),
+    // then 20 s to become quiet and 6 s to empty
+    let settings = AtomicClusterSimSettings {
+        players: 20,
+        steps: 600,
+        step: Duration::from_millis(25),
+        quiet: Duration::from_secs(20),
+        empty: Duration::from_secs(6),
+        rates: AtomicClusterSimRates {
+            kill: 300,
+            stall: 200,
+            disconnect: 40,
+            restart: 400,
+        },
+        ..Default::default()
+    };
+    let report = run_cluster_sim(&mut store, &mut |_| redis.restart(), 5, settings)
+        .unwrap_or_else(|violations| panic!("{}", violations.join("\n")));
+    eprintln!("{report:?}");
+    assert!(report.commits >= 20, "{report:?}");
+    assert!(report.deaths >= 1, "{report:?}");
+    assert!(report.restarts >= 1, "{report:?}");
+    assert!(report.lease_losses >= 1, "{report:?}");
 }

@@ -7,8 +7,8 @@ use ::redis::{Client, Connection, Script};
 
 use crate::atomic::core::store::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
-    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer, AtomicStoreSeat,
-    AtomicStoreTicket,
+    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer,
+    AtomicStoreSeat, AtomicStoreTicket,
 };
 use crate::shared::player::PlayerId;
 
@@ -492,6 +492,14 @@ impl AtomicStore for AtomicRedisStore {
                 code: code.clone(),
                 members: players_of(members)?,
             })),
+        }
+    }
+
+    fn match_floor(&mut self) -> Result<u64, AtomicStoreError> {
+        let reply = self.run(|s| &s.read, &["floor", "0"])?;
+        match reply.as_slice() {
+            [n] => number(n),
+            _ => Err(corrupt("floor", &reply)),
         }
     }
 

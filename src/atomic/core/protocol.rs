@@ -166,6 +166,9 @@ pub enum AtomicErrorKind {
     /// other mode's config, a dedicated config against a shared one): the connection is
     /// closed. Also reported locally when the client's own config lacks its channel.
     ConfigMismatch,
+    /// The matchmaking store of a cluster (its Redis) cannot be reached: the ticket was
+    /// refused and nothing is queued. Try again shortly.
+    StoreUnavailable,
 }
 
 /// Another player of a match, as the confirmation tells it.

@@ -385,7 +385,11 @@ impl<S: AtomicStoreUnderTest> Run<'_, S> {
                     );
                 }
                 Some(AtomicStoreSeat::InLobby { lobby_id }) => {
-                    let members = self.store.lobby(lobby_id).expect("lobby").map(|l| l.members);
+                    let members = self
+                        .store
+                        .lobby(lobby_id)
+                        .expect("lobby")
+                        .map(|l| l.members);
                     let members = members.unwrap_or_default();
                     assert!(
                         members.contains(&player),

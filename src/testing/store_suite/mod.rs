@@ -40,7 +40,7 @@ const NO_LIMITS: AtomicStoreLimits = AtomicStoreLimits {
 
 /// Runs every case, each on a fresh store from `make`.
 pub fn run_all<S: AtomicStoreUnderTest>(mut make: impl FnMut() -> S) {
-    let cases: [(&str, fn(&mut S)); 11] = [
+    let cases: [(&str, fn(&mut S)); 12] = [
         (
             "join_is_idempotent_cluster_wide",
             join_is_idempotent_cluster_wide,
@@ -67,6 +67,10 @@ pub fn run_all<S: AtomicStoreUnderTest>(mut make: impl FnMut() -> S) {
             commit_refuses_a_dead_players_node,
         ),
         ("release_leaves_nothing", release_leaves_nothing),
+        (
+            "match_floor_is_below_new_claims",
+            match_floor_is_below_new_claims,
+        ),
     ];
     for (name, case) in cases {
         eprintln!("store suite: {name}");
@@ -401,4 +405,23 @@ pub fn release_leaves_nothing<S: AtomicStoreUnderTest>(store: &mut S) {
     );
     assert!(store.dead_nodes().unwrap().is_empty());
     lease(store, "a", LONG_TTL);
+}
+
+/// Every match claimed after [`AtomicStore::match_floor`] has a larger id.
+fn match_floor_is_below_new_claims<S: AtomicStoreUnderTest>(store: &mut S) {
+    let a = lease(store, "a", LONG_TTL);
+    let mut floors = Vec::new();
+    for pair in [[1, 2], [3, 4], [5, 6]] {
+        let floor = store.match_floor().expect("floor");
+        join(store, &a, pair[0], "duel");
+        join(store, &a, pair[1], "duel");
+        let match_id = claimed(store, &a, "duel", &pair);
+        assert!(
+            match_id > floor,
+            "match {match_id} at or below the floor {floor}"
+        );
+        assert!(store.match_floor().expect("floor") >= match_id);
+        floors.push(floor);
+    }
+    assert!(floors.windows(2).all(|w| w[0] < w[1]), "{floors:?}");
 }

@@ -7,8 +7,8 @@ use crate::shared::player::PlayerId;
 
 use super::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
-    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer, AtomicStoreSeat,
-    AtomicStoreTicket,
+    AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer,
+    AtomicStoreSeat, AtomicStoreTicket,
 };
 
 /// Where a ticket stands in its category: re-queued tickets (class 0) before joined ones
@@ -73,6 +73,18 @@ impl AtomicMemoryStore {
     /// Sets the store's clock (it never goes back).
     pub fn set_clock(&mut self, now: Duration) {
         self.now_us = self.now_us.max(micros(now));
+    }
+
+    /// Forgets every lease and record, as a Redis that restarted empty does; its clock,
+    /// fencing epochs and match ids go on growing, so nothing old is mistaken for new.
+    pub fn forget_everything(&mut self) {
+        self.leases.clear();
+        self.nodes.clear();
+        self.queues.clear();
+        self.players.clear();
+        self.matches.clear();
+        self.lobbies.clear();
+        self.codes.clear();
     }
 
     fn is_live(&self, node: &str) -> bool {
@@ -524,6 +536,10 @@ impl AtomicStore for AtomicMemoryStore {
             code: l.code.clone(),
             members: l.members.clone(),
         }))
+    }
+
+    fn match_floor(&mut self) -> Result<u64, AtomicStoreError> {
+        Ok(self.next_match)
     }
 
     fn residue(&mut self) -> Result<usize, AtomicStoreError> {

@@ -354,6 +354,11 @@ pub trait AtomicStore {
     /// A lobby's code and members (`None` if there is none by that id).
     fn lobby(&mut self, lobby_id: u64) -> Result<Option<AtomicStoreLobby>, AtomicStoreError>;
 
+    /// An id at or above every match id handed out so far, also after the store restarted
+    /// empty: every match claimed after this call has a larger id. A node that takes a new
+    /// lease tells its players' messages of matches of its last lease from new ones by it.
+    fn match_floor(&mut self) -> Result<u64, AtomicStoreError>;
+
     /// How many records of matchmaking the store holds: tickets, player records,
     /// matches, lobbies and codes (node leases and counters not counted). Zero once
     /// every player has gone.
