@@ -4,7 +4,8 @@
 //!   statistics windows. Plain Rust, no Bevy.
 //! - [`server`]: [`AtomicServerPlugin`](server::AtomicServerPlugin) for the
 //!   dedicated server (feature `server`).
-//! - `cluster`: the store of a cluster of servers on Redis (feature `redis`).
+//! - [`cluster`]: a cluster of dedicated servers on one store, Redis with feature `redis`
+//!   (feature `server`).
 //! - [`client`]: [`AtomicClientPlugin`](client::AtomicClientPlugin) for the game
 //!   (feature `client`).
 //!
@@ -21,7 +22,7 @@
 pub mod channel;
 #[cfg(feature = "client")]
 pub mod client;
-#[cfg(feature = "redis")]
+#[cfg(feature = "server")]
 pub mod cluster;
 pub mod core;
 mod reflect;

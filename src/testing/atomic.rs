@@ -66,6 +66,34 @@ impl TestHarness<AtomicHarnessMode> {
         h
     }
 
+    /// A server that is the node `node` of a cluster on `backend` (clone one
+    /// [`AtomicClusterBackend::memory`](crate::atomic::cluster::AtomicClusterBackend::memory)
+    /// into every node), its clients' player ids from
+    /// `first_id` on, recording every message the client plugin writes.
+    pub fn cluster_node(
+        backend: crate::atomic::cluster::AtomicClusterBackend,
+        node: &str,
+        first_id: PlayerId,
+    ) -> Self {
+        use crate::atomic::cluster::AtomicClusterServerPlugin;
+        use crate::atomic::core::cluster::AtomicClusterSettings;
+        let channel = AtomicChannel::default();
+        let mut server = server_app(DEFAULT_STEP, channel.connection_config());
+        server.add_plugins(AtomicClusterServerPlugin {
+            channel,
+            node: AtomicClusterSettings::new(node),
+            backend,
+            gate: default(),
+            seed: first_id,
+        });
+        let mode = AtomicHarnessMode { channel };
+        let mut h = Self::from_server(mode, server, channel.id, DEFAULT_STEP);
+        h.set_next_id(first_id);
+        visit_client_messages(&mut h.recorder());
+        h.server.update();
+        h
+    }
+
     /// Records every message of the server and client plugins (in every app that has it
     /// and has no recorder for it yet).
     fn record_all(&mut self) {

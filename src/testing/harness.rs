@@ -275,6 +275,12 @@ impl<M: HarnessMode> TestHarness<M> {
         }
     }
 
+    /// Clients added from now on get player ids from `id` on (harnesses whose servers are
+    /// nodes of one cluster need ids of their own).
+    pub fn set_next_id(&mut self, id: PlayerId) {
+        self.next_id = id;
+    }
+
     /// Records every `Msg` written in every app that has the message, from now on and in
     /// every client added later. Calling it twice for a type records once.
     pub fn record<Msg: Message + Clone>(&mut self) -> &mut Self {

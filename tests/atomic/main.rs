@@ -4,6 +4,7 @@
 #[path = "../shared/cases.rs"]
 mod cases;
 mod cluster;
+mod cluster_server;
 mod common;
 mod config_errors;
 mod connect_on_click;

@@ -304,3 +304,215 @@ fn a_cluster_on_redis_keeps_every_guarantee_under_faults() {
     assert!(report.restarts >= 1, "{report:?}");
     assert!(report.lease_losses >= 1, "{report:?}");
 }
+
+mod inbox {
+    use std::time::{Duration, Instant};
+
+    use bevy_atomic_matchmaking::atomic::cluster::AtomicRedisInbox;
+    use bevy_atomic_matchmaking::atomic::core::cluster::{
+        AtomicClusterInbox, AtomicClusterMessage,
+    };
+    use bevy_atomic_matchmaking::testing::redis_server::TestRedis;
+
+    fn acked(match_id: u64) -> AtomicClusterMessage {
+        AtomicClusterMessage::Acked {
+            match_id,
+            player: match_id * 10,
+        }
+    }
+
+    fn open(redis: &TestRedis, prefix: &str) -> AtomicRedisInbox {
+        AtomicRedisInbox::new(&redis.url(), prefix, Duration::from_millis(300)).unwrap()
+    }
+
+    /// A plain connection, to write into the streams behind the inbox's back.
+    fn raw(redis: &TestRedis) -> redis::Connection {
+        redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    #[test]
+    fn two_nodes_post_to_each_other_and_each_message_comes_out_once_in_order() {
+        let name = "two_nodes_post_to_each_other_and_each_message_comes_out_once_in_order";
+        let Some(redis) = TestRedis::start(name) else {
+            return;
+        };
+        let (mut a, mut b) = (open(&redis, "two"), open(&redis, "two"));
+        // posted before either node ever read its inbox: nothing is skipped
+        for id in 1..=20 {
+            a.post("b", &acked(id)).unwrap();
+            b.post("a", &acked(100 + id)).unwrap();
+        }
+        assert_eq!((a.calls(), b.calls()), (20, 20), "one round trip per post");
+        assert_eq!(a.residue().unwrap(), 40);
+        let to_b = b.take("b", 100).unwrap();
+        assert_eq!(to_b, (1..=20).map(acked).collect::<Vec<_>>());
+        let to_a = a.take("a", 100).unwrap();
+        assert_eq!(to_a, (101..=120).map(acked).collect::<Vec<_>>());
+        assert_eq!(b.take("b", 100).unwrap(), vec![]);
+        assert_eq!(a.take("a", 100).unwrap(), vec![]);
+        // read, acknowledged and deleted: nothing accumulates
+        assert_eq!(a.residue().unwrap(), 0);
+
+        // steady state: one round trip per post, per empty take, two per take that finds
+        b.post("a", &acked(7)).unwrap();
+        let before = a.calls();
+        assert_eq!(a.take("a", 10).unwrap(), vec![acked(7)]);
+        assert_eq!(a.calls() - before, 2);
+        assert_eq!(a.take("a", 10).unwrap(), vec![]);
+        assert_eq!(a.calls() - before, 3);
+
+        // a node that died with messages unread: its inbox is cleared
+        a.post("b", &acked(8)).unwrap();
+        a.clear("b").unwrap();
+        assert_eq!(a.residue().unwrap(), 0);
+        assert_eq!(b.take("b", 10).unwrap(), vec![]);
+        a.post("b", &acked(9)).unwrap();
+        assert_eq!(b.take("b", 10).unwrap(), vec![acked(9)]);
+        assert_eq!(a.undecodable() + b.undecodable(), 0);
+    }
+
+    #[test]
+    fn take_respects_max_and_a_lost_read_is_delivered_again() {
+        let Some(redis) = TestRedis::start("take_respects_max_and_a_lost_read_is_delivered_again")
+        else {
+            return;
+        };
+        let mut inbox = open(&redis, "max");
+        assert_eq!(inbox.take("n", 5).unwrap(), vec![]);
+        for id in 1..=10 {
+            inbox.post("n", &acked(id)).unwrap();
+        }
+        assert_eq!(inbox.take("n", 0).unwrap(), vec![]);
+        assert_eq!(
+            inbox.take("n", 3).unwrap(),
+            (1..=3).map(acked).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            inbox.take("n", 3).unwrap(),
+            (4..=6).map(acked).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            inbox.take("n", 10).unwrap(),
+            (7..=10).map(acked).collect::<Vec<_>>()
+        );
+        assert_eq!(inbox.residue().unwrap(), 0);
+
+        // a read whose reply never came back: the entries are pending in the group, and
+        // the node's next inbox delivers them again, before the newer ones
+        for id in 11..=14 {
+            inbox.post("n", &acked(id)).unwrap();
+        }
+        let mut raw = raw(&redis);
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg(&[
+                "GROUP",
+                "g",
+                "n",
+                "COUNT",
+                "2",
+                "STREAMS",
+                "max:inbox:n",
+                ">",
+            ])
+            .query(&mut raw)
+            .unwrap();
+        let mut again = open(&redis, "max");
+        assert_eq!(again.take("n", 1).unwrap(), vec![acked(11)]);
+        assert_eq!(again.take("n", 10).unwrap(), vec![acked(12)]);
+        assert_eq!(again.take("n", 10).unwrap(), vec![acked(13), acked(14)]);
+        assert_eq!(again.residue().unwrap(), 0);
+    }
+
+    /// Retries `call` until it succeeds, for at most 5 s.
+    fn retry<T>(mut call: impl FnMut() -> Result<T, String>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match call() {
+                Ok(value) => return value,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "still failing: {error}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_inbox_works_again_after_redis_restarts_empty() {
+        let Some(mut redis) = TestRedis::start("an_inbox_works_again_after_redis_restarts_empty")
+        else {
+            return;
+        };
+        let (mut a, mut b) = (open(&redis, "restart"), open(&redis, "restart"));
+        a.post("b", &acked(1)).unwrap();
+        assert_eq!(b.take("b", 10).unwrap(), vec![acked(1)]);
+        a.post("b", &acked(2)).unwrap(); // lost with the restart
+        redis.restart();
+        // the first calls find their connections dead; then the group is recreated
+        retry(|| a.post("b", &acked(3)));
+        retry(|| a.post("b", &acked(4)));
+        let mut taken = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while taken.len() < 2 && Instant::now() < deadline {
+            match b.take("b", 10) {
+                Ok(mut messages) => taken.append(&mut messages),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        assert_eq!(taken, vec![acked(3), acked(4)]);
+        assert_eq!(b.take("b", 10).unwrap(), vec![]);
+        assert_eq!(b.residue().unwrap(), 0);
+
+        // and again while nobody posts: the reader's first take after it fails or reads
+        // nothing, the next ones work
+        redis.restart();
+        let empty = retry(|| b.take("b", 10));
+        assert_eq!(empty, vec![]);
+        retry(|| a.post("b", &acked(5)));
+        assert_eq!(retry(|| b.take("b", 10)), vec![acked(5)]);
+    }
+
+    #[test]
+    fn garbage_in_a_stream_is_skipped_and_counted() {
+        let Some(redis) = TestRedis::start("garbage_in_a_stream_is_skipped_and_counted") else {
+            return;
+        };
+        let mut inbox = open(&redis, "junk");
+        let mut raw = raw(&redis);
+        let key = inbox.key("n");
+        inbox.post("n", &acked(1)).unwrap();
+        let junk: [&[u8]; 3] = [&[0xff; 9], b"", &[0x07; 70_000]];
+        for bytes in junk {
+            let _: String = redis::cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("m")
+                .arg(bytes)
+                .query(&mut raw)
+                .unwrap();
+        }
+        // no message field at all
+        let _: String = redis::cmd("XADD")
+            .arg(&[key.as_str(), "*", "other", "x"])
+            .query(&mut raw)
+            .unwrap();
+        // a valid message followed by a stray byte
+        let mut trailing =
+            bincode::serde::encode_to_vec(acked(3), bincode::config::standard()).unwrap();
+        trailing.push(0);
+        let _: String = redis::cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("m")
+            .arg(trailing)
+            .query(&mut raw)
+            .unwrap();
+        inbox.post("n", &acked(2)).unwrap();
+        assert_eq!(inbox.take("n", 100).unwrap(), vec![acked(1), acked(2)]);
+        assert_eq!(inbox.undecodable(), 5);
+        assert_eq!(inbox.residue().unwrap(), 0, "the garbage is deleted too");
+    }
+}

@@ -66,6 +66,7 @@ impl AtomicClusterNode {
                 pending: None,
             };
             self.coordinated.insert(match_id, m);
+            self.counters.claimed += 1;
         }
         Ok(())
     }
@@ -231,6 +232,7 @@ impl AtomicClusterNode {
         if outcome.status.is_success() {
             match store.commit(&lease, match_id)? {
                 AtomicCommit::Committed => {
+                    self.counters.committed += 1;
                     self.announce_commit(match_id, &outcome, inbox);
                     self.coordinated.remove(&match_id);
                     return Ok(());
@@ -247,6 +249,8 @@ impl AtomicClusterNode {
             }
         }
         let requeued = store.rollback(&lease, match_id, &outcome.requeue())?;
+        let status = outcome.status.as_str().to_owned();
+        *self.counters.rolled_back.entry(status).or_default() += 1;
         self.announce_rollback(match_id, &outcome, &requeued, inbox);
         self.coordinated.remove(&match_id);
         Ok(())

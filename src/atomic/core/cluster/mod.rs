@@ -19,6 +19,7 @@
 //! coordinator tells the homes of the players it put back in front, and every home checks
 //! its players' seats in the store every [`AtomicClusterSettings::reconcile_every`].
 
+mod command;
 mod coordinate;
 mod home;
 mod node;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::core::protocol::AtomicServerMessage;
 use crate::shared::player::PlayerId;
 
+pub use command::{AtomicClusterCommand, AtomicClusterCounters};
 pub use node::{AtomicClusterNode, AtomicClusterOutput, AtomicClusterSettings, AtomicLocalSeat};
 
 /// What a player's seat becomes when its home forwards a coordinator's message.

@@ -176,6 +176,7 @@ pub struct AtomicClusterNode {
     pub(super) left: HashMap<PlayerId, Left>,
     /// Players to check against the store at the next poll (a reaper re-queued them).
     pub(super) recheck: Vec<PlayerId>,
+    pub(super) counters: super::AtomicClusterCounters,
 }
 
 impl AtomicClusterNode {
@@ -198,6 +199,7 @@ impl AtomicClusterNode {
             departed: Vec::new(),
             left: HashMap::new(),
             recheck: Vec::new(),
+            counters: Default::default(),
         }
     }
 
@@ -255,6 +257,7 @@ impl AtomicClusterNode {
         match error {
             AtomicStoreError::LeaseLost => self.lease_lost(),
             AtomicStoreError::Unavailable(why) if self.unavailable_since.is_none() => {
+                self.counters.store_unavailable += 1;
                 self.unavailable_since = Some(now);
                 self.outputs
                     .push(AtomicClusterOutput::StoreUnavailable(why));
@@ -272,6 +275,7 @@ impl AtomicClusterNode {
             return;
         }
         self.outputs.push(AtomicClusterOutput::LeaseLost);
+        self.counters.leases_lost += 1;
         let coordinated = std::mem::take(&mut self.coordinated);
         for (match_id, m) in coordinated {
             self.abandon(match_id, &m);

@@ -118,6 +118,7 @@ impl AtomicClusterNode {
         };
         for dead in store.dead_nodes()? {
             let reaped = store.reap(&lease, &dead)?;
+            self.counters.reaped += 1;
             for (player, home) in reaped.requeued {
                 self.deliver(&home, AtomicClusterMessage::Reaped { player }, inbox);
             }
