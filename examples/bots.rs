@@ -25,7 +25,8 @@
 //! `summary`; a bot whose connection never opens (wrong key, no server) prints an `error`
 //! saying so. On the server's closing notice (a `server_closing` line) or a lost
 //! connection, a bot reconnects with backoff to the next address of `--server` (a
-//! `reconnect` line once it is back) and queues again, until `--duration` ends. A bot's
+//! `reconnect` line once it is back) and queues again, until `--duration` ends. Bot i
+//! starts on address i mod N, so bots spread across the nodes of a cluster. A bot's
 //! lines are stamped with the Unix time in milliseconds (`at_ms`). A `match_cancelled`
 //! line says whether the bot's own process kept up (`kept_up`: no gap over 250 ms between
 //! two of its checks in the 3 s before): if not, the server saw the bots' lag, not its own.
@@ -64,8 +65,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(12);
 #[derive(Parser)]
 #[command(name = "bots", args_override_self = true)]
 struct Args {
-    /// The matchmaking servers' UDP addresses, comma-separated: each token lists them all,
-    /// and a bot reconnects to the next one when its server closes or is lost
+    /// The matchmaking servers' UDP addresses, comma-separated: bot i starts on address
+    /// i mod N (bots spread across the nodes of a cluster), its token lists them all, and
+    /// it reconnects to the next one when its server closes or is lost
     #[arg(
         long,
         value_name = "ADDR[,ADDR...]",
@@ -332,7 +334,12 @@ fn run_share(thread: usize, bots: Vec<Bot>, run: &Run) -> Share {
         .into_iter()
         .map(|bot| {
             let i = bot.index;
-            bot_app_to(&run.servers, bot, &run.identity).unwrap_or_else(|e| {
+            // bots spread across the servers (nodes of a cluster), each trying the
+            // others in turn after its own
+            let mut servers = run.servers.clone();
+            let first = i % servers.len();
+            servers.rotate_left(first);
+            bot_app_to(&servers, bot, &run.identity).unwrap_or_else(|e| {
                 eprintln!("bots: bot {i} cannot connect: {e}");
                 std::process::exit(1);
             })

@@ -485,16 +485,12 @@ fn brain(
         return;
     }
     cancelled.read().for_each(|c| bot.record_cancelled(c, now));
-    for e in errors.read() {
-        if e.kind == AtomicErrorKind::Connection && std::mem::take(&mut bot.conn.closed_by_us) {
-            continue; // we closed it ourselves, after the server's closing notice
-        }
-        bot.say(
-            json!({"event": "error", "bot": bot.index, "player": bot.player, "kind": format!("{:?}", e.kind), "message": e.message}),
-        );
-        bot.errors += 1;
-    }
+    errors.read().for_each(|e| bot.record_error(e, now));
     let state = *state.get();
+    if state == AtomicClientState::Idle && bot.leave_lobby_at.take().is_some() && bot.rematch {
+        // the server took us out of the lobby (a cluster node lost its lease): queue again
+        bot.rejoin_at = Some(now + Duration::from_millis(bot.rng.u64(100..800)));
+    }
     if bot.leave_lobby_at.is_some_and(|t| now >= t) && state == AtomicClientState::Matched {
         bot.leave_lobby_at = None;
         leave_lobby.write(AtomicLeaveLobby);
@@ -631,6 +627,20 @@ impl Bot {
         self.joined_at = None;
         // "play" for a moment, then leave the lobby
         self.leave_lobby_at = Some(now + Duration::from_millis(self.rng.u64(300..1500)));
+    }
+
+    fn record_error(&mut self, e: &AtomicClientError, now: Duration) {
+        if e.kind == AtomicErrorKind::Connection && std::mem::take(&mut self.conn.closed_by_us) {
+            return; // we closed it ourselves, after the server's closing notice
+        }
+        self.say(
+            json!({"event": "error", "bot": self.index, "player": self.player, "kind": format!("{:?}", e.kind), "message": e.message}),
+        );
+        self.errors += 1;
+        // "try again shortly": a cluster's store is unreachable for a moment
+        if e.kind == AtomicErrorKind::StoreUnavailable && self.rematch {
+            self.rejoin_at = Some(now + Duration::from_millis(self.rng.u64(300..1500)));
+        }
     }
 
     fn record_cancelled(&mut self, c: &AtomicMatchCancelled, now: Duration) {

@@ -119,6 +119,30 @@ pub struct Args {
         value_name = "ADDR"
     )]
     metrics: Option<SocketAddr>,
+    /// Join a cluster of servers on this Redis (redis://HOST:PORT): one logical queue
+    /// across every node, each match committed atomically across nodes; needs --node-id
+    #[arg(
+        long,
+        help_heading = "Cluster (every node on one Redis)",
+        value_name = "URL"
+    )]
+    redis: Option<String>,
+    /// This node's name in the cluster, unique among live nodes (letters, digits, - _ .)
+    #[arg(
+        long,
+        help_heading = "Cluster (every node on one Redis)",
+        value_name = "NAME"
+    )]
+    node_id: Option<String>,
+    /// The key prefix of the cluster's records in Redis (every node of one cluster uses the
+    /// same one)
+    #[arg(
+        long,
+        help_heading = "Cluster (every node on one Redis)",
+        value_name = "PREFIX",
+        default_value = "matchmaking"
+    )]
+    redis_prefix: String,
     /// How log lines on stderr look (RUST_LOG sets which are written; default info)
     #[arg(long, help_heading = "Drain, stats, health and logs", value_name = "FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -189,6 +213,11 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
     pub log_format: LogFormat,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    pub redis_prefix: String,
     pub matchmaking: MatchmakingConfig,
 }
 
@@ -232,6 +261,9 @@ impl Default for Config {
             stats_every: Seconds(Duration::from_secs(5)),
             metrics: None,
             log_format: LogFormat::Text,
+            redis: None,
+            node_id: None,
+            redis_prefix: "matchmaking".into(),
             matchmaking: MatchmakingConfig::from(&defaults()),
         }
     }
@@ -356,6 +388,9 @@ fn apply_flags(config: &mut Config, args: &Args, matches: &ArgMatches) {
         "stats_every" => config.stats_every, args.stats_every;
         "metrics" => config.metrics, args.metrics;
         "log_format" => config.log_format, args.log_format;
+        "redis" => config.redis, args.redis;
+        "node_id" => config.node_id, args.node_id;
+        "redis_prefix" => config.redis_prefix, args.redis_prefix;
         "players_per_match" => mm.players_per_match, args.players_per_match;
         "queue_capacity" => mm.queue_capacity, args.queue_capacity;
         "max_categories" => mm.max_categories, args.max_categories;
@@ -402,6 +437,7 @@ fn check(config: &Config) -> Result<(), Vec<String>> {
             config.addr.port()
         ));
     }
+    check_cluster(config, &mut problems);
     for public in &config.public_addrs {
         if public.ip().is_unspecified() || public.port() == 0 {
             problems.push(format!(
@@ -424,6 +460,42 @@ fn check(config: &Config) -> Result<(), Vec<String>> {
     match problems.is_empty() {
         true => Ok(()),
         false => Err(problems),
+    }
+}
+
+/// A cluster node needs a name; a name or a prefix without Redis means nothing.
+fn check_cluster(config: &Config, problems: &mut Vec<String>) {
+    let name_ok = |name: &str| {
+        (1..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match (&config.redis, &config.node_id) {
+        (Some(url), _) if !url.starts_with("redis://") => problems.push(format!(
+            "--redis (redis) {url:?} is not a redis://HOST:PORT URL"
+        )),
+        (Some(_), None) => problems.push(
+            "--redis needs --node-id NAME (node_id): each node of a cluster has its own name"
+                .into(),
+        ),
+        (None, Some(_)) => {
+            problems.push("--node-id (node_id) names a cluster node: give --redis URL too".into())
+        }
+        _ => {}
+    }
+    if let Some(name) = &config.node_id
+        && !name_ok(name)
+    {
+        problems.push(format!(
+            "--node-id (node_id) {name:?} must be 1 to 64 letters, digits, - _ or ."
+        ));
+    }
+    if !name_ok(&config.redis_prefix) {
+        problems.push(format!(
+            "--redis-prefix (redis_prefix) {:?} must be 1 to 64 letters, digits, - _ or .",
+            config.redis_prefix
+        ));
     }
 }
 

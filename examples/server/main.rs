@@ -18,10 +18,14 @@
 //! (`RUST_LOG`, `--log-format`): the summary every `--stats-every` at info, each commit and
 //! rollback at debug (target `server`), refused connections at most once a second at warn.
 //!
+//! With `--redis URL --node-id NAME` the server is one node of a cluster on that Redis
+//! (`cluster.rs`): same clients, same flags, one logical queue across every node.
+//!
 //! Files: `config.rs` (flags, config file, checks), `stats.rs` (numbers, JSON, the state
 //! shared with the HTTP thread), `http.rs` (`--metrics`), `logging.rs` (the subscriber and
-//! the refusal tap).
+//! the refusal tap), `cluster.rs` (cluster mode).
 
+mod cluster;
 mod config;
 mod http;
 mod logging;
@@ -116,7 +120,11 @@ fn main() {
     let signals = Arc::new(AtomicUsize::new(0));
     install_signal_handler(signals.clone());
 
-    let mut app = build_app(&config);
+    let cluster = config.redis.is_some();
+    let mut app = match cluster {
+        true => cluster::build_app(&config),
+        false => build_app(&config),
+    };
     let addr = match identity.insert_server(
         &mut app,
         config.addr,
@@ -135,11 +143,24 @@ fn main() {
         .heartbeat_ms
         .store(shared.now_ms(), Ordering::Relaxed);
     let http = metrics.map_or(String::new(), |a| format!("; HTTP on {a}"));
+    let node = match (&config.node_id, &config.redis) {
+        (Some(name), Some(url)) => format!("; cluster node {name} on {url}"),
+        _ => String::new(),
+    };
     println!(
-        "server: listening on {addr} ({} players per match; {}{http})",
+        "server: listening on {addr} ({} players per match; {}{http}{node})",
         config.matchmaking.players_per_match,
         identity.describe((!config.insecure).then_some(config.key_file.as_path()))
     );
+    if cluster {
+        app.insert_resource(cluster::ClusterRun::new(config, shared, signals));
+        let code = app.run();
+        drop(app); // the node gives its lease up
+        if let AppExit::Error(code) = code {
+            std::process::exit(i32::from(code.get()));
+        }
+        return;
+    }
     app.insert_resource(ServerRun {
         config,
         shared,

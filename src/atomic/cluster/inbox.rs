@@ -18,13 +18,19 @@ const MAX_LEN: usize = 100_000;
 /// Largest encoded message a take decodes, in bytes.
 const MAX_MESSAGE_BYTES: usize = 65_536;
 
+/// Seconds a stream lives after its last post: far longer than a live node goes without
+/// reading it (it reads every few milliseconds, and a node stalled that long has lost its
+/// lease), so only a dead node's inbox expires.
+const STREAM_TTL_S: u64 = 60;
+
 /// The stream field holding the encoded message.
 const FIELD: &str = "m";
 
 /// The nodes' inboxes on one Redis: node `N`'s inbox is the stream `PREFIX:inbox:N`,
 /// written with `XADD` (capped at about 100 000 entries) and read by `N` alone through the
 /// consumer group `g` (consumer name `N`). What a take reads is acknowledged and deleted,
-/// so a stream holds only what its node has not read yet.
+/// so a stream holds only what its node has not read yet; a stream nobody posts to for a
+/// minute expires (the inbox of a node that died).
 ///
 /// Every node connects its own `AtomicRedisInbox` to the same Redis, under the same prefix
 /// as its [`AtomicRedisStore`](super::AtomicRedisStore). Blocking, like the store: call it
@@ -38,7 +44,7 @@ const FIELD: &str = "m";
 /// since the restart is skipped) on the next take. An entry that does not decode is
 /// skipped, deleted and counted ([`AtomicRedisInbox::undecodable`]).
 ///
-/// Round trips: a post is one (`XADD`); a take that finds nothing is one (`XREADGROUP`), a
+/// Round trips: a post is one (`XADD` and `EXPIRE` in one pipeline); a take that finds nothing is one (`XREADGROUP`), a
 /// take that finds messages two (`XREADGROUP`, then `XACK` and `XDEL` in one pipeline). The
 /// first take of a node, and the first after an error, first reads the node's pending
 /// entries (one more); a take that finds the group gone recreates it (two more).
@@ -376,10 +382,25 @@ impl AtomicClusterInbox for AtomicRedisInbox {
             return Err(format!("inbox post: a message of {} bytes", bytes.len()));
         }
         let key = self.key(node);
-        let mut cmd = ::redis::cmd("XADD");
-        cmd.arg(&key).arg("MAXLEN").arg("~").arg(MAX_LEN);
-        cmd.arg("*").arg(FIELD).arg(bytes);
-        self.query::<String>(&cmd, "post").map(drop)
+        // with the entry, the stream's time to live: the inbox of a node that died (and
+        // that a survivor already closed) goes by itself once nobody posts to it
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(MAX_LEN);
+        pipe.arg("*").arg(FIELD).arg(bytes).ignore();
+        pipe.cmd("EXPIRE").arg(&key).arg(STREAM_TTL_S).ignore();
+        self.calls += 1;
+        self.connect()?;
+        let connection = self.connection.as_mut().expect("connected above");
+        let posted: Result<(), _> = pipe.query(connection);
+        posted.map_err(|e| self.failed(e, "post"))
+    }
+
+    fn close(&mut self, node: &str) -> Result<(), String> {
+        self.clear(node)
     }
 
     fn take(&mut self, node: &str, max: usize) -> Result<Vec<AtomicClusterMessage>, String> {

@@ -24,7 +24,10 @@ mod store;
 
 #[cfg(feature = "redis")]
 pub use inbox::AtomicRedisInbox;
-pub use plugin::{AtomicClusterServer, AtomicClusterServerPlugin, AtomicClusterServerSystems};
+pub use plugin::{
+    AtomicClusterMatchOutcome, AtomicClusterServer, AtomicClusterServerPlugin,
+    AtomicClusterServerSystems,
+};
 pub use runner::{AtomicClusterBackend, AtomicClusterOpen, AtomicClusterParts};
 #[cfg(feature = "redis")]
 pub use store::AtomicRedisStore;

@@ -13,7 +13,8 @@ use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent};
 
 use crate::atomic::AtomicChannel;
 use crate::atomic::core::cluster::{
-    AtomicClusterCommand, AtomicClusterCounters, AtomicClusterOutput, AtomicClusterSettings,
+    AtomicClusterCommand, AtomicClusterCounters, AtomicClusterOutcome, AtomicClusterOutput,
+    AtomicClusterSettings,
 };
 use crate::atomic::core::protocol::{
     ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind, AtomicServerMessage,
@@ -76,6 +77,11 @@ pub struct AtomicClusterServer {
     pub connected: usize,
 }
 
+/// A match this node coordinated was decided (written in `Update`, in
+/// [`AtomicClusterServerSystems::Relay`]): committed, or rolled back and why.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct AtomicClusterMatchOutcome(pub AtomicClusterOutcome);
+
 #[derive(Resource, Default)]
 struct ClusterGate {
     gate: ConnectionGate,
@@ -99,6 +105,7 @@ impl Plugin for AtomicClusterServerPlugin {
                 gate: ConnectionGate::default(),
                 policy: self.gate.clamped(),
             })
+            .add_message::<AtomicClusterMatchOutcome>()
             .add_observer(on_server_event)
             .configure_sets(
                 PreUpdate,
@@ -233,6 +240,7 @@ fn relay_outputs(
     mut link: ServerLink<AtomicChannel>,
     mut runner: ResMut<Runner>,
     mut status: ResMut<AtomicClusterServer>,
+    mut outcomes: MessageWriter<AtomicClusterMatchOutcome>,
     time: Res<Time<Real>>,
 ) {
     for output in runner.take(time.elapsed()) {
@@ -251,6 +259,9 @@ fn relay_outputs(
             }
             AtomicClusterOutput::StoreUnavailable(why) => {
                 warn!("matchmaking cluster: store unreachable, joins refused: {why}");
+            }
+            AtomicClusterOutput::Outcome(outcome) => {
+                outcomes.write(AtomicClusterMatchOutcome(outcome));
             }
         }
     }

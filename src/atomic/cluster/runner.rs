@@ -202,6 +202,7 @@ impl Drop for Runner {
             Kind::Inline { node, parts } => {
                 let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
                 let _ = node.release(&mut parts.0);
+                let _ = parts.1.close(node.name());
             }
         }
     }
@@ -267,4 +268,5 @@ fn work(
         }
     }
     let _ = node.release(store.as_mut());
+    let _ = inbox.close(node.name());
 }

@@ -17,7 +17,7 @@ use crate::atomic::core::store::bridge::claim_fifo;
 use crate::atomic::core::store::{AtomicCommit, AtomicStore, AtomicStoreError, AtomicStoreTicket};
 use crate::shared::player::PlayerId;
 
-use super::node::{AtomicClusterNode, AtomicLocalSeat};
+use super::node::{AtomicClusterNode, AtomicClusterOutcome, AtomicClusterOutput, AtomicLocalSeat};
 use super::{AtomicClusterInbox, AtomicClusterMessage, AtomicClusterSeat};
 
 /// Draws of a lobby id and code before the match is called off.
@@ -278,6 +278,15 @@ impl AtomicClusterNode {
                 host: i == 0,
             })
             .collect();
+        let decided = AtomicClusterOutcome {
+            match_id,
+            category: m.category.clone(),
+            status: outcome.status.clone(),
+            lobby_code: Some(lobby_code.clone()),
+            players: players.iter().map(|p| p.player).collect(),
+            requeued: Vec::new(),
+        };
+        self.outputs.push(AtomicClusterOutput::Outcome(decided));
         let found = AtomicServerMessage::MatchFound {
             match_id,
             lobby_id,
@@ -301,6 +310,15 @@ impl AtomicClusterNode {
         let Some(category) = self.coordinated.get(&match_id).map(|m| m.category.clone()) else {
             return;
         };
+        let decided = AtomicClusterOutcome {
+            match_id,
+            category: category.clone(),
+            status: outcome.status.clone(),
+            lobby_code: None,
+            players: outcome.players.iter().map(|r| r.player).collect(),
+            requeued: requeued.to_vec(),
+        };
+        self.outputs.push(AtomicClusterOutput::Outcome(decided));
         let max_latency = self.settings.timings.max_latency;
         for report in &outcome.players {
             let back = requeued.contains(&report.player);

@@ -33,7 +33,10 @@ use crate::atomic::core::protocol::AtomicServerMessage;
 use crate::shared::player::PlayerId;
 
 pub use command::{AtomicClusterCommand, AtomicClusterCounters};
-pub use node::{AtomicClusterNode, AtomicClusterOutput, AtomicClusterSettings, AtomicLocalSeat};
+pub use node::{
+    AtomicClusterNode, AtomicClusterOutcome, AtomicClusterOutput, AtomicClusterSettings,
+    AtomicLocalSeat,
+};
 
 /// What a player's seat becomes when its home forwards a coordinator's message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +115,13 @@ pub trait AtomicClusterInbox {
     fn post(&mut self, node: &str, message: &AtomicClusterMessage) -> Result<(), String>;
     /// Takes up to `max` messages from `node`'s inbox, oldest first.
     fn take(&mut self, node: &str, max: usize) -> Result<Vec<AtomicClusterMessage>, String>;
+
+    /// `node` has gone for good (it gave its lease up): its inbox and what is unread in
+    /// it are dropped. Nothing by default.
+    fn close(&mut self, node: &str) -> Result<(), String> {
+        let _ = node;
+        Ok(())
+    }
 }
 
 /// Inboxes in memory, for nodes in one process (tests and the simulation). Like a Redis
@@ -187,5 +197,10 @@ impl AtomicClusterInbox for AtomicMemoryInbox {
         };
         let n = max.min(inbox.len());
         Ok(inbox.drain(..n).collect())
+    }
+
+    fn close(&mut self, node: &str) -> Result<(), String> {
+        self.clear(node);
+        Ok(())
     }
 }

@@ -91,6 +91,25 @@ pub enum AtomicClusterOutput {
     LeaseLost,
     /// The store cannot be reached (once per outage).
     StoreUnavailable(String),
+    /// A match this node coordinated was decided at the store's commit point.
+    Outcome(AtomicClusterOutcome),
+}
+
+/// How a match a node coordinated ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtomicClusterOutcome {
+    /// The match.
+    pub match_id: u64,
+    /// Its category.
+    pub category: String,
+    /// `Committed`, or why it rolled back.
+    pub status: crate::atomic::core::commit::AtomicMatchStatus,
+    /// Its lobby's code, when it committed.
+    pub lobby_code: Option<String>,
+    /// Its players, in match order.
+    pub players: Vec<PlayerId>,
+    /// The players put back in front (a rollback).
+    pub requeued: Vec<PlayerId>,
 }
 
 #[derive(Debug, Clone)]

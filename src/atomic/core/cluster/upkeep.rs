@@ -119,6 +119,8 @@ impl AtomicClusterNode {
         for dead in store.dead_nodes()? {
             let reaped = store.reap(&lease, &dead)?;
             self.counters.reaped += 1;
+            // what the dead node left unread in its inbox is for nobody now
+            let _ = inbox.close(&dead);
             for (player, home) in reaped.requeued {
                 self.deliver(&home, AtomicClusterMessage::Reaped { player }, inbox);
             }
