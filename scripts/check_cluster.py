@@ -179,6 +179,15 @@ if len(committed) == 0:
     errors.append("no match committed")
 
 per_node = {n: sum(1 for c in committed.values() if c[3] == n) for n in nodes}
+# Redis round trips per committed match, over the nodes that lived to the end (their last
+# stats are final); joins, claims, commit points, reconciliation and the inboxes included
+alive = [n for n in nodes if n != killed and n in stats]
+trips = sum(stats[n].get("store_round_trips", 0) + stats[n].get("inbox_round_trips", 0) for n in alive)
+done = sum(stats[n].get("matches_committed", 0) for n in alive)
+if done:
+    store_trips = sum(stats[n].get("store_round_trips", 0) for n in alive)
+    print(f"cluster test: Redis round trips per committed match: {trips / done:.1f} "
+          f"({store_trips / done:.1f} store scripts, {(trips - store_trips) / done:.1f} inbox)")
 print(f"cluster test: {len(committed)} matches committed {per_node}, rolled back {dict(rolled_back)}")
 print(f"cluster test: node stats { {n: {k: s.get(k) for k in ('matches_committed', 'leases_lost', 'nodes_reaped')} for n, s in stats.items()} }")
 print(f"cluster test: bots summary {json.dumps(summary)}")

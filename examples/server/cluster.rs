@@ -107,6 +107,8 @@ fn stats_json(
         "leases_lost": c.leases_lost,
         "nodes_reaped": c.reaped,
         "store_unavailable": c.store_unavailable,
+        "store_round_trips": c.store_round_trips,
+        "inbox_round_trips": c.inbox_round_trips,
         "refused_connections": run.shared.refusals(),
     })
 }

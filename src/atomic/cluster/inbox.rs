@@ -403,6 +403,10 @@ impl AtomicClusterInbox for AtomicRedisInbox {
         self.clear(node)
     }
 
+    fn round_trips(&self) -> u64 {
+        self.calls
+    }
+
     fn take(&mut self, node: &str, max: usize) -> Result<Vec<AtomicClusterMessage>, String> {
         if max == 0 {
             return Ok(Vec::new());

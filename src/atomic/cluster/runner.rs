@@ -258,7 +258,9 @@ fn work(
         }
         if now >= next_report {
             next_report = now + REPORT_EVERY;
-            let counters = node.counters().clone();
+            let mut counters = node.counters().clone();
+            counters.store_round_trips = store.round_trips();
+            counters.inbox_round_trips = inbox.round_trips();
             let _ = reports.send(Report::Counters(counters, node.store_reachable()));
         }
         for output in node.take_outputs() {

@@ -495,6 +495,10 @@ impl AtomicStore for AtomicRedisStore {
         }
     }
 
+    fn round_trips(&self) -> u64 {
+        self.calls
+    }
+
     fn match_floor(&mut self) -> Result<u64, AtomicStoreError> {
         let reply = self.run(|s| &s.read, &["floor", "0"])?;
         match reply.as_slice() {

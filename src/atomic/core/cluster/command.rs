@@ -48,6 +48,10 @@ pub struct AtomicClusterCounters {
     pub reaped: u64,
     /// Store calls that failed as unreachable.
     pub store_unavailable: u64,
+    /// Round trips to the store so far (filled in by whoever runs the node: 0 in memory).
+    pub store_round_trips: u64,
+    /// Round trips to the inboxes so far (likewise).
+    pub inbox_round_trips: u64,
 }
 
 impl AtomicClusterNode {

@@ -116,6 +116,11 @@ pub trait AtomicClusterInbox {
     /// Takes up to `max` messages from `node`'s inbox, oldest first.
     fn take(&mut self, node: &str, max: usize) -> Result<Vec<AtomicClusterMessage>, String>;
 
+    /// Round trips to the inbox's store so far (0 in memory).
+    fn round_trips(&self) -> u64 {
+        0
+    }
+
     /// `node` has gone for good (it gave its lease up): its inbox and what is unread in
     /// it are dropped. Nothing by default.
     fn close(&mut self, node: &str) -> Result<(), String> {

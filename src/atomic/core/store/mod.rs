@@ -359,6 +359,12 @@ pub trait AtomicStore {
     /// lease tells its players' messages of matches of its last lease from new ones by it.
     fn match_floor(&mut self) -> Result<u64, AtomicStoreError>;
 
+    /// Round trips to the store so far, for the figures of commands per match (0 for a
+    /// store in memory).
+    fn round_trips(&self) -> u64 {
+        0
+    }
+
     /// How many records of matchmaking the store holds: tickets, player records,
     /// matches, lobbies and codes (node leases and counters not counted). Zero once
     /// every player has gone.
