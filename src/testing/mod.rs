@@ -12,6 +12,7 @@
 //!   nodes against one store;
 //! - [`cluster_sim`]: a cluster of nodes on one store with simulated players and faults,
 //!   its guarantees checked at every step;
+//! - [`partitioned_store`]: a store a test can cut a node off from;
 //! - `redis_server` (feature `redis`): a throwaway `redis-server` for tests;
 //! - [`negotiated`]: [`NegotiatedTestHarness`](negotiated::NegotiatedTestHarness) and the
 //!   client clock skew (feature `negotiated`).
@@ -23,6 +24,7 @@ pub mod harness;
 pub mod local_link;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
+pub mod partitioned_store;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod store_suite;

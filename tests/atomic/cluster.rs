@@ -237,3 +237,206 @@ mod scenarios {
         ));
     }
 }
+
+mod partition {
+    //! A node cut off from its store for longer than its lease, then reconnected.
+
+    use std::time::Duration;
+
+    use bevy_atomic_matchmaking::atomic::core::cluster::{
+        AtomicClusterNode, AtomicClusterOutput, AtomicClusterSettings, AtomicLocalSeat,
+        AtomicMemoryInbox,
+    };
+    use bevy_atomic_matchmaking::atomic::core::protocol::{AtomicErrorKind, AtomicServerMessage};
+    use bevy_atomic_matchmaking::atomic::core::store::{AtomicMemoryStore, AtomicStore};
+    use bevy_atomic_matchmaking::testing::partitioned_store::AtomicPartitionedStore;
+
+    const STEP: Duration = Duration::from_millis(20);
+
+    struct One {
+        store: AtomicPartitionedStore<AtomicMemoryStore>,
+        inbox: AtomicMemoryInbox,
+        node: AtomicClusterNode,
+        now: Duration,
+        /// Every output so far.
+        seen: Vec<AtomicClusterOutput>,
+    }
+
+    impl One {
+        fn new(group_size: usize) -> Self {
+            let mut settings = AtomicClusterSettings::new("a");
+            settings.group_size = group_size;
+            let mut one = Self {
+                store: AtomicPartitionedStore::new(AtomicMemoryStore::new()),
+                inbox: AtomicMemoryInbox::new(),
+                node: AtomicClusterNode::new(settings, 3),
+                now: Duration::ZERO,
+                seen: Vec::new(),
+            };
+            one.run(STEP);
+            one
+        }
+
+        fn join(&mut self, player: u64) {
+            let (store, inbox, now) = (&mut self.store, &mut self.inbox, self.now);
+            self.node.connect(player, store, inbox, now);
+            self.node.join(player, "duel", store, now);
+            self.take();
+        }
+
+        /// Runs for `length`; players answer every ping and proposal at once.
+        fn run(&mut self, length: Duration) {
+            let end = self.now + length;
+            while self.now < end {
+                self.now += STEP;
+                self.store.inner.set_clock(self.now);
+                let (store, inbox) = (&mut self.store, &mut self.inbox);
+                self.node.poll(self.now, store, inbox);
+                self.take();
+            }
+        }
+
+        fn take(&mut self) {
+            for output in self.node.take_outputs() {
+                if let AtomicClusterOutput::ToPlayer(player, message) = &output {
+                    let (store, inbox, now) = (&mut self.store, &mut self.inbox, self.now);
+                    match message {
+                        AtomicServerMessage::Ping { nonce } => {
+                            self.node.pong(*player, *nonce, now, inbox)
+                        }
+                        AtomicServerMessage::MatchProposed { match_id, .. } => {
+                            self.node.acknowledge(*player, *match_id, inbox)
+                        }
+                        _ => {}
+                    }
+                    let _ = store;
+                }
+                self.seen.push(output);
+            }
+        }
+
+        fn told(&self, player: u64) -> Vec<&AtomicServerMessage> {
+            self.seen
+                .iter()
+                .filter_map(|o| match o {
+                    AtomicClusterOutput::ToPlayer(p, m) if *p == player => Some(m),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn since(&mut self, player: u64) -> u64 {
+            self.store
+                .inner
+                .player(player)
+                .unwrap()
+                .unwrap()
+                .enqueued_at_us
+        }
+    }
+
+    #[test]
+    fn a_cut_off_node_refuses_joins_then_queues_its_players_again_with_their_seniority() {
+        let mut one = One::new(3);
+        one.join(1);
+        one.join(2);
+        let (since1, since2) = (one.since(1), one.since(2));
+        one.store.down = true;
+        one.join(3);
+        let refused = one.told(3);
+        assert!(
+            matches!(
+                refused.last(),
+                Some(AtomicServerMessage::Error {
+                    kind: AtomicErrorKind::StoreUnavailable,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        // longer than the lease: the node takes it for lost
+        one.run(Duration::from_secs(5));
+        assert!(
+            one.seen
+                .iter()
+                .any(|o| matches!(o, AtomicClusterOutput::StoreUnavailable(_)))
+        );
+        assert!(
+            one.seen
+                .iter()
+                .any(|o| matches!(o, AtomicClusterOutput::LeaseLost))
+        );
+        assert!(one.node.lease().is_none());
+        one.store.down = false;
+        one.run(Duration::from_millis(200));
+        assert!(
+            one.node.lease().is_some(),
+            "a new lease once the store is back"
+        );
+        // its waiting players are queued again from its own memory, with their seniority
+        assert_eq!(one.since(1), since1);
+        assert_eq!(one.since(2), since2);
+        assert!(matches!(
+            one.node.seat(1),
+            Some(AtomicLocalSeat::Queued { .. })
+        ));
+        // and the cluster goes on: the third player joins and the three are matched
+        one.join(3);
+        one.run(Duration::from_secs(2));
+        for p in 1..=3 {
+            assert!(
+                one.told(p)
+                    .iter()
+                    .any(|m| matches!(m, AtomicServerMessage::MatchFound { .. })),
+                "player {p}: {:?}",
+                one.told(p)
+            );
+        }
+    }
+
+    #[test]
+    fn a_match_in_flight_when_the_store_goes_away_rolls_back_and_its_players_queue_again() {
+        let mut one = One::new(2);
+        one.join(1);
+        one.join(2);
+        let (since1, since2) = (one.since(1), one.since(2));
+        // the match is claimed and pinged, then the store goes away before its commit point
+        one.run(STEP);
+        assert!(
+            one.told(1)
+                .iter()
+                .any(|m| matches!(m, AtomicServerMessage::Ping { .. }))
+        );
+        one.store.down = true;
+        one.run(Duration::from_secs(5));
+        for p in [1, 2] {
+            let cancelled = one.told(p).into_iter().any(|m| {
+                matches!(
+                    m,
+                    AtomicServerMessage::MatchCancelled { requeued: true, .. }
+                )
+            });
+            assert!(
+                cancelled,
+                "player {p} told its match is off: {:?}",
+                one.told(p)
+            );
+        }
+        one.store.down = false;
+        one.run(Duration::from_millis(100));
+        // both queued again with their seniority, and matched again (the first match never
+        // reached its commit point, so any match found is a new one)
+        for (p, since) in [(1, since1), (2, since2)] {
+            let record = one.store.inner.player(p).unwrap().unwrap();
+            assert_eq!(record.enqueued_at_us, since, "player {p}");
+        }
+        one.run(Duration::from_secs(2));
+        for p in [1, 2] {
+            let found = one
+                .told(p)
+                .into_iter()
+                .any(|m| matches!(m, AtomicServerMessage::MatchFound { .. }));
+            assert!(found, "player {p} matched again: {:?}", one.told(p));
+        }
+    }
+}
