@@ -109,6 +109,10 @@ fn stats_json(
         "store_unavailable": c.store_unavailable,
         "store_round_trips": c.store_round_trips,
         "inbox_round_trips": c.inbox_round_trips,
+        "matches_forming": status.forming,
+        "cluster_live_nodes": status.cluster.as_ref().map(|c| c.live_nodes),
+        "cluster_matches_forming": status.cluster.as_ref().map(|c| c.matches_forming),
+        "cluster_queued_by_category": status.cluster.as_ref().map(|c| &c.queued_by_category),
         "refused_connections": run.shared.refusals(),
     })
 }

@@ -81,6 +81,7 @@ impl<S: AtomicStore> AtomicStore for AtomicPartitionedStore<S> {
         fn lobby(&mut self, lobby_id: u64) -> Option<AtomicStoreLobby>;
         fn match_floor(&mut self) -> u64;
         fn residue(&mut self) -> usize;
+        fn stats(&mut self) -> crate::atomic::core::store::AtomicStoreStats;
     }
 
     fn round_trips(&self) -> u64 {

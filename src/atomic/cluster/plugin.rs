@@ -19,7 +19,7 @@ use crate::atomic::core::cluster::{
 use crate::atomic::core::protocol::{
     ATOMIC_PROTOCOL_VERSION, AtomicClientMessage, AtomicErrorKind, AtomicServerMessage,
 };
-use crate::atomic::core::store::AtomicNodeLease;
+use crate::atomic::core::store::{AtomicNodeLease, AtomicStoreStats};
 use crate::shared::conditions::server_exists;
 use crate::shared::connection_config::{MatchmakingConnectionConfig, channel_carried};
 use crate::shared::gate::{ConnectionGate, GateReply, GatedService, MatchmakingGatePolicy};
@@ -75,6 +75,10 @@ pub struct AtomicClusterServer {
     pub counters: AtomicClusterCounters,
     /// Connections open now.
     pub connected: usize,
+    /// Matches it coordinates now.
+    pub forming: usize,
+    /// The whole cluster, as the node last read it from the store (about once a second).
+    pub cluster: Option<AtomicStoreStats>,
 }
 
 /// A match this node coordinated was decided (written in `Update`, in
@@ -265,10 +269,15 @@ fn relay_outputs(
             }
         }
     }
-    if status.counters != runner.counters {
-        status.counters = runner.counters.clone();
+    let numbers = &runner.numbers;
+    if status.counters != numbers.counters {
+        status.counters = numbers.counters.clone();
     }
-    status.store_reachable = runner.reachable;
+    if status.cluster != numbers.cluster {
+        status.cluster = numbers.cluster.clone();
+    }
+    status.forming = numbers.forming;
+    status.store_reachable = numbers.reachable;
 }
 
 fn close_refused(

@@ -13,7 +13,7 @@ use crate::atomic::core::cluster::{
     AtomicClusterCommand, AtomicClusterCounters, AtomicClusterInbox, AtomicClusterNode,
     AtomicClusterOutput, AtomicClusterSettings, AtomicMemoryInbox,
 };
-use crate::atomic::core::store::{AtomicMemoryStore, AtomicStore};
+use crate::atomic::core::store::{AtomicMemoryStore, AtomicStore, AtomicStoreStats};
 
 /// A node's store and inbox.
 pub type AtomicClusterParts = (
@@ -73,10 +73,32 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a node on its own thread reports its counters.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
 
+/// A node's numbers, as the plugin shows them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Snapshot {
+    pub(super) counters: AtomicClusterCounters,
+    pub(super) reachable: bool,
+    /// Matches it coordinates now.
+    pub(super) forming: usize,
+    /// The whole cluster, as the node last read it.
+    pub(super) cluster: Option<AtomicStoreStats>,
+}
+
+impl Snapshot {
+    fn of(node: &AtomicClusterNode) -> Self {
+        Self {
+            counters: node.counters().clone(),
+            reachable: node.store_reachable(),
+            forming: node.forming(),
+            cluster: node.cluster().cloned(),
+        }
+    }
+}
+
 /// What a node on its own thread sends back.
 enum Report {
     Output(AtomicClusterOutput),
-    Counters(AtomicClusterCounters, bool),
+    Numbers(Box<Snapshot>),
     OpenFailed(String),
 }
 
@@ -97,10 +119,8 @@ enum Kind {
 #[derive(Resource)]
 pub(super) struct Runner {
     kind: Kind,
-    /// Its counters, as last reported.
-    pub(super) counters: AtomicClusterCounters,
-    /// Whether its store was reachable, as last reported.
-    pub(super) reachable: bool,
+    /// Its numbers, as last reported.
+    pub(super) numbers: Snapshot,
 }
 
 impl Runner {
@@ -131,8 +151,10 @@ impl Runner {
         };
         Self {
             kind,
-            counters: AtomicClusterCounters::default(),
-            reachable: true,
+            numbers: Snapshot {
+                reachable: true,
+                ..Snapshot::default()
+            },
         }
     }
 
@@ -162,12 +184,9 @@ impl Runner {
                 while let Ok(report) = reports.try_recv() {
                     match report {
                         Report::Output(output) => outputs.push(output),
-                        Report::Counters(counters, reachable) => {
-                            self.counters = counters;
-                            self.reachable = reachable;
-                        }
+                        Report::Numbers(numbers) => self.numbers = *numbers,
                         Report::OpenFailed(why) => {
-                            self.reachable = false;
+                            self.numbers.reachable = false;
                             warn!("matchmaking cluster: cannot open the store: {why}");
                         }
                     }
@@ -179,8 +198,7 @@ impl Runner {
                 let (store, inbox) = &mut *parts;
                 store.set_clock(now);
                 node.poll(now, store, inbox);
-                self.counters = node.counters().clone();
-                self.reachable = node.store_reachable();
+                self.numbers = Snapshot::of(node);
                 node.take_outputs()
             }
         }
@@ -258,10 +276,10 @@ fn work(
         }
         if now >= next_report {
             next_report = now + REPORT_EVERY;
-            let mut counters = node.counters().clone();
-            counters.store_round_trips = store.round_trips();
-            counters.inbox_round_trips = inbox.round_trips();
-            let _ = reports.send(Report::Counters(counters, node.store_reachable()));
+            let mut numbers = Snapshot::of(&node);
+            numbers.counters.store_round_trips = store.round_trips();
+            numbers.counters.inbox_round_trips = inbox.round_trips();
+            let _ = reports.send(Report::Numbers(Box::new(numbers)));
         }
         for output in node.take_outputs() {
             if reports.send(Report::Output(output)).is_err() {

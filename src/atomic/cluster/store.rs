@@ -8,7 +8,7 @@ use ::redis::{Client, Connection, Script};
 use crate::atomic::core::store::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
     AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer,
-    AtomicStoreSeat, AtomicStoreTicket,
+    AtomicStoreSeat, AtomicStoreStats, AtomicStoreTicket,
 };
 use crate::shared::player::PlayerId;
 
@@ -32,6 +32,7 @@ struct Scripts {
     reap: Script,
     read: Script,
     residue: Script,
+    stats: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -57,6 +58,7 @@ impl Scripts {
             reap: script(include_str!("lua/reap.lua")),
             read: script(include_str!("lua/read.lua")),
             residue: script(include_str!("lua/residue.lua")),
+            stats: script(include_str!("lua/stats.lua")),
         }
     }
 }
@@ -497,6 +499,25 @@ impl AtomicStore for AtomicRedisStore {
 
     fn round_trips(&self) -> u64 {
         self.calls
+    }
+
+    fn stats(&mut self) -> Result<AtomicStoreStats, AtomicStoreError> {
+        let reply = self.run(|s| &s.stats, &[])?;
+        let [live, forming, categories @ ..] = reply.as_slice() else {
+            return Err(corrupt("stats", &reply));
+        };
+        let mut queued_by_category = std::collections::BTreeMap::new();
+        for pair in categories.chunks(2) {
+            let [category, tickets] = pair else {
+                return Err(corrupt("stats", &reply));
+            };
+            queued_by_category.insert(category.clone(), number(tickets)? as usize);
+        }
+        Ok(AtomicStoreStats {
+            live_nodes: number(live)? as usize,
+            matches_forming: number(forming)? as usize,
+            queued_by_category,
+        })
     }
 
     fn match_floor(&mut self) -> Result<u64, AtomicStoreError> {

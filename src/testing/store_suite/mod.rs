@@ -40,7 +40,7 @@ const NO_LIMITS: AtomicStoreLimits = AtomicStoreLimits {
 
 /// Runs every case, each on a fresh store from `make`.
 pub fn run_all<S: AtomicStoreUnderTest>(mut make: impl FnMut() -> S) {
-    let cases: [(&str, fn(&mut S)); 12] = [
+    let cases: [(&str, fn(&mut S)); 13] = [
         (
             "join_is_idempotent_cluster_wide",
             join_is_idempotent_cluster_wide,
@@ -70,6 +70,10 @@ pub fn run_all<S: AtomicStoreUnderTest>(mut make: impl FnMut() -> S) {
         (
             "match_floor_is_below_new_claims",
             match_floor_is_below_new_claims,
+        ),
+        (
+            "stats_count_the_whole_cluster",
+            stats_count_the_whole_cluster,
         ),
     ];
     for (name, case) in cases {
@@ -424,4 +428,24 @@ fn match_floor_is_below_new_claims<S: AtomicStoreUnderTest>(store: &mut S) {
         floors.push(floor);
     }
     assert!(floors.windows(2).all(|w| w[0] < w[1]), "{floors:?}");
+}
+
+/// [`AtomicStore::stats`]: live nodes, matches forming and tickets by category, every node's.
+fn stats_count_the_whole_cluster<S: AtomicStoreUnderTest>(store: &mut S) {
+    let a = lease(store, "a", LONG_TTL);
+    let b = lease(store, "b", LONG_TTL);
+    join(store, &a, 1, "duel");
+    join(store, &b, 2, "duel");
+    join(store, &b, 3, "duel");
+    join(store, &a, 4, "ffa");
+    claimed(store, &b, "duel", &[1, 2]);
+    let stats = store.stats().expect("stats");
+    assert_eq!(stats.live_nodes, 2, "{stats:?}");
+    assert_eq!(stats.matches_forming, 1, "{stats:?}");
+    let queued: Vec<(&str, usize)> = stats
+        .queued_by_category
+        .iter()
+        .map(|(c, n)| (c.as_str(), *n))
+        .collect();
+    assert_eq!(queued, [("duel", 1), ("ffa", 1)], "{stats:?}");
 }

@@ -85,6 +85,16 @@ impl AtomicClusterNode {
         &self.counters
     }
 
+    /// The whole cluster's numbers, as last read from the store (about once a second).
+    pub fn cluster(&self) -> Option<&crate::atomic::core::store::AtomicStoreStats> {
+        self.cluster.as_ref()
+    }
+
+    /// Matches this node coordinates now (claimed, not decided yet).
+    pub fn forming(&self) -> usize {
+        self.coordinated.len()
+    }
+
     /// Whether the last store call reached the store.
     pub fn store_reachable(&self) -> bool {
         self.unavailable_since.is_none()

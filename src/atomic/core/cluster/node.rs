@@ -196,6 +196,9 @@ pub struct AtomicClusterNode {
     /// Players to check against the store at the next poll (a reaper re-queued them).
     pub(super) recheck: Vec<PlayerId>,
     pub(super) counters: super::AtomicClusterCounters,
+    /// The whole cluster, as last read from the store, and when to read it again.
+    pub(super) cluster: Option<crate::atomic::core::store::AtomicStoreStats>,
+    pub(super) cluster_at: Duration,
 }
 
 impl AtomicClusterNode {
@@ -219,6 +222,8 @@ impl AtomicClusterNode {
             left: HashMap::new(),
             recheck: Vec::new(),
             counters: Default::default(),
+            cluster: None,
+            cluster_at: Duration::ZERO,
         }
     }
 
@@ -630,6 +635,7 @@ impl AtomicClusterNode {
             Self::claim,
             Self::advance,
             Self::reconcile,
+            Self::read_cluster,
         ];
         for step in steps {
             if self.lease.is_none() {

@@ -14,6 +14,9 @@ use super::home::overtaken;
 use super::node::{AtomicClusterNode, AtomicClusterOutput, AtomicLocalSeat, Departure, queued};
 use super::{AtomicClusterInbox, AtomicClusterMessage};
 
+/// How often a node reads the whole cluster's numbers.
+const CLUSTER_EVERY: Duration = Duration::from_secs(1);
+
 impl AtomicClusterNode {
     /// Takes or renews the lease. While the store is unreachable for longer than the
     /// lease lives, the lease is taken for lost (a partition from the store).
@@ -124,6 +127,20 @@ impl AtomicClusterNode {
             for (player, home) in reaped.requeued {
                 self.deliver(&home, AtomicClusterMessage::Reaped { player }, inbox);
             }
+        }
+        Ok(())
+    }
+
+    /// Reads the whole cluster's numbers from the store about once a second.
+    pub(super) fn read_cluster(
+        &mut self,
+        now: Duration,
+        store: &mut dyn AtomicStore,
+        _inbox: &mut dyn AtomicClusterInbox,
+    ) -> Result<(), AtomicStoreError> {
+        if now >= self.cluster_at {
+            self.cluster_at = now + CLUSTER_EVERY;
+            self.cluster = Some(store.stats()?);
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use crate::shared::player::PlayerId;
 use super::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
     AtomicStoreJoin, AtomicStoreLimits, AtomicStoreLobby, AtomicStoreMatch, AtomicStorePlayer,
-    AtomicStoreSeat, AtomicStoreTicket,
+    AtomicStoreSeat, AtomicStoreStats, AtomicStoreTicket,
 };
 
 /// Where a ticket stands in its category: re-queued tickets (class 0) before joined ones
@@ -540,6 +540,21 @@ impl AtomicStore for AtomicMemoryStore {
 
     fn match_floor(&mut self) -> Result<u64, AtomicStoreError> {
         Ok(self.next_match)
+    }
+
+    fn stats(&mut self) -> Result<AtomicStoreStats, AtomicStoreError> {
+        let live_nodes = self.leases.keys().filter(|n| self.is_live(n)).count();
+        let queued_by_category = self
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(c, q)| (c.clone(), q.len()))
+            .collect();
+        Ok(AtomicStoreStats {
+            live_nodes,
+            matches_forming: self.matches.len(),
+            queued_by_category,
+        })
     }
 
     fn residue(&mut self) -> Result<usize, AtomicStoreError> {

@@ -202,6 +202,17 @@ pub struct AtomicStoreLobby {
     pub members: Vec<PlayerId>,
 }
 
+/// The whole cluster at a glance, as the store holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AtomicStoreStats {
+    /// Nodes holding a live lease.
+    pub live_nodes: usize,
+    /// Matches still forming, every node's.
+    pub matches_forming: usize,
+    /// Queued tickets by category.
+    pub queued_by_category: std::collections::BTreeMap<String, usize>,
+}
+
 /// What reaping a dead node changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AtomicReaped {
@@ -358,6 +369,9 @@ pub trait AtomicStore {
     /// empty: every match claimed after this call has a larger id. A node that takes a new
     /// lease tells its players' messages of matches of its last lease from new ones by it.
     fn match_floor(&mut self) -> Result<u64, AtomicStoreError>;
+
+    /// The whole cluster at a glance (a node reads it about once a second for its stats).
+    fn stats(&mut self) -> Result<AtomicStoreStats, AtomicStoreError>;
 
     /// Round trips to the store so far, for the figures of commands per match (0 for a
     /// store in memory).
