@@ -4,9 +4,9 @@
 //!
 //! It updates at `--tick-hz` (the node's messages come from its own thread, not from a
 //! datagram, so `--wake` does not apply). On SIGTERM, SIGINT or at `--run-for` it stops
-//! at once: the node gives its lease up, so its queued tickets go and the matches it
-//! coordinates roll back (their players on other nodes go back in front); its clients
-//! see the connection close and reconnect to another node. The stats (`--stats-json`,
+//! within 0.2 s: its clients are told the server is closing and to retry elsewhere (they
+//! reconnect to another node), and the node gives its lease up, so its queued tickets go
+//! and the matches it coordinates roll back (their players on other nodes go back in front). The stats (`--stats-json`,
 //! `/stats`, `/metrics`) are this node's share.
 
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use std::time::Duration;
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::atomic::cluster::{
-    AtomicClusterBackend, AtomicClusterMatchOutcome, AtomicClusterServer, AtomicClusterServerPlugin,
+    AtomicClusterBackend, AtomicClusterClose, AtomicClusterMatchOutcome, AtomicClusterServer,
+    AtomicClusterServerPlugin,
 };
 use bevy_atomic_matchmaking::atomic::core::cluster::AtomicClusterSettings;
 use bevy_atomic_matchmaking::atomic::core::store::AtomicStoreLimits;
@@ -36,6 +37,8 @@ pub struct ClusterRun {
     pub signals: Arc<AtomicUsize>,
     last_stats: Duration,
     last_snapshot: Duration,
+    /// When the node began closing (its clients told to retry elsewhere).
+    closing_since: Option<Duration>,
 }
 
 impl ClusterRun {
@@ -46,6 +49,7 @@ impl ClusterRun {
             signals,
             last_stats: Duration::ZERO,
             last_snapshot: Duration::ZERO,
+            closing_since: None,
         }
     }
 }
@@ -211,15 +215,26 @@ fn write_stats(status: &AtomicClusterServer, connected: usize, run: &ClusterRun,
     }
 }
 
-/// A signal, or `--run-for`, stops the node: final stats, then exit 0 (the plugin gives the
-/// lease up as the app goes away).
+/// How long a closing node waits for its closing notices to go out before it exits.
+const CLOSING: Duration = Duration::from_millis(200);
+
+/// A signal, or `--run-for`, stops the node: its clients are told to retry elsewhere and
+/// disconnected, then the final stats, then exit 0 (the plugin gives the lease up as the app
+/// goes away).
 fn stop(
     time: Res<Time<Real>>,
     status: Res<AtomicClusterServer>,
     renet: Option<Res<RenetServer>>,
-    run: Res<ClusterRun>,
+    mut run: ResMut<ClusterRun>,
+    mut close: MessageWriter<AtomicClusterClose>,
     mut exit: MessageWriter<AppExit>,
 ) {
+    if let Some(since) = run.closing_since {
+        if time.elapsed().saturating_sub(since) >= CLOSING {
+            exit.write(AppExit::Success);
+        }
+        return;
+    }
     let why = if run.signals.load(Ordering::SeqCst) > 0 {
         "a signal (SIGTERM or SIGINT)".to_string()
     } else if let Some(run_for) = run.config.run_for.filter(|d| time.elapsed() >= d.0) {
@@ -231,9 +246,11 @@ fn stop(
     write_stats(&status, connected, &run, time.elapsed());
     let json = stats_json(&status, connected, &run, time.elapsed());
     println!(
-        "server: node {} stopping after {why}: its lease is given up (its queued tickets go, \
-         matches it coordinates roll back); final stats {json}",
+        "server: node {} stopping after {why}: its clients are told to retry elsewhere and its \
+         lease is given up (its queued tickets go, matches it coordinates roll back); final \
+         stats {json}",
         status.node
     );
-    exit.write(AppExit::Success);
+    close.write(AtomicClusterClose);
+    run.closing_since = Some(time.elapsed());
 }

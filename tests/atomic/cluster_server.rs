@@ -98,3 +98,29 @@ fn a_node_that_shuts_down_leaves_nothing_in_the_store() {
     drop(a);
     assert_eq!(shared.lock().unwrap().0.residue().unwrap(), 0);
 }
+
+#[test]
+fn a_closing_node_tells_its_clients_to_retry_elsewhere_and_closes_their_connections() {
+    use bevy_atomic_matchmaking::atomic::client::AtomicServerClosing;
+    use bevy_atomic_matchmaking::atomic::cluster::AtomicClusterClose;
+    let backend = AtomicClusterBackend::memory();
+    let mut a = AtomicTestHarness::cluster_node(backend.clone(), "node-a", 1);
+    let players = a.add_clients(2);
+    a.join(players[0], "duel");
+    a.run(10);
+    a.server.world_mut().write_message(AtomicClusterClose);
+    a.run(30);
+    for p in &players {
+        let notices = a.recorded::<AtomicServerClosing>(*p);
+        assert!(
+            notices.iter().any(|n| n.retry_elsewhere),
+            "player {p}: {notices:?}"
+        );
+        assert!(!a.is_connected(*p), "player {p} still connected");
+    }
+    drop(a);
+    let AtomicClusterBackend::Memory(shared) = &backend else {
+        unreachable!()
+    };
+    assert_eq!(shared.lock().unwrap().0.residue().unwrap(), 0);
+}

@@ -25,7 +25,7 @@ mod store;
 #[cfg(feature = "redis")]
 pub use inbox::AtomicRedisInbox;
 pub use plugin::{
-    AtomicClusterMatchOutcome, AtomicClusterServer, AtomicClusterServerPlugin,
+    AtomicClusterClose, AtomicClusterMatchOutcome, AtomicClusterServer, AtomicClusterServerPlugin,
     AtomicClusterServerSystems,
 };
 pub use runner::{AtomicClusterBackend, AtomicClusterOpen, AtomicClusterParts};

@@ -86,10 +86,22 @@ pub struct AtomicClusterServer {
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct AtomicClusterMatchOutcome(pub AtomicClusterOutcome);
 
+/// Write it to close this node: every client is told the server is closing and to retry
+/// elsewhere (another node of the cluster), and its connection is closed a few frames later.
+/// The node gives its lease up when the app goes away (its queued tickets go, the matches it
+/// coordinates roll back, their players on other nodes back in front).
+#[derive(Message, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AtomicClusterClose;
+
+/// Frames between the closing notice and closing the connections (the notice goes out).
+const CLOSE_AFTER_FRAMES: u32 = 3;
+
 #[derive(Resource, Default)]
 struct ClusterGate {
     gate: ConnectionGate,
     policy: MatchmakingGatePolicy,
+    /// Frames left before every connection closes, once the node is closing.
+    closing_in: Option<u32>,
 }
 
 impl Plugin for AtomicClusterServerPlugin {
@@ -108,8 +120,10 @@ impl Plugin for AtomicClusterServerPlugin {
             .insert_resource(ClusterGate {
                 gate: ConnectionGate::default(),
                 policy: self.gate.clamped(),
+                closing_in: None,
             })
             .add_message::<AtomicClusterMatchOutcome>()
+            .add_message::<AtomicClusterClose>()
             .add_observer(on_server_event)
             .configure_sets(
                 PreUpdate,
@@ -127,7 +141,7 @@ impl Plugin for AtomicClusterServerPlugin {
             )
             .add_systems(
                 Update,
-                (relay_outputs, close_refused)
+                (relay_outputs, close_refused, close_node)
                     .chain()
                     .in_set(AtomicClusterServerSystems::Relay),
             );
@@ -278,6 +292,32 @@ fn relay_outputs(
     }
     status.forming = numbers.forming;
     status.store_reachable = numbers.reachable;
+}
+
+/// On [`AtomicClusterClose`]: the closing notice to every client, then, a few frames later,
+/// every connection closed.
+fn close_node(
+    mut requests: MessageReader<AtomicClusterClose>,
+    mut link: ServerLink<AtomicChannel>,
+    mut gate: ResMut<ClusterGate>,
+) {
+    if requests.read().count() > 0 && gate.closing_in.is_none() {
+        let notice = AtomicServerMessage::ServerClosing {
+            retry_elsewhere: true,
+        };
+        for client in link.server.clients_id() {
+            link.send(client, &notice);
+        }
+        gate.closing_in = Some(CLOSE_AFTER_FRAMES);
+    }
+    match gate.closing_in {
+        Some(0) => {
+            link.server.disconnect_all();
+            gate.closing_in = None;
+        }
+        Some(n) => gate.closing_in = Some(n - 1),
+        None => {}
+    }
 }
 
 fn close_refused(
