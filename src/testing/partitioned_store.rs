@@ -20,6 +20,11 @@ pub struct AtomicPartitionedStore<S> {
     pub down: bool,
     /// Calls refused so far.
     pub refused: u64,
+    /// Random failures: with this share each call fails as unreachable, half of them
+    /// before it reached the store (nothing done), half after (done, its reply lost).
+    pub flaky: Option<(f64, fastrand::Rng)>,
+    /// Calls done whose reply was lost, so far.
+    pub lost_replies: u64,
 }
 
 impl<S> AtomicPartitionedStore<S> {
@@ -29,15 +34,49 @@ impl<S> AtomicPartitionedStore<S> {
             inner,
             down: false,
             refused: 0,
+            flaky: None,
+            lost_replies: 0,
         }
     }
 
-    fn reach(&mut self) -> Result<(), AtomicStoreError> {
+    /// Fails a share of the calls at random, drawn from `seed` (see [`Self::flaky`]).
+    pub fn flaky(mut self, share: f64, seed: u64) -> Self {
+        self.flaky = Some((share, fastrand::Rng::with_seed(seed)));
+        self
+    }
+
+    /// Before a call: refused while down, or by a random failure before it reached the
+    /// store. `Ok(true)`: its reply is to be lost.
+    fn reach(&mut self) -> Result<bool, AtomicStoreError> {
+        let unreachable = || AtomicStoreError::Unavailable("partitioned (test)".into());
         if self.down {
             self.refused += 1;
-            return Err(AtomicStoreError::Unavailable("partitioned (test)".into()));
+            return Err(unreachable());
         }
-        Ok(())
+        let Some((share, rng)) = &mut self.flaky else {
+            return Ok(false);
+        };
+        if rng.f64() >= *share {
+            return Ok(false);
+        }
+        if rng.bool() {
+            self.refused += 1;
+            return Err(unreachable());
+        }
+        Ok(true)
+    }
+
+    /// After a call: its reply, or lost.
+    fn reply<T>(
+        &mut self,
+        lose: bool,
+        reply: Result<T, AtomicStoreError>,
+    ) -> Result<T, AtomicStoreError> {
+        if lose {
+            self.lost_replies += 1;
+            return Err(AtomicStoreError::Unavailable("reply lost (test)".into()));
+        }
+        reply
     }
 }
 
@@ -46,8 +85,9 @@ macro_rules! through {
     ($(fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         $(
             fn $name(&mut self $(, $arg: $ty)*) -> Result<$ret, AtomicStoreError> {
-                self.reach()?;
-                self.inner.$name($($arg),*)
+                let lose = self.reach()?;
+                let reply = self.inner.$name($($arg),*);
+                self.reply(lose, reply)
             }
         )*
     };
@@ -81,6 +121,7 @@ impl<S: AtomicStore> AtomicStore for AtomicPartitionedStore<S> {
         fn lobby(&mut self, lobby_id: u64) -> Option<AtomicStoreLobby>;
         fn match_floor(&mut self) -> u64;
         fn residue(&mut self) -> usize;
+        fn coordinated_by(&mut self, node: &str) -> Vec<u64>;
         fn stats(&mut self) -> crate::atomic::core::store::AtomicStoreStats;
     }
 

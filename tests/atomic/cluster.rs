@@ -62,6 +62,8 @@ fn a_cluster_under_faults_keeps_every_guarantee_on_every_seed() {
         total.duplicated += r.duplicated;
         total.posted += r.posted;
         total.dropped += r.dropped;
+        total.store_refused += r.store_refused;
+        total.store_replies_lost += r.store_replies_lost;
     }
     eprintln!("{seeds} seeds: {total:?}");
     // the seeds exercised every fault, and matches still committed
@@ -72,6 +74,9 @@ fn a_cluster_under_faults_keeps_every_guarantee_on_every_seed() {
     assert!(total.disconnects >= 100, "{total:?}");
     assert!(total.restarts >= 1, "{total:?}");
     assert!(total.duplicated >= 50, "{total:?}");
+    // store calls that failed, before reaching the store or with their reply lost
+    assert!(total.store_refused >= 100, "{total:?}");
+    assert!(total.store_replies_lost >= 100, "{total:?}");
 }
 
 #[test]

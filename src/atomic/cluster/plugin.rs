@@ -175,18 +175,16 @@ struct Receiver<'w> {
     link: ServerLink<'w, AtomicChannel>,
     gate: ResMut<'w, ClusterGate>,
     runner: ResMut<'w, Runner>,
+    time: Res<'w, Time<Real>>,
 }
 
-fn receive_messages(
-    config: Option<Res<MatchmakingConnectionConfig>>,
-    time: Res<Time<Real>>,
-    mut receiver: Receiver,
-) {
+fn receive_messages(config: Option<Res<MatchmakingConnectionConfig>>, mut receiver: Receiver) {
     receiver
         .gate
         .gate
         .expect_config(config.map(|c| c.fingerprint));
-    receiver.receive_all(time.elapsed());
+    let now = receiver.time.elapsed();
+    receiver.receive_all(now);
 }
 
 impl Receiver<'_> {
@@ -227,8 +225,9 @@ impl<'w> GatedService for Receiver<'w> {
         }
         if reply.refused {
             // a refused connection holds nothing while it waits to be closed
+            let now = self.time.elapsed();
             self.runner
-                .command(AtomicClusterCommand::Disconnect(client), Duration::ZERO);
+                .command(AtomicClusterCommand::Disconnect(client), now);
         }
     }
 

@@ -501,6 +501,16 @@ impl AtomicStore for AtomicRedisStore {
         self.calls
     }
 
+    fn coordinated_by(&mut self, node: &str) -> Result<Vec<u64>, AtomicStoreError> {
+        let reply = self.run(|s| &s.read, &["coordinated", node])?;
+        let mut ids = reply
+            .iter()
+            .map(|id| number(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     fn stats(&mut self) -> Result<AtomicStoreStats, AtomicStoreError> {
         let reply = self.run(|s| &s.stats, &[])?;
         let [live, forming, categories @ ..] = reply.as_slice() else {

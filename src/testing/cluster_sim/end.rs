@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::atomic::core::cluster::AtomicLocalSeat;
-use crate::atomic::core::store::AtomicStoreSeat;
+use crate::atomic::core::store::{AtomicStore, AtomicStoreSeat};
 
 use super::player::Belief;
 use super::{AtomicStoreUnderTest, Sim};
@@ -14,6 +14,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
     /// Stops the faults and every new join, revives dead nodes and lets the cluster settle.
     pub(super) fn quiet(&mut self) {
         self.observed.draining = true;
+        self.store.flaky = None;
         for n in &mut self.nodes {
             n.stalled_until = Duration::ZERO;
             if n.node.is_none() {
@@ -111,11 +112,11 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
             if let Some(node) = self.nodes[h].node.as_mut() {
                 let now = self.now;
                 match self.players[i].belief {
-                    Belief::Queued => node.leave(id, &mut *self.store, &mut self.inbox, now),
-                    Belief::InLobby { .. } => node.leave_lobby(id, &mut *self.store, now),
+                    Belief::Queued => node.leave(id, &mut self.store, &mut self.inbox, now),
+                    Belief::InLobby { .. } => node.leave_lobby(id, &mut self.store, now),
                     _ => {}
                 }
-                node.disconnect(id, &mut *self.store, &mut self.inbox, now);
+                node.disconnect(id, &mut self.store, &mut self.inbox, now);
                 let _ = node.take_outputs();
             }
             let p = &mut self.players[i];

@@ -19,6 +19,7 @@ use crate::atomic::core::cluster::{
     AtomicMemoryInbox,
 };
 
+use super::partitioned_store::AtomicPartitionedStore;
 use super::store_suite::AtomicStoreUnderTest;
 use player::{Action, Belief, Observed, SimPlayer};
 
@@ -43,6 +44,9 @@ pub struct AtomicClusterSimSettings {
     pub duplicate: f64,
     /// Share of players whose round trip is 700 ms (unhealthy).
     pub unhealthy: f64,
+    /// Share of store calls that fail as unreachable while faults are on: half before they
+    /// reach the store, half done with their reply lost (a Redis timeout).
+    pub store_failures: f64,
     /// Time for the cluster to become quiet once faults stop: longer than a lease, a dead
     /// node's reaping and a few matches' commits one after the other.
     pub quiet: Duration,
@@ -63,6 +67,7 @@ impl Default for AtomicClusterSimSettings {
             rates: AtomicClusterSimRates::default(),
             duplicate: 0.05,
             unhealthy: 0.15,
+            store_failures: 0.01,
             quiet: Duration::from_secs(30),
             empty: Duration::from_secs(10),
             trace: None,
@@ -121,6 +126,10 @@ pub struct AtomicClusterSimReport {
     pub posted: u64,
     /// Inbox messages delivered twice.
     pub duplicated: u64,
+    /// Store calls that failed before reaching the store, and done with their reply lost.
+    pub store_refused: u64,
+    /// Store calls done whose reply was lost.
+    pub store_replies_lost: u64,
 }
 
 struct SimNode {
@@ -131,7 +140,8 @@ struct SimNode {
 }
 
 struct Sim<'s, S> {
-    store: &'s mut S,
+    /// The store, behind random failures of its calls while faults are on.
+    store: AtomicPartitionedStore<&'s mut S>,
     restart: &'s mut dyn FnMut(&mut S),
     settings: AtomicClusterSimSettings,
     inbox: AtomicMemoryInbox,
@@ -179,8 +189,9 @@ pub fn run_cluster_sim<S: AtomicStoreUnderTest>(
             p
         })
         .collect();
+    let failures = settings.store_failures;
     let mut sim = Sim {
-        store,
+        store: AtomicPartitionedStore::new(store),
         restart,
         settings,
         inbox,
@@ -194,6 +205,9 @@ pub fn run_cluster_sim<S: AtomicStoreUnderTest>(
         observed: Observed::default(),
         report: AtomicClusterSimReport::default(),
     };
+    if sim.settings.faults && failures > 0.0 {
+        sim.store.flaky = Some((failures, fastrand::Rng::with_seed(seed ^ 0x57_0e)));
+    }
     for _ in 0..sim.settings.steps {
         sim.tick(sim.settings.faults);
     }
@@ -206,6 +220,8 @@ pub fn run_cluster_sim<S: AtomicStoreUnderTest>(
         sim.report.dropped = sim.observed.dropped_unhealthy;
         sim.report.posted = sim.inbox.posted();
         sim.report.duplicated = sim.inbox.duplicated();
+        sim.report.store_refused = sim.store.refused;
+        sim.report.store_replies_lost = sim.store.lost_replies;
         Ok(sim.report)
     } else {
         Err(sim.observed.violations)
@@ -221,7 +237,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
     fn tick(&mut self, faults: bool) {
         self.step += 1;
         self.now += self.settings.step;
-        self.store.pass(self.settings.step);
+        self.store.inner.pass(self.settings.step);
         if faults {
             self.inject();
         }
@@ -273,7 +289,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
         let Some(node) = self.nodes[h].node.as_mut() else {
             return;
         };
-        let (store, inbox) = (&mut *self.store, &mut self.inbox);
+        let (store, inbox) = (&mut self.store, &mut self.inbox);
         match action {
             Action::Join if self.players[i].belief == Belief::Idle => {
                 let category = CATEGORIES[self.rng.usize(..CATEGORIES.len())];
@@ -296,7 +312,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
         let Some(node) = self.nodes[n].node.as_mut() else {
             return;
         };
-        node.connect(id, &mut *self.store, &mut self.inbox, self.now);
+        node.connect(id, &mut self.store, &mut self.inbox, self.now);
         let p = &mut self.players[i];
         p.home = Some(n);
         p.belief = Belief::Idle;
@@ -316,7 +332,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
                 continue;
             }
             if let Some(node) = self.nodes[n].node.as_mut() {
-                node.poll(self.now, &mut *self.store, &mut self.inbox);
+                node.poll(self.now, &mut self.store, &mut self.inbox);
             }
             self.dispatch(n);
         }
@@ -381,7 +397,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
             if self.settings.trace.is_some() {
                 eprintln!("{} the store restarts empty", self.step);
             }
-            (self.restart)(self.store);
+            (self.restart)(self.store.inner);
             self.inbox.flush();
             self.report.restarts += 1;
             let step = self.step;
@@ -433,7 +449,7 @@ impl<S: AtomicStoreUnderTest> Sim<'_, S> {
             );
         }
         if let Some(node) = self.nodes[h].node.as_mut() {
-            node.disconnect(id, &mut *self.store, &mut self.inbox, self.now);
+            node.disconnect(id, &mut self.store, &mut self.inbox, self.now);
         }
         self.dispatch(h);
         self.report.disconnects += 1;

@@ -1,7 +1,9 @@
 -- ARGV: prefix, kind (player | match | lobby | floor), id  ->  the record's fields, {} if
 -- none; floor: an id at or above every match id handed out (the clock, once flushed)
 local kind, id = ARGV[2], ARGV[3]
-if kind == 'floor' then
+if kind == 'coordinated' then
+  return redis.call('SMEMBERS', P .. ':nm:' .. id)
+elseif kind == 'floor' then
   return {redis.call('GET', P .. ':mseq') or string.format('%.0f', now_us())}
 elseif kind == 'player' then
   local rec = redis.call('HMGET', pkey(id), 'node', 'seat', 'cat', 'match', 'lobby', 'at')

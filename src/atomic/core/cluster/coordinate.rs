@@ -13,8 +13,10 @@ use crate::atomic::core::lobby_code::generate_lobby_code;
 use crate::atomic::core::protocol::{
     AtomicMatchCancelReason, AtomicMatchedPlayer, AtomicServerMessage,
 };
-use crate::atomic::core::store::bridge::claim_fifo;
-use crate::atomic::core::store::{AtomicCommit, AtomicStore, AtomicStoreError, AtomicStoreTicket};
+use crate::atomic::core::store::bridge::claim_fifo_into;
+use crate::atomic::core::store::{
+    AtomicCommit, AtomicStore, AtomicStoreError, AtomicStoreSeat, AtomicStoreTicket,
+};
 use crate::shared::player::PlayerId;
 
 use super::node::{AtomicClusterNode, AtomicClusterOutcome, AtomicClusterOutput, AtomicLocalSeat};
@@ -36,6 +38,8 @@ pub(super) struct Coordinated {
     pub(super) lobby: Option<(u64, String)>,
     /// The machine's outcome, not yet written to the store (it was unreachable).
     pub(super) pending: Option<AtomicCommitOutcome<PlayerId>>,
+    /// A commit point or a rollback was sent and its reply lost: it may have been done.
+    pub(super) tried: bool,
 }
 
 impl AtomicClusterNode {
@@ -50,9 +54,11 @@ impl AtomicClusterNode {
             return Ok(());
         };
         let max = self.settings.claims_per_poll;
-        for (match_id, category, tickets) in
-            claim_fifo(store, &lease, self.settings.group_size, max)?
-        {
+        let mut claimed = Vec::new();
+        // what was claimed before an error is run all the same
+        let group = self.settings.group_size;
+        let result = claim_fifo_into(store, &lease, group, max, &mut claimed);
+        for (match_id, category, tickets) in claimed {
             let players: Vec<PlayerId> = tickets.iter().map(|t| t.player).collect();
             let nonces: Vec<u64> = players.iter().map(|_| self.rng.u64(..)).collect();
             let machine = AtomicCommitMachine::new(&players, &nonces, self.settings.timings);
@@ -64,11 +70,12 @@ impl AtomicClusterNode {
                 tickets,
                 lobby: None,
                 pending: None,
+                tried: false,
             };
             self.coordinated.insert(match_id, m);
             self.counters.claimed += 1;
         }
-        Ok(())
+        result
     }
 
     /// Polls every match this node coordinates and carries out what its machine asks.
@@ -229,8 +236,18 @@ impl AtomicClusterNode {
         let Some(mut outcome) = m.pending.clone() else {
             return Ok(());
         };
+        let tried = m.tried;
         if outcome.status.is_success() {
-            match store.commit(&lease, match_id)? {
+            let decided = store.commit(&lease, match_id);
+            self.note_tried(match_id, decided.is_err());
+            let decided = match decided? {
+                // the commit point sent before, whose reply was lost, may have been it
+                AtomicCommit::NotForming if tried && self.committed_before(match_id, store)? => {
+                    AtomicCommit::Committed
+                }
+                other => other,
+            };
+            match decided {
                 AtomicCommit::Committed => {
                     self.counters.committed += 1;
                     self.announce_commit(match_id, &outcome, inbox);
@@ -248,12 +265,58 @@ impl AtomicClusterNode {
                 AtomicCommit::NoLobby => outcome.status = AtomicMatchStatus::Aborted,
             }
         }
-        let requeued = store.rollback(&lease, match_id, &outcome.requeue())?;
+        let rolled = store.rollback(&lease, match_id, &outcome.requeue());
+        self.note_tried(match_id, rolled.is_err());
+        let mut requeued = rolled?;
+        if tried && requeued.is_empty() {
+            // the rollback sent before, whose reply was lost, re-queued them
+            requeued = self.queued_now(match_id, &outcome.requeue(), store)?;
+        }
         let status = outcome.status.as_str().to_owned();
         *self.counters.rolled_back.entry(status).or_default() += 1;
         self.announce_rollback(match_id, &outcome, &requeued, inbox);
         self.coordinated.remove(&match_id);
         Ok(())
+    }
+
+    fn note_tried(&mut self, match_id: u64, lost: bool) {
+        if lost && let Some(m) = self.coordinated.get_mut(&match_id) {
+            m.tried = true;
+        }
+    }
+
+    /// Whether the match's players are in its lobby (an earlier commit point went through).
+    fn committed_before(
+        &mut self,
+        match_id: u64,
+        store: &mut dyn AtomicStore,
+    ) -> Result<bool, AtomicStoreError> {
+        let Some(m) = self.coordinated.get(&match_id) else {
+            return Ok(false);
+        };
+        let (Some((lobby_id, _)), Some(first)) = (m.lobby.clone(), m.tickets.first()) else {
+            return Ok(false);
+        };
+        let seat = store.player(first.player)?.map(|r| r.seat);
+        Ok(seat == Some(AtomicStoreSeat::InLobby { lobby_id }))
+    }
+
+    /// Which of `players` the rollback of `match_id` put back: each holds a record that is
+    /// not of this match (queued, or claimed again since); one it let go holds none.
+    fn queued_now(
+        &mut self,
+        match_id: u64,
+        players: &[PlayerId],
+        store: &mut dyn AtomicStore,
+    ) -> Result<Vec<PlayerId>, AtomicStoreError> {
+        let mut queued = Vec::new();
+        for player in players {
+            let seat = store.player(*player)?.map(|r| r.seat);
+            if seat.is_some_and(|s| s != AtomicStoreSeat::Matching { match_id }) {
+                queued.push(*player);
+            }
+        }
+        Ok(queued)
     }
 
     fn announce_commit(

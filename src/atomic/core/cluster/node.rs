@@ -502,14 +502,25 @@ impl AtomicClusterNode {
         match store.leave(&lease, player) {
             Ok(true) => return,
             Ok(false) => {}
-            Err(error) => return self.store_failed(error, now),
+            Err(error) => {
+                // the ticket may still be there: taken out at a later poll
+                self.departed.push(Departure::Ticket(player));
+                return self.store_failed(error, now);
+            }
         }
-        // claimed meanwhile: tell its coordinator
+        // claimed meanwhile: tell its coordinator, and mind that match's messages no more
         if let Ok(Some(record)) = store.player(player)
             && record.node == lease.node
             && let AtomicStoreSeat::Matching { match_id } = record.seat
             && let Ok(Some(m)) = store.match_record(match_id)
         {
+            if let Some(local) = self.players.get_mut(&player) {
+                local.last_match = local.last_match.max(match_id);
+                local.resolved = local.resolved.max(match_id);
+            }
+            if let Some(left) = self.left.get_mut(&player) {
+                left.last_match = left.last_match.max(match_id);
+            }
             let gone = AtomicClusterMessage::Gone { match_id, player };
             self.deliver(&m.coordinator, gone, inbox);
         }
@@ -583,6 +594,7 @@ impl AtomicClusterNode {
                 if let Some(lease) = self.lease.clone()
                     && let Err(error) = store.leave_lobby(&lease, lobby_id, player)
                 {
+                    self.departed.push(Departure::Lobby(lobby_id, player));
                     self.store_failed(error, now);
                 }
             }
@@ -599,6 +611,7 @@ impl AtomicClusterNode {
         if let Some(lease) = self.lease.clone()
             && let Err(error) = store.leave_lobby(&lease, lobby_id, player)
         {
+            self.departed.push(Departure::Lobby(lobby_id, player));
             self.store_failed(error, now);
         }
     }
@@ -622,7 +635,6 @@ impl AtomicClusterNode {
         if let Err(error) = self.hold_lease(now, store) {
             return self.store_failed(error, now);
         }
-        self.unavailable_since = None;
         // an inbox that cannot be read now is read at the next poll
         let messages = inbox.take(&self.settings.node, 4096).unwrap_or_default();
         for message in messages {
@@ -646,6 +658,8 @@ impl AtomicClusterNode {
             }
             self.handle_own(now, inbox);
         }
+        // every step reached the store (the claims ask it at every poll)
+        self.unavailable_since = None;
     }
 
     pub(super) fn handle_own(&mut self, now: Duration, inbox: &mut dyn AtomicClusterInbox) {

@@ -38,12 +38,13 @@ impl AtomicClusterNode {
             }
             Some(_) => {}
             None => {
+                // read first: messages of matches claimed before this lease are of its last
+                // life (and a failed read takes no lease)
+                let floor = store.match_floor()?;
                 let lease = store.acquire_lease(&self.settings.node, ttl)?;
                 self.renew_at = now + ttl / 3;
                 self.lease = Some(lease.clone());
                 self.outputs.push(AtomicClusterOutput::LeaseAcquired(lease));
-                // messages of matches claimed before this lease are of its last life
-                let floor = store.match_floor()?;
                 for local in self.players.values_mut() {
                     local.last_match = local.last_match.max(floor);
                     local.resolved = local.resolved.max(floor);
@@ -122,8 +123,11 @@ impl AtomicClusterNode {
         for dead in store.dead_nodes()? {
             let reaped = store.reap(&lease, &dead)?;
             self.counters.reaped += 1;
-            // what the dead node left unread in its inbox is for nobody now
-            let _ = inbox.close(&dead);
+            // what the dead node left unread in its inbox is for nobody now (unless it took
+            // a lease again meanwhile: then nothing was reaped)
+            if reaped != crate::atomic::core::store::AtomicReaped::default() {
+                let _ = inbox.close(&dead);
+            }
             for (player, home) in reaped.requeued {
                 self.deliver(&home, AtomicClusterMessage::Reaped { player }, inbox);
             }
@@ -202,6 +206,7 @@ impl AtomicClusterNode {
             self.left
                 .retain(|_, l| now.saturating_sub(l.at) < super::node::LEFT_KEPT);
             self.clear_left_records(&lease, store, inbox)?;
+            self.roll_back_orphans(&lease, store, inbox)?;
             players.extend(self.players.keys().copied());
         }
         players.sort_unstable();
@@ -258,6 +263,47 @@ impl AtomicClusterNode {
         Ok(())
     }
 
+    /// Rolls back the matches the store says this node coordinates that it does not know
+    /// (a claim whose reply was lost): every player goes back in front and is told.
+    fn roll_back_orphans(
+        &mut self,
+        lease: &AtomicNodeLease,
+        store: &mut dyn AtomicStore,
+        inbox: &mut dyn AtomicClusterInbox,
+    ) -> Result<(), AtomicStoreError> {
+        for match_id in store.coordinated_by(&lease.node)? {
+            if self.coordinated.contains_key(&match_id) {
+                continue;
+            }
+            let Some(m) = store.match_record(match_id)? else {
+                continue;
+            };
+            let requeued = store.rollback(lease, match_id, &m.players)?;
+            *self
+                .counters
+                .rolled_back
+                .entry("aborted".into())
+                .or_default() += 1;
+            for player in requeued {
+                let Some(home) = store.player(player)?.map(|r| r.node) else {
+                    continue;
+                };
+                let seat = super::AtomicClusterSeat::Requeued {
+                    category: m.category.clone(),
+                };
+                let message = AtomicClusterMessage::ToPlayer {
+                    match_id,
+                    coordinator: lease.node.clone(),
+                    player,
+                    message: overtaken(match_id),
+                    seat,
+                };
+                self.deliver(&home, message, inbox);
+            }
+        }
+        Ok(())
+    }
+
     fn reconcile_one(
         &mut self,
         lease: &AtomicNodeLease,
@@ -277,6 +323,10 @@ impl AtomicClusterNode {
                 if forming != Some(match_id)
                     && let Some(m) = store.match_record(match_id)?
                 {
+                    if let Some(old) = forming {
+                        self.tell(player, overtaken(old));
+                        self.mark_resolved(player, old);
+                    }
                     let coordinator = m.coordinator;
                     let seat = AtomicLocalSeat::Matching {
                         match_id,

@@ -132,11 +132,29 @@ pub fn claim_fifo<S: AtomicStore + ?Sized>(
     group_size: usize,
     max: usize,
 ) -> Result<Vec<(u64, String, Vec<AtomicStoreTicket>)>, AtomicStoreError> {
-    let group_size = group_size.max(1);
     let mut claimed = Vec::new();
+    claim_fifo_into(store, lease, group_size, max, &mut claimed)?;
+    Ok(claimed)
+}
+
+/// A claimed FIFO group: its match id, category and tickets.
+pub type AtomicFifoClaim = (u64, String, Vec<AtomicStoreTicket>);
+
+/// [`claim_fifo`], pushing each group into `claimed` as soon as the store claimed it: after
+/// an error, the groups claimed before it are there (their matches must be run, or they
+/// would hold their players until the node dies).
+pub fn claim_fifo_into<S: AtomicStore + ?Sized>(
+    store: &mut S,
+    lease: &AtomicNodeLease,
+    group_size: usize,
+    max: usize,
+    claimed: &mut Vec<AtomicFifoClaim>,
+) -> Result<(), AtomicStoreError> {
+    let group_size = group_size.max(1);
+    let already = claimed.len();
     for category in store.ready_categories(group_size)? {
         let mut tries = 0;
-        while claimed.len() < max && tries < max {
+        while claimed.len() - already < max && tries < max {
             tries += 1;
             let group = store.front(&category, group_size)?;
             if group.len() < group_size {
@@ -148,7 +166,7 @@ pub fn claim_fifo<S: AtomicStore + ?Sized>(
             }
         }
     }
-    Ok(claimed)
+    Ok(())
 }
 
 /// How the bridge holds its lease.

@@ -542,6 +542,17 @@ impl AtomicStore for AtomicMemoryStore {
         Ok(self.next_match)
     }
 
+    fn coordinated_by(&mut self, node: &str) -> Result<Vec<u64>, AtomicStoreError> {
+        let mut ids: Vec<u64> = self
+            .matches
+            .iter()
+            .filter(|(_, m)| m.coordinator == node)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     fn stats(&mut self) -> Result<AtomicStoreStats, AtomicStoreError> {
         let live_nodes = self.leases.keys().filter(|n| self.is_live(n)).count();
         let queued_by_category = self

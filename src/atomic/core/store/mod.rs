@@ -41,8 +41,8 @@ mod memory;
 use std::time::Duration;
 
 pub use bridge::{
-    AtomicBridgeEvent, AtomicBridgeSettings, AtomicStoreAnswer, AtomicStoreBridge,
-    AtomicStoreCommand, claim_fifo,
+    AtomicBridgeEvent, AtomicBridgeSettings, AtomicFifoClaim, AtomicStoreAnswer, AtomicStoreBridge,
+    AtomicStoreCommand, claim_fifo, claim_fifo_into,
 };
 pub use memory::AtomicMemoryStore;
 
@@ -370,6 +370,10 @@ pub trait AtomicStore {
     /// lease tells its players' messages of matches of its last lease from new ones by it.
     fn match_floor(&mut self) -> Result<u64, AtomicStoreError>;
 
+    /// The matches still forming that `node` coordinates (a node that lost a claim's reply
+    /// finds its orphans here).
+    fn coordinated_by(&mut self, node: &str) -> Result<Vec<u64>, AtomicStoreError>;
+
     /// The whole cluster at a glance (a node reads it about once a second for its stats).
     fn stats(&mut self) -> Result<AtomicStoreStats, AtomicStoreError>;
 
@@ -383,4 +387,53 @@ pub trait AtomicStore {
     /// matches, lobbies and codes (node leases and counters not counted). Zero once
     /// every player has gone.
     fn residue(&mut self) -> Result<usize, AtomicStoreError>;
+}
+
+/// Each method: the borrowed store's.
+macro_rules! borrowed {
+    ($(fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&mut self $(, $arg: $ty)*) -> Result<$ret, AtomicStoreError> {
+                (**self).$name($($arg),*)
+            }
+        )*
+    };
+}
+
+/// A borrowed store is a store (a wrapper can hold `&mut S`).
+impl<S: AtomicStore + ?Sized> AtomicStore for &mut S {
+    borrowed! {
+        fn acquire_lease(&mut self, node: &str, ttl: Duration) -> AtomicNodeLease;
+        fn renew_lease(&mut self, lease: &AtomicNodeLease, ttl: Duration) -> ();
+        fn release_lease(&mut self, lease: &AtomicNodeLease) -> ();
+        fn join(
+            &mut self,
+            lease: &AtomicNodeLease,
+            player: PlayerId,
+            category: &str,
+            limits: AtomicStoreLimits,
+            seniority: Option<u64>
+        ) -> AtomicStoreJoin;
+        fn leave(&mut self, lease: &AtomicNodeLease, player: PlayerId) -> bool;
+        fn ready_categories(&mut self, group_size: usize) -> Vec<String>;
+        fn front(&mut self, category: &str, count: usize) -> Vec<AtomicStoreTicket>;
+        fn claim(&mut self, lease: &AtomicNodeLease, category: &str, players: &[PlayerId]) -> AtomicClaim;
+        fn open_lobby(&mut self, lease: &AtomicNodeLease, match_id: u64, lobby_id: u64, code: &str) -> bool;
+        fn commit(&mut self, lease: &AtomicNodeLease, match_id: u64) -> AtomicCommit;
+        fn rollback(&mut self, lease: &AtomicNodeLease, match_id: u64, requeue: &[PlayerId]) -> Vec<PlayerId>;
+        fn leave_lobby(&mut self, lease: &AtomicNodeLease, lobby_id: u64, player: PlayerId) -> bool;
+        fn dead_nodes(&mut self) -> Vec<String>;
+        fn reap(&mut self, lease: &AtomicNodeLease, dead: &str) -> AtomicReaped;
+        fn player(&mut self, player: PlayerId) -> Option<AtomicStorePlayer>;
+        fn match_record(&mut self, match_id: u64) -> Option<AtomicStoreMatch>;
+        fn lobby(&mut self, lobby_id: u64) -> Option<AtomicStoreLobby>;
+        fn match_floor(&mut self) -> u64;
+        fn coordinated_by(&mut self, node: &str) -> Vec<u64>;
+        fn stats(&mut self) -> AtomicStoreStats;
+        fn residue(&mut self) -> usize;
+    }
+
+    fn round_trips(&self) -> u64 {
+        (**self).round_trips()
+    }
 }
