@@ -430,7 +430,8 @@ fn match_floor_is_below_new_claims<S: AtomicStoreUnderTest>(store: &mut S) {
     assert!(floors.windows(2).all(|w| w[0] < w[1]), "{floors:?}");
 }
 
-/// [`AtomicStore::stats`]: live nodes, matches forming and tickets by category, every node's.
+/// [`AtomicStore::stats`]: live nodes, matches forming and tickets by category, every node's;
+/// [`AtomicStore::coordinated_by`]: each node's matches forming.
 fn stats_count_the_whole_cluster<S: AtomicStoreUnderTest>(store: &mut S) {
     let a = lease(store, "a", LONG_TTL);
     let b = lease(store, "b", LONG_TTL);
@@ -442,6 +443,8 @@ fn stats_count_the_whole_cluster<S: AtomicStoreUnderTest>(store: &mut S) {
     let stats = store.stats().expect("stats");
     assert_eq!(stats.live_nodes, 2, "{stats:?}");
     assert_eq!(stats.matches_forming, 1, "{stats:?}");
+    assert_eq!(store.coordinated_by("b").expect("coordinated").len(), 1);
+    assert!(store.coordinated_by("a").expect("coordinated").is_empty());
     let queued: Vec<(&str, usize)> = stats
         .queued_by_category
         .iter()
