@@ -198,20 +198,17 @@ fn log_summary(
         c.committed,
         c.rolled_back
     );
-    write_stats(
-        &status,
-        renet.map_or(0, |r| r.connected_clients()),
-        &run,
-        now,
-    );
+    if run.config.stats_json.is_some() {
+        let connected = renet.map_or(0, |r| r.connected_clients());
+        write_stats(&stats_json(&status, connected, &run, now), &run);
+    }
 }
 
-fn write_stats(status: &AtomicClusterServer, connected: usize, run: &ClusterRun, now: Duration) {
-    if let Some(path) = &run.config.stats_json {
-        let json = stats_json(status, connected, run, now);
-        if let Err(e) = stats::write_atomically(path, &format!("{json}\n")) {
-            warn!("cannot write --stats-json {}: {e}", path.display());
-        }
+fn write_stats(json: &serde_json::Value, run: &ClusterRun) {
+    if let Some(path) = &run.config.stats_json
+        && let Err(e) = stats::write_atomically(path, &format!("{json}\n"))
+    {
+        warn!("cannot write --stats-json {}: {e}", path.display());
     }
 }
 
@@ -235,16 +232,12 @@ fn stop(
         }
         return;
     }
-    let why = if run.signals.load(Ordering::SeqCst) > 0 {
-        "a signal (SIGTERM or SIGINT)".to_string()
-    } else if let Some(run_for) = run.config.run_for.filter(|d| time.elapsed() >= d.0) {
-        format!("--run-for {run_for} s")
-    } else {
+    let Some(why) = crate::stop_reason(&run.signals, &run.config, time.elapsed()) else {
         return;
     };
     let connected = renet.map_or(0, |r| r.connected_clients());
-    write_stats(&status, connected, &run, time.elapsed());
     let json = stats_json(&status, connected, &run, time.elapsed());
+    write_stats(&json, &run);
     println!(
         "server: node {} stopping after {why}: its clients are told to retry elsewhere and its \
          lease is given up (its queued tickets go, matches it coordinates roll back); final \

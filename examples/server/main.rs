@@ -311,6 +311,16 @@ fn log_outcomes(mut outcomes: MessageReader<AtomicMatchOutcome>) {
     }
 }
 
+/// Why the server stops now, if it does: a signal came, or `--run-for` is over.
+fn stop_reason(signals: &AtomicUsize, config: &Config, now: Duration) -> Option<String> {
+    if signals.load(Ordering::SeqCst) > 0 {
+        Some("a signal (SIGTERM or SIGINT)".to_string())
+    } else {
+        let run_for = config.run_for.filter(|d| now >= d.0)?;
+        Some(format!("--run-for {run_for} s"))
+    }
+}
+
 /// The first signal, or `--run-for`, starts the drain.
 fn start_drain(
     time: Res<Time<Real>>,
@@ -320,11 +330,7 @@ fn start_drain(
     if run.drain_started.is_some() {
         return;
     }
-    let why = if run.signals.load(Ordering::SeqCst) > 0 {
-        "a signal (SIGTERM or SIGINT)".to_string()
-    } else if let Some(run_for) = run.config.run_for.filter(|d| time.elapsed() >= d.0) {
-        format!("--run-for {run_for} s")
-    } else {
+    let Some(why) = stop_reason(&run.signals, &run.config, time.elapsed()) else {
         return;
     };
     let timeout = run.config.drain_timeout.0;

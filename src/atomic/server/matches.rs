@@ -10,7 +10,7 @@ use bevy::prelude::*;
 use crate::atomic::core::commit::{
     AtomicCommitAction, AtomicCommitMachine, AtomicCommitOutcome, AtomicPlayerReport,
 };
-use crate::atomic::core::protocol::{AtomicMatchedPlayer, AtomicServerMessage};
+use crate::atomic::core::protocol::AtomicServerMessage;
 use crate::atomic::core::queue::AtomicQueueTicket;
 use crate::shared::player::PlayerId;
 
@@ -254,7 +254,7 @@ impl MatchEffects<'_, '_> {
         if let Ok(mut l) = self.lobbies.get_mut(lobby.entity) {
             l.committed = true;
         }
-        let players = matched_players(outcome);
+        let players = outcome.matched_players();
         let found = AtomicServerMessage::MatchFound {
             match_id: m.match_id,
             lobby_id: lobby.lobby_id,
@@ -423,18 +423,4 @@ impl MatchEffects<'_, '_> {
             self.link.send(r.player, &joined);
         }
     }
-}
-
-/// The players of a committed match in match order with their latency (the first hosts).
-fn matched_players(outcome: &AtomicCommitOutcome<PlayerId>) -> Vec<AtomicMatchedPlayer> {
-    outcome
-        .players
-        .iter()
-        .enumerate()
-        .map(|(i, r)| AtomicMatchedPlayer {
-            player: r.player,
-            latency: r.health.latency().unwrap_or_default(),
-            host: i == 0,
-        })
-        .collect()
 }

@@ -10,15 +10,14 @@ use crate::atomic::core::commit::{
     AtomicMatchStatus, cancel_reason,
 };
 use crate::atomic::core::lobby_code::generate_lobby_code;
-use crate::atomic::core::protocol::{
-    AtomicMatchCancelReason, AtomicMatchedPlayer, AtomicServerMessage,
-};
+use crate::atomic::core::protocol::AtomicServerMessage;
 use crate::atomic::core::store::bridge::claim_fifo_into;
 use crate::atomic::core::store::{
     AtomicCommit, AtomicStore, AtomicStoreError, AtomicStoreSeat, AtomicStoreTicket,
 };
 use crate::shared::player::PlayerId;
 
+use super::home::called_off;
 use super::node::{AtomicClusterNode, AtomicClusterOutcome, AtomicClusterOutput, AtomicLocalSeat};
 use super::{AtomicClusterInbox, AtomicClusterMessage, AtomicClusterSeat};
 
@@ -331,16 +330,7 @@ impl AtomicClusterNode {
         let Some((lobby_id, lobby_code)) = m.lobby.clone() else {
             return;
         };
-        let players: Vec<AtomicMatchedPlayer> = outcome
-            .players
-            .iter()
-            .enumerate()
-            .map(|(i, r)| AtomicMatchedPlayer {
-                player: r.player,
-                latency: r.health.latency().unwrap_or_default(),
-                host: i == 0,
-            })
-            .collect();
+        let players = outcome.matched_players();
         let decided = AtomicClusterOutcome {
             match_id,
             category: m.category.clone(),
@@ -431,17 +421,8 @@ impl AtomicClusterNode {
         category: &str,
         enqueued_at_us: u64,
     ) {
-        let cancelled = AtomicServerMessage::MatchCancelled {
-            match_id,
-            status: AtomicMatchStatus::Aborted,
-            reason: AtomicMatchCancelReason::MatchAborted,
-            requeued: true,
-        };
-        self.tell(player, cancelled);
-        if let Some(local) = self.players.get_mut(&player) {
-            local.last_match = local.last_match.max(match_id);
-            local.resolved = local.resolved.max(match_id);
-        }
+        self.tell(player, called_off(match_id, true));
+        self.mark_resolved(player, match_id);
         let seat = AtomicLocalSeat::Queued {
             category: category.to_owned(),
             enqueued_at_us: Some(enqueued_at_us),

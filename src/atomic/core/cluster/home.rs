@@ -206,7 +206,7 @@ impl AtomicClusterNode {
         if let Some(AtomicLocalSeat::Matching { match_id: old, .. }) = self.seat(player).cloned()
             && old != match_id
         {
-            self.tell(player, overtaken(old));
+            self.tell(player, called_off(old, true));
         }
         let new_seat = match seat {
             AtomicClusterSeat::Matching => AtomicLocalSeat::Matching {
@@ -248,13 +248,13 @@ struct Forwarded {
     seat: AtomicClusterSeat,
 }
 
-/// What a player is told of a match it was in when a newer one takes it (the store put
-/// it back in front after the first one's coordinator died).
-pub(super) fn overtaken(match_id: u64) -> AtomicServerMessage {
+/// What a player is told of a match called off outside its commit machine: a newer one
+/// took it (its coordinator died), the store no longer holds it, or the node lost its lease.
+pub(super) fn called_off(match_id: u64, requeued: bool) -> AtomicServerMessage {
     AtomicServerMessage::MatchCancelled {
         match_id,
         status: AtomicMatchStatus::Aborted,
         reason: AtomicMatchCancelReason::MatchAborted,
-        requeued: true,
+        requeued,
     }
 }

@@ -394,13 +394,7 @@ impl AtomicClusterNode {
         let limits = self.settings.limits;
         match store.join(&lease, player, category, limits, None) {
             Ok(AtomicStoreJoin::Queued { enqueued_at_us }) => {
-                self.set_seat(player, queued(category, Some(enqueued_at_us)));
-                let joined = AtomicServerMessage::QueueJoined {
-                    category: category.to_owned(),
-                    position: 0,
-                    requeued: false,
-                };
-                self.tell(player, joined);
+                self.hold_ticket(player, category, enqueued_at_us);
             }
             Ok(AtomicStoreJoin::AlreadyQueued) => self.adopt_ticket(player, category, store, now),
             Ok(AtomicStoreJoin::HeldByAnotherNode { node }) => {
@@ -417,6 +411,18 @@ impl AtomicClusterNode {
                 self.store_failed(error, now);
             }
         }
+    }
+
+    /// The player holds a ticket in `category` since `since` (store time): its seat, and
+    /// its answer.
+    fn hold_ticket(&mut self, player: PlayerId, category: &str, since: u64) {
+        self.set_seat(player, queued(category, Some(since)));
+        let joined = AtomicServerMessage::QueueJoined {
+            category: category.to_owned(),
+            position: 0,
+            requeued: false,
+        };
+        self.tell(player, joined);
     }
 
     /// The store already holds a record of this player through this node (it came back
@@ -439,13 +445,7 @@ impl AtomicClusterNode {
         };
         match record.map(|r| (r.seat, r.enqueued_at_us)) {
             Some((AtomicStoreSeat::Queued { category: held }, since)) if held == category => {
-                self.set_seat(player, queued(category, Some(since)));
-                let joined = AtomicServerMessage::QueueJoined {
-                    category: category.to_owned(),
-                    position: 0,
-                    requeued: false,
-                };
-                self.tell(player, joined);
+                self.hold_ticket(player, category, since);
             }
             _ => {
                 let why = format!(

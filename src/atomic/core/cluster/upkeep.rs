@@ -10,7 +10,7 @@ use crate::atomic::core::store::{
 };
 use crate::shared::player::PlayerId;
 
-use super::home::overtaken;
+use super::home::called_off;
 use super::node::{AtomicClusterNode, AtomicClusterOutput, AtomicLocalSeat, Departure, queued};
 use super::{AtomicClusterInbox, AtomicClusterMessage};
 
@@ -295,7 +295,7 @@ impl AtomicClusterNode {
                     match_id,
                     coordinator: lease.node.clone(),
                     player,
-                    message: overtaken(match_id),
+                    message: called_off(match_id, true),
                     seat,
                 };
                 self.deliver(&home, message, inbox);
@@ -324,7 +324,7 @@ impl AtomicClusterNode {
                     && let Some(m) = store.match_record(match_id)?
                 {
                     if let Some(old) = forming {
-                        self.tell(player, overtaken(old));
+                        self.tell(player, called_off(old, true));
                         self.mark_resolved(player, old);
                     }
                     let coordinator = m.coordinator;
@@ -337,7 +337,7 @@ impl AtomicClusterNode {
             }
             (_, Some(AtomicStoreSeat::Queued { category })) => {
                 if let Some(match_id) = forming {
-                    self.tell(player, overtaken(match_id));
+                    self.tell(player, called_off(match_id, true));
                     self.mark_resolved(player, match_id);
                 }
                 self.set_seat(player, queued(&category, None));
@@ -354,11 +354,7 @@ impl AtomicClusterNode {
             ) => self.rejoin(lease, player, &category, enqueued_at_us, store)?,
             (_, None) => {
                 if let Some(match_id) = forming {
-                    let mut cancelled = overtaken(match_id);
-                    if let AtomicServerMessage::MatchCancelled { requeued, .. } = &mut cancelled {
-                        *requeued = false;
-                    }
-                    self.tell(player, cancelled);
+                    self.tell(player, called_off(match_id, false));
                     self.mark_resolved(player, match_id);
                 }
                 self.set_seat(player, AtomicLocalSeat::Idle);
@@ -411,7 +407,8 @@ impl AtomicClusterNode {
         Ok(())
     }
 
-    fn mark_resolved(&mut self, player: PlayerId, match_id: u64) {
+    /// Messages of `match_id` and older are done with for this player.
+    pub(super) fn mark_resolved(&mut self, player: PlayerId, match_id: u64) {
         if let Some(local) = self.players.get_mut(&player) {
             local.last_match = local.last_match.max(match_id);
             local.resolved = local.resolved.max(match_id);

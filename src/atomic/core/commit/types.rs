@@ -202,6 +202,24 @@ pub struct AtomicCommitOutcome<P> {
     pub players: Vec<AtomicPlayerReport<P>>,
 }
 
+impl AtomicCommitOutcome<crate::shared::player::PlayerId> {
+    /// The players of a committed match in match order with their latency (the first
+    /// hosts), as the match-found message lists them.
+    pub fn matched_players(&self) -> Vec<crate::atomic::core::protocol::AtomicMatchedPlayer> {
+        self.players
+            .iter()
+            .enumerate()
+            .map(
+                |(i, r)| crate::atomic::core::protocol::AtomicMatchedPlayer {
+                    player: r.player,
+                    latency: r.health.latency().unwrap_or_default(),
+                    host: i == 0,
+                },
+            )
+            .collect()
+    }
+}
+
 impl<P: Copy> AtomicCommitOutcome<P> {
     /// Players to put back at the front of the queue, in match order.
     pub fn requeue(&self) -> Vec<P> {
