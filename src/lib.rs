@@ -55,9 +55,11 @@ pub mod prelude {
         core::machine::{NegotiatedRestartReason, NegotiatedRole},
         core::protocol::{NEGOTIATED_PROTOCOL_VERSION, NegotiatedErrorKind},
         core::relay_core::NegotiatedRelayLimits,
+        core::shared::NegotiatedMemorySharedStore,
         relay::{
             NegotiatedRelayDrain, NegotiatedRelayDrainFinished, NegotiatedRelayPlugin,
             NegotiatedRelaySettings, NegotiatedRelayState, NegotiatedRelaySystems,
+            NegotiatedSharedFacts,
         },
     };
     pub use crate::shared::conditions::{client_exists, server_exists};

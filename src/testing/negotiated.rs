@@ -22,9 +22,11 @@ use crate::negotiated::channel::NegotiatedChannel;
 /// The clock skew [`NegotiatedTestHarness::add_skewed_client`] sets, here beside it.
 pub use crate::negotiated::client::NegotiatedClockSkew;
 use crate::negotiated::client::*;
+use crate::negotiated::core::frame::NegotiatedFrames;
 use crate::negotiated::core::protocol::{NegotiatedClientMessage, NegotiatedRelayMessage};
+use crate::negotiated::core::shared::NegotiatedMemorySharedStore;
 use crate::negotiated::relay::{
-    NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState,
+    NegotiatedRelayPlugin, NegotiatedRelaySettings, NegotiatedRelayState, NegotiatedSharedFacts,
 };
 
 /// The relay epoch the harness uses unless the settings name one (any fixed value).
@@ -84,6 +86,48 @@ impl TestHarness<NegotiatedHarnessMode> {
         let mut h = Self::from_server(mode, relay, channel.id, DEFAULT_STEP);
         visit_client_messages(&mut h.recorder());
         h
+    }
+
+    /// `relays` relays sharing one fact store in memory (see
+    /// [`NegotiatedSharedFacts`]), with these settings, and clients with these. Clients
+    /// start on relay 0; [`move_client`](TestHarness::move_client) moves them and
+    /// [`kill_server`](TestHarness::kill_server) kills a relay.
+    pub fn with_shared_relays(
+        relays: usize,
+        mut relay_settings: NegotiatedRelaySettings,
+        client_settings: NegotiatedClientSettings,
+    ) -> (Self, NegotiatedMemorySharedStore) {
+        relay_settings.epoch.get_or_insert(NEGOTIATED_TEST_EPOCH);
+        let store = NegotiatedMemorySharedStore::new(
+            NegotiatedFrames::new(relay_settings.frame_duration),
+            relay_settings.limits,
+        );
+        let named = |k: usize| NegotiatedRelaySettings {
+            shared: Some(NegotiatedSharedFacts::memory(
+                store.clone(),
+                format!("relay-{k}"),
+            )),
+            ..relay_settings.clone()
+        };
+        let mut h = Self::new(named(0), client_settings);
+        for k in 1..relays.max(1) {
+            let relay = relay_app(
+                h.mode.channel,
+                h.step,
+                NegotiatedRelaySettings {
+                    epoch: Some(h.relay_now()),
+                    ..named(k)
+                },
+            );
+            h.add_server(relay);
+        }
+        (h, store)
+    }
+
+    /// Relay `on`'s state, unless it was killed.
+    pub fn relay_state_of(&self, on: usize) -> Option<&NegotiatedRelayState> {
+        self.server_app(on)
+            .map(|app| app.world().resource::<NegotiatedRelayState>())
     }
 
     /// A relay with `frame_duration` frames and clients with `bid_timeout`.

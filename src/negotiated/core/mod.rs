@@ -7,6 +7,7 @@
 //! - [`machine`]: the client algorithm;
 //! - [`relay_core`]: the relay's storage and routing;
 //! - [`journal`]: where a relay records what it stored, to survive a restart;
+//! - [`shared`]: a store several relays share, so that none is a single point of failure;
 //! - [`protocol`]: wire messages.
 
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod journal;
 pub mod machine;
 pub mod protocol;
 pub mod relay_core;
+pub mod shared;
 pub mod store;
 
 #[cfg(test)]

@@ -15,11 +15,16 @@ pub(super) fn on_server_event(
     event: On<RenetServerEvent>,
     mut state: ResMut<NegotiatedRelayState>,
     link: Option<NegotiatedRelayLink>,
+    time: Res<Time<Real>>,
 ) {
+    let now = state.relay_time(time.elapsed());
     match event.event().0 {
         ServerEvent::ClientConnected { client_id } => {
             state.gate.connect(client_id);
             state.core.connect(client_id);
+            if let Some(shared) = state.shared.as_mut() {
+                shared.connect(client_id, now);
+            }
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
             if let Some(why) = config_disagreement(reason) {
@@ -28,6 +33,12 @@ pub(super) fn on_server_event(
                 debug!("negotiated relay: client {client_id} disconnected ({reason})");
             }
             state.gate.disconnect(client_id);
+            if let Some(shared) = state.shared.as_mut() {
+                // every relay, this one too, hears of the departure from the shared log
+                shared.disconnect(client_id, now);
+                state.core.unsubscribe(client_id);
+                return;
+            }
             let out = state.core.disconnect(client_id);
             if let Some(mut link) = link {
                 link.send_all(out);

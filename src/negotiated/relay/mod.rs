@@ -10,12 +10,14 @@
 //! - `state`: [`NegotiatedRelayState`], the facts, subscriptions and connections;
 //! - `connections`: connects and disconnects (a departure is forwarded), refused
 //!   connections closing, frames expiring;
-//! - `receive`: the connection gate, then one handler per client message.
+//! - `receive`: the connection gate, then one handler per client message;
+//! - `shared`: a store shared with other relays ([`NegotiatedSharedFacts`]).
 
 mod connections;
 mod drain;
 mod receive;
 mod settings;
+mod shared;
 mod state;
 
 use crate::shared::plugins::Dependencies;
@@ -35,6 +37,9 @@ use crate::shared::server_link::ServerLink;
 
 pub use drain::{NegotiatedRelayDrain, NegotiatedRelayDrainFinished};
 pub use settings::NegotiatedRelaySettings;
+pub use shared::{
+    NegotiatedSharedBackend, NegotiatedSharedFacts, NegotiatedSharedOpen, NegotiatedSharedStatus,
+};
 pub use state::NegotiatedRelayState;
 
 /// System sets of the relay plugin, in frame order. Every system of the plugin is in one
@@ -43,7 +48,8 @@ pub use state::NegotiatedRelayState;
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NegotiatedRelaySystems {
     /// `PreUpdate`, after [`RenetReceive`]: applies changed settings, decodes client
-    /// messages, answers time requests, stores and forwards facts.
+    /// messages, answers time requests, stores and forwards facts (with a shared store:
+    /// sends the posts to it, and routes what its log says and its verdicts).
     Receive,
     /// `Update`: drops expired frames, closes refused connections.
     Maintain,
@@ -120,6 +126,7 @@ impl Plugin for NegotiatedRelayPlugin {
                 (
                     settings::apply_settings.run_if(changed),
                     receive::receive_messages,
+                    shared::exchange_shared,
                 )
                     .chain()
                     .in_set(NegotiatedRelaySystems::Receive),

@@ -129,6 +129,13 @@ impl Relay<'_> {
     /// [`NegotiatedClientMessage::Subscribe`]: watches frames of a category, and gets
     /// their stored facts.
     fn on_subscribe(&mut self, client: PlayerId, category: String, frames: Vec<u64>) {
+        let (category, frames) = match self.state.shared.as_mut() {
+            Some(shared) => match shared.subscribe(client, category, frames) {
+                Some(now) => now,
+                None => return,
+            },
+            None => (category, frames),
+        };
         match self.state.core.subscribe(client, category, frames) {
             Ok(out) => self.link.send_all(out),
             Err(refusal) => self.send(client, &refusal.to_message()),
@@ -145,6 +152,10 @@ impl Relay<'_> {
     fn on_post(&mut self, client: PlayerId, fact: NegotiatedFact, now: Duration) {
         if let Some(refusal) = refuse_while_draining(&mut self.state, client, &fact) {
             self.send(client, &refusal);
+            return;
+        }
+        if let Some(shared) = self.state.shared.as_mut() {
+            shared.post(client, fact, now);
             return;
         }
         let out = self.state.core.post(client, fact, now);

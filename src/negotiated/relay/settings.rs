@@ -8,6 +8,7 @@ use crate::negotiated::core::journal::NegotiatedRelayJournal;
 use crate::negotiated::core::relay_core::NegotiatedRelayLimits;
 use crate::shared::gate::MatchmakingGatePolicy;
 
+use super::shared::NegotiatedSharedFacts;
 use super::state::NegotiatedRelayState;
 
 /// Relay settings. The frame duration and the epoch are read when the plugin is built
@@ -66,6 +67,14 @@ pub struct NegotiatedRelaySettings {
     /// storage).
     #[reflect(ignore)]
     pub journal: Option<NegotiatedRelayJournal>,
+    /// A fact store this relay shares with other relays, so that no relay is a single
+    /// point of failure (see [`NegotiatedSharedFacts`]): the store decides every verdict,
+    /// and the relay routes what the store's log says. `None` (the default): the relay
+    /// keeps its own facts. Read when the plugin is built, with the frame duration and the
+    /// limits (which every relay sharing the store must share too); a `journal` is then
+    /// not used (the shared store is the record). Not reflected (a handle to storage).
+    #[reflect(ignore)]
+    pub shared: Option<NegotiatedSharedFacts>,
 }
 
 impl Default for NegotiatedRelaySettings {
@@ -76,6 +85,7 @@ impl Default for NegotiatedRelaySettings {
             gate: MatchmakingGatePolicy::default(),
             epoch: None,
             journal: None,
+            shared: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::shared::gate::ConnectionGate;
 use crate::shared::player::PlayerId;
 
 use super::settings::NegotiatedRelaySettings;
+use super::shared::{NegotiatedSharedStatus, SharedLink};
 
 /// The relay's facts, subscriptions and connections. Read it for inspection; the plugin's
 /// systems are the only writers.
@@ -32,6 +33,9 @@ pub struct NegotiatedRelayState {
     /// The drain, once started.
     #[reflect(ignore)]
     pub(super) drain: Option<super::drain::RelayDrain>,
+    /// The shared store, when the relay shares one.
+    #[reflect(ignore)]
+    pub(super) shared: Option<SharedLink>,
 }
 
 /// The core of a relay state made from a reflected value (which carries no facts): empty,
@@ -56,7 +60,13 @@ impl NegotiatedRelayState {
             NegotiatedFrames::new(settings.frame_duration),
             settings.limits,
         );
-        if let Some(journal) = &settings.journal {
+        let shared = settings.shared.as_ref().map(|facts| {
+            if settings.journal.is_some() {
+                warn!("negotiated relay: a shared store is set: the journal is not used");
+            }
+            SharedLink::start(facts, core.frames(), core.limits())
+        });
+        if let Some(journal) = settings.journal.as_ref().filter(|_| shared.is_none()) {
             match core.restore(journal.clone(), epoch) {
                 Ok(restored) => {
                     info!("negotiated relay: {restored} facts read back from the journal")
@@ -72,6 +82,7 @@ impl NegotiatedRelayState {
             epoch,
             connections_refused: 0,
             drain: None,
+            shared,
         }
     }
 
@@ -128,6 +139,12 @@ impl NegotiatedRelayState {
     /// Connections closed for a version mismatch or abuse.
     pub fn connections_refused(&self) -> u64 {
         self.connections_refused
+    }
+
+    /// The shared store as this relay sees it, when it shares one
+    /// ([`NegotiatedRelaySettings::shared`](super::NegotiatedRelaySettings::shared)).
+    pub fn shared(&self) -> Option<&NegotiatedSharedStatus> {
+        self.shared.as_ref().map(SharedLink::status)
     }
 
     /// Bookkeeping for a connection the gate just refused: counted, and it no longer

@@ -43,6 +43,8 @@ use super::protocol::{
 use super::store::{NegotiatedFactStore, NegotiatedInsert, NegotiatedStoredFact};
 
 mod rules;
+pub use rules::check_request;
+mod shared;
 
 #[cfg(test)]
 mod tests;
@@ -145,6 +147,20 @@ impl NegotiatedRefusal {
     }
 }
 
+/// What [`NegotiatedRelayCore::decide`] did with a post the rules allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NegotiatedDecision {
+    /// The fact is new and now stored, in this frame and category.
+    Added {
+        /// The frame it lives in (its request's frame).
+        frame: u64,
+        /// Its request's category.
+        category: String,
+    },
+    /// The store already held it: nothing changed.
+    Duplicate,
+}
+
 /// Counters of the relay since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NegotiatedRelayStats {
@@ -164,6 +180,11 @@ pub struct NegotiatedRelayStats {
     pub facts_restored: u64,
     /// Journal writes or deletes that failed (a failed write refuses its fact).
     pub journal_errors: u64,
+    /// Facts read from a shared store's log that were new here (a relay sharing a store).
+    pub facts_replicated: u64,
+    /// Facts read from a shared store's log that this relay could not place (their request
+    /// expired here first).
+    pub facts_unplaced: u64,
 }
 
 /// The relay's store, subscriptions and routing.
@@ -424,6 +445,14 @@ impl NegotiatedRelayCore {
     /// [`NegotiatedRelayLimits::max_departed`]).
     pub fn disconnect(&mut self, client: PlayerId) -> NegotiatedOutbox {
         self.unsubscribe(client);
+        self.depart(client)
+    }
+
+    /// A client's connection closed, here or on another relay sharing the store: its
+    /// unanswered bids become unacceptable and everyone here watching a frame where it
+    /// posted a request is told ([`disconnect`](Self::disconnect) without the
+    /// subscription, which another relay never had).
+    pub fn depart(&mut self, client: PlayerId) -> NegotiatedOutbox {
         let mut places = BTreeSet::new();
         for fact in self.store.by_author(client) {
             if fact.as_request().is_some() {
@@ -471,7 +500,6 @@ impl NegotiatedRelayCore {
         fact: NegotiatedFact,
         now: Duration,
     ) -> NegotiatedOutbox {
-        self.expire(now);
         let signed = NegotiatedSignedFact::new(author, fact);
         let id = signed.id();
         match self.store_fact(signed, now) {
@@ -480,23 +508,31 @@ impl NegotiatedRelayCore {
                 out.extend(forwards);
                 out
             }
-            Err(refusal) => {
-                self.stats.facts_refused += 1;
-                let mut out = NegotiatedOutbox::new();
-                if let Some(winner) = &refusal.winner {
-                    self.stats.facts_sent += 1;
-                    out.push((
-                        author,
-                        NegotiatedRelayMessage::Fact {
-                            author: winner.author,
-                            fact: winner.fact.clone(),
-                        },
-                    ));
-                }
-                out.push((author, refusal.to_verdict(id)));
-                out
-            }
+            Err(refusal) => self.refusal_messages(author, id, &refusal),
         }
+    }
+
+    /// The messages that tell `author` its post `id` was refused: the stored fact that
+    /// won over it, when there is one, then the refusal.
+    fn refusal_messages(
+        &mut self,
+        author: PlayerId,
+        id: NegotiatedFactId,
+        refusal: &NegotiatedRefusal,
+    ) -> NegotiatedOutbox {
+        let mut out = NegotiatedOutbox::new();
+        if let Some(winner) = &refusal.winner {
+            self.stats.facts_sent += 1;
+            out.push((
+                author,
+                NegotiatedRelayMessage::Fact {
+                    author: winner.author,
+                    fact: winner.fact.clone(),
+                },
+            ));
+        }
+        out.push((author, refusal.to_verdict(id)));
+        out
     }
 
     /// Stores a new fact if the rules allow and returns its forwards.
@@ -505,20 +541,53 @@ impl NegotiatedRelayCore {
         signed: NegotiatedSignedFact,
         now: Duration,
     ) -> Result<NegotiatedOutbox, NegotiatedRefusal> {
+        match self.decide(&signed, now)? {
+            NegotiatedDecision::Duplicate => Ok(NegotiatedOutbox::new()),
+            NegotiatedDecision::Added { frame, category } => {
+                Ok(self.forwards(&signed, &category, frame))
+            }
+        }
+    }
+
+    /// Decides a post by the storage rules and stores it when they allow, without routing
+    /// it: what a store shared by several relays does (each relay then routes the facts
+    /// it reads back, [`apply_log`](Self::apply_log)). Frames that expired by `now` are
+    /// dropped first.
+    pub fn decide(
+        &mut self,
+        signed: &NegotiatedSignedFact,
+        now: Duration,
+    ) -> Result<NegotiatedDecision, NegotiatedRefusal> {
+        self.expire(now);
         if self.store.contains(signed.id()) {
             self.stats.facts_duplicate += 1;
-            return Ok(NegotiatedOutbox::new());
+            return Ok(NegotiatedDecision::Duplicate);
         }
-        let (frame, category) = self.check(&signed, now)?;
-        self.record(frame, &signed)?;
-        let recipients = self.recipients(&signed.fact, &category, frame);
+        let refused = |stats: &mut NegotiatedRelayStats| stats.facts_refused += 1;
+        let (frame, category) = self
+            .check(signed, now)
+            .inspect_err(|_| refused(&mut self.stats))?;
+        self.record(frame, signed)
+            .inspect_err(|_| refused(&mut self.stats))?;
         let inserted = self
             .store
             .insert_strict(signed.clone())
             .expect("checked just before");
         debug_assert!(matches!(inserted, NegotiatedInsert::Added(_)));
         self.stats.facts_stored += 1;
-        let out: NegotiatedOutbox = recipients
+        Ok(NegotiatedDecision::Added { frame, category })
+    }
+
+    /// The messages that forward a newly stored fact to who should see it (its author
+    /// excepted), along the pivots.
+    fn forwards(
+        &mut self,
+        signed: &NegotiatedSignedFact,
+        category: &str,
+        frame: u64,
+    ) -> NegotiatedOutbox {
+        let out: NegotiatedOutbox = self
+            .recipients(&signed.fact, category, frame)
             .into_iter()
             .filter(|c| *c != signed.author)
             .map(|c| {
@@ -532,7 +601,7 @@ impl NegotiatedRelayCore {
             })
             .collect();
         self.stats.facts_sent += out.len() as u64;
-        Ok(out)
+        out
     }
 
     /// Records a fact in the journal, if there is one, before anyone is told it is stored.

@@ -13,6 +13,7 @@ use super::super::clock::as_us;
 use super::super::fact::{
     NegotiatedFact, NegotiatedFactId, NegotiatedFactKind, NegotiatedRequest, NegotiatedSignedFact,
 };
+use super::super::frame::NegotiatedFrames;
 use super::super::protocol::NegotiatedErrorKind;
 use super::super::store::{NegotiatedAnswer, NegotiatedStoreError};
 use super::{NegotiatedRefusal, NegotiatedRelayCore};
@@ -26,7 +27,7 @@ impl NegotiatedRelayCore {
         now: Duration,
     ) -> Result<(u64, String), NegotiatedRefusal> {
         if let NegotiatedFact::Request(r) = &signed.fact {
-            self.check_request(r, now)?;
+            check_request(self.frames, r, now)?;
         }
         let (frame, category) = self
             .store
@@ -44,23 +45,6 @@ impl NegotiatedRelayCore {
         }
         self.check_capacity(signed, frame)?;
         Ok((frame, category))
-    }
-
-    /// A request: a valid category, posted to the relay's current frame ± one.
-    fn check_request(&self, r: &NegotiatedRequest, now: Duration) -> Result<(), NegotiatedRefusal> {
-        validate_category(&r.category)
-            .map_err(|why| NegotiatedRefusal::new(NegotiatedErrorKind::InvalidCategory, why))?;
-        let current = self.frames.frame_of(now);
-        if r.frame.saturating_add(1) < current || r.frame > current.saturating_add(1) {
-            return Err(NegotiatedRefusal::new(
-                NegotiatedErrorKind::FrameOutOfRange,
-                format!(
-                    "request posted to frame {} but the relay is in frame {current}; sync your clock",
-                    r.frame
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// A bid or an accept: its request is neither accepted nor cancelled by its requester.
@@ -161,6 +145,28 @@ impl NegotiatedRelayCore {
         }
         Ok(())
     }
+}
+
+/// A request: a valid category, posted to the relay's current frame ± one. The one rule
+/// that needs no store, only the relay's clock: a relay sharing a store checks it itself.
+pub fn check_request(
+    frames: NegotiatedFrames,
+    r: &NegotiatedRequest,
+    now: Duration,
+) -> Result<(), NegotiatedRefusal> {
+    validate_category(&r.category)
+        .map_err(|why| NegotiatedRefusal::new(NegotiatedErrorKind::InvalidCategory, why))?;
+    let current = frames.frame_of(now);
+    if r.frame.saturating_add(1) < current || r.frame > current.saturating_add(1) {
+        return Err(NegotiatedRefusal::new(
+            NegotiatedErrorKind::FrameOutOfRange,
+            format!(
+                "request posted to frame {} but the relay is in frame {current}; sync your clock",
+                r.frame
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A store error as a refusal.

@@ -58,6 +58,8 @@ use crate::shared::connection_config::MatchmakingConnectionConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod servers;
+
 use super::local_link::{LinkFaults, LocalLink};
 use crate::shared::codec;
 use crate::shared::inbox::MatchmakingInbox;
@@ -87,6 +89,9 @@ pub struct HarnessClient {
     generation: u64,
     /// When a dropped connection opens again ([`TestHarness::reconnect`]).
     reconnect_at: Option<Duration>,
+    /// The server it is connected to: 0 is [`TestHarness::server`], 1.. the ones
+    /// [`TestHarness::add_server`] added.
+    on: usize,
 }
 
 /// Every message of type `M` an app wrote, in order, with the time each was recorded at.
@@ -234,12 +239,26 @@ pub struct TestHarness<M: HarnessMode> {
     recorders: Vec<fn(&mut App)>,
     now: Duration,
     link_seed: u64,
+    /// Servers 1.. ([`add_server`](Self::add_server)); `None` once killed.
+    others: Vec<Option<App>>,
 }
 
 /// The seed of one connection's faults: the harness's seed, the client and which of its
 /// connections it is.
 fn link_seed(seed: u64, id: PlayerId, generation: u64) -> u64 {
     seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ generation.wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// Server `on` of a harness (0: `server`, 1..: `others`), unless it was killed.
+fn servers_mut<'a>(
+    server: &'a mut App,
+    others: &'a mut [Option<App>],
+    on: usize,
+) -> Option<&'a mut App> {
+    match on {
+        0 => Some(server),
+        k => others.get_mut(k - 1).and_then(Option::as_mut),
+    }
 }
 
 /// Records every message type it visits: pass it to a plugin's `visit_client_messages`.
@@ -272,6 +291,7 @@ impl<M: HarnessMode> TestHarness<M> {
             recorders: Vec::new(),
             now: Duration::ZERO,
             link_seed: 0,
+            others: Vec::new(),
         }
     }
 
@@ -326,7 +346,7 @@ impl<M: HarnessMode> TestHarness<M> {
         let id = self.next_id;
         self.next_id += 1;
         let mut app = manual_app(self.step);
-        app.insert_resource(self.connect(id));
+        app.insert_resource(self.connect_to(id, 0));
         if let Some(config) = self
             .server
             .world()
@@ -346,6 +366,7 @@ impl<M: HarnessMode> TestHarness<M> {
             link: LocalLink::seeded(link_seed(self.link_seed, id, 0)),
             generation: 0,
             reconnect_at: None,
+            on: 0,
         });
         id
     }
@@ -360,9 +381,13 @@ impl<M: HarnessMode> TestHarness<M> {
         })
     }
 
-    /// A new local connection to the server, as the client's resource.
-    fn connect(&mut self, id: PlayerId) -> RenetClient {
-        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+    /// A new local connection to server `on`, as the client's resource.
+    fn connect_to(&mut self, id: PlayerId, on: usize) -> RenetClient {
+        let mut server = self
+            .server_app_mut(on)
+            .expect("connect to a live server")
+            .world_mut()
+            .resource_mut::<RenetServer>();
         RenetClient(server.new_local_client(id))
     }
 
@@ -427,18 +452,26 @@ impl<M: HarnessMode> TestHarness<M> {
 
     /// Whether a client's connection is still open on both sides.
     pub fn is_connected(&self, id: PlayerId) -> bool {
-        !self.clients[self.index(id)].link.is_closed()
-            && self.server_resource::<RenetServer>().is_connected(id)
+        let client = &self.clients[self.index(id)];
+        !client.link.is_closed()
+            && self
+                .server_app(client.on)
+                .is_some_and(|s| s.world().resource::<RenetServer>().is_connected(id))
     }
 
     /// Closes a client's connection for good, as a player quitting the game would (and
     /// cancels a [`reconnect`](Self::reconnect) under way).
     pub fn disconnect(&mut self, id: PlayerId) {
         let i = self.index(id);
+        let on = self.clients[i].on;
+        self.clients[i].reconnect_at = None;
+        let Some(server) = servers_mut(&mut self.server, &mut self.others, on) else {
+            // its server is gone: nobody hears of it
+            return;
+        };
         let client = &mut self.clients[i];
-        client.reconnect_at = None;
         let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
-        let mut server = self.server.world_mut().resource_mut::<RenetServer>();
+        let mut server = server.world_mut().resource_mut::<RenetServer>();
         client.link.close(&mut server, id, &mut renet);
     }
 
@@ -508,7 +541,8 @@ impl<M: HarnessMode> TestHarness<M> {
             if self.clients[i].reconnect_at.is_none_or(|at| at > self.now) {
                 continue;
             }
-            let renet = self.connect(self.clients[i].id);
+            let (id, on) = (self.clients[i].id, self.clients[i].on);
+            let renet = self.connect_to(id, on);
             self.renew_link(i);
             let client = &mut self.clients[i];
             client.reconnect_at = None;
@@ -541,7 +575,11 @@ impl<M: HarnessMode> TestHarness<M> {
     /// then gets a new connection (and link: packets in flight are lost) to the new server.
     pub fn replace_server(&mut self, server: App) {
         let mut old = self.server.world_mut().resource_mut::<RenetServer>();
-        for client in self.clients.iter_mut().filter(|c| !c.link.is_closed()) {
+        for client in self
+            .clients
+            .iter_mut()
+            .filter(|c| !c.link.is_closed() && c.on == 0)
+        {
             let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
             old.disconnect_local_client(client.id, &mut renet);
         }
@@ -554,8 +592,8 @@ impl<M: HarnessMode> TestHarness<M> {
             install(&mut self.server);
         }
         for i in 0..self.clients.len() {
-            if !self.clients[i].link.is_closed() {
-                let renet = self.connect(self.clients[i].id);
+            if !self.clients[i].link.is_closed() && self.clients[i].on == 0 {
+                let renet = self.connect_to(self.clients[i].id, 0);
                 self.renew_link(i);
                 self.clients[i].app.insert_resource(renet);
             }
@@ -563,12 +601,22 @@ impl<M: HarnessMode> TestHarness<M> {
     }
 
     fn exchange(&mut self) {
+        for on in 0..=self.others.len() {
+            self.exchange_with(on);
+        }
+    }
+
+    /// Packets both ways between server `on` and its clients.
+    fn exchange_with(&mut self, on: usize) {
         let now = self.now;
         let clients = &mut self.clients;
-        let world = self.server.world_mut();
+        let Some(server) = servers_mut(&mut self.server, &mut self.others, on) else {
+            return;
+        };
+        let world = server.world_mut();
         world.resource_scope(|world, mut server: Mut<RenetServer>| {
             let mut inbox = world.get_resource_mut::<MatchmakingInbox>();
-            for client in clients.iter_mut() {
+            for client in clients.iter_mut().filter(|c| c.on == on) {
                 let mut renet = client.app.world_mut().resource_mut::<RenetClient>();
                 let inbox = inbox.as_deref_mut();
                 client
@@ -587,6 +635,10 @@ impl<M: HarnessMode> TestHarness<M> {
         self.exchange();
         single_threaded(&mut self.server);
         self.server.update();
+        for server in self.others.iter_mut().flatten() {
+            single_threaded(server);
+            server.update();
+        }
         self.exchange();
         for client in &mut self.clients {
             single_threaded(&mut client.app);
