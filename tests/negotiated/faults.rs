@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bevy::prelude::{Real, Time};
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::testing::local_link::LinkFaults;
 use bevy_atomic_matchmaking::testing::negotiated::NegotiatedTestHarness;
@@ -66,6 +67,15 @@ pub enum Op {
     RelayStall,
     /// A fresh relay (every fact lost).
     RelayRestart,
+    /// (Shared relays) the client fails over to this relay, if it is alive.
+    Failover(usize, usize),
+    /// (Shared relays) relay 1 or 2 dies (`kill -9`); its clients fail over to the next
+    /// live relay.
+    RelayKill(usize),
+    /// (Shared relays) the store is unreachable for this many updates.
+    StoreDown(u16),
+    /// (Shared relays) the store loses the replies of its next calls (they happened).
+    LoseReplies(u8),
 }
 
 fn wire() -> impl Strategy<Value = Wire> {
@@ -95,6 +105,22 @@ pub fn op(n: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Relays of the shared-store runs.
+pub const RELAYS: usize = 3;
+
+/// The ops of a run with [`RELAYS`] relays on one shared store: those of [`op`] (a relay
+/// restart restarts relay 0, which reads the store back) and failovers, relay deaths,
+/// store outages and lost replies.
+pub fn shared_op(n: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => op(n),
+        3 => (0..n, 0..RELAYS).prop_map(|(p, r)| Op::Failover(p, r)),
+        1 => (1..RELAYS).prop_map(Op::RelayKill),
+        1 => (1u16..120).prop_map(Op::StoreDown),
+        1 => (1u8..4).prop_map(Op::LoseReplies),
+    ]
+}
+
 /// A match one client found, as the run first saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -111,6 +137,8 @@ pub struct NegotiatedRun {
     seen: Vec<Vec<Seen>>,
     /// How many matches each client had found when its current search started.
     at_search: Vec<usize>,
+    /// The shared store, in a run of several relays.
+    store: Option<NegotiatedMemorySharedStore>,
 }
 
 fn searching(state: NegotiatedClientState) -> bool {
@@ -118,20 +146,55 @@ fn searching(state: NegotiatedClientState) -> bool {
     matches!(state, Looking | Requesting | Bidding)
 }
 
+fn client_settings() -> NegotiatedClientSettings {
+    NegotiatedClientSettings {
+        bid_timeout: BID_TIMEOUT,
+        time_sync_interval: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
 impl NegotiatedRun {
     pub fn new(seed: u64) -> Self {
-        let mut h = NegotiatedTestHarness::new(
+        let h = NegotiatedTestHarness::new(
             NegotiatedRelaySettings {
                 frame_duration: FRAME,
                 journal: Some(NegotiatedRelayJournal::memory()),
                 ..Default::default()
             },
-            NegotiatedClientSettings {
-                bid_timeout: BID_TIMEOUT,
-                time_sync_interval: Duration::from_secs(1),
-                ..Default::default()
-            },
+            client_settings(),
         );
+        Self::around(h, seed, None)
+    }
+
+    /// [`RELAYS`] relays on one shared store; the clients start spread across them.
+    pub fn shared(seed: u64) -> Self {
+        let settings = NegotiatedRelaySettings {
+            frame_duration: FRAME,
+            ..Default::default()
+        };
+        let (h, store) =
+            NegotiatedTestHarness::with_shared_relays(RELAYS, settings, client_settings());
+        let mut run = Self::around(h, seed, Some(store));
+        for (i, id) in run.ids.clone().into_iter().enumerate() {
+            if i % RELAYS != 0 {
+                run.h.move_client(id, i % RELAYS);
+            }
+        }
+        run.h.run_until(200, |h| {
+            h.clients.iter().all(|c| h.is_connected(c.id))
+                && h.clients
+                    .iter()
+                    .all(|c| h.state(c.id) == NegotiatedClientState::Idle)
+        });
+        run
+    }
+
+    fn around(
+        mut h: NegotiatedTestHarness,
+        seed: u64,
+        store: Option<NegotiatedMemorySharedStore>,
+    ) -> Self {
         let ids = h.add_clients(CLIENTS);
         h.seed_links(seed);
         Self {
@@ -139,7 +202,49 @@ impl NegotiatedRun {
             seen: vec![Vec::new(); ids.len()],
             at_search: vec![0; ids.len()],
             ids,
+            store,
         }
+    }
+
+    /// Moves a client to relay `to`, or the next live one.
+    fn fail_over(&mut self, p: usize, to: usize) {
+        let servers = self.h.servers();
+        let live = (0..servers)
+            .map(|k| (to + k) % servers)
+            .find(|k| self.h.is_alive(*k))
+            .expect("relay 0 never dies");
+        if self.h.server_of(self.ids[p]) != live || !self.h.is_connected(self.ids[p]) {
+            self.h.move_client(self.ids[p], live);
+        }
+    }
+
+    /// The shared-store ops.
+    fn apply_shared(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let Some(store) = self.store.clone() else {
+            return Ok(());
+        };
+        match *op {
+            Op::Failover(p, to) => self.fail_over(p, to),
+            Op::RelayKill(k) if self.h.is_alive(k) => {
+                self.h.kill_server(k);
+                self.frame()?;
+                for p in 0..self.ids.len() {
+                    if self.h.server_of(self.ids[p]) == k {
+                        self.fail_over(p, k + 1);
+                    }
+                }
+            }
+            Op::StoreDown(updates) => {
+                store.set_reachable(false);
+                for _ in 0..updates {
+                    self.frame()?;
+                }
+                store.set_reachable(true);
+            }
+            Op::LoseReplies(n) => store.lose_replies(n.into()),
+            _ => {}
+        }
+        Ok(())
     }
 
     fn index(&self, id: PlayerId) -> Option<usize> {
@@ -176,10 +281,17 @@ impl NegotiatedRun {
                 .stall_link(self.ids[p], Duration::from_millis(ms.into())),
             Op::Reconnect(p) => self.h.reconnect(self.ids[p]),
             Op::RelayStall => {
-                self.h.stall_server(RELAY_STALL);
+                match self.store {
+                    // relays sharing a store share wall-clock time: all stall at once
+                    Some(_) => self.h.stall_servers(RELAY_STALL),
+                    None => self.h.stall_server(RELAY_STALL),
+                }
                 return self.check(false);
             }
             Op::RelayRestart => self.h.restart_relay(),
+            Op::Failover(..) | Op::RelayKill(_) | Op::StoreDown(_) | Op::LoseReplies(_) => {
+                self.apply_shared(op)?
+            }
         }
         self.frame()
     }
@@ -228,7 +340,10 @@ impl NegotiatedRun {
     fn check(&mut self, last: bool) -> Result<(), TestCaseError> {
         self.collect()?;
         self.check_mutual(last)?;
-        check_relay(&self.h, &self.ids)
+        for on in 0..self.h.servers() {
+            check_relay(&self.h, on, &self.ids)?;
+        }
+        Ok(())
     }
 
     /// Takes in the matches found since the last frame; nobody is matched twice in one
@@ -307,11 +422,19 @@ fn mirrors(b: &NegotiatedMatchFound, a: &NegotiatedMatchFound) -> bool {
         && (b.request, b.bid, b.accept) == (a.request, a.bid, a.accept)
 }
 
-/// The relay's memory stays under its caps.
-fn check_relay(h: &NegotiatedTestHarness, ids: &[PlayerId]) -> Result<(), TestCaseError> {
-    let relay = h.relay_state();
-    let server = h.server_resource::<RenetServer>();
-    let now = h.relay_now();
+/// Relay `on`'s memory stays under its caps (a dead relay is not checked).
+fn check_relay(
+    h: &NegotiatedTestHarness,
+    on: usize,
+    ids: &[PlayerId],
+) -> Result<(), TestCaseError> {
+    let Some(app) = h.server_app(on) else {
+        return Ok(());
+    };
+    let relay = app.world().resource::<NegotiatedRelayState>();
+    let server = app.world().resource::<RenetServer>();
+    // each relay by its own clock (a stalled relay's runs ahead, as a skewed one would)
+    let now = relay.relay_time(app.world().resource::<Time<Real>>().elapsed());
     let frames = relay.frames();
     let max = h.mode.relay_settings.limits.max_facts_per_frame;
     let (oldest, current) = (frames.oldest_kept(now), frames.frame_of(now));
@@ -374,5 +497,15 @@ proptest::proptest! {
         seed in proptest::prelude::any::<u64>(),
     ) {
         NegotiatedRun::new(seed).run(&ops)?;
+    }
+
+    /// The same with three relays on one shared store, while clients fail over between
+    /// them, relays die, and the store goes away or loses replies.
+    #[test]
+    fn matches_stay_mutual_across_relay_failover(
+        ops in proptest::collection::vec(shared_op(CLIENTS), 1..40),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        NegotiatedRun::shared(seed).run(&ops)?;
     }
 }

@@ -1,7 +1,10 @@
 //! Several servers in one harness (relays sharing a store, nodes of a cluster): clients
 //! move between them, and a server can die.
 
+use std::time::Duration;
+
 use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
 use bevy_renet::{RenetClient, RenetServer};
 
 use super::{HarnessMode, TestHarness, servers_mut};
@@ -83,5 +86,20 @@ impl<M: HarnessMode> TestHarness<M> {
             client.link.close(&mut renet_server, client.id, &mut renet);
         }
         drop(server);
+    }
+
+    /// [`stall_server`](Self::stall_server) for every live server at once: one long frame
+    /// of each (their clocks stay together, as wall clocks do), while the clients and the
+    /// network step as usual.
+    pub fn stall_servers(&mut self, gap: Duration) {
+        let step = self.step;
+        let set = |app: &mut App, d: Duration| {
+            app.insert_resource(TimeUpdateStrategy::ManualDuration(d));
+        };
+        set(&mut self.server, gap);
+        self.others.iter_mut().flatten().for_each(|s| set(s, gap));
+        self.update();
+        set(&mut self.server, step);
+        self.others.iter_mut().flatten().for_each(|s| set(s, step));
     }
 }
