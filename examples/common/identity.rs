@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::transport::{
-    DEFAULT_TOKEN_VALIDITY, MatchmakingPrivateKey, MatchmakingTokenIssuer,
+    DEFAULT_TOKEN_VALIDITY, MatchmakingFailover, MatchmakingPrivateKey, MatchmakingTokenIssuer,
     insecure_netcode_client_transport, insert_insecure_netcode_client,
     insert_insecure_netcode_server, insert_secure_netcode_client,
     insert_secure_netcode_server_with_addresses, secure_netcode_client_transport,
@@ -173,6 +173,40 @@ impl Identity {
             true => Identity::QuietTokens(issuer),
             false => Identity::Tokens(issuer),
         }
+    }
+
+    /// The same identity, the tokens it mints carrying this connection timeout (whole
+    /// seconds, at least 1): how long a server may stay silent before the client gives it
+    /// up.
+    pub fn with_token_timeout(self, timeout: std::time::Duration) -> Self {
+        match self {
+            Identity::Tokens(issuer) => Identity::Tokens(issuer.with_timeout(timeout)),
+            Identity::QuietTokens(issuer) => Identity::QuietTokens(issuer.with_timeout(timeout)),
+            Identity::Insecure => Identity::Insecure,
+        }
+    }
+
+    /// A connection for `player` that fails over between `servers` (in order): when
+    /// secure, one token naming every server, usable to connect for `valid_for`.
+    pub fn failover(
+        &self,
+        servers: &[SocketAddr],
+        player: u64,
+        config: ConnectionConfig,
+        valid_for: std::time::Duration,
+    ) -> std::io::Result<MatchmakingFailover> {
+        let token = |issuer: &MatchmakingTokenIssuer| {
+            issuer
+                .issue(player, valid_for, servers, &[])
+                .map_err(std::io::Error::other)
+        };
+        Ok(match self {
+            Identity::Tokens(issuer) => MatchmakingFailover::secure(token(issuer)?, config),
+            Identity::QuietTokens(issuer) => {
+                MatchmakingFailover::secure(token(issuer)?, config).quiet()
+            }
+            Identity::Insecure => MatchmakingFailover::insecure(servers, player, config),
+        })
     }
 
     /// Whether clients connect with tokens.

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use bevy_atomic_matchmaking::negotiated::core::frame::NEGOTIATED_MIN_FRAME;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::transport::{
+    DEFAULT_TOKEN_TIMEOUT_SECONDS, MAX_TOKEN_SERVER_ADDRESSES,
+};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
@@ -32,12 +35,16 @@ const DEFAULT_FRAME: Duration = Duration::from_secs(2);
 /// The relay's address unless `--addr`.
 const DEFAULT_ADDR: &str = "127.0.0.1:5001";
 
+/// How long the load mode's clients search unless `--run-for`.
+const DEFAULT_LOAD_RUN_FOR: Duration = Duration::from_secs(10);
+
 fn defaults() -> NegotiatedRelaySettings {
     NegotiatedRelaySettings::default()
 }
 
 /// Serverless negotiated matchmaking over UDP: without a mode flag, a relay and N clients
-/// in one process; --relay-only runs just the relay; --client ADDR runs one client.
+/// in one process; --relay-only runs just the relay; --client A,B,C runs one client (or,
+/// with --clients N, N clients) of the relays at those addresses, failing over between them.
 ///
 /// Every relay setting is a flag and, with --relay-only, a key of the --config file (flags
 /// win); the one-process mode's relay takes the same flags. SIGTERM or Ctrl-C drains
@@ -51,15 +58,15 @@ fn defaults() -> NegotiatedRelaySettings {
     allow_negative_numbers = true
 )]
 pub struct Cli {
-    /// One-process mode: how many clients to run (1..=512)
+    /// One-process mode: how many clients to run (1..=512); with --client, the load mode:
+    /// this many clients of the relays, searching again after each match until --run-for
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clients)]
     clients: usize,
     /// Run just the relay, until SIGTERM, Ctrl-C or --run-for
     #[arg(long, conflicts_with = "client")]
     relay_only: bool,
-    /// Run one client of the relay at this address
-    #[arg(long, value_name = "ADDR")]
-    client: Option<SocketAddr>,
+    #[command(flatten)]
+    client_flags: ClientFlags,
     /// Exit 1 after this many seconds if not everyone who can pair did (--client: if it
     /// found no match)
     #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = positive_seconds)]
@@ -92,7 +99,8 @@ pub struct Cli {
     /// The relay's UDP address
     #[arg(long, help_heading = "Relay process (--relay-only)", value_name = "ADDR", default_value = DEFAULT_ADDR)]
     addr: SocketAddr,
-    /// Drain and exit after this many seconds, as on SIGTERM (default: run until a signal)
+    /// Drain and exit after this many seconds, as on SIGTERM (default: run until a signal);
+    /// --client --clients N: how long the clients search (default 10)
     #[arg(
         long,
         help_heading = "Relay process (--relay-only)",
@@ -146,6 +154,64 @@ pub struct Cli {
     /// all)
     #[arg(long, help_heading = "Connection gate ([relay.gate])", value_name = "SECONDS", default_value_t = Seconds(defaults().gate.abuse_cooldown))]
     abuse_cooldown: Seconds,
+}
+
+/// The flags of the client processes (`--client`, and its load mode with `--clients`).
+#[derive(clap::Args, Debug)]
+struct ClientFlags {
+    /// Run one client of the relays at these addresses (comma-separated, in order): it
+    /// connects to the first and fails over to the next when its relay goes silent; its
+    /// connect token names every address. With --clients N: the load mode
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_parser = relay_list)]
+    client: Option<RelayList>,
+    /// The connection timeout of the connect tokens the clients mint, in whole seconds (at
+    /// least 1): a relay silent this long is given up (and the client fails over)
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOKEN_TIMEOUT_SECONDS as u64, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    token_timeout: u64,
+    /// --client --clients N: the categories, comma-separated; client i searches category
+    /// i % count (default: --category)
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        value_parser = category,
+        requires = "client"
+    )]
+    categories: Vec<String>,
+    /// --client --clients N: one JSON object per line on stdout (matched, failover, summary)
+    #[arg(long, requires = "client")]
+    json: bool,
+    /// --client --clients N: how long a matched client "plays" before it searches again (0:
+    /// at once; a client that searches again at once can exceed the relay's --rate-limit)
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(Duration::from_millis(500)), requires = "client")]
+    rematch_after: Seconds,
+}
+
+/// A category name the client plugin accepts.
+fn category(value: &str) -> Result<String, String> {
+    bevy_atomic_matchmaking::shared::player::validate_category(value)?;
+    Ok(value.to_owned())
+}
+
+/// `--client`'s relay addresses, in order.
+#[derive(Clone, Debug)]
+pub struct RelayList(pub Vec<SocketAddr>);
+
+fn relay_list(value: &str) -> Result<RelayList, String> {
+    let relays = value
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("{a:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if relays.len() > MAX_TOKEN_SERVER_ADDRESSES {
+        return Err(format!(
+            "at most {MAX_TOKEN_SERVER_ADDRESSES} addresses (a connect token's limit)"
+        ));
+    }
+    Ok(RelayList(relays))
 }
 
 fn positive_seconds(value: &str) -> Result<Duration, String> {
@@ -266,6 +332,7 @@ impl RelayConfig {
             gate: self.gate.policy(),
             epoch: None,
             journal,
+            shared: None,
         })
     }
 }
@@ -276,8 +343,27 @@ pub enum Mode {
     Together { clients: usize },
     /// Only the relay.
     Relay,
-    /// One client of a relay elsewhere.
-    Client { relay: SocketAddr },
+    /// One client of relays elsewhere, failing over between them.
+    Client { relays: Vec<SocketAddr> },
+    /// `clients` clients of relays elsewhere, searching again after each match.
+    Load {
+        relays: Vec<SocketAddr>,
+        clients: usize,
+    },
+}
+
+/// What the client processes are asked (`--client`, and its load mode).
+pub struct ClientArgs {
+    /// The connect tokens' connection timeout.
+    pub token_timeout: Duration,
+    /// The load mode's categories (never empty).
+    pub categories: Vec<String>,
+    /// The load mode's JSON lines.
+    pub json: bool,
+    /// How long the load mode's clients search.
+    pub run_for: Duration,
+    /// How long a matched client of the load mode waits before it searches again.
+    pub rematch_after: Duration,
 }
 
 /// What the command line (and, with `--relay-only`, the config file) ask for.
@@ -292,6 +378,8 @@ pub struct Args {
     pub verbose: bool,
     /// `--client`'s key file, `--insecure` and transport (the relay's are in `config`).
     pub identity: IdentityArgs,
+    /// The client processes' own flags.
+    pub client: ClientArgs,
 }
 
 impl Args {
@@ -316,13 +404,19 @@ pub fn load() -> Result<Args, Vec<String>> {
     };
     apply_flags(&mut config, &cli, &matches);
     check(&config)?;
-    let mode = match (cli.relay_only, cli.client) {
+    let load = matches.value_source("clients") == Some(ValueSource::CommandLine);
+    let mode = match (cli.relay_only, cli.client_flags.client.clone()) {
         (true, _) => Mode::Relay,
-        (false, Some(relay)) => Mode::Client { relay },
+        (false, Some(RelayList(relays))) if load => Mode::Load {
+            relays,
+            clients: cli.clients,
+        },
+        (false, Some(RelayList(relays))) => Mode::Client { relays },
         (false, None) => Mode::Together {
             clients: cli.clients,
         },
     };
+    let client = client_args(&cli);
     Ok(Args {
         mode,
         config,
@@ -331,7 +425,24 @@ pub fn load() -> Result<Args, Vec<String>> {
         category: cli.category,
         verbose: cli.verbose,
         identity: cli.identity,
+        client,
     })
+}
+
+/// The client processes' flags, defaults filled in.
+fn client_args(cli: &Cli) -> ClientArgs {
+    let flags = &cli.client_flags;
+    let categories = match flags.categories.is_empty() {
+        true => vec![cli.category.clone()],
+        false => flags.categories.clone(),
+    };
+    ClientArgs {
+        token_timeout: Duration::from_secs(flags.token_timeout),
+        categories,
+        json: flags.json,
+        run_for: cli.run_for.map_or(DEFAULT_LOAD_RUN_FOR, |s| s.0),
+        rematch_after: flags.rematch_after.0,
+    }
 }
 
 /// Copies every flag given on the command line over the file's value.

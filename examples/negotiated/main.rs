@@ -10,10 +10,19 @@
 //!     [--key-file PATH] [--insecure] [--print-config] ...
 //!     just the relay (default 127.0.0.1:5001), until SIGTERM or Ctrl-C, then a drain;
 //!     `--help` lists every relay setting (limits, connection gate) with its default
-//! cargo run --example negotiated -- --client ADDR [--category NAME] [--timeout SECONDS] [--verbose]
-//!     [--key-file PATH] [--insecure]
-//!     one client (default timeout 20 s): prints its match and exits 0, or exits 1 after
-//!     the timeout; --verbose prints each state change
+//! cargo run --example negotiated -- --client ADDR[,ADDR...] [--category NAME] [--timeout SECONDS]
+//!     [--token-timeout SECONDS] [--verbose] [--key-file PATH] [--insecure]
+//!     one client (default timeout 20 s) of the relays at these addresses: it connects to
+//!     the first and, when its relay goes silent (no packet for --token-timeout, default
+//!     15 s) or closes the connection, fails over to the next, round the list; prints its
+//!     match and exits 0, or exits 1 after the timeout (or once every relay refused it);
+//!     --verbose prints each state change and failover
+//! cargo run --example negotiated -- --client ADDR[,ADDR...] --clients N [--categories a,b,c]
+//!     [--run-for SECONDS] [--json] [--token-timeout SECONDS] [--key-file PATH] [--insecure]
+//!     the load mode: N clients in one process, client i starting on relay i % count and
+//!     searching category i % count (default --category), each searching again after each
+//!     match, all failing over as above, until --run-for (default 10 s); exits 0, or 1 if
+//!     a client never matched; --json prints one JSON object a line (see load.rs)
 //! ```
 //!
 //! Secure by default: the relay accepts only connect tokens minted with its key. The
@@ -26,9 +35,15 @@
 //! key file could not be read; 2 a setting was refused at start (a bad flag, an unknown or
 //! bad key in `--config`, a journal that cannot be opened); 130 a second signal.
 //!
-//! Files: `config.rs` (flags, the relay's config file, checks), `relay.rs` (`--relay-only`).
+//! The clients' connect tokens name every relay of `--client` (a relay accepts only tokens
+//! naming its address) and stay valid for the whole run; their connection timeout is
+//! `--token-timeout`, which is also how long a silent relay takes to be given up.
+//!
+//! Files: `config.rs` (flags, the relay's config file, checks), `relay.rs` (`--relay-only`),
+//! `load.rs` (`--client --clients N`).
 
 mod config;
+mod load;
 mod relay;
 
 #[path = "../common/identity.rs"]
@@ -41,6 +56,9 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_atomic_matchmaking::prelude::*;
+use bevy_atomic_matchmaking::transport::{
+    DEFAULT_TOKEN_VALIDITY, MatchmakingFailover, insert_client_with_failover,
+};
 
 use config::{Args, Mode};
 use identity::Identity;
@@ -66,10 +84,11 @@ fn main() {
         print!("{}", config::to_toml(&args.config));
         return;
     }
-    let code = match args.mode {
-        Mode::Together { clients } => together(&args, clients),
+    let code = match &args.mode {
+        Mode::Together { clients } => together(&args, *clients),
         Mode::Relay => relay::relay_only(&args),
-        Mode::Client { relay } => client_only(&args, relay),
+        Mode::Client { relays } => client_only(&args, relays),
+        Mode::Load { relays, clients } => load::load(&args, relays, *clients),
     };
     std::process::exit(code);
 }
@@ -95,16 +114,21 @@ fn relay_app(
     Ok((app, bound))
 }
 
+/// A client app for player `id`, connected to the first of `relays` and failing over
+/// between them (its token, when secure, valid for `valid_for`), searching `category`.
 fn client_app(
-    relay: SocketAddr,
+    relays: &[SocketAddr],
     id: u64,
     category: &str,
     identity: &Identity,
+    valid_for: Duration,
 ) -> std::io::Result<App> {
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins);
-    identity.insert_client(&mut app, relay, id, channel.dedicated_connection_config())?;
+    let config = channel.dedicated_connection_config();
+    let failover = identity.failover(relays, id, config, valid_for)?;
+    insert_client_with_failover(&mut app, failover)?;
     app.add_plugins(NegotiatedClientPlugin {
         channel,
         settings: NegotiatedClientSettings {
@@ -113,6 +137,7 @@ fn client_app(
             ..default()
         },
     });
+    app.add_systems(Update, move_on_when_the_relay_closes);
     // the plugin keeps the search until the relay welcomed us and the clock is synced
     app.world_mut().write_message(NegotiatedSearch {
         category: category.to_owned(),
@@ -120,6 +145,22 @@ fn client_app(
     app.finish(); // the loop drives it by update(): finish the plugins' set-up as run() would
     app.cleanup();
     Ok(app)
+}
+
+/// A relay that drains says so: move on to the next relay at once, instead of when it
+/// closes the connection (a client with one relay stays, so that a negotiation under way
+/// may still complete).
+fn move_on_when_the_relay_closes(
+    mut closing: MessageReader<NegotiatedRelayClosing>,
+    failover: Option<ResMut<MatchmakingFailover>>,
+) {
+    let elsewhere = closing.read().any(|c| c.retry_elsewhere);
+    if let Some(mut failover) = failover
+        && elsewhere
+        && failover.servers().len() > 1
+    {
+        failover.fail_over_now();
+    }
 }
 
 fn status(app: &App) -> &NegotiatedClientStatus {
@@ -150,6 +191,7 @@ fn together(args: &Args, n: usize) -> i32 {
     } else {
         Identity::in_memory()
     };
+    let identity = identity.with_token_timeout(args.client.token_timeout);
     let settings = args
         .config
         .relay
@@ -220,17 +262,19 @@ fn together(args: &Args, n: usize) -> i32 {
     if mutual { 0 } else { 1 }
 }
 
-/// One client: prints its match and exits 0, or gives up after the timeout.
-fn client_only(args: &Args, relay: SocketAddr) -> i32 {
+/// One client of `relays`, failing over between them: prints its match and exits 0, or
+/// gives up after the timeout (or once every relay refused it).
+fn client_only(args: &Args, relays: &[SocketAddr]) -> i32 {
     let identity = match args.identity.load("negotiated") {
-        Ok(identity) => identity,
+        Ok(identity) => identity.with_token_timeout(args.client.token_timeout),
         Err(e) => {
             eprintln!("negotiated: {e}");
             return 1;
         }
     };
     let id = fastrand::u64(1..u64::MAX);
-    let mut app = match client_app(relay, id, &args.category, &identity) {
+    let valid_for = args.timeout + DEFAULT_TOKEN_VALIDITY;
+    let mut app = match client_app(relays, id, &args.category, &identity, valid_for) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("negotiated: cannot start a client: {e}");
@@ -238,12 +282,13 @@ fn client_only(args: &Args, relay: SocketAddr) -> i32 {
         }
     };
     println!(
-        "client {id}: searching for \"{}\" through {relay}",
-        args.category
+        "client {id}: searching for \"{}\" through {}",
+        args.category,
+        list(relays)
     );
     let started = Instant::now();
     let mut errors_seen = 0;
-    let mut last_state = None;
+    let mut last = (None, 0);
     let mut connected_once = false;
     loop {
         app.update();
@@ -251,19 +296,14 @@ fn client_only(args: &Args, relay: SocketAddr) -> i32 {
             .world()
             .resource::<bevy_renet::RenetClient>()
             .is_connected();
-        let refused = netcode_gave_up(&app);
-        if !connected_once && (refused.is_some() || started.elapsed() > args.timeout) {
-            eprintln!("client {id}: {}", identity.refusal(relay, refused));
+        if !connected_once
+            && let Some(why) = refused_everywhere(&app, &identity, args.timeout, started)
+        {
+            eprintln!("client {id}: {why}");
             return 1;
         }
-        let state = *app.world().resource::<State<NegotiatedClientState>>().get();
-        if args.verbose && last_state != Some(state) {
-            println!(
-                "client {id}: [{:>5} ms] {state:?} (restarts so far: {})",
-                started.elapsed().as_millis(),
-                status(&app).restarts
-            );
-            last_state = Some(state);
+        if args.verbose {
+            print_changes(&app, id, started, &mut last);
         }
         let status = status(&app);
         if let Some(found) = &status.found {
@@ -280,13 +320,64 @@ fn client_only(args: &Args, relay: SocketAddr) -> i32 {
         if started.elapsed() > args.timeout {
             let state = *app.world().resource::<State<NegotiatedClientState>>().get();
             eprintln!(
-                "client {id}: no match after {:?} (state {state:?}); is a relay running at {relay} and another client searching?",
-                args.timeout
+                "client {id}: no match after {:?} (state {state:?}); is a relay running at {} and another client searching?",
+                args.timeout,
+                list(relays)
             );
             leave(&mut app);
             return 1;
         }
         std::thread::sleep(TICK);
+    }
+}
+
+/// Addresses as `--client` spells them.
+fn list(relays: &[SocketAddr]) -> String {
+    let relays: Vec<String> = relays.iter().map(ToString::to_string).collect();
+    relays.join(",")
+}
+
+/// For a client that never connected: why, once netcode gave up on the last relay of the
+/// first round (or the timeout passed).
+fn refused_everywhere(
+    app: &App,
+    identity: &Identity,
+    timeout: Duration,
+    started: Instant,
+) -> Option<String> {
+    let failover = app.world().get_resource::<MatchmakingFailover>()?;
+    let relay = failover.current_server()?;
+    let refused = netcode_gave_up(app);
+    let last = failover.failovers() as usize + 1 >= failover.servers().len();
+    ((refused.is_some() && last) || started.elapsed() > timeout)
+        .then(|| identity.refusal(relay, refused))
+}
+
+/// `--verbose`: prints each state change, and each failover.
+fn print_changes(
+    app: &App,
+    id: u64,
+    started: Instant,
+    last: &mut (Option<NegotiatedClientState>, u32),
+) {
+    let ms = started.elapsed().as_millis();
+    let state = *app.world().resource::<State<NegotiatedClientState>>().get();
+    if last.0 != Some(state) {
+        let restarts = status(app).restarts;
+        println!("client {id}: [{ms:>5} ms] {state:?} (restarts so far: {restarts})");
+        last.0 = Some(state);
+    }
+    if let Some(failover) = app.world().get_resource::<MatchmakingFailover>()
+        && failover.failovers() != last.1
+    {
+        last.1 = failover.failovers();
+        let to = failover
+            .current_server()
+            .map_or("-".into(), |a| a.to_string());
+        println!(
+            "client {id}: [{ms:>5} ms] failover {}: connecting to {to}",
+            last.1
+        );
     }
 }
 
@@ -297,19 +388,15 @@ fn netcode_gave_up(app: &App) -> Option<bevy_renet::netcode::NetcodeDisconnectRe
 
 /// Leaves politely: keeps the connection up briefly so our last facts (the accept, when
 /// we were the requester) reach the relay and are acknowledged, then closes it so the
-/// relay sees us go at once (netcode sends its disconnect packets on the next update).
+/// relay sees us go at once.
 fn leave(app: &mut App) {
     let until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < until {
         app.update();
         std::thread::sleep(TICK);
     }
-    if let Some(mut client) = app
-        .world_mut()
-        .get_resource_mut::<bevy_renet::RenetClient>()
-    {
-        client.disconnect();
-    }
+    // closed by the game: the failover stops too
+    bevy_atomic_matchmaking::transport::matchmaking_disconnect_now(app.world_mut());
     app.update();
 }
 
@@ -326,7 +413,8 @@ fn start_due_clients(
         && at <= elapsed
     {
         pending.remove(0);
-        let app = client_app(addr, id, &args.category, identity)
+        let valid_for = args.timeout + DEFAULT_TOKEN_VALIDITY;
+        let app = client_app(&[addr], id, &args.category, identity, valid_for)
             .map_err(|e| format!("client {id} cannot start: {e}"))?;
         clients.push((id, app));
     }

@@ -44,6 +44,7 @@ use bevy_renet::RenetClient;
 use bevy_renet::netcode::{ConnectToken, NetcodeClientPlugin, NetcodeClientTransport};
 use bevy_renet::renet::ConnectionConfig;
 
+use super::failover::{MatchmakingFailedOver, MatchmakingFailover, run_failover};
 use super::quiet::{
     MatchmakingAckPolicy, MatchmakingQuietClientPlugin, MatchmakingQuietClientTransport,
 };
@@ -55,6 +56,10 @@ use crate::shared::connect::{ClosedByGame, MatchmakingConnectTarget};
 /// with no address, a config that lacks the plugin's channel, no socket) is reported as the
 /// client plugins' `ConnectFailed` error; a connection that does not open is reported as
 /// usual.
+///
+/// It also ends a [`MatchmakingFailover`] the app had (the resource is removed, even if the
+/// request fails): the new connection does not fail over. To fail over, insert a new
+/// `MatchmakingFailover` instead, which connects itself.
 #[derive(Message, Debug, Clone)]
 pub struct MatchmakingConnect {
     /// Who the client is.
@@ -123,12 +128,14 @@ impl MatchmakingConnect {
 }
 
 /// Closes the client's connection (the server hears of it at once). The client plugins go
-/// back to `Disconnected` without a `Connection` error: the game asked for it.
+/// back to `Disconnected` without a `Connection` error: the game asked for it. It also stops
+/// a [`MatchmakingFailover`] (removed: no reconnection).
 #[derive(Message, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MatchmakingDisconnect;
 
-/// Carries out [`MatchmakingConnect`] and [`MatchmakingDisconnect`] in [`First`]. Added by
-/// both client plugins; adds renet_netcode's and the quiet client plugins (in
+/// Carries out [`MatchmakingConnect`] and [`MatchmakingDisconnect`] in [`First`], then runs
+/// the app's [`MatchmakingFailover`], if it has one (see [`super::failover`]). Added by both
+/// client plugins; adds renet_netcode's and the quiet client plugins (in
 /// [`Plugin::finish`], unless the game added them).
 pub struct MatchmakingConnectPlugin;
 
@@ -136,7 +143,16 @@ impl Plugin for MatchmakingConnectPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<MatchmakingConnect>()
             .add_message::<MatchmakingDisconnect>()
-            .add_systems(First, apply_connection_requests);
+            .add_message::<MatchmakingFailedOver>()
+            .add_systems(
+                First,
+                (
+                    apply_connection_requests,
+                    run_failover
+                        .after(apply_connection_requests)
+                        .after(bevy::time::TimeSystems),
+                ),
+            );
     }
 
     fn finish(&self, app: &mut App) {
@@ -170,6 +186,7 @@ fn apply_connection_requests(
 
 /// Opens the connection `request` asks for, replacing the app's.
 fn connect(world: &mut World, request: MatchmakingConnect) -> std::io::Result<()> {
+    world.remove_resource::<MatchmakingFailover>();
     let config = request.connection_config;
     super::record_config_in(world, &config)?;
     world.remove_resource::<ClosedByGame>();
@@ -218,7 +235,7 @@ fn connect(world: &mut World, request: MatchmakingConnect) -> std::io::Result<()
 /// Closes the client's connection at once, as [`MatchmakingDisconnect`] does at the next
 /// frame: for the frame the app exits in (a system in `Last` after the window closed), where a
 /// message would come too late. The resources stay, so the client plugins see a connection
-/// the client closed, not a lost one.
+/// the client closed, not a lost one; a [`MatchmakingFailover`] is removed.
 pub fn matchmaking_disconnect_now(world: &mut World) {
     close_client(world);
 }
@@ -226,6 +243,7 @@ pub fn matchmaking_disconnect_now(world: &mut World) {
 /// Closes the connection the app has, keeping its resources.
 fn close_client(world: &mut World) {
     world.insert_resource(ClosedByGame);
+    world.remove_resource::<MatchmakingFailover>();
     if let Some(mut transport) = world.get_resource_mut::<NetcodeClientTransport>() {
         transport.disconnect();
     }
@@ -238,7 +256,7 @@ fn close_client(world: &mut World) {
 }
 
 /// Tells the client plugins' games that a connect request failed.
-fn report_connect_failure(world: &mut World, message: String) {
+pub(super) fn report_connect_failure(world: &mut World, message: String) {
     warn!("matchmaking: {message}");
     #[cfg(feature = "client")]
     if world.contains_resource::<Messages<crate::atomic::client::AtomicClientError>>() {

@@ -31,6 +31,12 @@
 //! The examples stand in for the backend: they mint tokens from a key file that the
 //! `server`, `bots`, `lobby` and `negotiated` examples share (see `examples/README.md`).
 //!
+//! # Failover
+//!
+//! A client that knows several relays (or servers) connects with a [`MatchmakingFailover`]
+//! ([`insert_client_with_failover`]): when its connection is lost it connects to the next
+//! address of the list on its own (see [`failover`]).
+//!
 //! # Insecure connections
 //!
 //! [`insert_insecure_netcode_server`], [`insert_insecure_netcode_client`] and
@@ -38,6 +44,7 @@
 //! own id and anyone can connect as anyone. Use them for tests and local experiments only.
 
 mod connect;
+pub mod failover;
 mod key;
 pub mod quiet;
 mod tokens;
@@ -45,6 +52,11 @@ mod tokens;
 pub use connect::{
     MatchmakingClientAuthentication, MatchmakingClientTransportKind, MatchmakingConnect,
     MatchmakingConnectPlugin, MatchmakingDisconnect, matchmaking_disconnect_now,
+};
+pub use failover::{
+    DEFAULT_FAILOVER_MAX_RETRY_DELAY, DEFAULT_FAILOVER_RETRY_DELAY, MatchmakingFailedOver,
+    MatchmakingFailover, MatchmakingFailoverAuthentication, insert_client_with_failover,
+    insert_insecure_netcode_client_with_failover, insert_secure_netcode_client_with_failover,
 };
 pub use key::MatchmakingPrivateKey;
 pub use quiet::{

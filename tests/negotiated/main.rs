@@ -11,6 +11,7 @@ mod common;
 mod crowd;
 mod drain;
 mod expiry;
+mod failover;
 mod faults;
 mod forgery;
 mod mutual;
