@@ -40,6 +40,8 @@ pub mod prelude {
         AtomicServerSettings, AtomicServerState, AtomicServerStats, AtomicServerSystems,
         AtomicSettingsError,
     };
+    #[cfg(all(feature = "negotiated", feature = "redis"))]
+    pub use crate::negotiated::redis::NegotiatedRedisStore;
     #[cfg(feature = "negotiated")]
     pub use crate::negotiated::{
         channel::{DEFAULT_NEGOTIATED_CHANNEL_ID, NegotiatedChannel},

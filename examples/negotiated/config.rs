@@ -32,6 +32,12 @@ use crate::settings::{GateConfig, read_file};
 /// one-process mode finishes in a second or two.
 const DEFAULT_FRAME: Duration = Duration::from_secs(2);
 
+/// The key prefix of `--redis` unless `--redis-prefix`.
+const DEFAULT_REDIS_PREFIX: &str = "negotiated";
+
+/// The relay's name in a shared store unless `--relay-name`.
+const DEFAULT_RELAY_NAME: &str = "relay";
+
 /// The relay's address unless `--addr`.
 const DEFAULT_ADDR: &str = "127.0.0.1:5001";
 
@@ -124,6 +130,22 @@ pub struct Cli {
         value_name = "DIR"
     )]
     journal: Option<PathBuf>,
+    /// Share one fact store with the other relays on this Redis (redis://HOST:PORT): the
+    /// store decides every verdict, any relay serves any client, and clients fail over
+    /// between them (a --journal is then not used)
+    #[arg(
+        long,
+        help_heading = "Relay settings ([relay] in --config)",
+        value_name = "URL"
+    )]
+    redis: Option<String>,
+    /// With --redis: the key prefix the relays share
+    #[arg(long, help_heading = "Relay settings ([relay] in --config)", value_name = "PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
+    redis_prefix: String,
+    /// With --redis: this relay's name in the store's records of connections (a random
+    /// part is added per run)
+    #[arg(long, help_heading = "Relay settings ([relay] in --config)", value_name = "NAME", default_value = DEFAULT_RELAY_NAME)]
+    relay_name: String,
     /// Facts one connection may post into one frame (at least 1), not counting its rejects
     /// of bids and withdrawals of its bids
     #[arg(long, help_heading = "Relay limits ([relay.limits])", value_name = "N", default_value_t = defaults().limits.max_facts_per_frame)]
@@ -254,6 +276,11 @@ pub struct RelayConfig {
     /// The journal's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<PathBuf>,
+    /// The Redis of a fact store shared with other relays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    pub redis_prefix: String,
+    pub relay_name: String,
     pub limits: LimitsConfig,
     pub gate: GateConfig,
 }
@@ -288,6 +315,9 @@ impl Default for RelayConfig {
         Self {
             frame_duration: Seconds(DEFAULT_FRAME),
             journal: None,
+            redis: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.into(),
+            relay_name: DEFAULT_RELAY_NAME.into(),
             limits: LimitsConfig {
                 max_facts_per_frame: l.max_facts_per_frame,
                 max_facts: l.max_facts,
@@ -332,7 +362,10 @@ impl RelayConfig {
             gate: self.gate.policy(),
             epoch: None,
             journal,
-            shared: None,
+            shared: self
+                .redis
+                .as_ref()
+                .map(|url| NegotiatedSharedFacts::redis(url, &self.redis_prefix, &self.relay_name)),
         })
     }
 }
@@ -462,6 +495,9 @@ fn apply_flags(config: &mut Config, cli: &Cli, matches: &ArgMatches) {
         "drain_timeout" => config.drain_timeout, cli.drain_timeout;
         "frame" => relay.frame_duration, cli.frame;
         "journal" => relay.journal, cli.journal;
+        "redis" => relay.redis, cli.redis;
+        "redis_prefix" => relay.redis_prefix, cli.redis_prefix;
+        "relay_name" => relay.relay_name, cli.relay_name;
         "max_facts_per_frame" => relay.limits.max_facts_per_frame, cli.max_facts_per_frame;
         "max_facts" => relay.limits.max_facts, cli.max_facts;
         "max_departed" => relay.limits.max_departed, cli.max_departed;
@@ -481,6 +517,7 @@ fn apply_flags(config: &mut Config, cli: &Cli, matches: &ArgMatches) {
 fn check(config: &Config) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let relay = &config.relay;
+    check_redis(relay, &mut problems);
     if relay.frame_duration.0 < NEGOTIATED_MIN_FRAME {
         problems.push(format!(
             "--frame ([relay] frame_duration) {} s is below the minimum {} s",
@@ -536,6 +573,37 @@ fn check(config: &Config) -> Result<(), Vec<String>> {
     match problems.is_empty() {
         true => Ok(()),
         false => Err(problems),
+    }
+}
+
+/// `--redis`, `--redis-prefix` and `--relay-name`.
+fn check_redis(relay: &RelayConfig, problems: &mut Vec<String>) {
+    let name_ok = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if let Some(url) = &relay.redis {
+        if !url.starts_with("redis://") {
+            problems.push(format!(
+                "--redis ([relay] redis) {url:?} is not a redis://HOST:PORT URL"
+            ));
+        }
+        if relay.journal.is_some() {
+            problems.push(
+                "--journal and --redis: the shared store is the record; give one of them".into(),
+            );
+        }
+    }
+    for (flag, key, value) in [
+        ("--redis-prefix", "redis_prefix", &relay.redis_prefix),
+        ("--relay-name", "relay_name", &relay.relay_name),
+    ] {
+        if !name_ok(value) {
+            problems.push(format!(
+                "{flag} ([relay] {key}) {value:?} must be 1 to 64 letters, digits, - _ or ."
+            ));
+        }
     }
 }
 

@@ -28,7 +28,7 @@
 //!   with `--verbose`: a lost connection, a connection that never opened, a refused post),
 //!   `rounds_per_s` how many times a second every client app was updated.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,8 @@ struct Client {
     matches: u32,
     /// When the client searches again after its last match (`--rematch-after`).
     rematch_at: Option<Instant>,
+    /// When its current search started.
+    searched_at: Instant,
 }
 
 /// The run's counts, for the summary.
@@ -84,6 +86,8 @@ struct Totals {
     accepts: BTreeSet<String>,
     failovers: u64,
     errors: u64,
+    /// Errors by kind.
+    error_kinds: BTreeMap<String, u64>,
 }
 
 /// The load mode; returns the exit code.
@@ -115,6 +119,7 @@ pub fn load(args: &Args, relays: &[SocketAddr], n: usize) -> i32 {
                     category,
                     app,
                     search: 1,
+                    searched_at: Instant::now(),
                     matches: 0,
                     rematch_at: None,
                 });
@@ -152,6 +157,7 @@ fn run(args: &Args, clients: &mut [Client], run_for: Duration) -> (Totals, f64) 
             if client.rematch_at.is_some_and(|at| at <= Instant::now()) {
                 client.rematch_at = None;
                 client.search += 1;
+                client.searched_at = Instant::now();
                 client.app.world_mut().write_message(NegotiatedSearch {
                     category: client.category.clone(),
                 });
@@ -192,6 +198,10 @@ fn report(args: &Args, client: &mut Client, log: Log, t_ms: u64, totals: &mut To
     }
     for error in log.errors {
         totals.errors += 1;
+        *totals
+            .error_kinds
+            .entry(format!("{:?}", error.kind))
+            .or_default() += 1;
         if args.verbose {
             eprintln!("client {}: {:?}: {}", client.id, error.kind, error.message);
         }
@@ -215,7 +225,8 @@ fn print_match(
         let line = json!({"event": "matched", "client": found.me, "other": found.other,
             "category": found.category, "role": role, "request": found.request.to_string(),
             "bid": found.bid.to_string(), "accept": found.accept.to_string(),
-            "search": client.search, "relay": relay, "t_ms": t_ms});
+            "search": client.search, "relay": relay, "t_ms": t_ms,
+            "wait_ms": client.searched_at.elapsed().as_millis() as u64});
         println!("{line}");
     } else {
         println!(
@@ -231,7 +242,8 @@ fn print_summary(args: &Args, n: usize, totals: &Totals, never: usize, rounds_pe
     if args.client.json {
         let line = json!({"event": "summary", "clients": n, "matches": totals.matches,
             "pairs": totals.accepts.len(), "failovers": totals.failovers,
-            "never_matched": never, "errors": totals.errors, "rounds_per_s": rounds_per_s});
+            "never_matched": never, "errors": totals.errors, "errors_by_kind": totals.error_kinds,
+            "rounds_per_s": rounds_per_s});
         println!("{line}");
     } else {
         println!(

@@ -38,9 +38,14 @@ pub fn relay_only(args: &Args) -> i32 {
             eprintln!("negotiated: no Ctrl-C handler ({e}); stop with --run-for");
         }
     }
-    let journal = config.relay.journal.as_ref().map_or(String::new(), |dir| {
-        format!(", journal in {}", dir.display())
-    });
+    let journal = match (&config.relay.redis, &config.relay.journal) {
+        (Some(url), _) => format!(
+            ", facts shared on {url} (prefix {}) as {}",
+            config.relay.redis_prefix, config.relay.relay_name
+        ),
+        (None, Some(dir)) => format!(", journal in {}", dir.display()),
+        (None, None) => String::new(),
+    };
     println!(
         "relay on {addr} ({}), frames of {:?}{journal}; Ctrl-C to stop",
         identity.describe(Some(&identity_args.key_file)),
@@ -84,16 +89,46 @@ pub fn relay_only(args: &Args) -> i32 {
         }
         std::thread::sleep(TICK);
     }
+    println!("relay: final {}", final_stats(&relay, started.elapsed()));
     println!("relay: stopped");
     0
+}
+
+/// The relay's counters as one JSON object (the relay cluster test reads it).
+fn final_stats(relay: &App, ran: Duration) -> String {
+    let state = relay.world().resource::<NegotiatedRelayState>();
+    let stats = state.stats();
+    let shared = state.shared();
+    serde_json::json!({
+        "ran_s": ran.as_secs_f64(),
+        "facts_stored": stats.facts_stored,
+        "facts_duplicate": stats.facts_duplicate,
+        "facts_refused": stats.facts_refused,
+        "facts_sent": stats.facts_sent,
+        "facts_replicated": stats.facts_replicated,
+        "facts_unplaced": stats.facts_unplaced,
+        "store_round_trips": shared.map_or(0, |s| s.round_trips),
+        "log_resets": shared.map_or(0, |s| s.resets),
+    })
+    .to_string()
 }
 
 /// The periodic stats line.
 fn print_stats(relay: &App) {
     let state = relay.world().resource::<NegotiatedRelayState>();
     let stats = state.stats();
+    let shared = state.shared().map_or(String::new(), |s| {
+        let down = s
+            .unavailable
+            .as_deref()
+            .map_or(String::new(), |why| format!(", UNAVAILABLE: {why}"));
+        format!(
+            "; shared store: {} replicated, {} calls in flight, {} round trips{down}",
+            stats.facts_replicated, s.in_flight, s.round_trips
+        )
+    });
     println!(
-        "relay: {} clients, {} facts held, {} stored, {} sent, {} expired, {} refused",
+        "relay: {} clients, {} facts held, {} stored, {} sent, {} expired, {} refused{shared}",
         state.connected(),
         state.store().len(),
         stats.facts_stored,

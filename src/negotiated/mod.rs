@@ -15,6 +15,8 @@
 //! - Bevy: [`NegotiatedRelayPlugin`](relay::NegotiatedRelayPlugin) on the relay,
 //!   [`NegotiatedClientPlugin`](client::NegotiatedClientPlugin) in the game, both over
 //!   bevy_renet on the [`NegotiatedChannel`].
+//! - `redis::NegotiatedRedisStore` (feature `redis`): the fact store relays on several
+//!   machines share, every verdict decided in one Lua script.
 #![cfg_attr(
     feature = "testing",
     doc = "- [`testing`](crate::testing::negotiated): an in-process harness with manual time."
@@ -110,6 +112,8 @@
 pub mod channel;
 pub mod client;
 pub mod core;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod reflect;
 pub mod relay;
 

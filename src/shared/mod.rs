@@ -1,6 +1,7 @@
 //! What both modes share: the size-limited codec, the connection gate and strike counting,
 //! the player id and category names, the renet channel helper, the connection watch of the
-//! client plugins, the inbox of connections with news, and the wall clock.
+//! client plugins, the inbox of connections with news, the wall clock, and (feature `redis`)
+//! the blocking Redis connection both modes' Redis stores run their scripts through.
 //!
 //! [`codec`], [`gate`], [`guard`], [`player`] and [`clock`] are plain Rust with no engine in
 //! them; [`channel`], [`connect`], [`connection_config`], [`inbox`] and [`messages`] work with Bevy and renet. The
@@ -30,6 +31,8 @@ pub mod inbox;
 pub mod messages;
 pub mod player;
 pub mod plugins;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod reflect;
 // the server's and the relay's; a client-only build has neither
 #[cfg_attr(not(any(feature = "server", feature = "negotiated")), allow(dead_code))]

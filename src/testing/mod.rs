@@ -14,6 +14,8 @@
 //!   its guarantees checked at every step;
 //! - [`partitioned_store`]: a store a test can cut a node off from;
 //! - `redis_server` (feature `redis`): a throwaway `redis-server` for tests;
+//! - [`negotiated_shared_suite`]: the suite every negotiated shared store passes, and the
+//!   differential run of two stores (feature `negotiated`);
 //! - [`negotiated`]: [`NegotiatedTestHarness`](negotiated::NegotiatedTestHarness) and the
 //!   client clock skew (feature `negotiated`).
 
@@ -24,6 +26,8 @@ pub mod harness;
 pub mod local_link;
 #[cfg(feature = "negotiated")]
 pub mod negotiated;
+#[cfg(feature = "negotiated")]
+pub mod negotiated_shared_suite;
 pub mod partitioned_store;
 #[cfg(feature = "redis")]
 pub mod redis_server;

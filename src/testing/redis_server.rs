@@ -1,11 +1,13 @@
 //! A throwaway `redis-server` for tests (feature `redis`): started on a free loopback
-//! port with no persistence, stopped on drop.
+//! port with no persistence (or, [`TestRedis::start_persistent`], with an append-only file
+//! in a temporary directory), stopped on drop.
 //!
 //! [`TestRedis::start`] returns `None`, after printing why, when no `redis-server` is
 //! installed, so a test can skip on a machine without Redis; set
 //! `MATCHMAKING_REQUIRE_REDIS=1` (CI does) to make that a failure instead.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,17 @@ use crate::testing::store_suite::AtomicStoreUnderTest;
 pub struct TestRedis {
     child: Option<Child>,
     port: u16,
+    /// The persistence arguments it runs with.
+    persistence: Vec<String>,
+    /// Its data directory, removed on drop (persistent servers only).
+    dir: Option<PathBuf>,
+}
+
+/// No persistence: a restart is empty.
+fn no_persistence() -> Vec<String> {
+    ["--save", "", "--appendonly", "no"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn free_port() -> u16 {
@@ -28,14 +41,40 @@ impl TestRedis {
     /// Starts a server, or says why not and returns `None` (a panic instead when
     /// `MATCHMAKING_REQUIRE_REDIS` is set).
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, no_persistence(), None)
+    }
+
+    /// Like [`start`](Self::start), with every write on disk before its reply
+    /// (`appendonly yes`, `appendfsync always`, in a fresh temporary directory): a
+    /// [`restart`](Self::restart) keeps the data.
+    pub fn start_persistent(test: &str) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "matchmaking-redis-{}-{}-{}",
+            std::process::id(),
+            free_port(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the Redis data directory");
+        let persistence = vec![
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "yes".into(),
+            "--appendfsync".into(),
+            "always".into(),
+            "--dir".into(),
+            dir.to_string_lossy().into_owned(),
+        ];
+        let started = Self::start_with(test, persistence, Some(dir.clone()));
+        if started.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    fn start_with(test: &str, persistence: Vec<String>, dir: Option<PathBuf>) -> Option<Self> {
         let port = free_port();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
+        let child = match spawn(port, &persistence) {
             Ok(child) => child,
             Err(error) => {
                 let why = format!(
@@ -52,6 +91,8 @@ impl TestRedis {
         let server = Self {
             child: Some(child),
             port,
+            persistence,
+            dir,
         };
         server.wait_ready();
         Some(server)
@@ -80,7 +121,20 @@ impl TestRedis {
         AtomicRedisStore::open(&self.url(), prefix).expect("open the store")
     }
 
-    /// Kills the server (SIGKILL): everything it held is gone.
+    /// A negotiated shared store on it under `prefix` (feature `negotiated`).
+    #[cfg(feature = "negotiated")]
+    pub fn negotiated_store(
+        &self,
+        prefix: &str,
+        frames: crate::negotiated::core::frame::NegotiatedFrames,
+        limits: crate::negotiated::core::relay_core::NegotiatedRelayLimits,
+    ) -> crate::negotiated::redis::NegotiatedRedisStore {
+        crate::negotiated::redis::NegotiatedRedisStore::open(&self.url(), prefix, frames, limits)
+            .expect("open the negotiated store")
+    }
+
+    /// Kills the server (SIGKILL): everything it held in memory is gone (a
+    /// [persistent](Self::start_persistent) one keeps what it wrote).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -88,25 +142,33 @@ impl TestRedis {
         }
     }
 
-    /// Kills it and starts an empty one on the same port, as a Redis that restarted
-    /// without persistence.
+    /// Kills it and starts another on the same port: empty, as a Redis that restarted
+    /// without persistence, or with what it had written for a
+    /// [persistent](Self::start_persistent) one.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("restart redis-server");
+        let child = spawn(self.port, &self.persistence).expect("restart redis-server");
         self.child = Some(child);
         self.wait_ready();
     }
 }
 
+/// A `redis-server` on `127.0.0.1:port` with these persistence arguments.
+fn spawn(port: u16, persistence: &[String]) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(persistence)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 impl Drop for TestRedis {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

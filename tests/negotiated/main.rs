@@ -25,6 +25,7 @@ mod reflection;
 mod reject;
 mod relay_restart;
 mod setup_errors;
+mod shared_redis;
 mod shared_relays;
 mod sim;
 mod tie_break;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ::redis::{Client, Connection, Script};
+use ::redis::Script;
 
 use crate::atomic::core::store::{
     AtomicClaim, AtomicCommit, AtomicNodeLease, AtomicReaped, AtomicStore, AtomicStoreError,
@@ -11,6 +11,7 @@ use crate::atomic::core::store::{
     AtomicStoreSeat, AtomicStoreStats, AtomicStoreTicket,
 };
 use crate::shared::player::PlayerId;
+use crate::shared::redis::{RedisLink, RedisLinkError};
 
 const COMMON: &str = include_str!("lua/common.lua");
 
@@ -75,27 +76,28 @@ impl Scripts {
 /// `PREFIX:q:{CATEGORY}`. The scripts also touch the player and match records outside the
 /// tag, so they need one Redis (or one Redis Cluster slot for the whole prefix).
 pub struct AtomicRedisStore {
-    client: Client,
-    connection: Option<Connection>,
-    prefix: String,
-    timeout: Duration,
+    /// The connection; its calls are the scripts run (each one round trip), for the
+    /// figures of commands per match.
+    link: RedisLink,
     scripts: Scripts,
-    /// Scripts run (each one round trip), for the figures of commands per match.
-    calls: u64,
 }
 
 impl std::fmt::Debug for AtomicRedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AtomicRedisStore")
-            .field("prefix", &self.prefix)
-            .field("connected", &self.connection.is_some())
-            .field("calls", &self.calls)
+            .field("prefix", &self.link.prefix())
+            .field("connected", &self.link.is_connected())
+            .field("calls", &self.link.calls())
             .finish_non_exhaustive()
     }
 }
 
-fn unavailable(error: ::redis::RedisError) -> AtomicStoreError {
-    AtomicStoreError::Unavailable(error.to_string())
+/// A failed call as the store's error: only an unreachable Redis is unavailable.
+fn store_error(error: RedisLinkError) -> AtomicStoreError {
+    match error {
+        RedisLinkError::Unavailable(why) => AtomicStoreError::Unavailable(why),
+        RedisLinkError::Busy(why) | RedisLinkError::Corrupt(why) => AtomicStoreError::Corrupt(why),
+    }
 }
 
 fn corrupt(what: &str, reply: &[String]) -> AtomicStoreError {
@@ -115,49 +117,25 @@ impl AtomicRedisStore {
     /// A store on the Redis at `url` (`redis://host:port/db`), under `prefix`. Connects
     /// lazily: a Redis that is down makes the first call fail, not this one.
     pub fn open(url: &str, prefix: &str) -> Result<Self, AtomicStoreError> {
-        let client = Client::open(url).map_err(unavailable)?;
         Ok(Self {
-            client,
-            connection: None,
-            prefix: prefix.to_owned(),
-            timeout: Duration::from_millis(500),
+            link: RedisLink::open(url, prefix).map_err(store_error)?,
             scripts: Scripts::new(),
-            calls: 0,
         })
     }
 
     /// How long one call may wait for Redis (connect, read and write; default 500 ms).
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
-        self.connection = None;
+        self.link.set_timeout(timeout);
     }
 
     /// Scripts run so far (each one round trip to Redis).
     pub fn calls(&self) -> u64 {
-        self.calls
+        self.link.calls()
     }
 
     /// The key prefix.
     pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Connects if not connected.
-    fn connect(&mut self) -> Result<(), AtomicStoreError> {
-        if self.connection.is_none() {
-            let connection = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(unavailable)?;
-            connection
-                .set_read_timeout(Some(self.timeout))
-                .map_err(unavailable)?;
-            connection
-                .set_write_timeout(Some(self.timeout))
-                .map_err(unavailable)?;
-            self.connection = Some(connection);
-        }
-        Ok(())
+        self.link.prefix()
     }
 
     /// Runs a script with the prefix as its first argument, then `args`.
@@ -166,27 +144,10 @@ impl AtomicRedisStore {
         pick: fn(&Scripts) -> &Script,
         args: &[&str],
     ) -> Result<Vec<String>, AtomicStoreError> {
-        self.calls += 1;
-        self.connect()?;
-        let mut invocation = pick(&self.scripts).prepare_invoke();
-        invocation.arg(&self.prefix);
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        let connection = self.connection.as_mut().expect("connected above");
-        let result = invocation.invoke::<Vec<String>>(connection);
-        drop(invocation);
-        match result {
-            Ok(reply) => Ok(reply),
-            Err(error) => {
-                if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
-                    self.connection = None;
-                    Err(unavailable(error))
-                } else {
-                    Err(AtomicStoreError::Corrupt(error.to_string()))
-                }
-            }
-        }
+        let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+        self.link
+            .run(pick(&self.scripts), &[], &args)
+            .map_err(store_error)
     }
 
     /// Runs a write of `lease`'s node: [`AtomicStoreError::LeaseLost`] if the script says
@@ -498,7 +459,7 @@ impl AtomicStore for AtomicRedisStore {
     }
 
     fn round_trips(&self) -> u64 {
-        self.calls
+        self.link.calls()
     }
 
     fn coordinated_by(&mut self, node: &str) -> Result<Vec<u64>, AtomicStoreError> {

@@ -93,6 +93,20 @@ impl NegotiatedSharedFacts {
             relay_name: relay_name.into(),
         }
     }
+
+    /// The store on the Redis at `url` under the key prefix `prefix` (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis(
+        url: impl Into<String>,
+        prefix: impl Into<String>,
+        relay_name: impl Into<String>,
+    ) -> Self {
+        let (url, prefix) = (url.into(), prefix.into());
+        Self::thread(relay_name, move |frames, limits| {
+            crate::negotiated::redis::NegotiatedRedisStore::open(&url, &prefix, frames, limits)
+                .map(|store| Box::new(store) as Box<dyn NegotiatedSharedStore>)
+        })
+    }
 }
 
 /// Two handles are equal when they are the same store under the same name.

@@ -42,7 +42,7 @@ mod pump;
 #[cfg(test)]
 mod tests;
 
-pub use memory::NegotiatedMemorySharedStore;
+pub use memory::{NEGOTIATED_LOG_KEPT_FRAMES, NegotiatedMemorySharedStore};
 pub use pump::{NegotiatedSharedOp, NegotiatedSharedPump, NegotiatedSharedReply};
 
 /// A place in the shared log: entries are ordered by it (a Redis stream id: milliseconds,
