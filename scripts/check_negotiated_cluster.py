@@ -116,6 +116,7 @@ waits = sorted(e["wait_ms"] for seen in matches.values() for e in seen if "wait_
 stored = sum(f["facts_stored"] for f in finals.values())
 trips = sum(f["store_round_trips"] for f in finals.values())
 ran_s = max((f["ran_s"] for f in finals.values()), default=1.0)
+cpu_s = sum(f.get("cpu_s", 0.0) for f in finals.values())
 commands = 0
 for line in open(f"{out}/redis_commandstats.txt"):
     m = re.match(r"cmdstat_(\w+):calls=(\d+)", line)
@@ -131,7 +132,8 @@ print(f"negotiated cluster test: {len(relays)} relays: facts stored {stored} "
       f"({stored / ran_s:.0f}/s over {ran_s:.0f} s, relays that lived to the end), "
       f"time to match p50 {p50} ms p99 {p99} ms, "
       f"store round trips per pair {trips / max(pairs, 1):.1f}, "
-      f"Redis commands per pair {commands / max(pairs, 1):.1f} (since Redis last started)")
+      f"Redis commands per pair {commands / max(pairs, 1):.1f} (since Redis last started), "
+      f"relay process CPU per pair {1000 * cpu_s / max(pairs, 1):.2f} ms")
 print(f"negotiated cluster test: relays {finals}")
 print(f"negotiated cluster test: clients {json.dumps(summary)}")
 if errors:

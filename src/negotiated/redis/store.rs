@@ -314,10 +314,11 @@ impl NegotiatedSharedStore for NegotiatedRedisStore {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<NegotiatedLogEntry>, NegotiatedSharedStoreError> {
-        let entries = self.read_once(after, max)?;
-        if !entries.is_empty() || wait.is_zero() {
-            return Ok(entries);
+        if wait.is_zero() {
+            return self.read_once(after, max);
         }
+        // a relay with nothing to do waits here: one command per wait while the log is
+        // quiet, answered as soon as an entry comes
         let mut command = ::redis::cmd("XREAD");
         command
             .arg("COUNT")
