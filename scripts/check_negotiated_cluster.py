@@ -117,11 +117,13 @@ stored = sum(f["facts_stored"] for f in finals.values())
 trips = sum(f["store_round_trips"] for f in finals.values())
 ran_s = max((f["ran_s"] for f in finals.values()), default=1.0)
 cpu_s = sum(f.get("cpu_s", 0.0) for f in finals.values())
-commands = 0
+commands, scripts = 0, 0
 for line in open(f"{out}/redis_commandstats.txt"):
     m = re.match(r"cmdstat_(\w+):calls=(\d+)", line)
     if m and m.group(1) not in ("ping", "info", "scan", "pttl", "command", "hello", "client"):
         commands += int(m.group(2))
+        if m.group(1) in ("evalsha", "eval"):
+            scripts += int(m.group(2))
 p50 = statistics.median(waits) if waits else None
 p99 = waits[int(len(waits) * 0.99)] if waits else None
 print(f"negotiated cluster test: {pairs} mutual pairs ({len(matches)} matches seen), "
@@ -132,7 +134,8 @@ print(f"negotiated cluster test: {len(relays)} relays: facts stored {stored} "
       f"({stored / ran_s:.0f}/s over {ran_s:.0f} s, relays that lived to the end), "
       f"time to match p50 {p50} ms p99 {p99} ms, "
       f"store round trips per pair {trips / max(pairs, 1):.1f}, "
-      f"Redis commands per pair {commands / max(pairs, 1):.1f} (since Redis last started), "
+      f"scripts per pair {scripts / max(pairs, 1):.1f}, Redis commands executed per pair "
+      f"{commands / max(pairs, 1):.1f} (the scripts' own calls included; since Redis last started), "
       f"relay process CPU per pair {1000 * cpu_s / max(pairs, 1):.2f} ms")
 print(f"negotiated cluster test: relays {finals}")
 print(f"negotiated cluster test: clients {json.dumps(summary)}")
