@@ -20,8 +20,13 @@ duration=${3:-30}
 relays=${4:-3}
 case "$mode" in kill | redis-restart | steady) ;; *) echo "negotiated cluster test: mode kill, redis-restart or steady" >&2; exit 2 ;; esac
 [ "$mode" = kill ] && [ "$relays" -lt 2 ] && { echo "kill needs 2 relays or more" >&2; exit 2; }
+# a client that fails over is away for the token timeout (3 s) and a connect; an accept of
+# its bid stays readable for at least a frame minus the bid timeout (1 s) after it was
+# stored: the frame must be longer than both (see the README, "Failover rules")
+frame=6
 out="target/negotiated-cluster-test-$mode-$relays"
 rm -rf "$out" && mkdir -p "$out/redis"
+echo "$frame" >"$out/frame"
 say() { echo "negotiated cluster test ($mode, $relays relays): $*"; }
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -66,7 +71,7 @@ for name in "${names[@]:0:$relays}"; do
     port=$(free_port SOCK_DGRAM)
     addrs+=("127.0.0.1:$port")
     "$bin" --relay-only --redis "redis://127.0.0.1:$rport" --relay-name "$name" \
-        --addr "127.0.0.1:$port" --key-file "$key" --frame 2 --rate-limit 60 --rate-burst 120 \
+        --addr "127.0.0.1:$port" --key-file "$key" --frame "$frame" --rate-limit 60 --rate-burst 120 \
         --run-for $((duration + 60)) --drain-timeout 1 >"$out/$name.log" 2>&1 &
     relay_pid[$name]=$!
     pids+=("$!")
@@ -112,9 +117,10 @@ for name in "${names[@]:0:$relays}"; do
     wait "${relay_pid[$name]}" 2>/dev/null || true
 done
 # every key left under the prefix once the frames expired (a frame lives two frames after
-# it, the log four frame durations): poll up to 30 s, then record what is left, with TTLs
-for _ in $(seq 60); do
-    [ -z "$(redis-cli -p "$rport" --scan --pattern '*negotiated*' | head -1)" ] && break
+# it, the log four frame durations, its key five): poll up to six frames, then record what
+# is left, with TTLs
+for _ in $(seq $((frame * 12))); do
+    [ -z "$(redis-cli -p "$rport" --scan --pattern '*negotiated*' | grep -v ':conn:' | head -1)" ] && break
     sleep 0.5
 done
 redis-cli -p "$rport" --scan --pattern '*' | while read -r k; do

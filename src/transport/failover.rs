@@ -84,6 +84,11 @@
 //! likewise, reports the lost connection and is `Disconnected` until the next server
 //! welcomed it.
 //!
+//! A negotiated bidder away for longer than the relay's frame duration minus its bid
+//! timeout may come back to a store that dropped its request's frame, with an accept of its
+//! bid in it: keep the frame duration above the token's timeout plus the bid timeout plus a
+//! connect (the relay cluster test runs 6 s frames for a 3 s timeout and a 1 s bid timeout).
+//!
 //! # The token must stay valid
 //!
 //! A connect token can be used to open a connection only until it expires (the `valid_for`
