@@ -141,6 +141,11 @@ print(f"negotiated cluster test: {len(relays)} relays: facts stored {stored} "
       f"scripts per pair {scripts / max(pairs, 1):.1f}, Redis commands executed per pair "
       f"{commands / max(pairs, 1):.1f} (the scripts' own calls included; since Redis last started), "
       f"relay process CPU per pair {1000 * cpu_s / max(pairs, 1):.2f} ms")
+lags = {r: (f.get("replication_lag_ms_p50"), f.get("replication_lag_ms_p99"),
+             f.get("verdict_lag_ms_p50"), f.get("verdict_lag_ms_p99")) for r, f in finals.items()}
+print("negotiated cluster test: facts posted elsewhere reached each relay within (p50, p99 "
+      "bucket bounds, ms), and own posts had their verdicts within: "
+      + ", ".join(f"{r}: {a}/{b} and {c}/{d}" for r, (a, b, c, d) in lags.items()))
 print(f"negotiated cluster test: relays {finals}")
 print(f"negotiated cluster test: clients {json.dumps(summary)}")
 if errors:

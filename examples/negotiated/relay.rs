@@ -123,6 +123,10 @@ fn final_stats(relay: &App, ran: Duration) -> String {
         "store_round_trips": shared.map_or(0, |s| s.round_trips),
         "log_resets": shared.map_or(0, |s| s.resets),
         "cpu_s": process_cpu().as_secs_f64(),
+        "replication_lag_ms_p50": shared.and_then(|s| s.replication_lag.quantile_ms(0.5)),
+        "replication_lag_ms_p99": shared.and_then(|s| s.replication_lag.quantile_ms(0.99)),
+        "verdict_lag_ms_p50": shared.and_then(|s| s.verdict_lag.quantile_ms(0.5)),
+        "verdict_lag_ms_p99": shared.and_then(|s| s.verdict_lag.quantile_ms(0.99)),
     })
     .to_string()
 }

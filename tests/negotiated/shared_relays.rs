@@ -74,6 +74,10 @@ fn clients_of_two_relays_pair_through_the_shared_store() {
         store.with_authority(|core| core.stats().facts_stored),
         "every verdict came from the store, once"
     );
+    // relay 0 watched the others' requests and bids arrive; each relay its own verdicts
+    let status = |on| h.relay_state_of(on).unwrap().shared().unwrap().clone();
+    assert!(status(0).replication_lag.count() >= 2);
+    assert!(status(1).verdict_lag.count() >= 1 && status(2).verdict_lag.count() >= 1);
 }
 
 #[test]

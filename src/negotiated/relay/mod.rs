@@ -15,6 +15,7 @@
 
 mod connections;
 mod drain;
+mod lag;
 mod receive;
 mod settings;
 mod shared;
@@ -36,6 +37,7 @@ use crate::shared::inbox::MatchmakingInbox;
 use crate::shared::server_link::ServerLink;
 
 pub use drain::{NegotiatedRelayDrain, NegotiatedRelayDrainFinished};
+pub use lag::NegotiatedLagHistogram;
 pub use settings::NegotiatedRelaySettings;
 pub use shared::{
     NegotiatedSharedBackend, NegotiatedSharedFacts, NegotiatedSharedOpen, NegotiatedSharedStatus,

@@ -7,7 +7,7 @@
 //! on the network; the thread reconnects with backoff and keeps the calls in order while
 //! the store is unreachable).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -16,15 +16,18 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 
+use crate::negotiated::core::clock::as_us;
+use crate::negotiated::core::fact::{NegotiatedFact, NegotiatedFactId, NegotiatedSignedFact};
 use crate::negotiated::core::frame::NegotiatedFrames;
 use crate::negotiated::core::relay_core::{NegotiatedRelayCore, NegotiatedRelayLimits};
 use crate::negotiated::core::shared::{
-    NegotiatedConnection, NegotiatedMemorySharedStore, NegotiatedSharedOp, NegotiatedSharedPump,
-    NegotiatedSharedReply, NegotiatedSharedStore, NegotiatedSharedStoreError,
+    NegotiatedConnection, NegotiatedLogEvent, NegotiatedMemorySharedStore, NegotiatedSharedOp,
+    NegotiatedSharedPump, NegotiatedSharedReply, NegotiatedSharedStore, NegotiatedSharedStoreError,
 };
 use crate::shared::player::PlayerId;
 
 use super::NegotiatedRelayLink;
+use super::lag::NegotiatedLagHistogram;
 use super::state::NegotiatedRelayState;
 
 /// Opens a shared store, on the relay's thread, for this frame grid and these limits.
@@ -143,6 +146,12 @@ pub struct NegotiatedSharedStatus {
     pub round_trips: u64,
     /// Times the relay read the whole log again (it fell behind a trimmed log).
     pub resets: u64,
+    /// How long requests and bids posted through other relays took to reach this one:
+    /// from their creation (the poster's estimate of relay time) to this relay's frame
+    /// that forwards them.
+    pub replication_lag: NegotiatedLagHistogram,
+    /// The same for this relay's own posts: from their creation to their verdict.
+    pub verdict_lag: NegotiatedLagHistogram,
 }
 
 /// Where the calls go.
@@ -166,6 +175,8 @@ pub(super) struct SharedLink {
     open: HashMap<PlayerId, NegotiatedConnection>,
     /// Subscriptions that wait until the replica caught up.
     held: VecDeque<(PlayerId, String, Vec<u64>)>,
+    /// Posts of this relay's clients awaiting their verdicts.
+    posted: HashSet<NegotiatedFactId>,
 }
 
 impl fmt::Debug for SharedLink {
@@ -202,6 +213,7 @@ impl SharedLink {
             connections: 0,
             open: HashMap::new(),
             held: VecDeque::new(),
+            posted: HashSet::new(),
         }
     }
 
@@ -222,12 +234,9 @@ impl SharedLink {
     }
 
     /// A client posted `fact` at relay time `now`.
-    pub(super) fn post(
-        &mut self,
-        author: PlayerId,
-        fact: crate::negotiated::core::fact::NegotiatedFact,
-        now: Duration,
-    ) {
+    pub(super) fn post(&mut self, author: PlayerId, fact: NegotiatedFact, now: Duration) {
+        self.posted
+            .insert(NegotiatedSignedFact::new(author, fact.clone()).id());
         self.send(NegotiatedSharedOp::Post { author, fact, now });
     }
 
@@ -393,13 +402,15 @@ fn pump_thread(
 pub(super) fn exchange_shared(
     mut state: ResMut<NegotiatedRelayState>,
     mut link: NegotiatedRelayLink,
+    time: Res<Time<Real>>,
 ) {
+    let now_us = as_us(state.relay_time(time.elapsed()));
     let state = &mut *state;
     let Some(shared) = state.shared.as_mut() else {
         return;
     };
     for reply in shared.replies() {
-        apply_reply(shared, &mut state.core, &mut link, reply);
+        apply_reply(shared, &mut state.core, &mut link, reply, now_us);
     }
     if shared.status.caught_up {
         while let Some((client, category, frames)) = shared.held.pop_front() {
@@ -411,20 +422,43 @@ pub(super) fn exchange_shared(
     }
 }
 
+/// When a request or a bid was made (relay time, microseconds).
+fn created_us(fact: &NegotiatedFact) -> Option<u64> {
+    match fact {
+        NegotiatedFact::Request(r) => Some(r.created_us),
+        NegotiatedFact::Bid(b) => Some(b.created_us),
+        _ => None,
+    }
+}
+
 fn apply_reply(
     shared: &mut SharedLink,
     core: &mut NegotiatedRelayCore,
     link: &mut NegotiatedRelayLink,
     reply: NegotiatedSharedReply,
+    now_us: u64,
 ) {
     match reply {
-        NegotiatedSharedReply::Log(entry) => link.send_all(core.apply_log(&entry.event)),
+        NegotiatedSharedReply::Log(entry) => {
+            if let NegotiatedLogEvent::Stored(signed) = &entry.event
+                && !core.store().contains(signed.id())
+                && let Some(created_us) = created_us(&signed.fact)
+            {
+                let lag = now_us.saturating_sub(created_us) / 1000;
+                match shared.posted.contains(&signed.id()) {
+                    true => shared.status.verdict_lag.record(lag),
+                    false => shared.status.replication_lag.record(lag),
+                }
+            }
+            link.send_all(core.apply_log(&entry.event));
+        }
         NegotiatedSharedReply::Verdict {
             author,
             fact,
             verdict,
         } => {
             shared.status.in_flight = shared.status.in_flight.saturating_sub(1);
+            shared.posted.remove(&fact);
             link.send_all(core.apply_verdict(author, fact, &verdict));
         }
         NegotiatedSharedReply::Answered => {
