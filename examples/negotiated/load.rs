@@ -49,6 +49,8 @@ struct Log {
     found: Vec<(NegotiatedMatchFound, Option<SocketAddr>)>,
     failovers: Vec<MatchmakingFailedOver>,
     errors: Vec<NegotiatedClientError>,
+    /// Each welcome, with the relay that welcomed the client.
+    connected: Vec<Option<SocketAddr>>,
 }
 
 /// Notes this frame's matches (with the relay), failovers and errors.
@@ -58,8 +60,10 @@ fn record(
     mut found: MessageReader<NegotiatedMatchFound>,
     mut failovers: MessageReader<MatchmakingFailedOver>,
     mut errors: MessageReader<NegotiatedClientError>,
+    mut connected: MessageReader<NegotiatedConnected>,
 ) {
     let relay = target.map(|t| t.server);
+    log.connected.extend(connected.read().map(|_| relay));
     log.found.extend(found.read().map(|f| (f.clone(), relay)));
     log.failovers.extend(failovers.read().cloned());
     log.errors.extend(errors.read().cloned());
@@ -137,6 +141,9 @@ pub fn load(args: &Args, relays: &[SocketAddr], n: usize) -> i32 {
         args.client.token_timeout
     );
     let (totals, rounds_per_s) = run(args, &mut clients, run_for);
+    if args.client.json {
+        print_final_states(&clients);
+    }
     for client in &mut clients {
         matchmaking_disconnect_now(client.app.world_mut());
         client.app.update();
@@ -196,6 +203,14 @@ fn report(args: &Args, client: &mut Client, log: Log, t_ms: u64, totals: &mut To
             );
         }
     }
+    for relay in log.connected {
+        if args.client.json {
+            let relay = relay.map_or_else(String::new, |r| r.to_string());
+            let line = json!({"event": "connected", "client": client.id, "relay": relay,
+                "t_ms": t_ms});
+            println!("{line}");
+        }
+    }
     for error in log.errors {
         totals.errors += 1;
         *totals
@@ -232,6 +247,26 @@ fn print_match(
         println!(
             "[{t_ms:>6} ms] client {} ({role}, search {}) plays client {} in {} through {relay}; accept {}",
             found.me, client.search, found.other, found.category, found.accept
+        );
+    }
+}
+
+/// Where each client is at the end: `{"event":"final","client":..,"state":".."}`, the
+/// client plugin's state, or `Resting` between a match and the next search.
+fn print_final_states(clients: &[Client]) {
+    for client in clients {
+        let state = *client
+            .app
+            .world()
+            .resource::<State<NegotiatedClientState>>()
+            .get();
+        let state = match (state, client.rematch_at) {
+            (_, Some(_)) => "Resting".to_owned(),
+            (state, None) => format!("{state:?}"),
+        };
+        println!(
+            "{}",
+            json!({"event": "final", "client": client.id, "state": state, "search": client.search})
         );
     }
 }
