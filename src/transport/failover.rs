@@ -309,6 +309,21 @@ impl MatchmakingFailover {
         self.move_on = true;
     }
 
+    /// How long a connection may stay silent before this failover moves on: the connect
+    /// token's timeout (netcode's fixed 15 s for insecure connections; none for a token
+    /// whose timeout is disabled).
+    pub fn silence_timeout(&self) -> Option<Duration> {
+        match &self.authentication {
+            MatchmakingFailoverAuthentication::Secure(token) => {
+                u64::try_from(token.timeout_seconds)
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs)
+            }
+            MatchmakingFailoverAuthentication::Insecure { .. } => Some(Duration::from_secs(15)),
+        }
+    }
+
     /// The client authentication of an attempt on `server`.
     fn client_authentication(&self, server: SocketAddr) -> ClientAuthentication {
         match &self.authentication {

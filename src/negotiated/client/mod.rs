@@ -101,7 +101,8 @@ pub enum NegotiatedClientSystems {
     /// `PostUpdate`, before [`RenetSend`](bevy_renet::RenetSend): takes the requests the
     /// game wrote this frame (in any schedule before it), asks for the time, advances the
     /// machine, sends its messages so they leave in this frame's packets, writes the
-    /// reports and the state (game systems read them next frame).
+    /// reports and the state (game systems read them next frame); with a
+    /// `MatchmakingFailover`, warns once if the relay's frames are too short for a failover.
     Drive,
 }
 
@@ -190,6 +191,13 @@ impl Plugin for NegotiatedClientPlugin {
         .add_systems(
             PostUpdate,
             drive::drive.in_set(NegotiatedClientSystems::Drive),
+        );
+        #[cfg(feature = "transport")]
+        app.add_systems(
+            PostUpdate,
+            session::warn_frame_shorter_than_failover
+                .after(drive::drive)
+                .in_set(NegotiatedClientSystems::Drive),
         );
         #[cfg(feature = "transport")]
         if !app.is_plugin_added::<crate::transport::MatchmakingConnectPlugin>() {

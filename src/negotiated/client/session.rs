@@ -214,3 +214,69 @@ pub(super) fn check_config(
         errors.write(error);
     }
 }
+
+/// The margin [`warn_frame_shorter_than_failover`] wants beyond a failover and a bid timeout:
+/// a retry and a connect.
+#[cfg(feature = "transport")]
+pub(super) const FAILOVER_CONNECT_MARGIN: std::time::Duration =
+    std::time::Duration::from_millis(1_000);
+
+/// Warns once, when the relay welcomed us, if a failover between relays could outlast what
+/// the relays keep of an accept: a bidder away for longer than the frame duration minus the
+/// bid timeout may come back to a store that dropped its request's frame, with an accept of
+/// its bid in it. Returns the warning, for tests.
+#[cfg(feature = "transport")]
+pub(super) fn failover_frame_warning(
+    frame: std::time::Duration,
+    bid_timeout: std::time::Duration,
+    silence: std::time::Duration,
+) -> Option<String> {
+    let needed = silence + bid_timeout + FAILOVER_CONNECT_MARGIN;
+    (frame < needed).then(|| {
+        format!(
+            "the relay's frames of {frame:?} are shorter than a failover ({silence:?} of silence \
+             and a connect) plus the bid timeout ({bid_timeout:?}): a bidder that fails over may \
+             miss an accept of its bid; run frames of at least {needed:?}, or a shorter connect \
+             token timeout"
+        )
+    })
+}
+
+/// See [`failover_frame_warning`].
+#[cfg(feature = "transport")]
+pub(super) fn warn_frame_shorter_than_failover(
+    mut connected: MessageReader<super::messages::NegotiatedConnected>,
+    failover: Option<Res<crate::transport::MatchmakingFailover>>,
+    settings: Res<NegotiatedClientSettings>,
+    mut warned: Local<bool>,
+) {
+    let Some(welcome) = connected.read().last() else {
+        return;
+    };
+    let Some(silence) = failover.and_then(|f| f.silence_timeout()) else {
+        return;
+    };
+    if !*warned
+        && let Some(warning) =
+            failover_frame_warning(welcome.frame_duration, settings.bid_timeout, silence)
+    {
+        *warned = true;
+        warn!("negotiated matchmaking: {warning}");
+    }
+}
+
+#[cfg(all(test, feature = "transport"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::failover_frame_warning;
+
+    #[test]
+    fn frames_shorter_than_a_failover_and_a_bid_timeout_are_warned_about() {
+        let s = Duration::from_secs;
+        assert!(failover_frame_warning(s(2), s(1), s(3)).is_some());
+        assert!(failover_frame_warning(s(5), s(1), s(3)).is_none());
+        assert!(failover_frame_warning(s(60), s(3), s(15)).is_none());
+        assert!(failover_frame_warning(s(15), s(3), s(15)).is_some());
+    }
+}
