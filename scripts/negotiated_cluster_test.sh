@@ -29,19 +29,11 @@ rm -rf "$out" && mkdir -p "$out/redis"
 echo "$frame" >"$out/frame"
 say() { echo "negotiated cluster test ($mode, $relays relays): $*"; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    say "installing redis-server"
-    sudo=
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    timeout 900 $sudo apt-get update -qq
-    timeout 900 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends redis-server
-fi
+# shellcheck source=scripts/redis_common.sh
+. scripts/redis_common.sh
+install_redis
 cargo build --release --example negotiated
 bin="${CARGO_TARGET_DIR:-target}/release/examples/negotiated"
-free_port() {
-    python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.$1); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"
-}
 pids=()
 redis_pid=
 cleanup() {

@@ -16,10 +16,13 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use bevy_atomic_matchmaking::prelude::*;
 use bevy_atomic_matchmaking::testing::harness::finish_plugins;
+
+/// A relay with 10 s frames, checking tokens with the key given (or insecure).
+use crate::udp::relay_with as relay;
 use bevy_atomic_matchmaking::transport::{
     DEFAULT_FAILOVER_RETRY_DELAY, MatchmakingConnect, MatchmakingDisconnect, MatchmakingFailedOver,
     MatchmakingFailover, MatchmakingPrivateKey, MatchmakingTokenIssuer,
-    insert_client_with_failover, insert_insecure_netcode_server, insert_secure_netcode_server,
+    insert_client_with_failover,
 };
 
 const STEP: Duration = Duration::from_millis(10);
@@ -35,30 +38,6 @@ fn updates(d: Duration) -> usize {
 /// for the new connection and the welcome.
 fn failover_bound(timeout: Duration) -> usize {
     updates(timeout + DEFAULT_FAILOVER_RETRY_DELAY + Duration::from_millis(500))
-}
-
-/// A relay with 10 s frames, checking tokens with `key` (or insecure).
-fn relay(key: Option<&MatchmakingPrivateKey>) -> (App, SocketAddr) {
-    let channel = NegotiatedChannel::default();
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins)
-        .insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
-    let any = "127.0.0.1:0".parse().unwrap();
-    let config = channel.connection_config();
-    let addr = match key {
-        Some(key) => insert_secure_netcode_server(&mut app, any, 8, config, key),
-        None => insert_insecure_netcode_server(&mut app, any, 8, config),
-    }
-    .expect("bind a UDP port on 127.0.0.1");
-    app.add_plugins(NegotiatedRelayPlugin {
-        channel,
-        settings: NegotiatedRelaySettings {
-            frame_duration: Duration::from_secs(10),
-            ..default()
-        },
-    });
-    finish_plugins(&mut app);
-    (app, addr)
 }
 
 /// What a client saw, in order.

@@ -24,7 +24,7 @@ fn relay() -> (App, SocketAddr) {
 }
 
 /// A relay that checks connect tokens with `key`, or an insecure one.
-fn relay_with(key: Option<&MatchmakingPrivateKey>) -> (App, SocketAddr) {
+pub(crate) fn relay_with(key: Option<&MatchmakingPrivateKey>) -> (App, SocketAddr) {
     let channel = NegotiatedChannel::default();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)

@@ -441,11 +441,12 @@ fn apply_reply(
     match reply {
         NegotiatedSharedReply::Log(entry) => {
             if let NegotiatedLogEvent::Stored(signed) = &entry.event
-                && !core.store().contains(signed.id())
                 && let Some(created_us) = created_us(&signed.fact)
+                && let id = signed.id()
+                && !core.store().contains(id)
             {
                 let lag = now_us.saturating_sub(created_us) / 1000;
-                match shared.posted.contains(&signed.id()) {
+                match shared.posted.contains(&id) {
                     true => shared.status.verdict_lag.record(lag),
                     false => shared.status.replication_lag.record(lag),
                 }

@@ -115,6 +115,14 @@ impl NegotiatedMemorySharedStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// One call of the store: counted, and failed before it happens while unreachable.
+    fn call(&mut self) -> Result<MutexGuard<'_, Inner>, NegotiatedSharedStoreError> {
+        self.round_trips += 1;
+        let inner = self.lock();
+        inner.reach()?;
+        Ok(inner)
+    }
+
     /// Whether two handles are the same store.
     pub fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -154,9 +162,7 @@ impl NegotiatedSharedStore for NegotiatedMemorySharedStore {
         fact: &NegotiatedFact,
         now: Duration,
     ) -> Result<NegotiatedSharedVerdict, NegotiatedSharedStoreError> {
-        self.round_trips += 1;
-        let mut inner = self.lock();
-        inner.reach()?;
+        let mut inner = self.call()?;
         let signed = NegotiatedSignedFact::new(author, fact.clone());
         let verdict = match inner.authority.decide(&signed, now) {
             Ok(NegotiatedDecision::Added { .. }) => NegotiatedSharedVerdict::Stored(
@@ -174,9 +180,7 @@ impl NegotiatedSharedStore for NegotiatedMemorySharedStore {
         connection: &NegotiatedConnection,
         now: Duration,
     ) -> Result<NegotiatedLogPosition, NegotiatedSharedStoreError> {
-        self.round_trips += 1;
-        let mut inner = self.lock();
-        inner.reach()?;
+        let mut inner = self.call()?;
         if inner.latest.get(&player) == Some(&(connection.clone(), true)) {
             let end = inner.end();
             return inner.reply(end);
@@ -193,9 +197,7 @@ impl NegotiatedSharedStore for NegotiatedMemorySharedStore {
         connection: &NegotiatedConnection,
         now: Duration,
     ) -> Result<NegotiatedLogPosition, NegotiatedSharedStoreError> {
-        self.round_trips += 1;
-        let mut inner = self.lock();
-        inner.reach()?;
+        let mut inner = self.call()?;
         // a later connection's player did not depart; a closed one departed already
         if inner
             .latest
@@ -218,9 +220,7 @@ impl NegotiatedSharedStore for NegotiatedMemorySharedStore {
         max: usize,
         _wait: Duration,
     ) -> Result<Vec<NegotiatedLogEntry>, NegotiatedSharedStoreError> {
-        self.round_trips += 1;
-        let inner = self.lock();
-        inner.reach()?;
+        let inner = self.call()?;
         // from the start: whatever the log holds now
         if after != NegotiatedLogPosition::START && after.minor < inner.trimmed {
             return Err(NegotiatedSharedStoreError::Behind(after));
